@@ -1,0 +1,26 @@
+# flatnet — every target needs root (network namespaces); scripts/with-root re-runs through sudo.
+SHELL := /bin/bash
+VENV  := .venv
+WR    := scripts/with-root
+
+.PHONY: help setup demo test test-fast bench chaos clean
+help:
+	@echo "make demo   set up everything, then run the multi-node lab demo (flat vs overlay)"
+	@echo "make test   set up everything, then run the whole test suite"
+	@echo "make setup  only install (apt packages, .venv, /opt/cni/bin/flatnet)"
+	@echo "make clean  remove every lab namespace/process left behind, and .venv"
+
+setup:
+	@$(WR) scripts/setup.sh
+
+demo:
+	@$(WR) bash -c 'scripts/setup.sh && $(VENV)/bin/flatnet lab demo'
+
+test:
+	@$(WR) bash -c 'scripts/setup.sh && $(VENV)/bin/pytest tests'
+
+test-fast:
+	@$(WR) bash -c 'scripts/setup.sh && $(VENV)/bin/pytest tests/unit'
+
+clean:
+	@$(WR) bash -c '[ -x $(VENV)/bin/flatnet ] && $(VENV)/bin/flatnet lab down || true; rm -rf $(VENV)'

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Install everything flatnet needs on a fresh Debian 12 machine, idempotently:
+#   apt packages (kernel tools, podman, etcd, reference CNI plugins, traffic tools),
+#   a virtualenv in .venv with flatnet and its test dependencies,
+#   the CNI plugin executable in /opt/cni/bin/flatnet.
+# Fast when everything is already there (only missing apt packages are installed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+APT_PKGS=(iproute2 nftables iputils-ping iperf3 etcd-server etcd-client podman runc
+          containernetworking-plugins busybox-static redis-server redis-tools socat conntrack
+          util-linux netcat-openbsd python3-venv procps psmisc)
+
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> apt: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The Debian etcd-server package starts a system etcd on 2379; flatnet's tests and lab run
+# their own on free ports, so the system one is not needed (and must not hold the ports).
+if systemctl is-active --quiet etcd 2>/dev/null; then systemctl stop etcd || true; fi
+
+PY=${PYTHON:-python3}
+stamp=.venv/.flatnet-installed
+want=$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "==> venv: .venv (flatnet + test dependencies)"
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c 'import flatnet, pyroute2, httpx, rich, pytest, hypothesis' 
+  echo "$want" > "$stamp"
+fi
+
+# The CNI plugin: a thin executable the runtime (podman, containerd, kubelet) execs.
+# -I -S: isolated and no site import, for a fast start; the paths are put back explicitly.
+mkdir -p /opt/cni/bin
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+tmp=$(mktemp /opt/cni/bin/.flatnet.XXXXXX)
+cat > "$tmp" <<PLUGIN
+#!$ROOT/.venv/bin/python -IS
+import sys
+sys.path[:0] = ["$ROOT/src", "$site"]
+from flatnet.plugin import main
+main()
+PLUGIN
+chmod 0755 "$tmp"
+mv -f "$tmp" /opt/cni/bin/flatnet

@@ -1,0 +1,107 @@
+"""IPAM data types and the Store protocol (the contract every store implements).
+
+A Store is a small transactional key/value map with per-key versions, the model of
+etcd v3: ``txn`` applies puts/deletes only if every compare holds, atomically. The
+allocator (``flatnet.ipam.allocator``) is written once against this protocol, so
+SQLite, memory and etcd stores behave the same and pass one contract suite.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Iterable, Protocol, Sequence, runtime_checkable
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stored key. ``version`` starts at 1 on create and grows on every put."""
+
+    key: str
+    value: str
+    version: int
+
+
+@dataclass(frozen=True)
+class Compare:
+    """Holds when the key's current version equals ``version`` (0 means: key absent)."""
+
+    key: str
+    version: int
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Transactional KV. Raise ``flatnet.errors.StoreUnavailable`` when unreachable."""
+
+    def get(self, key: str) -> Entry | None: ...
+
+    def range(self, prefix: str, limit: int | None = None) -> list[Entry]:
+        """Entries whose key starts with ``prefix``, sorted by key, at most ``limit``."""
+        ...
+
+    def txn(
+        self,
+        compares: Sequence[Compare],
+        puts: dict[str, str] | None = None,
+        deletes: Iterable[str] = (),
+    ) -> bool:
+        """Atomically: if all compares hold, apply puts and deletes and return True."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """A pool of addresses: one subnet of one family, optionally narrowed to a range."""
+
+    name: str
+    subnet: IPNetwork
+    range_start: IPAddress | None = None
+    range_end: IPAddress | None = None
+    gateway: IPAddress | None = None
+    exclude: frozenset[IPAddress] = frozenset()
+    vlan: int | None = None
+    sticky: bool = False
+    # extra routes to install in the pod (destination, gateway-or-None)
+    routes: tuple[tuple[IPNetwork, IPAddress | None], ...] = ()
+
+    @property
+    def family(self) -> int:
+        return self.subnet.version
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who holds an address: the CNI attachment plus the pod identity when known."""
+
+    container_id: str
+    ifname: str
+    network: str = ""
+    pod_namespace: str | None = None
+    pod_name: str | None = None
+    node: str | None = None
+
+    @property
+    def pod(self) -> str | None:
+        if self.pod_namespace and self.pod_name:
+            return f"{self.pod_namespace}/{self.pod_name}"
+        return None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """An allocated address; ``address`` carries the pool's prefix length."""
+
+    pool: str
+    address: IPInterface
+    gateway: IPAddress | None
+    vlan: int | None
+    owner: Owner
+    sticky: bool = False
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
