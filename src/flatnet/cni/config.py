@@ -1,0 +1,261 @@
+"""Parse and validate a flatnet network configuration (the JSON on the plugin's stdin).
+
+Everything is checked before the agent touches IPAM or the kernel, so a bad config
+fails with code 7 and a message naming the field and the fix, never half-way through
+an ADD. Unknown top-level keys are allowed (CNI convention: runtimes and chained
+plugins add their own); flatnet's own ``ipam`` section is strict.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from flatnet.cni import _fields as f
+from flatnet.cni import version as _v
+from flatnet.cni.ipamconf import parse_ipam
+from flatnet.cni.runtimeconf import (RequestedIP, RuntimeConfig, ValidAttachment,
+                                     parse_args_cni, parse_runtime_config,
+                                     parse_valid_attachments)
+from flatnet.cni.types import DNS, Result
+from flatnet.errors import ConfigError, DecodeError
+from flatnet.ipam.api import IPAddress, IPNetwork, PoolSpec
+
+MODES = ("macvlan", "ipvlan", "bridge", "vxlan")
+DEFAULT_AGENT_SOCKET = "/run/flatnet/agent.sock"
+DEFAULT_BRIDGE = "fnbr0"
+_SUN_PATH_MAX = 107  # sockaddr_un.sun_path minus the terminating NUL
+
+
+@dataclass
+class NetConf:
+    """A validated network configuration. ``raw`` is the decoded JSON, untouched."""
+
+    cni_version: str
+    name: str
+    type: str
+    mode: str = "macvlan"
+    master: str | None = None
+    bridge: str | None = None
+    mtu: int | None = None
+    vlan: int | None = None
+    host_netns: str | None = None
+    agent_socket: str = DEFAULT_AGENT_SOCKET
+    mac: str | None = None
+    pools: list[PoolSpec] = field(default_factory=list)
+    store: dict[str, Any] = field(default_factory=dict)
+    dns: DNS = field(default_factory=DNS)
+    runtime_config: RuntimeConfig = field(default_factory=RuntimeConfig)
+    args_ips: list[RequestedIP] = field(default_factory=list)  # args.cni.ips
+    args_mac: str | None = None  # args.cni.mac
+    prev_result: Result | None = None
+    valid_attachments: list[ValidAttachment] | None = None  # GC only
+    # vxlan mode (None/defaults in the flat modes)
+    vni: int = 1
+    vxlan_port: int = 4789
+    cluster_subnet: IPNetwork | None = None
+    node_block_prefix: int | None = None
+    node_name: str | None = None
+    vtep_address: IPAddress | None = None
+    snat: bool = True
+    #: mode options for AttachSpec.options: vxlan settings and portMappings
+    options: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def requested_ips(self) -> list[RequestedIP]:
+        """Addresses asked for by runtimeConfig ``ips`` then ``args.cni.ips``, no repeats."""
+        out: list[RequestedIP] = []
+        for ip in [*self.runtime_config.ips, *self.args_ips]:
+            if ip not in out:
+                out.append(ip)
+        return out
+
+    @property
+    def requested_mac(self) -> str | None:
+        """runtimeConfig ``mac`` over ``args.cni.mac`` over the config's ``mac``."""
+        return self.runtime_config.mac or self.args_mac or self.mac
+
+
+def decode_json(data: bytes, what: str = "network configuration") -> Any:
+    """bytes -> JSON value, or DecodeError (code 6) with line and column."""
+    if isinstance(data, str):
+        text = data
+    else:
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DecodeError(f"{what} is not valid UTF-8 (bad byte at offset {exc.start})") \
+                from None
+    if not text.strip():
+        raise DecodeError(f"{what} is empty: the runtime must pass it as JSON on stdin")
+
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not valid JSON")
+
+    try:
+        return json.loads(text, parse_constant=no_constants)
+    except json.JSONDecodeError as exc:
+        raise DecodeError(f"{what} is not valid JSON: {exc.msg} "
+                          f"(line {exc.lineno}, column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:
+        raise DecodeError(f"{what} is not valid JSON: {exc}"[:300]) from None
+
+
+def config_version(conf: dict[str, Any]) -> str:
+    """The spec version a config speaks: ``cniVersion``, else best of ``cniVersions``."""
+    if "cniVersion" in conf and conf["cniVersion"] not in (None, ""):
+        return _v.check_supported(conf["cniVersion"])
+    if isinstance(conf.get("cniVersions"), list):
+        return _v.pick_conflist_version(conf["cniVersions"])
+    raise ConfigError(f"cniVersion is required: set it to one of "
+                      f"{', '.join(_v.SUPPORTED)} (e.g. \"{_v.LATEST}\")")
+
+
+def parse_netconf(stdin: bytes) -> NetConf:
+    """Decode and validate one plugin configuration (see module doc)."""
+    raw = decode_json(stdin)
+    if not isinstance(raw, dict):
+        raise DecodeError(f"network configuration must be a JSON object, "
+                          f"got a JSON {type(raw).__name__}")
+    version = config_version(raw)
+    name = f.string(raw.get("name"), "name", required=True, example="flat100")
+    assert name is not None
+    if not f.is_spec_id(name):
+        raise ConfigError(f"name {name!r} is not a valid network name: it must start with a "
+                          f"letter or digit, followed by letters, digits, '_', '.' or '-'")
+    ptype = f.string(raw.get("type"), "type", required=True, example="flatnet")
+    mode = f.string(raw.get("mode"), "mode", example="macvlan") or "macvlan"
+    if mode not in MODES:
+        raise ConfigError(f"mode {mode!r} is not supported; use one of: {', '.join(MODES)}")
+    master = f.ifname(raw.get("master"), "master", required=mode in ("macvlan", "ipvlan"))
+    bridge = (f.ifname(raw.get("bridge"), "bridge") or DEFAULT_BRIDGE) if mode == "bridge" else None
+    pools, store = parse_ipam(raw.get("ipam"), name, mode)
+    args_ips, args_mac = parse_args_cni(raw.get("args"))
+    prev = raw.get("prevResult")
+    conf = NetConf(
+        cni_version=version, name=name, type=str(ptype), mode=mode, master=master,
+        bridge=bridge,
+        mtu=f.integer(raw.get("mtu"), "mtu", 68, 65535),
+        vlan=f.integer(raw.get("vlan"), "vlan", 1, 4094),
+        host_netns=_netns(raw.get("hostNetns")),
+        agent_socket=_socket(raw.get("agentSocket")),
+        mac=f.mac(raw.get("mac"), "mac"),
+        pools=pools, store=store,
+        dns=DNS() if raw.get("dns") is None
+        else DNS.from_json(raw["dns"], "dns", ConfigError),
+        runtime_config=parse_runtime_config(raw.get("runtimeConfig")),
+        args_ips=args_ips, args_mac=args_mac,
+        prev_result=None if prev is None
+        else Result.from_json(prev, version, "prevResult", ConfigError),
+        valid_attachments=parse_valid_attachments(raw),
+        raw=raw,
+    )
+    if mode == "vxlan":
+        _vxlan(conf, raw)
+    conf.options["portMappings"] = [p.to_json() for p in conf.runtime_config.port_mappings]
+    return conf
+
+
+def _netns(raw: object) -> str | None:
+    text = f.string(raw, "hostNetns", example="fn-node1")
+    if text is None:
+        return None
+    if "/" in text:
+        if not text.startswith("/") or "\0" in text:
+            raise ConfigError(f"hostNetns {text!r} must be a netns name such as \"fn-node1\" "
+                              f"or an absolute path such as \"/run/netns/fn-node1\"")
+    elif text in (".", "..") or any(c.isspace() or not c.isprintable() for c in text):
+        raise ConfigError(f"hostNetns {text!r} is not a valid netns name; use a name such "
+                          f"as \"fn-node1\" or a path under /run/netns")
+    return text
+
+
+def _socket(raw: object) -> str:
+    text = f.string(raw, "agentSocket", example=DEFAULT_AGENT_SOCKET) or DEFAULT_AGENT_SOCKET
+    if not text.startswith("/"):
+        raise ConfigError(f"agentSocket {text!r} must be an absolute path, "
+                          f"e.g. {DEFAULT_AGENT_SOCKET!r}")
+    if len(text.encode()) > _SUN_PATH_MAX:
+        raise ConfigError(f"agentSocket is {len(text.encode())} bytes long; a unix socket "
+                          f"path must be at most {_SUN_PATH_MAX} bytes: use a shorter path")
+    return text
+
+
+def _vxlan(conf: NetConf, raw: dict[str, Any]) -> None:
+    """Fill the vxlan fields and mirror them into ``conf.options`` for the datapath."""
+    conf.vni = f.integer(raw.get("vni"), "vni", 1, 16777215, default=1) or 1
+    conf.vxlan_port = f.integer(raw.get("vxlanPort"), "vxlanPort", 1, 65535, 4789) or 4789
+    subnet = f.network(raw.get("clusterSubnet"), "clusterSubnet", required=True)
+    assert subnet is not None
+    conf.cluster_subnet = subnet
+    conf.node_block_prefix = _block_prefix(raw.get("nodeBlockPrefix"), subnet)
+    conf.node_name = f.string(raw.get("nodeName"), "nodeName", example="node1")
+    conf.vtep_address = f.address(raw.get("vtepAddress"), "vtepAddress")
+    conf.snat = f.boolean(raw.get("snat"), "snat", True)
+    conf.options.update({
+        "vni": conf.vni,
+        "port": conf.vxlan_port,
+        "vtep": str(conf.vtep_address) if conf.vtep_address else None,
+        "clusterSubnet": subnet.with_prefixlen,
+        "nodeBlockPrefix": conf.node_block_prefix,
+        "nodeName": conf.node_name,
+        "snat": conf.snat,
+    })
+
+
+def _block_prefix(raw: object, subnet: IPNetwork) -> int:
+    """Node block prefix: default /26 (v4) or /122 (v6); inside the cluster subnet."""
+    if isinstance(raw, str) and raw.lstrip("/").isdigit():
+        raw = int(raw.lstrip("/"))
+    top = subnet.max_prefixlen - 2  # a block needs room for a gateway and a pod
+    default = 26 if subnet.version == 4 else 122
+    value = f.integer(raw, "nodeBlockPrefix", 1, top, default)
+    assert value is not None
+    if value <= subnet.prefixlen:
+        raise ConfigError(f"nodeBlockPrefix /{value} must be longer than clusterSubnet "
+                          f"{subnet} so each node gets a block of it (e.g. "
+                          f"/{min(top, max(subnet.prefixlen + 1, default))})")
+    return value
+
+
+@dataclass
+class ConfList:
+    """A network configuration list, for tooling and tests that run a chain."""
+
+    name: str
+    cni_version: str
+    plugins: list[dict[str, Any]]
+    disable_check: bool = False
+    disable_gc: bool = False
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def plugin_config(self, index: int, prev_result: dict[str, Any] | None = None) -> dict:
+        """What a runtime feeds plugin ``index``: its object plus name/cniVersion/prevResult."""
+        conf = dict(self.plugins[index])
+        conf["name"] = self.name
+        conf["cniVersion"] = self.cni_version
+        if prev_result is not None:
+            conf["prevResult"] = prev_result
+        return conf
+
+
+def parse_conflist(data: bytes) -> ConfList:
+    raw = decode_json(data, "network configuration list")
+    if not isinstance(raw, dict):
+        raise DecodeError("network configuration list must be a JSON object")
+    version = config_version(raw)
+    name = f.string(raw.get("name"), "name", required=True, example="flat100")
+    assert name is not None
+    if not f.is_spec_id(name):
+        raise ConfigError(f"name {name!r} is not a valid network name: it must start with a "
+                          f"letter or digit, followed by letters, digits, '_', '.' or '-'")
+    plugins = f.array(raw.get("plugins"), "plugins")
+    if not plugins:
+        raise ConfigError('plugins is required: a non-empty array such as [{"type": "flatnet"}]')
+    for n, plugin in enumerate(plugins):
+        f.string(f.obj(plugin, f"plugins[{n}]").get("type"), f"plugins[{n}].type",
+                 required=True, example="flatnet")
+    return ConfList(name, version, [dict(p) for p in plugins],
+                    f.boolean(raw.get("disableCheck"), "disableCheck", False),
+                    f.boolean(raw.get("disableGC"), "disableGC", False), raw)

@@ -1,0 +1,167 @@
+"""The ``ipam`` section of a flatnet network configuration.
+
+``ipam`` is flatnet's own section, so it is read strictly: an unknown key is almost
+always a typo ("subnett", "rangestart") that would otherwise silently widen a pool,
+and the error suggests the intended key. Pools are tried in order at allocation time;
+several pools per family are allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from flatnet.cni import _fields as f
+from flatnet.errors import ConfigError
+from flatnet.ipam.api import IPAddress, IPNetwork, PoolSpec
+
+IPAM_KEYS = ("type", "pools", "store")
+POOL_KEYS = ("name", "subnet", "rangeStart", "rangeEnd", "gateway", "exclude", "vlan",
+             "sticky", "routes")
+ROUTE_KEYS = ("dst", "gw")
+STORE_KEYS = ("type", "path", "endpoints", "prefix")
+STORE_TYPES = ("sqlite", "etcd", "memory")
+DEFAULT_STORE: dict[str, Any] = {"type": "sqlite", "path": "/var/lib/flatnet/ipam.db"}
+
+
+def parse_ipam(raw: object, netname: str, mode: str) -> tuple[list[PoolSpec], dict[str, Any]]:
+    """Return (pools, store config). Pools may be omitted only in vxlan mode."""
+    section = f.obj({} if raw is None else raw, "ipam")
+    f.check_keys(section, IPAM_KEYS, "ipam")
+    f.string(section.get("type"), "ipam.type")
+    items = f.array(section.get("pools"), "ipam.pools")
+    if not items and mode != "vxlan":
+        raise ConfigError(
+            f"ipam.pools is required in {mode} mode: add at least one pool, e.g. "
+            '"ipam": {"pools": [{"subnet": "198.18.100.0/24", "gateway": "198.18.100.1"}]}'
+        )
+    pools = [_pool(item, f"ipam.pools[{n}]", netname) for n, item in enumerate(items)]
+    seen: set[str] = set()
+    for n, pool in enumerate(pools):
+        if pool.name in seen:
+            raise ConfigError(f"ipam.pools[{n}].name {pool.name!r} is used by an earlier pool; "
+                              f"pool names must be unique")
+        seen.add(pool.name)
+    return pools, _store(section.get("store"))
+
+
+def default_pool_name(netname: str, subnet: IPNetwork) -> str:
+    """``<network>-<subnet>`` with "/" made safe for keys and file names."""
+    return f"{netname}-{subnet.with_prefixlen}".replace("/", "_")
+
+
+def _pool(raw: object, where: str, netname: str) -> PoolSpec:
+    d = f.obj(raw, where)
+    f.check_keys(d, POOL_KEYS, where)
+    subnet = f.network(d.get("subnet"), f"{where}.subnet", required=True)
+    assert subnet is not None
+    name = f.string(d.get("name"), f"{where}.name") or default_pool_name(netname, subnet)
+    start = _host(d.get("rangeStart"), f"{where}.rangeStart", subnet)
+    end = _host(d.get("rangeEnd"), f"{where}.rangeEnd", subnet)
+    if start is not None and end is not None and start > end:
+        raise ConfigError(f"{where}.rangeStart {start} is after rangeEnd {end}; "
+                          f"swap them or fix the range")
+    gateway = _host(d.get("gateway"), f"{where}.gateway", subnet)
+    exclude = frozenset(
+        _host(x, f"{where}.exclude[{n}]", subnet, allow_edges=True)
+        for n, x in enumerate(f.array(d.get("exclude"), f"{where}.exclude"))
+    )
+    return PoolSpec(
+        name=name,
+        subnet=subnet,
+        range_start=start,
+        range_end=end,
+        gateway=gateway,
+        exclude=frozenset(x for x in exclude if x is not None),
+        vlan=f.integer(d.get("vlan"), f"{where}.vlan", 1, 4094),
+        sticky=f.boolean(d.get("sticky"), f"{where}.sticky", False),
+        routes=tuple(_route(r, f"{where}.routes[{n}]", subnet)
+                     for n, r in enumerate(f.array(d.get("routes"), f"{where}.routes"))),
+    )
+
+
+def _host(raw: object, where: str, subnet: IPNetwork,
+          allow_edges: bool = False) -> IPAddress | None:
+    """An address that must lie inside ``subnet`` (and not be its network/broadcast)."""
+    addr = f.address(raw, where)
+    if addr is None:
+        return None
+    if addr.version != subnet.version or addr not in subnet:
+        raise ConfigError(f"{where} {addr} is outside the pool's subnet {subnet}; "
+                          f"use an address inside it")
+    small = subnet.prefixlen >= subnet.max_prefixlen - 1  # /31, /32, /127, /128
+    if not allow_edges and not small:
+        if addr == subnet.network_address:
+            raise ConfigError(f"{where} {addr} is the network address of {subnet}; "
+                              f"use a host address such as {subnet.network_address + 1}")
+        if subnet.version == 4 and addr == subnet.broadcast_address:
+            raise ConfigError(f"{where} {addr} is the broadcast address of {subnet}; "
+                              f"use a host address such as {subnet.broadcast_address - 1}")
+    return addr
+
+
+def _route(raw: object, where: str, subnet: IPNetwork) -> tuple[IPNetwork, IPAddress | None]:
+    d = f.obj(raw, where)
+    f.check_keys(d, ROUTE_KEYS, where)
+    dst = f.network(d.get("dst"), f"{where}.dst", required=True)
+    assert dst is not None
+    gw = f.address(d.get("gw"), f"{where}.gw")
+    if dst.version != subnet.version:
+        raise ConfigError(f"{where}.dst {dst} is IPv{dst.version} but the pool's subnet "
+                          f"{subnet} is IPv{subnet.version}; put it in a pool of that family")
+    if gw is not None and gw.version != dst.version:
+        raise ConfigError(f"{where}.gw {gw} is not the same IP family as dst {dst}")
+    return dst, gw
+
+
+def _store(raw: object) -> dict[str, Any]:
+    if raw is None:
+        return dict(DEFAULT_STORE)
+    d = f.obj(raw, "ipam.store")
+    f.check_keys(d, STORE_KEYS, "ipam.store")
+    kind = f.string(d.get("type"), "ipam.store.type", example="sqlite") or "sqlite"
+    if kind not in STORE_TYPES:
+        raise ConfigError(f"ipam.store.type {kind!r} is not supported; "
+                          f"use one of: {', '.join(STORE_TYPES)}")
+    out: dict[str, Any] = {"type": kind}
+    if kind == "sqlite":
+        path = f.string(d.get("path"), "ipam.store.path", example=DEFAULT_STORE["path"])
+        out["path"] = path or DEFAULT_STORE["path"]
+        if not out["path"].startswith("/") and out["path"] != ":memory:":
+            raise ConfigError(f"ipam.store.path {out['path']!r} must be an absolute path, "
+                              f"e.g. {DEFAULT_STORE['path']!r}")
+    elif kind == "etcd":
+        endpoints = d.get("endpoints")
+        if isinstance(endpoints, str):
+            endpoints = [e for e in endpoints.split(",") if e]
+        items = f.array(endpoints, "ipam.store.endpoints")
+        if not items:
+            raise ConfigError('ipam.store.endpoints is required for an etcd store, e.g. '
+                              '["http://198.18.0.10:2379"]')
+        for n, url in enumerate(items):
+            text = f.string(url, f"ipam.store.endpoints[{n}]", required=True,
+                            example="http://198.18.0.10:2379")
+            if not str(text).startswith(("http://", "https://")):
+                raise ConfigError(f"ipam.store.endpoints[{n}] {text!r} must be a URL such "
+                                  f"as \"http://198.18.0.10:2379\"")
+        out["endpoints"] = list(items)
+    prefix = f.string(d.get("prefix"), "ipam.store.prefix", example="/flatnet/")
+    if prefix is not None:
+        out["prefix"] = prefix
+    return out
+
+
+def parse_ip_list(items: list[Any], where: str) -> list[ipaddress.IPv4Interface
+                                                       | ipaddress.IPv6Interface
+                                                       | IPAddress]:
+    """Requested addresses: "addr/prefix" (an interface) or "addr" (an address)."""
+    out: list[Any] = []
+    for n, item in enumerate(items):
+        text = f.string(item, f"{where}[{n}]", required=True, example="198.18.100.40/24")
+        try:
+            out.append(ipaddress.ip_interface(text) if "/" in str(text)
+                       else ipaddress.ip_address(text))
+        except ValueError:
+            raise ConfigError(f"{where}[{n}] must be an IP address, optionally with a "
+                              f"prefix, such as \"198.18.100.40/24\"; got {text!r}") from None
+    return out

@@ -1,0 +1,125 @@
+"""The verb dispatcher: env + stdin in, result or error JSON out, and an exit code.
+
+Like the reference pkg/skel, env, stdin, stdout and stderr are injected, so the same
+function serves the plugin executable, the agent's socket server (which replays a
+plugin's env and stdin) and the tests. Whatever happens, ``dispatch`` returns 0 or 1
+and leaves at most one JSON document on stdout: a runtime parses stdout, so a
+traceback there would be worse than useless.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from typing import Any, Mapping, Protocol, TextIO
+
+from flatnet import __version__
+from flatnet.cni import version as _v
+from flatnet.cni.config import parse_netconf
+from flatnet.cni.env import CmdArgs, parse_env
+from flatnet.cni.types import Result
+from flatnet.errors import INTERNAL, FlatnetError
+
+ABOUT = f"CNI flatnet plugin v{__version__}"
+
+
+class Handler(Protocol):
+    """What a plugin implements; each method raises FlatnetError on failure."""
+
+    def add(self, cmd: CmdArgs) -> Result: ...
+
+    def delete(self, cmd: CmdArgs) -> None: ...
+
+    def check(self, cmd: CmdArgs) -> None: ...
+
+    def gc(self, cmd: CmdArgs) -> None: ...
+
+    def status(self, cmd: CmdArgs) -> None: ...
+
+
+def dispatch(handler: Handler, env: Mapping[str, str], stdin: bytes, stdout: TextIO,
+             stderr: TextIO | None = None, about: str = ABOUT) -> int:
+    """Run one CNI invocation; return the process exit code (0 success, 1 error).
+
+    No CNI_COMMAND: print ``about`` and the supported versions to stderr and succeed
+    (as reference plugins do); with ``about=""`` that is an error (code 4) instead.
+    Traceback of unexpected exceptions goes to the file named by FLATNET_LOG in
+    ``env``, if set, never to stdout/stderr.
+    """
+    try:
+        return _dispatch(handler, env, stdin, stdout, stderr, about)
+    except Exception:  # last line of defence: the streams themselves failed
+        return 1
+
+
+def _dispatch(handler: Handler, env: Mapping[str, str], stdin: bytes, stdout: TextIO,
+              stderr: TextIO | None, about: str) -> int:
+    if not env.get("CNI_COMMAND") and about:
+        if stderr is not None:
+            stderr.write(f"{about}\nCNI protocol versions supported: "
+                         f"{', '.join(_v.SUPPORTED)}\n")
+        return 0
+    version = _sniff_version(stdin)
+    try:
+        cmd = parse_env(env)
+        if cmd.command == "VERSION":
+            _emit(stdout, {"cniVersion": version, "supportedVersions": list(_v.SUPPORTED)})
+            return 0
+        cmd.stdin = bytes(stdin)
+        cmd.conf = parse_netconf(cmd.stdin)
+        version = cmd.conf.cni_version
+        _v.require_verb(cmd.command, version)
+        if cmd.command == "ADD":
+            result = handler.add(cmd)
+            if not isinstance(result, Result):
+                raise TypeError(f"handler.add returned {type(result).__name__}, not a Result")
+            _emit(stdout, result.to_json(version))
+        else:
+            getattr(handler, _METHODS[cmd.command])(cmd)
+        return 0
+    except FlatnetError as exc:
+        _emit(stdout, exc.to_json(version))
+        return 1
+    except Exception as exc:  # a bug: still a valid CNI error, details to the log only
+        _log_traceback(env.get("FLATNET_LOG"), env.get("CNI_COMMAND", ""))
+        msg = f"internal error: {type(exc).__name__}: {exc}"
+        _emit(stdout, {"cniVersion": version, "code": INTERNAL, "msg": msg[:2000]})
+        return 1
+
+
+_METHODS = {"DEL": "delete", "CHECK": "check", "GC": "gc", "STATUS": "status"}
+
+
+def _sniff_version(stdin: bytes) -> str:
+    """The config's cniVersion if it is readable and supported, else the latest.
+
+    Errors found before the config is parsed (bad env) and VERSION answers should
+    still speak the caller's version when it told us one.
+    """
+    try:
+        data: Any = json.loads(bytes(stdin).decode("utf-8"))
+        candidate = data.get("cniVersion") if isinstance(data, dict) else None
+        if isinstance(candidate, str) and candidate in _v.SUPPORTED:
+            return candidate
+    except Exception:
+        pass
+    return _v.LATEST
+
+
+def _emit(stdout: TextIO, doc: dict[str, Any]) -> None:
+    stdout.write(json.dumps(doc, indent=2) + "\n")
+    stdout.flush()
+
+
+def _log_traceback(path: str | None, command: str) -> None:
+    """Append the current traceback to ``path``; a failing log must not fail the verb."""
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as log:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+            log.write(f"--- {stamp} flatnet CNI {command} internal error\n")
+            log.write(traceback.format_exc())
+    except Exception:
+        pass
