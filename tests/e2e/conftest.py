@@ -1,0 +1,165 @@
+"""Fixtures for the podman end-to-end test: a private podman, a flat segment, a conflist.
+
+Skips only when podman or runc is missing (or we are not root, which podman's CNI
+backend needs). Everything is created under one temp dir and in ``fne-*`` namespaces
+and removed at teardown, on failure too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from . import segment as seg_mod
+from .podmanctl import Podman, build_rootfs, containers_conf
+
+INSTALLED_PLUGIN = Path("/opt/cni/bin/flatnet")
+CNI_CACHE = Path("/var/lib/cni/results")
+BUSYBOX = ("/usr/bin/busybox", "/bin/busybox")
+
+
+@dataclass
+class Env:
+    """What a test needs: the podman, the network name, the segment and the IPAM db."""
+
+    podman: Podman
+    network: str
+    seg: seg_mod.Segment
+    rootfs: Path
+    token: str
+    db: Path
+    log: Path
+    tag: str
+
+    def plugin_log(self) -> str:
+        """The plugin's traceback log (FLATNET_LOG), for assertion messages."""
+        return self.log.read_text() if self.log.exists() else "(no plugin log)"
+
+
+def _require_tools() -> str:
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed (apt-get install podman)")
+    if shutil.which("runc") is None and not os.path.exists("/usr/sbin/runc"):
+        pytest.skip("runc is not installed (apt-get install runc); crun fails on setrlimit here")
+    if os.geteuid() != 0:
+        pytest.skip("podman's CNI backend and network namespaces need root")
+    busybox = next((b for b in BUSYBOX if os.path.exists(b)), None)
+    if busybox is None:
+        pytest.fail("no static busybox for the container rootfs: apt-get install busybox-static")
+    return busybox
+
+
+def _plugin_dir(work: Path) -> list[str]:
+    """Plugin search path: the installed /opt/cni/bin/flatnet if present, else a shim.
+
+    The shim is the 2-line launcher the Makefile installs, written into our temp dir
+    (not /opt) so the test changes nothing outside what it removes.
+    """
+    try:
+        import flatnet.plugin  # noqa: F401
+    except ImportError as exc:
+        pytest.fail(f"src/flatnet/plugin.py is not importable yet ({exc}); the e2e test needs it")
+    if INSTALLED_PLUGIN.exists():
+        return [str(INSTALLED_PLUGIN.parent), "/usr/lib/cni"]
+    bindir = work / "cni-bin"
+    bindir.mkdir()
+    shim = bindir / "flatnet"
+    shim.write_text(f"#!{sys.executable}\nfrom flatnet.plugin import main\nmain()\n")
+    shim.chmod(0o755)
+    return [str(bindir), "/usr/lib/cni"]
+
+
+def flatnet_conflist(network: str, seg: seg_mod.Segment, work: Path) -> dict:
+    """The network config podman loads: flat macvlan on the node netns's parent link."""
+    return {
+        "cniVersion": "1.0.0",
+        "name": network,
+        "plugins": [
+            {
+                "type": "flatnet",
+                "mode": "macvlan",
+                "master": seg.parent,
+                "hostNetns": seg.node,
+                "agentSocket": str(work / "no-agent.sock"),  # absent: plugin runs in-process
+                "ipam": {
+                    "pools": [
+                        {
+                            "name": f"{network}-v4",
+                            "subnet": str(seg_mod.SUBNET),
+                            "rangeStart": "198.18.100.50",
+                            "rangeEnd": "198.18.100.99",
+                            "gateway": "198.18.100.1",
+                            "sticky": True,
+                        }
+                    ],
+                    "store": {"type": "sqlite", "path": str(work / "ipam.db")},
+                },
+            }
+        ],
+    }
+
+
+@pytest.fixture
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("fne-podman")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def reference_podman(workdir: Path) -> Iterator[tuple[Podman, Path]]:
+    """A private podman with only the reference loopback plugin configured."""
+    busybox = _require_tools()
+    net_dir = workdir / "net.d"
+    net_dir.mkdir()
+    (net_dir / "fne-ref.conflist").write_text(
+        json.dumps({"cniVersion": "1.0.0", "name": "fne-ref", "plugins": [{"type": "loopback"}]})
+    )
+    conf = containers_conf(workdir / "containers.conf", net_dir, ["/usr/lib/cni"])
+    rootfs = build_rootfs(workdir / "rootfs", busybox, "ref")
+    podman = Podman(workdir, conf)
+    try:
+        yield podman, rootfs
+    finally:
+        podman.close()
+
+
+@pytest.fixture
+def flat(workdir: Path) -> Iterator[Env]:
+    """A private podman whose network ``fne-<tag>`` is flatnet on a namespaced segment."""
+    busybox = _require_tools()
+    plugin_dirs = _plugin_dir(workdir)
+    tag = secrets.token_hex(3)
+    network = f"fne-{tag}"
+    seg = seg_mod.build(tag)
+    podman: Podman | None = None
+    try:
+        net_dir = workdir / "net.d"
+        net_dir.mkdir()
+        (net_dir / f"{network}.conflist").write_text(
+            json.dumps(flatnet_conflist(network, seg, workdir), indent=2)
+        )
+        conf = containers_conf(workdir / "containers.conf", net_dir, plugin_dirs)
+        token = f"flatnet-e2e-{secrets.token_hex(8)}"
+        rootfs = build_rootfs(workdir / "rootfs", busybox, token)
+        log = workdir / "plugin.log"
+        # FLATNET_* reach the plugin: podman execs it with its own environment
+        plugin_env = {"FLATNET_LOG": str(log), "FLATNET_LOCK_DIR": str(workdir / "locks")}
+        podman = Podman(workdir, conf, env=plugin_env)
+        yield Env(podman, network, seg, rootfs, token, workdir / "ipam.db", log, tag)
+    finally:
+        if podman is not None:
+            podman.close()
+        for stale in CNI_CACHE.glob(f"{network}-*") if CNI_CACHE.is_dir() else ():
+            stale.unlink(missing_ok=True)
+        seg_mod.destroy(seg)
