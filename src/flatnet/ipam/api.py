@@ -28,10 +28,16 @@ class Entry:
 
 @dataclass(frozen=True)
 class Compare:
-    """Holds when the key's current version equals ``version`` (0 means: key absent)."""
+    """Holds when the key's current version equals ``version`` (0 means: key absent).
+
+    ``value``, when given, must also equal the key's current value. Versions restart
+    at 1 when a key is deleted and created again (etcd semantics), so a read-then-delete
+    compares the value too, to tell "the record I read" from "a new record, same version".
+    """
 
     key: str
     version: int
+    value: str | None = None
 
 
 @runtime_checkable

@@ -1,0 +1,224 @@
+"""Cluster IPAM: leases of pool addresses to CNI attachments, over any ``Store``.
+
+``Ipam`` is what the agent calls on ADD / DEL / GC. It hands out one address per
+address family (dual stack), tries pools of a family in order, honours requested and
+sticky addresses, and never leaves half an allocation behind. The store-level steps
+live in ``flatnet.ipam._ops``; the key layout in ``flatnet.ipam.records``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from typing import Sequence
+from urllib.parse import unquote
+
+from flatnet.errors import AddressUnavailable, ConfigError, EnvError, FlatnetError, PoolExhausted
+from flatnet.ipam import records as r
+from flatnet.ipam._ops import PoolOps
+from flatnet.ipam.api import Compare, IPAddress, Lease, Owner, PoolSpec, Store
+from flatnet.ipam.pool import PoolRange
+
+
+class Ipam:
+    """Allocate, look up and release leases; safe to use from many processes and nodes at once."""
+
+    def __init__(self, store: Store, attempts: int = 100, rng: random.Random | None = None) -> None:
+        self.store = store
+        self._ops = PoolOps(store, attempts=attempts, rng=rng)
+        self._ranges: dict[str, tuple[str, PoolRange]] = {}
+
+    # -- pool definitions ----------------------------------------------------
+    def _pool(self, spec: PoolSpec) -> PoolRange:
+        """Validate ``spec`` and make sure the store's definition agrees (once per process)."""
+        text = r.spec_to_json(spec)
+        cached = self._ranges.get(spec.name)
+        if cached and cached[0] == text:
+            return cached[1]
+        if not spec.name or not isinstance(spec.name, str):
+            raise ConfigError("ipam pool: 'name' must be a non-empty string; give every pool a name")
+        pr = PoolRange(spec)
+        key = r.pool_key(spec.name, "def")
+        for attempt in range(self._ops.attempts):
+            cur = self.store.get(key)
+            if cur is not None:
+                old = r.spec_from_json(cur.value)
+                if old.subnet != spec.subnet:
+                    raise ConfigError(
+                        f"ipam pool {spec.name!r}: subnet {spec.subnet} differs from the stored "
+                        f"subnet {old.subnet} of that pool; keep the subnet or use a new pool name",
+                    )
+                if cur.value == text or self.store.txn([Compare(key, cur.version)], {key: text}):
+                    break
+            elif self.store.txn([Compare(key, 0)], {key: text}):
+                break
+            self._ops._backoff(attempt)
+        self._ranges[spec.name] = (text, pr)
+        return pr
+
+    # -- allocate ------------------------------------------------------------
+    def allocate(
+        self, pools: Sequence[PoolSpec], owner: Owner, requested: Sequence[IPAddress] = ()
+    ) -> list[Lease]:
+        """One lease per family in ``pools``; all or nothing; repeat calls return the same leases."""
+        if not owner.container_id or not owner.ifname:
+            raise EnvError(
+                "ipam: container id and interface name are required (CNI_CONTAINERID, CNI_IFNAME)"
+            )
+        if not pools:
+            raise ConfigError("ipam: no pools configured; add at least one entry to 'pools'")
+        names = [p.name for p in pools]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"ipam: pool names must be unique, got {names}; rename the duplicates")
+        ranges = [self._pool(p) for p in pools]
+        families = list(dict.fromkeys(p.family for p in pools))
+        wanted: dict[int, IPAddress] = {}
+        for ip in requested:
+            ip = ipaddress.ip_address(ip)
+            if ip.version in wanted:
+                raise ConfigError(
+                    f"ipam: two requested IPv{ip.version} addresses ({wanted[ip.version]}, {ip}); "
+                    "request at most one per family"
+                )
+            if ip.version not in families:
+                raise AddressUnavailable(
+                    f"requested address {ip} is not available: no IPv{ip.version} pool is configured"
+                )
+            wanted[ip.version] = ip
+        held = {lease.pool: lease for lease in self.lookup(owner.container_id, owner.ifname)}
+        out: list[Lease] = []
+        fresh: list[Lease] = []
+        try:
+            for fam in families:
+                fam_ranges = [pr for pr in ranges if pr.spec.family == fam]
+                lease, new = self._allocate_family(fam_ranges, owner, wanted.get(fam), held)
+                out.append(lease)
+                if new:
+                    fresh.append(lease)
+        except BaseException:
+            self._rollback(fresh)
+            raise
+        return out
+
+    def _rollback(self, leases: list[Lease]) -> None:
+        """Undo this call's new leases; best effort (GC reclaims them if the store is down)."""
+        for lease in leases:
+            try:
+                self.release_address(lease.pool, lease.address.ip)
+            except FlatnetError:
+                pass
+
+    def _allocate_family(
+        self, ranges: list[PoolRange], owner: Owner, want: IPAddress | None, held: dict[str, Lease]
+    ) -> tuple[Lease, bool]:
+        for pr in ranges:
+            have = held.get(pr.spec.name)
+            if have is not None:
+                if want is not None and have.address.ip != want:
+                    raise AddressUnavailable(
+                        f"requested address {want} is not available: container "
+                        f"{owner.container_id} {owner.ifname} already holds {have.address.ip} "
+                        f"in pool {pr.spec.name!r}; DEL it first"
+                    )
+                return have, False
+        if want is not None:
+            for pr in ranges:
+                if pr.why_unusable(want) is None:
+                    return self._ops.claim(pr, want, owner, "requested address"), True
+            reasons = [pr.why_unusable(want) for pr in ranges if want in pr.spec.subnet]
+            raise AddressUnavailable(
+                f"requested address {want} is not available: "
+                + (reasons[0] if reasons else "it is outside every pool ("
+                   + ", ".join(f"{pr.spec.name}={pr.spec.subnet}" for pr in ranges) + ")")
+            )
+        sticky_absent: set[str] = set()
+        if owner.pod:
+            for pr in ranges:
+                if not pr.spec.sticky:
+                    continue
+                rec = self.store.get(r.sticky_key(pr.spec.name, owner.pod))
+                if rec is None:
+                    sticky_absent.add(pr.spec.name)
+                elif pr.usable(pr.offset(ipaddress.ip_address(rec.value))):
+                    return self._ops.claim(pr, ipaddress.ip_address(rec.value), owner, "sticky address"), True
+        for pr in ranges:
+            lease = self._ops.take_next(pr, owner, pr.spec.name in sticky_absent)
+            if lease is not None:
+                return lease, True
+        raise PoolExhausted(
+            "no free address: "
+            + "; ".join(f"pool {pr.spec.name!r} ({pr.spec.subnet}) has all {pr.total} usable "
+                        "addresses in use" for pr in ranges),
+            details="delete unused pods, run GC, or widen rangeStart/rangeEnd or add a pool",
+        )
+
+    # -- release and queries -------------------------------------------------
+    def release(self, container_id: str, ifname: str) -> list[Lease]:
+        """Release every lease of the attachment; nothing held is not an error (DEL is idempotent)."""
+        out = []
+        for entry in self.store.range(r.owner_prefix(container_id, ifname)):
+            lease = self._ops.release_record(entry.value)
+            if lease is not None:
+                out.append(lease)
+        return out
+
+    def release_address(self, pool: str, ip: IPAddress) -> Lease | None:
+        """Release whoever holds ``ip`` in ``pool`` (admin tool); None if nobody does."""
+        entry = self.store.get(r.ip_key(pool, ipaddress.ip_address(ip)))
+        if entry is None or r.is_reservation(entry.value):
+            return None
+        return self._ops.release_record(entry.value)
+
+    def lookup(self, container_id: str, ifname: str) -> list[Lease]:
+        return [r.lease_from_record(e.value) for e in self.store.range(r.owner_prefix(container_id, ifname))]
+
+    def leases(self, pool: str | None = None) -> list[Lease]:
+        """Live leases (sticky reservations excluded), of one pool or of all."""
+        if pool is None:
+            entries = self.store.range("owners/")
+        else:
+            entries = [e for e in self.store.range(r.pool_key(pool, "ips/")) if not r.is_reservation(e.value)]
+        return [r.lease_from_record(e.value) for e in entries]
+
+    def gc(self, network: str, valid: set[tuple[str, str]]) -> list[Lease]:
+        """Release leases of ``network`` whose (container_id, ifname) the runtime no longer has."""
+        out = []
+        for entry in self.store.range("owners/"):
+            lease = r.lease_from_record(entry.value)
+            if lease.owner.network != network or (lease.owner.container_id, lease.owner.ifname) in valid:
+                continue
+            done = self._ops.release_record(entry.value)
+            if done is not None:
+                out.append(done)
+        return out
+
+    def usage(self, pool: PoolSpec) -> tuple[int, int]:
+        """(addresses in use or reserved, usable addresses) of the pool as configured now."""
+        pr = PoolRange(pool)
+        used = 0
+        for e in self.store.range(r.pool_key(pool.name, "ips/")):
+            ip = ipaddress.ip_address(unquote(e.key.rsplit("/", 1)[1]))
+            used += ip.version == pool.family and pr.usable(pr.offset(ip))
+        return used, pr.total
+
+    def sticky(self, pool: str | PoolSpec) -> dict[str, IPAddress]:
+        """Pod ("namespace/name") -> remembered address, for a sticky pool."""
+        name = pool.name if isinstance(pool, PoolSpec) else pool
+        prefix = r.pool_key(name, "sticky/")
+        out = {}
+        for e in self.store.range(prefix):
+            ns, pod = e.key[len(prefix):].split("/", 1)
+            out[f"{unquote(ns)}/{unquote(pod)}"] = ipaddress.ip_address(e.value)
+        return out
+
+    def forget_sticky(self, pool: str | PoolSpec, pod: str) -> IPAddress | None:
+        """Stop keeping ``pod``'s address; a reserved one becomes reusable. Returns it, if any."""
+        name = pool.name if isinstance(pool, PoolSpec) else pool
+
+        def network_int() -> int:
+            d = self.store.get(r.pool_key(name, "def"))
+            if d is None:
+                raise ConfigError(f"ipam: pool {name!r} is unknown to the store; check the name")
+            return int(r.spec_from_json(d.value).subnet.network_address)
+
+        return self._ops.forget_sticky(name, pod, network_int)

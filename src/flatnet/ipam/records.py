@@ -1,0 +1,167 @@
+"""Key layout and JSON records of the IPAM data in a Store.
+
+Layout (relative to the store's own prefix)::
+
+    pools/<pool>/def              canonical JSON of the PoolSpec (subnet may never change)
+    pools/<pool>/state            {"cursor": next never-used offset, "seq": next FIFO number}
+    pools/<pool>/ips/<ip>         lease record, or {"reserved_for": pod} for a sticky hold
+    pools/<pool>/free/<seq:020d>  released address, oldest first (FIFO of reuse)
+    pools/<pool>/freeidx/<ip>     seq of that address in the FIFO (so a request can take it out)
+    pools/<pool>/sticky/<ns>/<n>  address remembered for a pod
+    owners/<container>/<ifname>/<pool>   the same lease record, indexed by attachment
+
+Path components are percent-quoted so a name with "/" cannot reach another key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+from flatnet.ipam.api import IPAddress, Lease, Owner, PoolSpec
+
+
+def q(part: str) -> str:
+    return quote(part, safe=":")
+
+
+def pool_key(pool: str, *rest: str) -> str:
+    return "/".join(["pools", q(pool), *rest])
+
+
+def ip_key(pool: str, ip: IPAddress) -> str:
+    return pool_key(pool, "ips", q(str(ip)))
+
+
+def free_key(pool: str, seq: int) -> str:
+    return pool_key(pool, "free", f"{seq:020d}")
+
+
+def freeidx_key(pool: str, ip: IPAddress) -> str:
+    return pool_key(pool, "freeidx", q(str(ip)))
+
+
+def sticky_key(pool: str, pod: str) -> str:
+    ns, _, name = pod.partition("/")
+    return pool_key(pool, "sticky", q(ns), q(name))
+
+
+def owner_prefix(container_id: str, ifname: str | None = None) -> str:
+    if ifname is None:
+        return f"owners/{q(container_id)}/"
+    return f"owners/{q(container_id)}/{q(ifname)}/"
+
+
+def owner_key(container_id: str, ifname: str, pool: str) -> str:
+    return owner_prefix(container_id, ifname) + q(pool)
+
+
+def dumps(obj: Any) -> str:
+    """Canonical JSON: equal data gives equal text, so specs compare as strings."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def spec_to_json(spec: PoolSpec) -> str:
+    return dumps(
+        {
+            "name": spec.name,
+            "subnet": str(spec.subnet),
+            "rangeStart": str(spec.range_start) if spec.range_start else None,
+            "rangeEnd": str(spec.range_end) if spec.range_end else None,
+            "gateway": str(spec.gateway) if spec.gateway else None,
+            "exclude": sorted(str(ip) for ip in spec.exclude),
+            "vlan": spec.vlan,
+            "sticky": spec.sticky,
+            "routes": [[str(d), str(g) if g else None] for d, g in spec.routes],
+        }
+    )
+
+
+def spec_from_json(text: str) -> PoolSpec:
+    d = json.loads(text)
+    ip = ipaddress.ip_address
+    return PoolSpec(
+        name=d["name"],
+        subnet=ipaddress.ip_network(d["subnet"]),
+        range_start=ip(d["rangeStart"]) if d.get("rangeStart") else None,
+        range_end=ip(d["rangeEnd"]) if d.get("rangeEnd") else None,
+        gateway=ip(d["gateway"]) if d.get("gateway") else None,
+        exclude=frozenset(ip(x) for x in d.get("exclude", ())),
+        vlan=d.get("vlan"),
+        sticky=bool(d.get("sticky")),
+        routes=tuple(
+            (ipaddress.ip_network(dst), ip(gw) if gw else None) for dst, gw in d.get("routes", ())
+        ),
+    )
+
+
+def lease_record(spec: PoolSpec, ip: IPAddress, owner: Owner, sticky: bool) -> str:
+    """The JSON kept under ips/<ip> and owners/...: enough to rebuild the Lease alone."""
+    return dumps(
+        {
+            "id": uuid.uuid4().hex,  # makes every record unique, for value compares
+            "pool": spec.name,
+            "ip": str(ip),
+            "prefix": spec.subnet.prefixlen,
+            "gateway": str(spec.gateway) if spec.gateway else None,
+            "vlan": spec.vlan,
+            "sticky": sticky,
+            "container_id": owner.container_id,
+            "ifname": owner.ifname,
+            "network": owner.network,
+            "pod_namespace": owner.pod_namespace,
+            "pod_name": owner.pod_name,
+            "node": owner.node,
+            "time": round(time.time(), 3),
+        }
+    )
+
+
+def reserved_record(pool: str, ip: IPAddress, pod: str) -> str:
+    return dumps({"pool": pool, "ip": str(ip), "reserved_for": pod, "time": round(time.time(), 3)})
+
+
+def lease_from_record(text: str) -> Lease:
+    d = json.loads(text)
+    owner = Owner(
+        container_id=d["container_id"],
+        ifname=d["ifname"],
+        network=d.get("network", ""),
+        pod_namespace=d.get("pod_namespace"),
+        pod_name=d.get("pod_name"),
+        node=d.get("node"),
+    )
+    return Lease(
+        pool=d["pool"],
+        address=ipaddress.ip_interface(f"{d['ip']}/{d['prefix']}"),
+        gateway=ipaddress.ip_address(d["gateway"]) if d.get("gateway") else None,
+        vlan=d.get("vlan"),
+        owner=owner,
+        sticky=bool(d.get("sticky")),
+        extra={"time": d.get("time"), "id": d.get("id")},
+    )
+
+
+def is_reservation(text: str) -> bool:
+    return "reserved_for" in json.loads(text)
+
+
+def describe_holder(text: str) -> str:
+    """Human words for whoever holds an ips/<ip> record (used in error messages)."""
+    d = json.loads(text)
+    if "reserved_for" in d:
+        return f"it is reserved (sticky) for pod {d['reserved_for']}"
+    who = f"container {d['container_id']} interface {d['ifname']}"
+    if d.get("pod_namespace") and d.get("pod_name"):
+        who += f" (pod {d['pod_namespace']}/{d['pod_name']})"
+    if d.get("node"):
+        who += f" on node {d['node']}"
+    return f"it is held by {who}"
+
+
+def state_of(text: str | None) -> dict[str, int]:
+    return json.loads(text) if text else {"cursor": 0, "seq": 0}

@@ -1,0 +1,159 @@
+"""Embedded store: one SQLite file shared by every process on a node.
+
+Several CNI invocations and the agent may allocate at once, each in its own process,
+so this relies on SQLite's file locking rather than on in-process locks: WAL mode
+(readers never block the writer), ``BEGIN IMMEDIATE`` (take the write lock before
+reading the compares, so check-and-apply is atomic across processes) and a busy
+timeout (wait for a concurrent writer instead of failing at once).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from flatnet.errors import IO_FAILURE, FlatnetError, StoreUnavailable
+from flatnet.ipam.api import Compare, Entry
+from flatnet.ipam.store._common import check_txn, compare_holds, prefix_upper
+
+DEFAULT_PATH = "/var/lib/flatnet/ipam.db"
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS kv ("
+    " key TEXT PRIMARY KEY, value TEXT NOT NULL, version INTEGER NOT NULL"
+    ") WITHOUT ROWID"
+)
+
+
+class SqliteStore:
+    """Store over a SQLite file; opened lazily, one connection per thread (and per process)."""
+
+    def __init__(self, path: str | os.PathLike[str] = DEFAULT_PATH, timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    # -- connection handling -------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():
+            # forked child: inherited connections belong to the parent, never reuse them
+            self._local = threading.local()
+            self._conns = []
+            self._pid = os.getpid()
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._open()
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(_SCHEMA)
+            return conn
+        except (sqlite3.Error, OSError) as exc:
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: Exception) -> FlatnetError:
+        text = str(exc)
+        if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+            return StoreUnavailable(
+                f"IPAM database {self.path} stayed locked for more than {self.timeout:g}s "
+                "(another process is writing); retry later",
+                details=text,
+            )
+        return FlatnetError(
+            f"IPAM database {self.path} cannot be used: {text}; check that the file is a "
+            "flatnet SQLite database and that its directory is writable by root",
+            details=type(exc).__name__,
+            code=IO_FAILURE,
+        )
+
+    # -- Store protocol ------------------------------------------------------
+    def get(self, key: str) -> Entry | None:
+        try:
+            row = self._conn().execute(
+                "SELECT value, version FROM kv WHERE key = ?", (key,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+        return Entry(key, row[0], row[1]) if row else None
+
+    def range(self, prefix: str, limit: int | None = None) -> list[Entry]:
+        if limit is not None and limit <= 0:
+            raise ValueError(f"range: limit must be positive or None, got {limit}")
+        upper = prefix_upper(prefix)
+        sql = "SELECT key, value, version FROM kv WHERE key >= ?"
+        args: list[object] = [prefix]
+        if upper is not None:
+            sql += " AND key < ?"
+            args.append(upper)
+        sql += " ORDER BY key"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        try:
+            rows = self._conn().execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+        return [Entry(k, v, ver) for k, v, ver in rows]
+
+    def txn(
+        self,
+        compares: Sequence[Compare],
+        puts: dict[str, str] | None = None,
+        deletes: Iterable[str] = (),
+    ) -> bool:
+        compares, puts, dels = check_txn(compares, puts, deletes)
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+        try:
+            for c in compares:
+                row = conn.execute(
+                    "SELECT value, version FROM kv WHERE key = ?", (c.key,)
+                ).fetchone()
+                if not compare_holds(c, (row[0], row[1]) if row else None):
+                    conn.execute("ROLLBACK")
+                    return False
+            conn.executemany(
+                "INSERT INTO kv(key, value, version) VALUES (?, ?, 1) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = kv.version + 1",
+                list(puts.items()),
+            )
+            conn.executemany("DELETE FROM kv WHERE key = ?", [(k,) for k in dels])
+            conn.execute("COMMIT")
+            return True
+        except sqlite3.Error as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise self._translate(exc) from exc
+
+    def close(self) -> None:
+        """Close every connection this object opened (in this process)."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()

@@ -1,0 +1,92 @@
+"""SQLite store specifics: many processes on one file, error mapping, open_store."""
+
+from __future__ import annotations
+
+import ipaddress
+import multiprocessing
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from flatnet.errors import ConfigError, FlatnetError, StoreUnavailable
+from flatnet.ipam import Ipam, Owner, PoolSpec, open_store
+from flatnet.ipam.store import EtcdStore, MemoryStore, SqliteStore
+
+POOL = PoolSpec("conc", ipaddress.ip_network("198.18.8.0/22"), gateway=ipaddress.ip_address("198.18.8.1"))
+
+
+def _worker(path: str, worker: int, count: int) -> list[str]:
+    """One 'CNI invocation process' allocating ``count`` addresses on the shared file."""
+    store = SqliteStore(path)
+    ipam = Ipam(store)
+    out = [str(ipam.allocate([POOL], Owner(f"w{worker}-{i}", "eth0", "n"))[0].address.ip)
+           for i in range(count)]
+    store.close()
+    return out
+
+
+def test_four_processes_allocate_400_distinct_addresses(tmp_path: Path) -> None:
+    db = str(tmp_path / "ipam.db")
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        results = pool.starmap_async(_worker, [(db, w, 100) for w in range(4)]).get(timeout=120)
+    flat = [a for part in results for a in part]
+    assert len(flat) == 400 and len(set(flat)) == 400
+    store = SqliteStore(db)
+    try:
+        leases = Ipam(store).leases("conc")
+        assert len(leases) == 400
+        assert {str(lease.address.ip) for lease in leases} == set(flat)
+    finally:
+        store.close()
+
+
+def test_database_locked_too_long_is_try_again_later(tmp_path: Path) -> None:
+    db = tmp_path / "ipam.db"
+    store = SqliteStore(db, timeout=0.2)
+    store.txn([], {"k": "v"})
+    blocker = sqlite3.connect(db, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreUnavailable) as info:
+            store.txn([], {"k": "w"})
+        assert info.value.code == 11 and str(db) in info.value.msg
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert store.txn([], {"k": "w"})  # usable again once the lock is gone
+    store.close()
+
+
+def test_unreadable_file_is_io_error_naming_the_path(tmp_path: Path) -> None:
+    bad = tmp_path / "junk.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    store = SqliteStore(bad)
+    with pytest.raises(FlatnetError) as info:
+        store.get("k")
+    assert info.value.code == 5 and str(bad) in info.value.msg
+
+
+def test_open_store_sqlite_creates_private_parent_dir(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "dir" / "ipam.db"
+    store = open_store({"type": "sqlite", "path": str(path)})
+    assert isinstance(store, SqliteStore)
+    assert not path.exists()  # opened lazily
+    store.txn([], {"a": "b"})
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    store.close()
+
+
+def test_open_store_types_and_errors() -> None:
+    assert isinstance(open_store({"type": "memory"}), MemoryStore)
+    etcd = open_store({"type": "etcd", "endpoints": ["http://127.0.0.1:2379"], "prefix": "/x/", "timeout": 1})
+    assert isinstance(etcd, EtcdStore) and etcd.prefix == "/x/" and etcd.timeout == 1.0
+    with pytest.raises(ConfigError, match="unknown 'type' 'redis'.*memory, sqlite, etcd"):
+        open_store({"type": "redis"})
+    with pytest.raises(ConfigError, match="endpoints"):
+        open_store({"type": "etcd", "endpoints": ["127.0.0.1:2379"]})
+    with pytest.raises(ConfigError, match="timeout"):
+        open_store({"type": "sqlite", "path": "/tmp/x.db", "timeout": -1})
