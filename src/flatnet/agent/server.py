@@ -1,0 +1,255 @@
+"""The agent's unix-socket server: one JSON request and one JSON response per connection.
+
+Request:  ``{"v": 1, "env": {"CNI_COMMAND": ..., ...}, "stdin": "<network config text>"}``
+          or ``{"v": 1, "op": "status"}`` for the metrics.
+Response: ``{"exit": 0|1, "stdout": "<exactly what the plugin must print>"}``.
+The client (``flatnet.plugin``) sends its request and shuts down its write side; the
+server reads to EOF (at most 1 MiB). Only root peers (SO_PEERCRED) are served: the agent
+plumbs kernel interfaces on behalf of whoever asks, so the socket is root's alone
+(mode 0600 in a 0700 directory as well).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import socket
+import socketserver
+import stat
+import struct
+import threading
+import time
+from typing import Any
+
+from flatnet.errors import AGENT_PROTOCOL, DECODE_FAILURE
+
+MAX_REQUEST = 1 << 20
+PROTOCOL_VERSION = 1
+log = logging.getLogger("flatnet.agent")
+
+
+class Metrics:
+    """Counters shown by ``{"op": "status"}``; guarded by a lock (many handler threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.started = time.time()
+        self.counts = {"adds": 0, "dels": 0, "checks": 0, "gcs": 0, "statuses": 0,
+                       "errors": 0, "in_flight": 0, "rejected": 0}
+
+    def bump(self, key: str, by: int = 1) -> None:
+        with self._lock:
+            self.counts[key] = self.counts.get(key, 0) + by
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {**self.counts, "uptime_s": round(time.time() - self.started, 3)}
+
+
+_VERB_KEY = {"ADD": "adds", "DEL": "dels", "CHECK": "checks", "GC": "gcs", "STATUS": "statuses"}
+
+
+def _error_response(code: int, msg: str) -> dict[str, Any]:
+    return {"exit": 1, "stdout": json.dumps({"cniVersion": "1.1.0", "code": code, "msg": msg})}
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: "AgentServer"
+
+    def handle(self) -> None:
+        conn: socket.socket = self.request
+        conn.settimeout(self.server.io_timeout)
+        try:
+            uid = peer_uid(conn)
+            if uid not in self.server.allowed_uids:
+                self.server.metrics.bump("rejected")
+                self._send(_error_response(AGENT_PROTOCOL, f"uid {uid} may not use the flatnet agent; run as root"))
+                return
+            response = self.server.handle_bytes(self._read())
+        except _TooLarge:
+            response = _error_response(AGENT_PROTOCOL, f"request larger than {MAX_REQUEST} bytes")
+        except (socket.timeout, TimeoutError):
+            response = _error_response(AGENT_PROTOCOL, "request not completed in time "
+                                       "(send one JSON object, then shut down the write side)")
+        except OSError:
+            return  # peer went away; nothing to answer
+        self._send(response)
+
+    def _read(self) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = self.request.recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > MAX_REQUEST:
+                raise _TooLarge()
+            chunks.append(chunk)
+
+    def _send(self, response: dict[str, Any]) -> None:
+        """Answer, then drain what the peer still sends (bounded).
+
+        Closing a socket with unread input makes the kernel send RST, which can destroy
+        the answer before the peer reads it — exactly when the answer is an error about
+        that input (too large, refused peer).
+        """
+        conn: socket.socket = self.request
+        try:
+            conn.sendall(json.dumps(response).encode() + b"\n")
+            conn.shutdown(socket.SHUT_WR)
+            conn.settimeout(2.0)
+            drained = 0
+            while drained < 8 * MAX_REQUEST:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                drained += len(chunk)
+        except OSError:
+            pass
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def peer_uid(conn: socket.socket) -> int:
+    """The connecting process's uid, from the kernel (SO_PEERCRED), not from the request."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid
+
+
+class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """Serves a ``Service`` on a unix socket; one thread per connection."""
+
+    daemon_threads = True
+    allow_reuse_address = False
+
+    def __init__(self, path: str, service: Any, allowed_uids: frozenset[int] = frozenset({0}),
+                 io_timeout: float = 10.0) -> None:
+        self.path = path
+        self.service = service
+        self.allowed_uids = allowed_uids
+        self.io_timeout = io_timeout
+        self.metrics = Metrics()
+        _prepare_path(path)
+        old_umask = os.umask(0o177)  # the socket is born 0600: no window where others connect
+        try:
+            super().__init__(path, _Handler)
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+
+    def handle_bytes(self, data: bytes) -> dict[str, Any]:
+        """Decode one request and answer it (also the unit of the protocol tests)."""
+        try:
+            req = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            return _error_response(DECODE_FAILURE, f"agent request is not JSON: {exc}")
+        if not isinstance(req, dict):
+            return _error_response(DECODE_FAILURE, "agent request must be a JSON object")
+        if req.get("v") != PROTOCOL_VERSION:
+            return _error_response(AGENT_PROTOCOL, f"agent protocol version {req.get('v')!r} is not "
+                                   f"supported (this agent speaks v{PROTOCOL_VERSION}); "
+                                   "update the plugin and the agent together")
+        if req.get("op") == "status":
+            return {"exit": 0, "stdout": json.dumps(self.metrics.snapshot()),
+                    "metrics": self.metrics.snapshot()}
+        env, stdin = req.get("env"), req.get("stdin", "")
+        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                for k, v in env.items()) or not isinstance(stdin, str):
+            return _error_response(DECODE_FAILURE, 'agent request needs "env" (object of strings) '
+                                   'and "stdin" (string)')
+        return self.run_cni(env, stdin.encode("utf-8"))
+
+    def run_cni(self, env: dict[str, str], stdin: bytes) -> dict[str, Any]:
+        from flatnet.cni import dispatch
+
+        verb = env.get("CNI_COMMAND", "")
+        out, err = io.StringIO(), io.StringIO()
+        self.metrics.bump("in_flight")
+        started = time.monotonic()
+        try:
+            code = dispatch(self.service, env, stdin, out, err)
+        finally:
+            self.metrics.bump("in_flight", -1)
+        self.metrics.bump(_VERB_KEY.get(verb, "other"))
+        if code != 0:
+            self.metrics.bump("errors")
+        log.info("%s", _log_line(env, code, out.getvalue(), time.monotonic() - started))
+        return {"exit": code, "stdout": out.getvalue()}
+
+    def server_close(self) -> None:
+        super().server_close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def _log_line(env: dict[str, str], code: int, stdout: str, elapsed: float) -> str:
+    """One line per request: verb, who, outcome (addresses or the error), time."""
+    who = f"{env.get('CNI_CONTAINERID', '-')[:12]}/{env.get('CNI_IFNAME', '-')}"
+    outcome = "ok"
+    try:
+        doc = json.loads(stdout) if stdout.strip() else {}
+        if code != 0:
+            outcome = f"error {doc.get('code')}: {doc.get('msg')}"
+        elif doc.get("ips"):
+            outcome = "ok " + ",".join(ip.get("address", "?") for ip in doc["ips"])
+    except ValueError:
+        outcome = f"exit {code}"
+    return f"{env.get('CNI_COMMAND', '?'):6} {who} -> {outcome} ({elapsed * 1000:.0f} ms)"
+
+
+def _prepare_path(path: str) -> None:
+    """Make the 0700 directory; replace a stale socket, refuse if an agent answers on it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        # only a directory we create is tightened: chmod-ing an existing one (say /tmp)
+        # would break its other users; the socket itself is 0600 and peers are checked
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise OSError(f"{path} exists and is not a socket; remove it or choose another --socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # nobody listening: left over from a crashed agent
+        return
+    finally:
+        probe.close()
+    raise OSError(f"another agent is already serving {path}; stop it or choose another --socket")
+
+
+def serve_until_signal(server: AgentServer) -> None:
+    """Serve in the foreground until SIGTERM/SIGINT; then stop, close stores, remove the socket.
+
+    ``shutdown()`` waits for ``serve_forever`` to return, so it cannot run on the serving
+    thread: the signal handler hands it to a helper thread.
+    """
+    import signal
+
+    def stop(signum: int, _frame: Any) -> None:
+        log.info("signal %d: shutting down", signum)
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.server_close()
+        close = getattr(server.service, "close", None)
+        if callable(close):
+            close()

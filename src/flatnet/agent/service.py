@@ -1,0 +1,257 @@
+"""The agent's CNI handler: ADD / DEL / CHECK / GC / STATUS over IPAM and a datapath.
+
+The same ``Service`` runs inside the agent daemon and, when no agent answers, inside the
+plugin process itself; per-container file locks (``agent.locks``) keep the two from
+racing. ADD is allocate → plumb → answer, and any failure after allocation undoes every
+step it did (newly allocated leases released, plumbing deleted) before the error leaves,
+so a failed ADD leaves nothing half-done. DEL is idempotent and never needs the netns.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import threading
+from typing import Any, Callable, Iterable
+
+from flatnet.agent.locks import DEFAULT_LOCK_DIR, ContainerLocks
+from flatnet.agent.spec import build_result, build_spec, requested_ips
+from flatnet.datapath.api import AttachSpec, Datapath
+from flatnet.errors import (
+    NOT_AVAILABLE,
+    STATE_MISMATCH,
+    ConfigError,
+    FlatnetError,
+)
+from flatnet.ipam.api import Lease, Owner, PoolSpec, Store
+
+
+def _default_store_factory(cfg: dict) -> Store:
+    from flatnet.ipam.store import open_store  # lazy: the plugin imports this only on fallback
+
+    return open_store(cfg)
+
+
+def _default_datapath_factory(mode: str) -> Datapath:
+    from flatnet.datapath import get_datapath
+
+    return get_datapath(mode)
+
+
+class Service:
+    """Implements the ``flatnet.cni.Handler`` protocol.
+
+    ``host_netns``: the node netns used when a config has no ``hostNetns`` (None: own).
+    ``node``: this node's name, recorded with every lease (default: the hostname).
+    ``default_store``: a store config used when a network config does not name one
+    explicitly (the agent's ``--store``); configs that set ``ipam.store`` win.
+    ``datapath_factory`` / ``store_factory``: injectable for tests (FakeDatapath, memory).
+    """
+
+    def __init__(
+        self,
+        *,
+        host_netns: str | None = None,
+        node: str | None = None,
+        default_store: dict | None = None,
+        lock_dir: str = DEFAULT_LOCK_DIR,
+        lock_timeout: float = 60.0,
+        datapath_factory: Callable[[str], Datapath] | None = None,
+        store_factory: Callable[[dict], Store] | None = None,
+    ) -> None:
+        self.host_netns = host_netns
+        self.node = node or socket.gethostname()
+        self.default_store = default_store
+        self.locks = ContainerLocks(lock_dir, lock_timeout)
+        self._datapath_factory = datapath_factory or _default_datapath_factory
+        self._store_factory = store_factory or _default_store_factory
+        self._stores: dict[str, tuple[Store, Any]] = {}
+        self._datapaths: dict[str, Datapath] = {}
+        self._cache_lock = threading.Lock()
+
+    # ---- resources, cached so a long-running agent opens each store once ----
+    def store_config(self, conf: Any) -> dict:
+        """The store for this network: explicit ``ipam.store`` > agent default > parser default."""
+        raw_ipam = (conf.raw or {}).get("ipam") if isinstance(conf.raw, dict) else None
+        explicit = isinstance(raw_ipam, dict) and "store" in raw_ipam
+        if not explicit and self.default_store is not None:
+            return dict(self.default_store)
+        return dict(conf.store or {"type": "sqlite", "path": "/var/lib/flatnet/ipam.db"})
+
+    def _open(self, conf: Any) -> tuple[Store, Any]:
+        """(store, Ipam) for this config's store, opened once per distinct store config."""
+        cfg = self.store_config(conf)
+        key = json.dumps(cfg, sort_keys=True, default=str)
+        with self._cache_lock:
+            pair = self._stores.get(key)
+            if pair is None:
+                from flatnet.ipam import Ipam
+
+                store = self._store_factory(cfg)
+                pair = (store, Ipam(store))
+                self._stores[key] = pair
+            return pair
+
+    def ipam(self, conf: Any) -> Any:
+        """The ``Ipam`` over this config's store."""
+        return self._open(conf)[1]
+
+    def datapath(self, mode: str) -> Datapath:
+        with self._cache_lock:
+            dp = self._datapaths.get(mode)
+            if dp is None:
+                dp = self._datapath_factory(mode)
+                self._datapaths[mode] = dp
+            return dp
+
+    def close(self) -> None:
+        """Close every cached store (agent shutdown)."""
+        with self._cache_lock:
+            for store, _ipam in self._stores.values():
+                try:
+                    store.close()
+                except Exception:  # noqa: BLE001 - closing is best effort
+                    pass
+            self._stores.clear()
+
+    # ---- helpers ----
+    def pools(self, conf: Any) -> list[PoolSpec]:
+        """The pools to allocate from; vxlan mode gets its node block from the overlay hook."""
+        if conf.mode == "vxlan":
+            return self._overlay_pools(conf)
+        if not conf.pools:
+            raise ConfigError("ipam.pools is empty", 'add e.g. "ipam": {"pools": [{"subnet": "198.18.100.0/24"}]}')
+        return list(conf.pools)
+
+    def _overlay_pools(self, conf: Any) -> list[PoolSpec]:
+        """HOOK for the overlay: the node's block of the cluster subnet as a pool.
+
+        To be filled with ``flatnet.ipam.blocks`` (ensure_block + block_pool) and node
+        registration; until then vxlan networks are refused with a clear error.
+        """
+        raise ConfigError("vxlan mode not available yet", "use mode macvlan or bridge for now")
+
+    def owner(self, cmd: Any) -> Owner:
+        args = cmd.args or {}
+        return Owner(
+            container_id=cmd.container_id,
+            ifname=cmd.ifname,
+            network=cmd.conf.name,
+            pod_namespace=args.get("K8S_POD_NAMESPACE") or None,
+            pod_name=args.get("K8S_POD_NAME") or None,
+            node=self.node,
+        )
+
+    def _spec(self, cmd: Any, leases: Iterable[Lease], pools: list[PoolSpec] | None = None) -> AttachSpec:
+        return build_spec(cmd, list(leases), pools or [], self.host_netns, self.node)
+
+    # ---- verbs ----
+    def add(self, cmd: Any) -> Any:
+        conf = cmd.conf
+        with self.locks.hold(cmd.container_id):
+            pools = self.pools(conf)
+            ipam = self.ipam(conf)
+            owner = self.owner(cmd)
+            held_before = {(l.pool, l.address) for l in ipam.lookup(cmd.container_id, cmd.ifname)}
+            leases = ipam.allocate(pools, owner, requested_ips(cmd))
+            plumbed: AttachSpec | None = None
+            dp: Datapath | None = None
+            try:
+                spec = self._spec(cmd, leases, pools)
+                dp = self.datapath(conf.mode)
+                attachment = dp.add(spec)  # undoes its own partial work when it raises
+                plumbed = spec
+                return build_result(spec, attachment, leases)
+            except BaseException:
+                if plumbed is not None and dp is not None:
+                    try:
+                        dp.delete(plumbed)
+                    except Exception:  # noqa: BLE001 - the original error matters more
+                        pass
+                # release only what this call allocated: a lease held before (ADD repeated
+                # on a live attachment) still belongs to that attachment
+                if not held_before:
+                    try:
+                        ipam.release(cmd.container_id, cmd.ifname)
+                    except Exception:  # noqa: BLE001
+                        pass
+                else:
+                    for lease in leases:
+                        if (lease.pool, lease.address) not in held_before:
+                            try:
+                                ipam.release_address(lease.pool, lease.address.ip)
+                            except Exception:  # noqa: BLE001
+                                pass
+                raise
+
+    def delete(self, cmd: Any) -> None:
+        conf = cmd.conf
+        with self.locks.hold(cmd.container_id, remove=True):
+            ipam = self.ipam(conf)
+            leases = ipam.lookup(cmd.container_id, cmd.ifname)
+            spec = self._spec(cmd, leases)
+            # a failure here keeps the leases: freeing an address still on an interface
+            # would hand it to a second pod; the runtime retries DEL
+            self.datapath(conf.mode).delete(spec)
+            ipam.release(cmd.container_id, cmd.ifname)
+
+    def check(self, cmd: Any) -> None:
+        conf = cmd.conf
+        prev = conf.prev_result
+        if prev is None:
+            raise ConfigError("CHECK needs prevResult in the network config",
+                              "the runtime must pass the result of ADD as prevResult")
+        with self.locks.hold(cmd.container_id):
+            leases = self.ipam(conf).lookup(cmd.container_id, cmd.ifname)
+            held = {l.address for l in leases}
+            want = {ipaddress.ip_interface(str(ip.address)) for ip in (prev.ips or [])}
+            if held != want:
+                raise FlatnetError(
+                    f"IPAM holds {sorted(map(str, held)) or 'nothing'} for {cmd.container_id}/"
+                    f"{cmd.ifname} but prevResult has {sorted(map(str, want)) or 'nothing'}",
+                    "DEL and ADD the container again", code=STATE_MISMATCH)
+            self.datapath(conf.mode).check(self._spec(cmd, leases))
+
+    def gc(self, cmd: Any) -> None:
+        conf = cmd.conf
+        valid = {(a.container_id, a.ifname) for a in (conf.valid_attachments or [])}
+        ipam = self.ipam(conf)
+        stale: dict[tuple[str, str], list[Lease]] = {}
+        for lease in ipam.leases():
+            key = (lease.owner.container_id, lease.owner.ifname)
+            if lease.owner.network == conf.name and key not in valid:
+                stale.setdefault(key, []).append(lease)
+        errors: list[str] = []
+        for (cid, ifname), leases in stale.items():
+            with self.locks.hold(cid):
+                spec = AttachSpec(container_id=cid, ifname=ifname, netns="", mode=conf.mode,
+                                  master=conf.master, bridge=conf.bridge, vlan=conf.vlan,
+                                  addresses=tuple(l.address for l in leases),
+                                  host_netns=conf.host_netns or self.host_netns,
+                                  options=dict(conf.options or {}))
+                try:
+                    self.datapath(conf.mode).delete(spec)
+                except FlatnetError as exc:
+                    errors.append(f"{cid}/{ifname}: {exc.msg}")
+                    continue
+                ipam.release(cid, ifname)
+        if errors:
+            raise FlatnetError(f"GC could not clean {len(errors)} attachment(s): " + "; ".join(errors[:5]),
+                               "see the agent log; GC will retry next time")
+
+    def status(self, cmd: Any) -> None:
+        conf = cmd.conf
+        try:
+            store, _ipam = self._open(conf)
+            store.get("status/probe")  # a cheap read proves the store answers
+            spec = AttachSpec(container_id="", ifname="", netns="", mode=conf.mode, master=conf.master,
+                              bridge=conf.bridge, vlan=conf.vlan, mtu=conf.mtu,
+                              host_netns=conf.host_netns or self.host_netns,
+                              options=dict(conf.options or {}))
+            self.datapath(conf.mode).status(spec)
+        except FlatnetError as exc:
+            raise FlatnetError(f"flatnet is not available: {exc.msg}", exc.details,
+                               code=NOT_AVAILABLE) from exc
+        except OSError as exc:
+            raise FlatnetError(f"flatnet is not available: {exc}", code=NOT_AVAILABLE) from exc

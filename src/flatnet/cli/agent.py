@@ -1,0 +1,63 @@
+"""``flatnet agent``: run the node agent in the foreground (systemd, the lab, by hand)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+
+from flatnet.cli.common import DEFAULT_SOCKET, parse_store_url, store_arg
+
+EPILOG = """\
+examples:
+  flatnet agent
+      serve /run/flatnet/agent.sock for this node; stores come from each network config
+  flatnet agent --netns fnlab-node1 --node node1 --socket /run/flatnet/lab/node1.sock \\
+                --store sqlite:/run/flatnet/lab/ipam.db
+      serve a lab node's netns from outside it, with a shared SQLite store
+  flatnet agent --store etcd:http://10.0.0.5:2379,http://10.0.0.6:2379
+      cluster-wide IPAM in etcd (for configs that do not name a store)
+
+The plugin (/opt/cni/bin/flatnet) finds the agent through the config's agentSocket,
+$FLATNET_AGENT_SOCKET or /run/flatnet/agent.sock; with no agent it works in-process.
+Stop with SIGTERM or Ctrl-C: the socket file is removed.
+"""
+
+
+def register(subparsers: "argparse._SubParsersAction") -> None:
+    p = subparsers.add_parser(
+        "agent", help="run the node agent (CNI service on a unix socket)",
+        description="Run the flatnet node agent in the foreground; one log line per request.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
+                   help="unix socket to serve (default: %(default)s)")
+    p.add_argument("--netns", default=None, metavar="NS",
+                   help="the node's network namespace (name or path) when a config has no "
+                        "hostNetns (default: the agent's own)")
+    p.add_argument("--node", default=socket.gethostname(), metavar="NAME",
+                   help="node name recorded with every lease (default: %(default)s)")
+    store_arg(p, default=None)
+    p.add_argument("--lock-dir", default="/run/flatnet/locks", metavar="DIR",
+                   help="per-container lock files, shared with the plugin (default: %(default)s)")
+    p.add_argument("--allow-uid", type=int, action="append", default=None, metavar="UID",
+                   help="also serve peers with this uid (default: root only)")
+    p.add_argument("-q", "--quiet", action="store_true", help="log errors only")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from flatnet.agent import AgentServer, Service, serve_until_signal
+
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    default_store = parse_store_url(args.store) if args.store else None
+    service = Service(host_netns=args.netns, node=args.node, default_store=default_store,
+                      lock_dir=args.lock_dir)
+    uids = frozenset({0, *(args.allow_uid or [])})
+    server = AgentServer(args.socket, service, allowed_uids=uids)
+    logging.getLogger("flatnet.agent").info(
+        "flatnet agent serving %s (node %s, netns %s, store %s)", args.socket, args.node,
+        args.netns or "own", args.store or "per network config")
+    serve_until_signal(server)
+    return 0

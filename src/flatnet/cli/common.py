@@ -1,0 +1,83 @@
+"""Helpers shared by the ``flatnet`` subcommands: store URLs, output, error handling.
+
+Every subcommand module exposes ``register(subparsers)`` and sets ``func=`` on its parser
+with a callable ``func(args) -> int``; ``flatnet.cli.main`` finds the modules and runs the
+chosen function through :func:`run_command`, which turns any error into one clear line on
+stderr and a non-zero exit (never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable
+
+from flatnet.errors import ConfigError, FlatnetError
+
+DEFAULT_STORE_PATH = "/var/lib/flatnet/ipam.db"
+DEFAULT_STORE_URL = f"sqlite:{DEFAULT_STORE_PATH}"
+DEFAULT_SOCKET = "/run/flatnet/agent.sock"
+
+STORE_HELP = (
+    "address store: sqlite:/path/to/ipam.db | etcd:http://host:port[,http://host2:port] "
+    "| memory (default: %(default)s)"
+)
+
+
+def parse_store_url(url: str) -> dict:
+    """Turn ``sqlite:/p`` / ``etcd:http://h:p[,..]`` / ``memory`` into an ``open_store`` config.
+
+    The URL form exists because a store is typed on command lines far more often than
+    edited in JSON; the dict form is what ``flatnet.ipam.store.open_store`` takes.
+    """
+    text = url.strip()
+    if text == "memory":
+        return {"type": "memory"}
+    kind, sep, rest = text.partition(":")
+    if sep and kind == "sqlite" and rest:
+        return {"type": "sqlite", "path": os.path.abspath(rest)}
+    if sep and kind == "etcd" and rest:
+        endpoints = [e.strip() for e in rest.split(",") if e.strip()]
+        bad = [e for e in endpoints if not e.startswith(("http://", "https://"))]
+        if endpoints and not bad:
+            return {"type": "etcd", "endpoints": endpoints}
+    raise ConfigError(
+        f"--store {url!r} is not a store URL",
+        "use sqlite:/var/lib/flatnet/ipam.db, etcd:http://127.0.0.1:2379 or memory",
+    )
+
+
+def store_arg(parser: argparse.ArgumentParser, default: str | None = DEFAULT_STORE_URL) -> None:
+    """Add the common ``--store`` option."""
+    parser.add_argument("--store", default=default, metavar="URL", help=STORE_HELP)
+
+
+def error_line(exc: BaseException) -> str:
+    """One human line for an error: message, then the fix when the error carries one."""
+    if isinstance(exc, FlatnetError):
+        line = f"error {exc.code}: {exc.msg}"
+        if exc.details:
+            line += f" ({exc.details})"
+        return line
+    if isinstance(exc, PermissionError):
+        return f"error: permission denied: {exc.filename or exc} (run as root)"
+    if isinstance(exc, OSError):
+        return f"error: {exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}"
+    return f"error: {type(exc).__name__}: {exc}"
+
+
+def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """Run a subcommand: errors become one line on stderr and exit code 1 (2 for usage)."""
+    try:
+        rc = func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except FlatnetError as exc:
+        print(f"flatnet: {error_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the CLI promises no tracebacks
+        print(f"flatnet: {error_line(exc)}", file=sys.stderr)
+        return 1
+    return int(rc or 0)
