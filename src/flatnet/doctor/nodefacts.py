@@ -1,0 +1,176 @@
+"""Gather what ``flatnet doctor node`` judges: probes, files, sysctls, tools, endpoints.
+
+Gathering is separate from judging (``flatnet.doctor.node``) so unit tests inject facts
+and only one integration test pays for real probes. Kernel probes go through
+``flatnet.datapath.probe`` (only the datapath talks to the kernel); everything here
+only reads files, looks up binaries or opens client connections.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import os
+import shutil
+import socket
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from flatnet.datapath.probe import ProbeResult
+
+KCONFIG = "/proc/config.gz"
+SYSCTLS = ("net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter")
+TOOLS = ("socat", "nsenter", "conntrack", "ip", "python3", "iperf3")
+
+
+@dataclass
+class CniFacts:
+    """What /etc/cni/net.d and /opt/cni/bin hold, as far as flatnet cares."""
+
+    conf_dir: str
+    bin_dir: str
+    files: list[str] = field(default_factory=list)  # sorted: the first one wins for kubelet
+    flatnet_files: list[str] = field(default_factory=list)
+    modes: list[str] = field(default_factory=list)
+    vlans: bool = False
+    store: dict[str, Any] | None = None
+    plugin_ok: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NodeFacts:
+    links: dict[str, ProbeResult] | None = None
+    probe_error: str = ""
+    kconfig: dict[str, str] | None = None
+    sysctls: dict[str, str | None] = field(default_factory=dict)
+    nft: ProbeResult | None = None
+    tools: dict[str, str | None] = field(default_factory=dict)
+    agent: tuple[str, str] = ("skipped", "")  # ok | absent | broken | skipped
+    store: tuple[str, str] = ("skipped", "")
+    cni: CniFacts | None = None
+    hostname: str = ""
+    node: dict[str, Any] | None = None  # the Node object for --node-json
+
+
+def read_kconfig(path: str = KCONFIG) -> dict[str, str] | None:
+    """CONFIG_X -> y|m|n ("n" for '# CONFIG_X is not set'); None when unreadable."""
+    try:
+        with gzip.open(path, "rt") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    out: dict[str, str] = {}
+    for line in lines:
+        if line.startswith("CONFIG_") and "=" in line:
+            k, _, v = line.partition("=")
+            out[k] = v
+        elif line.startswith("# CONFIG_") and line.endswith(" is not set"):
+            out[line[2:-len(" is not set")]] = "n"
+    return out
+
+
+def read_sysctl(name: str) -> str | None:
+    try:
+        with open("/proc/sys/" + name.replace(".", "/")) as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def scan_cni(conf_dir: str, bin_dir: str) -> CniFacts:
+    """Parse every config file; note flatnet plugins, their modes, VLANs and store."""
+    facts = CniFacts(conf_dir, bin_dir)
+    for ext in ("*.conf", "*.conflist", "*.json"):
+        facts.files.extend(glob.glob(os.path.join(conf_dir, ext)))
+    facts.files.sort()
+    for path in facts.files:
+        try:
+            with open(path) as fh:
+                doc = json.load(fh)
+        except (OSError, ValueError) as exc:
+            facts.errors.append(f"{path}: {exc}")
+            continue
+        plugins = doc.get("plugins") if isinstance(doc.get("plugins"), list) else [doc]
+        for plugin in plugins:
+            if isinstance(plugin, dict) and plugin.get("type") == "flatnet":
+                facts.flatnet_files.append(path)
+                facts.modes.append(str(plugin.get("mode") or "macvlan"))
+                pools = (plugin.get("ipam") or {}).get("pools") or []
+                facts.vlans |= bool(plugin.get("vlan")) or any(
+                    isinstance(p, dict) and p.get("vlan") for p in pools)
+                facts.store = facts.store or (plugin.get("ipam") or {}).get("store")
+    plugin = os.path.join(bin_dir, "flatnet")
+    facts.plugin_ok = os.path.isfile(plugin) and os.access(plugin, os.X_OK)
+    return facts
+
+
+def check_agent(path: str, timeout: float = 3.0) -> tuple[str, str]:
+    """Ask the agent for its status over the unix socket."""
+    from flatnet.agent.client import AgentReplyError, NoAgent, request
+
+    try:
+        reply = request(path, {"v": 1, "op": "status"}, timeout=timeout)
+    except NoAgent as exc:
+        return "absent", str(exc)
+    except AgentReplyError as exc:
+        return "broken", exc.msg
+    return "ok", json.dumps(reply)[:200]
+
+
+def check_store(cfg: dict[str, Any], timeout: float = 3.0) -> tuple[str, str]:
+    """Reach the store read-only: sqlite opened ro, etcd's /health over HTTP."""
+    kind = cfg.get("type")
+    if kind == "sqlite":
+        path = str(cfg.get("path") or "/var/lib/flatnet/ipam.db")
+        if not os.path.exists(path):
+            return "absent", f"{path} does not exist yet"
+        try:
+            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+            try:
+                con.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            return "broken", f"{path}: {exc}"
+        return "ok", path
+    if kind == "etcd":
+        import httpx
+
+        errors = []
+        for ep in cfg.get("endpoints") or []:
+            try:
+                r = httpx.get(ep.rstrip("/") + "/health", timeout=timeout)
+                if r.status_code == 200 and str(r.json().get("health")) == "true":
+                    return "ok", ep
+                errors.append(f"{ep}: HTTP {r.status_code} {r.text[:80]}")
+            except (httpx.HTTPError, ValueError) as exc:
+                errors.append(f"{ep}: {exc}")
+        return "broken", "; ".join(errors) or "no endpoints configured"
+    if kind == "memory":
+        return "ok", "memory store (tests only)"
+    return "broken", f"unknown store type {kind!r}"
+
+
+def gather(socket_path: str, store: dict[str, Any] | None, conf_dir: str, bin_dir: str,
+           node: dict[str, Any] | None, probe: bool = True) -> NodeFacts:
+    """Collect every fact; probe failures (not root) become ``probe_error``, not a crash."""
+    from flatnet.datapath import probe as kprobe
+
+    facts = NodeFacts(kconfig=read_kconfig(), hostname=socket.gethostname(), node=node)
+    if probe:
+        try:
+            facts.links = kprobe.probe_links()
+            facts.nft = kprobe.probe_nftables()
+        except (OSError, Exception) as exc:  # noqa: BLE001 - reported as a finding
+            facts.probe_error = f"{type(exc).__name__}: {exc}"
+    facts.sysctls = {n: read_sysctl(n) for n in SYSCTLS}
+    facts.tools = {t: shutil.which(t, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+                   for t in TOOLS}
+    facts.agent = check_agent(socket_path)
+    facts.cni = scan_cni(conf_dir, bin_dir)
+    cfg = store or facts.cni.store
+    facts.store = check_store(cfg) if cfg else ("skipped", "")
+    return facts

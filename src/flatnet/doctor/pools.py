@@ -1,0 +1,83 @@
+"""Pool exhaustion: warn before ADDs start failing with "pool exhausted" (code 101).
+
+Usage comes from a JSON file (``--usage``: what ``flatnet ipam`` or a monitoring job
+exported) or, when this flatnet build can compute it, straight from the store.
+Accepted shapes: ``{"pools": [{"name", "size", "used"}]}``, a bare list of those, or
+``{"<pool>": {"size", "used"}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flatnet.doctor.findings import Finding
+from flatnet.errors import DecodeError
+
+WARN_AT = 0.80
+ERROR_AT = 0.95
+
+
+def parse_usage(doc: Any) -> list[tuple[str, int, int]]:
+    """(name, size, used) per pool; DecodeError naming the expected shape otherwise."""
+    if isinstance(doc, dict) and isinstance(doc.get("pools"), list):
+        rows = doc["pools"]
+    elif isinstance(doc, list):
+        rows = doc
+    elif isinstance(doc, dict):
+        rows = [{"name": k, **v} for k, v in doc.items() if isinstance(v, dict)]
+    else:
+        rows = None
+    out = []
+    try:
+        for row in rows or []:
+            out.append((str(row["name"]), int(row["size"]), int(row["used"])))
+    except (KeyError, TypeError, ValueError):
+        rows = None
+    if rows is None:
+        raise DecodeError("the pool usage file has the wrong shape",
+                          'expected {"pools": [{"name": "flat-v4", "size": 254, "used": 12}]}')
+    return out
+
+
+def check_pools(usage: list[tuple[str, int, int]]) -> list[Finding]:
+    """warn at 80% used, error at 95% or when no address is left."""
+    out = []
+    for pool, size, used in usage:
+        if size <= 0:
+            continue
+        share = used / size
+        if share < WARN_AT:
+            continue
+        sev = "error" if share >= ERROR_AT or used >= size else "warn"
+        out.append(Finding(
+            sev, "pool-near-exhaustion", f"Pool/{pool}",
+            f"{used} of {size} addresses in use ({share:.0%}), {max(size - used, 0)} left",
+            "when a pool is empty every new pod on this network fails its CNI ADD with "
+            "code 101 (pool exhausted) and stays in ContainerCreating",
+            f"add a range or a second pool to the network config, or release leaked "
+            f"addresses: flatnet ipam ls --pool {pool}; flatnet ipam release ..."))
+    return out
+
+
+def usage_from_store(url: str) -> list[tuple[str, int, int]]:
+    """(name, size, used) for every pool defined in the store at ``url``.
+
+    Pools record their definition under ``pools/<name>/def`` at first use, so the store
+    alone says how big each pool is; ``Ipam.usage`` counts leases and sticky holds.
+    """
+    from flatnet.cli.common import parse_store_url
+    from flatnet.ipam import Ipam, open_store
+    from flatnet.ipam import records
+
+    store = open_store(parse_store_url(url))
+    try:
+        ipam = Ipam(store)
+        out = []
+        for entry in store.range("pools/"):
+            if entry.key.endswith("/def"):
+                spec = records.spec_from_json(entry.value)
+                used, total = ipam.usage(spec)
+                out.append((spec.name, total, used))
+        return out
+    finally:
+        store.close()
