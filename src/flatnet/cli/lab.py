@@ -1,0 +1,129 @@
+"""``flatnet lab up|status|down``: the multi-node lab cluster on this machine.
+
+Thin: parsing and display only; the work is in ``flatnet.lab.manager``. Other commands
+(``lab demo``, ``check reach``) attach to the same ``lab`` sub-parser group through
+``LAB_SUBCOMMANDS`` hooks, so this module stays the only owner of ``flatnet lab``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Callable
+
+from flatnet.errors import FlatnetError
+
+#: other modules may append register(lab_subparsers) hooks before ``register`` runs
+LAB_SUBCOMMANDS: list[Callable[["argparse._SubParsersAction"], None]] = []
+
+EPILOG = """\
+examples:
+  sudo flatnet lab up                      switch, 3 nodes, 2 VMs, router, outside host, agents
+  sudo flatnet lab up --nodes 2 --store etcd   IPAM in a local etcd instead of SQLite
+  sudo flatnet lab status                  namespaces, agents, pods
+  sudo flatnet lab down                    remove every namespace, process and file of the lab
+"""
+
+
+def register(subparsers: "argparse._SubParsersAction") -> None:
+    p = subparsers.add_parser(
+        "lab", help="a multi-node cluster on this machine (network namespaces)",
+        description="Build, inspect and remove the flatnet lab: nodes, VMs on the same VLAN, "
+                    "a VLAN-200 host, a router and an outside host, each in a netns fnlab-*.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(_parser=p)
+    sub = p.add_subparsers(dest="lab_command", metavar="ACTION")
+    up = sub.add_parser("up", help="build (or complete) the lab; idempotent")
+    up.add_argument("--nodes", type=int, default=3, help="number of nodes (default: 3)")
+    up.add_argument("--store", choices=("sqlite", "etcd"), default="sqlite",
+                    help="IPAM store (default: %(default)s)")
+    up.set_defaults(func=cmd_up)
+    st = sub.add_parser("status", help="namespaces, agents and pods of the lab")
+    st.set_defaults(func=cmd_status)
+    dn = sub.add_parser("down", help="remove everything the lab made")
+    dn.set_defaults(func=cmd_down)
+    for hook in [*LAB_SUBCOMMANDS, *_known_hooks()]:
+        hook(sub)
+
+
+def _known_hooks() -> list[Callable[["argparse._SubParsersAction"], None]]:
+    """``lab demo`` (flatnet.lab.demo) when present; a broken module must not break ``lab``."""
+    try:
+        from flatnet.lab.demo import register_demo
+    except Exception:  # noqa: BLE001 - optional part, still being written
+        return []
+    return [register_demo]
+
+
+def _root() -> None:
+    if os.geteuid() != 0:
+        raise FlatnetError("'flatnet lab' needs root (it creates network namespaces)",
+                           "run it with sudo")
+
+
+def _with_progress(title: str, work: Callable[[Callable[[str, int, int], None]], object]) -> object:
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    with Progress(TextColumn("[bold]{task.fields[title]}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"),
+                  TextColumn("{task.description}"), transient=True) as bar:
+        task = bar.add_task("", total=1, title=title)
+
+        def progress(msg: str, done: int, total: int) -> None:
+            bar.update(task, description=msg, completed=done, total=total)
+
+        return work(progress)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    _root()
+    from flatnet.lab import manager
+
+    topo = _with_progress("lab up", lambda cb: manager.up(args.nodes, args.store, progress=cb))
+    nodes = ", ".join(f"{n.name} {n.ipv4}" for n in topo.nodes)  # type: ignore[attr-defined]
+    print(f"lab is up ({args.store}): {nodes}")
+    print("next: flatnet lab status | flatnet lab down")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    _root()
+    from rich.console import Console
+    from rich.table import Table
+
+    from flatnet.lab import manager
+
+    st = manager.status()
+    console = Console()
+    if not st.up and not st.namespaces and not st.processes:
+        console.print("lab is down (no fnlab- namespace, no lab process)")
+        return 0
+    console.print(f"lab: {'up' if st.up else 'PARTIAL (run lab up or lab down)'}"
+                  f"  store: {st.store or '?'}"
+                  + (f"  etcd: {'alive' if st.etcd_alive else 'DEAD'}"
+                     if st.etcd_alive is not None else ""))
+    nodes = Table("node", "netns", "agent pid", "agent", title="nodes")
+    for n in st.nodes:
+        state = "answers" if n.agent_answers else ("alive, no answer" if n.agent_alive
+                                                   else "[red]down[/red]")
+        nodes.add_row(n.name, n.ns if n.ns_exists else f"[red]{n.ns} missing[/red]",
+                      str(n.agent_pid or "-"), state)
+    console.print(nodes)
+    console.print("namespaces: " + (" ".join(st.namespaces) or "none"))
+    pods = Table("pod", "node", "network", "addresses", title="pods")
+    for p in st.pods:
+        ips = ", ".join(i.get("address", "?") for i in p.get("result", {}).get("ips", []))
+        pods.add_row(p.get("name", "?"), p.get("node", "?"), p.get("network", "?"), ips)
+    if st.pods:
+        console.print(pods)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    _root()
+    from flatnet.lab import manager
+
+    res = _with_progress("lab down", manager.down)
+    print(f"lab is down: removed {res['namespaces']} namespaces, "  # type: ignore[index]
+          f"stopped {res['processes']} processes")  # type: ignore[index]
+    return 0

@@ -1,0 +1,258 @@
+"""The lab's processes and files: state dir, pid files, agents, the local etcd.
+
+Everything the lab starts or writes lives under ``LAB_DIR`` (/run/flatnet/lab: tmpfs, so a
+reboot clears it), and every process gets a pid file there. ``lab down`` stops processes
+by those pids only after checking that the pid still runs a lab command line (its
+arguments name ``LAB_DIR``), so a recycled pid of some unrelated program is never hit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+
+from flatnet.errors import FlatnetError
+
+LAB_DIR = "/run/flatnet/lab"
+ETCD_BIN = "/usr/bin/etcd"
+AGENT_READY_TIMEOUT = 20.0
+ETCD_READY_TIMEOUT = 20.0
+
+
+def path(*parts: str) -> str:
+    return os.path.join(LAB_DIR, *parts)
+
+
+def ensure_dir() -> None:
+    os.makedirs(path("pods"), exist_ok=True)
+    os.makedirs(path("net.d"), exist_ok=True)
+
+
+def read_json(p: str) -> dict[str, Any] | None:
+    try:
+        with open(p, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def write_json(p: str, data: dict[str, Any]) -> None:
+    """Write atomically (tmp + rename): a crash never leaves half a state file."""
+    tmp = f"{p}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2)
+    os.replace(tmp, p)
+
+
+def all_pids() -> list[int]:
+    """Every pid recorded in a pid file of the lab."""
+    try:
+        names = [n[:-4] for n in os.listdir(LAB_DIR) if n.endswith(".pid")]
+    except FileNotFoundError:
+        return []
+    return [pid for pid in map(read_pid, names) if pid]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def pid_alive(pid: int | None, marker: str = LAB_DIR) -> bool:
+    """True when ``pid`` runs and its command line mentions ``marker`` (it is ours)."""
+    if not pid:
+        return False
+    return marker in _cmdline(pid) and not _is_zombie(pid)
+
+
+def read_pid(name: str) -> int | None:
+    try:
+        with open(path(f"{name}.pid"), encoding="ascii") as fh:
+            return int(fh.read().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def stop_pid(pid: int, marker: str | None = LAB_DIR, timeout: float = 5.0) -> None:
+    """SIGTERM, wait (bounded), then SIGKILL; only if the pid is still the lab's (marker)."""
+    if marker is not None and not pid_alive(pid, marker):
+        _reap(pid)  # a crashed child of ours: collect the zombie
+        return
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 2.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            _reap(pid)
+            if _is_zombie(pid) or not os.path.exists(f"/proc/{pid}"):
+                _reap(pid)
+                return
+            time.sleep(0.05)
+
+
+def _reap(pid: int) -> None:
+    """Collect our own exited children so they do not linger as zombies."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def agent_status(sock_path: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The agent's status answer (its metrics), or None when nothing answers there."""
+    from flatnet.plugin import AgentReplyError, NoAgent, request
+
+    try:
+        reply = request(sock_path, {"v": 1, "op": "status"}, timeout=timeout)
+    except (NoAgent, AgentReplyError, OSError):
+        return None
+    if reply.get("exit") != 0:
+        return None
+    metrics = reply.get("metrics")
+    return metrics if isinstance(metrics, dict) else {}
+
+
+def socket_answers(sock_path: str, timeout: float = 2.0) -> bool:
+    """True when an agent answers a status request on ``sock_path``."""
+    return agent_status(sock_path, timeout) is not None
+
+
+def _spawn(name: str, argv: list[str]) -> subprocess.Popen:
+    log = open(path(f"{name}.log"), "ab")  # noqa: SIM115 - handed to the child
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True, close_fds=True)
+    finally:
+        log.close()
+    with open(path(f"{name}.pid"), "w", encoding="ascii") as fh:
+        fh.write(str(proc.pid))
+    return proc
+
+
+def log_tail(name: str, lines: int = 8) -> str:
+    try:
+        with open(path(f"{name}.log"), encoding="utf-8", errors="replace") as fh:
+            return " | ".join(fh.read().strip().splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""
+
+
+def agent_socket(node: str) -> str:
+    return path(f"{node}.sock")
+
+
+def start_agent(node: str, ns: str, store_url: str) -> int:
+    """Start (or keep) the agent of ``node``; return once its socket answers (bounded)."""
+    sock = agent_socket(node)
+    pid = read_pid(node)
+    if pid_alive(pid, sock) and socket_answers(sock):
+        return pid  # type: ignore[return-value]
+    if pid:
+        stop_pid(pid, sock)
+    if os.path.exists(sock):
+        os.unlink(sock)  # stale socket of a dead agent
+    argv = [sys.executable, "-m", "flatnet.cli.main", "agent", "--socket", sock,
+            "--netns", ns, "--node", node, "--store", store_url,
+            "--lock-dir", path("locks")]
+    proc = _spawn(node, argv)
+    deadline = time.monotonic() + AGENT_READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if socket_answers(sock):
+            return proc.pid
+        if proc.poll() is not None:  # (its cmdline is not the agent's until exec: poll)
+            raise FlatnetError(f"lab: the agent of {node} exited at start",
+                               f"log {path(node + '.log')}: {log_tail(node)}")
+        time.sleep(0.1)
+    stop_pid(proc.pid, sock)
+    raise FlatnetError(f"lab: the agent of {node} did not answer on {sock} "
+                       f"within {AGENT_READY_TIMEOUT:.0f}s",
+                       f"log {path(node + '.log')}: {log_tail(node)}")
+
+
+def _free_port() -> int:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+    finally:
+        s.close()
+
+
+def etcd_healthy(port: int) -> bool:
+    try:
+        r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0)
+        return r.status_code == 200 and r.json().get("health") in ("true", True)
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+def start_etcd(port: int | None) -> int:
+    """Start (or keep) the lab's etcd on 127.0.0.1; return its client port once healthy."""
+    data = path("etcd")
+    pid = read_pid("etcd")
+    if port and pid_alive(pid, data) and etcd_healthy(port):
+        return port
+    if pid:
+        stop_pid(pid, data)
+    if not os.access(ETCD_BIN, os.X_OK):
+        raise FlatnetError(f"lab: {ETCD_BIN} not found", "apt-get install etcd-server, "
+                           "or use --store sqlite")
+    port, peer = _free_port(), _free_port()
+    client_url, peer_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{peer}"
+    argv = [ETCD_BIN, "--name", "fnlab", "--data-dir", data,
+            "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
+            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+            "--initial-cluster", f"fnlab={peer_url}", "--initial-cluster-state", "new"]
+    proc = _spawn("etcd", argv)
+    deadline = time.monotonic() + ETCD_READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if etcd_healthy(port):
+            return port
+        if proc.poll() is not None:
+            raise FlatnetError("lab: etcd exited at start", log_tail("etcd"))
+        time.sleep(0.2)
+    stop_pid(pid, data)
+    raise FlatnetError(f"lab: etcd not healthy within {ETCD_READY_TIMEOUT:.0f}s",
+                       log_tail("etcd"))
+
+
+def lab_markers() -> tuple[str, ...]:
+    """Command-line fragments that only the lab's agents and etcd carry."""
+    return (f"--socket {LAB_DIR}/", f"--data-dir {path('etcd')}")
+
+
+def lab_pids() -> list[int]:
+    """Every live agent or etcd of the lab, pid file or not.
+
+    The scan is the safety net for a crash between spawn and pid-file write; it matches
+    only the lab's own ``--socket``/``--data-dir`` arguments (a shell that merely reads a
+    lab log does not match).
+    """
+    me = os.getpid()
+    found = []
+    for e in os.listdir("/proc"):
+        if e.isdigit() and int(e) != me:
+            if any(pid_alive(int(e), m) for m in lab_markers()):
+                found.append(int(e))
+    return found
