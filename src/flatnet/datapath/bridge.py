@@ -1,0 +1,151 @@
+"""bridge mode: a Linux bridge in the node's netns holds the node's NIC and one veth per pod.
+
+The bridge (``spec.bridge``; default ``fnbr0``, or ``fnbr<vlan>`` with a VLAN, because this
+kernel family may lack vlan_filtering and one bridge must never join two VLANs) is node
+infrastructure: created on demand and kept. When the parent link joins it, the parent's
+global addresses and the routes through it move to the bridge, and the bridge keeps the
+parent's MAC, so the node keeps its address and its neighbours' ARP caches stay valid.
+Per pod, ADD makes a veth whose host side is named ``fn`` + sha1(container_id/ifname)[:11]
+so DEL finds it without stored state. Node-to-pod traffic works natively over the bridge.
+"""
+
+from __future__ import annotations
+
+from pyroute2 import IPRoute
+
+from flatnet import errors
+from flatnet.datapath import addrs, links, netns, pod, routes
+from flatnet.datapath.api import AttachSpec, Attachment
+from flatnet.datapath.common import (
+    infra_lock,
+    host_veth_name,
+    require_container_netns,
+    require_host_netns,
+    tmp_name,
+    translate,
+    undo_on_error,
+    validate_spec,
+    vlan_ifname,
+)
+from flatnet.datapath.links import LinkInfo
+
+DEFAULT_BRIDGE = "fnbr0"
+
+
+def bridge_name(spec: AttachSpec) -> str:
+    """The bridge for this spec: explicit, else one per VLAN segment."""
+    if spec.bridge:
+        return spec.bridge
+    return DEFAULT_BRIDGE if spec.vlan is None else f"fnbr{spec.vlan}"
+
+
+def migrate_port(ip: IPRoute, port: LinkInfo, bridge: LinkInfo) -> None:
+    """Enslave ``port`` to ``bridge``, moving its global addresses and non-kernel routes along."""
+    moved_addrs = addrs.list_(ip, port.index)
+    moved_routes = [r for r in routes.list_(ip, port.index) if r.proto != routes.RTPROT_KERNEL]
+    ip.link("set", index=bridge.index, address=port.mac)  # sticky: bridge keeps the node's MAC
+    ip.link("set", index=port.index, master=bridge.index)
+    links.set_up(ip, port.index)
+    for iface in moved_addrs:
+        addrs.add(ip, bridge.index, iface)
+    for entry in moved_routes:
+        routes.remove(ip, entry)
+    for iface in moved_addrs:
+        addrs.remove(ip, port.index, iface)
+    for entry in moved_routes:
+        routes.readd_on(ip, entry, bridge.index)
+
+
+class BridgeDatapath:
+    """Pods on a node-local Linux bridge that is itself a port of the physical segment."""
+
+    def _validate(self, spec: AttachSpec) -> None:
+        validate_spec(spec)
+        if spec.vlan is not None and not spec.master:
+            raise errors.ConfigError(
+                "bridge mode with 'vlan' needs 'master': the VLAN sub-interface of master "
+                "becomes the bridge's uplink"
+            )
+
+    def _ensure_bridge(self, spec: AttachSpec) -> LinkInfo:
+        """Bridge up, with the (VLAN) parent enslaved; checks the parent before creating anything."""
+        ns = spec.host_netns
+        name = bridge_name(spec)
+        with infra_lock(ns), translate(f"preparing bridge {name!r}", ns), netns.ipr(ns) as ip:
+            port: LinkInfo | None = None
+            if spec.master:
+                port = links.require(ip, spec.master, ns)
+                if spec.vlan is not None:
+                    port, _ = links.ensure_vlan(ip, port, vlan_ifname(spec.master, spec.vlan), spec.vlan)
+            bridge = links.find(ip, name)
+            if port is not None and port.master is not None and (bridge is None or port.master != bridge.index):
+                raise errors.DatapathError(
+                    f"master {port.name!r} is already enslaved to another device (index "
+                    f"{port.master}); release it or set 'bridge' to that device"
+                )
+            bridge, _ = links.ensure(ip, "bridge", name)
+            if port is not None and port.master != bridge.index:
+                migrate_port(ip, port, bridge)
+            return links.info(ip, bridge.index)
+
+    def add(self, spec: AttachSpec) -> Attachment:
+        self._validate(spec)
+        require_host_netns(spec)
+        ns_path = require_container_netns(spec)
+        pod.check_absent(spec, ns_path)
+        bridge = self._ensure_bridge(spec)
+        host = host_veth_name(spec.container_id, spec.ifname)
+        tmp = tmp_name()
+        mtu = spec.mtu or bridge.mtu
+        with undo_on_error() as undo:
+            with translate(f"creating veth {host!r}", spec.host_netns), netns.ipr(spec.host_netns) as ip:
+                links.delete(ip, host)  # stale: its container side is not in this netns (checked)
+                links.create(ip, "veth", host, mtu=mtu, peer={"ifname": tmp, "mtu": mtu})
+                undo.push(f"delete veth {host}", lambda: self._delete_host(spec.host_netns, host))
+                host_info = links.require(ip, host, spec.host_netns, role="veth")
+                ip.link("set", index=host_info.index, master=bridge.index)
+                links.set_up(ip, host_info.index)
+                peer = links.require(ip, tmp, spec.host_netns, role="veth peer")
+                links.move_to_netns(ip, peer.index, ns_path)
+            mac, mtu = pod.adopt(spec, ns_path, tmp, spec.mac, undo)
+        return Attachment(
+            ifname=spec.ifname, mac=mac, sandbox=spec.netns, mtu=mtu,
+            host_ifname=host, host_mac=host_info.mac,
+        )
+
+    @staticmethod
+    def _delete_host(host_ns: str | None, name: str) -> None:
+        if netns.exists(host_ns):
+            with netns.ipr(host_ns) as ip:
+                links.delete(ip, name)
+
+    def delete(self, spec: AttachSpec) -> None:
+        pod.remove(spec)
+        with translate("removing the host veth", spec.host_netns):
+            self._delete_host(spec.host_netns, host_veth_name(spec.container_id, spec.ifname))
+
+    def check(self, spec: AttachSpec) -> None:
+        self._validate(spec)
+        require_host_netns(spec)
+        ns_path = require_container_netns(spec)
+        name = bridge_name(spec)
+        host = host_veth_name(spec.container_id, spec.ifname)
+        with translate("inspecting the bridge", spec.host_netns), netns.ipr(spec.host_netns) as ip:
+            bridge = links.find(ip, name)
+        if bridge is None:
+            raise pod.mismatch(f"bridge {name!r} is missing from the host netns")
+        pod.check(spec, ns_path, spec.mtu or bridge.mtu, "veth")
+        with translate("inspecting the host veth", spec.host_netns), netns.ipr(spec.host_netns) as ip:
+            veth = links.find(ip, host)
+        if veth is None:
+            raise pod.mismatch(f"host veth {host!r} is missing from the host netns")
+        if veth.master != bridge.index:
+            raise pod.mismatch(f"host veth {host!r} is not attached to bridge {name!r}")
+        if not veth.up:
+            raise pod.mismatch(f"host veth {host!r} is down")
+
+    def status(self, spec: AttachSpec) -> None:
+        require_host_netns(spec)
+        if spec.master:
+            with translate("looking up master", spec.host_netns), netns.ipr(spec.host_netns) as ip:
+                links.require(ip, spec.master, spec.host_netns)

@@ -1,0 +1,171 @@
+"""Link steps over an open pyroute2 handle: look up, create, move, rename, delete.
+
+Functions take an ``IPRoute`` bound to the right netns (``netns.ipr(ns)``) and raw
+pyroute2/OS errors escape; callers wrap them in ``common.translate`` so the message names
+the step and the namespace. Creation of a link *kind* the kernel lacks is turned into
+``KernelFeatureMissing`` here, because only here do we know which kind was asked for.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from flatnet import errors
+from flatnet.datapath.common import feature_missing, ns_label
+
+# kind -> (kernel config option, module) for KernelFeatureMissing messages
+KERNEL_FEATURES = {
+    "macvlan": ("CONFIG_MACVLAN", "macvlan"),
+    "ipvlan": ("CONFIG_IPVLAN", "ipvlan"),
+    "vlan": ("CONFIG_VLAN_8021Q", "8021q"),
+    "bridge": ("CONFIG_BRIDGE", "bridge"),
+    "veth": ("CONFIG_VETH", "veth"),
+}
+# errno values the kernel answers when a link kind is not compiled in or not loadable
+_NO_KIND = (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EAFNOSUPPORT, errno.ENOENT)
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    """The facts about a link that the datapath plans with."""
+
+    index: int
+    name: str
+    kind: str | None
+    mtu: int
+    mac: str
+    master: int | None
+    up: bool
+
+
+def lookup(ip: IPRoute, name: str) -> int | None:
+    """Index of link ``name`` or None."""
+    found = ip.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def info(ip: IPRoute, index: int) -> LinkInfo:
+    """Read a link's kind, MTU, MAC, master and admin state."""
+    msg = ip.link("get", index=index)[0]
+    return LinkInfo(
+        index=index,
+        name=msg.get("ifname"),
+        kind=msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND"),
+        mtu=int(msg.get("mtu")),
+        mac=str(msg.get("address") or ""),
+        master=msg.get("master") or None,
+        up=bool(msg["flags"] & 1),
+    )
+
+
+def find(ip: IPRoute, name: str) -> LinkInfo | None:
+    """LinkInfo of ``name`` or None when it does not exist."""
+    index = lookup(ip, name)
+    return info(ip, index) if index is not None else None
+
+
+def require(ip: IPRoute, name: str, ns: str | None, role: str = "master") -> LinkInfo:
+    """The link ``name``, or ParentMissing naming the link and the netns."""
+    found = find(ip, name)
+    if found is None:
+        raise errors.ParentMissing(
+            f"{role} link {name!r} does not exist in {ns_label(ns)}; "
+            f"create it or fix the '{role}' field of the network config"
+        )
+    return found
+
+
+def create(ip: IPRoute, kind: str, name: str, **attrs: object) -> int:
+    """Create a link of ``kind`` and return its index; missing kernel support is named."""
+    attrs = {k: v for k, v in attrs.items() if v is not None}
+    try:
+        ip.link("add", ifname=name, kind=kind, **attrs)
+    except NetlinkError as exc:
+        if exc.code in _NO_KIND and kind in KERNEL_FEATURES:
+            config, module = KERNEL_FEATURES[kind]
+            raise feature_missing(kind, config, module) from exc
+        raise
+    index = lookup(ip, name)
+    if index is None:  # pragma: no cover - kernel said yes but the link is gone
+        raise errors.DatapathError(f"{kind} link {name!r} vanished right after creation")
+    return index
+
+
+def child_attrs(kind: str, parent: int, mtu: int | None, mac: str | None) -> dict:
+    """Netlink attributes of a macvlan (bridge mode) or ipvlan (L2 mode) child of ``parent``."""
+    if kind == "macvlan":
+        return {"link": parent, "macvlan_mode": "bridge", "mtu": mtu, "address": mac}
+    if kind == "ipvlan":
+        return {"link": parent, "ipvlan_mode": 0, "mtu": mtu}  # 0 = IPVLAN_MODE_L2
+    raise errors.ConfigError(f"unknown child link kind {kind!r}")
+
+
+def create_child(
+    ip: IPRoute, kind: str, name: str, parent: int, mtu: int | None, mac: str | None
+) -> int:
+    """A macvlan (bridge mode) or ipvlan (l2 mode) child of ``parent``."""
+    return create(ip, kind, name, **child_attrs(kind, parent, mtu, mac))
+
+
+def ensure(ip: IPRoute, kind: str, name: str, **attrs: object) -> tuple[LinkInfo, bool]:
+    """Link ``name`` of ``kind``, created if missing, up; (link, created by this call).
+
+    Shared node links (bridge, shim, VLAN sub-interface) are ensured, never assumed: a
+    concurrent creator (EEXIST) is fine, a same-named link of another kind is an error.
+    """
+    created = False
+    if lookup(ip, name) is None:
+        try:
+            create(ip, kind, name, **attrs)
+            created = True
+        except NetlinkError as exc:
+            if exc.code != errno.EEXIST:
+                raise
+    existing = find(ip, name)
+    if existing is None:
+        raise errors.DatapathError(f"{kind} link {name!r} vanished while being set up; retry")
+    if existing.kind != kind:
+        raise errors.DatapathError(
+            f"link {name!r} exists but is a {existing.kind or 'plain'} link, not {kind}; "
+            "rename or remove it, or configure another name"
+        )
+    if not existing.up:
+        set_up(ip, existing.index)
+    return info(ip, existing.index), created
+
+
+def ensure_vlan(ip: IPRoute, master: LinkInfo, name: str, vlan: int) -> tuple[LinkInfo, bool]:
+    """The 802.1Q sub-interface ``name`` on ``master``, created if needed; (link, created)."""
+    return ensure(ip, "vlan", name, link=master.index, vlan_id=vlan)
+
+
+def move_to_netns(ip: IPRoute, index: int, ns_path: str) -> None:
+    """Move a link into the netns at ``ns_path`` (a /run/netns/x or /proc/PID/ns/net path)."""
+    fd = os.open(ns_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        ip.link("set", index=index, net_ns_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def delete(ip: IPRoute, name: str) -> bool:
+    """Delete link ``name`` if present; True if something was deleted (idempotent)."""
+    index = lookup(ip, name)
+    if index is None:
+        return False
+    try:
+        ip.link("del", index=index)
+    except NetlinkError as exc:
+        if exc.code == errno.ENODEV:
+            return False
+        raise
+    return True
+
+
+def set_up(ip: IPRoute, index: int) -> None:
+    ip.link("set", index=index, state="up")

@@ -1,0 +1,144 @@
+"""Route steps over an open pyroute2 handle (main table only).
+
+Routes flatnet installs in the node's netns carry protocol ``RTPROT_FLATNET`` so DEL and
+CHECK can recognise them; pod routes come straight from the IPAM result (``spec.routes``).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from flatnet.datapath.api import IPAddress, IPNetwork, Route
+from flatnet.datapath.common import RTPROT_FLATNET
+
+MAIN_TABLE = 254
+RTPROT_KERNEL = 2
+RTN_UNICAST = 1
+RT_SCOPE_LINK = 253
+
+
+@dataclass(frozen=True)
+class RouteEntry:
+    """One main-table unicast route as read back from the kernel."""
+
+    dst: IPNetwork
+    gw: IPAddress | None
+    oif: int | None
+    proto: int
+    priority: int | None
+    scope: int
+    prefsrc: str | None
+
+
+def _dst(route: Route) -> str:
+    return str(route.dst)
+
+
+def add(ip: IPRoute, index: int, route: Route) -> None:
+    """Add ``route`` out of link ``index``; an identical existing route is fine."""
+    kwargs: dict = {"dst": _dst(route), "oif": index}
+    if route.gw is not None:
+        kwargs["gateway"] = str(route.gw)
+    else:
+        kwargs["scope"] = RT_SCOPE_LINK if route.dst.version == 4 else 0
+    try:
+        ip.route("add", **kwargs)
+    except NetlinkError as exc:
+        if exc.code != errno.EEXIST:
+            raise
+
+
+def host_route_dst(addr: IPAddress) -> str:
+    """``addr`` as a /32 or /128 destination."""
+    return f"{addr}/{addr.max_prefixlen}"
+
+
+def add_host(ip: IPRoute, index: int, addr: IPAddress) -> None:
+    """Node route ``addr/32`` (or /128) straight out of link ``index``, tagged as ours."""
+    kwargs: dict = {"dst": host_route_dst(addr), "oif": index, "proto": RTPROT_FLATNET}
+    if addr.version == 4:
+        kwargs["scope"] = RT_SCOPE_LINK
+    try:
+        ip.route("replace", **kwargs)
+    except NetlinkError as exc:
+        if exc.code != errno.EEXIST:
+            raise
+
+
+def del_host(ip: IPRoute, addr: IPAddress) -> bool:
+    """Remove our host route to ``addr`` if present; True if one was removed (idempotent)."""
+    removed = False
+    for entry in list_(ip, None, family=addr.version):
+        if entry.proto == RTPROT_FLATNET and entry.dst == ipaddress.ip_network(host_route_dst(addr)):
+            try:
+                ip.route(
+                    "del", dst=host_route_dst(addr), oif=entry.oif, proto=RTPROT_FLATNET, scope=entry.scope
+                )
+                removed = True
+            except NetlinkError as exc:
+                if exc.code not in (errno.ESRCH, errno.ENOENT, errno.ENODEV):
+                    raise
+    return removed
+
+
+def list_(ip: IPRoute, index: int | None, family: int | None = None) -> list[RouteEntry]:
+    """Main-table unicast routes, optionally only those out of link ``index``."""
+    out: list[RouteEntry] = []
+    for msg in ip.route("dump", table=MAIN_TABLE):
+        if msg["type"] != RTN_UNICAST or msg.get("table") != MAIN_TABLE:
+            continue
+        fam = 4 if msg["family"] == 2 else 6
+        if family is not None and fam != family:
+            continue
+        oif = msg.get("oif")
+        if index is not None and oif != index:
+            continue
+        dst = msg.get("dst") or ("0.0.0.0" if fam == 4 else "::")
+        gw = msg.get("gateway")
+        out.append(
+            RouteEntry(
+                dst=ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False),
+                gw=ipaddress.ip_address(gw) if gw else None,
+                oif=oif,
+                proto=msg["proto"],
+                priority=msg.get("priority"),
+                scope=msg["scope"],
+                prefsrc=msg.get("prefsrc"),
+            )
+        )
+    return out
+
+
+def readd_on(ip: IPRoute, entry: RouteEntry, index: int) -> None:
+    """Recreate ``entry`` out of link ``index`` (used to move a node's routes to its bridge)."""
+    kwargs: dict = {"dst": str(entry.dst), "oif": index, "proto": entry.proto, "scope": entry.scope}
+    if entry.gw is not None:
+        kwargs["gateway"] = str(entry.gw)
+    if entry.priority is not None:
+        kwargs["priority"] = entry.priority
+    if entry.prefsrc:
+        kwargs["prefsrc"] = entry.prefsrc
+    try:
+        ip.route("add", **kwargs)
+    except NetlinkError as exc:
+        if exc.code != errno.EEXIST:
+            raise
+
+
+def remove(ip: IPRoute, entry: RouteEntry) -> None:
+    """Delete ``entry`` if still present (idempotent)."""
+    kwargs: dict = {"dst": str(entry.dst), "oif": entry.oif, "scope": entry.scope}
+    if entry.gw is not None:
+        kwargs["gateway"] = str(entry.gw)
+    if entry.priority is not None:
+        kwargs["priority"] = entry.priority
+    try:
+        ip.route("del", **kwargs)
+    except NetlinkError as exc:
+        if exc.code not in (errno.ESRCH, errno.ENOENT, errno.ENODEV):
+            raise
