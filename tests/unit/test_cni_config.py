@@ -57,7 +57,7 @@ def test_minimal_flat_config_and_defaults() -> None:
         ("198.18.100.32", "198.18.100.191", "198.18.100.1")
     assert c.prev_result is None and c.valid_attachments is None
     assert c.raw["master"] == "vlan100"
-    assert c.options == {"portMappings": []}
+    assert c.options == {"portMappings": [], "serviceCidrs": []}
 
 
 def test_full_flat_config() -> None:
@@ -84,7 +84,7 @@ def test_vxlan_defaults_and_options() -> None:
     assert c.node_block_prefix == 26
     assert c.options == {"vni": 1, "port": 4789, "vtep": "198.18.100.11",
                          "clusterSubnet": "198.19.0.0/17", "nodeBlockPrefix": 26,
-                         "nodeName": "node1", "snat": True, "portMappings": []}
+                         "nodeName": "node1", "snat": True, "portMappings": [], "serviceCidrs": []}
     c = parse_netconf(conf(VXLAN, vni=42, vxlanPort=8472, nodeBlockPrefix="/24", snat=False))
     assert (c.vni, c.vxlan_port, c.node_block_prefix, c.snat) == (42, 8472, 24, False)
 
@@ -255,3 +255,12 @@ def test_conflist() -> None:
         parse_conflist(b'{"cniVersion": "1.0.0", "name": "n", "plugins": []}')
     with pytest.raises(ConfigError, match=r"plugins\[0\].type is required"):
         parse_conflist(b'{"cniVersion": "1.0.0", "name": "n", "plugins": [{}]}')
+
+
+def test_service_cidrs_validated_and_passed_to_the_datapath() -> None:
+    c = parse_netconf(conf(None, serviceCidrs=["198.19.128.0/24", "2001:db8:128::/112"]))
+    assert c.options["serviceCidrs"] == ["198.19.128.0/24", "2001:db8:128::/112"]
+    with pytest.raises(ConfigError, match=r"serviceCidrs\[0\].*did you mean \"198.19.128.0/24\""):
+        parse_netconf(conf(None, serviceCidrs=["198.19.128.1/24"]))
+    with pytest.raises(ConfigError, match="serviceCidrs must be a JSON array"):
+        parse_netconf(conf(None, serviceCidrs="198.19.128.0/24"))

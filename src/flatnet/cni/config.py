@@ -153,8 +153,24 @@ def parse_netconf(stdin: bytes) -> NetConf:
     )
     if mode == "vxlan":
         _vxlan(conf, raw)
+    conf.options["serviceCidrs"] = _service_cidrs(raw.get("serviceCidrs"))
     conf.options["portMappings"] = [p.to_json() for p in conf.runtime_config.port_mappings]
     return conf
+
+
+def _service_cidrs(raw: object) -> list[str]:
+    """Kubernetes Service ranges (ClusterIPs) a flat pod reaches through its own node.
+
+    A flat pod's default route goes to the VLAN's router, which knows nothing of ClusterIPs;
+    kube-proxy's DNAT runs on the node. So these ranges get a pod route via the node's own
+    address on the pod's segment (what Spiderpool's coordinator does for macvlan).
+    """
+    out = []
+    for i, item in enumerate(f.array(raw, "serviceCidrs")):
+        net = f.network(item, f"serviceCidrs[{i}]", required=True)
+        assert net is not None
+        out.append(net.with_prefixlen)
+    return out
 
 
 def _netns(raw: object) -> str | None:

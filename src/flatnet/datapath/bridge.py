@@ -14,7 +14,7 @@ from __future__ import annotations
 from pyroute2 import IPRoute
 
 from flatnet import errors
-from flatnet.datapath import addrs, links, netns, pod, routes
+from flatnet.datapath import addrs, links, netns, pod, routes, services
 from flatnet.datapath.api import AttachSpec, Attachment
 from flatnet.datapath.common import (
     infra_lock,
@@ -94,6 +94,7 @@ class BridgeDatapath:
         ns_path = require_container_netns(spec)
         pod.check_absent(spec, ns_path)
         bridge = self._ensure_bridge(spec)
+        spec = services.with_service_routes(spec, bridge.index)
         host = host_veth_name(spec.container_id, spec.ifname)
         tmp = tmp_name()
         mtu = spec.mtu or bridge.mtu

@@ -208,8 +208,10 @@ def _nft(ruleset: str) -> None:
 def install_service(ns: str, vip: str, port: int, backend: str, backend_port: int) -> None:
     """DNAT ``vip:port`` (tcp) to ``backend:backend_port`` in ``ns``, kube-proxy style.
 
-    Both hooks: prerouting for traffic routed through the node (bridge/overlay pods),
-    output for the node's own connections. Replaces any previous service table.
+    Both hooks: prerouting for traffic routed through the node (flat pods route the
+    Service range via their node, overlay pods come through the node anyway), output for
+    the node's own connections; postrouting masquerades the hairpin, as kube-proxy does.
+    Replaces any previous service table.
     """
     match = f"ip daddr {ipaddress.IPv4Address(vip)} tcp dport {int(port)}"
     target = f"dnat to {ipaddress.IPv4Address(backend)}:{int(backend_port)}"
@@ -221,6 +223,10 @@ def install_service(ns: str, vip: str, port: int, backend: str, backend_port: in
         f"    {match} {target}\n  }}\n"
         f"  chain output {{\n    type nat hook output priority -100;\n"
         f"    {match} {target}\n  }}\n"
+        # kube-proxy's hairpin masquerade: a flat pod on the backend's segment would get
+        # the backend's reply directly (from the backend address, not the VIP) and drop it
+        f"  chain postrouting {{\n    type nat hook postrouting priority srcnat;\n"
+        f"    ct original ip daddr {ipaddress.IPv4Address(vip)} masquerade\n  }}\n"
         f"}}\n"
     )
     run_in(ns, _nft, ruleset)

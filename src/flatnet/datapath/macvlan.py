@@ -12,7 +12,7 @@ DEL removes the pod link and the host routes; the shim and VLAN sub-interface st
 from __future__ import annotations
 
 from flatnet import errors
-from flatnet.datapath import links, netns, pod, shim
+from flatnet.datapath import links, netns, pod, services, shim
 from flatnet.datapath.api import AttachSpec, Attachment
 from flatnet.datapath.common import (
     infra_lock,
@@ -65,6 +65,7 @@ class ChildLinkDatapath:
         ns_path = require_container_netns(spec)
         pod.check_absent(spec, ns_path)
         parent = self._parent(spec, create=True)
+        spec = services.with_service_routes(spec, parent.index)
         tmp = tmp_name()
         with undo_on_error() as undo:
             with translate(f"creating {self.kind} link on {parent.name!r}", spec.host_netns), netns.ipr(

@@ -52,9 +52,11 @@ def node_configs(topo: Topology, node: Node, store: dict[str, Any]) -> dict[str,
     ov = topo.overlay
     return {
         "flat": {**common, "name": "flat", "mode": "macvlan", "master": node.flat_master,
+                 "serviceCidrs": [topo.service.cidr],
                  "ipam": {"pools": _flat_pools(topo), "store": store}},
         "flat-bridge": {**common, "name": "flat-bridge", "mode": "bridge",
                         "master": node.bridge_master, "bridge": "fnbr100",
+                        "serviceCidrs": [topo.service.cidr],
                         "ipam": {"pools": _flat_pools(topo), "store": store}},
         "overlay": {**common, "name": "overlay", "mode": "vxlan", "vni": ov.vni,
                     "vxlanPort": ov.port, "clusterSubnet": ov.cluster_subnet,

@@ -116,6 +116,7 @@ class Service:
 
     vip: str = "198.19.128.10"
     port: int = 80
+    cidr: str = "198.19.128.0/24"  # the Service range flat pods route via their node
 
 
 @dataclass(frozen=True)
