@@ -15,6 +15,7 @@ import socket
 import threading
 from typing import Any, Callable, Iterable
 
+from flatnet.agent import overlay
 from flatnet.agent.locks import DEFAULT_LOCK_DIR, ContainerLocks
 from flatnet.agent.spec import build_result, build_spec, requested_ips
 from flatnet.datapath.api import AttachSpec, Datapath
@@ -69,6 +70,8 @@ class Service:
         self._stores: dict[str, tuple[Store, Any]] = {}
         self._datapaths: dict[str, Datapath] = {}
         self._cache_lock = threading.Lock()
+        #: set by the agent daemon: re-syncs overlay peers in the background
+        self.peer_sync: overlay.PeerSync | None = None
 
     # ---- resources, cached so a long-running agent opens each store once ----
     def store_config(self, conf: Any) -> dict:
@@ -125,12 +128,19 @@ class Service:
         return list(conf.pools)
 
     def _overlay_pools(self, conf: Any) -> list[PoolSpec]:
-        """HOOK for the overlay: the node's block of the cluster subnet as a pool.
+        """vxlan: the node's block of the cluster subnet is the pool (claimed on first use)."""
+        store, _ipam = self._open(conf)
+        return overlay.block_pools(store, conf, overlay.node_name(conf, self.node))
 
-        To be filled with ``flatnet.ipam.blocks`` (ensure_block + block_pool) and node
-        registration; until then vxlan networks are refused with a clear error.
-        """
-        raise ConfigError("vxlan mode not available yet", "use mode macvlan or bridge for now")
+    def _overlay_join(self, conf: Any) -> dict:
+        """vxlan: register this node and route its peers; the datapath options for ADD."""
+        store, _ipam = self._open(conf)
+        node = overlay.node_name(conf, self.node)
+        host_netns = conf.host_netns or self.host_netns
+        options = overlay.join(store, conf, node, host_netns)
+        if self.peer_sync is not None:
+            self.peer_sync.remember(store, conf, node, host_netns)
+        return options
 
     def owner(self, cmd: Any) -> Owner:
         args = cmd.args or {}
@@ -143,8 +153,13 @@ class Service:
             node=self.node,
         )
 
-    def _spec(self, cmd: Any, leases: Iterable[Lease], pools: list[PoolSpec] | None = None) -> AttachSpec:
-        return build_spec(cmd, list(leases), pools or [], self.host_netns, self.node)
+    def _spec(self, cmd: Any, leases: Iterable[Lease], pools: list[PoolSpec] | None = None,
+              options: dict | None = None) -> AttachSpec:
+        spec = build_spec(cmd, list(leases), pools or [], self.host_netns, self.node)
+        spec.options.setdefault("network", cmd.conf.name)
+        if options:
+            spec.options.update(options)
+        return spec
 
     # ---- verbs ----
     def add(self, cmd: Any) -> Any:
@@ -158,7 +173,8 @@ class Service:
             plumbed: AttachSpec | None = None
             dp: Datapath | None = None
             try:
-                spec = self._spec(cmd, leases, pools)
+                extra = self._overlay_join(conf) if conf.mode == "vxlan" else None
+                spec = self._spec(cmd, leases, pools, extra)
                 dp = self.datapath(conf.mode)
                 attachment = dp.add(spec)  # undoes its own partial work when it raises
                 plumbed = spec
@@ -229,7 +245,7 @@ class Service:
                                   master=conf.master, bridge=conf.bridge, vlan=conf.vlan,
                                   addresses=tuple(l.address for l in leases),
                                   host_netns=conf.host_netns or self.host_netns,
-                                  options=dict(conf.options or {}))
+                                  options={**(conf.options or {}), "network": conf.name})
                 try:
                     self.datapath(conf.mode).delete(spec)
                 except FlatnetError as exc:
@@ -245,6 +261,9 @@ class Service:
         try:
             store, _ipam = self._open(conf)
             store.get("status/probe")  # a cheap read proves the store answers
+            if conf.mode == "vxlan":  # joining the overlay is what makes this node ready
+                self._overlay_join(conf)
+                return
             spec = AttachSpec(container_id="", ifname="", netns="", mode=conf.mode, master=conf.master,
                               bridge=conf.bridge, vlan=conf.vlan, mtu=conf.mtu,
                               host_netns=conf.host_netns or self.host_netns,

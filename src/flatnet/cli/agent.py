@@ -54,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
     default_store = parse_store_url(args.store) if args.store else None
     service = Service(host_netns=args.netns, node=args.node, default_store=default_store,
                       lock_dir=args.lock_dir)
+    from flatnet.agent.overlay import PeerSync
+
+    service.peer_sync = PeerSync()  # learn overlay peers that join after our last ADD
+    service.peer_sync.start()
     uids = frozenset({0, *(args.allow_uid or [])})
     server = AgentServer(args.socket, service, allowed_uids=uids)
     logging.getLogger("flatnet.agent").info(

@@ -134,6 +134,13 @@ def up(nodes: int = 3, store: str = "sqlite", progress: Progress | None = None,
             _notify(progress, f"starting the agent of {node.name}", done, total)
             procs.start_agent(node.name, node.ns, url)
             done += 1
+        from flatnet.lab import pods  # the plugin, as a runtime would call it
+
+        for node in topo.nodes:  # every node joins the overlay before the first pod
+            _notify(progress, f"{node.name} joins the overlay", done, total)
+            pods.network_status(node.name, "overlay")
+        for node in topo.nodes:  # and learns the peers that joined after it
+            pods.network_status(node.name, "overlay")
     _notify(progress, "lab is up", total, total)
     return topo
 

@@ -129,6 +129,28 @@ def _exec_plugin(command: str, pod: Pod, conf: dict[str, Any]) -> dict[str, Any]
     return out if isinstance(out, dict) else {}
 
 
+def network_status(node: str, network: str) -> None:
+    """CNI STATUS of ``network`` on ``node`` through the real plugin; FlatnetError if not ready.
+
+    For the overlay this is also the node joining it (block claimed, VTEP published, peers
+    routed), so the lab runs it on every node before the first pod is created.
+    """
+    conf = {**_node_config(node, network), "cniVersion": "1.1.0"}  # STATUS: 1.1.0 on
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+           "CNI_COMMAND": "STATUS", "CNI_PATH": CNI_PATH,
+           "FLATNET_LOCK_DIR": procs.path("locks"), "FLATNET_NODE": node,
+           "FLATNET_HOST_NETNS": conf.get("hostNetns", "")}
+    proc = subprocess.run(PLUGIN_ARGV, input=json.dumps(conf), env=env, text=True,
+                          capture_output=True, timeout=PLUGIN_TIMEOUT, check=False)
+    if proc.returncode != 0:
+        try:
+            out = json.loads(proc.stdout)
+        except ValueError:
+            out = {}
+        raise FlatnetError(f"{network} on {node} is not ready: {out.get('msg', proc.stderr.strip()[-300:])}",
+                           str(out.get("details", "")), code=int(out.get("code", INTERNAL)))
+
+
 def _with_runtime(conf: dict[str, Any], pod: Pod) -> dict[str, Any]:
     if pod.port_mappings:
         conf = {**conf, "runtimeConfig": {"portMappings": pod.port_mappings}}

@@ -1,0 +1,83 @@
+"""The agent's side of the vxlan overlay: node blocks, node registration, peer sync.
+
+flannel's model: each node owns one block of the cluster subnet (claimed atomically in the
+store), publishes its VTEP (underlay address + VXLAN MAC) there, and routes every other
+node's block through the VXLAN device. ``join`` is idempotent and cheap enough to run on
+every ADD and STATUS; the agent also runs it periodically for the networks it has seen, so
+a node learns of peers that joined after its last ADD.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flatnet.errors import ConfigError
+from flatnet.ipam.api import PoolSpec, Store
+
+
+def node_name(conf: Any, default: str) -> str:
+    return conf.node_name or default
+
+
+def block_pools(store: Store, conf: Any, node: str) -> list[PoolSpec]:
+    """The node's block of ``conf.cluster_subnet`` as the pool pods allocate from."""
+    from flatnet.ipam import blocks
+
+    block = blocks.ensure_block(store, conf.name, node, conf.cluster_subnet, conf.node_block_prefix)
+    return [blocks.block_pool(conf.name, node, block)]
+
+
+def join(store: Store, conf: Any, node: str, host_netns: str | None) -> dict:
+    """Claim the block, prepare the node, publish its VTEP, route its peers; return options.
+
+    The returned dict is the datapath's ``AttachSpec.options`` for this network on this node.
+    """
+    from flatnet.datapath import vxlan
+    from flatnet.ipam import blocks
+
+    if conf.vtep_address is None:
+        raise ConfigError("vxlan mode needs 'vtepAddress': the node's underlay address "
+                          "(the address other nodes reach it at), e.g. \"198.18.100.11\"")
+    block = blocks.ensure_block(store, conf.name, node, conf.cluster_subnet, conf.node_block_prefix)
+    options = dict(conf.options or {})
+    options.update({"network": conf.name, "node": node, "block": str(block),
+                    "vtep": str(conf.vtep_address)})
+    mac = vxlan.ensure_node(host_netns, options)
+    blocks.register_node(store, conf.name, node, str(conf.vtep_address), mac, block)
+    options["peers"] = [n.as_peer() for n in blocks.nodes(store, conf.name) if n.node != node]
+    vxlan.sync_peers(host_netns, options)
+    return options
+
+
+class PeerSync:
+    """Re-runs ``join`` for every overlay network the agent has served, every ``interval`` s."""
+
+    def __init__(self, interval: float = 2.0) -> None:
+        self.interval = interval
+        self._seen: dict[tuple[str, str | None], tuple[Store, Any, str]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def remember(self, store: Store, conf: Any, node: str, host_netns: str | None) -> None:
+        with self._lock:
+            self._seen[(conf.name, host_netns)] = (store, conf, node)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="overlay-peer-sync", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                items = list(self._seen.items())
+            for (_name, host_netns), (store, conf, node) in items:
+                try:
+                    join(store, conf, node, host_netns)
+                except Exception:  # noqa: BLE001 - store down or netns gone: retried next tick
+                    pass
