@@ -63,7 +63,8 @@ class Demo:
             for k in range(1, per_node + 1):
                 if pod_name(network, node.name, k) not in have:
                     self.add(network, node.name, k)
-        counts = {n.name: probe.count_routes(n.ns) for n in self.topo.nodes}
+        counts = {n.name: probe.count_routes(n.ns, route_devices(network, n))
+                  for n in self.topo.nodes}
         return render.RouteSample(network, per_node,
                                   {n: c["v4"] + c["v6"] for n, c in counts.items()},
                                   {n: c["host"] for n, c in counts.items()})
@@ -104,6 +105,22 @@ class Demo:
         except FlatnetError as exc:
             return render.PerfRow(label, None, None, None, exc.msg)
         return render.PerfRow(label, gbps, lat.p50_us, lat.p99_us)
+
+
+def wide_console() -> Console:
+    """A console wide enough for the side-by-side tables, also when piped to a file or CI log."""
+    import shutil
+
+    return Console(width=max(120, shutil.get_terminal_size((120, 40)).columns))
+
+
+def route_devices(network: str, node: Any) -> tuple[str, ...]:
+    """The node links that carry ``network``'s routes (its share of the node's table)."""
+    if network == "overlay":
+        return ("fnvx", "fnovl")
+    if network == "flat-bridge":
+        return ("fnbr",)
+    return (node.flat_master, "fns-")  # the parent (subnet route) and the node->pod shim
 
 
 def run(console: Console, keep: bool = False, seconds: float = 2.0,
@@ -187,10 +204,10 @@ NOTES = {
     "b": "the seed's flannel table: with the overlay the VM sees the node, not the pod; "
          "a registry entry with the pod address is useless to it.",
     "c": "overlay: the only way in is a DNAT port on a node (NodePort / hostPort).",
-    "d": "flat: routes stay flat as pods grow, apart from one host route per address of "
-         "each *local* pod (the node->pod shim); overlay: one route per peer node block (plus local pod "
-         "routes). A per-pod route model (Calico BGP) would carry one route per pod in the "
-         "whole cluster.",
+    "d": "flat: the subnet route plus one host route per address of each *local* pod (the "
+         "node->pod shim); nothing for pods on other nodes. overlay: one route per peer node "
+         "block plus the local block, constant as pods grow. A per-pod route model (Calico "
+         "BGP) would carry one route per pod in the whole cluster.",
 }
 
 
@@ -223,7 +240,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from flatnet.lab import manager
 
     manager.require_root()
-    return run(Console(), keep=args.keep, seconds=args.seconds)
+    return run(wide_console(), keep=args.keep, seconds=args.seconds)
 
 
 def register_demo(lab_subparsers: "argparse._SubParsersAction") -> None:

@@ -270,17 +270,22 @@ def bandwidth(src_ns: str | None, dst_ns: str | None, ip: str, seconds: float = 
         server.wait(timeout=5)
 
 
-def count_routes(ns: str | None) -> dict[str, int]:
+def count_routes(ns: str | None, devices: tuple[str, ...] | None = None) -> dict[str, int]:
     """Routes in the main table of ``ns`` by family, plus how many are host (/32, /128).
 
-    Read only; the demo's "routes per node" table is this count, not a model of it.
+    ``devices``: count only routes leaving through links whose name starts with one of
+    these prefixes (one network's share of the node's table). Read only; the demo's
+    "routes per node" table is this count, not a model of it.
     """
     out = {"v4": 0, "v6": 0, "host": 0}
     with ipr(ns) as ip:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") or "" for link in ip.get_links()}
         for family, key, full in ((socket.AF_INET, "v4", 32), (socket.AF_INET6, "v6", 128)):
             for route in ip.get_routes(family=family, table=254):
                 dst_len = route.get("dst_len")
                 if family == socket.AF_INET6 and _is_v6_noise(route):
+                    continue
+                if devices is not None and not names.get(route.get_attr("RTA_OIF"), "").startswith(devices):
                     continue
                 out[key] += 1
                 if dst_len == full:

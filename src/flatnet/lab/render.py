@@ -118,7 +118,7 @@ def access_table(rows: list[AccessRow]) -> Table:
 def routes_table(samples: list[RouteSample]) -> Table:
     """Routes per node netns as pods grow, and how many of them are per-host (/32, /128)."""
     nodes = sorted({n for s in samples for n in s.routes})
-    table = Table(title="routes in each node's netns (main table, v4+v6)")
+    table = Table(title="routes in each node's netns through this network's links (v4+v6)")
     table.add_column("network")
     table.add_column("pods/node", justify="right")
     for n in nodes:
