@@ -46,13 +46,21 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
         hook(sub)
 
 
+#: (module, hook) of optional ``lab`` actions written in their own modules
+KNOWN_HOOKS = (("flatnet.lab.demo", "register_demo"), ("flatnet.lab.redis", "register_redis"))
+
+
 def _known_hooks() -> list[Callable[["argparse._SubParsersAction"], None]]:
-    """``lab demo`` (flatnet.lab.demo) when present; a broken module must not break ``lab``."""
-    try:
-        from flatnet.lab.demo import register_demo
-    except Exception:  # noqa: BLE001 - optional part, still being written
-        return []
-    return [register_demo]
+    """``lab demo``, ``lab redis`` when present; a broken module must not break ``lab``."""
+    import importlib
+
+    hooks = []
+    for module, attr in KNOWN_HOOKS:
+        try:
+            hooks.append(getattr(importlib.import_module(module), attr))
+        except Exception:  # noqa: BLE001 - optional part, still being written
+            continue
+    return hooks
 
 
 def _root() -> None:
