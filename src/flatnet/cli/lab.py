@@ -1,8 +1,7 @@
 """``flatnet lab up|status|down``: the multi-node lab cluster on this machine.
 
-Thin: parsing and display only; the work is in ``flatnet.lab.manager``. Other commands
-(``lab demo``, ``check reach``) attach to the same ``lab`` sub-parser group through
-``LAB_SUBCOMMANDS`` hooks, so this module stays the only owner of ``flatnet lab``.
+Thin: parsing and display only; the work is in ``flatnet.lab.manager``. ``lab demo`` and
+``lab redis`` register their own actions (``register_demo`` / ``register_redis``) here.
 """
 
 from __future__ import annotations
@@ -12,9 +11,6 @@ import os
 from typing import Callable
 
 from flatnet.errors import FlatnetError
-
-#: other modules may append register(lab_subparsers) hooks before ``register`` runs
-LAB_SUBCOMMANDS: list[Callable[["argparse._SubParsersAction"], None]] = []
 
 EPILOG = """\
 examples:
@@ -42,25 +38,11 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     st.set_defaults(func=cmd_status)
     dn = sub.add_parser("down", help="remove everything the lab made")
     dn.set_defaults(func=cmd_down)
-    for hook in [*LAB_SUBCOMMANDS, *_known_hooks()]:
+    from flatnet.lab.demo import register_demo
+    from flatnet.lab.redis import register_redis
+
+    for hook in (register_demo, register_redis):
         hook(sub)
-
-
-#: (module, hook) of optional ``lab`` actions written in their own modules
-KNOWN_HOOKS = (("flatnet.lab.demo", "register_demo"), ("flatnet.lab.redis", "register_redis"))
-
-
-def _known_hooks() -> list[Callable[["argparse._SubParsersAction"], None]]:
-    """``lab demo``, ``lab redis`` when present; a broken module must not break ``lab``."""
-    import importlib
-
-    hooks = []
-    for module, attr in KNOWN_HOOKS:
-        try:
-            hooks.append(getattr(importlib.import_module(module), attr))
-        except Exception:  # noqa: BLE001 - optional part, still being written
-            continue
-    return hooks
 
 
 def _root() -> None:
