@@ -9,7 +9,6 @@ plugins (portmap's iptables rules) never touch the machine's own namespace.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import subprocess

@@ -14,6 +14,8 @@ from typing import Iterator
 
 import pytest
 
+from tests.helpers.lab import fresh_lab
+
 from flatnet.datapath import labnet
 from flatnet.lab import manager, reach
 from flatnet.lab.topology import POD_NS_PREFIX, PREFIX, Topology
@@ -62,13 +64,8 @@ def test_check_reach_without_a_lab_says_so() -> None:
 
 @pytest.fixture(scope="module")
 def topo() -> Iterator[Topology]:
-    with manager.exclusive():
-        manager.down()
-        try:
-            yield manager.up(nodes=3)
-        finally:
-            manager.down()
-            assert labnet.list_namespaces(PREFIX) == []
+    with fresh_lab() as topo:
+        yield topo
 
 
 @pytest.mark.parametrize("network", ["flat", "overlay"])

@@ -9,8 +9,9 @@ from typing import Iterator
 
 import pytest
 
+from tests.helpers.lab import CLIENT, SERVER, fresh_lab
+
 from flatnet.datapath import labnet
-from flatnet.lab import manager
 from flatnet.lab.topology import PREFIX, Topology
 
 pytestmark = [
@@ -18,39 +19,13 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)"),
 ]
 
-SERVER = """
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-s.listen(8)
-s.settimeout(30)
-print("ready", flush=True)
-while True:
-    try:
-        c, peer = s.accept()
-    except socket.timeout:
-        break
-    c.sendall(("%s %s" % (sys.argv[2], peer[0])).encode())
-    c.close()
-"""
-CLIENT = """
-import socket, sys
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
-c.settimeout(3)
-print(c.recv(200).decode())
-"""
 
 
 @pytest.fixture(scope="module")
 def topo() -> Iterator[Topology]:
     """One lab (network only: no agents needed here) for the whole module."""
-    with manager.exclusive():
-        manager.down()
-        try:
-            yield manager.up(nodes=3, agents=False)
-        finally:
-            manager.down()
+    with fresh_lab(agents=False) as topo:
+        yield topo
 
 
 def ping(ns: str, dst: str) -> bool:

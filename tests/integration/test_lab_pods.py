@@ -10,6 +10,8 @@ from typing import Iterator
 
 import pytest
 
+from tests.helpers.lab import CLIENT, SERVER, fresh_lab
+
 from flatnet.datapath import labnet
 from flatnet.errors import FlatnetError
 from flatnet.lab import manager, pods
@@ -20,39 +22,12 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)"),
 ]
 
-SERVER = """
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-s.listen(8)
-s.settimeout(30)
-print("ready", flush=True)
-while True:
-    try:
-        c, peer = s.accept()
-    except socket.timeout:
-        break
-    c.sendall(("%s %s" % (sys.argv[2], peer[0])).encode())
-    c.close()
-"""
-CLIENT = """
-import socket, sys
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
-c.settimeout(3)
-print(c.recv(200).decode())
-"""
 
 
 @pytest.fixture(scope="module")
 def topo() -> Iterator[Topology]:
-    with manager.exclusive():
-        manager.down()
-        try:
-            yield manager.up(nodes=3)
-        finally:
-            manager.down()
-            assert labnet.list_namespaces(PREFIX) == []
+    with fresh_lab() as topo:
+        yield topo
 
 
 @pytest.fixture

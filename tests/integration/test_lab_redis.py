@@ -15,9 +15,11 @@ from typing import Iterator
 
 import pytest
 
+from tests.helpers.lab import fresh_lab
+
 from flatnet.datapath import labnet
-from flatnet.lab import manager, pods, redis, redis_pods
-from flatnet.lab.topology import POD_NS_PREFIX, PREFIX, Topology
+from flatnet.lab import pods, redis, redis_pods
+from flatnet.lab.topology import POD_NS_PREFIX, Topology
 
 pytestmark = [
     pytest.mark.netns,
@@ -30,13 +32,8 @@ KEYS = 200
 
 @pytest.fixture(scope="module")
 def topo() -> Iterator[Topology]:
-    with manager.exclusive():
-        manager.down()
-        try:
-            yield manager.up(nodes=3)
-        finally:
-            manager.down()
-            assert labnet.list_namespaces(PREFIX) == []
+    with fresh_lab() as topo:
+        yield topo
 
 
 def _redis_pids() -> list[int]:
