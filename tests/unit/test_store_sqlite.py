@@ -90,3 +90,48 @@ def test_open_store_types_and_errors() -> None:
         open_store({"type": "etcd", "endpoints": ["127.0.0.1:2379"]})
     with pytest.raises(ConfigError, match="timeout"):
         open_store({"type": "sqlite", "path": "/tmp/x.db", "timeout": -1})
+
+
+def test_connections_are_pooled_not_one_per_thread(tmp_path) -> None:
+    """An agent serves every request on a new thread: connections must not pile up."""
+    import threading
+
+    from flatnet.ipam.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "ipam.db")
+    try:
+        for i in range(40):
+            t = threading.Thread(target=lambda i=i: store.txn([], {f"k{i}": "v"}))
+            t.start()
+            t.join()
+        assert len(store.range("k")) == 40
+        assert len(store._conns) == 1, "sequential requests on 40 threads reuse one connection"
+    finally:
+        store.close()
+    assert store._conns == [] and store._idle == []
+
+
+def test_many_threads_open_a_brand_new_database_at_once(tmp_path) -> None:
+    """Switching a new file to WAL from several threads at once must not fail 'locked'."""
+    import threading
+
+    from flatnet.ipam.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "new.db")
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def work(i: int) -> None:
+        barrier.wait()
+        try:
+            store.txn([], {f"t{i}": "x"})
+        except BaseException as exc:  # noqa: BLE001 - collected for the assert
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    store.close()
+    assert errors == []

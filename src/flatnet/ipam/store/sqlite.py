@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from flatnet.errors import IO_FAILURE, FlatnetError, StoreUnavailable
 from flatnet.ipam.api import Compare, Entry
@@ -29,44 +30,58 @@ _SCHEMA = (
 
 
 class SqliteStore:
-    """Store over a SQLite file; opened lazily, one connection per thread (and per process)."""
+    """Store over a SQLite file; opened lazily, with a small pool of connections.
+
+    A connection is taken for one operation and given back, so a long-running agent that
+    serves each request on a new thread keeps as many connections as requests ever ran
+    *at once*, not one per thread it ever started (that leaked a file descriptor each).
+    """
 
     def __init__(self, path: str | os.PathLike[str] = DEFAULT_PATH, timeout: float = 5.0) -> None:
         self.path = Path(path)
         self.timeout = timeout
-        self._local = threading.local()
+        self._idle: list[sqlite3.Connection] = []
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._open_lock = threading.Lock()
         self._pid = os.getpid()
 
     # -- connection handling -------------------------------------------------
-    def _conn(self) -> sqlite3.Connection:
-        if self._pid != os.getpid():
-            # forked child: inherited connections belong to the parent, never reuse them
-            self._local = threading.local()
-            self._conns = []
-            self._pid = os.getpid()
-        conn = getattr(self._local, "conn", None)
+    @contextmanager
+    def _use(self) -> Iterator[sqlite3.Connection]:
+        """A connection for one operation (from the pool, or newly opened), returned after."""
+        with self._lock:
+            if self._pid != os.getpid():
+                # forked child: inherited connections belong to the parent, never reuse them
+                self._idle, self._conns, self._pid = [], [], os.getpid()
+            conn = self._idle.pop() if self._idle else None
         if conn is None:
             conn = self._open()
-            self._local.conn = conn
             with self._lock:
                 self._conns.append(conn)
-        return conn
+        try:
+            yield conn
+        finally:
+            with self._lock:
+                if conn in self._conns:  # not closed meanwhile
+                    self._idle.append(conn)
 
     def _open(self) -> sqlite3.Connection:
-        try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-            )
-            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute(_SCHEMA)
-            return conn
-        except (sqlite3.Error, OSError) as exc:
-            raise self._translate(exc) from exc
+        # one opener at a time in this process: switching a brand-new file to WAL from
+        # several threads at once fails with "database is locked" without waiting
+        with self._open_lock:
+            try:
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                conn = sqlite3.connect(
+                    self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+                )
+                conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute(_SCHEMA)
+                return conn
+            except (sqlite3.Error, OSError) as exc:
+                raise self._translate(exc) from exc
 
     def _translate(self, exc: Exception) -> FlatnetError:
         text = str(exc)
@@ -86,9 +101,8 @@ class SqliteStore:
     # -- Store protocol ------------------------------------------------------
     def get(self, key: str) -> Entry | None:
         try:
-            row = self._conn().execute(
-                "SELECT value, version FROM kv WHERE key = ?", (key,)
-            ).fetchone()
+            with self._use() as conn:
+                row = conn.execute("SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone()
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
         return Entry(key, row[0], row[1]) if row else None
@@ -107,7 +121,8 @@ class SqliteStore:
             sql += " LIMIT ?"
             args.append(limit)
         try:
-            rows = self._conn().execute(sql, args).fetchall()
+            with self._use() as conn:
+                rows = conn.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
         return [Entry(k, v, ver) for k, v, ver in rows]
@@ -119,7 +134,11 @@ class SqliteStore:
         deletes: Iterable[str] = (),
     ) -> bool:
         compares, puts, dels = check_txn(compares, puts, deletes)
-        conn = self._conn()
+        with self._use() as conn:
+            return self._txn(conn, compares, puts, dels)
+
+    def _txn(self, conn: sqlite3.Connection, compares: Sequence[Compare],
+             puts: dict[str, str], dels: Sequence[str]) -> bool:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -150,10 +169,9 @@ class SqliteStore:
     def close(self) -> None:
         """Close every connection this object opened (in this process)."""
         with self._lock:
-            conns, self._conns = self._conns, []
+            conns, self._conns, self._idle = self._conns, [], []
         for conn in conns:
             try:
                 conn.close()
             except sqlite3.Error:
                 pass
-        self._local = threading.local()
