@@ -1,0 +1,129 @@
+"""Render a run: a rich table for the terminal and docs/BENCHMARKS.md for the repository.
+
+Both come from the same ``Results``; the Markdown file is written by the command, never
+by hand, so every number in it was measured by the run it describes.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from rich.table import Table
+
+from flatnet.bench.results import BASELINES, Measurement, Results
+from flatnet.bench.targets import Target
+
+SECTIONS = ("control plane", "ipam", "data plane", "routes")
+TITLES = {"control plane": "Control plane", "ipam": "IPAM", "data plane": "Data plane",
+          "routes": "Routes per node"}
+
+
+def fmt(v: float) -> str:
+    """Three significant figures, no exponent for the ranges a bench produces."""
+    if v == 0:
+        return "0"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    if abs(v) >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3g}"
+
+
+def _ratio(r: Results, m: Measurement) -> str:
+    q = r.ratio_to_baseline(m)
+    return "" if q is None else f"{q:.2f}x"
+
+
+def rows(r: Results) -> Iterable[tuple[str, ...]]:
+    """(section, subject, metric, min, median, max, unit, vs baseline) per measurement."""
+    for section in SECTIONS:
+        for m in (m for m in r.measurements if m.section == section):
+            s = m.summary
+            if s is None:
+                yield (section, m.subject, m.metric, "", m.unavailable, "", "", "")
+            else:
+                yield (section, m.subject, m.metric, fmt(s.min), fmt(s.median), fmt(s.max),
+                       m.unit, _ratio(r, m))
+
+
+def rich_tables(r: Results) -> list[Table]:
+    """One table per section (narrow enough for an 80-column terminal)."""
+    tables = []
+    for section in SECTIONS:
+        body = [row[1:] for row in rows(r) if row[0] == section]
+        if not body:
+            continue
+        base = BASELINES.get(section)
+        t = Table(title=f"{section}" + (f" (baseline: {base})" if base else ""),
+                  title_justify="left")
+        for col, just in (("subject", "left"), ("metric", "left"), ("min", "right"),
+                          ("median", "right"), ("max", "right"), ("unit", "left"),
+                          ("ratio", "right")):
+            t.add_column(col, justify=just)  # type: ignore[arg-type]
+        last = None
+        for row in body:
+            if last is not None and row[0] != last:
+                t.add_section()
+            last = row[0]
+            t.add_row(*row)
+        tables.append(t)
+    return tables
+
+
+def _md_table(header: tuple[str, ...], body: Iterable[tuple[str, ...]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in body]
+    return lines
+
+
+def markdown(r: Results, machine: dict[str, str], command: str, date: str,
+             targets: list[Target], charts: list[str], profile: str) -> str:
+    out = ["# flatnet benchmarks", "",
+           f"Written by `{command}` on {date} (profile `{profile}`). Do not edit by hand:",
+           "run the command again. Every subject was measured in the same run; ratios are",
+           "the median against the section's baseline measured in that run "
+           f"({', '.join(f'{k}: {v}' for k, v in BASELINES.items() if v)}).", "",
+           "## Machine", ""]
+    out += _md_table(("", ""), machine.items())
+    out += ["", "## Targets", ""]
+    out += _md_table(("goal", "measured", "holds"),
+                     ((t.goal, t.measured, {True: "yes", False: "**no**", None: "n/a"}[t.holds])
+                      for t in targets))
+    for section in SECTIONS:
+        body = [row[1:] for row in rows(r) if row[0] == section]
+        if not body:
+            continue
+        out += ["", f"## {TITLES[section]}", ""]
+        out += _md_table(("subject", "metric", "min", "median", "max", "unit", "vs baseline"), body)
+    if r.notes:
+        out += ["", "## Notes", ""] + [f"- {n}" for n in r.notes]
+    if charts:
+        out += ["", "## Charts", ""] + [f"![{c}](benchmarks/{c})" for c in charts]
+    out += ["", "## How it was measured", "", METHOD]
+    return "\n".join(out) + "\n"
+
+
+METHOD = """\
+- Control plane: every subject is exec'd as a runtime does (`ip netns exec <node> <plugin>`,
+  CNI_* environment, config on stdin) against a pod netns created beforehand (not timed).
+  `flatnet (agent)` forwards to a running `flatnet agent`; `flatnet (in-process)` finds no
+  agent and runs the service itself; `bridge+host-local` are the reference plugins from
+  /usr/lib/cni (bridge `fnbb0` in the bench's node netns, host-local data in a tmp dir).
+  Sequential: ADD then DEL per pod, p50/p99 per repeat. Burst: all pods ADDed at once from a
+  thread pool (one exec each), total wall time, then all DELed at once. Agent RSS is VmRSS
+  from /proc/<pid>/status.
+- IPAM: clients are forked processes, each with its own store connection, started together
+  by a barrier; rate = allocations / wall time from the first to the last. Pools are IPv6
+  ranges of 1,000 and 1,000,000 addresses, fresh per measurement. The duplicate check
+  spreads the pods over simulated nodes (Owner.node) with 8 processes, then compares the
+  addresses handed out and the leases in the store. etcd is a private single-member etcd
+  with its data in the run's tmp dir (on disk, fsync on).
+- Data plane: on the lab (`flatnet lab`), node1 -> node2. iperf3 (one-off server, bounded
+  duration), UDP with 1300-byte datagrams at unlimited rate (received rate reported); RR =
+  1-byte request/response over one TCP connection (TCP_NODELAY), p50/p99. The userspace
+  UDP tunnel is a Python TUN<->UDP forwarder in each node (flannel's old udp backend).
+- Routes: routes in node1's main table (IPv4 + IPv6, link-local and multicast excluded)
+  after every node got N pods of the network.
+"""

@@ -1,0 +1,71 @@
+"""The report: every subject gets a row (unavailable ones with the reason), targets judged."""
+
+from __future__ import annotations
+
+import os
+
+from flatnet.bench import charts, report, targets
+from flatnet.bench.results import Results
+
+
+def sample_results() -> Results:
+    r = Results()
+    for rep in range(2):
+        r.add("data plane", "wire", "TCP 1 stream", "Gbit/s", 20.0 + rep, better="higher")
+        r.add("data plane", "vxlan overlay", "TCP 1 stream", "Gbit/s", 10.0 + rep, better="higher")
+        r.add("data plane", "wire", "RR p50", "µs", 10.0)
+        r.add("data plane", "vxlan overlay", "RR p50", "µs", 20.0)
+        r.add("ipam", "sqlite", "alloc/s (1 cl, 1k pool)", "1/s", 4000.0, better="higher")
+        r.add("ipam", "sqlite", "alloc/s (1 cl, 1M pool)", "1/s", 3000.0 + rep, better="higher")
+        r.add("ipam", "etcd", "alloc/s (1 cl, 1k pool)", "1/s", 200.0, better="higher")
+        r.add("ipam", "etcd", "alloc/s (1 cl, 1M pool)", "1/s", 100.0, better="higher")
+    for k, n in ((0, 6), (1, 8)):
+        r.add("routes", "flat macvlan", f"{k} pods/node", "routes", n)
+    r.unavailable("data plane", "flat ipvlan", "TCP 1 stream",
+                  "not available: kernel lacks CONFIG_IPVLAN")
+    r.extra["ipam_dup"] = {
+        "sqlite": {"pods": 10_000, "allocated": 10_000, "leases_in_store": 10_000,
+                   "nodes_seen": 100, "duplicates": 0, "wall_s": 2.0},
+        "etcd": {"pods": 500, "allocated": 500, "leases_in_store": 500,
+                 "nodes_seen": 100, "duplicates": 1, "wall_s": 1.0},
+    }
+    return r
+
+
+def test_rows_hold_every_subject_and_the_ratio() -> None:
+    rows = list(report.rows(sample_results()))
+    subjects = {row[1] for row in rows}
+    assert {"wire", "vxlan overlay", "flat ipvlan", "sqlite", "etcd", "flat macvlan"} <= subjects
+    overlay = next(r for r in rows if r[1] == "vxlan overlay" and r[2] == "TCP 1 stream")
+    assert overlay[3:7] == ("10.0", "10.5", "11.0", "Gbit/s")
+    assert overlay[7] == "0.51x"  # 10.5 / 20.5
+    ipvlan = next(r for r in rows if r[1] == "flat ipvlan")
+    assert "CONFIG_IPVLAN" in ipvlan[4]
+
+
+def test_targets_are_judged_from_the_numbers() -> None:
+    by_goal = {t.goal: t for t in targets.judge(sample_results())}
+    sq = next(t for g, t in by_goal.items() if g.startswith("10k") and "sqlite" in g)
+    assert sq.holds is True
+    et = next(t for g, t in by_goal.items() if g.startswith("10k") and "etcd" in g)
+    assert et.holds is False and "projected 10k: 20.0 s" in et.measured  # 1 s/500 -> 20 s
+    dup = next(t for g, t in by_goal.items() if g.startswith("no duplicate") and "etcd" in g)
+    assert dup.holds is False
+    flat_sq = next(t for g, t in by_goal.items() if "flat" in g and "sqlite" in g)
+    flat_et = next(t for g, t in by_goal.items() if "flat" in g and "etcd" in g)
+    assert flat_sq.holds is True and flat_et.holds is False  # 0.5 is outside the band
+
+
+def test_markdown_and_charts(tmp_path: "os.PathLike[str]") -> None:
+    r = sample_results()
+    names = charts.write_all(r, os.path.join(tmp_path, "benchmarks"))
+    assert "throughput.png" in names and "routes.png" in names
+    for n in names:
+        with open(os.path.join(tmp_path, "benchmarks", n), "rb") as fh:
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    md = report.markdown(r, {"CPU": "x", "kernel": "6"}, "flatnet bench --quick", "today",
+                         targets.judge(r), names, "quick")
+    assert "| vxlan overlay | TCP 1 stream | 10.0 | 10.5 | 11.0 | Gbit/s | 0.51x |" in md
+    assert "kernel lacks CONFIG_IPVLAN" in md
+    assert "benchmarks/throughput.png" in md and "flatnet bench --quick" in md
+    assert len(report.rich_tables(r)) == 3
