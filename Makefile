@@ -7,6 +7,8 @@ WR    := scripts/with-root
 help:
 	@echo "make demo   set up everything, then run the multi-node lab demo (flat vs overlay)"
 	@echo "make test   set up everything, then run the whole test suite"
+	@echo "make bench  the full benchmark (writes docs/BENCHMARKS.md and docs/benchmarks/*.png)"
+	@echo "make chaos  load + faults (agent SIGKILLs, etcd restarts, lost node): duplicates and leaks table"
 	@echo "make setup  only install (apt packages, .venv, /opt/cni/bin/flatnet)"
 	@echo "make clean  remove every lab namespace/process left behind, and .venv"
 
@@ -18,6 +20,12 @@ demo:
 
 test:
 	@$(WR) bash -c 'scripts/setup.sh && $(VENV)/bin/pytest tests'
+
+bench:
+	@$(WR) bash -c 'scripts/setup.sh && $(VENV)/bin/flatnet bench'
+
+chaos:
+	@$(WR) bash -c 'scripts/setup.sh && $(VENV)/bin/python -m flatnet.chaos --store both'
 
 test-fast:
 	@$(WR) bash -c 'scripts/setup.sh && $(VENV)/bin/pytest tests/unit'

@@ -91,7 +91,7 @@ def _sniff(stdin: bytes) -> dict[str, Any]:
     """The config as a dict if it decodes (only for cniVersion / agentSocket), else {}."""
     try:
         doc = json.loads(stdin.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # deep nesting raises RecursionError
         return {}
     return doc if isinstance(doc, dict) else {}
 

@@ -127,6 +127,9 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     daemon_threads = True
     allow_reuse_address = False
+    # socketserver's default backlog (5) refuses connects with EAGAIN as soon as a few
+    # plugins arrive at once (found by the chaos harness / socket fuzzing)
+    request_queue_size = 128
 
     def __init__(self, path: str, service: Any, allowed_uids: frozenset[int] = frozenset({0}),
                  io_timeout: float = 10.0) -> None:
@@ -147,7 +150,7 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         """Decode one request and answer it (also the unit of the protocol tests)."""
         try:
             req = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deep nesting: RecursionError
             return _error_response(DECODE_FAILURE, f"agent request is not JSON: {exc}")
         if not isinstance(req, dict):
             return _error_response(DECODE_FAILURE, "agent request must be a JSON object")

@@ -236,7 +236,10 @@ class Service:
         stale: dict[tuple[str, str], list[Lease]] = {}
         for lease in ipam.leases():
             key = (lease.owner.container_id, lease.owner.ifname)
-            if lease.owner.network == conf.name and key not in valid:
+            # the runtime's list names only THIS node's attachments: in a shared store
+            # (etcd, or one SQLite file for several nodes) other nodes' leases are not ours
+            mine = lease.owner.node in (None, self.node)
+            if lease.owner.network == conf.name and mine and key not in valid:
                 stale.setdefault(key, []).append(lease)
         errors: list[str] = []
         for (cid, ifname), leases in stale.items():

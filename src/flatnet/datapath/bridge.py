@@ -14,7 +14,7 @@ from __future__ import annotations
 from pyroute2 import IPRoute
 
 from flatnet import errors
-from flatnet.datapath import addrs, links, netns, pod, routes, services
+from flatnet.datapath import addrs, antispoof, links, netns, pod, routes, services
 from flatnet.datapath.api import AttachSpec, Attachment
 from flatnet.datapath.common import (
     infra_lock,
@@ -109,6 +109,10 @@ class BridgeDatapath:
                 peer = links.require(ip, tmp, spec.host_netns, role="veth peer")
                 links.move_to_netns(ip, peer.index, ns_path)
             mac, mtu = pod.adopt(spec, ns_path, tmp, spec.mac, undo)
+            # the pod may send only as itself from its port (datapath/antispoof.py)
+            with translate(f"installing anti-spoofing rules on {host!r}", spec.host_netns):
+                antispoof.install(spec.host_netns, host, mac, [a.ip for a in spec.addresses])
+            undo.push(f"remove anti-spoofing rules of {host}", lambda: antispoof.remove(spec.host_netns, host))
         return Attachment(
             ifname=spec.ifname, mac=mac, sandbox=spec.netns, mtu=mtu,
             host_ifname=host, host_mac=host_info.mac,
@@ -122,8 +126,10 @@ class BridgeDatapath:
 
     def delete(self, spec: AttachSpec) -> None:
         pod.remove(spec)
+        host = host_veth_name(spec.container_id, spec.ifname)
         with translate("removing the host veth", spec.host_netns):
-            self._delete_host(spec.host_netns, host_veth_name(spec.container_id, spec.ifname))
+            self._delete_host(spec.host_netns, host)
+        antispoof.remove(spec.host_netns, host)
 
     def check(self, spec: AttachSpec) -> None:
         self._validate(spec)
