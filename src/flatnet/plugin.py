@@ -76,6 +76,9 @@ def request(path: str, payload: dict[str, Any], timeout: float = 120.0) -> dict[
             raise AgentReplyError(CODE_AGENT_PROTOCOL, f"the agent at {path} dropped the request: {exc}") from None
     finally:
         sock.close()
+    if not chunks:  # the agent died or restarted mid-request: nothing was answered
+        raise AgentReplyError(CODE_TRY_AGAIN, f"the agent at {path} closed the connection "
+                              "without answering (restarting?); try again")
     try:
         reply = json.loads(b"".join(chunks).decode("utf-8"))
         if isinstance(reply, dict) and isinstance(reply.get("exit"), int) \

@@ -172,3 +172,32 @@ def test_start_imports_stdlib_only(tmp_path: Any) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, text=True,
                          env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_agent_closing_without_an_answer_is_try_again(tmp_path) -> None:
+    """An agent killed mid-request: the runtime must retry (code 11), not blame versions."""
+    import socket as socketmod
+    import threading
+
+    from flatnet import plugin
+
+    path = str(tmp_path / "agent.sock")
+    srv = socketmod.socket(socketmod.AF_UNIX, socketmod.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+
+    def accept_and_drop() -> None:
+        conn, _ = srv.accept()
+        conn.recv(65536)
+        conn.close()
+
+    t = threading.Thread(target=accept_and_drop)
+    t.start()
+    try:
+        with pytest.raises(plugin.AgentReplyError) as info:
+            plugin.request(path, {"v": 1, "env": {}, "stdin": "{}"}, 5.0)
+    finally:
+        t.join(5)
+        srv.close()
+    assert info.value.code == 11
+    assert "closed the connection without answering" in str(info.value)
