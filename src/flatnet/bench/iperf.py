@@ -14,6 +14,7 @@ from typing import Any
 
 from flatnet.datapath.netns import run_in
 from flatnet.errors import FlatnetError
+from flatnet.lab.probe import listening
 
 IPERF3 = "/usr/bin/iperf3"
 UDP_LEN = 1300  # fits every tunnel's MTU here (vxlan, the userspace tunnel): no fragments
@@ -26,20 +27,6 @@ def version() -> str:
     except OSError:
         return "not installed"
     return out.split()[1] if out.split() else "unknown"
-
-
-def _listening(port: int) -> bool:
-    for name in ("tcp", "tcp6"):
-        try:
-            with open(f"/proc/thread-self/net/{name}", encoding="ascii") as fh:
-                next(fh)
-                for line in fh:
-                    cols = line.split()
-                    if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
-                        return True
-        except FileNotFoundError:
-            continue
-    return False
 
 
 def _gbps(data: dict[str, Any], udp: bool) -> float:
@@ -58,7 +45,7 @@ def throughput(src_ns: str | None, dst_ns: str | None, ip: str, seconds: int = 2
                     stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 5.0
-        while not run_in(dst_ns, _listening, port):
+        while not run_in(dst_ns, listening, port):
             if server.poll() is not None or time.monotonic() > deadline:
                 raise FlatnetError(f"iperf3 server did not start in {dst_ns} on port {port}",
                                    "is the port free there?")

@@ -220,7 +220,7 @@ def _percentile(values: list[float], pct: float) -> float:
     return ordered[rank - 1]
 
 
-def _listening(port: int) -> bool:
+def listening(port: int) -> bool:
     """Is something listening on TCP ``port`` in this thread's netns? (/proc/thread-self)."""
     for name in ("tcp", "tcp6"):
         try:
@@ -246,7 +246,7 @@ def bandwidth(src_ns: str | None, dst_ns: str | None, ip: str, seconds: float = 
                     stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 5.0
-        while not run_in(dst_ns, _listening, port):
+        while not run_in(dst_ns, listening, port):
             if server.poll() is not None or time.monotonic() > deadline:
                 raise FlatnetError(f"iperf3 server did not start in {dst_ns}",
                                    f"is port {port} free there? is {IPERF3} installed?")
