@@ -12,7 +12,7 @@ import os
 import socket
 import tempfile
 import threading
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings

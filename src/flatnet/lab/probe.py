@@ -235,11 +235,24 @@ def listening(port: int) -> bool:
     return False
 
 
-def bandwidth(src_ns: str | None, dst_ns: str | None, ip: str, seconds: float = 2.0,
-              port: int = 5201) -> float:
-    """TCP throughput ``src_ns`` -> ``ip`` in Gbit/s, measured by iperf3 (one stream).
+UDP_LEN = 1300  # fits every tunnel's MTU here (vxlan, the userspace tunnel): no fragments
 
-    The server runs one-off (``-s -1``) in ``dst_ns`` and is always killed afterwards.
+
+def _gbps(data: dict[str, Any], udp: bool) -> float:
+    end = data["end"]
+    if "sum_received" in end:
+        return float(end["sum_received"]["bits_per_second"]) / 1e9
+    s = end["sum"]  # UDP on iperf3 3.12: sender rate and the receiver's loss
+    return float(s["bits_per_second"]) * (1 - float(s.get("lost_percent", 0)) / 100) / 1e9
+
+
+def iperf3(src_ns: str | None, dst_ns: str | None, ip: str, seconds: float = 2.0,
+           streams: int = 1, udp: bool = False, port: int = 5201,
+           timeout_pad: float = 20.0) -> float:
+    """Gbit/s received at ``ip`` (in ``dst_ns``) from an iperf3 client in ``src_ns``.
+
+    The server runs one-off (``-s -1``) in ``dst_ns`` and is always killed afterwards; the
+    client has a hard subprocess timeout of ``seconds + timeout_pad``.
     """
     server = run_in(dst_ns, subprocess.Popen, [IPERF3, "-s", "-1", "-p", str(port)],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -248,19 +261,21 @@ def bandwidth(src_ns: str | None, dst_ns: str | None, ip: str, seconds: float = 
         deadline = time.monotonic() + 5.0
         while not run_in(dst_ns, listening, port):
             if server.poll() is not None or time.monotonic() > deadline:
-                raise FlatnetError(f"iperf3 server did not start in {dst_ns}",
+                raise FlatnetError(f"iperf3 server did not start in {dst_ns} on port {port}",
                                    f"is port {port} free there? is {IPERF3} installed?")
             time.sleep(0.05)
-        argv = [IPERF3, "-c", ip, "-p", str(port), "-t", f"{seconds:g}", "-J",
-                "--connect-timeout", "2000"]
+        argv = [IPERF3, "-c", ip, "-p", str(port), "-t", str(max(1, int(seconds))), "-J",
+                "-P", str(streams), "--connect-timeout", "2000"]
+        if udp:
+            argv += ["-u", "-b", "0", "-l", str(UDP_LEN)]
         proc = run_in(src_ns, subprocess.run, argv, capture_output=True, text=True,
-                      timeout=seconds + 15, check=False)
+                      timeout=seconds + timeout_pad, check=False)
         data: dict[str, Any] = json.loads(proc.stdout or "{}")
         if proc.returncode != 0 or "error" in data:
             raise FlatnetError(f"iperf3 {src_ns} -> {ip} failed: "
                                f"{data.get('error') or proc.stderr.strip()}",
                                "check reachability first: flatnet check reach")
-        return float(data["end"]["sum_received"]["bits_per_second"]) / 1e9
+        return _gbps(data, udp)
     except (subprocess.TimeoutExpired, json.JSONDecodeError, KeyError) as exc:
         raise FlatnetError(f"iperf3 {src_ns} -> {ip} gave no result: {exc}",
                            "retry; the machine may be overloaded") from exc
@@ -268,6 +283,12 @@ def bandwidth(src_ns: str | None, dst_ns: str | None, ip: str, seconds: float = 
         if server.poll() is None:
             server.kill()
         server.wait(timeout=5)
+
+
+def bandwidth(src_ns: str | None, dst_ns: str | None, ip: str, seconds: float = 2.0,
+              port: int = 5201) -> float:
+    """TCP throughput ``src_ns`` -> ``ip`` in Gbit/s, measured by iperf3 (one stream)."""
+    return iperf3(src_ns, dst_ns, ip, seconds, port=port, timeout_pad=15.0)
 
 
 def count_routes(ns: str | None, devices: tuple[str, ...] | None = None) -> dict[str, int]:
