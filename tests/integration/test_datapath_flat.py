@@ -27,7 +27,7 @@ from flatnet_topo import (
 from flatnet import errors
 from flatnet.datapath import get_datapath, netns
 from flatnet.datapath.api import AttachSpec, Datapath, Route
-from flatnet.datapath.common import host_veth_name
+from flatnet.datapath.common import host_veth_name, tmp_name
 
 pytestmark = [
     pytest.mark.netns,
@@ -280,6 +280,52 @@ def test_failed_add_rolls_back_every_step(cluster: Cluster) -> None:
     assert link_names(pod_ns) == {"lo"}
     assert (link_names(node), route_dsts(node)) == before
     assert not any(name.startswith("fntmp") for name in link_names(node))
+
+
+def _half_made_link(cluster: Cluster, spec: AttachSpec, where: str) -> None:
+    """Leave what an ADD killed right after creating its link leaves: the temporary-named
+    link in the node netns ("host"), or already moved into the pod netns ("pod")."""
+    tmp = tmp_name(spec.container_id, spec.ifname)
+    node = spec.host_netns or ""
+    if cluster.mode == "bridge":
+        sh(node, "ip", "link", "add", host_veth_name(spec.container_id, spec.ifname), "type", "veth", "peer", "name", tmp)
+    else:
+        sh(node, "ip", "link", "add", tmp, "link", cluster.master, "type", "macvlan", "mode", "bridge")
+    if where == "pod":
+        sh(node, "ip", "link", "set", tmp, "netns", os.path.basename(spec.netns))
+
+
+@pytest.mark.parametrize("where", ["host", "pod"])
+def test_del_after_killed_add_removes_the_half_made_link(cluster: Cluster, where: str) -> None:
+    """The chaos run's finding: the agent SIGKILLed between creating the pod's link and
+    renaming it left an 'fntmp…' link that no DEL found. The runtime's DEL must remove it."""
+    node = cluster.topo.nodes[0].ns
+    pod_ns = cluster.topo.pod()
+    before = link_names(node)
+    spec = cluster.spec(0, pod_ns, 20)
+    _half_made_link(cluster, spec, where)
+    assert link_names(node) != before or link_names(pod_ns) != {"lo"}
+    cluster.dp.delete(spec)
+    assert link_names(node) == before
+    assert link_names(pod_ns) == {"lo"}
+
+
+@pytest.mark.parametrize("where", ["host", "pod"])
+def test_retried_add_after_killed_add_succeeds(cluster: Cluster, where: str) -> None:
+    """Without a DEL in between (the runtime retries ADD), the new ADD clears the leftover."""
+    node = cluster.topo.nodes[0].ns
+    pod_ns = cluster.topo.pod()
+    before = link_names(node)
+    spec = cluster.spec(0, pod_ns, 21)
+    _half_made_link(cluster, spec, where)
+    cluster.dp.add(spec)
+    try:
+        assert link_names(pod_ns) == {"lo", "eth0"}
+        assert not any(name.startswith("fntmp") for name in link_names(node))
+        assert ping_retry(cluster.topo.vm, "198.18.100.71")
+    finally:
+        cluster.dp.delete(spec)
+    assert link_names(node) == before
 
 
 def test_custom_mtu_and_mac(cluster: Cluster) -> None:

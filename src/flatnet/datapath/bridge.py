@@ -96,7 +96,7 @@ class BridgeDatapath:
         bridge = self._ensure_bridge(spec)
         spec = services.with_service_routes(spec, bridge.index)
         host = host_veth_name(spec.container_id, spec.ifname)
-        tmp = tmp_name()
+        tmp = tmp_name(spec.container_id, spec.ifname)
         mtu = spec.mtu or bridge.mtu
         with undo_on_error() as undo:
             with translate(f"creating veth {host!r}", spec.host_netns), netns.ipr(spec.host_netns) as ip:

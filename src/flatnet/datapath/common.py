@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import secrets
 import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -46,9 +45,18 @@ def shim_name(parent: str) -> str:
     return "fns-" + hashlib.sha1(parent.encode()).hexdigest()[:8]
 
 
-def tmp_name() -> str:
-    """A unique, short-lived name for a link before it is renamed inside the container."""
-    return "fntmp" + secrets.token_hex(4)
+TMP_PREFIX = "fntmp"
+
+
+def tmp_name(container_id: str, ifname: str) -> str:
+    """The short-lived name of a link before it is renamed inside the container.
+
+    Deterministic per attachment (like the host veth name) so that when the agent is killed
+    between creating the link and renaming it, the runtime's DEL — or the retried ADD, which
+    holds the same per-container lock — finds the half-made link by name and removes it.
+    """
+    digest = hashlib.sha1(f"tmp/{container_id}/{ifname}".encode()).hexdigest()
+    return TMP_PREFIX + digest[:10]
 
 
 def vlan_ifname(master: str, vlan: int) -> str:

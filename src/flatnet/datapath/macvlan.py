@@ -66,11 +66,12 @@ class ChildLinkDatapath:
         pod.check_absent(spec, ns_path)
         parent = self._parent(spec, create=True)
         spec = services.with_service_routes(spec, parent.index)
-        tmp = tmp_name()
+        tmp = tmp_name(spec.container_id, spec.ifname)
         with undo_on_error() as undo:
             with translate(f"creating {self.kind} link on {parent.name!r}", spec.host_netns), netns.ipr(
                 spec.host_netns
             ) as ip:
+                links.delete(ip, tmp)  # left by an ADD killed before the move (same container lock)
                 mac = spec.mac if self.kind == "macvlan" else None
                 index = links.create_child(ip, self.kind, tmp, parent.index, spec.mtu or parent.mtu, mac)
                 undo.push(f"delete {tmp}", lambda: self._delete_host(spec.host_netns, tmp))
@@ -87,6 +88,9 @@ class ChildLinkDatapath:
 
     def delete(self, spec: AttachSpec) -> None:
         found = pod.remove(spec)
+        if netns.exists(spec.host_netns):  # an ADD killed between creating and moving its link
+            with translate("removing a half-made link", spec.host_netns):
+                self._delete_host(spec.host_netns, tmp_name(spec.container_id, spec.ifname))
         shim.remove_pod(spec.host_netns, pod.address_set(spec, found))
 
     def check(self, spec: AttachSpec) -> None:

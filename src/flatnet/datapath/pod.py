@@ -13,17 +13,22 @@ import os
 from flatnet import errors
 from flatnet.datapath import addrs, links, neigh, netns, routes, sysctl
 from flatnet.datapath.api import AttachSpec, IPAddress
-from flatnet.datapath.common import Undo, ns_label, translate
+from flatnet.datapath.common import Undo, ns_label, tmp_name, translate
 
 
 def check_absent(spec: AttachSpec, ns_path: str) -> None:
-    """InterfaceExists if ``spec.ifname`` is already in the container netns (left untouched)."""
+    """InterfaceExists if ``spec.ifname`` is already in the container netns (left untouched).
+
+    A link still carrying this attachment's temporary name is the remains of an ADD that was
+    killed before the rename; it is removed so the new ADD can move its own link in.
+    """
     with translate(f"looking up {spec.ifname!r}", ns_path), netns.ipr(ns_path) as ip:
         if links.lookup(ip, spec.ifname) is not None:
             raise errors.InterfaceExists(
                 f"interface {spec.ifname!r} already exists in container netns {ns_path}; "
                 "pick another ifname (CNI_IFNAME) or DEL the previous attachment first"
             )
+        links.delete(ip, tmp_name(spec.container_id, spec.ifname))
 
 
 def adopt(spec: AttachSpec, ns_path: str, tmp: str, mac: str | None, undo: Undo) -> tuple[str, int]:
@@ -84,6 +89,7 @@ def remove(spec: AttachSpec) -> list[IPAddress]:
         return []
     found: list[IPAddress] = []
     with translate(f"removing {spec.ifname!r}", path), netns.ipr(path) as ip:
+        links.delete(ip, tmp_name(spec.container_id, spec.ifname))  # a killed ADD's half-made link
         index = links.lookup(ip, spec.ifname)
         if index is None:
             return []

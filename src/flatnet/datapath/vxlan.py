@@ -256,7 +256,7 @@ class VxlanDatapath:
         if not spec.routes:
             default = ipaddress.ip_network("0.0.0.0/0" if o.block.version == 4 else "::/0")
             spec = dataclasses.replace(spec, routes=(Route(default, o.gateway.ip),))
-        host, tmp = overlay_veth_name(spec.container_id, spec.ifname), tmp_name()
+        host, tmp = overlay_veth_name(spec.container_id, spec.ifname), tmp_name(spec.container_id, spec.ifname)
         with undo_on_error() as undo:
             with translate(f"creating veth {host!r}", spec.host_netns), netns.ipr(spec.host_netns) as ip:
                 links.delete(ip, host)  # stale: its container side is not in this netns (checked)
