@@ -9,15 +9,17 @@ so a failed ADD leaves nothing half-done. DEL is idempotent and never needs the 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import socket
 import threading
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 from flatnet.agent import overlay
 from flatnet.agent.locks import DEFAULT_LOCK_DIR, ContainerLocks
 from flatnet.agent.spec import build_result, build_spec, requested_ips
+from flatnet.datapath import netns
 from flatnet.datapath.api import AttachSpec, Datapath
 from flatnet.errors import (
     NOT_AVAILABLE,
@@ -26,6 +28,18 @@ from flatnet.errors import (
     FlatnetError,
 )
 from flatnet.ipam.api import Lease, Owner, PoolSpec, Store
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_netlink_session(verb: F) -> F:
+    """Run a verb inside ``netns.session()``: one netlink handle per netns for all its steps."""
+    @functools.wraps(verb)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with netns.session():
+            return verb(*args, **kwargs)
+    return wrapper  # type: ignore[return-value]
 
 
 def _default_store_factory(cfg: dict) -> Store:
@@ -162,6 +176,7 @@ class Service:
         return spec
 
     # ---- verbs ----
+    @_one_netlink_session
     def add(self, cmd: Any) -> Any:
         conf = cmd.conf
         with self.locks.hold(cmd.container_id):
@@ -201,6 +216,7 @@ class Service:
                                 pass
                 raise
 
+    @_one_netlink_session
     def delete(self, cmd: Any) -> None:
         conf = cmd.conf
         with self.locks.hold(cmd.container_id, remove=True):
@@ -212,6 +228,7 @@ class Service:
             self.datapath(conf.mode).delete(spec)
             ipam.release(cmd.container_id, cmd.ifname)
 
+    @_one_netlink_session
     def check(self, cmd: Any) -> None:
         conf = cmd.conf
         prev = conf.prev_result
@@ -229,6 +246,7 @@ class Service:
                     "DEL and ADD the container again", code=STATE_MISMATCH)
             self.datapath(conf.mode).check(self._spec(cmd, leases))
 
+    @_one_netlink_session
     def gc(self, cmd: Any) -> None:
         conf = cmd.conf
         valid = {(a.container_id, a.ifname) for a in (conf.valid_attachments or [])}
@@ -259,6 +277,7 @@ class Service:
             raise FlatnetError(f"GC could not clean {len(errors)} attachment(s): " + "; ".join(errors[:5]),
                                "see the agent log; GC will retry next time")
 
+    @_one_netlink_session
     def status(self, cmd: Any) -> None:
         conf = cmd.conf
         try:

@@ -5,12 +5,20 @@ Everything flatnet does to the kernel happens in an explicit namespace: the node
 container's netns comes from CNI_NETNS. ``run_in`` executes a function on a fresh OS
 thread that has joined the target namespace (setns affects only the calling thread),
 so the caller's own namespace never changes.
+
+Opening a netlink handle in another netns is the datapath's main fixed cost: pyroute2's own
+``IPRoute(netns=...)`` forks a helper process to create the socket there (~7 ms). flatnet
+instead creates the socket on a short-lived thread that has joined the netns (a socket stays
+in the netns it was created in) and hands its fd to pyroute2. And inside ``session()`` (one
+CNI operation) each netns gets one handle, reused by every step instead of reopened.
 """
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import os
+import socket
 import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
@@ -38,11 +46,66 @@ def exists(ns: str | None) -> bool:
     return path is None or os.path.exists(path)
 
 
+NETLINK_ROUTE = 0
+# the handles of the current session() (one per netns path; "" is the caller's own netns)
+_session: contextvars.ContextVar[dict[str, IPRoute] | None] = contextvars.ContextVar(
+    "flatnet_netns_session", default=None
+)
+
+
+def _netlink_fd() -> int:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+    return sock.detach()
+
+
+def open_ipr(path: str | None) -> IPRoute:
+    """A new netlink handle whose socket was created inside netns ``path`` (None: our own).
+
+    The socket is made on a thread that joined the netns (``run_in``); an ``IPRoute()``
+    constructed on such a thread would *not* do: pyroute2 creates its socket later, elsewhere.
+    """
+    if not path:
+        return IPRoute()
+    fd = run_in(path, _netlink_fd)
+    try:
+        return IPRoute(fileno=fd)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+@contextmanager
+def session() -> Iterator[None]:
+    """Reuse one netlink handle per netns for every ``ipr()`` in this block (same thread).
+
+    The agent wraps each CNI operation in one; nested sessions join the outer one. Handles
+    are closed when the outermost block ends, also on error.
+    """
+    if _session.get() is not None:
+        yield
+        return
+    handles: dict[str, IPRoute] = {}
+    token = _session.set(handles)
+    try:
+        yield
+    finally:
+        _session.reset(token)
+        for handle in handles.values():
+            handle.close()
+
+
 @contextmanager
 def ipr(ns: str | None = None) -> Iterator[IPRoute]:
     """A netlink handle bound to ``ns`` (None: the caller's own netns)."""
     path = ns_path(ns)
-    handle = IPRoute(netns=path) if path else IPRoute()
+    handles = _session.get()
+    if handles is not None:
+        handle = handles.get(path or "")
+        if handle is None:
+            handle = handles[path or ""] = open_ipr(path)
+        yield handle
+        return
+    handle = open_ipr(path)
     try:
         yield handle
     finally:
