@@ -38,13 +38,14 @@ def write_flatnet_shim(directory: str) -> str:
     """An executable ``flatnet`` in ``directory`` that runs this tree's plugin module.
 
     The bench times the plugin of the code it ships with (not whatever /opt/cni/bin
-    holds), started the way a runtime starts a plugin: one exec of one file.
+    holds), started the way a runtime starts a plugin: one exec of one file, with the
+    same interpreter flags (-I -S) as the wrapper scripts/setup.sh installs.
     """
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "flatnet")
     paths = [p for p in sys.path if p]
     with open(path, "w", encoding="utf-8") as fh:
-        fh.write(f"#!{sys.executable} -s\nimport sys\nsys.path[:0] = {paths!r}\n"
+        fh.write(f"#!{sys.executable} -IS\nimport sys\nsys.path[:0] = {paths!r}\n"
                  "from flatnet.plugin import main\nmain()\n")
     os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return path

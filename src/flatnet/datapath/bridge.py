@@ -101,13 +101,11 @@ class BridgeDatapath:
         with undo_on_error() as undo:
             with translate(f"creating veth {host!r}", spec.host_netns), netns.ipr(spec.host_netns) as ip:
                 links.delete(ip, host)  # stale: its container side is not in this netns (checked)
-                links.create(ip, "veth", host, mtu=mtu, peer={"ifname": tmp, "mtu": mtu})
+                links.create_veth_into(ip, host, tmp, mtu, ns_path)  # peer born in the pod netns
                 undo.push(f"delete veth {host}", lambda: self._delete_host(spec.host_netns, host))
                 host_info = links.require(ip, host, spec.host_netns, role="veth")
                 ip.link("set", index=host_info.index, master=bridge.index)
                 links.set_up(ip, host_info.index)
-                peer = links.require(ip, tmp, spec.host_netns, role="veth peer")
-                links.move_to_netns(ip, peer.index, ns_path)
             mac, mtu = pod.adopt(spec, ns_path, tmp, spec.mac, undo)
             # the pod may send only as itself from its port (datapath/antispoof.py)
             with translate(f"installing anti-spoofing rules on {host!r}", spec.host_netns):

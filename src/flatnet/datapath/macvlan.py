@@ -71,11 +71,10 @@ class ChildLinkDatapath:
             with translate(f"creating {self.kind} link on {parent.name!r}", spec.host_netns), netns.ipr(
                 spec.host_netns
             ) as ip:
-                links.delete(ip, tmp)  # left by an ADD killed before the move (same container lock)
                 mac = spec.mac if self.kind == "macvlan" else None
-                index = links.create_child(ip, self.kind, tmp, parent.index, spec.mtu or parent.mtu, mac)
-                undo.push(f"delete {tmp}", lambda: self._delete_host(spec.host_netns, tmp))
-                links.move_to_netns(ip, index, ns_path)
+                # born in the pod netns: no tmp link in the node netns, no slow netns move
+                links.create_child_in(ip, self.kind, tmp, parent.index, spec.mtu or parent.mtu, mac, ns_path)
+                undo.push(f"delete {tmp} in the pod", lambda: pod.delete_named(ns_path, tmp))
             mac, mtu = pod.adopt(spec, ns_path, tmp, None, undo)
             shim_index = shim.ensure(spec.host_netns, self.kind, parent)
             shim.add_pod(spec.host_netns, shim_index, parent, [a.ip for a in spec.addresses], undo)
@@ -88,9 +87,6 @@ class ChildLinkDatapath:
 
     def delete(self, spec: AttachSpec) -> None:
         found = pod.remove(spec)
-        if netns.exists(spec.host_netns):  # an ADD killed between creating and moving its link
-            with translate("removing a half-made link", spec.host_netns):
-                self._delete_host(spec.host_netns, tmp_name(spec.container_id, spec.ifname))
         shim.remove_pod(spec.host_netns, pod.address_set(spec, found))
 
     def check(self, spec: AttachSpec) -> None:

@@ -73,15 +73,24 @@ def frames_for(mac: str, addresses: tuple[IPInterface, ...]) -> list[bytes]:
     return out
 
 
-def _send(ifname: str, frames: list[bytes]) -> int:
-    sent = 0
-    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+def _send(ifname: str, frames: list[bytes]) -> tuple[int, socket.socket]:
+    """Send ``frames`` from ``ifname``; return (count, the still-open socket)."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    try:
         sock.settimeout(1.0)
         sock.bind((ifname, 0))
+        sent = 0
         for frame in frames:
             sock.send(frame)
             sent += 1
-    return sent
+    except BaseException:
+        sock.close()
+        raise
+    return sent, sock
+
+
+def _close(result: tuple[int, socket.socket]) -> None:
+    result[1].close()
 
 
 def announce(ns: str, ifname: str, mac: str, addresses: tuple[IPInterface, ...]) -> int:
@@ -94,7 +103,10 @@ def announce(ns: str, ifname: str, mac: str, addresses: tuple[IPInterface, ...])
     if not frames or not mac:
         return 0
     try:
-        return netns.run_in(ns, _send, ifname, frames)
+        # the frames are on the wire when this returns; the socket's close (an RCU grace
+        # period, 10-20 ms) finishes on the sending thread without holding up the ADD
+        sent, _sock = netns.run_in_then(ns, _send, _close, ifname, frames)
+        return sent
     except OSError:
         return 0
 

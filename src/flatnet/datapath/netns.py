@@ -112,29 +112,57 @@ def ipr(ns: str | None = None) -> Iterator[IPRoute]:
         handle.close()
 
 
+def _enter(path: str) -> None:
+    """Move the calling thread into the netns at ``path``."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({path}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
 def run_in(ns: str | None, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run ``fn(*args, **kwargs)`` inside netns ``ns`` on a dedicated thread; return its result."""
+    return run_in_then(ns, fn, None, *args, **kwargs)
+
+
+def run_in_then(ns: str | None, fn: Callable[..., T], tail: Callable[[T], None] | None,
+                *args: Any, **kwargs: Any) -> T:
+    """Like ``run_in``, then ``tail(result)`` on the same thread *after* the caller has the result.
+
+    For work whose cleanup is slow and of no interest to the caller: closing a packet socket
+    waits for an RCU grace period (~10-20 ms), and an ADD need not wait for that. Errors in
+    ``tail`` are ignored (it is cleanup).
+    """
     path = ns_path(ns)
-    if path is None:
-        return fn(*args, **kwargs)
     box: dict[str, Any] = {}
+    done = threading.Event()
 
     def target() -> None:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns({path}): {os.strerror(err)}")
-            finally:
-                os.close(fd)
+            if path is not None:
+                _enter(path)
             box["result"] = fn(*args, **kwargs)
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
+        finally:
+            done.set()
+        if tail is not None and "result" in box:
+            try:
+                tail(box["result"])
+            except Exception:  # noqa: BLE001 - cleanup only
+                pass
 
-    worker = threading.Thread(target=target, name=f"netns:{path}", daemon=True)
+    if path is None and tail is None:
+        return fn(*args, **kwargs)
+    worker = threading.Thread(target=target, name=f"netns:{path or 'own'}", daemon=True)
     worker.start()
-    worker.join()
+    if tail is None:
+        worker.join()
+    else:
+        done.wait()
     if "error" in box:
         raise box["error"]
     return box["result"]

@@ -69,6 +69,14 @@ def adopt(spec: AttachSpec, ns_path: str, tmp: str, mac: str | None, undo: Undo)
     return final.mac, final.mtu
 
 
+def delete_named(ns_path: str, name: str) -> None:
+    """Delete link ``name`` in the pod netns if both still exist (undo of a creation)."""
+    if not os.path.exists(ns_path):
+        return
+    with netns.ipr(ns_path) as ip:
+        links.delete(ip, name)
+
+
 def _delete_index(ns_path: str, index: int) -> None:
     if not os.path.exists(ns_path):
         return

@@ -24,6 +24,10 @@ def ensure(host_ns: str | None, kind: str, parent: LinkInfo) -> int:
     since another pod may already route through it.
     """
     name = shim_name(parent.name)
+    with translate(f"looking up shim {name!r}", host_ns), netns.ipr(host_ns) as ip:
+        found = links.find(ip, name)
+    if found is not None and found.up and found.kind == kind:
+        return found.index  # every ADD after the node's first: one netlink call, no lock
     attrs = links.child_attrs(kind, parent.index, parent.mtu, None)
     with infra_lock(host_ns):
         with translate(f"creating shim {name!r}", host_ns), netns.ipr(host_ns) as ip:

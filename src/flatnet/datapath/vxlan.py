@@ -260,12 +260,11 @@ class VxlanDatapath:
         with undo_on_error() as undo:
             with translate(f"creating veth {host!r}", spec.host_netns), netns.ipr(spec.host_netns) as ip:
                 links.delete(ip, host)  # stale: its container side is not in this netns (checked)
-                links.create(ip, "veth", host, mtu=mtu, peer={"ifname": tmp, "mtu": mtu})
+                links.create_veth_into(ip, host, tmp, mtu, ns_path)  # peer born in the pod netns
                 undo.push(f"delete veth {host}", lambda: _delete_host(spec.host_netns, host))
                 host_info = links.require(ip, host, spec.host_netns, role="veth")
                 ip.link("set", index=host_info.index, master=bridge.index)
                 links.set_up(ip, host_info.index)
-                links.move_to_netns(ip, links.require(ip, tmp, spec.host_netns, role="veth peer").index, ns_path)
             mac, mtu = pod.adopt(spec, ns_path, tmp, spec.mac, undo)
             if mappings:
                 undo.push("remove port mappings", lambda: nft.remove_portmaps(spec.host_netns, o.network, spec.container_id))
