@@ -1,7 +1,9 @@
 """The ``flatnet`` CNI plugin executable: a thin client of the node agent.
 
 Runtimes exec a CNI plugin for every pod ADD/DEL/CHECK, so it must start fast: only the
-standard library is imported here. The plugin forwards its CNI_* environment and stdin
+standard library is imported here, and on the hot path (ADD/DEL/CHECK through the agent)
+not even ``json``, ``socket`` or ``typing``: they pull in ``re`` and ``enum``, a third of
+the start-up; ``flatnet._wirejson`` and ``_socket`` do the same work. The plugin forwards its CNI_* environment and stdin
 to the agent over a unix socket and prints the agent's answer. When no agent listens
 (socket missing or refused), it runs the very same ``flatnet.agent.Service`` in-process
 (imported only then); per-container file locks keep both paths from racing.
@@ -14,15 +16,16 @@ process never prints a traceback.
 
 from __future__ import annotations
 
+import _socket
 import errno
-import io
-import json
 import os
-import socket
 import sys
-from typing import Any
 
-from flatnet import SUPPORTED_VERSIONS, __version__
+from flatnet import SUPPORTED_VERSIONS, __version__, _wirejson
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs start-up time
+    from typing import Any
 
 DEFAULT_SOCKET = "/run/flatnet/agent.sock"
 LATEST = SUPPORTED_VERSIONS[-1]
@@ -50,7 +53,7 @@ def request(path: str, payload: dict[str, Any], timeout: float = 120.0) -> dict[
     Raises NoAgent if nobody listens, AgentReplyError if the agent breaks the protocol or
     does not answer in ``timeout`` seconds (an ADD may legitimately take a while).
     """
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(min(timeout, 5.0))
         try:
@@ -61,15 +64,15 @@ def request(path: str, payload: dict[str, Any], timeout: float = 120.0) -> dict[
             raise AgentReplyError(CODE_AGENT_PROTOCOL, f"cannot connect to the agent at {path}: {exc}") from None
         sock.settimeout(timeout)
         try:
-            sock.sendall(json.dumps(payload).encode("utf-8"))
-            sock.shutdown(socket.SHUT_WR)
+            sock.sendall(_wirejson.dumps(payload).encode("utf-8"))
+            sock.shutdown(_socket.SHUT_WR)
             chunks = []
             while True:
                 chunk = sock.recv(65536)
                 if not chunk:
                     break
                 chunks.append(chunk)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:  # socket.timeout is TimeoutError
             raise AgentReplyError(CODE_TRY_AGAIN, f"the agent at {path} did not answer within "
                                   f"{timeout:.0f}s; try again") from None
         except OSError as exc:
@@ -80,11 +83,11 @@ def request(path: str, payload: dict[str, Any], timeout: float = 120.0) -> dict[
         raise AgentReplyError(CODE_TRY_AGAIN, f"the agent at {path} closed the connection "
                               "without answering (restarting?); try again")
     try:
-        reply = json.loads(b"".join(chunks).decode("utf-8"))
+        reply = _wirejson.loads(b"".join(chunks).decode("utf-8"))
         if isinstance(reply, dict) and isinstance(reply.get("exit"), int) \
                 and isinstance(reply.get("stdout"), str):
             return reply
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         pass
     raise AgentReplyError(CODE_AGENT_PROTOCOL, f"the agent at {path} sent a malformed answer "
                           "(plugin and agent versions differ?)")
@@ -93,7 +96,7 @@ def request(path: str, payload: dict[str, Any], timeout: float = 120.0) -> dict[
 def _sniff(stdin: bytes) -> dict[str, Any]:
     """The config as a dict if it decodes (only for cniVersion / agentSocket), else {}."""
     try:
-        doc = json.loads(stdin.decode("utf-8"))
+        doc = _wirejson.loads(stdin.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):  # deep nesting raises RecursionError
         return {}
     return doc if isinstance(doc, dict) else {}
@@ -105,6 +108,8 @@ def _version_of(conf: dict[str, Any]) -> str:
 
 
 def _error(version: str, code: int, msg: str) -> str:
+    import json  # error path only
+
     return json.dumps({"cniVersion": version, "code": code, "msg": msg}, indent=2) + "\n"
 
 
@@ -118,6 +123,8 @@ def socket_path(conf: dict[str, Any], env: dict[str, str]) -> str:
 
 def in_process(env: dict[str, str], stdin: bytes) -> tuple[int, str]:
     """Run the agent's Service in this process (no agent running)."""
+    import io
+
     from flatnet.agent.service import Service
     from flatnet.cni import dispatch
 
@@ -145,6 +152,8 @@ def run(env: dict[str, str], stdin: bytes, stderr: Any = None) -> tuple[int, str
     conf = _sniff(stdin)
     version = _version_of(conf)
     if command == "VERSION":
+        import json
+
         doc = {"cniVersion": version, "supportedVersions": list(SUPPORTED_VERSIONS)}
         return 0, json.dumps(doc, indent=2) + "\n"
     try:
