@@ -92,6 +92,9 @@ class Owner:
     pod_namespace: str | None = None
     pod_name: str | None = None
     node: str | None = None
+    #: the container's netns path as the runtime gave it (CNI_NETNS); lets the node's agent
+    #: reclaim the lease when the container vanished without a DEL (agent/reconcile.py)
+    netns: str | None = None
 
     @property
     def pod(self) -> str | None:

@@ -116,6 +116,7 @@ def lease_record(spec: PoolSpec, ip: IPAddress, owner: Owner, sticky: bool) -> s
             "pod_namespace": owner.pod_namespace,
             "pod_name": owner.pod_name,
             "node": owner.node,
+            "netns": owner.netns,
             "time": round(time.time(), 3),
         }
     )
@@ -134,6 +135,7 @@ def lease_from_record(text: str) -> Lease:
         pod_namespace=d.get("pod_namespace"),
         pod_name=d.get("pod_name"),
         node=d.get("node"),
+        netns=d.get("netns"),
     )
     return Lease(
         pool=d["pool"],
