@@ -259,3 +259,54 @@ def test_add_twice_same_ifname_keeps_first(topo: Topo) -> None:
     first.check()
     first.delete()
     assert topo.leases() == []
+
+
+def _start_agent(topo: Topo, *extra: str) -> tuple[subprocess.Popen, str]:
+    sock = str(topo.tmp / "agent" / "agent.sock")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    agent = subprocess.Popen([sys.executable, "-m", "flatnet.cli.main", "agent", "--socket", sock,
+                              "--node", "node1", "--lock-dir", str(topo.tmp / "locks"), *extra],
+                             env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not os.path.exists(sock) and agent.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return agent, sock
+
+
+def _stop_agent(agent: subprocess.Popen) -> str:
+    agent.terminate()
+    try:
+        _out, err = agent.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        agent.kill()
+        _out, err = agent.communicate(timeout=10)
+    return err or ""
+
+
+def test_agent_reclaims_a_container_that_vanished_without_del(topo: Topo) -> None:
+    """kubernetes#65943 / plugins#252: the runtime never sends DEL and the netns is gone.
+    The agent's reconciler must release the lease and remove the node-side route — and leave
+    the live pod next to it alone."""
+    agent, sock = _start_agent(topo, "--reconcile-every", "0.5")
+    try:
+        live_ns, gone_ns = topo.pod(), topo.pod()
+        live = topo.runner([topo.conf(agentSocket=sock)], live_ns)
+        gone = topo.runner([topo.conf(agentSocket=sock)], gone_ns)
+        live_ip, gone_ip = _ip_of(live.add()), _ip_of(gone.add())
+        routes = sh(topo.node, "ip", "route", "show", "proto", "201").stdout
+        assert gone_ip in routes and live_ip in routes
+        pnetns.remove(gone_ns.rsplit("/", 1)[1])  # the sandbox vanishes; no DEL will come
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and gone_ip in [str(l.address.ip) for l in topo.leases()]:
+            time.sleep(0.2)
+        assert [str(l.address.ip) for l in topo.leases()] == [live_ip]
+        assert gone_ip not in sh(topo.node, "ip", "route", "show", "proto", "201").stdout
+        assert ping(live_ns.rsplit("/", 1)[1], VM_IP), "the live pod was disturbed"
+        time.sleep(1.5)  # more passes: the live pod keeps its lease
+        assert [str(l.address.ip) for l in topo.leases()] == [live_ip]
+        live.delete()
+        gone.delete()  # a late DEL of the reclaimed one: still success
+        assert topo.leases() == []
+    finally:
+        log = _stop_agent(agent)
+    assert "reclaimed 1 attachment" in log, log[-2000:]

@@ -37,15 +37,19 @@ class ContainerLocks:
         return os.path.join(self.directory, f"{safe}.lock")
 
     @contextmanager
-    def hold(self, container_id: str, remove: bool = False) -> Iterator[None]:
+    def hold(self, container_id: str, remove: bool = False,
+             timeout: float | None = None) -> Iterator[None]:
         """Hold the lock; with ``remove`` the lock file is unlinked before release (DEL).
+
+        ``timeout`` overrides the instance's wait (0: one try); past it, TRY_AGAIN_LATER.
 
         Unlinking while holding is safe because a waiter re-checks after locking that the
         file it locked is still the one at the path, and retries otherwise.
         """
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         path = self._path(container_id)
-        deadline = time.monotonic() + self.timeout
+        wait = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
         delay = 0.005
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -58,7 +62,7 @@ class ContainerLocks:
                 if time.monotonic() >= deadline:
                     raise FlatnetError(
                         f"container {container_id} is busy: another operation holds its lock "
-                        f"for more than {self.timeout:.0f}s", "try again later",
+                        f"for more than {wait:.0f}s", "try again later",
                         code=TRY_AGAIN_LATER) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.1)

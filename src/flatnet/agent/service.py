@@ -24,6 +24,7 @@ from flatnet.datapath.api import AttachSpec, Datapath
 from flatnet.errors import (
     NOT_AVAILABLE,
     STATE_MISMATCH,
+    TRY_AGAIN_LATER,
     ConfigError,
     FlatnetError,
 )
@@ -86,6 +87,9 @@ class Service:
         self._cache_lock = threading.Lock()
         #: set by the agent daemon: re-syncs overlay peers in the background
         self.peer_sync: overlay.PeerSync | None = None
+        #: every network config this service has served, by (name, host netns): what the
+        #: leak reconciler (agent/reconcile.py) walks
+        self._served: dict[tuple[str, str | None], Any] = {}
 
     # ---- resources, cached so a long-running agent opens each store once ----
     def store_config(self, conf: Any) -> dict:
@@ -113,6 +117,14 @@ class Service:
     def ipam(self, conf: Any) -> Any:
         """The ``Ipam`` over this config's store."""
         return self._open(conf)[1]
+
+    def _serve(self, conf: Any) -> None:
+        with self._cache_lock:
+            self._served[(conf.name, conf.host_netns or self.host_netns)] = conf
+
+    def served_networks(self) -> list[Any]:
+        with self._cache_lock:
+            return list(self._served.values())
 
     def datapath(self, mode: str) -> Datapath:
         with self._cache_lock:
@@ -165,6 +177,7 @@ class Service:
             pod_namespace=args.get("K8S_POD_NAMESPACE") or None,
             pod_name=args.get("K8S_POD_NAME") or None,
             node=self.node,
+            netns=cmd.netns or None,
         )
 
     def _spec(self, cmd: Any, leases: Iterable[Lease], pools: list[PoolSpec] | None = None,
@@ -179,6 +192,7 @@ class Service:
     @_one_netlink_session
     def add(self, cmd: Any) -> Any:
         conf = cmd.conf
+        self._serve(conf)
         with self.locks.hold(cmd.container_id):
             pools = self.pools(conf)
             ipam = self.ipam(conf)
@@ -219,6 +233,7 @@ class Service:
     @_one_netlink_session
     def delete(self, cmd: Any) -> None:
         conf = cmd.conf
+        self._serve(conf)
         with self.locks.hold(cmd.container_id, remove=True):
             ipam = self.ipam(conf)
             leases = ipam.lookup(cmd.container_id, cmd.ifname)
@@ -262,20 +277,46 @@ class Service:
         errors: list[str] = []
         for (cid, ifname), leases in stale.items():
             with self.locks.hold(cid):
-                spec = AttachSpec(container_id=cid, ifname=ifname, netns="", mode=conf.mode,
-                                  master=conf.master, bridge=conf.bridge, vlan=conf.vlan,
-                                  addresses=tuple(l.address for l in leases),
-                                  host_netns=conf.host_netns or self.host_netns,
-                                  options={**(conf.options or {}), "network": conf.name})
                 try:
-                    self.datapath(conf.mode).delete(spec)
+                    self._reclaim(conf, cid, ifname, leases)
                 except FlatnetError as exc:
                     errors.append(f"{cid}/{ifname}: {exc.msg}")
-                    continue
-                ipam.release(cid, ifname)
         if errors:
             raise FlatnetError(f"GC could not clean {len(errors)} attachment(s): " + "; ".join(errors[:5]),
                                "see the agent log; GC will retry next time")
+
+    def _reclaim(self, conf: Any, cid: str, ifname: str, leases: list[Lease]) -> None:
+        """Remove an attachment whose container is gone (no netns): plumbing, then leases.
+
+        Caller holds the container lock. A datapath failure keeps the leases (retried later).
+        """
+        spec = AttachSpec(container_id=cid, ifname=ifname, netns="", mode=conf.mode,
+                          master=conf.master, bridge=conf.bridge, vlan=conf.vlan,
+                          addresses=tuple(l.address for l in leases),
+                          host_netns=conf.host_netns or self.host_netns,
+                          options={**(conf.options or {}), "network": conf.name})
+        self.datapath(conf.mode).delete(spec)
+        self.ipam(conf).release(cid, ifname)
+
+    @_one_netlink_session
+    def reclaim_if_unchanged(self, conf: Any, cid: str, ifname: str, ident: str,
+                             ident_of: Callable[[list[Lease]], str]) -> bool:
+        """Reclaim (cid, ifname) if nobody holds its lock and its leases are still ``ident``.
+
+        For the leak reconciler: never waits for a lock (an ADD or DEL in flight wins) and
+        re-reads the leases under the lock, so a container that came back is left alone.
+        """
+        try:
+            with self.locks.hold(cid, timeout=0):
+                leases = [l for l in self.ipam(conf).lookup(cid, ifname) if l.owner.network == conf.name]
+                if not leases or ident_of(leases) != ident:
+                    return False
+                self._reclaim(conf, cid, ifname, leases)
+                return True
+        except FlatnetError as exc:
+            if exc.code == TRY_AGAIN_LATER:
+                return False
+            raise
 
     @_one_netlink_session
     def status(self, cmd: Any) -> None:

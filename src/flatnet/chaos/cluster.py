@@ -203,7 +203,7 @@ class Cluster:
         log = open(os.path.join(self.workdir, f"{node.name}-agent.log"), "ab")
         node.proc = subprocess.Popen(
             [sys.executable, "-m", "flatnet.cli.main", "agent", "--socket", node.socket, "--netns", node.ns,
-             "--node", node.name, "--lock-dir", self.lock_dir(node), "-q"],
+             "--node", node.name, "--lock-dir", self.lock_dir(node), "--reconcile-every", "1", "-q"],
             env=env, stdout=log, stderr=log, start_new_session=True)
         log.close()
 

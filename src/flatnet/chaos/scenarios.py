@@ -6,7 +6,9 @@ Scenarios (each on a fresh cluster and store):
   etcd-restart     etcd SIGKILLed mid-load and started again 1-3 s later (etcd only)
   node-lost        a node vanishes with its pods (no DEL); the survivors run the CNI GC
                    verb with their valid attachments, and the lost node's leases are
-                   reclaimed by GC on its behalf (valid list empty)
+                   reclaimed by GC on its behalf (valid list empty); then sandboxes on
+                   surviving nodes vanish with neither DEL nor GC, and the agents' own
+                   reconciliation must reclaim them
 Each is checked twice: with the pods that are still running, then after DEL of all of them
 (then nothing at all may remain).
 """
@@ -88,9 +90,34 @@ def _node_lost(cluster: Cluster, counters: Counters, live: dict[str, Pod], resul
             result.notes.append(f"GC on {node.name} failed: {doc.get('msg')}")
     result.notes.append(f"lost {lost.name} with {len(gone)} pods; GC ran on every node (for "
                         f"{lost.name} on its behalf, valid list empty)")
+    _vanish_without_del(cluster, live, result)
     # life goes on: new pods must not get the addresses of pods still running
     more = _load(cluster, counters, counters.ops + 40, 8, keep=10**6)
     live.update(more)
+
+
+def _vanish_without_del(cluster: Cluster, live: dict[str, Pod], result: ScenarioResult,
+                       count: int = 4, timeout: float = 20.0) -> None:
+    """Sandboxes on surviving nodes disappear with no DEL and no GC: only the agents' own
+    reconciliation (``--reconcile-every``, agent/reconcile.py) can reclaim them."""
+    from flatnet.ipam import records as rec
+    from flatnet.ipam.store import open_store
+
+    victims = [p for p in live.values() if not p.node.lost][:count]
+    for p in victims:
+        cluster.drop_netns(p.ns)
+        del live[p.cid]
+    started, left = time.monotonic(), {p.cid for p in victims}
+    while left and time.monotonic() - started < timeout:
+        time.sleep(0.5)
+        store = open_store(cluster.store_config())
+        try:
+            held = {rec.lease_from_record(e.value).owner.container_id for e in store.range("owners/")}
+        finally:
+            store.close()
+        left &= held
+    result.notes.append(f"{len(victims)} sandboxes vanished without DEL on surviving nodes; the "
+                        f"agents reclaimed {len(victims) - len(left)} in {time.monotonic() - started:.1f} s")
 
 
 def run_scenario(name: str, store: str, profile: Profile, log: Log) -> ScenarioResult:

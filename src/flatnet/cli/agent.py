@@ -21,6 +21,8 @@ examples:
 
 The plugin (/opt/cni/bin/flatnet) finds the agent through the config's agentSocket,
 $FLATNET_AGENT_SOCKET or /run/flatnet/agent.sock; with no agent it works in-process.
+Leases of containers that vanished without a DEL (their netns path is gone) are reclaimed
+by the agent itself every --reconcile-every seconds; the CNI GC verb does the same on demand.
 Stop with SIGTERM or Ctrl-C: the socket file is removed.
 """
 
@@ -42,6 +44,10 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                    help="per-container lock files, shared with the plugin (default: %(default)s)")
     p.add_argument("--allow-uid", type=int, action="append", default=None, metavar="UID",
                    help="also serve peers with this uid (default: root only)")
+    p.add_argument("--reconcile-every", type=float, default=60.0, metavar="SECONDS",
+                   help="every SECONDS, reclaim this node's leases whose container netns is gone "
+                        "although no DEL came (seen gone twice in a row; 0 turns it off; "
+                        "default: %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="log errors only")
     p.set_defaults(func=run)
 
@@ -58,6 +64,13 @@ def run(args: argparse.Namespace) -> int:
 
     service.peer_sync = PeerSync()  # learn overlay peers that join after our last ADD
     service.peer_sync.start()
+    if args.reconcile_every < 0:
+        print("flatnet agent: --reconcile-every must be >= 0 (0 turns reconciliation off)",
+              file=sys.stderr)
+        return 2
+    from flatnet.agent.reconcile import Reconciler
+
+    Reconciler(service, args.reconcile_every).start()
     uids = frozenset({0, *(args.allow_uid or [])})
     server = AgentServer(args.socket, service, allowed_uids=uids)
     logging.getLogger("flatnet.agent").info(

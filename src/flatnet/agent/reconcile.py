@@ -1,0 +1,126 @@
+"""The agent's own leak reconciliation: attachments whose container is gone without a DEL.
+
+The CNI contract says the runtime sends DEL (and, since 1.1, GC with the attachments it still
+has). When it never does — a kubelet that lost its state, a runtime crash, a pod netns
+removed by hand — the lease and the node-side plumbing would stay forever
+(containernetworking/plugins#252, kubernetes#65943). The agent therefore checks, every
+``interval`` seconds, the leases of *this node* in every network it has served: a lease
+whose recorded container netns no longer exists is reclaimed exactly as GC would (plumbing
+removed, then the lease released).
+
+Conservative by construction, because releasing a live pod's address would hand it to a
+second pod:
+- only leases that recorded their netns path, on this node, in a network this agent served;
+- "gone" only when the path's directory is visible and the path is not in it (an agent that
+  cannot see /run/netns or the host's /proc decides nothing);
+- seen gone on two consecutive passes (``interval`` apart), with the very same lease record;
+- the container's lock taken without waiting: an ADD/DEL in flight wins, and the lease is
+  re-read under the lock before anything is removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from flatnet.errors import FlatnetError
+
+log = logging.getLogger("flatnet.agent")
+
+
+def netns_gone(path: str) -> bool:
+    """True only when we can see where ``path`` would be and it is not there.
+
+    ``/proc/<pid>/ns/net``: gone when ``/proc/<pid>`` is (our /proc must show pid 1, i.e.
+    be a real procfs). ``/run/netns/<name>`` (any bind-mount file): gone when its directory
+    exists and the file does not.
+    """
+    if not path or not path.startswith("/"):
+        return False
+    parts = path.split("/")
+    if len(parts) == 5 and parts[1] == "proc" and parts[3] == "ns":
+        return os.path.isdir("/proc/1") and not os.path.exists(f"/proc/{parts[2]}")
+    if os.path.exists(path):
+        return False
+    return os.path.isdir(os.path.dirname(path))
+
+
+@dataclass
+class PassReport:
+    checked: int = 0
+    suspects: int = 0
+    reclaimed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class Reconciler:
+    """Periodic pass over this node's leases; ``run_once`` is the unit the tests drive."""
+
+    def __init__(self, service: Any, interval: float = 60.0) -> None:
+        self.service = service
+        self.interval = interval
+        self._suspects: dict[tuple[str, str, str], str] = {}  # (network, cid, ifname) -> record id
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.passes = 0
+        self.reclaimed_total = 0
+
+    def start(self) -> None:
+        if self.interval > 0 and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="leak-reconciler", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                report = self.run_once()
+            except Exception as exc:  # noqa: BLE001 - store down: next pass retries
+                log.warning("reconcile: pass failed: %s", exc)
+                continue
+            if report.reclaimed or report.errors:
+                log.warning("reconcile: reclaimed %d attachment(s) whose container is gone: %s%s",
+                            len(report.reclaimed), ", ".join(report.reclaimed[:10]),
+                            f"; errors: {'; '.join(report.errors[:5])}" if report.errors else "")
+
+    def run_once(self) -> PassReport:
+        """One pass over every network this agent has served."""
+        report = PassReport()
+        seen: set[tuple[str, str, str]] = set()
+        for conf in self.service.served_networks():
+            ipam = self.service.ipam(conf)
+            groups: dict[tuple[str, str], list[Any]] = {}
+            for lease in ipam.leases():
+                o = lease.owner
+                if o.network == conf.name and o.node == self.service.node:
+                    groups.setdefault((o.container_id, o.ifname), []).append(lease)
+            for (cid, ifname), leases in groups.items():
+                report.checked += 1
+                netns = leases[0].owner.netns
+                if not netns or not netns_gone(netns):
+                    continue
+                key, ident = (conf.name, cid, ifname), _ident(leases)
+                seen.add(key)
+                if self._suspects.get(key) != ident:  # first sighting: wait one more pass
+                    self._suspects[key] = ident
+                    report.suspects += 1
+                    continue
+                try:
+                    if self.service.reclaim_if_unchanged(conf, cid, ifname, ident, _ident):
+                        report.reclaimed.append(f"{cid[:12]}/{ifname} ({', '.join(str(l.address.ip) for l in leases)})")
+                except FlatnetError as exc:
+                    report.errors.append(f"{cid[:12]}/{ifname}: {exc.msg}")
+        self._suspects = {k: v for k, v in self._suspects.items() if k in seen}
+        self.passes += 1
+        self.reclaimed_total += len(report.reclaimed)
+        return report
+
+
+def _ident(leases: list[Any]) -> str:
+    """What makes these leases *these* leases: their record ids (new on every allocation)."""
+    return ",".join(sorted(str(l.extra.get("id")) for l in leases))
