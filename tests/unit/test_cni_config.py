@@ -78,6 +78,16 @@ def test_full_flat_config() -> None:
     assert c.store == {"type": "etcd", "endpoints": ["http://198.18.0.10:2379"], "prefix": "/fn/"}
 
 
+def test_store_timeout_reaches_the_store() -> None:
+    """ipam.store.timeout is parsed and handed to open_store (which honours it)."""
+    from flatnet.ipam.store import open_store
+
+    c = parse_netconf(conf(ipam={"pools": [{"name": "p", "subnet": "198.18.100.0/24"}],
+                         "store": {"type": "memory", "timeout": 1.5}}))
+    assert c.store == {"type": "memory", "timeout": 1.5}
+    open_store(c.store).close()
+
+
 def test_vxlan_defaults_and_options() -> None:
     c = parse_netconf(conf(VXLAN, vtepAddress="198.18.100.11", nodeName="node1"))
     assert c.pools == [] and c.vni == 1 and c.vxlan_port == 4789 and c.snat is True
@@ -195,6 +205,10 @@ FIELD_ERRORS: list[tuple[dict[str, Any], str]] = [
     ({"ipam": {**pool(), "store": {"type": "sqlite", "path": "rel.db"}}},
      "ipam.store.path 'rel.db' must be an absolute path"),
     ({"ipam": {**pool(), "store": {"typ": "sqlite"}}}, "did you mean 'type'?"),
+    ({"ipam": {**pool(), "store": {"type": "etcd", "endpoints": ["http://198.18.0.1:2379"], "timeout": 0}}},
+     "ipam.store.timeout 0 must be a number of seconds in (0, 600]"),
+    ({"ipam": {**pool(), "store": {"type": "sqlite", "timeout": "5"}}},
+     "ipam.store.timeout '5' must be a number of seconds"),
     ({"runtimeConfig": {"ips": ["198.18.100.300"]}}, "runtimeConfig.ips[0]"),
     ({"runtimeConfig": {"mac": "zz"}}, "runtimeConfig.mac"),
     ({"runtimeConfig": {"portMappings": [{"hostPort": 0, "containerPort": 80}]}},

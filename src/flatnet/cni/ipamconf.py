@@ -19,7 +19,7 @@ IPAM_KEYS = ("type", "pools", "store")
 POOL_KEYS = ("name", "subnet", "rangeStart", "rangeEnd", "gateway", "exclude", "vlan",
              "sticky", "routes")
 ROUTE_KEYS = ("dst", "gw")
-STORE_KEYS = ("type", "path", "endpoints", "prefix")
+STORE_KEYS = ("type", "path", "endpoints", "prefix", "timeout")
 STORE_TYPES = ("sqlite", "etcd", "memory")
 DEFAULT_STORE: dict[str, Any] = {"type": "sqlite", "path": "/var/lib/flatnet/ipam.db"}
 
@@ -148,6 +148,12 @@ def _store(raw: object) -> dict[str, Any]:
     prefix = f.string(d.get("prefix"), "ipam.store.prefix", example="/flatnet/")
     if prefix is not None:
         out["prefix"] = prefix
+    timeout = d.get("timeout")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 600:
+            raise ConfigError(f"ipam.store.timeout {timeout!r} must be a number of seconds in (0, 600], "
+                              "e.g. 2 (how long a store call may wait: SQLite's lock, etcd's answer)")
+        out["timeout"] = float(timeout)
     return out
 
 
