@@ -124,6 +124,25 @@ def test_down_after_crashed_up_leaves_nothing(lab: None) -> None:
             sleeper.wait(timeout=5)
 
 
+def test_status_says_partial_after_an_up_that_did_not_finish(lab: None) -> None:
+    """An up interrupted half-way (Ctrl-C, crash) must not be reported as "up"; the next up
+    completes it."""
+    class Interrupted(Exception):
+        pass
+
+    def progress(msg: str, _done: int, _total: int) -> None:
+        if msg == "starting the agent of node2":
+            raise Interrupted(msg)
+
+    with pytest.raises(Interrupted):
+        manager.up(nodes=3, progress=progress)
+    st = manager.status()
+    assert st.up is False and st.namespaces  # something exists, but it is not a whole lab
+    manager.up(nodes=3)
+    st = manager.status()
+    assert st.up is True and all(n.agent_answers for n in st.nodes)
+
+
 def test_down_with_only_some_namespaces(lab: None) -> None:
     """A crash right after the first namespaces: no state dir at all, down still cleans."""
     for ns in (f"{PREFIX}sw", f"{PREFIX}node1"):

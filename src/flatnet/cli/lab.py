@@ -37,6 +37,11 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     st = sub.add_parser("status", help="namespaces, agents and pods of the lab")
     st.set_defaults(func=cmd_status)
     dn = sub.add_parser("down", help="remove everything the lab made")
+    dn.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                    help="wait this long for a running demo/test that holds the lab "
+                         "(default: %(default)s)")
+    dn.add_argument("--force", action="store_true",
+                    help="tear down at once, even under a demo/test that holds the lab")
     dn.set_defaults(func=cmd_down)
     from flatnet.lab.demo import register_demo
     from flatnet.lab.redis import register_redis
@@ -113,7 +118,12 @@ def cmd_down(args: argparse.Namespace) -> int:
     _root()
     from flatnet.lab import manager
 
-    res = _with_progress("lab down", manager.down)
+    # wait for a demo/test that holds the lab instead of tearing it down under its feet
+    if args.force:
+        res = _with_progress("lab down", manager.down)
+    else:
+        with manager.exclusive(timeout=args.wait):
+            res = _with_progress("lab down", manager.down)
     print(f"lab is down: removed {res['namespaces']} namespaces, "  # type: ignore[index]
           f"stopped {res['processes']} processes")  # type: ignore[index]
     return 0

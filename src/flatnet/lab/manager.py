@@ -41,7 +41,7 @@ class NodeStatus:
 
 @dataclass
 class LabStatus:
-    """What exists now. ``up`` is True when the state file says the lab was built."""
+    """What exists now. ``up`` is True when the state file says the last ``up`` finished."""
 
     up: bool
     store: str | None = None
@@ -76,7 +76,7 @@ def exclusive(timeout: float = 300.0) -> Iterator[None]:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise FlatnetError(f"the lab is held by another user of {LOCK_PATH}",
-                                       "wait for it to finish, then retry") from None
+                                       "wait for it to finish, then retry ('flatnet lab down --force' tears it down anyway)") from None
                 time.sleep(0.2)
         yield
     finally:
@@ -111,7 +111,8 @@ def up(nodes: int = 3, store: str = "sqlite", progress: Progress | None = None,
             f"the lab is already up with {old.get('nodes')} nodes and store "
             f"{old.get('store')}", "run 'flatnet lab down' first to rebuild it differently")
     procs.ensure_dir()
-    st: dict[str, Any] = {"nodes": nodes, "store": store, "etcd_port": (old or {}).get("etcd_port")}
+    st: dict[str, Any] = {"nodes": nodes, "store": store, "etcd_port": (old or {}).get("etcd_port"),
+                          "complete": False}  # True only once every step below is done
     procs.write_json(procs.path("state.json"), st)
     steps = _build_steps(topo)
     extra = (1 if store == "etcd" else 0) + 1 + (len(topo.nodes) if agents else 0)
@@ -141,6 +142,8 @@ def up(nodes: int = 3, store: str = "sqlite", progress: Progress | None = None,
             pods.network_status(node.name, "overlay")
         for node in topo.nodes:  # and learns the peers that joined after it
             pods.network_status(node.name, "overlay")
+    st["complete"] = True
+    procs.write_json(procs.path("state.json"), st)
     _notify(progress, "lab is up", total, total)
     return topo
 
@@ -185,7 +188,9 @@ def status() -> LabStatus:
     """What exists: namespaces, per-node agent liveness, pods, etcd (no changes made)."""
     st = state()
     namespaces = labnet.list_namespaces(PREFIX)
-    out = LabStatus(up=st is not None, store=(st or {}).get("store"), namespaces=namespaces,
+    # a state file without "complete" predates the flag: trust it as before
+    out = LabStatus(up=st is not None and st.get("complete", True) is not False,
+                    store=(st or {}).get("store"), namespaces=namespaces,
                     processes=procs.lab_pids())
     if st:
         for node in default_topology(int(st["nodes"])).nodes:
