@@ -87,3 +87,13 @@ def test_etcd_down_fails_fast_and_recovers(etcd_server: EtcdServer) -> None:
     assert len(leases) == 2
     assert len(ipam.leases()) == 4
     store.close()
+
+
+def test_large_range_and_values_round_trip(store: Store) -> None:
+    """Answers above a few kB come back chunked from etcd's gateway; read them whole."""
+    value = "v" * 1000 + "✓"
+    for i in range(0, 300, 50):
+        assert store.txn([], {f"big/{j:04d}": value for j in range(i, i + 50)})
+    got = store.range("big/")
+    assert [e.key for e in got] == [f"big/{j:04d}" for j in range(300)]
+    assert all(e.value == value for e in got)
