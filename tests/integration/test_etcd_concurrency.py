@@ -46,3 +46,35 @@ def test_three_agents_never_hand_out_the_same_address(etcd_shared: EtcdServer, e
         assert {lease.owner.node for lease in leases} == {"node0", "node1", "node2"}
     finally:
         store.close()
+
+
+BIG = PoolSpec("big", ipaddress.ip_network("2001:db8:c::/112"), range_start=ipaddress.ip_address("2001:db8:c::1"),
+               range_end=ipaddress.ip_address("2001:db8:c::1000"))  # 4096 addresses: node-chunked
+
+
+def _chunk_client(endpoint: str, prefix: str, wid: int, count: int, nodes: int) -> list[str]:
+    """Allocate ``count`` for pods spread over ``nodes`` (every client serves every node)."""
+    store = EtcdStore([endpoint], prefix=prefix, timeout=5.0)
+    ipam = Ipam(store, chunk_size=8)
+    got = []
+    for i in range(count):
+        owner = Owner(f"w{wid}-{i}", "eth0", "n", node=f"node{i % nodes}")
+        got.append(str(ipam.allocate([BIG], owner)[0].address.ip))
+    store.close()
+    return got
+
+
+def test_node_chunks_never_duplicate_across_processes(etcd_shared: EtcdServer, etcd_prefix: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        runs = pool.starmap_async(_chunk_client, [(etcd_shared.endpoint, etcd_prefix, w, 120, 5)
+                                                  for w in range(4)]).get(timeout=180)
+    got = [a for run in runs for a in run]
+    assert len(got) == len(set(got)) == 480
+    store = EtcdStore([etcd_shared.endpoint], prefix=etcd_prefix)
+    try:
+        held = [str(lease.address.ip) for lease in Ipam(store).leases("big")]
+        assert sorted(held) == sorted(got)
+        assert len(store.range("pools/big/chunk/")) == 5
+    finally:
+        store.close()

@@ -10,6 +10,7 @@ from flatnet.ipam import Ipam
 from flatnet.ipam.store import EtcdStore
 from tests.helpers.etcd import EtcdServer
 from tests.unit import test_ipam_allocator as alloc
+from tests.unit import test_ipam_chunks as chunks
 
 pytestmark = pytest.mark.etcd
 
@@ -28,6 +29,20 @@ SUBSET = [
 ]
 for _name in SUBSET:
     globals()[_name] = getattr(alloc, _name)
+# every node-chunk test, unchanged: this module's ``store`` fixture feeds them etcd
+for _name in dir(chunks):
+    if _name.startswith("test_"):
+        globals()[_name] = getattr(chunks, _name)
+make = chunks.make
+
+
+@pytest.fixture
+def store(etcd_shared: EtcdServer, etcd_prefix: str) -> Iterator[EtcdStore]:
+    s = EtcdStore([etcd_shared.endpoint], prefix=etcd_prefix)
+    try:
+        yield s
+    finally:
+        s.close()
 
 
 @pytest.fixture

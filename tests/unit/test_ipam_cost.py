@@ -95,3 +95,20 @@ def test_sticky_allocation_cost_does_not_depend_on_pool_size() -> None:
         back = cost(store, ipam, pool, "c2", "ns/redis-0")
         results.append((first, back))
     assert results[0] == results[1]
+
+
+def test_node_chunk_allocation_cost_does_not_depend_on_pool_size() -> None:
+    results = []
+    for size in (4096, 1_000_000):  # both node-chunked (CHUNK_MIN_POOL is 4096)
+        store = CountingStore()
+        ipam = Ipam(store)
+        pool = v6pool(size)
+        costs = []
+        for i in range(4):
+            store.calls.clear()
+            ipam.allocate([pool], Owner(f"c{i}", "eth0", "n", node="node-a"))
+            costs.append(Counter(store.calls))
+        assert costs[1] == costs[2] == costs[3]
+        results.append(costs)
+    assert results[0] == results[1]
+    assert sum(results[0][1].values()) <= 3  # owner lookup + one txn: the chunk is cached

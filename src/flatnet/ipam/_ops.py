@@ -17,17 +17,30 @@ from typing import Callable
 
 from flatnet.errors import AddressUnavailable, StoreUnavailable
 from flatnet.ipam import records as r
+from flatnet.ipam._chunks import CHUNK_MIN_POOL, CHUNK_SIZE, NodeChunks
 from flatnet.ipam.api import Compare, Entry, IPAddress, Lease, Owner, Store
 from flatnet.ipam.pool import PoolRange
+
+
+class OwnerHolds(Exception):
+    """The attachment already holds a lease in this pool (found when a claim txn failed).
+
+    ``Ipam.allocate`` skips the up-front lookup of the attachment's leases when it can, so
+    a repeated ADD learns of its lease here, and answers it after a lookup after all.
+    """
 
 
 class PoolOps:
     """The store-level steps, shared by every public ``Ipam`` method."""
 
-    def __init__(self, store: Store, attempts: int = 100, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, store: Store, attempts: int = 100, rng: random.Random | None = None,
+        chunk_min_pool: int = CHUNK_MIN_POOL, chunk_size: int = CHUNK_SIZE,
+    ) -> None:
         self.store = store
         self.attempts = attempts
         self.rng = rng or random.Random()
+        self.chunks = NodeChunks(self, min_pool=chunk_min_pool, size=chunk_size)
 
     def _backoff(self, attempt: int) -> None:
         time.sleep(self.rng.uniform(0, min(0.05, 0.0005 * 2 ** min(attempt, 10))))
@@ -59,11 +72,13 @@ class PoolOps:
             s_cmp, s_put, sticky = [Compare(skey, 0)], {skey: str(ip)}, True
         else:
             s_cmp, s_put, sticky = self._sticky_extra(pr, owner, ip)
-        rec = r.lease_record(pr.spec, ip, owner, sticky)
+        rec, lease = r.new_lease(pr.spec, ip, owner, sticky)
         okey = r.owner_key(owner.container_id, owner.ifname, name)
         puts = {**puts, **s_put, r.ip_key(name, ip): rec, okey: rec}
         if self.store.txn(compares + s_cmp + [Compare(okey, 0)], puts, deletes):
-            return r.lease_from_record(rec)
+            return lease
+        if self.store.get(okey) is not None:
+            raise OwnerHolds(okey)
         return None
 
     def claim(self, pr: PoolRange, ip: IPAddress, owner: Owner, why: str) -> Lease:
@@ -93,7 +108,13 @@ class PoolOps:
         raise self._contended(f"claiming {ip} in pool {name!r}")
 
     def take_next(self, pr: PoolRange, owner: Owner, sticky_absent: bool) -> Lease | None:
-        """Next fresh address from the cursor, else the oldest released one; None when exhausted."""
+        """Next fresh address, else the oldest released one; None when the pool is exhausted.
+
+        Large pools with a node-named owner go through the node's chunk (``_chunks``), so
+        that nodes do not all contend on the one ``state`` key; others use the cursor here.
+        """
+        if owner.node and pr.total >= self.chunks.min_pool:
+            return self.chunks.take(pr, owner, sticky_absent)
         name = pr.spec.name
         skey = r.pool_key(name, "state")
         attempt = 0  # counts lost races only; stepping over taken or stale entries is progress
@@ -101,35 +122,53 @@ class PoolOps:
             st = self.store.get(skey)
             state = r.state_of(st.value if st else None)
             off = pr.next_usable(state["cursor"])
-            if off is not None:
-                ip = pr.address(off)
-                new_state = r.dumps({"cursor": off + 1, "seq": state["seq"]})
-                cmp = [Compare(skey, st.version if st else 0), Compare(r.ip_key(name, ip), 0)]
-                lease = self._commit_claim(pr, ip, owner, cmp, {skey: new_state}, [], sticky_absent)
-                if lease is not None:
-                    return lease
-                if self.store.get(r.ip_key(name, ip)) is not None:
-                    # an explicit request took this one ahead of the cursor: step over it
-                    self.store.txn([Compare(skey, st.version if st else 0)], {skey: new_state})
-                    continue
-            else:
-                head = self.store.range(r.pool_key(name, "free/"), limit=1)
-                if not head:
-                    return None
-                entry = head[0]
-                ip = ipaddress.ip_address(entry.value)
-                seq_deletes = [entry.key, r.freeidx_key(name, ip)]
-                if ip.version != pr.spec.family or not pr.usable(pr.offset(ip)):
-                    # released under an older, wider config: drop it, it is no longer ours to give
-                    self.store.txn([Compare(entry.key, entry.version)], {}, seq_deletes)
-                    continue
-                cmp = [Compare(entry.key, entry.version), Compare(r.ip_key(name, ip), 0)]
-                lease = self._commit_claim(pr, ip, owner, cmp, {}, seq_deletes, sticky_absent)
-                if lease is not None:
-                    return lease
+            if off is None:
+                return self.take_free(pr, owner, sticky_absent)
+            ip = pr.address(off)
+            new_state = r.dumps({"cursor": off + 1, "seq": state["seq"]})
+            cmp = [Compare(skey, st.version if st else 0), Compare(r.ip_key(name, ip), 0)]
+            lease = self._commit_claim(pr, ip, owner, cmp, {skey: new_state}, [], sticky_absent)
+            if lease is not None:
+                return lease
+            if self.store.get(r.ip_key(name, ip)) is not None:
+                # an explicit request took this one ahead of the cursor: step over it
+                self.store.txn([Compare(skey, st.version if st else 0)], {skey: new_state})
+                continue
             self._backoff(attempt)
             attempt += 1
         raise self._contended(f"allocating from pool {name!r}")
+
+    def take_free(self, pr: PoolRange, owner: Owner, sticky_absent: bool) -> Lease | None:
+        """The oldest released address (head of the FIFO); None when the FIFO is empty."""
+        name = pr.spec.name
+        attempt = 0
+        while attempt < self.attempts:
+            head = self.store.range(r.pool_key(name, "free/"), limit=1)
+            if not head:
+                return None
+            entry = head[0]
+            ip = ipaddress.ip_address(entry.value)
+            ikey = r.ip_key(name, ip)
+            seq_deletes = [entry.key, r.freeidx_key(name, ip)]
+            if ip.version != pr.spec.family or not pr.usable(pr.offset(ip)):
+                # released under an older, wider config: drop it, it is no longer ours to give
+                self.store.txn([Compare(entry.key, entry.version)], {}, seq_deletes)
+                continue
+            cmp = [Compare(entry.key, entry.version), Compare(ikey, 0)]
+            lease = self._commit_claim(pr, ip, owner, cmp, {}, seq_deletes, sticky_absent)
+            if lease is not None:
+                return lease
+            held = self.store.get(ikey)
+            if held is not None:
+                # held again without passing through this entry (a node's chunk handed it out
+                # after a request-and-release): the entry is stale, drop it while still held;
+                # whoever holds it pushes a fresh entry on release
+                self.store.txn([Compare(entry.key, entry.version), Compare(ikey, held.version)],
+                               {}, [entry.key])
+                continue
+            self._backoff(attempt)
+            attempt += 1
+        raise self._contended(f"allocating a released address from pool {name!r}")
 
     # -- release -------------------------------------------------------------
     def _push_free(

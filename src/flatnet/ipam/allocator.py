@@ -13,9 +13,12 @@ import random
 from typing import Sequence
 from urllib.parse import unquote
 
-from flatnet.errors import AddressUnavailable, ConfigError, EnvError, FlatnetError, PoolExhausted
+from flatnet.errors import (
+    AddressUnavailable, ConfigError, EnvError, FlatnetError, PoolExhausted, StoreUnavailable,
+)
 from flatnet.ipam import records as r
-from flatnet.ipam._ops import PoolOps
+from flatnet.ipam._chunks import CHUNK_MIN_POOL, CHUNK_SIZE
+from flatnet.ipam._ops import OwnerHolds, PoolOps
 from flatnet.ipam.api import Compare, IPAddress, Lease, Owner, PoolSpec, Store
 from flatnet.ipam.pool import PoolRange
 
@@ -23,9 +26,14 @@ from flatnet.ipam.pool import PoolRange
 class Ipam:
     """Allocate, look up and release leases; safe to use from many processes and nodes at once."""
 
-    def __init__(self, store: Store, attempts: int = 100, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, store: Store, attempts: int = 100, rng: random.Random | None = None,
+        chunk_min_pool: int = CHUNK_MIN_POOL, chunk_size: int = CHUNK_SIZE,
+    ) -> None:
+        """``chunk_min_pool``/``chunk_size``: see ``flatnet.ipam._chunks`` (tests make them small)."""
         self.store = store
-        self._ops = PoolOps(store, attempts=attempts, rng=rng)
+        self._ops = PoolOps(store, attempts=attempts, rng=rng,
+                            chunk_min_pool=chunk_min_pool, chunk_size=chunk_size)
         self._ranges: dict[str, tuple[str, PoolRange]] = {}
 
     # -- pool definitions ----------------------------------------------------
@@ -85,20 +93,59 @@ class Ipam:
                     f"requested address {ip} is not available: no IPv{ip.version} pool is configured"
                 )
             wanted[ip.version] = ip
-        held = {lease.pool: lease for lease in self.lookup(owner.container_id, owner.ifname)}
-        out: list[Lease] = []
+        if not wanted and len(ranges) == len(families) and not (
+            owner.pod and any(p.sticky for p in pools)
+        ):
+            got = self._allocate_unlooked(ranges, owner)
+            if got is not None:
+                return got
+        for _ in range(3):
+            held = {lease.pool: lease for lease in self.lookup(owner.container_id, owner.ifname)}
+            out: list[Lease] = []
+            fresh: list[Lease] = []
+            try:
+                for fam in families:
+                    fam_ranges = [pr for pr in ranges if pr.spec.family == fam]
+                    lease, new = self._allocate_family(fam_ranges, owner, wanted.get(fam), held)
+                    out.append(lease)
+                    if new:
+                        fresh.append(lease)
+            except OwnerHolds:  # a concurrent ADD of the same attachment: look again
+                self._rollback(fresh)
+                continue
+            except BaseException:
+                self._rollback(fresh)
+                raise
+            return out
+        raise StoreUnavailable(
+            f"ipam: concurrent ADDs of container {owner.container_id} {owner.ifname} keep racing; "
+            "retry later",
+        )
+
+    def _allocate_unlooked(self, ranges: list[PoolRange], owner: Owner) -> list[Lease] | None:
+        """The common case in one txn per family: no lookup of the attachment's leases first.
+
+        Only for one pool per family, no requested address and no sticky pool for a pod:
+        then the claim txn's create-only compare on the attachment's key is the lookup (a
+        held lease makes it fail, ``OwnerHolds``). None sends the caller to the full path
+        (held lease, exhausted pool), after undoing what this call took.
+        """
         fresh: list[Lease] = []
         try:
-            for fam in families:
-                fam_ranges = [pr for pr in ranges if pr.spec.family == fam]
-                lease, new = self._allocate_family(fam_ranges, owner, wanted.get(fam), held)
-                out.append(lease)
-                if new:
-                    fresh.append(lease)
+            for pr in ranges:
+                lease = self._ops.take_next(pr, owner, False)
+                if lease is None:
+                    break
+                fresh.append(lease)
+            else:
+                return fresh
+        except OwnerHolds:
+            pass
         except BaseException:
             self._rollback(fresh)
             raise
-        return out
+        self._rollback(fresh)
+        return None
 
     def _rollback(self, leases: list[Lease]) -> None:
         """Undo this call's new leases; best effort (GC reclaims them if the store is down)."""

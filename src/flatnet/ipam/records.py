@@ -8,6 +8,8 @@ Layout (relative to the store's own prefix)::
     pools/<pool>/free/<seq:020d>  released address, oldest first (FIFO of reuse)
     pools/<pool>/freeidx/<ip>     seq of that address in the FIFO (so a request can take it out)
     pools/<pool>/sticky/<ns>/<n>  address remembered for a pod
+    pools/<pool>/chunk/<node>     {"start", "end", "cursor"}: the node's current chunk of a large
+                                  pool (offsets [start, end), next one to try at cursor)
     owners/<container>/<ifname>/<pool>   the same lease record, indexed by attachment
 
 Path components are percent-quoted so a name with "/" cannot reach another key.
@@ -48,6 +50,14 @@ def freeidx_key(pool: str, ip: IPAddress) -> str:
 def sticky_key(pool: str, pod: str) -> str:
     ns, _, name = pod.partition("/")
     return pool_key(pool, "sticky", q(ns), q(name))
+
+
+def chunk_key(pool: str, node: str) -> str:
+    return pool_key(pool, "chunk", q(node))
+
+
+def chunk_prefix(pool: str) -> str:
+    return pool_key(pool, "chunk/")
 
 
 def owner_prefix(container_id: str, ifname: str | None = None) -> str:
@@ -101,25 +111,44 @@ def spec_from_json(text: str) -> PoolSpec:
 
 def lease_record(spec: PoolSpec, ip: IPAddress, owner: Owner, sticky: bool) -> str:
     """The JSON kept under ips/<ip> and owners/...: enough to rebuild the Lease alone."""
-    return dumps(
-        {
-            "id": uuid.uuid4().hex,  # makes every record unique, for value compares
-            "pool": spec.name,
-            "ip": str(ip),
-            "prefix": spec.subnet.prefixlen,
-            "gateway": str(spec.gateway) if spec.gateway else None,
-            "vlan": spec.vlan,
-            "sticky": sticky,
-            "container_id": owner.container_id,
-            "ifname": owner.ifname,
-            "network": owner.network,
-            "pod_namespace": owner.pod_namespace,
-            "pod_name": owner.pod_name,
-            "node": owner.node,
-            "netns": owner.netns,
-            "time": round(time.time(), 3),
-        }
+    return new_lease(spec, ip, owner, sticky)[0]
+
+
+def new_lease(spec: PoolSpec, ip: IPAddress, owner: Owner, sticky: bool) -> tuple[str, Lease]:
+    """``lease_record`` and the Lease it stands for (what ``lease_from_record`` would give)."""
+    rec = _lease_dict(spec, ip, owner, sticky)
+    lease = Lease(
+        pool=spec.name,
+        address=(ipaddress.IPv4Interface if ip.version == 4 else ipaddress.IPv6Interface)(
+            (int(ip), spec.subnet.prefixlen)
+        ),
+        gateway=spec.gateway,
+        vlan=spec.vlan,
+        owner=owner,
+        sticky=sticky,
+        extra={"time": rec["time"], "id": rec["id"]},
     )
+    return dumps(rec), lease
+
+
+def _lease_dict(spec: PoolSpec, ip: IPAddress, owner: Owner, sticky: bool) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4().hex,  # makes every record unique, for value compares
+        "pool": spec.name,
+        "ip": str(ip),
+        "prefix": spec.subnet.prefixlen,
+        "gateway": str(spec.gateway) if spec.gateway else None,
+        "vlan": spec.vlan,
+        "sticky": sticky,
+        "container_id": owner.container_id,
+        "ifname": owner.ifname,
+        "network": owner.network,
+        "pod_namespace": owner.pod_namespace,
+        "pod_name": owner.pod_name,
+        "node": owner.node,
+        "netns": owner.netns,
+        "time": round(time.time(), 3),
+    }
 
 
 def reserved_record(pool: str, ip: IPAddress, pod: str) -> str:

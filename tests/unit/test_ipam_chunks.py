@@ -1,0 +1,167 @@
+"""Node-affine chunks of large pools (``flatnet.ipam._chunks``), on the memory and SQLite stores.
+
+The threshold and chunk size are Ipam parameters, so these tests use pools of a few
+dozen addresses; ``test_default_threshold`` checks the real constants once.
+tests/integration/test_etcd_ipam.py runs the same tests on etcd.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from flatnet.errors import AddressUnavailable, PoolExhausted
+from flatnet.ipam import Ipam, Owner, PoolSpec
+from flatnet.ipam import records as r
+from flatnet.ipam._chunks import CHUNK_MIN_POOL, CHUNK_SIZE
+from flatnet.ipam.api import Store
+from flatnet.ipam.store import MemoryStore, SqliteStore
+
+ip = ipaddress.ip_address
+MakeIpam = Callable[..., Ipam]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    s: Store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "ipam.db")
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def make(store: Store) -> MakeIpam:
+    """Ipam instances over one store (each like another process): chunks of 4 from 16 up."""
+    def _make(**kw: int) -> Ipam:
+        kw.setdefault("chunk_min_pool", 16)
+        kw.setdefault("chunk_size", 4)
+        return Ipam(store, **kw)
+    return _make
+
+
+def pool(size: int = 20, name: str = "big", **kw) -> PoolSpec:
+    """198.18.0.1 .. 198.18.0.<size> (a gateway or excludes are taken out of it)."""
+    return PoolSpec(name, ipaddress.ip_network("198.18.0.0/24"), range_start=ip("198.18.0.1"),
+                    range_end=ip(f"198.18.0.{size}"), **kw)
+
+
+def own(i: int | str, node: str | None = "a", pod: str | None = None) -> Owner:
+    ns, _, name = (pod or "").partition("/")
+    return Owner(f"c{i}", "eth0", "net1", ns or None, name or None, node=node)
+
+
+def take(ipam: Ipam, p: PoolSpec, i: int | str, node: str | None = "a", **kw) -> int:
+    """Allocate; return the last octet."""
+    lease = ipam.allocate([p], own(i, node, kw.get("pod")), kw.get("want", ()))[0]
+    return int(str(lease.address.ip).rsplit(".", 1)[1])
+
+
+def chunk(store: Store, node: str) -> dict:
+    e = store.get(r.chunk_key("big", node))
+    return json.loads(e.value) if e else {}
+
+
+def test_default_threshold() -> None:
+    assert (CHUNK_MIN_POOL, CHUNK_SIZE) == (4096, 64)
+
+
+def test_node_claims_a_chunk_and_allocates_from_it(make: MakeIpam, store: Store) -> None:
+    ipam, p = make(), pool(gateway=ip("198.18.0.2"))
+    assert [take(ipam, p, i) for i in range(5)] == [1, 3, 4, 5, 6]  # gateway .2 skipped
+    assert chunk(store, "a") == {"start": 5, "end": 9, "cursor": 7}  # offsets, second chunk
+    assert json.loads(store.get(r.pool_key("big", "state")).value)["cursor"] == 9
+
+
+def test_two_nodes_get_disjoint_chunks(make: MakeIpam, store: Store) -> None:
+    ipam = make()
+    p = pool()
+    got = {n: [take(ipam, p, f"{n}{i}", n) for i in range(3)] for n in ("a", "b")}
+    assert got == {"a": [1, 2, 3], "b": [5, 6, 7]}
+    assert take(ipam, p, "a3", "a") == 4 and take(ipam, p, "a4", "a") == 9  # a's next chunk
+    assert (chunk(store, "a")["start"], chunk(store, "b")["start"]) == (9, 5)
+
+
+def test_processes_sharing_a_node_never_duplicate(make: MakeIpam) -> None:
+    p = pool(40)
+    ipams = [make(), make(), make()]
+    got = [take(ipams[i % 3], p, i, f"n{i % 2}") for i in range(40)]
+    assert sorted(got) == list(range(1, 41))
+    with pytest.raises(PoolExhausted):
+        take(ipams[0], p, 99)
+
+
+def test_small_pools_and_nodeless_owners_keep_the_cursor(make: MakeIpam, store: Store) -> None:
+    ipam = make()
+    assert [take(ipam, pool(15, "small"), i, f"n{i}") for i in range(3)] == [1, 2, 3]
+    assert [take(ipam, pool(), f"x{i}", None) for i in range(3)] == [1, 2, 3]
+    assert store.range(r.chunk_prefix("small")) == store.range(r.chunk_prefix("big")) == []
+
+
+def test_exhaustion_takes_other_nodes_remainders_first(make: MakeIpam, store: Store) -> None:
+    ipam, p = make(), pool()
+    for n in "abcde":  # five nodes take one address each: 5 chunks hold 20 addresses
+        take(ipam, p, f"{n}0", n)
+    got = [take(ipam, p, f"a{i}", "a") for i in range(1, 16)]
+    assert sorted(got) == sorted(set(range(1, 21)) - {1, 5, 9, 13, 17})
+    assert ipam.usage(p) == (20, 20)
+    with pytest.raises(PoolExhausted):
+        take(ipam, p, "z", "z")
+
+
+def test_exhaustion_prefers_the_fifo_and_stays_honest(make: MakeIpam) -> None:
+    ipam, p = make(), pool(16)
+    for i in range(16):
+        take(ipam, p, i, f"n{i % 3}")
+    freed = ipam.release("c7", "eth0")[0].address.ip
+    assert take(ipam, p, "again", "n0") == int(str(freed).rsplit(".", 1)[1])
+    with pytest.raises(PoolExhausted):
+        take(ipam, p, "full", "n1")
+
+
+def test_requested_address_inside_a_chunk(make: MakeIpam, store: Store) -> None:
+    ipam, p = make(), pool()
+    assert take(ipam, p, 0) == 1  # a's chunk is .1-.4
+    assert take(make(), p, "req", "b", want=[ip("198.18.0.2")]) == 2
+    with pytest.raises(AddressUnavailable):
+        take(ipam, p, "req2", "c", want=[ip("198.18.0.2")])
+    assert [take(ipam, p, i) for i in (1, 2)] == [3, 4]  # the chunk steps over .2
+
+
+def test_requested_and_released_inside_a_chunk_is_never_handed_out_twice(make: MakeIpam) -> None:
+    ipam, p = make(), pool(16)
+    take(ipam, p, 0)  # a: .1-.4
+    take(ipam, p, "req", "b", want=[ip("198.18.0.3")])
+    ipam.release("creq", "eth0")  # .3 -> the FIFO, though a's chunk will hand it out too
+    got = [take(ipam, p, i, f"n{i % 2}") for i in range(1, 16)]
+    assert sorted(got) == list(range(2, 17))  # .3 once, the stale FIFO entry dropped
+    with pytest.raises(PoolExhausted):
+        take(ipam, p, "full")
+
+
+def test_sticky_address_comes_back_in_a_chunked_pool(make: MakeIpam) -> None:
+    ipam, p = make(), pool(sticky=True)
+    first = take(ipam, p, 0, "a", pod="ns/redis-0")
+    take(ipam, p, 1, "a")
+    ipam.release("c0", "eth0")
+    assert take(ipam, p, 2, "b", pod="ns/redis-0") == first
+    assert take(ipam, p, 3, "a") != first
+
+
+def test_stale_cache_is_corrected_by_the_compare(make: MakeIpam) -> None:
+    one, two = make(), make()
+    p = pool(40)
+    a = [take(one, p, 0), take(two, p, 1), take(one, p, 2), take(two, p, 3), take(one, p, 4)]
+    assert a == [1, 2, 3, 4, 5]
+
+
+def test_repeat_allocate_returns_the_held_lease(make: MakeIpam) -> None:
+    ipam, p = make(), pool()
+    first = ipam.allocate([p], own(0))
+    assert make().allocate([p], own(0)) == first  # another process: no cache, same answer
+    assert ipam.allocate([p], own(0)) == first
+    assert take(ipam, p, 1) == 2 and len(ipam.leases()) == 2
