@@ -39,8 +39,10 @@ class Ipam:
     # -- pool definitions ----------------------------------------------------
     def _pool(self, spec: PoolSpec) -> PoolRange:
         """Validate ``spec`` and make sure the store's definition agrees (once per process)."""
-        text = r.spec_to_json(spec)
         cached = self._ranges.get(spec.name)
+        if cached and cached[1].spec == spec:  # cheaper than the JSON: IPv6 str() is slow
+            return cached[1]
+        text = r.spec_to_json(spec)
         if cached and cached[0] == text:
             return cached[1]
         if not spec.name or not isinstance(spec.name, str):
