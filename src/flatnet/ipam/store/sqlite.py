@@ -10,8 +10,10 @@ timeout (wait for a concurrent writer instead of failing at once).
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -68,20 +70,38 @@ class SqliteStore:
 
     def _open(self) -> sqlite3.Connection:
         # one opener at a time in this process: switching a brand-new file to WAL from
-        # several threads at once fails with "database is locked" without waiting
+        # several threads at once fails with "database is locked" without waiting.
+        # Other processes writing hard can make the setup statements fail "locked" without
+        # the busy handler being called, so those are retried here until the timeout.
+        deadline = time.monotonic() + self.timeout
         with self._open_lock:
-            try:
-                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                conn = sqlite3.connect(
-                    self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-                )
-                conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
-                conn.execute(_SCHEMA)
-                return conn
-            except (sqlite3.Error, OSError) as exc:
-                raise self._translate(exc) from exc
+            while True:
+                try:
+                    return self._open_once()
+                except sqlite3.OperationalError as exc:
+                    text = str(exc)
+                    if ("locked" in text or "busy" in text) and time.monotonic() < deadline:
+                        time.sleep(random.uniform(0.001, 0.01))
+                        continue
+                    raise self._translate(exc) from exc
+                except (sqlite3.Error, OSError) as exc:
+                    raise self._translate(exc) from exc
+
+    def _open_once(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")  # needs the file to itself: only once
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(_SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _translate(self, exc: Exception) -> FlatnetError:
         text = str(exc)
