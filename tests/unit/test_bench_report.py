@@ -69,3 +69,25 @@ def test_markdown_and_charts(tmp_path: "os.PathLike[str]") -> None:
     assert "kernel lacks CONFIG_IPVLAN" in md
     assert "benchmarks/throughput.png" in md and "flatnet bench --quick" in md
     assert len(report.rich_tables(r)) == 3
+
+
+def test_data_and_control_plane_goals_are_judged() -> None:
+    r = Results()
+    r.add("data plane", "wire", "TCP 1 stream", "Gbit/s", 20.0, better="higher")
+    r.add("data plane", "wire", "RR p50", "µs", 10.0)
+    r.add("data plane", "flat macvlan", "TCP 1 stream", "Gbit/s", 19.6, better="higher")
+    r.add("data plane", "flat macvlan", "RR p50", "µs", 10.9)
+    r.add("data plane", "flat bridge", "TCP 1 stream", "Gbit/s", 19.3, better="higher")
+    r.add("data plane", "flat bridge", "RR p50", "µs", 11.2)
+    r.add("control plane", "bridge+host-local", "ADD p50", "ms", 10.0)
+    r.add("control plane", "flatnet (agent)", "ADD p50", "ms", 16.0)
+    r.add("control plane", "bridge+host-local", "burst 100 ADD total", "s", 1.0)
+    r.add("control plane", "flatnet (agent)", "burst 100 ADD total", "s", 0.9)
+    got = {t.goal: t.holds for t in targets.judge(r)}
+    assert got["flat macvlan: TCP >= 97% of the wire"] is True  # 98%
+    assert got["flat macvlan: latency <= 1.1x the wire (RR p50)"] is True
+    assert got["flat bridge: TCP >= 97% of the wire"] is False  # 96.5%
+    assert got["flat bridge: latency <= 1.1x the wire (RR p50)"] is False
+    assert got["ADD p50 with the agent <= 1.5x bridge+host-local"] is False  # 1.6x
+    assert got["burst 100 ADD (agent) finishes no later than bridge+host-local"] is True
+    assert not any("ipvlan" in g for g in got)  # not measured: not judged

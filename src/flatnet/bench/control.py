@@ -5,7 +5,9 @@ config on stdin) against pod namespaces created beforehand, as a runtime does:
   flatnet (agent)       the thin plugin forwarding to a running ``flatnet agent``
   flatnet (in-process)  the same plugin with no agent: it runs the service itself
   bridge+host-local     the reference plugins from /usr/lib/cni (the baseline)
-Creating a pod's netns is not timed; only the plugin exec is.
+Creating a pod's netns is not timed; only the plugin exec is. The floors of that exec are
+measured alongside (``exec floor``): ``ip netns exec`` of /bin/true, and of the plugin's
+interpreter doing nothing (``python -I -S -c pass``) -- what any Python plugin pays first.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from flatnet.bench.cniexec import REF_CNI_DIR, Call, exec_plugin, write_flatnet_shim
+from flatnet.bench.cniexec import IP, REF_CNI_DIR, Call, exec_plugin, write_flatnet_shim
 from flatnet.bench.nsenv import Scratch, stop, wait_until
 from flatnet.bench.profile import Profile
 from flatnet.bench.results import Results
@@ -29,6 +31,7 @@ from flatnet.errors import FlatnetError
 
 SECTION = "control plane"
 AGENT, INPROC, REF = "flatnet (agent)", "flatnet (in-process)", "bridge+host-local"
+FLOOR = "exec floor"
 SUBJECTS = (AGENT, INPROC, REF)
 CNI_VERSION = "1.0.0"
 Tick = Callable[[str], None]
@@ -136,6 +139,8 @@ class ControlBench:
                 self._sequential(sub)
                 self.tick(f"control plane: {sub.name} burst of {self.p.cni_burst} (repeat {rep + 1})")
                 self._burst(sub)
+            self.tick(f"control plane: exec floors (repeat {rep + 1})")
+            self._floors()
         self.r.add(SECTION, AGENT, "agent RSS idle", "MiB", idle / 1024)
         for name, fails in self.burst_failures.items():
             n = self.p.cni_burst
@@ -156,6 +161,18 @@ class ControlBench:
         for verb, xs in (("ADD", adds), ("DEL", dels)):
             self.r.add(SECTION, sub.name, f"{verb} p50", "ms", percentile(xs, 50) * 1e3)
             self.r.add(SECTION, sub.name, f"{verb} p99", "ms", percentile(xs, 99) * 1e3)
+
+    def _floors(self) -> None:
+        """p50 of exec'ing nothing: /bin/true, and the plugin's interpreter with -I -S."""
+        for metric, argv in (("/bin/true p50", ["/bin/true"]),
+                             ("python -IS start p50", [sys.executable, "-I", "-S", "-c", "pass"])):
+            took = []
+            for _ in range(self.p.cni_sequential):
+                t0 = time.perf_counter()
+                subprocess.run([IP, "netns", "exec", self.node, *argv], check=True,
+                               stdin=subprocess.DEVNULL, capture_output=True)
+                took.append(time.perf_counter() - t0)
+            self.r.add(SECTION, FLOOR, metric, "ms", percentile(took, 50) * 1e3)
 
     def _burst(self, sub: Subject) -> None:
         """All pods at once; failed calls are counted (and reported), not hidden or retried."""

@@ -9,6 +9,10 @@ from flatnet.bench.results import Results
 #: store -> seconds allowed for 10,000 allocations
 TEN_K_GOAL = {"sqlite": 3.0, "etcd": 10.0}
 FLAT_BAND = (0.67, 1.5)  # 1M/1k allocation-rate ratio counted as "flat"
+FLAT_MODES = ("flat macvlan", "flat bridge", "flat ipvlan")
+TCP_GOAL, LATENCY_GOAL = 0.97, 1.1  # of the wire's TCP 1-stream throughput / RR p50
+ADD_GOAL = 1.5  # agent ADD p50 over the reference bridge+host-local ADD p50
+AGENT, REF = "flatnet (agent)", "bridge+host-local"
 
 
 @dataclass(frozen=True)
@@ -41,4 +45,48 @@ def judge(r: Results) -> list[Target]:
             q = big.summary.median / small.summary.median
             out.append(Target(f"allocation cost flat from 1k to 1M addresses ({store})",
                               f"1M/1k rate ratio {q:.2f}", FLAT_BAND[0] <= q <= FLAT_BAND[1]))
+    out += _data_plane(r) + _control_plane(r)
+    return out
+
+
+def _median(r: Results, section: str, subject: str, metric: str) -> float | None:
+    m = r.get(section, subject, metric)
+    return m.summary.median if m is not None and m.summary is not None else None
+
+
+def _data_plane(r: Results) -> list[Target]:
+    """Each flat mode against the wire of the same run: TCP 1 stream and RR p50."""
+    out: list[Target] = []
+    wire_tcp = _median(r, "data plane", "wire", "TCP 1 stream")
+    wire_rr = _median(r, "data plane", "wire", "RR p50")
+    for mode in FLAT_MODES:
+        tcp = _median(r, "data plane", mode, "TCP 1 stream")
+        rr = _median(r, "data plane", mode, "RR p50")
+        if wire_tcp and tcp is not None:
+            q = tcp / wire_tcp
+            out.append(Target(f"{mode}: TCP >= {TCP_GOAL:.0%} of the wire",
+                              f"{tcp:.1f} vs {wire_tcp:.1f} Gbit/s ({q:.0%})", q >= TCP_GOAL))
+        if wire_rr and rr is not None:
+            q = rr / wire_rr
+            out.append(Target(f"{mode}: latency <= {LATENCY_GOAL:g}x the wire (RR p50)",
+                              f"{rr:.1f} vs {wire_rr:.1f} µs ({q:.2f}x)", q <= LATENCY_GOAL))
+    return out
+
+
+def _control_plane(r: Results) -> list[Target]:
+    """ADD p50 within 1.5x of the reference; the 100-pod burst no slower than the reference."""
+    out: list[Target] = []
+    sec = "control plane"
+    add, ref_add = _median(r, sec, AGENT, "ADD p50"), _median(r, sec, REF, "ADD p50")
+    if add is not None and ref_add:
+        out.append(Target(f"ADD p50 with the agent <= {ADD_GOAL:g}x bridge+host-local",
+                          f"{add:.1f} vs {ref_add:.1f} ms ({add / ref_add:.2f}x)",
+                          add <= ADD_GOAL * ref_add))
+    burst = next((m.metric for m in r.measurements if m.section == sec and m.subject == AGENT
+                  and m.metric.startswith("burst") and m.metric.endswith("ADD total")), None)
+    if burst:
+        mine, ref = _median(r, sec, AGENT, burst), _median(r, sec, REF, burst)
+        if mine is not None and ref:
+            out.append(Target(f"{burst.replace(' total', '')} (agent) finishes no later than "
+                              "bridge+host-local", f"{mine:.2f} vs {ref:.2f} s", mine <= ref))
     return out
