@@ -394,3 +394,34 @@ def test_netns_given_as_proc_pid_path(cluster: Cluster) -> None:
     finally:
         proc.kill()
         proc.wait(timeout=5)
+
+
+def test_del_host_removes_only_flatnet_host_routes() -> None:
+    """Deleted by key: ours (proto 201) go, an operator's route to the same /32 stays."""
+    import subprocess
+
+    from flatnet.datapath import routes
+
+    name = f"fnrt{os.getpid() % 100000}"
+
+    def ip_(*args: str) -> str:
+        return subprocess.run(["ip", "-n", name, *args], check=True, capture_output=True,
+                              text=True, timeout=15).stdout
+
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=15)
+    try:
+        ip_("link", "add", "fnr0", "type", "veth", "peer", "name", "fnr1")
+        ip_("link", "set", "fnr0", "up")
+        ip_("link", "set", "fnr1", "up")
+        ip_("route", "add", "198.18.77.5/32", "dev", "fnr0", "scope", "link", "proto", "201")
+        ip_("-6", "route", "add", "2001:db8:77::5/128", "dev", "fnr0", "proto", "201")
+        ip_("route", "add", "198.18.77.6/32", "dev", "fnr1", "scope", "link", "proto", "static")
+        with netns.ipr(name) as ip:
+            assert routes.del_host(ip, ipaddress.ip_address("198.18.77.5")) is True
+            assert routes.del_host(ip, ipaddress.ip_address("2001:db8:77::5")) is True
+            assert routes.del_host(ip, ipaddress.ip_address("198.18.77.5")) is False  # idempotent
+            assert routes.del_host(ip, ipaddress.ip_address("198.18.77.6")) is False  # not ours
+        left = ip_("route", "show") + ip_("-6", "route", "show")
+        assert "198.18.77.6" in left and "198.18.77.5" not in left and "2001:db8:77::5" not in left
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False, timeout=15)

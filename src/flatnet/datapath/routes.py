@@ -20,6 +20,7 @@ MAIN_TABLE = 254
 RTPROT_KERNEL = 2
 RTN_UNICAST = 1
 RT_SCOPE_LINK = 253
+_MAX_DUPLICATE_HOST_ROUTES = 16
 
 
 @dataclass(frozen=True)
@@ -71,18 +72,24 @@ def add_host(ip: IPRoute, index: int, addr: IPAddress) -> None:
 
 
 def del_host(ip: IPRoute, addr: IPAddress) -> bool:
-    """Remove our host route to ``addr`` if present; True if one was removed (idempotent)."""
+    """Remove our host route(s) to ``addr`` if present; True if one was removed (idempotent).
+
+    Deleted by key (dst, proto ours, and for IPv4 the link scope add_host gives it): the
+    kernel finds the route itself, so the cost does not grow with the node's route count (a
+    dump-and-filter here made every DEL O(routes) on a node with a thousand pods).
+    """
+    kwargs: dict = {"dst": host_route_dst(addr), "proto": RTPROT_FLATNET, "table": MAIN_TABLE}
+    if addr.version == 4:
+        kwargs["scope"] = RT_SCOPE_LINK
     removed = False
-    for entry in list_(ip, None, family=addr.version):
-        if entry.proto == RTPROT_FLATNET and entry.dst == ipaddress.ip_network(host_route_dst(addr)):
-            try:
-                ip.route(
-                    "del", dst=host_route_dst(addr), oif=entry.oif, proto=RTPROT_FLATNET, scope=entry.scope
-                )
-                removed = True
-            except NetlinkError as exc:
-                if exc.code not in (errno.ESRCH, errno.ENOENT, errno.ENODEV):
-                    raise
+    for _ in range(_MAX_DUPLICATE_HOST_ROUTES):  # one per link; a few at most, bounded
+        try:
+            ip.route("del", **kwargs)
+        except NetlinkError as exc:
+            if exc.code not in (errno.ESRCH, errno.ENOENT, errno.ENODEV):
+                raise
+            return removed
+        removed = True
     return removed
 
 

@@ -17,10 +17,20 @@ PROC_SYS = "/proc/sys"
 
 
 def _write_all(values: dict[str, str], missing_ok: bool) -> None:
+    """Write each value that differs from what the kernel has.
+
+    Reading is cheap; writing is not always: the kernel takes the RTNL lock for some keys
+    (disable_ipv6, forwarding, proxy_ndp) and, when another thread holds it, restarts the
+    write until it gets it -- a burst of ADDs rewriting values already set only fights
+    over that lock.
+    """
     for key, value in values.items():
         path = os.path.join(PROC_SYS, key)
         try:
-            with open(path, "w") as fh:
+            with open(path, "r+") as fh:
+                if fh.read().strip() == value:
+                    continue
+                fh.seek(0)
                 fh.write(value)
         except FileNotFoundError:
             if not missing_ok:
