@@ -180,3 +180,15 @@ def test_real_node_run_matches_the_kernel(tmp_path: Path, capsys: pytest.Capture
     assert found["agent"]["code"] == "agent-absent"
     after = {n for n in os.listdir("/run/netns") if n.startswith("fnd-")}
     assert after <= before, f"probe namespaces left behind: {after - before}"
+
+
+def test_br_netfilter_is_flagged_only_for_bridge_mode() -> None:
+    facts = healthy_facts()
+    facts.sysctls["net.bridge.bridge-nf-call-iptables"] = "1"
+    key = "sysctl/net.bridge.bridge-nf-call-iptables"
+    assert by_object(facts)[key].severity == "ok"  # macvlan frames never cross a bridge
+    facts.cni.modes = ["bridge"]
+    f = by_object(facts)[key]
+    assert f.severity == "warn" and "bridge-nf-call-iptables=0" in f.fix and "kube-proxy" in f.fix
+    facts.sysctls["net.bridge.bridge-nf-call-iptables"] = "0"
+    assert by_object(facts)[key].severity == "ok"

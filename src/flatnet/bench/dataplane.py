@@ -4,6 +4,10 @@ Paths (client -> server, across nodes unless said otherwise):
   wire                      node1 -> node2 underlay address (the baseline)
   flat macvlan / bridge     pod on node1 -> pod on node2, flatnet's flat modes
   flat ipvlan               the same, when the kernel has CONFIG_IPVLAN (else: unavailable)
+  flat bridge (br_netfilter off)  the bridge pods again with net.bridge.bridge-nf-call-*
+                            = 0 on both nodes: what passing bridged frames through the IP
+                            netfilter hooks (the kernel's default when br_netfilter is in)
+                            costs; the lab nodes' values are restored after each measurement
   vxlan overlay             pod -> pod through the VXLAN fallback
   udp tunnel (userspace)    node1 -> node2 through a Python TUN<->UDP forwarder (flannel udp)
   VM -> pod (flat)          vm1 -> a flat pod on node2, by the pod's own address
@@ -22,12 +26,15 @@ from flatnet.bench.labsetup import NETWORKS, PM_IPERF, PM_RR, LabSetup
 from flatnet.bench.nsenv import Scratch
 from flatnet.bench.profile import Profile
 from flatnet.bench.results import Results
+from flatnet.datapath import sysctl
 from flatnet.errors import FlatnetError
 from flatnet.lab import manager, probe
 from flatnet.lab.topology import Topology
 
 SECTION, ROUTES = "data plane", "routes"
 IPVLAN = "flat ipvlan"
+BRIDGE_NO_BRNF = "flat bridge (br_netfilter off)"
+BR_NF_KEYS = tuple(f"net/bridge/bridge-nf-call-{t}" for t in ("iptables", "ip6tables", "arptables"))
 Tick = Callable[[str], None]
 METRICS = (("TCP 1 stream", "Gbit/s", "higher"), ("TCP 8 streams", "Gbit/s", "higher"),
            ("UDP", "Gbit/s", "higher"), ("RR p50", "µs", "lower"), ("RR p99", "µs", "lower"))
@@ -41,6 +48,7 @@ class Path:
     ip: str
     iperf_port: int = 5201
     rr_port: int = 5299
+    br_nf_off_in: tuple[str, ...] = ()  # node netns where bridge-nf-call-* is 0 while measured
 
 
 class DataPlaneBench:
@@ -96,6 +104,9 @@ class DataPlaneBench:
             self.tick(f"data plane: pods for {subject}")
             a, b = setup.pod(network, n1.name, 1), setup.pod(network, n2.name, 1)
             out.append(Path(subject, a.netns, b.netns, b.ip))
+            if network == "flat-bridge" and _br_netfilter_on(n1.ns):
+                out.append(Path(BRIDGE_NO_BRNF, a.netns, b.netns, b.ip,
+                                br_nf_off_in=(n1.ns, n2.ns)))
             if network == "flat":
                 out.append(Path("VM -> pod (flat)", vm, b.netns, b.ip))
         self.tick("data plane: ipvlan pods")
@@ -117,6 +128,14 @@ class DataPlaneBench:
         return out
 
     def _measure(self, path: Path) -> None:
+        saved = {ns: _br_netfilter(ns, "0") for ns in path.br_nf_off_in}
+        try:
+            self._measure_now(path)
+        finally:
+            for ns, values in saved.items():
+                sysctl.set_many(ns, values)
+
+    def _measure_now(self, path: Path) -> None:
         secs = int(self.p.iperf_seconds)
         add = self.r.add
         for metric, streams, udp in (("TCP 1 stream", 1, False), ("TCP 8 streams", 8, False),
@@ -128,3 +147,15 @@ class DataPlaneBench:
                                port=path.rr_port, timeout=max(5.0, self.p.rr_samples / 100))
         add(SECTION, path.subject, "RR p50", "µs", lat.p50_us)
         add(SECTION, path.subject, "RR p99", "µs", lat.p99_us)
+
+
+def _br_netfilter_on(ns: str) -> bool:
+    """True when bridged frames in ``ns`` go through the IP netfilter hooks."""
+    return sysctl.get(ns, BR_NF_KEYS[0]) == "1"
+
+
+def _br_netfilter(ns: str, value: str) -> dict[str, str]:
+    """Set every bridge-nf-call-* key in ``ns`` to ``value``; return the previous values."""
+    before = {k: v for k in BR_NF_KEYS if (v := sysctl.get(ns, k)) is not None}
+    sysctl.set_many(ns, {k: value for k in before})
+    return before

@@ -101,7 +101,30 @@ def sysctl_findings(facts: NodeFacts) -> list[Finding]:
                                "/etc/sysctl.d/90-flatnet.conf"))
         else:
             out.append(Finding("ok", "sysctl-rp-filter", f"sysctl/{name}", f"= {value}"))
+    out += _br_netfilter_findings(facts)
     return out
+
+
+BR_NF = "net.bridge.bridge-nf-call-iptables"
+
+
+def _br_netfilter_findings(facts: NodeFacts) -> list[Finding]:
+    """Mode bridge: bridged pod frames through the IP netfilter hooks cost throughput."""
+    value = facts.sysctls.get(BR_NF)
+    if "bridge" not in _needed(facts) or value != "1":
+        return [Finding("ok", "sysctl-br-netfilter", f"sysctl/{BR_NF}",
+                        f"= {value}" if value is not None else "br_netfilter not loaded")]
+    return [Finding(
+        "warn", "sysctl-br-netfilter", f"sysctl/{BR_NF}",
+        f"{BR_NF} = 1: every frame bridged between pods and the uplink passes the IP "
+        "netfilter hooks (and conntrack)",
+        "it is what keeps mode bridge below the wire: 'flatnet bench' measures 'flat bridge' "
+        "and 'flat bridge (br_netfilter off)' side by side (docs/BENCHMARKS.md)",
+        "if nothing filters bridged traffic with iptables on this node -- kube-proxy relies on "
+        "it when a pod reaches a Service whose backend sits on the same bridge, unless "
+        "--masquerade-all; Docker relies on it for icc=false -- run sysctl -w "
+        f"{BR_NF}=0 net.bridge.bridge-nf-call-ip6tables=0 and persist it in "
+        "/etc/sysctl.d/90-flatnet.conf; otherwise keep it, or use mode macvlan")]
 
 
 def tool_findings(facts: NodeFacts) -> list[Finding]:

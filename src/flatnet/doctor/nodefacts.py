@@ -21,7 +21,8 @@ from typing import Any
 from flatnet.datapath.probe import ProbeResult
 
 KCONFIG = "/proc/config.gz"
-SYSCTLS = ("net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter")
+SYSCTLS = ("net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter",
+           "net.bridge.bridge-nf-call-iptables")
 TOOLS = ("socat", "nsenter", "conntrack", "ip", "python3", "iperf3")
 
 
