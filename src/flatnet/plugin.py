@@ -151,11 +151,9 @@ def run(env: dict[str, str], stdin: bytes, stderr: Any = None) -> tuple[int, str
         return 0, ""
     conf = _sniff(stdin)
     version = _version_of(conf)
-    if command == "VERSION":
-        import json
-
+    if command == "VERSION":  # compact, like the reference plugins; no json import (~8 ms)
         doc = {"cniVersion": version, "supportedVersions": list(SUPPORTED_VERSIONS)}
-        return 0, json.dumps(doc, indent=2) + "\n"
+        return 0, _wirejson.dumps(doc) + "\n"
     try:
         text = stdin.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -70,3 +70,14 @@ def test_the_plugin_hot_path_imports_no_json_re_enum_or_typing() -> None:
     out = subprocess.run([sys.executable, "-I", "-S", "-c", f"import sys; sys.path[:0] = {sys.path!r}; {code}"],
                          capture_output=True, text=True, timeout=30, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_version_answers_without_importing_json() -> None:
+    """VERSION (libcni asks it when validating a network) stays on the light path too."""
+    code = ("import sys, flatnet.plugin as p; code, out = p.run({'CNI_COMMAND': 'VERSION'}, "
+            "b'{\"cniVersion\": \"0.4.0\"}'); print(code, out.strip()); "
+            "print(sorted(m for m in ('json', 're', 'enum', 'typing') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", f"import sys; sys.path[:0] = {sys.path!r}; {code}"],
+                         capture_output=True, text=True, timeout=30, check=True).stdout.splitlines()
+    assert out[0].startswith('0 {"cniVersion": "0.4.0", "supportedVersions": [')
+    assert out[1] == "[]"
