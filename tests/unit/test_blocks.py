@@ -4,27 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import threading
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from flatnet.errors import ConfigError, PoolExhausted
 from flatnet.ipam import blocks
 from flatnet.ipam.api import Store
-from flatnet.ipam.store import open_store
 
 CLUSTER = "198.19.0.0/22"  # four /24 blocks: small enough to exhaust in a test
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    cfg = {"type": "memory"} if request.param == "memory" else {"type": "sqlite", "path": str(tmp_path / "s.db")}
-    s = open_store(cfg)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def test_new_nodes_get_next_free_block_and_keep_it(store: Store) -> None:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
 
@@ -19,19 +18,9 @@ from flatnet.ipam import Ipam, Owner, PoolSpec
 from flatnet.ipam import records as r
 from flatnet.ipam._chunks import CHUNK_MIN_POOL, CHUNK_SIZE
 from flatnet.ipam.api import Store
-from flatnet.ipam.store import MemoryStore, SqliteStore
 
 ip = ipaddress.ip_address
 MakeIpam = Callable[..., Ipam]
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s: Store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "ipam.db")
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture

@@ -7,22 +7,10 @@ module imports them unchanged and supplies its own ``store``.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from flatnet.ipam.api import Compare, Store
-from flatnet.ipam.store import MemoryStore, SqliteStore
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s: Store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "kv.db")
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def test_protocol_is_implemented(store: Store) -> None:
