@@ -113,7 +113,9 @@ METHOD = """\
   /usr/lib/cni (bridge `fnbb0` in the bench's node netns, host-local data in a tmp dir).
   Sequential: ADD then DEL per pod, p50/p99 per repeat. Burst: all pods ADDed at once from a
   thread pool (one exec each), total wall time, then all DELed at once. Agent RSS is VmRSS
-  from /proc/<pid>/status.
+  from /proc/<pid>/status. `exec floor`: the same `ip netns exec` of `/bin/true` and of the
+  plugin's interpreter doing nothing (`python -I -S -c pass`) -- what any Python plugin
+  pays before its first line, to read the ADD rows against.
 - IPAM: clients are forked processes, each with its own store connection, started together
   by a barrier; rate = allocations / wall time from the first to the last. Pools are IPv6
   ranges of 1,000 and 1,000,000 addresses, fresh per measurement. The duplicate check
@@ -124,6 +126,10 @@ METHOD = """\
   duration), UDP with 1300-byte datagrams at unlimited rate (received rate reported); RR =
   1-byte request/response over one TCP connection (TCP_NODELAY), p50/p99. The userspace
   UDP tunnel is a Python TUN<->UDP forwarder in each node (flannel's old udp backend).
+  `flat bridge (br_netfilter off)` is the flat bridge pods again with
+  `net.bridge.bridge-nf-call-{iptables,ip6tables,arptables}` = 0 in both lab nodes (restored
+  after): the kernel's default (1, when br_netfilter is loaded) sends every bridged frame
+  through the IP netfilter hooks; `flatnet doctor node` explains when turning it off is safe.
 - Routes: routes in node1's main table (IPv4 + IPv6, link-local and multicast excluded)
   after every node got N pods of the network.
 """
