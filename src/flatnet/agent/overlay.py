@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from flatnet.agent.periodic import Periodic
 from flatnet.errors import ConfigError
 from flatnet.ipam.api import PoolSpec, Store
 
@@ -50,34 +51,25 @@ def join(store: Store, conf: Any, node: str, host_netns: str | None) -> dict:
     return options
 
 
-class PeerSync:
+class PeerSync(Periodic):
     """Re-runs ``join`` for every overlay network the agent has served, every ``interval`` s."""
 
+    thread_name = "overlay-peer-sync"
+
     def __init__(self, interval: float = 2.0) -> None:
-        self.interval = interval
+        super().__init__(interval)
         self._seen: dict[tuple[str, str | None], tuple[Store, Any, str]] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def remember(self, store: Store, conf: Any, node: str, host_netns: str | None) -> None:
         with self._lock:
             self._seen[(conf.name, host_netns)] = (store, conf, node)
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="overlay-peer-sync", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            with self._lock:
-                items = list(self._seen.items())
-            for (_name, host_netns), (store, conf, node) in items:
-                try:
-                    join(store, conf, node, host_netns)
-                except Exception:  # noqa: BLE001 - store down or netns gone: retried next tick
-                    pass
+    def tick(self) -> None:
+        with self._lock:
+            items = list(self._seen.items())
+        for (_name, host_netns), (store, conf, node) in items:
+            try:
+                join(store, conf, node, host_netns)
+            except Exception:  # noqa: BLE001 - store down or netns gone: retried next tick
+                pass

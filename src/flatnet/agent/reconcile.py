@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from flatnet.agent.periodic import Periodic
 from flatnet.errors import FlatnetError
 
 log = logging.getLogger("flatnet.agent")
@@ -56,37 +56,28 @@ class PassReport:
     errors: list[str] = field(default_factory=list)
 
 
-class Reconciler:
+class Reconciler(Periodic):
     """Periodic pass over this node's leases; ``run_once`` is the unit the tests drive."""
 
+    thread_name = "leak-reconciler"
+
     def __init__(self, service: Any, interval: float = 60.0) -> None:
+        super().__init__(interval)
         self.service = service
-        self.interval = interval
         self._suspects: dict[tuple[str, str, str], str] = {}  # (network, cid, ifname) -> record id
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.passes = 0
         self.reclaimed_total = 0
 
-    def start(self) -> None:
-        if self.interval > 0 and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="leak-reconciler", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                report = self.run_once()
-            except Exception as exc:  # noqa: BLE001 - store down: next pass retries
-                log.warning("reconcile: pass failed: %s", exc)
-                continue
-            if report.reclaimed or report.errors:
-                log.warning("reconcile: reclaimed %d attachment(s) whose container is gone: %s%s",
-                            len(report.reclaimed), ", ".join(report.reclaimed[:10]),
-                            f"; errors: {'; '.join(report.errors[:5])}" if report.errors else "")
+    def tick(self) -> None:
+        try:
+            report = self.run_once()
+        except Exception as exc:  # noqa: BLE001 - store down: next pass retries
+            log.warning("reconcile: pass failed: %s", exc)
+            return
+        if report.reclaimed or report.errors:
+            log.warning("reconcile: reclaimed %d attachment(s) whose container is gone: %s%s",
+                        len(report.reclaimed), ", ".join(report.reclaimed[:10]),
+                        f"; errors: {'; '.join(report.errors[:5])}" if report.errors else "")
 
     def run_once(self) -> PassReport:
         """One pass over every network this agent has served."""
