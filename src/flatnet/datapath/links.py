@@ -130,13 +130,6 @@ def child_attrs(kind: str, parent: int, mtu: int | None, mac: str | None) -> dic
     raise errors.ConfigError(f"unknown child link kind {kind!r}")
 
 
-def create_child(
-    ip: IPRoute, kind: str, name: str, parent: int, mtu: int | None, mac: str | None
-) -> int:
-    """A macvlan (bridge mode) or ipvlan (l2 mode) child of ``parent``."""
-    return create(ip, kind, name, **child_attrs(kind, parent, mtu, mac))
-
-
 @contextmanager
 def netns_fd(ns_path: str) -> Iterator[int]:
     """An open fd of the netns at ``ns_path``, for IFLA_NET_NS_FD."""
@@ -198,12 +191,6 @@ def ensure(ip: IPRoute, kind: str, name: str, **attrs: object) -> tuple[LinkInfo
 def ensure_vlan(ip: IPRoute, master: LinkInfo, name: str, vlan: int) -> tuple[LinkInfo, bool]:
     """The 802.1Q sub-interface ``name`` on ``master``, created if needed; (link, created)."""
     return ensure(ip, "vlan", name, link=master.index, vlan_id=vlan)
-
-
-def move_to_netns(ip: IPRoute, index: int, ns_path: str) -> None:
-    """Move a link into the netns at ``ns_path`` (a /run/netns/x or /proc/PID/ns/net path)."""
-    with netns_fd(ns_path) as fd:
-        ip.link("set", index=index, net_ns_fd=fd)
 
 
 def delete(ip: IPRoute, name: str) -> bool:

@@ -80,11 +80,6 @@ class ChildLinkDatapath:
             shim.add_pod(spec.host_netns, shim_index, parent, [a.ip for a in spec.addresses], undo)
         return Attachment(ifname=spec.ifname, mac=mac, sandbox=spec.netns, mtu=mtu)
 
-    @staticmethod
-    def _delete_host(host_ns: str | None, name: str) -> None:
-        with netns.ipr(host_ns) as ip:
-            links.delete(ip, name)
-
     def delete(self, spec: AttachSpec) -> None:
         found = pod.remove(spec)
         shim.remove_pod(spec.host_netns, pod.address_set(spec, found))

@@ -109,13 +109,9 @@ def spec_from_json(text: str) -> PoolSpec:
     )
 
 
-def lease_record(spec: PoolSpec, ip: IPAddress, owner: Owner, sticky: bool) -> str:
-    """The JSON kept under ips/<ip> and owners/...: enough to rebuild the Lease alone."""
-    return new_lease(spec, ip, owner, sticky)[0]
-
-
 def new_lease(spec: PoolSpec, ip: IPAddress, owner: Owner, sticky: bool) -> tuple[str, Lease]:
-    """``lease_record`` and the Lease it stands for (what ``lease_from_record`` would give)."""
+    """The JSON kept under ips/<ip> and owners/... (enough to rebuild the Lease alone) and
+    the Lease it stands for (what ``lease_from_record`` would give)."""
     rec = _lease_dict(spec, ip, owner, sticky)
     lease = Lease(
         pool=spec.name,
