@@ -120,3 +120,12 @@ def test_agent_runs_answers_and_stops_on_sigterm(tmp_path: Any) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_agent_refuses_a_negative_reconcile_interval_before_starting(tmp_path: Any) -> None:
+    sock = tmp_path / "run" / "agent.sock"
+    proc = flatnet("agent", "--socket", str(sock), "--reconcile-every", "-1",
+                   "--lock-dir", str(tmp_path / "locks"))
+    assert proc.returncode == 2
+    assert "--reconcile-every must be >= 0" in proc.stderr and "Traceback" not in proc.stderr
+    assert not sock.parent.exists()  # nothing was set up

@@ -39,10 +39,10 @@ def judge(r: Results) -> list[Target]:
                           f"{d['duplicates']} duplicates in {d['leases_in_store']} leases",
                           d["duplicates"] == 0))
     for store in ("sqlite", "etcd"):
-        small = r.get("ipam", store, "alloc/s (1 cl, 1k pool)")
-        big = r.get("ipam", store, "alloc/s (1 cl, 1M pool)")
-        if small and big and small.summary and big.summary:
-            q = big.summary.median / small.summary.median
+        small = _median(r, "ipam", store, "alloc/s (1 cl, 1k pool)")
+        big = _median(r, "ipam", store, "alloc/s (1 cl, 1M pool)")
+        if small and big is not None:
+            q = big / small
             out.append(Target(f"allocation cost flat from 1k to 1M addresses ({store})",
                               f"1M/1k rate ratio {q:.2f}", FLAT_BAND[0] <= q <= FLAT_BAND[1]))
     out += _data_plane(r) + _control_plane(r)

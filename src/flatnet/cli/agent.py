@@ -55,6 +55,10 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
 def run(args: argparse.Namespace) -> int:
     from flatnet.agent import AgentServer, Service, serve_until_signal
 
+    if args.reconcile_every < 0:
+        print("flatnet agent: --reconcile-every must be >= 0 (0 turns reconciliation off)",
+              file=sys.stderr)
+        return 2
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     default_store = parse_store_url(args.store) if args.store else None
@@ -64,10 +68,6 @@ def run(args: argparse.Namespace) -> int:
 
     service.peer_sync = PeerSync()  # learn overlay peers that join after our last ADD
     service.peer_sync.start()
-    if args.reconcile_every < 0:
-        print("flatnet agent: --reconcile-every must be >= 0 (0 turns reconciliation off)",
-              file=sys.stderr)
-        return 2
     from flatnet.agent.reconcile import Reconciler
 
     Reconciler(service, args.reconcile_every).start()
