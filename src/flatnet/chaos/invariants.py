@@ -23,6 +23,7 @@ from flatnet.datapath import netns as fnetns
 from flatnet.datapath.common import RTPROT_FLATNET, host_veth_name
 from flatnet.ipam import open_store
 from flatnet.ipam import records as rec
+from flatnet.ipam.api import Lease, Store
 
 _HOST_VETH = re.compile(r"^fn[0-9a-f]{11}$")
 
@@ -60,11 +61,16 @@ def _node_state(ns: str) -> tuple[list[str], list[str]]:
     return names, [d for d in dsts if d and ipaddress.ip_address(d) in subnet]
 
 
+def owner_leases(store: Store) -> list[Lease]:
+    """Every lease as indexed by attachment (``owners/...``)."""
+    return [rec.lease_from_record(e.value) for e in store.range("owners/")]
+
+
 def check(cluster: Cluster, live: dict[str, Pod]) -> Findings:
     f = Findings()
     store = open_store(cluster.store_config())
     try:
-        owners = [rec.lease_from_record(e.value) for e in store.range("owners/")]
+        owners = owner_leases(store)
         ip_records = {e.key: e.value for e in store.range(rec.pool_key(NETWORK, "ips/"))}
     finally:
         store.close()

@@ -100,7 +100,7 @@ def _vanish_without_del(cluster: Cluster, live: dict[str, Pod], result: Scenario
                        count: int = 4, timeout: float = 20.0) -> None:
     """Sandboxes on surviving nodes disappear with no DEL and no GC: only the agents' own
     reconciliation (``--reconcile-every``, agent/reconcile.py) can reclaim them."""
-    from flatnet.ipam import records as rec
+    from flatnet.chaos.invariants import owner_leases
     from flatnet.ipam.store import open_store
 
     victims = [p for p in live.values() if not p.node.lost][:count]
@@ -108,14 +108,13 @@ def _vanish_without_del(cluster: Cluster, live: dict[str, Pod], result: Scenario
         cluster.drop_netns(p.ns)
         del live[p.cid]
     started, left = time.monotonic(), {p.cid for p in victims}
-    while left and time.monotonic() - started < timeout:
-        time.sleep(0.5)
-        store = open_store(cluster.store_config())
-        try:
-            held = {rec.lease_from_record(e.value).owner.container_id for e in store.range("owners/")}
-        finally:
-            store.close()
-        left &= held
+    store = open_store(cluster.store_config())
+    try:
+        while left and time.monotonic() - started < timeout:
+            time.sleep(0.5)
+            left &= {lease.owner.container_id for lease in owner_leases(store)}
+    finally:
+        store.close()
     result.notes.append(f"{len(victims)} sandboxes vanished without DEL on surviving nodes; the "
                         f"agents reclaimed {len(victims) - len(left)} in {time.monotonic() - started:.1f} s")
 
