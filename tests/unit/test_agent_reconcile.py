@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from typing import Any
 
 import pytest
 
+from flatnet.agent import nsproof
 from flatnet.agent.reconcile import Reconciler, netns_gone
 from test_agent_service import Harness, make_conf
 
@@ -26,14 +28,39 @@ def _netns_file(tmp_path: Any, name: str) -> str:
 
 def test_netns_gone_is_conservative(tmp_path: Any) -> None:
     present = _netns_file(tmp_path, "p1")
-    assert not netns_gone(present)
+    seen = nsproof.record(present)
+    assert seen and seen.startswith("file:")
+    assert not netns_gone(present, seen)
     os.unlink(present)
-    assert netns_gone(present)  # its directory is visible and it is not there
-    assert not netns_gone(str(tmp_path / "no-such-dir" / "p1"))  # we cannot see: decide nothing
-    assert not netns_gone("")
-    assert not netns_gone("relative/path")
-    assert not netns_gone(f"/proc/{os.getpid()}/ns/net")
-    assert netns_gone("/proc/999999999/ns/net")
+    assert netns_gone(present, seen)  # the very directory it was in, and it is not there
+    assert not netns_gone(present, None)  # nothing recorded at ADD: decide nothing
+    # another directory at that path (another mount namespace's /run/netns): decide nothing
+    os.rename(tmp_path / "netns", tmp_path / "netns-old")
+    (tmp_path / "netns").mkdir()
+    assert not netns_gone(present, seen)
+    assert not netns_gone(str(tmp_path / "no-such-dir" / "p1"), seen)
+    assert not netns_gone("", seen)
+    assert not netns_gone("relative/path", seen)
+
+
+def test_proc_netns_gone_only_in_the_same_pid_namespace() -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        path = f"/proc/{child.pid}/ns/net"
+        seen = nsproof.record(path)
+        assert seen and seen.startswith("proc:")
+        assert not netns_gone(path, seen)
+        _, view, net = seen.split(":")
+        # the same number now names a process in another netns: the pod's process is gone
+        assert netns_gone(path, f"proc:{view}:0.0")
+        # recorded through another PID namespace's /proc: its numbers say nothing here
+        assert not netns_gone(path, f"proc:0.0:{net}")
+        assert not netns_gone(path, None)
+    finally:
+        child.kill()
+        child.wait()
+    assert netns_gone(path, seen)
+    assert not netns_gone(path, f"proc:0.0:{net}")
 
 
 def test_reclaims_after_two_passes_only_what_is_gone(h: Harness, tmp_path: Any) -> None:

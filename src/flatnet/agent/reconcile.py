@@ -11,8 +11,11 @@ removed, then the lease released).
 Conservative by construction, because releasing a live pod's address would hand it to a
 second pod:
 - only leases that recorded their netns path, on this node, in a network this agent served;
-- "gone" only when the path's directory is visible and the path is not in it (an agent that
-  cannot see /run/netns or the host's /proc decides nothing);
+- "gone" only from evidence that holds whatever PID and mount namespace the agent runs in
+  (``flatnet.agent.nsproof``): ADD records what the netns path showed; the reconciler decides
+  only when its own view is provably that same one (same PID namespace behind /proc, same
+  directory behind /run/netns) — an agent in its own PID namespace, or one that does not see
+  the runtime's /run/netns, decides nothing;
 - seen gone on two consecutive passes (``interval`` apart), with the very same lease record;
 - the container's lock taken without waiting: an ADD/DEL in flight wins, and the lease is
   re-read under the lock before anything is removed.
@@ -21,31 +24,19 @@ second pod:
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from flatnet.agent import nsproof
 from flatnet.agent.periodic import Periodic
 from flatnet.errors import FlatnetError
 
 log = logging.getLogger("flatnet.agent")
 
 
-def netns_gone(path: str) -> bool:
-    """True only when we can see where ``path`` would be and it is not there.
-
-    ``/proc/<pid>/ns/net``: gone when ``/proc/<pid>`` is (our /proc must show pid 1, i.e.
-    be a real procfs). ``/run/netns/<name>`` (any bind-mount file): gone when its directory
-    exists and the file does not.
-    """
-    if not path or not path.startswith("/"):
-        return False
-    parts = path.split("/")
-    if len(parts) == 5 and parts[1] == "proc" and parts[3] == "ns":
-        return os.path.isdir("/proc/1") and not os.path.exists(f"/proc/{parts[2]}")
-    if os.path.exists(path):
-        return False
-    return os.path.isdir(os.path.dirname(path))
+def netns_gone(path: str | None, recorded: str | None) -> bool:
+    """True only when the netns at ``path`` is provably gone (``flatnet.agent.nsproof``)."""
+    return nsproof.gone(path, recorded)
 
 
 @dataclass
@@ -92,8 +83,8 @@ class Reconciler(Periodic):
                     groups.setdefault((o.container_id, o.ifname), []).append(lease)
             for (cid, ifname), leases in groups.items():
                 report.checked += 1
-                netns = leases[0].owner.netns
-                if not netns or not netns_gone(netns):
+                owner = leases[0].owner
+                if not netns_gone(owner.netns, owner.netns_id):
                     continue
                 key, ident = (conf.name, cid, ifname), _ident(leases)
                 seen.add(key)

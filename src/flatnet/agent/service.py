@@ -16,7 +16,7 @@ import socket
 import threading
 from typing import Any, Callable, Iterable, TypeVar
 
-from flatnet.agent import overlay
+from flatnet.agent import nsproof, overlay
 from flatnet.agent.locks import DEFAULT_LOCK_DIR, ContainerLocks
 from flatnet.agent.spec import build_result, build_spec, requested_ips
 from flatnet.datapath import netns
@@ -178,6 +178,7 @@ class Service:
             pod_name=args.get("K8S_POD_NAME") or None,
             node=self.node,
             netns=cmd.netns or None,
+            netns_id=nsproof.record(cmd.netns),
         )
 
     def _spec(self, cmd: Any, leases: Iterable[Lease], pools: list[PoolSpec] | None = None,

@@ -95,6 +95,9 @@ class Owner:
     #: the container's netns path as the runtime gave it (CNI_NETNS); lets the node's agent
     #: reclaim the lease when the container vanished without a DEL (agent/reconcile.py)
     netns: str | None = None
+    #: what that path showed the process that served ADD (``flatnet.agent.nsproof.record``):
+    #: the reconciler decides "gone" only from a view proven to be that same one
+    netns_id: str | None = None
 
     @property
     def pod(self) -> str | None:

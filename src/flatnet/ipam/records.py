@@ -143,6 +143,7 @@ def _lease_dict(spec: PoolSpec, ip: IPAddress, owner: Owner, sticky: bool) -> di
         "pod_name": owner.pod_name,
         "node": owner.node,
         "netns": owner.netns,
+        "netns_id": owner.netns_id,
         "time": round(time.time(), 3),
     }
 
@@ -161,6 +162,7 @@ def lease_from_record(text: str) -> Lease:
         pod_name=d.get("pod_name"),
         node=d.get("node"),
         netns=d.get("netns"),
+        netns_id=d.get("netns_id"),
     )
     return Lease(
         pool=d["pool"],
