@@ -2,9 +2,11 @@
 
 flannel's model: each node owns one block of the cluster subnet (claimed atomically in the
 store), publishes its VTEP (underlay address + VXLAN MAC) there, and routes every other
-node's block through the VXLAN device. ``join`` is idempotent and cheap enough to run on
-every ADD and STATUS; the agent also runs it periodically for the networks it has seen, so
-a node learns of peers that joined after its last ADD.
+node's block through the VXLAN device. ``OverlayHooks`` plugs this into the agent's ADD
+and STATUS (named by the vxlan line of the mode registry, ``datapath/modes.py``). ``join``
+is idempotent and cheap enough to run on every ADD and STATUS; the agent also runs it
+periodically for the networks it has seen, so a node learns of peers that joined after
+its last ADD.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import threading
 from typing import Any
 
 from flatnet.agent.periodic import Periodic
+from flatnet.datapath.modes import ModeHooks
 from flatnet.errors import ConfigError
 from flatnet.ipam.api import PoolSpec, Store
 
@@ -51,25 +54,40 @@ def join(store: Store, conf: Any, node: str, host_netns: str | None) -> dict:
     return options
 
 
+class OverlayHooks:
+    """The vxlan mode's hooks (``datapath/modes.py``): the node block is the pool, and
+    joining the overlay comes before plumbing and is what makes the node ready."""
+
+    ready_by_prepare = True
+
+    def pools(self, store: Store, conf: Any, node: str) -> list[PoolSpec]:
+        return block_pools(store, conf, node_name(conf, node))
+
+    def prepare(self, store: Store, conf: Any, node: str, host_netns: str | None) -> dict:
+        return join(store, conf, node_name(conf, node), host_netns)
+
+
 class PeerSync(Periodic):
-    """Re-runs ``join`` for every overlay network the agent has served, every ``interval`` s."""
+    """Re-runs the ``prepare`` hook (for vxlan: ``join``) of every overlay network the agent
+    has served, every ``interval`` s, so a node learns of peers that joined after its last ADD."""
 
     thread_name = "overlay-peer-sync"
 
     def __init__(self, interval: float = 2.0) -> None:
         super().__init__(interval)
-        self._seen: dict[tuple[str, str | None], tuple[Store, Any, str]] = {}
+        self._seen: dict[tuple[str, str | None], tuple[ModeHooks, Store, Any, str]] = {}
         self._lock = threading.Lock()
 
-    def remember(self, store: Store, conf: Any, node: str, host_netns: str | None) -> None:
+    def remember(self, hooks: ModeHooks, store: Store, conf: Any, node: str,
+                 host_netns: str | None) -> None:
         with self._lock:
-            self._seen[(conf.name, host_netns)] = (store, conf, node)
+            self._seen[(conf.name, host_netns)] = (hooks, store, conf, node)
 
     def tick(self) -> None:
         with self._lock:
             items = list(self._seen.items())
-        for (_name, host_netns), (store, conf, node) in items:
+        for (_name, host_netns), (hooks, store, conf, node) in items:
             try:
-                join(store, conf, node, host_netns)
+                hooks.prepare(store, conf, node, host_netns)
             except Exception:  # noqa: BLE001 - store down or netns gone: retried next tick
                 pass

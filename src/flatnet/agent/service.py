@@ -5,6 +5,8 @@ plugin process itself; per-container file locks (``agent.locks``) keep the two f
 racing. ADD is allocate → plumb → answer, and any failure after allocation undoes every
 step it did (newly allocated leases released, plumbing deleted) before the error leaves,
 so a failed ADD leaves nothing half-done. DEL is idempotent and never needs the netns.
+What differs between modes (where the pools come from, the overlay joining before it
+plumbs) is the mode's hooks, looked up in the mode registry (``datapath/modes.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Callable, Iterable, TypeVar
 from flatnet.agent import nsproof, overlay
 from flatnet.agent.locks import DEFAULT_LOCK_DIR, ContainerLocks
 from flatnet.agent.spec import build_result, build_spec, requested_ips
-from flatnet.datapath import netns
+from flatnet.datapath import modes, netns
 from flatnet.datapath.api import AttachSpec, Datapath
 from flatnet.errors import (
     NOT_AVAILABLE,
@@ -84,6 +86,7 @@ class Service:
         self._store_factory = store_factory or _default_store_factory
         self._stores: dict[str, tuple[Store, Any]] = {}
         self._datapaths: dict[str, Datapath] = {}
+        self._hooks: dict[str, modes.ModeHooks] = {}
         self._cache_lock = threading.Lock()
         #: set by the agent daemon: re-syncs overlay peers in the background
         self.peer_sync: overlay.PeerSync | None = None
@@ -144,28 +147,33 @@ class Service:
                     pass
             self._stores.clear()
 
+    def hooks(self, mode: str) -> modes.ModeHooks:
+        """The mode's hooks (registry); a mode the registry lacks fails later, in the datapath."""
+        with self._cache_lock:
+            hooks = self._hooks.get(mode)
+            if hooks is None:
+                found = modes.find(mode)
+                hooks = found.new_hooks() if found is not None else modes.ConfigPools()
+                self._hooks[mode] = hooks
+            return hooks
+
     # ---- helpers ----
     def pools(self, conf: Any) -> list[PoolSpec]:
-        """The pools to allocate from; vxlan mode gets its node block from the overlay hook."""
-        if conf.mode == "vxlan":
-            return self._overlay_pools(conf)
-        if not conf.pools:
-            raise ConfigError("ipam.pools is empty", 'add e.g. "ipam": {"pools": [{"subnet": "198.18.100.0/24"}]}')
-        return list(conf.pools)
-
-    def _overlay_pools(self, conf: Any) -> list[PoolSpec]:
-        """vxlan: the node's block of the cluster subnet is the pool (claimed on first use)."""
+        """The pools to allocate from: the mode's pool provider (ipam.pools, or vxlan's node
+        block of the cluster subnet, claimed on first use)."""
         store, _ipam = self._open(conf)
-        return overlay.block_pools(store, conf, overlay.node_name(conf, self.node))
+        return self.hooks(conf.mode).pools(store, conf, self.node)
 
-    def _overlay_join(self, conf: Any) -> dict:
-        """vxlan: register this node and route its peers; the datapath options for ADD."""
+    def _prepare(self, conf: Any) -> dict | None:
+        """The mode's step before plumbing (vxlan: register this node and route its peers);
+        returns extra datapath options. Overlays are re-prepared by ``peer_sync``."""
         store, _ipam = self._open(conf)
-        node = overlay.node_name(conf, self.node)
+        hooks = self.hooks(conf.mode)
         host_netns = conf.host_netns or self.host_netns
-        options = overlay.join(store, conf, node, host_netns)
-        if self.peer_sync is not None:
-            self.peer_sync.remember(store, conf, node, host_netns)
+        options = hooks.prepare(store, conf, self.node, host_netns)
+        found = modes.find(conf.mode)
+        if self.peer_sync is not None and found is not None and found.overlay:
+            self.peer_sync.remember(hooks, store, conf, self.node, host_netns)
         return options
 
     def owner(self, cmd: Any) -> Owner:
@@ -192,44 +200,46 @@ class Service:
     # ---- verbs ----
     @_one_netlink_session
     def add(self, cmd: Any) -> Any:
+        """Allocate → (the mode's prepare hook) → plumb → answer; undo it all on failure."""
         conf = cmd.conf
         self._serve(conf)
         with self.locks.hold(cmd.container_id):
             pools = self.pools(conf)
             ipam = self.ipam(conf)
-            owner = self.owner(cmd)
             held_before = {(l.pool, l.address) for l in ipam.lookup(cmd.container_id, cmd.ifname)}
-            leases = ipam.allocate(pools, owner, requested_ips(cmd))
+            leases = ipam.allocate(pools, self.owner(cmd), requested_ips(cmd))
             plumbed: AttachSpec | None = None
-            dp: Datapath | None = None
             try:
-                extra = self._overlay_join(conf) if conf.mode == "vxlan" else None
-                spec = self._spec(cmd, leases, pools, extra)
-                dp = self.datapath(conf.mode)
-                attachment = dp.add(spec)  # undoes its own partial work when it raises
+                spec = self._spec(cmd, leases, pools, self._prepare(conf))
+                attachment = self.datapath(conf.mode).add(spec)  # undoes its own partial work
                 plumbed = spec
                 return build_result(spec, attachment, leases)
             except BaseException:
-                if plumbed is not None and dp is not None:
+                if plumbed is not None:
                     try:
-                        dp.delete(plumbed)
+                        self.datapath(conf.mode).delete(plumbed)
                     except Exception:  # noqa: BLE001 - the original error matters more
                         pass
-                # release only what this call allocated: a lease held before (ADD repeated
-                # on a live attachment) still belongs to that attachment
-                if not held_before:
-                    try:
-                        ipam.release(cmd.container_id, cmd.ifname)
-                    except Exception:  # noqa: BLE001
-                        pass
-                else:
-                    for lease in leases:
-                        if (lease.pool, lease.address) not in held_before:
-                            try:
-                                ipam.release_address(lease.pool, lease.address.ip)
-                            except Exception:  # noqa: BLE001
-                                pass
+                self._release_new(ipam, cmd, leases, held_before)
                 raise
+
+    @staticmethod
+    def _release_new(ipam: Any, cmd: Any, leases: list[Lease],
+                      held_before: set[tuple[str, Any]]) -> None:
+        """Release only what this ADD allocated: a lease held before (ADD repeated on a
+        live attachment) still belongs to that attachment. Best effort."""
+        if not held_before:
+            try:
+                ipam.release(cmd.container_id, cmd.ifname)
+            except Exception:  # noqa: BLE001
+                pass
+            return
+        for lease in leases:
+            if (lease.pool, lease.address) not in held_before:
+                try:
+                    ipam.release_address(lease.pool, lease.address.ip)
+                except Exception:  # noqa: BLE001
+                    pass
 
     @_one_netlink_session
     def delete(self, cmd: Any) -> None:
@@ -325,8 +335,8 @@ class Service:
         try:
             store, _ipam = self._open(conf)
             store.get("status/probe")  # a cheap read proves the store answers
-            if conf.mode == "vxlan":  # joining the overlay is what makes this node ready
-                self._overlay_join(conf)
+            if self.hooks(conf.mode).ready_by_prepare:  # e.g. an overlay: joined = ready
+                self._prepare(conf)
                 return
             spec = AttachSpec(container_id="", ifname="", netns="", mode=conf.mode, master=conf.master,
                               bridge=conf.bridge, vlan=conf.vlan, mtu=conf.mtu,

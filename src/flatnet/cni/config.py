@@ -19,12 +19,11 @@ from flatnet.cni.runtimeconf import (RequestedIP, RuntimeConfig, ValidAttachment
                                      parse_args_cni, parse_runtime_config,
                                      parse_valid_attachments)
 from flatnet.cni.types import DNS, Result
+from flatnet.datapath import modes
 from flatnet.errors import ConfigError, DecodeError
 from flatnet.ipam.api import IPAddress, IPNetwork, PoolSpec
 
-MODES = ("macvlan", "ipvlan", "bridge", "vxlan")
 DEFAULT_AGENT_SOCKET = "/run/flatnet/agent.sock"
-DEFAULT_BRIDGE = "fnbr0"
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path minus the terminating NUL
 
 
@@ -51,7 +50,7 @@ class NetConf:
     args_mac: str | None = None  # args.cni.mac
     prev_result: Result | None = None
     valid_attachments: list[ValidAttachment] | None = None  # GC only
-    # vxlan mode (None/defaults in the flat modes)
+    # overlay modes (None/defaults in the flat modes)
     vni: int = 1
     vxlan_port: int = 4789
     cluster_subnet: IPNetwork | None = None
@@ -126,11 +125,11 @@ def parse_netconf(stdin: bytes) -> NetConf:
                           f"letter or digit, followed by letters, digits, '_', '.' or '-'")
     ptype = f.string(raw.get("type"), "type", required=True, example="flatnet")
     mode = f.string(raw.get("mode"), "mode", example="macvlan") or "macvlan"
-    if mode not in MODES:
-        raise ConfigError(f"mode {mode!r} is not supported; use one of: {', '.join(MODES)}")
-    master = f.ifname(raw.get("master"), "master", required=mode in ("macvlan", "ipvlan"))
-    bridge = (f.ifname(raw.get("bridge"), "bridge") or DEFAULT_BRIDGE) if mode == "bridge" else None
-    pools, store = parse_ipam(raw.get("ipam"), name, mode)
+    traits = modes.get(mode)  # the registry says what this mode needs
+    master = f.ifname(raw.get("master"), "master", required="master" in traits.needs)
+    bridge = ((f.ifname(raw.get("bridge"), "bridge") or traits.defaults.get("bridge"))
+              if "bridge" in traits.keys else None)
+    pools, store = parse_ipam(raw.get("ipam"), name, mode, traits.pools_from_config)
     args_ips, args_mac = parse_args_cni(raw.get("args"))
     prev = raw.get("prevResult")
     conf = NetConf(
@@ -151,8 +150,8 @@ def parse_netconf(stdin: bytes) -> NetConf:
         valid_attachments=parse_valid_attachments(raw),
         raw=raw,
     )
-    if mode == "vxlan":
-        _vxlan(conf, raw)
+    if traits.overlay:
+        _overlay(conf, raw)
     conf.options["serviceCidrs"] = _service_cidrs(raw.get("serviceCidrs"))
     conf.options["portMappings"] = [p.to_json() for p in conf.runtime_config.port_mappings]
     return conf
@@ -198,8 +197,8 @@ def _socket(raw: object) -> str:
     return text
 
 
-def _vxlan(conf: NetConf, raw: dict[str, Any]) -> None:
-    """Fill the vxlan fields and mirror them into ``conf.options`` for the datapath."""
+def _overlay(conf: NetConf, raw: dict[str, Any]) -> None:
+    """Fill the overlay (vxlan) fields and mirror them into ``conf.options`` for the datapath."""
     conf.vni = f.integer(raw.get("vni"), "vni", 1, 16777215, default=1) or 1
     conf.vxlan_port = f.integer(raw.get("vxlanPort"), "vxlanPort", 1, 65535, 4789) or 4789
     subnet = f.network(raw.get("clusterSubnet"), "clusterSubnet", required=True)

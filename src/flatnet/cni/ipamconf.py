@@ -24,13 +24,15 @@ STORE_TYPES = ("sqlite", "etcd", "memory")
 DEFAULT_STORE: dict[str, Any] = {"type": "sqlite", "path": "/var/lib/flatnet/ipam.db"}
 
 
-def parse_ipam(raw: object, netname: str, mode: str) -> tuple[list[PoolSpec], dict[str, Any]]:
-    """Return (pools, store config). Pools may be omitted only in vxlan mode."""
+def parse_ipam(raw: object, netname: str, mode: str,
+               pools_required: bool = True) -> tuple[list[PoolSpec], dict[str, Any]]:
+    """Return (pools, store config). Pools may be omitted when the mode provides them
+    (``pools_required`` False: the mode registry's node-block pool provider, vxlan)."""
     section = f.obj({} if raw is None else raw, "ipam")
     f.check_keys(section, IPAM_KEYS, "ipam")
     f.string(section.get("type"), "ipam.type")
     items = f.array(section.get("pools"), "ipam.pools")
-    if not items and mode != "vxlan":
+    if not items and pools_required:
         raise ConfigError(
             f"ipam.pools is required in {mode} mode: add at least one pool, e.g. "
             '"ipam": {"pools": [{"subnet": "198.18.100.0/24", "gateway": "198.18.100.1"}]}'

@@ -1,8 +1,8 @@
 """What the agent asks of the datapath, and what it gets back.
 
 The datapath is the only part of flatnet that talks to the kernel. Each mode
-(macvlan, ipvlan, bridge, vxlan) implements the ``Datapath`` protocol; the agent
-picks one by name through ``flatnet.datapath.get_datapath(mode)``.
+(macvlan, ipvlan, bridge, vxlan: the registry in ``modes.py``) implements the ``Datapath``
+protocol; the agent picks one by name through ``flatnet.datapath.get_datapath(mode)``.
 ``FakeDatapath`` (flatnet.datapath.fake) implements it in memory for unit tests.
 """
 
@@ -15,8 +15,6 @@ from typing import Protocol
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
-
-MODES = ("macvlan", "ipvlan", "bridge", "vxlan")
 
 
 @dataclass(frozen=True)
