@@ -10,7 +10,7 @@ ROOT=$(pwd)
 
 APT_PKGS=(iproute2 nftables iputils-ping iperf3 etcd-server etcd-client podman runc
           containernetworking-plugins busybox-static redis-server redis-tools socat conntrack
-          util-linux netcat-openbsd python3-venv procps psmisc)
+          util-linux netcat-openbsd python3-venv procps psmisc openssl)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

@@ -80,6 +80,14 @@ class StoreUnavailable(FlatnetError):
     code = TRY_AGAIN_LATER
 
 
+class StoreAccessDenied(ConfigError):
+    """The store answered but refused us: TLS trust, client certificate, user or password.
+
+    Not "try again later": retrying with the same CA, certificate or Secret cannot work,
+    so it carries the configuration code and names the setting to fix.
+    """
+
+
 class PoolExhausted(FlatnetError):
     code = POOL_EXHAUSTED
 

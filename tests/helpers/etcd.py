@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -32,7 +33,9 @@ def _free_port() -> int:
 class EtcdServer:
     """One etcd process; ``stop``/``start`` keep data dir and ports, like a real restart."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, tls: "dict[str, str] | None" = None,
+                 name: str = "fnt") -> None:
+        """``tls``: {"cert", "key", "ca"} makes the client side https with client-cert auth."""
         binary = shutil.which("etcd") or ETCD_BIN
         if not os.path.exists(binary):
             pytest.fail("etcd binary not found: install it with `apt-get install etcd-server`")
@@ -40,33 +43,60 @@ class EtcdServer:
         self.data_dir = data_dir
         self.client_port = _free_port()
         self.peer_port = _free_port()
-        self.endpoint = f"http://127.0.0.1:{self.client_port}"
+        self.tls = tls
+        self.name = name
+        scheme = "https" if tls else "http"
+        self.endpoint = f"{scheme}://127.0.0.1:{self.client_port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir / "etcd.log"
 
     def start(self, wait: float = 20.0) -> None:
         peer = f"http://127.0.0.1:{self.peer_port}"
         args = [
-            self.binary, "--name", "fnt", "--data-dir", str(self.data_dir / "data"),
+            self.binary, "--name", self.name, "--data-dir", str(self.data_dir / "data"),
             "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"fnt={peer}", "--log-level", "warn",
+            "--initial-cluster", f"{self.name}={peer}", "--log-level", "warn",
         ]
+        if self.tls:
+            args += ["--cert-file", self.tls["cert"], "--key-file", self.tls["key"],
+                     "--trusted-ca-file", self.tls["ca"], "--client-cert-auth"]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 break
-            try:
-                if httpx.get(self.endpoint + "/health", timeout=1.0).json().get("health") == "true":
-                    return
-            except (httpx.HTTPError, ValueError):
-                pass
+            if self.healthy():
+                return
             time.sleep(0.1)
         tail = self.log.read_text(errors="replace")[-2000:]
         self.stop()
         pytest.fail(f"etcd did not become healthy within {wait}s; log tail:\n{tail}")
+
+    def healthy(self) -> bool:
+        kw: dict = {}
+        if self.tls:
+            ctx = ssl.create_default_context(cafile=self.tls["ca"])
+            ctx.load_cert_chain(self.tls["client_cert"], self.tls["client_key"])
+            kw = {"verify": ctx}
+        try:
+            with httpx.Client(**kw) as client:
+                return client.get(self.endpoint + "/health", timeout=1.0).json().get("health") == "true"
+        except (httpx.HTTPError, ValueError):
+            return False
+
+    def etcdctl(self, *args: str) -> str:
+        """Run etcdctl (v3 API) against this server; raises with its stderr on failure."""
+        cmd = ["etcdctl", "--endpoints", self.endpoint, *args]
+        if self.tls:
+            cmd[1:1] = ["--cacert", self.tls["ca"], "--cert", self.tls["client_cert"],
+                        "--key", self.tls["client_key"]]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=30,
+                             env={**os.environ, "ETCDCTL_API": "3"}, check=False)
+        if res.returncode != 0:
+            raise RuntimeError(f"etcdctl {' '.join(args)}: {res.stderr.strip()}")
+        return res.stdout
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

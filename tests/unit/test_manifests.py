@@ -129,12 +129,41 @@ def test_daemonset_mounts_what_the_agent_needs() -> None:
 
 
 def _installed_conflist(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the init container writes: the ConfigMap text with the Secret's endpoints."""
+    """What the init container writes: the ConfigMap's conflist as is."""
     cm = next(d for d in docs if d["kind"] == "ConfigMap")
-    secret = next(d for d in docs if d["kind"] == "Secret")
-    text = cm["data"]["10-flatnet.conflist"].replace("__ETCD_ENDPOINTS__",
-                                                     secret["stringData"]["endpoints"])
-    return json.loads(text)
+    return json.loads(cm["data"]["10-flatnet.conflist"])
+
+
+TLS_STORE = {"type": "etcd", "endpoints": ["https://198.18.0.10:2379", "https://198.18.0.11:2379"],
+             "caFile": "/etc/flatnet/etcd/ca.crt", "certFile": "/etc/flatnet/etcd/client.crt",
+             "keyFile": "/etc/flatnet/etcd/client.key",
+             "usernameFile": "/etc/flatnet/etcd/username",
+             "passwordFile": "/etc/flatnet/etcd/password"}
+
+
+def test_etcd_credentials_are_files_of_the_secret_mounted_in_the_agent() -> None:
+    """What the chart's comments promise: the store names files that the agent can read
+    from the Secret flatnet-etcd, and no credential is in the ConfigMap."""
+    from flatnet.cni.config import parse_netconf
+
+    secret_data = {"ca.crt": "PEM", "client.crt": "PEM", "client.key": "PEM",
+                   "username": "flatnet", "password": "fne-pw-not-in-configmap"}
+    docs = render_chart({"store": TLS_STORE, "etcdSecret": secret_data})
+    _validate_all(docs)
+    cm = next(d for d in docs if d["kind"] == "ConfigMap")
+    assert "fne-pw-not-in-configmap" not in json.dumps(cm)
+    secret = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "flatnet-etcd")
+    assert secret["stringData"] == secret_data
+    ds = next(d for d in docs if d["kind"] == "DaemonSet")
+    pod = ds["spec"]["template"]["spec"]
+    vol = next(v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "flatnet-etcd")
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == vol["name"])
+    plugin = next(p for p in _installed_conflist(docs)["plugins"] if p["type"] == "flatnet")
+    conf = parse_netconf(json.dumps({"cniVersion": "1.1.0", "name": "flat", **plugin}).encode())
+    for key in ("caFile", "certFile", "keyFile", "usernameFile", "passwordFile"):
+        path = conf.store[key]
+        assert path.startswith(mount["mountPath"] + "/"), (key, path)
+        assert path.rsplit("/", 1)[1] in secret_data, (key, path)
 
 
 @pytest.mark.parametrize("overrides", [

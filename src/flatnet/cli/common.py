@@ -21,7 +21,8 @@ DEFAULT_SOCKET = "/run/flatnet/agent.sock"
 
 STORE_HELP = (
     "address store: sqlite:/path/to/ipam.db | etcd:http://host:port[,http://host2:port] "
-    "| memory (default: %(default)s)"
+    "| memory | the JSON of an ipam.store section (etcd TLS: caFile, certFile, keyFile, "
+    "usernameFile, passwordFile) (default: %(default)s)"
 )
 
 
@@ -32,6 +33,19 @@ def parse_store_url(url: str) -> dict:
     edited in JSON; the dict form is what ``flatnet.ipam.store.open_store`` takes.
     """
     text = url.strip()
+    if text.startswith("{"):  # the JSON form of ipam.store (TLS files, credentials)
+        import json
+
+        try:
+            cfg = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"--store: not valid JSON: {exc}",
+                              'e.g. {"type": "etcd", "endpoints": ["https://h:2379"], '
+                              '"caFile": "/etc/flatnet/etcd/ca.crt"}') from None
+        if not isinstance(cfg, dict) or cfg.get("type") not in ("sqlite", "etcd", "memory"):
+            raise ConfigError("--store: a JSON store must be an object with \"type\": "
+                              "sqlite, etcd or memory")
+        return cfg
     if text == "memory":
         return {"type": "memory"}
     kind, sep, rest = text.partition(":")

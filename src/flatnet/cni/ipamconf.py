@@ -19,7 +19,8 @@ IPAM_KEYS = ("type", "pools", "store")
 POOL_KEYS = ("name", "subnet", "rangeStart", "rangeEnd", "gateway", "exclude", "vlan",
              "sticky", "routes")
 ROUTE_KEYS = ("dst", "gw")
-STORE_KEYS = ("type", "path", "endpoints", "prefix", "timeout")
+STORE_KEYS = ("type", "path", "endpoints", "prefix", "timeout", "caFile", "certFile", "keyFile",
+              "usernameFile", "passwordFile")
 STORE_TYPES = ("sqlite", "etcd", "memory")
 DEFAULT_STORE: dict[str, Any] = {"type": "sqlite", "path": "/var/lib/flatnet/ipam.db"}
 
@@ -126,6 +127,9 @@ def _store(raw: object) -> dict[str, Any]:
         raise ConfigError(f"ipam.store.type {kind!r} is not supported; "
                           f"use one of: {', '.join(STORE_TYPES)}")
     out: dict[str, Any] = {"type": kind}
+    tls = [k for k in STORE_KEYS[5:] if k in d]
+    if tls and kind != "etcd":
+        raise ConfigError(f"ipam.store.{tls[0]} applies to an etcd store only, not {kind!r}")
     if kind == "sqlite":
         path = f.string(d.get("path"), "ipam.store.path", example=DEFAULT_STORE["path"])
         out["path"] = path or DEFAULT_STORE["path"]
@@ -133,20 +137,13 @@ def _store(raw: object) -> dict[str, Any]:
             raise ConfigError(f"ipam.store.path {out['path']!r} must be an absolute path, "
                               f"e.g. {DEFAULT_STORE['path']!r}")
     elif kind == "etcd":
-        endpoints = d.get("endpoints")
-        if isinstance(endpoints, str):
-            endpoints = [e for e in endpoints.split(",") if e]
-        items = f.array(endpoints, "ipam.store.endpoints")
-        if not items:
+        from flatnet.ipam.store._etcdconf import check_endpoints, check_security
+
+        if d.get("endpoints") in (None, [], ""):
             raise ConfigError('ipam.store.endpoints is required for an etcd store, e.g. '
                               '["http://198.18.0.10:2379"]')
-        for n, url in enumerate(items):
-            text = f.string(url, f"ipam.store.endpoints[{n}]", required=True,
-                            example="http://198.18.0.10:2379")
-            if not str(text).startswith(("http://", "https://")):
-                raise ConfigError(f"ipam.store.endpoints[{n}] {text!r} must be a URL such "
-                                  f"as \"http://198.18.0.10:2379\"")
-        out["endpoints"] = list(items)
+        out["endpoints"] = check_endpoints(d.get("endpoints"))
+        out.update(check_security(d, out["endpoints"]).as_config())
     prefix = f.string(d.get("prefix"), "ipam.store.prefix", example="/flatnet/")
     if prefix is not None:
         out["prefix"] = prefix

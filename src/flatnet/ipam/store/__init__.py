@@ -10,6 +10,7 @@ from typing import Any
 
 from flatnet.errors import ConfigError
 from flatnet.ipam.api import Store
+from flatnet.ipam.store._etcdconf import check_endpoints, check_security
 from flatnet.ipam.store.etcd import DEFAULT_ENDPOINTS, DEFAULT_PREFIX, EtcdStore
 from flatnet.ipam.store.memory import MemoryStore
 from flatnet.ipam.store.sqlite import DEFAULT_PATH, SqliteStore
@@ -38,20 +39,13 @@ def open_store(cfg: dict[str, Any] | None) -> Store:
             raise ConfigError(f"ipam store: 'path' must be a file path string, got {path!r}")
         return SqliteStore(path, timeout=_timeout(cfg, 5.0))
     if kind == "etcd":
-        endpoints = cfg.get("endpoints", list(DEFAULT_ENDPOINTS))
-        if isinstance(endpoints, str):
-            endpoints = [endpoints]
-        if not isinstance(endpoints, list) or not endpoints or not all(
-            isinstance(e, str) and e.startswith(("http://", "https://")) for e in endpoints
-        ):
-            raise ConfigError(
-                "ipam store: 'endpoints' must be a non-empty list of URLs like "
-                f"'http://127.0.0.1:2379', got {endpoints!r}"
-            )
+        endpoints = check_endpoints(cfg.get("endpoints", list(DEFAULT_ENDPOINTS)),
+                                    "ipam store: 'endpoints'")
         prefix = cfg.get("prefix", DEFAULT_PREFIX)
         if not isinstance(prefix, str):
             raise ConfigError(f"ipam store: 'prefix' must be a string, got {prefix!r}")
-        return EtcdStore(endpoints, prefix=prefix, timeout=_timeout(cfg, 2.0))
+        return EtcdStore(endpoints, prefix=prefix, timeout=_timeout(cfg, 2.0),
+                         security=check_security(cfg, endpoints))
     raise ConfigError(
         f"ipam store: unknown 'type' {kind!r}; use one of {', '.join(_TYPES)}"
     )

@@ -46,15 +46,21 @@ class _Stale(ConnectionError):
 class HttpEndpoint:
     """One ``http(s)://host:port`` endpoint; ``post`` is safe to call from many threads."""
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, ssl_context: ssl.SSLContext | None = None,
+                 connect_timeout: float | None = None) -> None:
+        """``connect_timeout`` (default ``timeout``) bounds TCP connect + TLS handshake, so a
+        dead member is skipped quickly while a slow answer still gets ``timeout``."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"etcd store: endpoint {url!r} is not an http(s)://host:port URL")
         self.url, self.timeout = url, timeout
+        self.connect_timeout = min(timeout, connect_timeout or timeout)
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.base = parts.path.rstrip("/")
-        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        self._ssl = None
+        if parts.scheme == "https":
+            self._ssl = ssl_context or ssl.create_default_context()
         netloc = parts.netloc.rsplit("@", 1)[-1]
         self._head = f"Host: {netloc}\r\nContent-Type: application/json\r\nContent-Length: "
         self._idle: list[_Conn] = []
@@ -62,11 +68,12 @@ class HttpEndpoint:
         self._pid = os.getpid()
 
     def _connect(self) -> _Conn:
-        sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._ssl is not None:
                 sock = self._ssl.wrap_socket(sock, server_hostname=self.host)
+            sock.settimeout(self.timeout)
         except BaseException:
             sock.close()
             raise
@@ -87,10 +94,13 @@ class HttpEndpoint:
                 return
         conn.close()
 
-    def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        """(status, body) of ``POST path``; a stale kept-alive connection is retried once."""
-        request = (f"POST {self.base}{path} HTTP/1.1\r\n{self._head}{len(body)}\r\n\r\n"
-                   .encode() + body)
+    def post(self, path: str, body: bytes, headers: str = "") -> tuple[int, bytes]:
+        """(status, body) of ``POST path``; a stale kept-alive connection is retried once.
+
+        ``headers``: extra header lines, each ending in CRLF (the etcd auth token).
+        """
+        request = (f"POST {self.base}{path} HTTP/1.1\r\n{headers}{self._head}{len(body)}"
+                   "\r\n\r\n".encode() + body)
         while True:
             conn, reused = self._take()
             if conn is None:
