@@ -1,4 +1,4 @@
-"""A subset of the allocator tests, unchanged, on a real etcd."""
+"""A subset of the allocator tests, every chunk and sticky-reservation test, unchanged, on a real etcd."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from flatnet.ipam.store import EtcdStore
 from tests.helpers.etcd import EtcdServer
 from tests.unit import test_ipam_allocator as alloc
 from tests.unit import test_ipam_chunks as chunks
+from tests.unit import test_ipam_sticky as sticky
 
 pytestmark = pytest.mark.etcd
 
@@ -34,6 +35,10 @@ for _name in dir(chunks):
     if _name.startswith("test_"):
         globals()[_name] = getattr(chunks, _name)
 make = chunks.make
+# every sticky-reservation test, unchanged, on etcd too
+for _name in dir(sticky):
+    if _name.startswith("test_"):
+        globals()[_name] = getattr(sticky, _name)
 
 
 @pytest.fixture

@@ -63,7 +63,8 @@ def test_minimal_flat_config_and_defaults() -> None:
 def test_full_flat_config() -> None:
     ipam = {"pools": [
         {"name": "v4", "subnet": "198.18.100.0/24", "exclude": ["198.18.100.7"], "vlan": 100,
-         "sticky": True, "routes": [{"dst": "198.19.0.0/16", "gw": "198.18.100.254"}]},
+         "sticky": True, "stickyHold": 600,
+         "routes": [{"dst": "198.19.0.0/16", "gw": "198.18.100.254"}]},
         {"subnet": "2001:db8:100::/64", "rangeStart": "2001:db8:100::1000"},
     ], "store": {"type": "etcd", "endpoints": "http://198.18.0.10:2379", "prefix": "/fn/"}}
     c = parse_netconf(conf(mode="bridge", mtu=1400, vlan=100, hostNetns="fnlab-node1",
@@ -71,7 +72,7 @@ def test_full_flat_config() -> None:
     assert c.bridge == "fnbr0" and c.mtu == 1400 and c.vlan == 100
     assert c.host_netns == "fnlab-node1" and c.mac == "02:aa:00:00:00:01"
     v4, v6 = c.pools
-    assert v4.sticky and v4.vlan == 100 and v4.exclude == {ipaddress.ip_address("198.18.100.7")}
+    assert v4.sticky and v4.sticky_hold == 600 and v6.sticky_hold == 86400 and v4.vlan == 100 and v4.exclude == {ipaddress.ip_address("198.18.100.7")}
     assert v4.routes == ((ipaddress.ip_network("198.19.0.0/16"),
                           ipaddress.ip_address("198.18.100.254")),)
     assert v6.family == 6 and v6.name == "flat100-2001:db8:100::_64"
@@ -193,6 +194,8 @@ FIELD_ERRORS: list[tuple[dict[str, Any], str]] = [
     ({"ipam": pool(exclude="198.18.100.5")}, "ipam.pools[0].exclude must be a JSON array"),
     ({"ipam": pool(vlan=0)}, "ipam.pools[0].vlan is 0"),
     ({"ipam": pool(sticky="yes")}, "ipam.pools[0].sticky must be true or false"),
+    ({"ipam": pool(stickyHold=-1)}, "ipam.pools[0].stickyHold -1 must be a number of seconds"),
+    ({"ipam": pool(stickyHold="1h")}, "ipam.pools[0].stickyHold '1h' must be a number of seconds"),
     ({"ipam": pool(routes=[{"dst": "2001:db8::/32"}])}, "routes[0].dst 2001:db8::/32 is IPv6"),
     ({"ipam": pool(routes=[{"dst": "198.19.0.0/16", "gw": "2001:db8::1"}])}, "routes[0].gw"),
     ({"ipam": pool(routes=[{"dest": "0.0.0.0/0"}])}, "did you mean 'dst'?"),

@@ -85,7 +85,7 @@ def check(cluster: Cluster, live: dict[str, Pod]) -> Findings:
             f.add("leaks", f"lease {ip} still held by {cid} (node {lease.owner.node}), which no longer exists")
     owner_ips = {str(l.address.ip) for l in owners}
     for key, value in ip_records.items():
-        if not rec.is_reservation(value) and str(rec.lease_from_record(value).address.ip) not in owner_ips:
+        if rec.is_lease(value) and str(rec.lease_from_record(value).address.ip) not in owner_ips:
             f.add("leaks", f"address record {key} has no owner record")
     for ip, cids in by_ip.items():
         if len(cids) > 1:

@@ -13,11 +13,12 @@ from typing import Any
 
 from flatnet.cni import _fields as f
 from flatnet.errors import ConfigError
-from flatnet.ipam.api import IPAddress, IPNetwork, PoolSpec
+from flatnet.ipam.api import DEFAULT_STICKY_HOLD, IPAddress, IPNetwork, PoolSpec
 
 IPAM_KEYS = ("type", "pools", "store")
 POOL_KEYS = ("name", "subnet", "rangeStart", "rangeEnd", "gateway", "exclude", "vlan",
-             "sticky", "routes")
+             "sticky", "stickyHold", "routes")
+MAX_STICKY_HOLD = 365 * 86400  # a year: longer is almost surely seconds mistaken for something else
 ROUTE_KEYS = ("dst", "gw")
 STORE_KEYS = ("type", "path", "endpoints", "prefix", "timeout", "caFile", "certFile", "keyFile",
               "usernameFile", "passwordFile")
@@ -78,9 +79,21 @@ def _pool(raw: object, where: str, netname: str) -> PoolSpec:
         exclude=frozenset(x for x in exclude if x is not None),
         vlan=f.integer(d.get("vlan"), f"{where}.vlan", 1, 4094),
         sticky=f.boolean(d.get("sticky"), f"{where}.sticky", False),
+        sticky_hold=_hold(d.get("stickyHold"), f"{where}.stickyHold"),
         routes=tuple(_route(r, f"{where}.routes[{n}]", subnet)
                      for n, r in enumerate(f.array(d.get("routes"), f"{where}.routes"))),
     )
+
+
+def _hold(raw: object, where: str) -> float:
+    """Seconds a released sticky address stays reserved for its pod (default: a day)."""
+    if raw is None:
+        return DEFAULT_STICKY_HOLD
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 <= raw <= MAX_STICKY_HOLD:
+        raise ConfigError(f"{where} {raw!r} must be a number of seconds from 0 to {MAX_STICKY_HOLD}, "
+                          f"e.g. 3600 (how long a deleted pod's sticky address waits for it; "
+                          f"default {int(DEFAULT_STICKY_HOLD)})")
+    return float(raw)
 
 
 def _host(raw: object, where: str, subnet: IPNetwork,

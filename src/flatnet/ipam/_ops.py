@@ -1,10 +1,15 @@
 """Per-pool transactions of the allocator: take, claim, release, forget.
 
 Each operation reads a few keys, then commits one ``txn`` whose compares guard what it
-read (optimistic concurrency, etcd style). On a lost race it re-reads and tries again
-after a short random sleep, a bounded number of times; nothing ever holds a lock across
-a whole ADD. Store calls per operation do not depend on the pool's size: the pool is
-never scanned, only its ``state`` cursor, the head of its FIFO and single addresses.
+read (optimistic concurrency, etcd style), through ``Txns.retry`` (``_txn``): on a lost
+race it re-reads and tries again after a short random sleep, a bounded number of times;
+nothing ever holds a lock across a whole ADD. Store calls per operation do not depend on
+the pool's size: the pool is never scanned, only its cursor (or the node's chunk), the
+head of its FIFO, the head of its reservation queue and single addresses.
+
+Where an address comes from, in order: a never-used one (``FreshSource``: the pool cursor,
+or the node's chunk of a large pool), the oldest released one (the FIFO), a never-used one
+parked in another node's chunk, and only then the oldest reservation (``_held``).
 """
 
 from __future__ import annotations
@@ -12,22 +17,18 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
-import time
 from typing import Callable
 
-from flatnet.errors import AddressUnavailable, StoreUnavailable
+from flatnet.errors import AddressUnavailable
 from flatnet.ipam import records as r
-from flatnet.ipam._chunks import CHUNK_MIN_POOL, CHUNK_SIZE, NodeChunks
-from flatnet.ipam.api import Compare, Entry, IPAddress, Lease, Owner, Store
+from flatnet.ipam._chunks import CHUNK_MIN_POOL, CHUNK_SIZE, ChunkSource
+from flatnet.ipam._fresh import CursorSource, FreshSource
+from flatnet.ipam._held import Held
+from flatnet.ipam._txn import Outcome, OwnerHolds, Step, Txns
+from flatnet.ipam.api import DEFAULT_STICKY_HOLD, Compare, IPAddress, Lease, Owner, Store
 from flatnet.ipam.pool import PoolRange
 
-
-class OwnerHolds(Exception):
-    """The attachment already holds a lease in this pool (found when a claim txn failed).
-
-    ``Ipam.allocate`` skips the up-front lookup of the attachment's leases when it can, so
-    a repeated ADD learns of its lease here, and answers it after a lookup after all.
-    """
+__all__ = ["PoolOps", "OwnerHolds"]
 
 
 class PoolOps:
@@ -38,114 +39,78 @@ class PoolOps:
         chunk_min_pool: int = CHUNK_MIN_POOL, chunk_size: int = CHUNK_SIZE,
     ) -> None:
         self.store = store
-        self.attempts = attempts
-        self.rng = rng or random.Random()
-        self.chunks = NodeChunks(self, min_pool=chunk_min_pool, size=chunk_size)
-
-    def _backoff(self, attempt: int) -> None:
-        time.sleep(self.rng.uniform(0, min(0.05, 0.0005 * 2 ** min(attempt, 10))))
-
-    def _contended(self, what: str) -> StoreUnavailable:
-        return StoreUnavailable(
-            f"{what}: lost {self.attempts} races in a row against other allocators; retry later",
-        )
+        self.txns = Txns(store, attempts, rng)
+        self.cursor = CursorSource(self.txns)
+        self.chunks = ChunkSource(self.txns, min_pool=chunk_min_pool, size=chunk_size)
+        self.held = Held(self.txns, self._push_free)
 
     # -- allocation ----------------------------------------------------------
-    def _sticky_extra(self, pr: PoolRange, owner: Owner, ip: IPAddress) -> tuple[list[Compare], dict[str, str], bool]:
-        """Record ``ip`` as the pod's sticky address when the pool is sticky and none is recorded."""
-        if not (pr.spec.sticky and owner.pod):
-            return [], {}, False
-        key = r.sticky_key(pr.spec.name, owner.pod)
-        cur = self.store.get(key)
-        if cur is None:
-            return [Compare(key, 0)], {key: str(ip)}, True
-        return [Compare(key, cur.version, cur.value)], {}, cur.value == str(ip)
+    def source(self, pr: PoolRange, owner: Owner) -> FreshSource:
+        """Large pools with a node-named owner: the node's chunk; others: the pool cursor."""
+        return self.chunks if self.chunks.serves(pr, owner) else self.cursor
 
-    def _commit_claim(
-        self, pr: PoolRange, ip: IPAddress, owner: Owner, compares: list[Compare],
-        puts: dict[str, str], deletes: list[str], sticky_known_absent: bool,
-    ) -> Lease | None:
-        """Add the lease records (and sticky record) to a claim txn and commit it."""
-        name = pr.spec.name
-        if sticky_known_absent:
-            skey = r.sticky_key(name, owner.pod or "")
-            s_cmp, s_put, sticky = [Compare(skey, 0)], {skey: str(ip)}, True
-        else:
-            s_cmp, s_put, sticky = self._sticky_extra(pr, owner, ip)
-        rec, lease = r.new_lease(pr.spec, ip, owner, sticky)
-        okey = r.owner_key(owner.container_id, owner.ifname, name)
-        puts = {**puts, **s_put, r.ip_key(name, ip): rec, okey: rec}
-        if self.store.txn(compares + s_cmp + [Compare(okey, 0)], puts, deletes):
-            return lease
-        if self.store.get(okey) is not None:
-            raise OwnerHolds(okey)
+    def take_next(self, pr: PoolRange, owner: Owner, sticky_absent: bool) -> Lease | None:
+        """A never-used address, else the oldest released one; None when neither is left.
+
+        Reservations are not touched here: ``take_over`` comes after every pool had its turn.
+        """
+        src = self.source(pr, owner)
+        for take in (src.take, self.take_free, src.leftover):
+            lease = take(pr, owner, sticky_absent)
+            if lease is not None:
+                return lease
         return None
 
+    def take_over(self, pr: PoolRange, owner: Owner, sticky_absent: bool) -> Lease | None:
+        """The oldest reservation of the pool (see ``_held``); None when there is none."""
+        return self.held.take_over(pr, owner, sticky_absent)
+
     def claim(self, pr: PoolRange, ip: IPAddress, owner: Owner, why: str) -> Lease:
-        """Take one specific address (requested, or the pod's sticky one) or explain who has it."""
+        """Take one specific address (requested, or the pod's sticky one) or explain who has it.
+
+        A requested address reserved for another pod is taken over (a reservation never
+        fails an ADD); one held by a live attachment is refused.
+        """
         name = pr.spec.name
         ikey = r.ip_key(name, ip)
-        for attempt in range(self.attempts):
+
+        def step() -> Step[Lease]:
             cur = self.store.get(ikey)
             deletes: list[str] = []
+            puts: dict[str, str] = {}
             if cur is not None:
-                if not (r.is_reservation(cur.value) and json.loads(cur.value)["reserved_for"] == owner.pod):
+                res = r.reservation_of(cur.value)
+                if res is not None and res["reserved_for"] == owner.pod:
+                    compares = [Compare(ikey, cur.version, cur.value)]
+                    if res.get("held"):
+                        deletes = [res["held"]]
+                elif res is not None and why == "requested address":
+                    compares, deletes, puts = self.held.take_over_one(pr, ip, owner, cur)
+                else:
                     raise AddressUnavailable(
                         f"{why} {ip} in pool {name!r} is not available: {r.describe_holder(cur.value)}",
                         details="release it first (delete that pod) or request another address",
                     )
-                compares = [Compare(ikey, cur.version, cur.value)]
             else:
                 fkey = r.freeidx_key(name, ip)
                 fi = self.store.get(fkey)
                 compares = [Compare(ikey, 0), Compare(fkey, fi.version if fi else 0)]
                 if fi is not None:  # it sits in the reuse FIFO: take it out in the same txn
                     deletes = [fkey, r.free_key(name, int(fi.value))]
-            lease = self._commit_claim(pr, ip, owner, compares, {}, deletes, False)
-            if lease is not None:
-                return lease
-            self._backoff(attempt)
-        raise self._contended(f"claiming {ip} in pool {name!r}")
+            return self.txns.commit_claim(pr, ip, owner, compares, puts, deletes, False)
 
-    def take_next(self, pr: PoolRange, owner: Owner, sticky_absent: bool) -> Lease | None:
-        """Next fresh address, else the oldest released one; None when the pool is exhausted.
-
-        Large pools with a node-named owner go through the node's chunk (``_chunks``), so
-        that nodes do not all contend on the one ``state`` key; others use the cursor here.
-        """
-        if owner.node and pr.total >= self.chunks.min_pool:
-            return self.chunks.take(pr, owner, sticky_absent)
-        name = pr.spec.name
-        skey = r.pool_key(name, "state")
-        attempt = 0  # counts lost races only; stepping over taken or stale entries is progress
-        while attempt < self.attempts:
-            st = self.store.get(skey)
-            state = r.state_of(st.value if st else None)
-            off = pr.next_usable(state["cursor"])
-            if off is None:
-                return self.take_free(pr, owner, sticky_absent)
-            ip = pr.address(off)
-            new_state = r.dumps({"cursor": off + 1, "seq": state["seq"]})
-            cmp = [Compare(skey, st.version if st else 0), Compare(r.ip_key(name, ip), 0)]
-            lease = self._commit_claim(pr, ip, owner, cmp, {skey: new_state}, [], sticky_absent)
-            if lease is not None:
-                return lease
-            if self.store.get(r.ip_key(name, ip)) is not None:
-                # an explicit request took this one ahead of the cursor: step over it
-                self.store.txn([Compare(skey, st.version if st else 0)], {skey: new_state})
-                continue
-            self._backoff(attempt)
-            attempt += 1
-        raise self._contended(f"allocating from pool {name!r}")
+        lease = self.txns.retry(f"claiming {ip} in pool {name!r}", step)
+        assert lease is not None  # claim steps never answer EMPTY
+        return lease
 
     def take_free(self, pr: PoolRange, owner: Owner, sticky_absent: bool) -> Lease | None:
         """The oldest released address (head of the FIFO); None when the FIFO is empty."""
         name = pr.spec.name
-        attempt = 0
-        while attempt < self.attempts:
+
+        def step() -> Step[Lease]:
             head = self.store.range(r.pool_key(name, "free/"), limit=1)
             if not head:
-                return None
+                return Outcome.EMPTY, None
             entry = head[0]
             ip = ipaddress.ip_address(entry.value)
             ikey = r.ip_key(name, ip)
@@ -153,22 +118,21 @@ class PoolOps:
             if ip.version != pr.spec.family or not pr.usable(pr.offset(ip)):
                 # released under an older, wider config: drop it, it is no longer ours to give
                 self.store.txn([Compare(entry.key, entry.version)], {}, seq_deletes)
-                continue
+                return Outcome.STEPPED, None
             cmp = [Compare(entry.key, entry.version), Compare(ikey, 0)]
-            lease = self._commit_claim(pr, ip, owner, cmp, {}, seq_deletes, sticky_absent)
-            if lease is not None:
-                return lease
-            held = self.store.get(ikey)
-            if held is not None:
-                # held again without passing through this entry (a node's chunk handed it out
-                # after a request-and-release): the entry is stale, drop it while still held;
-                # whoever holds it pushes a fresh entry on release
-                self.store.txn([Compare(entry.key, entry.version), Compare(ikey, held.version)],
-                               {}, [entry.key])
-                continue
-            self._backoff(attempt)
-            attempt += 1
-        raise self._contended(f"allocating a released address from pool {name!r}")
+            outcome, lease = self.txns.commit_claim(pr, ip, owner, cmp, {}, seq_deletes, sticky_absent)
+            if outcome is Outcome.LOST:
+                held = self.store.get(ikey)
+                if held is not None:
+                    # held again without passing through this entry (a node's chunk handed it
+                    # out after a request-and-release): the entry is stale, drop it while still
+                    # held; whoever holds it pushes a fresh entry on release
+                    self.store.txn([Compare(entry.key, entry.version), Compare(ikey, held.version)],
+                                   {}, [entry.key])
+                    return Outcome.STEPPED, None
+            return outcome, lease
+
+        return self.txns.retry(f"allocating a released address from pool {name!r}", step)
 
     # -- release -------------------------------------------------------------
     def _push_free(
@@ -189,54 +153,64 @@ class PoolOps:
         }
 
     def release_record(self, record: str) -> Lease | None:
-        """Release the lease whose JSON record is ``record`` (None if it is no longer held)."""
+        """Release the lease whose JSON record is ``record`` (None if it is no longer held).
+
+        A sticky lease whose pod still has this address recorded becomes a reservation for
+        that pod (``_held``); any other goes back to the FIFO.
+        """
         lease = r.lease_from_record(record)
         name, ip = lease.pool, lease.address.ip
         net = int(lease.address.network.network_address)
         ikey = r.ip_key(name, ip)
         okey = r.owner_key(lease.owner.container_id, lease.owner.ifname, name)
-        for attempt in range(self.attempts):
+        hold = float(json.loads(record).get("hold", DEFAULT_STICKY_HOLD))
+        reserved = False
+
+        def step() -> Step[Lease]:
+            nonlocal reserved
             ie, oe = self.store.get(ikey), self.store.get(okey)
             o_cmp = [Compare(okey, oe.version, record)] if oe and oe.value == record else []
             if ie is None or ie.value != record:
                 if o_cmp:  # a dangling index entry: drop it
                     self.store.txn(o_cmp, {}, [okey])
-                return None
+                return Outcome.DONE, None
             cmp = [Compare(ikey, ie.version, record)] + (o_cmp or [Compare(okey, 0)])
             pod = lease.owner.pod
             sk = self.store.get(r.sticky_key(name, pod)) if (lease.sticky and pod) else None
-            if sk is not None and sk.value == str(ip):
-                cmp.append(Compare(sk.key, sk.version, sk.value))
-                ok = self.store.txn(cmp, {ikey: r.reserved_record(name, ip, pod or "")}, [okey])
+            reserved = sk is not None and sk.value == str(ip)
+            if sk is not None and reserved:
+                h_cmp, h_puts = self.held.reserve(name, ip, pod or "", hold)
+                cmp += [Compare(sk.key, sk.version, sk.value)] + h_cmp
+                ok = self.store.txn(cmp, h_puts, [okey])
             else:
                 f_cmp, f_puts = self._push_free(name, ip, net)
                 ok = self.store.txn(cmp + f_cmp, f_puts, [ikey, okey])
-            if ok:
-                return lease
-            self._backoff(attempt)
-        raise self._contended(f"releasing {ip} in pool {name!r}")
+            return (Outcome.DONE, lease) if ok else (Outcome.LOST, None)
+
+        out = self.txns.retry(f"releasing {ip} in pool {name!r}", step)
+        if out is not None and reserved:
+            self.held.sweep(name, net)
+        return out
 
     def forget_sticky(self, name: str, pod: str, net: Callable[[], int]) -> IPAddress | None:
         """Drop the pod's sticky record; a reserved (unheld) address goes back to reuse."""
         skey = r.sticky_key(name, pod)
-        for attempt in range(self.attempts):
+
+        def step() -> Step[IPAddress]:
             sk = self.store.get(skey)
             if sk is None:
-                return None
+                return Outcome.DONE, None
             ip = ipaddress.ip_address(sk.value)
             ikey = r.ip_key(name, ip)
             ie = self.store.get(ikey)
             cmp = [Compare(skey, sk.version, sk.value)]
-            if ie is not None and r.is_reservation(ie.value) and json.loads(ie.value)["reserved_for"] == pod:
+            res = r.reservation_of(ie.value) if ie is not None else None
+            if ie is not None and res is not None and res["reserved_for"] == pod:
                 f_cmp, f_puts = self._push_free(name, ip, net())
-                ok = self.store.txn(cmp + [Compare(ikey, ie.version, ie.value)] + f_cmp, f_puts, [skey, ikey])
+                deletes = [skey, ikey] + ([res["held"]] if res.get("held") else [])
+                ok = self.store.txn(cmp + [Compare(ikey, ie.version, ie.value)] + f_cmp, f_puts, deletes)
             else:  # held right now (it returns to the FIFO on release) or already gone
                 ok = self.store.txn(cmp, {}, [skey])
-            if ok:
-                return ip
-            self._backoff(attempt)
-        raise self._contended(f"forgetting the sticky address of {pod} in pool {name!r}")
+            return (Outcome.DONE, ip) if ok else (Outcome.LOST, None)
 
-
-def entry_is_lease(entry: Entry) -> bool:
-    return not r.is_reservation(entry.value)
+        return self.txns.retry(f"forgetting the sticky address of {pod} in pool {name!r}", step)

@@ -9,6 +9,7 @@ live in ``flatnet.ipam._ops``; the key layout in ``flatnet.ipam.records``.
 from __future__ import annotations
 
 import ipaddress
+import json
 import random
 from typing import Sequence
 from urllib.parse import unquote
@@ -19,7 +20,7 @@ from flatnet.errors import (
 from flatnet.ipam import records as r
 from flatnet.ipam._chunks import CHUNK_MIN_POOL, CHUNK_SIZE
 from flatnet.ipam._ops import OwnerHolds, PoolOps
-from flatnet.ipam.api import Compare, IPAddress, Lease, Owner, PoolSpec, Store
+from flatnet.ipam.api import Compare, IPAddress, Lease, Owner, PoolSpec, Reservation, Store
 from flatnet.ipam.pool import PoolRange
 
 
@@ -49,7 +50,7 @@ class Ipam:
             raise ConfigError("ipam pool: 'name' must be a non-empty string; give every pool a name")
         pr = PoolRange(spec)
         key = r.pool_key(spec.name, "def")
-        for attempt in range(self._ops.attempts):
+        for attempt in range(self._ops.txns.attempts):
             cur = self.store.get(key)
             if cur is not None:
                 old = r.spec_from_json(cur.value)
@@ -62,7 +63,7 @@ class Ipam:
                     break
             elif self.store.txn([Compare(key, 0)], {key: text}):
                 break
-            self._ops._backoff(attempt)
+            self._ops.txns.backoff(attempt)
         self._ranges[spec.name] = (text, pr)
         return pr
 
@@ -190,14 +191,16 @@ class Ipam:
                     sticky_absent.add(pr.spec.name)
                 elif pr.usable(pr.offset(ipaddress.ip_address(rec.value))):
                     return self._ops.claim(pr, ipaddress.ip_address(rec.value), owner, "sticky address"), True
-        for pr in ranges:
-            lease = self._ops.take_next(pr, owner, pr.spec.name in sticky_absent)
-            if lease is not None:
-                return lease, True
+        # fresh and released addresses of every pool first; only then the oldest reservation
+        for take in (self._ops.take_next, self._ops.take_over):
+            for pr in ranges:
+                lease = take(pr, owner, pr.spec.name in sticky_absent)
+                if lease is not None:
+                    return lease, True
         raise PoolExhausted(
             "no free address: "
             + "; ".join(f"pool {pr.spec.name!r} ({pr.spec.subnet}) has all {pr.total} usable "
-                        "addresses in use" for pr in ranges),
+                        "addresses in use by live pods" for pr in ranges),
             details="delete unused pods, run GC, or widen rangeStart/rangeEnd or add a pool",
         )
 
@@ -214,7 +217,7 @@ class Ipam:
     def release_address(self, pool: str, ip: IPAddress) -> Lease | None:
         """Release whoever holds ``ip`` in ``pool`` (admin tool); None if nobody does."""
         entry = self.store.get(r.ip_key(pool, ipaddress.ip_address(ip)))
-        if entry is None or r.is_reservation(entry.value):
+        if entry is None or not r.is_lease(entry.value):
             return None
         return self._ops.release_record(entry.value)
 
@@ -226,7 +229,7 @@ class Ipam:
         if pool is None:
             entries = self.store.range("owners/")
         else:
-            entries = [e for e in self.store.range(r.pool_key(pool, "ips/")) if not r.is_reservation(e.value)]
+            entries = [e for e in self.store.range(r.pool_key(pool, "ips/")) if r.is_lease(e.value)]
         return [r.lease_from_record(e.value) for e in entries]
 
     def gc(self, network: str, valid: set[tuple[str, str]]) -> list[Lease]:
@@ -259,6 +262,30 @@ class Ipam:
             ns, pod = e.key[len(prefix):].split("/", 1)
             out[f"{unquote(ns)}/{unquote(pod)}"] = ipaddress.ip_address(e.value)
         return out
+
+    def reservations(self, pool: str | PoolSpec | None = None) -> list[Reservation]:
+        """Sticky addresses kept for pods that are gone, oldest expiry first (per pool)."""
+        if pool is None:
+            names = sorted({unquote(e.key.split("/")[1]) for e in self.store.range("pools/")
+                            if e.key.endswith("/def")})
+        else:
+            names = [pool.name if isinstance(pool, PoolSpec) else pool]
+        out = []
+        for name in names:
+            for e in self.store.range(r.held_prefix(name)):
+                _until, ip = r.held_parts(e.key)
+                ie = self.store.get(r.ip_key(name, ip))
+                res = r.reservation_of(ie.value) if ie else None
+                if res is not None and res.get("held") == e.key:
+                    out.append(Reservation(name, ip, res["reserved_for"], float(res["time"]),
+                                           float(res["until"])))
+        return out
+
+    def stats(self, pool: str | PoolSpec) -> dict[str, int]:
+        """Counters of the pool: reservations taken over within their hold, and expired."""
+        name = pool.name if isinstance(pool, PoolSpec) else pool
+        e = self.store.get(r.pool_key(name, "stats"))
+        return json.loads(e.value) if e else {}
 
     def forget_sticky(self, pool: str | PoolSpec, pod: str) -> IPAddress | None:
         """Stop keeping ``pod``'s address; a reserved one becomes reusable. Returns it, if any."""

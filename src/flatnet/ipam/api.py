@@ -62,6 +62,13 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+#: how long a sticky address stays reserved for its pod after the pod's DEL (seconds): a day,
+#: long enough for a StatefulSet pod to come back after a node is drained or rebooted. A
+#: reservation never costs an ADD: when a pool has no fresh or released address left, the
+#: oldest reservation is taken over, held or not (flatnet.ipam._held).
+DEFAULT_STICKY_HOLD = 86400.0
+
+
 @dataclass(frozen=True)
 class PoolSpec:
     """A pool of addresses: one subnet of one family, optionally narrowed to a range."""
@@ -74,6 +81,8 @@ class PoolSpec:
     exclude: frozenset[IPAddress] = frozenset()
     vlan: int | None = None
     sticky: bool = False
+    #: seconds a released sticky address stays reserved for its pod (``stickyHold``)
+    sticky_hold: float = DEFAULT_STICKY_HOLD
     # extra routes to install in the pod (destination, gateway-or-None)
     routes: tuple[tuple[IPNetwork, IPAddress | None], ...] = ()
 
@@ -104,6 +113,17 @@ class Owner:
         if self.pod_namespace and self.pod_name:
             return f"{self.pod_namespace}/{self.pod_name}"
         return None
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A sticky address kept for a pod that is gone: since its DEL, until its hold ends."""
+
+    pool: str
+    ip: IPAddress
+    pod: str
+    since: float
+    until: float
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,13 @@ Layout (relative to the store's own prefix)::
 
     pools/<pool>/def              canonical JSON of the PoolSpec (subnet may never change)
     pools/<pool>/state            {"cursor": next never-used offset, "seq": next FIFO number}
-    pools/<pool>/ips/<ip>         lease record, or {"reserved_for": pod} for a sticky hold
+    pools/<pool>/ips/<ip>         lease record, or {"reserved_for": pod, "until", "held"} for a
+                                  sticky hold (a reservation)
     pools/<pool>/free/<seq:020d>  released address, oldest first (FIFO of reuse)
     pools/<pool>/freeidx/<ip>     seq of that address in the FIFO (so a request can take it out)
     pools/<pool>/sticky/<ns>/<n>  address remembered for a pod
+    pools/<pool>/held/<us>/<ip>   pod: the reservations, in order of expiry (µs since the epoch)
+    pools/<pool>/stats            {"takeovers", "expired"}: reservations ended early / after the hold
     pools/<pool>/chunk/<node>     {"start", "end", "cursor"}: the node's current chunk of a large
                                   pool (offsets [start, end), next one to try at cursor)
     owners/<container>/<ifname>/<pool>   the same lease record, indexed by attachment
@@ -22,9 +25,9 @@ import json
 import time
 import uuid
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
-from flatnet.ipam.api import IPAddress, Lease, Owner, PoolSpec
+from flatnet.ipam.api import DEFAULT_STICKY_HOLD, IPAddress, Lease, Owner, PoolSpec
 
 
 def q(part: str) -> str:
@@ -50,6 +53,20 @@ def freeidx_key(pool: str, ip: IPAddress) -> str:
 def sticky_key(pool: str, pod: str) -> str:
     ns, _, name = pod.partition("/")
     return pool_key(pool, "sticky", q(ns), q(name))
+
+
+def held_prefix(pool: str) -> str:
+    return pool_key(pool, "held/")
+
+
+def held_key(pool: str, until: float, ip: IPAddress) -> str:
+    return pool_key(pool, "held", f"{max(0, int(until * 1_000_000)):017d}", q(str(ip)))
+
+
+def held_parts(key: str) -> tuple[float, IPAddress]:
+    """(expiry time, address) of a ``held/`` key."""
+    us, ip = key.rsplit("/", 2)[1:]
+    return int(us) / 1_000_000, ipaddress.ip_address(unquote(ip))
 
 
 def chunk_key(pool: str, node: str) -> str:
@@ -87,6 +104,7 @@ def spec_to_json(spec: PoolSpec) -> str:
             "vlan": spec.vlan,
             "sticky": spec.sticky,
             "routes": [[str(d), str(g) if g else None] for d, g in spec.routes],
+            "stickyHold": spec.sticky_hold,
         }
     )
 
@@ -103,6 +121,7 @@ def spec_from_json(text: str) -> PoolSpec:
         exclude=frozenset(ip(x) for x in d.get("exclude", ())),
         vlan=d.get("vlan"),
         sticky=bool(d.get("sticky")),
+        sticky_hold=float(d.get("stickyHold", DEFAULT_STICKY_HOLD)),
         routes=tuple(
             (ipaddress.ip_network(dst), ip(gw) if gw else None) for dst, gw in d.get("routes", ())
         ),
@@ -128,7 +147,7 @@ def new_lease(spec: PoolSpec, ip: IPAddress, owner: Owner, sticky: bool) -> tupl
 
 
 def _lease_dict(spec: PoolSpec, ip: IPAddress, owner: Owner, sticky: bool) -> dict[str, Any]:
-    return {
+    d = {
         "id": uuid.uuid4().hex,  # makes every record unique, for value compares
         "pool": spec.name,
         "ip": str(ip),
@@ -146,10 +165,17 @@ def _lease_dict(spec: PoolSpec, ip: IPAddress, owner: Owner, sticky: bool) -> di
         "netns_id": owner.netns_id,
         "time": round(time.time(), 3),
     }
+    if sticky:  # how long the address stays reserved for the pod once released
+        d["hold"] = spec.sticky_hold
+    return d
 
 
-def reserved_record(pool: str, ip: IPAddress, pod: str) -> str:
-    return dumps({"pool": pool, "ip": str(ip), "reserved_for": pod, "time": round(time.time(), 3)})
+def reserved_record(pool: str, ip: IPAddress, pod: str, until: float, held: str,
+                    since: float | None = None) -> str:
+    """A sticky hold: ``ip`` kept for ``pod`` until ``until``; ``held`` is its queue key."""
+    return dumps({"pool": pool, "ip": str(ip), "reserved_for": pod,
+                  "time": round(time.time() if since is None else since, 3),
+                  "until": round(until, 3), "held": held})
 
 
 def lease_from_record(text: str) -> Lease:
@@ -177,6 +203,17 @@ def lease_from_record(text: str) -> Lease:
 
 def is_reservation(text: str) -> bool:
     return "reserved_for" in json.loads(text)
+
+
+def is_lease(text: str) -> bool:
+    """True for a lease record; False for a reservation (or any other hold on the address)."""
+    return "container_id" in json.loads(text)
+
+
+def reservation_of(text: str) -> dict[str, Any] | None:
+    """The reservation in an ``ips/<ip>`` record, or None when it is something else."""
+    d = json.loads(text)
+    return d if "reserved_for" in d else None
 
 
 def describe_holder(text: str) -> str:
