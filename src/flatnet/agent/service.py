@@ -90,6 +90,8 @@ class Service:
         self._cache_lock = threading.Lock()
         #: set by the agent daemon: re-syncs overlay peers in the background
         self.peer_sync: overlay.PeerSync | None = None
+        #: set by the agent daemon: starts a node heartbeat for each etcd store (heartbeat.py)
+        self.on_store_opened: Callable[[dict], None] | None = None
         #: every network config this service has served, by (name, host netns): what the
         #: leak reconciler (agent/reconcile.py) walks
         self._served: dict[tuple[str, str | None], Any] = {}
@@ -105,17 +107,23 @@ class Service:
 
     def _open(self, conf: Any) -> tuple[Store, Any]:
         """(store, Ipam) for this config's store, opened once per distinct store config."""
-        cfg = self.store_config(conf)
+        return self.open_store_config(self.store_config(conf))
+
+    def open_store_config(self, cfg: dict) -> tuple[Store, Any]:
+        """(store, Ipam) for a store config; ``on_store_opened`` hears of each new one."""
         key = json.dumps(cfg, sort_keys=True, default=str)
         with self._cache_lock:
             pair = self._stores.get(key)
-            if pair is None:
-                from flatnet.ipam import Ipam
+            if pair is not None:
+                return pair
+            from flatnet.ipam import Ipam
 
-                store = self._store_factory(cfg)
-                pair = (store, Ipam(store))
-                self._stores[key] = pair
-            return pair
+            store = self._store_factory(cfg)
+            pair = (store, Ipam(store))
+            self._stores[key] = pair
+        if self.on_store_opened is not None:
+            self.on_store_opened(dict(cfg))
+        return pair
 
     def ipam(self, conf: Any) -> Any:
         """The ``Ipam`` over this config's store."""

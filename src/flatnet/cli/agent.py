@@ -48,6 +48,16 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                    help="every SECONDS, reclaim this node's leases whose container netns is gone "
                         "although no DEL came (seen gone twice in a row; 0 turns it off; "
                         "default: %(default)s)")
+    p.add_argument("--heartbeat-ttl", type=int, default=10, metavar="SECONDS",
+                   help="etcd stores: this node's heartbeat is an etcd lease of SECONDS, kept "
+                        "alive every third of it (default: %(default)s)")
+    p.add_argument("--dead-node-grace", type=float, default=300.0, metavar="SECONDS",
+                   help="etcd stores: reclaim the leases of a node whose heartbeat has been gone "
+                        "this long (sticky addresses stay reserved; 0 never reclaims; "
+                        "default: %(default)s)")
+    p.add_argument("--state-dir", default="/var/lib/flatnet", metavar="DIR",
+                   help="where the agent remembers its etcd stores and records that this node "
+                        "was reclaimed, for 'flatnet doctor node' (default: %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="log errors only")
     p.set_defaults(func=run)
 
@@ -58,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
     if args.reconcile_every < 0:
         print("flatnet agent: --reconcile-every must be >= 0 (0 turns reconciliation off)",
               file=sys.stderr)
+        return 2
+    if args.heartbeat_ttl < 2 or args.dead_node_grace < 0:
+        print("flatnet agent: --heartbeat-ttl must be >= 2 and --dead-node-grace >= 0 "
+              "(0 never reclaims)", file=sys.stderr)
         return 2
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -71,6 +85,17 @@ def run(args: argparse.Namespace) -> int:
     from flatnet.agent.reconcile import Reconciler
 
     Reconciler(service, args.reconcile_every).start()
+    from flatnet.agent.heartbeats import Heartbeats
+
+    beats = Heartbeats(service, args.heartbeat_ttl, args.dead_node_grace, args.state_dir)
+    service.on_store_opened = beats.store_opened
+    beats.resume()  # the etcd stores served before a restart: beat before the first request
+    if default_store is not None:
+        try:
+            service.open_store_config(default_store)
+        except Exception as exc:  # noqa: BLE001 - the first request reports it as CNI error
+            logging.getLogger("flatnet.agent").warning("store %s: %s", args.store,
+                                                       getattr(exc, "msg", exc))
     uids = frozenset({0, *(args.allow_uid or [])})
     server = AgentServer(args.socket, service, allowed_uids=uids)
     logging.getLogger("flatnet.agent").info(

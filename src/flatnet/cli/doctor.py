@@ -53,6 +53,9 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                    "NAME -o json) to compare the hostname label")
     n.add_argument("--cni-conf-dir", default="/etc/cni/net.d", metavar="DIR")
     n.add_argument("--cni-bin-dir", default="/opt/cni/bin", metavar="DIR")
+    n.add_argument("--state-dir", default="/var/lib/flatnet", metavar="DIR",
+                   help="the agent's --state-dir: was this node declared dead and reclaimed? "
+                        "(default: %(default)s)")
     n.add_argument("--no-probe", action="store_true", help="skip the kernel probes (not root)")
     n.add_argument("--json", action="store_true", help="machine-readable output")
     n.set_defaults(func=cmd_node)
@@ -118,5 +121,8 @@ def cmd_node(args: argparse.Namespace) -> int:
     facts = gather(args.socket, store, args.cni_conf_dir, args.cni_bin_dir, node,
                    probe=not args.no_probe)
     findings = evaluate(facts, args.socket)
+    from flatnet.doctor.reclaimed import reclaimed_findings
+
+    findings += reclaimed_findings(args.state_dir)
     return _emit("node", f"flatnet doctor node ({facts.hostname})", findings, args.json,
                  show_ok=True)
