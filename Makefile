@@ -3,17 +3,21 @@ SHELL := /bin/bash
 VENV  := .venv
 WR    := scripts/with-root
 
-.PHONY: help setup demo test test-fast bench chaos clean
+.PHONY: help setup forwarder demo test test-fast bench chaos clean
 help:
 	@echo "make demo   set up everything, then run the multi-node lab demo (flat vs overlay)"
 	@echo "make test   set up everything, then run the whole test suite"
 	@echo "make bench  the full benchmark (writes docs/BENCHMARKS.md and docs/benchmarks/*.png)"
 	@echo "make chaos  load + faults (agent SIGKILLs, etcd restarts, lost node): duplicates and leaks table"
 	@echo "make setup  only install (apt packages, .venv, /opt/cni/bin/flatnet)"
+	@echo "make forwarder  build the CNI forwarder (native/forwarder/build/flatnet), install nothing"
 	@echo "make clean  remove every lab namespace/process left behind, and .venv"
 
 setup:
 	@$(WR) scripts/setup.sh
+
+forwarder:
+	@$(MAKE) -s -C native/forwarder
 
 demo:
 	@$(WR) bash -c 'scripts/setup.sh && $(VENV)/bin/flatnet lab demo'
@@ -31,4 +35,4 @@ test-fast:
 	@$(WR) bash -c 'scripts/setup.sh && $(VENV)/bin/pytest tests/unit'
 
 clean:
-	@$(WR) bash -c '[ -x $(VENV)/bin/flatnet ] && $(VENV)/bin/flatnet lab down || true; rm -rf $(VENV)'
+	@$(WR) bash -c '[ -x $(VENV)/bin/flatnet ] && $(VENV)/bin/flatnet lab down || true; rm -rf $(VENV) native/forwarder/build'

@@ -2,7 +2,7 @@
 # Install everything flatnet needs on a fresh Debian 12 machine, idempotently:
 #   apt packages (kernel tools, podman, etcd, reference CNI plugins, traffic tools),
 #   a virtualenv in .venv with flatnet and its test dependencies,
-#   the CNI plugin executable in /opt/cni/bin/flatnet.
+#   the CNI plugin in /opt/cni/bin/flatnet (the native forwarder, built from native/forwarder).
 # Fast when everything is already there (only missing apt packages are installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,8 @@ ROOT=$(pwd)
 
 APT_PKGS=(iproute2 nftables iputils-ping iperf3 etcd-server etcd-client podman runc
           containernetworking-plugins busybox-static redis-server redis-tools socat conntrack
-          util-linux netcat-openbsd python3-venv procps psmisc openssl)
+          util-linux netcat-openbsd python3-venv procps psmisc openssl
+          make musl-tools)  # musl-tools: musl-gcc for the static CNI forwarder
 
 missing=()
 for p in "${APT_PKGS[@]}"; do
@@ -37,17 +38,6 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   echo "$want" > "$stamp"
 fi
 
-# The CNI plugin: a thin executable the runtime (podman, containerd, kubelet) execs.
-# -I -S: isolated and no site import, for a fast start; the paths are put back explicitly.
-mkdir -p /opt/cni/bin
-site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-tmp=$(mktemp /opt/cni/bin/.flatnet.XXXXXX)
-cat > "$tmp" <<PLUGIN
-#!$ROOT/.venv/bin/python -IS
-import sys
-sys.path[:0] = ["$ROOT/src", "$site"]
-from flatnet.plugin import main
-main()
-PLUGIN
-chmod 0755 "$tmp"
-mv -f "$tmp" /opt/cni/bin/flatnet
+# The CNI plugin: the native forwarder (static C, no Python on the node), built from this
+# tree and replaced atomically (a runtime may exec it at any moment).
+make -s -C native/forwarder install BINDIR=/opt/cni/bin

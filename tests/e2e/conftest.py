@@ -11,17 +11,17 @@ import json
 import os
 import secrets
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from tests.helpers.cnirun import inprocess_env, install_forwarder
+
 from . import segment as seg_mod
 from .podmanctl import Podman, build_rootfs, containers_conf
 
-INSTALLED_PLUGIN = Path("/opt/cni/bin/flatnet")
 CNI_CACHE = Path("/var/lib/cni/results")
 BUSYBOX = ("/usr/bin/busybox", "/bin/busybox")
 
@@ -58,22 +58,13 @@ def _require_tools() -> str:
 
 
 def _plugin_dir(work: Path) -> list[str]:
-    """Plugin search path: the installed /opt/cni/bin/flatnet if present, else a shim.
+    """Plugin search path: this working tree's forwarder, copied into our temp dir.
 
-    The shim is the 2-line launcher the Makefile installs, written into our temp dir
-    (not /opt) so the test changes nothing outside what it removes.
+    Not /opt/cni/bin's (which may be another tree's), and nothing written outside what the
+    test removes. With no agent on ``agentSocket`` it execs ``flatnet-inprocess``.
     """
-    try:
-        import flatnet.plugin  # noqa: F401
-    except ImportError as exc:
-        pytest.fail(f"src/flatnet/plugin.py is not importable yet ({exc}); the e2e test needs it")
-    if INSTALLED_PLUGIN.exists():
-        return [str(INSTALLED_PLUGIN.parent), "/usr/lib/cni"]
     bindir = work / "cni-bin"
-    bindir.mkdir()
-    shim = bindir / "flatnet"
-    shim.write_text(f"#!{sys.executable}\nfrom flatnet.plugin import main\nmain()\n")
-    shim.chmod(0o755)
+    install_forwarder(str(bindir))
     return [str(bindir), "/usr/lib/cni"]
 
 
@@ -88,7 +79,7 @@ def flatnet_conflist(network: str, seg: seg_mod.Segment, work: Path) -> dict:
                 "mode": "macvlan",
                 "master": seg.parent,
                 "hostNetns": seg.node,
-                "agentSocket": str(work / "no-agent.sock"),  # absent: plugin runs in-process
+                "agentSocket": str(work / "no-agent.sock"),  # absent: the in-process mode runs
                 "ipam": {
                     "pools": [
                         {
@@ -154,7 +145,8 @@ def flat(workdir: Path) -> Iterator[Env]:
         rootfs = build_rootfs(workdir / "rootfs", busybox, token)
         log = workdir / "plugin.log"
         # FLATNET_* reach the plugin: podman execs it with its own environment
-        plugin_env = {"FLATNET_LOG": str(log), "FLATNET_LOCK_DIR": str(workdir / "locks")}
+        plugin_env = {"FLATNET_LOG": str(log), "FLATNET_LOCK_DIR": str(workdir / "locks"),
+                      **inprocess_env()}
         podman = Podman(workdir, conf, env=plugin_env)
         yield Env(podman, network, seg, rootfs, token, workdir / "ipam.db", log, tag)
     finally:

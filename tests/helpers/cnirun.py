@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import stat
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -105,16 +105,24 @@ class Runner:
             self.exec_plugin("DEL", plugin, self.last_result)
 
 
-def write_flatnet_shim(directory: str) -> str:
-    """An executable ``flatnet`` in ``directory`` that runs this tree's plugin module.
+def install_forwarder(directory: str) -> str:
+    """``directory``/flatnet: the CNI forwarder built from this working tree.
 
-    Tests exec the working tree's plugin, not whatever /opt/cni/bin holds.
+    Tests exec the working tree's forwarder (``make -C native/forwarder``, a no-op when up
+    to date), not whatever /opt/cni/bin holds.
     """
+    from flatnet import forwarder
+
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "flatnet")
-    paths = [p for p in sys.path if p]
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(f"#!{sys.executable}\nimport sys\nsys.path[:0] = {paths!r}\n"
-                "from flatnet.plugin import main\nmain()\n")
-    os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    shutil.copyfile(forwarder.path(), path)
+    os.chmod(path, 0o755)
     return path
+
+
+def inprocess_env() -> dict[str, str]:
+    """What makes the forwarder run the no-agent mode when no agent listens."""
+    from flatnet import forwarder
+
+    return {"FLATNET_INPROCESS": forwarder.inprocess_entry(),
+            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}

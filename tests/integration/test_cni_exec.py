@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.helpers.cnirun import CniError, Runner, write_flatnet_shim
+from tests.helpers.cnirun import CniError, Runner, inprocess_env, install_forwarder
 
 pytestmark = pytest.mark.netns
 
@@ -52,8 +52,8 @@ class Topo:
         self.tmp = tmp
         self.db = str(tmp / "ipam.db")
         self.bin = str(tmp / "bin")
-        write_flatnet_shim(self.bin)
-        self.env = {"FLATNET_AGENT_SOCKET": str(tmp / "no-agent.sock"),
+        install_forwarder(self.bin)
+        self.env = {**inprocess_env(), "FLATNET_AGENT_SOCKET": str(tmp / "no-agent.sock"),
                     "FLATNET_LOCK_DIR": str(tmp / "locks"), "FLATNET_NODE": "node1"}
 
     def build(self) -> None:
@@ -154,7 +154,7 @@ def test_add_check_del_through_agent(topo: Topo) -> None:
                               "--node", "node1", "--lock-dir", str(topo.tmp / "locks")],
                              env=env, stderr=subprocess.PIPE, text=True)
     try:
-        from flatnet.plugin import request
+        from flatnet.agent.protocol import request
         deadline = time.monotonic() + 20
         while not os.path.exists(sock) and agent.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)

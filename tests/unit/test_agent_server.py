@@ -20,7 +20,7 @@ import pytest
 
 from flatnet.agent.server import MAX_REQUEST, AgentServer
 from flatnet.cni import Interface, IPConfig, Result
-from flatnet.plugin import request
+from flatnet.agent.protocol import request
 
 CONF = json.dumps({"cniVersion": "1.0.0", "name": "flat", "type": "flatnet", "master": "eth9",
                    "ipam": {"pools": [{"subnet": "198.18.100.0/24"}], "store": {"type": "memory"}}})

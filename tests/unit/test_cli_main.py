@@ -106,7 +106,7 @@ def test_agent_runs_answers_and_stops_on_sigterm(tmp_path: Any) -> None:
                              "--store", "memory", "--lock-dir", str(tmp_path / "locks"), "--node", "n1"],
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
-        from flatnet.plugin import request
+        from flatnet.agent.protocol import request
         deadline = time.monotonic() + 20
         while not sock.exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)

@@ -28,7 +28,7 @@ def healthy_facts() -> NodeFacts:
         kconfig={}, nft=ProbeResult("nftables", True, "ok"),
         sysctls={"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "2",
                  "net.ipv4.conf.default.rp_filter": "0"},
-        tools={t: f"/usr/bin/{t}" for t in ("socat", "nsenter", "conntrack", "ip", "python3", "iperf3")},
+        tools={t: f"/usr/bin/{t}" for t in ("socat", "nsenter", "conntrack", "ip", "iperf3")},
         agent=("ok", "{}"), store=("ok", "http://198.18.0.10:2379"), cni=cni,
         hostname="keludev05",
         node={"kind": "Node", "metadata": {"name": "keludev05",

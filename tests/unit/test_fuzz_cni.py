@@ -167,12 +167,10 @@ def test_deeply_nested_config_is_refused_cleanly() -> None:
         assert_clean_error(dict(BASE_ENV, CNI_COMMAND=verb), deep)
 
 
-def test_plugin_executable_survives_deep_nesting(tmp_path: Any) -> None:
-    """The plugin's own sniffing of stdin must not crash on it either (one JSON, exit 1)."""
-    from flatnet.plugin import run
+def test_forwarder_survives_deep_nesting(tmp_path: Any) -> None:
+    """The forwarder's own reading of stdin must not crash on it either (one JSON, code 6)."""
+    from tests.helpers.forwarder import one_json, run
 
-    env = dict(BASE_ENV, FLATNET_AGENT_SOCKET=str(tmp_path / "none.sock"),
-               FLATNET_LOCK_DIR=str(tmp_path / "locks"))
-    code, out = run(env, b"[" * 100_000 + b"]" * 100_000)
-    doc = json.loads(out)
-    assert code == 1 and doc["code"] == 6, doc
+    proc = run(dict(BASE_ENV, FLATNET_AGENT_SOCKET=str(tmp_path / "none.sock")), b"[" * 100_000 + b"]" * 100_000)
+    doc = one_json(proc)
+    assert proc.returncode == 1 and doc["code"] == 6, doc

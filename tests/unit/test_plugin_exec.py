@@ -1,203 +1,266 @@
-"""The plugin executable as a runtime runs it: a subprocess with CNI_* env and stdin.
+"""The CNI forwarder (/opt/cni/bin/flatnet) exec'd as a runtime execs it.
 
-Every failure must be: non-zero exit, one CNI error JSON on stdout, no traceback. The
-agent socket points at a tmp path nobody listens on, so the in-process path is used and
-no machine state (/run/flatnet, /var/lib/flatnet) is touched.
+Every failure must be: exit 1, one CNI error JSON on stdout with the spec code. Agents
+here are scripted sockets (to break the protocol on purpose) or the real agent over a
+FakeDatapath; the no-agent socket is a tmp path nobody listens on.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
+import socket
 import sys
 import threading
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
 from flatnet import SUPPORTED_VERSIONS, __version__
-
-GOOD = {"cniVersion": "1.0.0", "name": "flat", "type": "flatnet", "mode": "macvlan",
-        "master": "eth9", "ipam": {"pools": [{"subnet": "198.18.100.0/24"}],
-                                    "store": {"type": "memory"}}}
+from tests.helpers.forwarder import Agent, cni_env, conf, one_json, run
 
 
-def run_plugin(tmp_path: Any, env: dict[str, str], stdin: bytes = b"",
-               extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "FLATNET_AGENT_SOCKET": str(tmp_path / "no-agent.sock"),
-            "FLATNET_LOCK_DIR": str(tmp_path / "locks"),
-            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    return subprocess.run([sys.executable, "-m", "flatnet.plugin"], input=stdin,
-                          env={**base, **env, **(extra_env or {})}, capture_output=True, timeout=60)
-
-
-def cni_env(verb: str = "ADD", **over: str) -> dict[str, str]:
-    env = {"CNI_COMMAND": verb, "CNI_CONTAINERID": "abc123", "CNI_IFNAME": "eth0",
-           "CNI_NETNS": "/run/netns/fnt-nonexistent", "CNI_PATH": "/opt/cni/bin"}
-    env.update(over)
-    return {k: v for k, v in env.items() if v is not None}
-
-
-def assert_error(proc: subprocess.CompletedProcess, code: int, word: str = "") -> dict:
-    assert proc.returncode != 0
-    assert b"Traceback" not in proc.stdout + proc.stderr
-    err = json.loads(proc.stdout)
-    assert err["code"] == code, err
-    assert word.lower() in err["msg"].lower(), err
-    return err
-
-
-def test_about_text(tmp_path: Any) -> None:
-    proc = run_plugin(tmp_path, {})
-    assert proc.returncode == 0 and proc.stdout == b""
-    text = proc.stderr.decode()
-    assert f"flatnet plugin v{__version__}" in text
-    assert ", ".join(SUPPORTED_VERSIONS) in text
-
-
-@pytest.mark.parametrize("asked,answered", [("0.4.0", "0.4.0"), ("1.1.0", "1.1.0"), ("9.9.9", "1.1.0")])
-def test_version(tmp_path: Any, asked: str, answered: str) -> None:
-    proc = run_plugin(tmp_path, {"CNI_COMMAND": "VERSION"}, json.dumps({"cniVersion": asked}).encode())
-    assert proc.returncode == 0
-    out = json.loads(proc.stdout)
-    assert out == {"cniVersion": answered, "supportedVersions": list(SUPPORTED_VERSIONS)}
-
-
-def test_malformed_json(tmp_path: Any) -> None:
-    assert_error(run_plugin(tmp_path, cni_env(), b'{"cniVersion": "1.0.0", "name": '), 6)
-
-
-def test_missing_container_id(tmp_path: Any) -> None:
-    env = cni_env()
-    del env["CNI_CONTAINERID"]
-    assert_error(run_plugin(tmp_path, env, json.dumps(GOOD).encode()), 4, "CNI_CONTAINERID")
-
-
-def test_unknown_mode(tmp_path: Any) -> None:
-    conf = {**GOOD, "mode": "teleport"}
-    assert_error(run_plugin(tmp_path, cni_env(), json.dumps(conf).encode()), 7, "mode")
-
-
-def test_unknown_command(tmp_path: Any) -> None:
-    assert_error(run_plugin(tmp_path, cni_env("FROB"), json.dumps(GOOD).encode()), 4, "CNI_COMMAND")
-
-
-def test_not_utf8(tmp_path: Any) -> None:
-    assert_error(run_plugin(tmp_path, cni_env(), b"\xff\xfe{}"), 6)
-
-
-def test_del_without_state_succeeds(tmp_path: Any) -> None:
-    """DEL of something never added (and no netns) is a success, with nothing printed."""
-    conf = {**GOOD, "ipam": {**GOOD["ipam"], "store": {"type": "sqlite", "path": str(tmp_path / "ipam.db")}}}
-    proc = run_plugin(tmp_path, cni_env("DEL", CNI_NETNS=""), json.dumps(conf).encode(),
-                      {"FLATNET_NODE": "n1"})
-    assert proc.returncode == 0, proc.stdout
-    assert proc.stdout == b"" and b"Traceback" not in proc.stderr
+def error(proc, code: int, *words: str) -> dict:
+    assert proc.returncode == 1, (proc.returncode, proc.stdout)
+    doc = one_json(proc)
+    assert doc["code"] == code, doc
+    for word in words:
+        assert word.lower() in doc["msg"].lower(), doc
+    return doc
 
 
 @pytest.fixture
-def fake_agent(tmp_path: Any) -> Iterator[tuple[str, list[dict]]]:
-    """A socket that records the request and answers like an agent would."""
-    import socket
-    path = str(tmp_path / "agent.sock")
+def agent(tmp_path: Path) -> Iterator[tuple[str, Agent]]:
+    path = str(tmp_path / "run" / "agent.sock")
+    a = Agent(path, str(tmp_path / "locks"))
+    try:
+        yield path, a
+    finally:
+        a.close()
+
+
+@pytest.fixture
+def scripted(tmp_path: Path) -> Iterator[Callable[[Callable[[socket.socket], None]], str]]:
+    """scripted(behaviour) -> socket path; ``behaviour(conn)`` plays the agent once."""
+    servers: list[tuple[socket.socket, threading.Thread]] = []
+
+    def make(behaviour: Callable[[socket.socket], None]) -> str:
+        path = str(tmp_path / f"fnf-{len(servers)}.sock")
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        srv.listen(4)
+        srv.settimeout(20)
+
+        def serve() -> None:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                behaviour(conn)
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        servers.append((srv, t))
+        return path
+
+    yield make
+    for srv, t in servers:
+        srv.close()
+        t.join(10)
+
+
+def read_request(conn: socket.socket) -> bytes:
+    buf = b""
+    while chunk := conn.recv(65536):
+        buf += chunk
+    return buf
+
+
+def test_about_text() -> None:
+    proc = run({})
+    assert proc.returncode == 0 and proc.stdout == b""
+    text = proc.stderr.decode()
+    assert f"flatnet plugin v{__version__}" in text and ", ".join(SUPPORTED_VERSIONS) in text
+
+
+@pytest.mark.parametrize("stdin,answered", [(b'{"cniVersion": "0.4.0"}', "0.4.0"),
+                                            (b'{"cniVersion": "1.1.0"}', "1.1.0"),
+                                            (b'{"cniVersion": "9.9.9"}', "1.1.0"),
+                                            (b"{not json", "1.1.0"), (b"", "1.1.0")])
+def test_version_is_answered_locally(tmp_path: Path, stdin: bytes, answered: str) -> None:
+    """No agent needed; the list is flatnet.SUPPORTED_VERSIONS (the build reads it)."""
+    proc = run({"CNI_COMMAND": "VERSION", "FLATNET_AGENT_SOCKET": str(tmp_path / "none.sock")}, stdin)
+    assert proc.returncode == 0
+    assert one_json(proc) == {"cniVersion": answered, "supportedVersions": list(SUPPORTED_VERSIONS)}
+
+
+@pytest.mark.parametrize("stdin,word", [
+    (b"{not json", "not valid JSON"),           # the bug of the Python forwarder: code 100
+    (b'{"cniVersion": "1.0.0", "name": ', "not valid JSON"),
+    (b'{"a": 1} {"b": 2}', "extra data"),
+    (b'{"a": NaN}', "not valid JSON"),
+    (b"[1, 2]", "must be a JSON object"),
+    (b"", "empty"),
+    (b"\xff\xfe{}", "UTF-8"),
+    (b'{"name": "\xed\xa0\x80"}', "UTF-8"),     # an encoded surrogate is not UTF-8
+    (b"[" * 100_000 + b"]" * 100_000, "nested"),
+    (b'{"x": "' + b"a" * (1 << 20) + b'"}', "larger than"),
+])
+def test_undecodable_config_is_code_6(tmp_path: Path, stdin: bytes, word: str) -> None:
+    env = cni_env("ADD", FLATNET_AGENT_SOCKET=str(tmp_path / "none.sock"))
+    error(run(env, stdin), 6, word)
+
+
+@pytest.mark.parametrize("version", ["9.9.9", "0.2.0", 1, ["1.0.0"]])
+def test_unsupported_cni_version_is_code_1(tmp_path: Path, version: object) -> None:
+    env = cni_env("ADD", FLATNET_AGENT_SOCKET=str(tmp_path / "none.sock"))
+    doc = error(run(env, json.dumps(conf(version=version)).encode()), 1, "not supported", "0.3.0")  # type: ignore[arg-type]
+    assert doc["cniVersion"] == SUPPORTED_VERSIONS[-1]
+
+
+def test_no_agent_is_try_again_naming_the_socket_and_the_fix(tmp_path: Path) -> None:
+    sock = str(tmp_path / "none.sock")
+    for where in ({"agentSocket": sock}, {}):
+        env = cni_env("ADD", **({} if where else {"FLATNET_AGENT_SOCKET": sock}))
+        doc = error(run(env, json.dumps(conf(**where)).encode()), 11, sock, "flatnet agent --socket",
+                    "FLATNET_INPROCESS")
+        assert doc["cniVersion"] == "1.0.0"
+
+
+def test_config_socket_wins_over_the_environment(tmp_path: Path, scripted) -> None:
+    seen: list[bytes] = []
+
+    def answer(conn: socket.socket) -> None:
+        seen.append(read_request(conn))
+        conn.sendall(json.dumps({"exit": 0, "stdout": "{}\n"}).encode())
+
+    path = scripted(answer)
+    env = cni_env("ADD", FLATNET_AGENT_SOCKET=str(tmp_path / "none.sock"))
+    assert run(env, json.dumps(conf(agentSocket=path)).encode()).returncode == 0
+    env = cni_env("ADD", FLATNET_AGENT_SOCKET=scripted(answer))
+    assert run(env, json.dumps(conf()).encode()).returncode == 0
+    assert len(seen) == 2
+
+
+def test_request_carries_cni_env_and_stdin_exactly(scripted) -> None:
     seen: list[dict] = []
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(1)
-    srv.settimeout(30)
+    answer_text = '{"cniVersion": "1.0.0", "dns": {}, "note": "é ✓ \\u0000 \U0001f600"}'
 
-    def serve() -> None:
-        try:
-            conn, _ = srv.accept()
-        except OSError:
-            return
-        with conn:
-            buf = b""
-            while chunk := conn.recv(65536):
-                buf += chunk
-            seen.append(json.loads(buf))
-            conn.sendall(json.dumps({"exit": 0, "stdout": '{"cniVersion": "1.0.0", "dns": {}}\n'}).encode())
+    def answer(conn: socket.socket) -> None:
+        seen.append(json.loads(read_request(conn)))
+        conn.sendall(json.dumps({"exit": 0, "stdout": answer_text}).encode() + b"\n")
 
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
-        yield path, seen
-    finally:
-        srv.close()
-        t.join(5)
-
-
-def test_forwards_to_agent_named_in_config(tmp_path: Any, fake_agent: tuple[str, list[dict]]) -> None:
-    path, seen = fake_agent
-    conf = {**GOOD, "agentSocket": path}
-    proc = run_plugin(tmp_path, cni_env(CNI_ARGS="K8S_POD_NAME=web-0;IgnoreUnknown=1"),
-                      json.dumps(conf).encode(), {"UNRELATED": "x"})
-    assert proc.returncode == 0 and json.loads(proc.stdout) == {"cniVersion": "1.0.0", "dns": {}}
+    path = scripted(answer)
+    stdin = json.dumps(conf(agentSocket=path, note="tab\there \"q\" \\ é\u2028 \x01"), ensure_ascii=False).encode()
+    env = cni_env("ADD", CNI_ARGS="K8S_POD_NAMESPACE=fnf;K8S_POD_NAME=web-0", UNRELATED="x", FLATNET_NODE="n")
+    proc = run(env, stdin)
+    assert proc.returncode == 0
+    assert proc.stdout == answer_text.encode()  # byte for byte, no newline added
     req = seen[0]
-    assert req["v"] == 1 and json.loads(req["stdin"]) == conf
-    assert req["env"]["CNI_ARGS"] == "K8S_POD_NAME=web-0;IgnoreUnknown=1"
-    assert all(k.startswith("CNI_") for k in req["env"])
+    assert req["v"] == 1 and req["stdin"].encode() == stdin
+    assert req["env"] == {k: v for k, v in env.items() if k.startswith("CNI_")}
 
 
-def test_broken_agent_answer(tmp_path: Any) -> None:
-    import socket
-    path = str(tmp_path / "bad.sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(1)
+def test_agent_error_answer_exits_1_with_its_stdout(scripted) -> None:
+    text = '{"cniVersion": "1.0.0", "code": 7, "msg": "bad"}\n'
+    path = scripted(lambda c: (read_request(c), c.sendall(json.dumps({"exit": 1, "stdout": text}).encode())))
+    proc = run(cni_env("ADD"), json.dumps(conf(agentSocket=path)).encode())
+    assert proc.returncode == 1 and proc.stdout == text.encode()
 
-    def serve() -> None:
-        conn, _ = srv.accept()
-        with conn:
-            conn.recv(65536)
-            conn.sendall(b"garbage")
 
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
+def test_agent_closing_without_an_answer_is_try_again(scripted) -> None:
+    path = scripted(lambda c: c.recv(10))
+    error(run(cni_env("DEL"), json.dumps(conf(agentSocket=path)).encode()), 11, "without answering", path)
+
+
+def test_silent_agent_times_out_as_try_again(scripted) -> None:
+    stop = threading.Event()
+    path = scripted(lambda c: (read_request(c), stop.wait(20)))
     try:
-        proc = run_plugin(tmp_path, cni_env(), json.dumps({**GOOD, "agentSocket": path}).encode())
-        assert_error(proc, 106, "malformed")
+        proc = run(cni_env("ADD", FLATNET_AGENT_TIMEOUT="1"), json.dumps(conf(agentSocket=path)).encode())
     finally:
-        srv.close()
-        t.join(5)
+        stop.set()
+    error(proc, 11, "did not answer within 1s")
 
 
-def test_start_imports_stdlib_only(tmp_path: Any) -> None:
-    """Fast start: importing the plugin pulls in no pyroute2, httpx or flatnet.agent."""
-    code = ("import sys, flatnet.plugin; bad = [m for m in sys.modules if m.split('.')[0] in "
-            "('pyroute2', 'httpx', 'rich') or m.startswith(('flatnet.agent', 'flatnet.cni', "
-            "'flatnet.ipam', 'flatnet.datapath'))]; print(bad)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, text=True,
-                         env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
-    assert out.stdout.strip() == "[]", out.stderr
+@pytest.mark.parametrize("answer", [b"garbage", b"[1]", b'{"exit": "0", "stdout": ""}',
+                                    b'{"exit": 0}', b'{"exit": 0.5, "stdout": ""}', b'{"exit": 0, "stdout": "x"'])
+def test_malformed_agent_answer_is_106(scripted, answer: bytes) -> None:
+    path = scripted(lambda c: (read_request(c), c.sendall(answer)))
+    error(run(cni_env("ADD"), json.dumps(conf(agentSocket=path)).encode()), 106, "malformed")
 
 
-def test_agent_closing_without_an_answer_is_try_again(tmp_path) -> None:
-    """An agent killed mid-request: the runtime must retry (code 11), not blame versions."""
-    import socket as socketmod
-    import threading
+def test_non_utf8_cni_env_is_code_4(tmp_path: Path) -> None:
+    env = {k.encode(): v.encode() for k, v in cni_env("ADD", FLATNET_AGENT_SOCKET=str(tmp_path / "n")).items()}
+    env[b"CNI_ARGS"] = b"K8S_POD_NAME=\xff"
+    env[b"PATH"] = os.environ.get("PATH", "/usr/bin:/bin").encode()
+    from tests.helpers.forwarder import forwarder_path
+    import subprocess
+    proc = subprocess.run([forwarder_path()], input=json.dumps(conf()).encode(), env=env, capture_output=True,
+                          timeout=30)
+    error(proc, 4, "CNI_ARGS")
 
-    from flatnet import plugin
 
-    path = str(tmp_path / "agent.sock")
-    srv = socketmod.socket(socketmod.AF_UNIX, socketmod.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(1)
+# ---- the real agent (FakeDatapath): errors of the service travel back unchanged ----
+def test_real_agent_add_check_del(agent) -> None:
+    path, a = agent
+    body = json.dumps(conf(agentSocket=path)).encode()
+    res = one_json(run(cni_env("ADD"), body))
+    assert res["cniVersion"] == "1.0.0" and res["ips"][0]["address"] == "198.18.100.32/24"
+    with_prev = json.dumps(conf(agentSocket=path, prevResult=res)).encode()
+    assert run(cni_env("CHECK"), with_prev).returncode == 0
+    proc = run(cni_env("DEL"), with_prev)
+    assert proc.returncode == 0 and proc.stdout == b""
+    assert a.server.metrics.snapshot()["adds"] == 1
 
-    def accept_and_drop() -> None:
-        conn, _ = srv.accept()
-        conn.recv(65536)
-        conn.close()
 
-    t = threading.Thread(target=accept_and_drop)
-    t.start()
-    try:
-        with pytest.raises(plugin.AgentReplyError) as info:
-            plugin.request(path, {"v": 1, "env": {}, "stdin": "{}"}, 5.0)
-    finally:
-        t.join(5)
-        srv.close()
-    assert info.value.code == 11
-    assert "closed the connection without answering" in str(info.value)
+@pytest.mark.parametrize("env_over,extra,code,word", [
+    ({"CNI_CONTAINERID": ""}, {}, 4, "CNI_CONTAINERID"),
+    ({"CNI_COMMAND": "FROB"}, {}, 4, "CNI_COMMAND"),
+    ({}, {"mode": "teleport"}, 7, "mode"),
+])
+def test_real_agent_errors(agent, env_over: dict, extra: dict, code: int, word: str) -> None:
+    path, _ = agent
+    error(run({**cni_env("ADD"), **env_over}, json.dumps(conf(agentSocket=path, **extra)).encode()), code, word)
+
+
+# ---- no agent: the in-process mode is exec'd, not forwarded to ----
+def _echo_entry(tmp_path: Path) -> str:
+    script = tmp_path / "fnf-entry"
+    script.write_text(f"#!{sys.executable}\nimport os, sys, json\n"
+                      "data = sys.stdin.buffer.read()\n"
+                      "print(json.dumps({'stdin': data.decode(), 'cmd': os.environ.get('CNI_COMMAND')}))\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_no_agent_execs_the_inprocess_entry_with_the_same_stdin(tmp_path: Path) -> None:
+    entry = _echo_entry(tmp_path)
+    body = json.dumps(conf(agentSocket=str(tmp_path / "none.sock"))).encode()
+    out = one_json(run(cni_env("ADD", FLATNET_INPROCESS=entry), body))
+    assert out == {"stdin": body.decode(), "cmd": "ADD"}
+    body = json.dumps(conf(agentSocket=str(tmp_path / "none.sock"), inProcess=entry)).encode()
+    assert one_json(run(cni_env("DEL", FLATNET_INPROCESS="/nonexistent"), body))["cmd"] == "DEL"
+
+
+def test_missing_inprocess_entry_is_a_clear_error(tmp_path: Path) -> None:
+    body = json.dumps(conf(agentSocket=str(tmp_path / "none.sock"))).encode()
+    error(run(cni_env("ADD", FLATNET_INPROCESS=str(tmp_path / "nope")), body), 4, "FLATNET_INPROCESS", "nope")
+    body = json.dumps(conf(agentSocket=str(tmp_path / "none.sock"), inProcess=str(tmp_path / "nope"))).encode()
+    error(run(cni_env("ADD"), body), 7, "inProcess")
+
+
+def test_real_inprocess_del_without_state_succeeds(tmp_path: Path) -> None:
+    """flatnet-inprocess itself: DEL of something never added is a success, nothing printed."""
+    from tests.helpers.cnirun import inprocess_env
+
+    body = json.dumps(conf(agentSocket=str(tmp_path / "none.sock"),
+                           ipam={"pools": [{"subnet": "198.18.100.0/24"}],
+                                 "store": {"type": "sqlite", "path": str(tmp_path / "ipam.db")}})).encode()
+    env = {**cni_env("DEL", CNI_NETNS=""), **inprocess_env(), "FLATNET_NODE": "fnf-n1",
+           "FLATNET_LOCK_DIR": str(tmp_path / "locks")}
+    proc = run(env, body, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout == b"" and b"Traceback" not in proc.stderr

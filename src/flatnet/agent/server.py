@@ -1,12 +1,8 @@
 """The agent's unix-socket server: one JSON request and one JSON response per connection.
 
-Request:  ``{"v": 1, "env": {"CNI_COMMAND": ..., ...}, "stdin": "<network config text>"}``
-          or ``{"v": 1, "op": "status"}`` for the metrics.
-Response: ``{"exit": 0|1, "stdout": "<exactly what the plugin must print>"}``.
-The client (``flatnet.plugin``) sends its request and shuts down its write side; the
-server reads to EOF (at most 1 MiB). Only root peers (SO_PEERCRED) are served: the agent
-plumbs kernel interfaces on behalf of whoever asks, so the socket is root's alone
-(mode 0600 in a 0700 directory as well).
+The messages and framing are ``flatnet.agent.protocol``'s. Only root peers (SO_PEERCRED)
+are served: the agent plumbs kernel interfaces on behalf of whoever asks, so the socket
+is root's alone (mode 0600 in a 0700 directory as well).
 """
 
 from __future__ import annotations
@@ -23,10 +19,11 @@ import threading
 import time
 from typing import Any
 
-from flatnet.errors import AGENT_PROTOCOL, DECODE_FAILURE
+from flatnet.agent.protocol import (MAX_REQUEST, PROTOCOL_VERSION, ProtocolError, decode_request,
+                                    encode_response, error_response)
+from flatnet.errors import AGENT_PROTOCOL
 
-MAX_REQUEST = 1 << 20
-PROTOCOL_VERSION = 1
+__all__ = ["MAX_REQUEST", "PROTOCOL_VERSION", "AgentServer", "serve_until_signal"]
 log = logging.getLogger("flatnet.agent")
 
 
@@ -51,8 +48,7 @@ class Metrics:
 _VERB_KEY = {"ADD": "adds", "DEL": "dels", "CHECK": "checks", "GC": "gcs", "STATUS": "statuses"}
 
 
-def _error_response(code: int, msg: str) -> dict[str, Any]:
-    return {"exit": 1, "stdout": json.dumps({"cniVersion": "1.1.0", "code": code, "msg": msg})}
+_error_response = error_response
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -98,7 +94,7 @@ class _Handler(socketserver.BaseRequestHandler):
         """
         conn: socket.socket = self.request
         try:
-            conn.sendall(json.dumps(response).encode() + b"\n")
+            conn.sendall(encode_response(response))
             conn.shutdown(socket.SHUT_WR)
             conn.settimeout(2.0)
             drained = 0
@@ -149,23 +145,13 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def handle_bytes(self, data: bytes) -> dict[str, Any]:
         """Decode one request and answer it (also the unit of the protocol tests)."""
         try:
-            req = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deep nesting: RecursionError
-            return _error_response(DECODE_FAILURE, f"agent request is not JSON: {exc}")
-        if not isinstance(req, dict):
-            return _error_response(DECODE_FAILURE, "agent request must be a JSON object")
-        if req.get("v") != PROTOCOL_VERSION:
-            return _error_response(AGENT_PROTOCOL, f"agent protocol version {req.get('v')!r} is not "
-                                   f"supported (this agent speaks v{PROTOCOL_VERSION}); "
-                                   "update the plugin and the agent together")
+            req = decode_request(data)
+        except ProtocolError as exc:
+            return _error_response(exc.code, exc.msg)
         if req.get("op") == "status":
             return {"exit": 0, "stdout": json.dumps(self.metrics.snapshot()),
                     "metrics": self.metrics.snapshot()}
-        env, stdin = req.get("env"), req.get("stdin", "")
-        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                for k, v in env.items()) or not isinstance(stdin, str):
-            return _error_response(DECODE_FAILURE, 'agent request needs "env" (object of strings) '
-                                   'and "stdin" (string)')
+        env, stdin = req["env"], req.get("stdin", "")
         return self.run_cni(env, stdin.encode("utf-8"))
 
     def run_cni(self, env: dict[str, str], stdin: bytes) -> dict[str, Any]:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import stat
+import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from flatnet import forwarder
 from flatnet.errors import INTERNAL, FlatnetError
 
 IP = "/usr/sbin/ip" if os.path.exists("/usr/sbin/ip") else "/sbin/ip"
@@ -34,20 +34,16 @@ class Call:
     pod: str = ""
 
 
-def write_flatnet_shim(directory: str) -> str:
-    """An executable ``flatnet`` in ``directory`` that runs this tree's plugin module.
+def install_forwarder(directory: str) -> str:
+    """``directory``/flatnet: a copy of the CNI forwarder built from this tree.
 
     The bench times the plugin of the code it ships with (not whatever /opt/cni/bin
-    holds), started the way a runtime starts a plugin: one exec of one file, with the
-    same interpreter flags (-I -S) as the wrapper scripts/setup.sh installs.
+    holds), exec'd the way a runtime execs a plugin: one static executable.
     """
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "flatnet")
-    paths = [p for p in sys.path if p]
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(f"#!{sys.executable} -IS\nimport sys\nsys.path[:0] = {paths!r}\n"
-                 "from flatnet.plugin import main\nmain()\n")
-    os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    shutil.copyfile(forwarder.path(), path)
+    os.chmod(path, 0o755)
     return path
 
 

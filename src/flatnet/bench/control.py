@@ -2,12 +2,15 @@
 
 Three subjects, all exec'd the same way (``ip netns exec <node> <plugin>``, CNI_* env,
 config on stdin) against pod namespaces created beforehand, as a runtime does:
-  flatnet (agent)       the thin plugin forwarding to a running ``flatnet agent``
-  flatnet (in-process)  the same plugin with no agent: it runs the service itself
+  flatnet (agent)       the native forwarder (/opt/cni/bin/flatnet) handing the call to a
+                        running ``flatnet agent``
+  flatnet (in-process)  the same forwarder with no agent: it execs ``flatnet-inprocess``
+                        ($FLATNET_INPROCESS), which runs the service itself
   bridge+host-local     the reference plugins from /usr/lib/cni (the baseline)
 Creating a pod's netns is not timed; only the plugin exec is. The floors of that exec are
-measured alongside (``exec floor``): ``ip netns exec`` of /bin/true, and of the plugin's
-interpreter doing nothing (``python -I -S -c pass``) -- what any Python plugin pays first.
+measured alongside (``exec floor``): ``ip netns exec`` of /bin/true, and of the Python
+interpreter doing nothing (``python -I -S -c pass``) -- what the in-process mode pays first;
+and VERSION (answered by the executable itself) of flatnet and of the reference plugin.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from flatnet.bench.cniexec import IP, REF_CNI_DIR, Call, exec_plugin, write_flatnet_shim
+from flatnet import forwarder
+from flatnet.bench.cniexec import IP, REF_CNI_DIR, Call, exec_plugin, install_forwarder
 from flatnet.bench.nsenv import Scratch, stop, wait_until
 from flatnet.bench.profile import Profile
 from flatnet.bench.results import Results
@@ -68,7 +72,7 @@ class ControlBench:
 
     # -- setup ---------------------------------------------------------------
     def _subjects(self) -> list[Subject]:
-        shim = write_flatnet_shim(os.path.join(self.tmp, "bin"))
+        shim = install_forwarder(os.path.join(self.tmp, "bin"))
 
         def flat(pool: str, subnet: str, db: str, sock: str) -> dict[str, Any]:
             return {"cniVersion": CNI_VERSION, "name": f"fnb-{pool}", "type": "flatnet",
@@ -77,7 +81,8 @@ class ControlBench:
                     "ipam": {"pools": [{"name": f"fnb-{pool}", "subnet": subnet}],
                              "store": {"type": "sqlite", "path": os.path.join(self.tmp, db)}}}
 
-        inproc_env = {"FLATNET_LOCK_DIR": os.path.join(self.tmp, "locks"),
+        inproc_env = {"FLATNET_INPROCESS": forwarder.inprocess_entry(),
+                      "FLATNET_LOCK_DIR": os.path.join(self.tmp, "locks"),
                       "FLATNET_NODE": "bench", "FLATNET_HOST_NETNS": self.node}
         ref = {"cniVersion": CNI_VERSION, "name": "fnb-ref", "type": "bridge",
                "bridge": "fnbb0", "isGateway": False, "ipMasq": False,
@@ -141,6 +146,7 @@ class ControlBench:
                 self._burst(sub)
             self.tick(f"control plane: exec floors (repeat {rep + 1})")
             self._floors()
+            self._versions(subjects)
         self.r.add(SECTION, AGENT, "agent RSS idle", "MiB", idle / 1024)
         for name, fails in self.burst_failures.items():
             n = self.p.cni_burst
@@ -173,6 +179,16 @@ class ControlBench:
                                stdin=subprocess.DEVNULL, capture_output=True)
                 took.append(time.perf_counter() - t0)
             self.r.add(SECTION, FLOOR, metric, "ms", percentile(took, 50) * 1e3)
+
+    def _versions(self, subjects: list[Subject]) -> None:
+        """p50 of VERSION, which a plugin answers by itself: its bare start-up cost."""
+        call = Call("version", "none")
+        for sub in subjects:
+            if sub.name == INPROC:  # the same executable as AGENT answers VERSION
+                continue
+            took = [exec_plugin(sub.binary, "VERSION", call, {"cniVersion": CNI_VERSION}, self.node,
+                                REF_CNI_DIR)[0] for _ in range(self.p.cni_sequential)]
+            self.r.add(SECTION, sub.name, "VERSION p50", "ms", percentile(took, 50) * 1e3)
 
     def _burst(self, sub: Subject) -> None:
         """All pods at once; failed calls are counted (and reported), not hidden or retried."""

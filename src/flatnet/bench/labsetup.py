@@ -14,7 +14,7 @@ import sys
 import uuid
 from typing import Any
 
-from flatnet.bench.cniexec import REF_CNI_DIR, Call, exec_plugin, write_flatnet_shim
+from flatnet.bench.cniexec import REF_CNI_DIR, Call, exec_plugin, install_forwarder
 from flatnet.bench.nsenv import Scratch, stop
 from flatnet.datapath import labnet
 from flatnet.errors import FlatnetError
@@ -72,7 +72,7 @@ class LabSetup:
         if conf is None:
             raise FlatnetError(f"no flat config for {node}", "is the lab up?")
         conf = {**conf, "name": "bench-ipvlan", "mode": "ipvlan"}
-        shim = write_flatnet_shim(os.path.join(self.tmp, "bin"))
+        shim = install_forwarder(os.path.join(self.tmp, "bin"))
         call = Call(uuid.uuid4().hex, self.s.netns(f"ipv-{node}"), "eth0", pod=f"ipv-{node}")
         node_ns = self.topo.node(node).ns
         _, result = exec_plugin(shim, "ADD", call, conf, node_ns,
@@ -103,7 +103,7 @@ class LabSetup:
         errors = []
         for call, node_ns, conf, result in self.ipvlan:
             try:
-                exec_plugin(write_flatnet_shim(os.path.join(self.tmp, "bin")), "DEL", call,
+                exec_plugin(install_forwarder(os.path.join(self.tmp, "bin")), "DEL", call,
                             {**conf, "prevResult": result}, node_ns, REF_CNI_DIR)
             except (FlatnetError, OSError) as exc:
                 errors.append(str(exc))

@@ -108,14 +108,16 @@ def markdown(r: Results, machine: dict[str, str], command: str, date: str,
 METHOD = """\
 - Control plane: every subject is exec'd as a runtime does (`ip netns exec <node> <plugin>`,
   CNI_* environment, config on stdin) against a pod netns created beforehand (not timed).
-  `flatnet (agent)` forwards to a running `flatnet agent`; `flatnet (in-process)` finds no
-  agent and runs the service itself; `bridge+host-local` are the reference plugins from
+  `flatnet (agent)` is the native forwarder (`/opt/cni/bin/flatnet`, static C) handing the
+  call to a running `flatnet agent`; `flatnet (in-process)` is the same forwarder finding no
+  agent and exec'ing `flatnet-inprocess`, which runs the service itself; `bridge+host-local` are the reference plugins from
   /usr/lib/cni (bridge `fnbb0` in the bench's node netns, host-local data in a tmp dir).
   Sequential: ADD then DEL per pod, p50/p99 per repeat. Burst: all pods ADDed at once from a
   thread pool (one exec each), total wall time, then all DELed at once. Agent RSS is VmRSS
   from /proc/<pid>/status. `exec floor`: the same `ip netns exec` of `/bin/true` and of the
-  plugin's interpreter doing nothing (`python -I -S -c pass`) -- what any Python plugin
-  pays before its first line, to read the ADD rows against.
+  Python interpreter doing nothing (`python -I -S -c pass`) -- what the in-process mode
+  pays before its first line, to read the ADD rows against. `VERSION p50`: the same exec
+  of a VERSION call, which each plugin answers by itself (its bare start-up).
 - IPAM: clients are forked processes, each with its own store connection, started together
   by a barrier; rate = allocations / wall time from the first to the last. Pools are IPv6
   ranges of 1,000 and 1,000,000 addresses, fresh per measurement. The duplicate check

@@ -209,7 +209,7 @@ class Cluster:
 
     def wait_agent(self, node: Node, timeout: float = 30.0) -> bool:
         """True once the agent answers a status request (False if it died or timed out)."""
-        from flatnet.plugin import request
+        from flatnet.agent.protocol import request
 
         def answers() -> bool:
             try:

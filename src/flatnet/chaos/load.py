@@ -1,7 +1,7 @@
 """The load: pod lifecycles driven like a container runtime drives a CNI plugin.
 
-Each call execs the real plugin (``python -m flatnet.plugin``), which talks to the node's
-agent or, when the agent is dead, runs the service in-process. Runtime semantics (as
+Each call execs the real plugin (the native forwarder), which talks to the node's
+agent or, when the agent is dead, execs the in-process mode (FLATNET_INPROCESS). Runtime semantics (as
 kubelet/containerd do): a failed ADD is followed by DEL until DEL succeeds, then the ADD
 may be tried again; DEL is retried until it succeeds. Counters are shared across worker
 threads under one lock.
@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from flatnet import forwarder
 from flatnet.chaos.cluster import Cluster, Node
 from flatnet.datapath import netns as fnetns
 
@@ -65,9 +66,10 @@ def call(cluster: Cluster, node: Node, verb: str, pod: Pod, counters: Counters,
            "CNI_COMMAND": verb, "CNI_CONTAINERID": pod.cid, "CNI_NETNS": f"/run/netns/{pod.ns}" if pod.ns else "",
            "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin",
            "CNI_ARGS": f"K8S_POD_NAMESPACE=chaos;K8S_POD_NAME={pod.cid}",
+           "FLATNET_INPROCESS": forwarder.inprocess_entry(),
            "FLATNET_LOCK_DIR": cluster.lock_dir(node), "FLATNET_NODE": node.name, "FLATNET_AGENT_TIMEOUT": "30"}
     try:
-        proc = subprocess.run([sys.executable, "-m", "flatnet.plugin"], input=json.dumps(conf).encode(),
+        proc = subprocess.run([forwarder.path()], input=json.dumps(conf).encode(),
                               env=env, capture_output=True, timeout=PLUGIN_TIMEOUT)
         out = proc.stdout.decode(errors="replace")
         doc = json.loads(out) if out.strip() else {}

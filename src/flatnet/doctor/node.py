@@ -31,7 +31,6 @@ TOOLS: dict[str, tuple[str, str, bool]] = {
     "nsenter": ("util-linux", "port-forward and debugging enter pod namespaces with it", True),
     "conntrack": ("conntrack", "kube-proxy clears stale UDP NAT entries with it", True),
     "ip": ("iproute2", "operators inspect pod links and routes with it", True),
-    "python3": ("python3", "the flatnet CNI plugin in /opt/cni/bin is a Python program", True),
     "iperf3": ("iperf3", "optional: 'flatnet bench' measures pod bandwidth with it", False),
 }
 

@@ -23,7 +23,7 @@ from flatnet.datapath.probe import ProbeResult
 KCONFIG = "/proc/config.gz"
 SYSCTLS = ("net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter",
            "net.bridge.bridge-nf-call-iptables")
-TOOLS = ("socat", "nsenter", "conntrack", "ip", "python3", "iperf3")
+TOOLS = ("socat", "nsenter", "conntrack", "ip", "iperf3")
 
 
 @dataclass
@@ -110,7 +110,7 @@ def scan_cni(conf_dir: str, bin_dir: str) -> CniFacts:
 
 def check_agent(path: str, timeout: float = 3.0) -> tuple[str, str]:
     """Ask the agent for its status over the unix socket."""
-    from flatnet.agent.client import AgentReplyError, NoAgent, request
+    from flatnet.agent.protocol import AgentReplyError, NoAgent, request
 
     try:
         reply = request(path, {"v": 1, "op": "status"}, timeout=timeout)

@@ -14,17 +14,16 @@ import json
 import os
 import re
 import subprocess
-import sys
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
+from flatnet import forwarder
 from flatnet.datapath import labnet
 from flatnet.errors import INTERNAL, ConfigError, FlatnetError
 from flatnet.lab import netconf, procs
 from flatnet.lab.topology import POD_NS_PREFIX, default_topology
 
-PLUGIN_ARGV = [sys.executable, "-m", "flatnet.plugin"]
 CNI_PATH = "/opt/cni/bin:/usr/lib/cni"
 PLUGIN_TIMEOUT = 60.0
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
@@ -103,13 +102,14 @@ def _exec_plugin(command: str, pod: Pod, conf: dict[str, Any]) -> dict[str, Any]
         "CNI_IFNAME": "eth0",
         "CNI_ARGS": f"K8S_POD_NAMESPACE={pod.namespace};K8S_POD_NAME={pod.name}",
         "CNI_PATH": CNI_PATH,
-        # used only when the node's agent is not running (in-process fallback)
+        # used only when the node's agent is not running (the forwarder execs the in-process mode)
+        "FLATNET_INPROCESS": forwarder.inprocess_entry(),
         "FLATNET_LOCK_DIR": procs.path("locks"),
         "FLATNET_NODE": pod.node,
         "FLATNET_HOST_NETNS": conf.get("hostNetns", ""),
     }
     try:
-        proc = subprocess.run(PLUGIN_ARGV, input=json.dumps(conf), env=env, text=True,
+        proc = subprocess.run([forwarder.path()], input=json.dumps(conf), env=env, text=True,
                               capture_output=True, timeout=PLUGIN_TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
         raise FlatnetError(f"CNI {command} of pod {pod.name} took over {PLUGIN_TIMEOUT:.0f}s",
@@ -138,9 +138,10 @@ def network_status(node: str, network: str) -> None:
     conf = {**_node_config(node, network), "cniVersion": "1.1.0"}  # STATUS: 1.1.0 on
     env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
            "CNI_COMMAND": "STATUS", "CNI_PATH": CNI_PATH,
+           "FLATNET_INPROCESS": forwarder.inprocess_entry(),
            "FLATNET_LOCK_DIR": procs.path("locks"), "FLATNET_NODE": node,
            "FLATNET_HOST_NETNS": conf.get("hostNetns", "")}
-    proc = subprocess.run(PLUGIN_ARGV, input=json.dumps(conf), env=env, text=True,
+    proc = subprocess.run([forwarder.path()], input=json.dumps(conf), env=env, text=True,
                           capture_output=True, timeout=PLUGIN_TIMEOUT, check=False)
     if proc.returncode != 0:
         try:

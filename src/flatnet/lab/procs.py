@@ -121,16 +121,9 @@ def _reap(pid: int) -> None:
 
 def agent_status(sock_path: str, timeout: float = 2.0) -> dict[str, Any] | None:
     """The agent's status answer (its metrics), or None when nothing answers there."""
-    from flatnet.plugin import AgentReplyError, NoAgent, request
+    from flatnet.agent import protocol
 
-    try:
-        reply = request(sock_path, {"v": 1, "op": "status"}, timeout=timeout)
-    except (NoAgent, AgentReplyError, OSError):
-        return None
-    if reply.get("exit") != 0:
-        return None
-    metrics = reply.get("metrics")
-    return metrics if isinstance(metrics, dict) else {}
+    return protocol.status(sock_path, timeout)
 
 
 def socket_answers(sock_path: str, timeout: float = 2.0) -> bool:

@@ -1,0 +1,50 @@
+"""Where the CNI plugin executable is, for everything in Python that execs it.
+
+The plugin runtimes exec is the native forwarder (native/forwarder/flatnet.c). The lab,
+chaos, bench and tests exec the forwarder built from this source tree when there is one
+(``make -C native/forwarder``, a no-op when up to date), so they test the code they ship
+with; an installed package without the tree uses /opt/cni/bin/flatnet. $FLATNET_FORWARDER
+overrides both. ``inprocess_entry`` names the no-agent entry point (``flatnet-inprocess``)
+for $FLATNET_INPROCESS.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from flatnet.errors import FlatnetError
+
+SOURCE = Path(__file__).resolve().parents[2] / "native" / "forwarder"
+INSTALLED = "/opt/cni/bin/flatnet"
+_built: str | None = None
+
+
+def path() -> str:
+    """The forwarder executable to exec (built from the tree first when the tree is here)."""
+    global _built
+    override = os.environ.get("FLATNET_FORWARDER")
+    if override:
+        return override
+    if not (SOURCE / "Makefile").is_file():
+        return INSTALLED
+    if _built is None:
+        proc = subprocess.run(["make", "-s", "-C", str(SOURCE)], capture_output=True, text=True,
+                              timeout=300, check=False)
+        binary = SOURCE / "build" / "flatnet"
+        if proc.returncode != 0 or not binary.is_file():
+            raise FlatnetError(f"cannot build the CNI forwarder in {SOURCE}: "
+                               f"{(proc.stderr or proc.stdout).strip()[-400:]}",
+                               "install musl-tools (scripts/setup.sh does) and run make -C native/forwarder")
+        _built = str(binary)
+    return _built
+
+
+def inprocess_entry() -> str:
+    """The ``flatnet-inprocess`` executable next to this interpreter (the venv's bin/)."""
+    candidate = os.path.join(os.path.dirname(sys.executable), "flatnet-inprocess")
+    if not os.access(candidate, os.X_OK):
+        raise FlatnetError(f"{candidate} is missing", "reinstall flatnet (make setup, or pip install -e .)")
+    return candidate
