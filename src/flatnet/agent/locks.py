@@ -16,9 +16,10 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
+from flatnet import defaults
 from flatnet.errors import TRY_AGAIN_LATER, FlatnetError
 
-DEFAULT_LOCK_DIR = "/run/flatnet/locks"
+DEFAULT_LOCK_DIR = defaults.LOCK_DIR
 
 
 class ContainerLocks:

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, TypeVar
 from flatnet.agent import nsproof, overlay
 from flatnet.agent.locks import DEFAULT_LOCK_DIR, ContainerLocks
 from flatnet.agent.spec import build_result, build_spec, requested_ips
+from flatnet.ipam.store import DEFAULT_STORE
 from flatnet.datapath import modes, netns
 from flatnet.datapath.api import AttachSpec, Datapath
 from flatnet.errors import (
@@ -103,7 +104,7 @@ class Service:
         explicit = isinstance(raw_ipam, dict) and "store" in raw_ipam
         if not explicit and self.default_store is not None:
             return dict(self.default_store)
-        return dict(conf.store or {"type": "sqlite", "path": "/var/lib/flatnet/ipam.db"})
+        return dict(conf.store or DEFAULT_STORE)
 
     def _open(self, conf: Any) -> tuple[Store, Any]:
         """(store, Ipam) for this config's store, opened once per distinct store config."""

@@ -7,6 +7,7 @@ import logging
 import socket
 import sys
 
+from flatnet import defaults
 from flatnet.cli.common import DEFAULT_SOCKET, parse_store_url, store_arg
 
 EPILOG = """\
@@ -40,7 +41,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--node", default=socket.gethostname(), metavar="NAME",
                    help="node name recorded with every lease (default: %(default)s)")
     store_arg(p, default=None)
-    p.add_argument("--lock-dir", default="/run/flatnet/locks", metavar="DIR",
+    p.add_argument("--lock-dir", default=defaults.LOCK_DIR, metavar="DIR",
                    help="per-container lock files, shared with the plugin (default: %(default)s)")
     p.add_argument("--allow-uid", type=int, action="append", default=None, metavar="UID",
                    help="also serve peers with this uid (default: root only)")

@@ -9,15 +9,15 @@ stderr and a non-zero exit (never a traceback).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Callable
 
-from flatnet.errors import ConfigError, FlatnetError
+from flatnet import defaults
+from flatnet.errors import FlatnetError
 
-DEFAULT_STORE_PATH = "/var/lib/flatnet/ipam.db"
+DEFAULT_STORE_PATH = defaults.SQLITE_PATH
 DEFAULT_STORE_URL = f"sqlite:{DEFAULT_STORE_PATH}"
-DEFAULT_SOCKET = "/run/flatnet/agent.sock"
+DEFAULT_SOCKET = defaults.AGENT_SOCKET
 
 STORE_HELP = (
     "address store: sqlite:/path/to/ipam.db | etcd:http://host:port[,http://host2:port] "
@@ -27,39 +27,12 @@ STORE_HELP = (
 
 
 def parse_store_url(url: str) -> dict:
-    """Turn ``sqlite:/p`` / ``etcd:http://h:p[,..]`` / ``memory`` into an ``open_store`` config.
+    """Turn ``sqlite:/p`` / ``etcd:http://h:p[,..]`` / ``memory`` / the JSON of an ipam.store
+    section into an ``open_store`` config (the store registry's ``store_from_url``, imported
+    lazily: it loads every store)."""
+    from flatnet.ipam.store import store_from_url
 
-    The URL form exists because a store is typed on command lines far more often than
-    edited in JSON; the dict form is what ``flatnet.ipam.store.open_store`` takes.
-    """
-    text = url.strip()
-    if text.startswith("{"):  # the JSON form of ipam.store (TLS files, credentials)
-        import json
-
-        try:
-            cfg = json.loads(text)
-        except ValueError as exc:
-            raise ConfigError(f"--store: not valid JSON: {exc}",
-                              'e.g. {"type": "etcd", "endpoints": ["https://h:2379"], '
-                              '"caFile": "/etc/flatnet/etcd/ca.crt"}') from None
-        if not isinstance(cfg, dict) or cfg.get("type") not in ("sqlite", "etcd", "memory"):
-            raise ConfigError("--store: a JSON store must be an object with \"type\": "
-                              "sqlite, etcd or memory")
-        return cfg
-    if text == "memory":
-        return {"type": "memory"}
-    kind, sep, rest = text.partition(":")
-    if sep and kind == "sqlite" and rest:
-        return {"type": "sqlite", "path": os.path.abspath(rest)}
-    if sep and kind == "etcd" and rest:
-        endpoints = [e.strip() for e in rest.split(",") if e.strip()]
-        bad = [e for e in endpoints if not e.startswith(("http://", "https://"))]
-        if endpoints and not bad:
-            return {"type": "etcd", "endpoints": endpoints}
-    raise ConfigError(
-        f"--store {url!r} is not a store URL",
-        "use sqlite:/var/lib/flatnet/ipam.db, etcd:http://127.0.0.1:2379 or memory",
-    )
+    return store_from_url(url)
 
 
 def store_arg(parser: argparse.ArgumentParser, default: str | None = DEFAULT_STORE_URL) -> None:

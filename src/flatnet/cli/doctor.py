@@ -11,6 +11,7 @@ import argparse
 import json
 from typing import Any
 
+from flatnet import defaults
 from flatnet.cli.common import DEFAULT_SOCKET, parse_store_url
 from flatnet.errors import ConfigError
 
@@ -51,9 +52,9 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                    "(default: the store named in the flatnet CNI config)")
     n.add_argument("--node-json", metavar="FILE", help="this node's object (kubectl get node "
                    "NAME -o json) to compare the hostname label")
-    n.add_argument("--cni-conf-dir", default="/etc/cni/net.d", metavar="DIR")
-    n.add_argument("--cni-bin-dir", default="/opt/cni/bin", metavar="DIR")
-    n.add_argument("--state-dir", default="/var/lib/flatnet", metavar="DIR",
+    n.add_argument("--cni-conf-dir", default=defaults.CNI_CONF_DIR, metavar="DIR")
+    n.add_argument("--cni-bin-dir", default=defaults.CNI_BIN_DIR, metavar="DIR")
+    n.add_argument("--state-dir", default=defaults.STATE_DIR, metavar="DIR",
                    help="the agent's --state-dir: was this node declared dead and reclaimed? "
                         "(default: %(default)s)")
     n.add_argument("--no-probe", action="store_true", help="skip the kernel probes (not root)")
@@ -94,12 +95,11 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     usage = _read_json(args.usage, "--usage") if args.usage else None
     findings = analyze(dump, usage)
     if args.ipam_store:
-        try:  # a typo is a usage error, not a skipped check
-            parse_store_url(args.ipam_store)
-        except ConfigError as exc:
-            raise ConfigError(exc.msg.replace("--store", "--ipam-store"), exc.details) from None
+        from flatnet.ipam.store import store_from_url
+
+        store = store_from_url(args.ipam_store, "--ipam-store")  # a typo is a usage error
         try:
-            findings += check_pools(usage_from_store(args.ipam_store))
+            findings += check_pools(usage_from_store(store))
         except Exception as exc:  # noqa: BLE001 - an unreachable store skips one check
             findings.append(Finding("warn", "pools-skipped", "Pool/*",
                                     f"pool usage not checked: {type(exc).__name__}: {exc}",

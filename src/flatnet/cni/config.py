@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from flatnet import defaults
 from flatnet.cni import _fields as f
 from flatnet.cni import version as _v
 from flatnet.cni.ipamconf import parse_ipam
@@ -23,7 +24,7 @@ from flatnet.datapath import modes
 from flatnet.errors import ConfigError, DecodeError
 from flatnet.ipam.api import IPAddress, IPNetwork, PoolSpec
 
-DEFAULT_AGENT_SOCKET = "/run/flatnet/agent.sock"
+DEFAULT_AGENT_SOCKET = defaults.AGENT_SOCKET
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path minus the terminating NUL
 
 
@@ -51,8 +52,8 @@ class NetConf:
     prev_result: Result | None = None
     valid_attachments: list[ValidAttachment] | None = None  # GC only
     # overlay modes (None/defaults in the flat modes)
-    vni: int = 1
-    vxlan_port: int = 4789
+    vni: int = defaults.VNI
+    vxlan_port: int = defaults.VXLAN_PORT
     cluster_subnet: IPNetwork | None = None
     node_block_prefix: int | None = None
     node_name: str | None = None
@@ -199,8 +200,9 @@ def _socket(raw: object) -> str:
 
 def _overlay(conf: NetConf, raw: dict[str, Any]) -> None:
     """Fill the overlay (vxlan) fields and mirror them into ``conf.options`` for the datapath."""
-    conf.vni = f.integer(raw.get("vni"), "vni", 1, 16777215, default=1) or 1
-    conf.vxlan_port = f.integer(raw.get("vxlanPort"), "vxlanPort", 1, 65535, 4789) or 4789
+    conf.vni = f.integer(raw.get("vni"), "vni", 1, 16777215, default=defaults.VNI) or defaults.VNI
+    conf.vxlan_port = (f.integer(raw.get("vxlanPort"), "vxlanPort", 1, 65535, defaults.VXLAN_PORT)
+                       or defaults.VXLAN_PORT)
     subnet = f.network(raw.get("clusterSubnet"), "clusterSubnet", required=True)
     assert subnet is not None
     conf.cluster_subnet = subnet

@@ -14,16 +14,13 @@ from typing import Any
 from flatnet.cni import _fields as f
 from flatnet.errors import ConfigError
 from flatnet.ipam.api import DEFAULT_STICKY_HOLD, IPAddress, IPNetwork, PoolSpec
+from flatnet.ipam.store import STORE_KEYS, store_config
 
 IPAM_KEYS = ("type", "pools", "store")
 POOL_KEYS = ("name", "subnet", "rangeStart", "rangeEnd", "gateway", "exclude", "vlan",
              "sticky", "stickyHold", "routes")
 MAX_STICKY_HOLD = 365 * 86400  # a year: longer is almost surely seconds mistaken for something else
 ROUTE_KEYS = ("dst", "gw")
-STORE_KEYS = ("type", "path", "endpoints", "prefix", "timeout", "caFile", "certFile", "keyFile",
-              "usernameFile", "passwordFile")
-STORE_TYPES = ("sqlite", "etcd", "memory")
-DEFAULT_STORE: dict[str, Any] = {"type": "sqlite", "path": "/var/lib/flatnet/ipam.db"}
 
 
 def parse_ipam(raw: object, netname: str, mode: str,
@@ -131,42 +128,13 @@ def _route(raw: object, where: str, subnet: IPNetwork) -> tuple[IPNetwork, IPAdd
 
 
 def _store(raw: object) -> dict[str, Any]:
+    """The ``ipam.store`` section: keys checked here (with a suggestion for a typo), the
+    values by the store registry (``flatnet.ipam.store``), as for every other store config."""
     if raw is None:
-        return dict(DEFAULT_STORE)
+        return store_config(None)
     d = f.obj(raw, "ipam.store")
     f.check_keys(d, STORE_KEYS, "ipam.store")
-    kind = f.string(d.get("type"), "ipam.store.type", example="sqlite") or "sqlite"
-    if kind not in STORE_TYPES:
-        raise ConfigError(f"ipam.store.type {kind!r} is not supported; "
-                          f"use one of: {', '.join(STORE_TYPES)}")
-    out: dict[str, Any] = {"type": kind}
-    tls = [k for k in STORE_KEYS[5:] if k in d]
-    if tls and kind != "etcd":
-        raise ConfigError(f"ipam.store.{tls[0]} applies to an etcd store only, not {kind!r}")
-    if kind == "sqlite":
-        path = f.string(d.get("path"), "ipam.store.path", example=DEFAULT_STORE["path"])
-        out["path"] = path or DEFAULT_STORE["path"]
-        if not out["path"].startswith("/") and out["path"] != ":memory:":
-            raise ConfigError(f"ipam.store.path {out['path']!r} must be an absolute path, "
-                              f"e.g. {DEFAULT_STORE['path']!r}")
-    elif kind == "etcd":
-        from flatnet.ipam.store._etcdconf import check_endpoints, check_security
-
-        if d.get("endpoints") in (None, [], ""):
-            raise ConfigError('ipam.store.endpoints is required for an etcd store, e.g. '
-                              '["http://198.18.0.10:2379"]')
-        out["endpoints"] = check_endpoints(d.get("endpoints"))
-        out.update(check_security(d, out["endpoints"]).as_config())
-    prefix = f.string(d.get("prefix"), "ipam.store.prefix", example="/flatnet/")
-    if prefix is not None:
-        out["prefix"] = prefix
-    timeout = d.get("timeout")
-    if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 600:
-            raise ConfigError(f"ipam.store.timeout {timeout!r} must be a number of seconds in (0, 600], "
-                              "e.g. 2 (how long a store call may wait: SQLite's lock, etcd's answer)")
-        out["timeout"] = float(timeout)
-    return out
+    return store_config(d, "ipam.store")
 
 
 def parse_ip_list(items: list[Any], where: str) -> list[ipaddress.IPv4Interface

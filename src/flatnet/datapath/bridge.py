@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pyroute2 import IPRoute
 
-from flatnet import errors
+from flatnet import defaults, errors
 from flatnet.datapath import addrs, antispoof, links, netns, pod, routes, services
 from flatnet.datapath.api import AttachSpec, Attachment
 from flatnet.datapath.common import (
@@ -29,7 +29,7 @@ from flatnet.datapath.common import (
 )
 from flatnet.datapath.links import LinkInfo
 
-DEFAULT_BRIDGE = "fnbr0"
+DEFAULT_BRIDGE = defaults.BRIDGE
 
 
 def bridge_name(spec: AttachSpec) -> str:

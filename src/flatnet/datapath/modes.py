@@ -17,6 +17,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
+from flatnet import defaults
 from flatnet.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -137,6 +138,6 @@ def get(name: str) -> Mode:
 register(Mode("macvlan", "flatnet.datapath.macvlan:MacvlanDatapath", needs=("master",)))
 register(Mode("ipvlan", "flatnet.datapath.ipvlan:IpvlanDatapath", needs=("master",)))
 register(Mode("bridge", "flatnet.datapath.bridge:BridgeDatapath", keys=("bridge",),
-              defaults={"bridge": "fnbr0"}))
+              defaults={"bridge": defaults.BRIDGE}))
 register(Mode("vxlan", "flatnet.datapath.vxlan:VxlanDatapath", overlay=True,
               pools=POOLS_FROM_NODE_BLOCK, hooks="flatnet.agent.overlay:OverlayHooks"))

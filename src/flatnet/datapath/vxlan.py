@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from flatnet import errors
+from flatnet import defaults, errors
 from flatnet.datapath import addrs, links, netns, nft, pod, routes, sysctl
 from flatnet.datapath.api import AttachSpec, Attachment, IPNetwork, Route
 from flatnet.datapath.common import (
@@ -33,7 +33,7 @@ from flatnet.datapath.common import (
     require_host_netns, tmp_name, translate, undo_on_error, validate_spec,
 )
 
-DEFAULT_BRIDGE = "fnovl0"
+DEFAULT_BRIDGE = defaults.OVERLAY_BRIDGE
 NUD_PERMANENT, RTNH_F_ONLINK, AF_INET, AF_INET6 = 0x80, 4, 2, 10
 
 
@@ -92,7 +92,7 @@ def parse_options(options: dict) -> Opts:
     mtu = options.get("underlayMtu")
     return Opts(
         vni=port_like("vni", need("vni"), 1, 2**24 - 1),
-        port=port_like("port", options.get("port", 4789), 1, 65535),
+        port=port_like("port", options.get("port", defaults.VXLAN_PORT), 1, 65535),
         vtep=vtep, block=block, cluster=cluster,
         network=str(options.get("network") or "flatnet"), node=options.get("node"),
         bridge=str(options.get("bridge") or DEFAULT_BRIDGE),

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import socket
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,37 +121,10 @@ def check_agent(path: str, timeout: float = 3.0) -> tuple[str, str]:
 
 
 def check_store(cfg: dict[str, Any], timeout: float = 3.0) -> tuple[str, str]:
-    """Reach the store read-only: sqlite opened ro, etcd's /health over HTTP."""
-    kind = cfg.get("type")
-    if kind == "sqlite":
-        path = str(cfg.get("path") or "/var/lib/flatnet/ipam.db")
-        if not os.path.exists(path):
-            return "absent", f"{path} does not exist yet"
-        try:
-            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
-            try:
-                con.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
-            finally:
-                con.close()
-        except sqlite3.Error as exc:
-            return "broken", f"{path}: {exc}"
-        return "ok", path
-    if kind == "etcd":
-        import httpx
+    """Reach the store read-only, through the store registry's health check."""
+    from flatnet.ipam.store import store_health
 
-        errors = []
-        for ep in cfg.get("endpoints") or []:
-            try:
-                r = httpx.get(ep.rstrip("/") + "/health", timeout=timeout)
-                if r.status_code == 200 and str(r.json().get("health")) == "true":
-                    return "ok", ep
-                errors.append(f"{ep}: HTTP {r.status_code} {r.text[:80]}")
-            except (httpx.HTTPError, ValueError) as exc:
-                errors.append(f"{ep}: {exc}")
-        return "broken", "; ".join(errors) or "no endpoints configured"
-    if kind == "memory":
-        return "ok", "memory store (tests only)"
-    return "broken", f"unknown store type {kind!r}"
+    return store_health(cfg, timeout)
 
 
 def gather(socket_path: str, store: dict[str, Any] | None, conf_dir: str, bin_dir: str,

@@ -59,25 +59,21 @@ def check_pools(usage: list[tuple[str, int, int]]) -> list[Finding]:
     return out
 
 
-def usage_from_store(url: str) -> list[tuple[str, int, int]]:
-    """(name, size, used) for every pool defined in the store at ``url``.
+def usage_from_store(cfg: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """(name, size, used) for every pool defined in the store ``cfg`` (an open_store config).
 
-    Pools record their definition under ``pools/<name>/def`` at first use, so the store
-    alone says how big each pool is; ``Ipam.usage`` counts leases and sticky holds.
+    Pools record their definition in the store at first use, so ``Ipam.pools`` alone says
+    how big each pool is; ``Ipam.usage`` counts leases and sticky holds.
     """
-    from flatnet.cli.common import parse_store_url
     from flatnet.ipam import Ipam, open_store
-    from flatnet.ipam import records
 
-    store = open_store(parse_store_url(url))
+    store = open_store(cfg)
     try:
         ipam = Ipam(store)
         out = []
-        for entry in store.range("pools/"):
-            if entry.key.endswith("/def"):
-                spec = records.spec_from_json(entry.value)
-                used, total = ipam.usage(spec)
-                out.append((spec.name, total, used))
+        for spec in ipam.pools():
+            used, total = ipam.usage(spec)
+            out.append((spec.name, total, used))
         return out
     finally:
         store.close()

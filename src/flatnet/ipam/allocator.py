@@ -244,6 +244,11 @@ class Ipam:
                 out.append(done)
         return out
 
+    def pools(self) -> list[PoolSpec]:
+        """Every pool the store knows: each records its definition at first use."""
+        return [r.spec_from_json(e.value) for e in self.store.range("pools/")
+                if e.key.endswith("/def")]
+
     def usage(self, pool: PoolSpec) -> tuple[int, int]:
         """(addresses in use or reserved, usable addresses) of the pool as configured now."""
         pr = PoolRange(pool)

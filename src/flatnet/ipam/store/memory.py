@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from flatnet.ipam.api import Compare, Entry
 from flatnet.ipam.store._common import check_txn, compare_holds, prefix_upper
@@ -60,3 +60,25 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release; present to satisfy the Store protocol."""
+
+
+# ---- this store in the store registry (flatnet/ipam/store/__init__.py) ----
+KEYS: tuple[str, ...] = ()
+URL_EXAMPLE = "memory"
+
+
+def from_config(d: dict[str, Any], where: str) -> dict[str, Any]:
+    return {}
+
+
+def from_url(rest: str) -> dict[str, Any] | None:
+    """Just ``memory``: nothing follows the name."""
+    return {} if rest == "" else None
+
+
+def build(cfg: dict[str, Any]) -> MemoryStore:
+    return MemoryStore()
+
+
+def health(cfg: dict[str, Any], timeout: float) -> tuple[str, str]:
+    return "ok", "memory store (tests only)"

@@ -16,13 +16,15 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
-from flatnet.errors import IO_FAILURE, FlatnetError, StoreUnavailable
+from flatnet import defaults
+from flatnet.errors import IO_FAILURE, ConfigError, FlatnetError, StoreUnavailable
 from flatnet.ipam.api import Compare, Entry
+from flatnet.ipam.store import _conf
 from flatnet.ipam.store._common import check_txn, compare_holds, prefix_upper
 
-DEFAULT_PATH = "/var/lib/flatnet/ipam.db"
+DEFAULT_PATH = defaults.SQLITE_PATH
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS kv ("
@@ -39,7 +41,8 @@ class SqliteStore:
     *at once*, not one per thread it ever started (that leaked a file descriptor each).
     """
 
-    def __init__(self, path: str | os.PathLike[str] = DEFAULT_PATH, timeout: float = 5.0) -> None:
+    def __init__(self, path: str | os.PathLike[str] = DEFAULT_PATH,
+                 timeout: float = defaults.SQLITE_TIMEOUT) -> None:
         self.path = Path(path)
         self.timeout = timeout
         self._idle: list[sqlite3.Connection] = []
@@ -195,3 +198,41 @@ class SqliteStore:
                 conn.close()
             except sqlite3.Error:
                 pass
+
+
+# ---- this store in the store registry (flatnet/ipam/store/__init__.py) ----
+KEYS = ("path",)
+URL_EXAMPLE = f"sqlite:{DEFAULT_PATH}"
+
+
+def from_config(d: dict[str, Any], where: str) -> dict[str, Any]:
+    """The checked settings of an ``ipam.store`` section of type sqlite."""
+    path = _conf.text(d, "path", where, example=DEFAULT_PATH) or DEFAULT_PATH
+    if not path.startswith("/") and path != ":memory:":
+        raise ConfigError(f"{where}.path {path!r} must be an absolute path, e.g. {DEFAULT_PATH!r}")
+    return {"path": path}
+
+
+def from_url(rest: str) -> dict[str, Any] | None:
+    """``sqlite:<path>`` (relative paths are made absolute); None when malformed."""
+    return {"path": os.path.abspath(rest)} if rest else None
+
+
+def build(cfg: dict[str, Any]) -> SqliteStore:
+    return SqliteStore(cfg["path"], timeout=cfg.get("timeout", defaults.SQLITE_TIMEOUT))
+
+
+def health(cfg: dict[str, Any], timeout: float) -> tuple[str, str]:
+    """Open the file read-only and read its schema: ok | absent | broken, and what was seen."""
+    path = str(cfg.get("path") or DEFAULT_PATH)
+    if not os.path.exists(path):
+        return "absent", f"{path} does not exist yet"
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+        try:
+            con.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        return "broken", f"{path}: {exc}"
+    return "ok", path

@@ -1,0 +1,39 @@
+"""Every default path, port and timeout flatnet uses, in one place.
+
+Standard library only and imported by every layer (cni, ipam, datapath, agent, cli,
+doctor), so a default is changed here and nowhere else. A network config, a command-line
+option or an environment variable overrides each of them where it is used.
+"""
+
+from __future__ import annotations
+
+#: node state that survives a reboot (the embedded store)
+STATE_DIR = "/var/lib/flatnet"
+#: the embedded store: one SQLite file per node
+SQLITE_PATH = f"{STATE_DIR}/ipam.db"
+#: how long a SQLite call waits for another writer's lock, seconds
+SQLITE_TIMEOUT = 5.0
+
+#: runtime state that a reboot clears: the agent's socket and the per-container locks
+RUN_DIR = "/run/flatnet"
+AGENT_SOCKET = f"{RUN_DIR}/agent.sock"
+LOCK_DIR = f"{RUN_DIR}/locks"
+
+#: etcd's client port and the endpoint used when a config names none
+ETCD_PORT = 2379
+ETCD_ENDPOINT = f"http://127.0.0.1:{ETCD_PORT}"
+#: every key of one flatnet cluster lives under this prefix (clusters can share an etcd)
+ETCD_PREFIX = "/flatnet/"
+#: how long one etcd call may take before the next endpoint is tried, seconds
+ETCD_TIMEOUT = 2.0
+
+#: where the container runtime looks for network configs and plugin binaries
+CNI_CONF_DIR = "/etc/cni/net.d"
+CNI_BIN_DIR = "/opt/cni/bin"
+
+#: the bridge of mode bridge, and the overlay's bridge behind the VXLAN device
+BRIDGE = "fnbr0"
+OVERLAY_BRIDGE = "fnovl0"
+#: the IANA VXLAN port and the VNI used when a config names none
+VXLAN_PORT = 4789
+VNI = 1
