@@ -52,7 +52,7 @@ def _spec(topo: Topology, pod_ns: str, n: int, **kw: object) -> AttachSpec:
     return replace(spec, **kw) if kw else spec
 
 
-@pytest.mark.skipif(not HAS_IPVLAN, reason="kernel lacks CONFIG_IPVLAN (probed in a throwaway netns)")
+@pytest.mark.kernel_feature("ipvlan")
 def test_ipvlan_pod_is_reachable(topo: Topology) -> None:
     pod_ns = topo.pod()
     spec = _spec(topo, pod_ns, 1)

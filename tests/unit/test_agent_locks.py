@@ -38,9 +38,14 @@ def test_threads_exclude_each_other(tmp_path: Any) -> None:
 
 def test_different_containers_do_not_block(tmp_path: Any) -> None:
     locks = ContainerLocks(str(tmp_path), timeout=5)
+    entered = []
     with locks.hold("a"):
-        with locks.hold("b"):
-            pass
+        with locks.hold("b", timeout=0):  # one try: raises if "a" held it up
+            entered.append("b")
+        with pytest.raises(FlatnetError) as info:  # while the same container does block
+            with locks.hold("a", timeout=0):
+                entered.append("a again")
+    assert entered == ["b"] and info.value.code == 11
 
 
 def _hold_in_child(directory: str, ready: Any, release: Any) -> None:

@@ -129,3 +129,28 @@ def test_agent_refuses_a_negative_reconcile_interval_before_starting(tmp_path: A
     assert proc.returncode == 2
     assert "--reconcile-every must be >= 0" in proc.stderr and "Traceback" not in proc.stderr
     assert not sock.parent.exists()  # nothing was set up
+
+
+def test_a_missing_extra_names_the_package_and_an_own_import_error_is_raised(
+        monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    import importlib
+
+    import flatnet.cli.main as cli_main
+
+    real = importlib.import_module
+
+    def fake(name: str, missing: str) -> Any:
+        def imp(mod: str, *a: Any) -> Any:
+            if mod == name:
+                raise ModuleNotFoundError(f"No module named {missing!r}", name=missing)
+            return real(mod, *a)
+        return imp
+
+    monkeypatch.setattr(cli_main.importlib, "import_module", fake("flatnet.cli.bench", "matplotlib"))
+    assert cli_main.main(["bench"]) == 1
+    err = capsys.readouterr().err
+    assert "'flatnet bench' needs the Python package 'matplotlib'" in err and "[lab]" in err
+    assert cli_main.main(["version"]) == 0  # the other commands still work
+    monkeypatch.setattr(cli_main.importlib, "import_module", fake("flatnet.cli.lab", "flatnet.lab.gone"))
+    with pytest.raises(ModuleNotFoundError):
+        cli_main.build_parser()

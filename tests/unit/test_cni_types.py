@@ -29,9 +29,21 @@ def sample() -> Result:
     )
 
 
-def test_supported_list_matches_package() -> None:
-    import flatnet
-    assert SUPPORTED == flatnet.SUPPORTED_VERSIONS == ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+def test_version_answers_every_supported_version_oldest_first() -> None:
+    """What VERSION tells a runtime is the spec versions the result types implement."""
+    import io
+
+    from flatnet.cni import dispatch
+
+    assert SUPPORTED == ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+    out = io.StringIO()
+    assert dispatch(None, {"CNI_COMMAND": "VERSION"},  # type: ignore[arg-type]
+                    b'{"cniVersion": "1.1.0"}', out) == 0
+    answer = json.loads(out.getvalue())
+    assert answer["supportedVersions"] == list(SUPPORTED)
+    assert answer["cniVersion"] == v.LATEST == SUPPORTED[-1]
+    for ver in SUPPORTED:  # each one is a shape to_json knows
+        assert sample().to_json(ver)["cniVersion"] == ver
 
 
 @pytest.mark.parametrize("ver", OLD)

@@ -1,9 +1,10 @@
 """The ``flatnet`` command: one entry point, subcommands found by module.
 
 Each subcommand lives in ``flatnet.cli.<name>`` and exposes ``register(subparsers)``,
-which adds its parser(s) and sets ``func`` (``func(args) -> int``). Optional modules
-written later (lab, check, bench, doctor) are picked up when present and skipped when
-absent, so the command always starts even while parts of the project are missing.
+which adds its parser(s) and sets ``func`` (``func(args) -> int``). Every module is
+imported; the only failure tolerated is a missing third-party package of an optional
+part (the lab/bench extra): that command then says what to install, the others work.
+Any other import error is a bug and surfaces as one.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ import argparse
 import importlib
 import json
 import sys
+from typing import Callable
 
 from flatnet import SUPPORTED_VERSIONS, __version__
 from flatnet.cli.common import run_command
 
+#: the distribution's name on PyPI (the import name is flatnet)
+DIST_NAME = "flatnet-cni"
 #: subcommand modules, in the order they appear in --help
 SUBCOMMAND_MODULES = ("agent", "ipam", "lab", "check", "bench", "doctor")
 
@@ -49,15 +53,16 @@ def _cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unavailable(name: str, exc: BaseException) -> "argparse._SubParsersAction":
-    """A command whose module failed to import: say why when someone runs it."""
+def _unavailable(name: str, missing: str) -> Callable[[argparse.Namespace], int]:
+    """A command whose optional dependency is not installed: say what to install."""
 
     def func(_args: argparse.Namespace) -> int:
-        print(f"flatnet: error: 'flatnet {name}' is unavailable: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
+        print(f"flatnet: error: 'flatnet {name}' needs the Python package {missing!r}, which "
+              f"is not installed: install flatnet with its extras, e.g. "
+              f"pip install '{DIST_NAME}[lab]'", file=sys.stderr)
         return 1
 
-    return func  # type: ignore[return-value]
+    return func
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,18 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(modname)
         except ModuleNotFoundError as exc:
-            if exc.name == modname:
-                continue  # optional module not written (yet): no such command
-            p = sub.add_parser(name, help=f"(unavailable: {exc})")
-            p.set_defaults(func=_unavailable(name, exc))
+            if not exc.name or exc.name.partition(".")[0] == "flatnet":
+                raise  # our own module is missing: a packaging bug, not an option
+            p = sub.add_parser(name, help=f"(needs {exc.name}: not installed)")
+            p.set_defaults(func=_unavailable(name, exc.name))
             continue
-        except Exception as exc:  # noqa: BLE001 - a broken module must not break the CLI
-            p = sub.add_parser(name, help=f"(unavailable: {exc})")
-            p.set_defaults(func=_unavailable(name, exc))
-            continue
-        register = getattr(module, "register", None)
-        if callable(register):
-            register(sub)
+        module.register(sub)
     return parser
 
 

@@ -3,9 +3,10 @@
 ADD plan, each step undone on failure:
   1. checks: container netns exists, ``ifname`` free there, ``master`` exists in the host netns
   2. parent: ``master`` or its 802.1Q sub-interface ``<master>.<vlan>`` (created on demand, kept)
-  3. child link with a temporary name in the host netns (MTU defaults to the parent's)
-  4. move it into the container netns, then ``pod.adopt`` (rename, MAC, addrs, up, routes, announce)
-  5. node side: shim sibling + ``<pod ip>/32`` and ``/128`` routes through it
+  3. child link with a temporary name, created directly inside the container netns (the
+     kernel is told the parent's index in the host netns; MTU defaults to the parent's),
+     then ``pod.adopt`` (rename, MAC, addrs, up, routes, announce)
+  4. node side: shim sibling + ``<pod ip>/32`` and ``/128`` routes through it
 DEL removes the pod link and the host routes; the shim and VLAN sub-interface stay for other pods.
 """
 
