@@ -56,7 +56,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                    help="etcd stores: reclaim the leases of a node whose heartbeat has been gone "
                         "this long (sticky addresses stay reserved; 0 never reclaims; "
                         "default: %(default)s)")
-    p.add_argument("--state-dir", default="/var/lib/flatnet", metavar="DIR",
+    p.add_argument("--state-dir", default=defaults.STATE_DIR, metavar="DIR",
                    help="where the agent remembers its etcd stores and records that this node "
                         "was reclaimed, for 'flatnet doctor node' (default: %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="log errors only")
