@@ -86,6 +86,7 @@ class Service:
         self._datapath_factory = datapath_factory or _default_datapath_factory
         self._store_factory = store_factory or _default_store_factory
         self._stores: dict[str, tuple[Store, Any]] = {}
+        self._store_cfgs: list[dict] = []
         self._datapaths: dict[str, Datapath] = {}
         self._hooks: dict[str, modes.ModeHooks] = {}
         self._cache_lock = threading.Lock()
@@ -122,9 +123,15 @@ class Service:
             store = self._store_factory(cfg)
             pair = (store, Ipam(store))
             self._stores[key] = pair
+            self._store_cfgs.append(dict(cfg))
         if self.on_store_opened is not None:
             self.on_store_opened(dict(cfg))
         return pair
+
+    def opened_stores(self) -> list[dict]:
+        """Every store config opened so far (the agent records them: ``agent/storestate.py``)."""
+        with self._cache_lock:
+            return [dict(c) for c in self._store_cfgs]
 
     def ipam(self, conf: Any) -> Any:
         """The ``Ipam`` over this config's store."""

@@ -24,6 +24,8 @@ The plugin (/opt/cni/bin/flatnet) finds the agent through the config's agentSock
 $FLATNET_AGENT_SOCKET or /run/flatnet/agent.sock; with no agent it works in-process.
 Leases of containers that vanished without a DEL (their netns path is gone) are reclaimed
 by the agent itself every --reconcile-every seconds; the CNI GC verb does the same on demand.
+The stores the agent uses are recorded in stores.json beside the socket, so that
+`flatnet ipam ls` on this node finds them without --store.
 Stop with SIGTERM or Ctrl-C: the socket file is removed.
 """
 
@@ -79,6 +81,18 @@ def run(args: argparse.Namespace) -> int:
     default_store = parse_store_url(args.store) if args.store else None
     service = Service(host_netns=args.netns, node=args.node, default_store=default_store,
                       lock_dir=args.lock_dir)
+    from flatnet.agent import storestate
+
+    state = storestate.state_path(args.socket)  # where `flatnet ipam ls` looks for our stores
+
+    def record_stores(cfgs: list[dict]) -> None:
+        try:
+            storestate.record(state, cfgs, args.node)
+        except OSError as exc:  # for tools only: serving comes first
+            logging.getLogger("flatnet.agent").warning("cannot record the stores in %s: %s", state, exc)
+
+    if default_store is not None:
+        record_stores([default_store])
     from flatnet.agent.overlay import PeerSync
 
     service.peer_sync = PeerSync()  # learn overlay peers that join after our last ADD
@@ -89,7 +103,12 @@ def run(args: argparse.Namespace) -> int:
     from flatnet.agent.heartbeats import Heartbeats
 
     beats = Heartbeats(service, args.heartbeat_ttl, args.dead_node_grace, args.state_dir)
-    service.on_store_opened = beats.store_opened
+
+    def store_opened(cfg: dict) -> None:
+        beats.store_opened(cfg)
+        record_stores(service.opened_stores())
+
+    service.on_store_opened = store_opened
     beats.resume()  # the etcd stores served before a restart: beat before the first request
     if default_store is not None:
         try:

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
+import os
+import time
 from typing import Any
 
-from flatnet.cli.common import parse_store_url, store_arg
+from flatnet.cli.common import (
+    DEFAULT_SOCKET, DEFAULT_STORE_PATH, DEFAULT_STORE_URL, parse_store_url, store_arg,
+)
 from flatnet.errors import ConfigError
 
 EPILOG = """\
+Without --store, the commands use the stores the node's agent recorded in
+/run/flatnet/stores.json (beside $FLATNET_AGENT_SOCKET when set), else the default SQLite
+store. They never create a store: a --store that names none is an error.
+
 examples:
-  flatnet ipam ls                                      every lease in the default SQLite store
+  flatnet ipam ls                                      leases, reservations of the agent's store(s)
+  flatnet ipam ls --json
   flatnet ipam ls --store etcd:http://127.0.0.1:2379 --pool flat-v4
   flatnet ipam show 198.18.100.33                      who holds this address
   flatnet ipam show flat-v4                            a pool: leases and sticky addresses
@@ -27,14 +37,16 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.set_defaults(func=None, _parser=p)
     sub = p.add_subparsers(dest="ipam_command", metavar="SUBCOMMAND")
 
-    ls = sub.add_parser("ls", help="list leases: pool, address, container, ifname, pod, node")
-    store_arg(ls)
+    ls = sub.add_parser("ls", help="list leases (pool, address, container, ifname, pod, node), "
+                                   "sticky reservations and per-pool counters")
+    store_arg(ls, default=None)
     ls.add_argument("--pool", help="only this pool")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=cmd_ls)
 
     show = sub.add_parser("show", help="one pool's leases or one address's holder")
     show.add_argument("target", metavar="POOL|IP")
-    store_arg(show)
+    store_arg(show, default=None)
     show.set_defaults(func=cmd_show)
 
     rel = sub.add_parser("release", help="free addresses by hand (a leaked attachment)",
@@ -45,16 +57,53 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     rel.add_argument("--ip", metavar="IP")
     rel.add_argument("--forget-sticky", metavar="NS/NAME",
                      help="also drop the pod's sticky address in that pool so others may get it")
-    store_arg(rel)
+    store_arg(rel, default=None)
     rel.set_defaults(func=cmd_release)
 
 
-def _open(url: str) -> Any:
-    cfg = parse_store_url(url)  # a typo in --store is reported before anything is imported
+def _configs(url: str | None) -> list[dict]:
+    """The store(s) to look at: --store, else the agent's record, else the default SQLite."""
+    if url:
+        return [parse_store_url(url)]  # a typo in --store is reported before anything is imported
+    from flatnet.agent import storestate
+
+    sock = os.environ.get("FLATNET_AGENT_SOCKET") or DEFAULT_SOCKET
+    recorded = storestate.load(storestate.state_path(sock))
+    return recorded or [parse_store_url(DEFAULT_STORE_URL)]
+
+
+def describe(cfg: dict) -> str:
+    if cfg.get("type") == "sqlite":
+        return f"sqlite:{cfg.get('path', DEFAULT_STORE_PATH)}"
+    if cfg.get("type") == "etcd":
+        return "etcd:" + ",".join(cfg.get("endpoints") or []) + (
+            f" (prefix {cfg['prefix']})" if cfg.get("prefix") else "")
+    return str(cfg.get("type"))
+
+
+def _open_existing(cfg: dict) -> Any:
+    """An ``Ipam`` over an existing store; a read or repair never creates one."""
+    if cfg.get("type") == "memory":
+        raise ConfigError("--store memory holds nothing outside the process that made it",
+                          "give the store the agent uses: sqlite:/path/to/ipam.db or etcd:http://host:2379")
+    if cfg.get("type") == "sqlite":
+        path = cfg.get("path") or DEFAULT_STORE_PATH
+        if not os.path.isfile(path):
+            where = "its directory does not exist either" if not os.path.isdir(os.path.dirname(path)) \
+                else "the file does not exist"
+            raise ConfigError(
+                f"no flatnet store exists at {path} ({where}); nothing was created",
+                "check the path: the agent records its store in /run/flatnet/stores.json; "
+                "give it as --store sqlite:/var/lib/flatnet/ipam.db or --store etcd:http://host:2379")
     from flatnet.ipam import Ipam
     from flatnet.ipam.store import open_store
 
     return Ipam(open_store(cfg))
+
+
+def _open(url: str | None) -> Any:
+    """The one store a show/release works on (the first the agent recorded, without --store)."""
+    return _open_existing(_configs(url)[0])
 
 
 def _table(title: str, leases: list[Any]) -> None:
@@ -72,10 +121,64 @@ def _table(title: str, leases: list[Any]) -> None:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    ipam = _open(args.store)
-    leases = ipam.leases(args.pool) if args.pool else ipam.leases()
-    _table(f"{len(leases)} lease(s)" + (f" in {args.pool}" if args.pool else ""), leases)
+    cfgs = _configs(args.store)
+    views = [(describe(cfg), _open_existing(cfg)) for cfg in cfgs]  # every store exists first
+    out: dict[str, Any] = {"leases": [], "reservations": [], "quarantined": [], "pools": {}}
+    for where, ipam in views:
+        leases = ipam.leases(args.pool) if args.pool else ipam.leases()
+        reservations = ipam.reservations(args.pool)
+        quarantined = ipam.quarantined(args.pool) if hasattr(ipam, "quarantined") else []
+        out["leases"] += [_lease_json(l, where) for l in leases]
+        out["reservations"] += [{"store": where, "pool": x.pool, "address": str(x.ip), "pod": x.pod,
+                                 "since": x.since, "until": x.until} for x in reservations]
+        out["quarantined"] += [{"store": where, **q} for q in quarantined]
+        for name in ([args.pool] if args.pool else ipam.pool_names()):
+            stats = ipam.stats(name)
+            if stats:
+                out["pools"][name] = stats
+        if not args.json:
+            _table(f"{len(leases)} lease(s)" + (f" in {args.pool}" if args.pool else "")
+                   + f" — {where}", leases)
+            _reservation_table(reservations, quarantined)
+    if args.json:
+        print(json.dumps(out, indent=2, sort_keys=True))
+    elif out["pools"]:
+        for name, stats in sorted(out["pools"].items()):
+            print(f"pool {name}: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items())))
     return 0
+
+
+def _lease_json(lease: Any, where: str) -> dict[str, Any]:
+    o = lease.owner
+    return {"store": where, "pool": lease.pool, "address": str(lease.address),
+            "container": o.container_id, "ifname": o.ifname, "network": o.network, "pod": o.pod,
+            "node": o.node, "sticky": lease.sticky, "since": lease.extra.get("time")}
+
+
+def _reservation_table(reservations: list[Any], quarantined: list[dict]) -> None:
+    if not reservations and not quarantined:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    now = time.time()
+    table = Table(title=f"{len(reservations)} reservation(s), {len(quarantined)} quarantined")
+    for col in ("pool", "address", "held for", "why", "until"):
+        table.add_column(col)
+    for x in reservations:
+        left = x.until - now
+        table.add_row(x.pool, str(x.ip), x.pod, "sticky (pod gone)",
+                      f"in {_dur(left)}" if left > 0 else f"expired {_dur(-left)} ago (reusable)")
+    for q in quarantined:
+        left = float(q.get("until", 0)) - now
+        table.add_row(q["pool"], q["address"], "-", f"conflict: {q.get('why', '?')}",
+                      f"retry in {_dur(left)}" if left > 0 else "retry due")
+    Console().print(table)
+
+
+def _dur(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -92,7 +195,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         _table(f"{ip}", held)
         return 0
     leases = ipam.leases(args.target)
-    sticky = ipam.sticky(args.target) if hasattr(ipam, "sticky") else {}
+    sticky = ipam.sticky(args.target)
     if not leases and not sticky:
         print(f"pool {args.target!r} holds no leases (is the name right? see 'flatnet ipam ls')")
         return 1

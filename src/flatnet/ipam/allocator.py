@@ -271,8 +271,7 @@ class Ipam:
     def reservations(self, pool: str | PoolSpec | None = None) -> list[Reservation]:
         """Sticky addresses kept for pods that are gone, oldest expiry first (per pool)."""
         if pool is None:
-            names = sorted({unquote(e.key.split("/")[1]) for e in self.store.range("pools/")
-                            if e.key.endswith("/def")})
+            names = self.pool_names()
         else:
             names = [pool.name if isinstance(pool, PoolSpec) else pool]
         out = []
@@ -285,6 +284,11 @@ class Ipam:
                     out.append(Reservation(name, ip, res["reserved_for"], float(res["time"]),
                                            float(res["until"])))
         return out
+
+    def pool_names(self) -> list[str]:
+        """Every pool the store knows (admin tools; reads the whole ``pools/`` range)."""
+        return sorted({unquote(e.key.split("/")[1]) for e in self.store.range("pools/")
+                       if e.key.endswith("/def")})
 
     def stats(self, pool: str | PoolSpec) -> dict[str, int]:
         """Counters of the pool: reservations taken over within their hold, and expired."""

@@ -1,0 +1,45 @@
+"""Which stores the node's agent uses, written where read-only tools can find them.
+
+``flatnet ipam ls`` run on a node should look at the store the agent there uses without
+being told: the agent may take it from ``--store`` or from each network config's
+``ipam.store``. The agent therefore keeps ``stores.json`` next to its socket (by default
+``/run/flatnet/stores.json``, on the host through the DaemonSet's ``/run/flatnet`` mount):
+the store configs it has opened, rewritten (atomically, mode 0600) whenever it opens a new
+one. Configs hold file paths of TLS material and credentials, never their contents.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+STATE_NAME = "stores.json"
+
+
+def state_path(socket_path: str) -> str:
+    """``stores.json`` beside the agent socket."""
+    return os.path.join(os.path.dirname(os.path.abspath(socket_path)), STATE_NAME)
+
+
+def record(path: str, stores: list[dict[str, Any]], node: str | None = None) -> None:
+    """Write the list of store configs (best effort is the caller's choice)."""
+    os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"node": node, "pid": os.getpid(), "stores": stores}, fh, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def load(path: str) -> list[dict[str, Any]] | None:
+    """The recorded store configs; None when there is no (readable) state file."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    stores = data.get("stores") if isinstance(data, dict) else None
+    if not isinstance(stores, list):
+        return None
+    return [s for s in stores if isinstance(s, dict) and s.get("type") in ("sqlite", "etcd", "memory")]

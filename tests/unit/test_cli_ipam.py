@@ -1,0 +1,102 @@
+"""``flatnet ipam ls``: leases next to reservations, --json, the agent's store found without
+--store, and a read that never creates a store."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from flatnet.ipam import Ipam, Owner, PoolSpec
+from flatnet.ipam.store import open_store
+
+
+def flatnet(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "flatnet.cli.main", *argv], capture_output=True,
+                          text=True, timeout=60, env=full)
+
+
+def _sticky_store(db: Path) -> None:
+    """One live lease, one reservation, one reservation taken over, in a 2-address pool."""
+    store = open_store({"type": "sqlite", "path": str(db)})
+    try:
+        ipam = Ipam(store)
+        pool = PoolSpec("flat-v4", ipaddress.ip_network("198.18.100.0/24"),
+                        range_start=ipaddress.ip_address("198.18.100.10"),
+                        range_end=ipaddress.ip_address("198.18.100.11"), sticky=True)
+        for cid, pod in (("c-redis", "redis-0"), ("c-web", "web-abc12"), ("c-api", "api-xyz34")):
+            ipam.allocate([pool], Owner(cid, "eth0", "flat", "default", pod, "node1"))
+            if cid != "c-api":
+                ipam.release(cid, "eth0")
+    finally:
+        store.close()
+
+
+def test_ls_shows_leases_reservations_and_counters(tmp_path: Path) -> None:
+    db = tmp_path / "ipam.db"
+    _sticky_store(db)
+    proc = flatnet("ipam", "ls", "--store", f"sqlite:{db}")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "1 lease(s)" in out and "c-api" in out and "default/api-xyz34" in out
+    assert "1 reservation(s)" in out and "default/web-abc12" in out and "sticky (pod gone)" in out
+    assert "pool flat-v4: takeovers 1" in out
+    proc = flatnet("ipam", "ls", "--store", f"sqlite:{db}", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert [(l["address"], l["pod"]) for l in data["leases"]] == [("198.18.100.10/24", "default/api-xyz34")]
+    (res,) = data["reservations"]
+    assert (res["address"], res["pod"], res["pool"]) == ("198.18.100.11", "default/web-abc12", "flat-v4")
+    assert res["until"] > res["since"] and data["pools"] == {"flat-v4": {"takeovers": 1}}
+
+
+def test_read_commands_never_create_a_store(tmp_path: Path) -> None:
+    missing = tmp_path / "mistyped" / "dir" / "x.db"
+    for argv in (["ls"], ["show", "198.18.100.10"], ["release", "--container", "c", "--ifname", "eth0"]):
+        proc = flatnet("ipam", *argv, "--store", f"sqlite:{missing}")
+        assert proc.returncode == 1, proc.stdout
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        assert f"no flatnet store exists at {missing}" in proc.stderr and "--store" in proc.stderr
+    assert not (tmp_path / "mistyped").exists()
+    # a missing file in an existing directory: the same, and no file appears
+    proc = flatnet("ipam", "ls", "--store", f"sqlite:{tmp_path / 'x.db'}")
+    assert proc.returncode == 1 and "the file does not exist" in proc.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_ls_finds_the_store_of_the_nodes_agent(tmp_path: Path) -> None:
+    db = tmp_path / "state" / "ipam.db"
+    db.parent.mkdir()
+    _sticky_store(db)
+    sock = tmp_path / "run" / "agent.sock"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    agent = subprocess.Popen([sys.executable, "-m", "flatnet.cli.main", "agent", "--socket", str(sock),
+                              "--store", f"sqlite:{db}", "--lock-dir", str(tmp_path / "locks"),
+                              "--node", "node1", "--reconcile-every", "0", "-q"],
+                             stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists() and time.monotonic() < deadline and agent.poll() is None:
+            time.sleep(0.05)
+        assert sock.exists(), agent.stderr.read() if agent.poll() is not None else "no socket"
+        state: dict[str, Any] = json.loads((sock.parent / "stores.json").read_text())
+        assert state["stores"] == [{"type": "sqlite", "path": str(db)}]
+        proc = flatnet("ipam", "ls", "--json", env={"FLATNET_AGENT_SOCKET": str(sock)})
+        assert proc.returncode == 0, proc.stderr
+        data = json.loads(proc.stdout)
+        assert [l["container"] for l in data["leases"]] == ["c-api"]
+        assert data["leases"][0]["store"] == f"sqlite:{db}"
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        try:
+            agent.wait(20)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait(10)
