@@ -11,7 +11,8 @@ ROOT=$(pwd)
 APT_PKGS=(iproute2 nftables iputils-ping iperf3 etcd-server etcd-client podman runc
           containernetworking-plugins busybox-static redis-server redis-tools socat conntrack
           util-linux netcat-openbsd python3-venv procps psmisc openssl
-          make musl-tools)  # musl-tools: musl-gcc for the static CNI forwarder
+          make musl-tools  # musl-tools: musl-gcc for the static CNI forwarder and the test pause image
+          containerd iptables)  # the CRI tests and bench (flatnet.testbed.cri); iptables: portmap
 
 missing=()
 for p in "${APT_PKGS[@]}"; do
@@ -26,6 +27,12 @@ fi
 # The Debian etcd-server package starts a system etcd on 2379; flatnet's tests and lab run
 # their own on free ports, so the system one is not needed (and must not hold the ports).
 if systemctl is-active --quiet etcd 2>/dev/null; then systemctl stop etcd || true; fi
+# Likewise containerd: the CRI tests and bench (flatnet.testbed.cri) start private ones with
+# their own root, state, socket and CNI dirs; the system service is neither needed nor wanted.
+for svc in containerd; do
+  if systemctl is-enabled --quiet "$svc" 2>/dev/null; then systemctl disable --now "$svc" || true; fi
+  if systemctl is-active --quiet "$svc" 2>/dev/null; then systemctl stop "$svc" || true; fi
+done
 
 PY=${PYTHON:-python3}
 stamp=.venv/.flatnet-installed
@@ -34,7 +41,7 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   echo "==> venv: .venv (flatnet + test dependencies)"
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -c 'import flatnet, pyroute2, httpx, rich, pytest, hypothesis' 
+  .venv/bin/python -c 'import flatnet, pyroute2, httpx, rich, pytest, hypothesis, grpc, grpc_tools' 
   echo "$want" > "$stamp"
 fi
 
