@@ -8,7 +8,7 @@
 Networks (``network=``): ``"flatnet"`` (flatnet, mode macvlan on eth0, pool 198.18.100.20 -
 198.18.101.200, sticky, sqlite store) or ``"bridge"`` (the reference bridge + host-local on
 198.19.0.0/24, the baseline), each chained with the reference portmap plugin. The CNI bin dir
-is the node's own: the flatnet plugin (``plugin_path()``) + Debian's bridge, host-local,
+is the node's own: the flatnet forwarder (``plugin_path()``) + Debian's bridge, host-local,
 portmap, loopback. Everything is named from ``prefix`` and removed by ``close()``.
 """
 
@@ -20,7 +20,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -43,25 +42,23 @@ BRIDGE_SUBNET = "198.19.0.0/24"
 AGENT_READY_TIMEOUT = 20.0
 
 
-def plugin_path() -> Path | None:
-    """The flatnet plugin to install: $FLATNET_CNI_PLUGIN, else a native (ELF) /opt/cni/bin/flatnet,
-    else None (then a launcher of this tree's Python plugin is written)."""
+def plugin_path() -> Path:
+    """The flatnet plugin to install in the node's bin dir: $FLATNET_CNI_PLUGIN, else this
+    tree's native forwarder (native/forwarder/build/flatnet, built with make if needed), else
+    the installed /opt/cni/bin/flatnet."""
     env = os.environ.get("FLATNET_CNI_PLUGIN")
     if env:
         return Path(env)
-    try:
-        with open(INSTALLED_PLUGIN, "rb") as fh:
-            return INSTALLED_PLUGIN if fh.read(4) == b"\x7fELF" else None
-    except FileNotFoundError:
-        return None
-
-
-def _python_launcher(dest: Path) -> None:
-    src = str(Path(__file__).resolve().parents[3])  # .../src
-    site = sysconfig.get_paths()["purelib"]
-    dest.write_text(f"#!{sys.executable} -IS\nimport sys\nsys.path[:0] = [{src!r}, {site!r}]\n"
-                    "from flatnet.plugin import main\nmain()\n")
-    dest.chmod(0o755)
+    tree = Path(__file__).resolve().parents[4] / "native" / "forwarder"
+    if (tree / "Makefile").exists():
+        proc = subprocess.run(["make", "-s", "-C", str(tree)], capture_output=True, text=True,
+                              timeout=300, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"building the CNI forwarder failed: {proc.stderr.strip()}")
+        return tree / "build" / "flatnet"
+    if INSTALLED_PLUGIN.exists():
+        return INSTALLED_PLUGIN
+    raise RuntimeError("no flatnet CNI plugin: run scripts/setup.sh (installs /opt/cni/bin/flatnet)")
 
 
 class CriNode:
@@ -154,10 +151,7 @@ class CriNode:
         self.bin_dir.mkdir(parents=True)
         for name in REFERENCE_PLUGINS:
             shutil.copy2(REFERENCE_DIR / name, self.bin_dir / name)
-        if self.plugin is not None:
-            shutil.copy2(self.plugin, self.bin_dir / "flatnet")
-        else:
-            _python_launcher(self.bin_dir / "flatnet")
+        shutil.copy2(self.plugin, self.bin_dir / "flatnet")
 
     def _images(self) -> None:
         for name, rootfs, entry in (
