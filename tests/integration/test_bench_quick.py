@@ -23,6 +23,7 @@ pytestmark = [
 
 SUBJECTS = {
     "Control plane": ["flatnet (agent)", "flatnet (in-process)", "bridge+host-local"],
+    "CRI (containerd)": ["flatnet (agent)", "bridge+host-local"],
     "IPAM": ["sqlite", "etcd"],
     "Data plane": ["wire", "flat macvlan", "flat bridge", "flat ipvlan", "vxlan overlay",
                    "udp tunnel (userspace)", "VM -> pod (flat)",

@@ -19,6 +19,12 @@ def _first_line(argv: list[str]) -> str:
     return text.splitlines()[0] if text else "unknown"
 
 
+def _containerd() -> str:
+    """"containerd github.com/containerd/containerd 1.6.20~ds1 <rev>" -> "1.6.20~ds1"."""
+    words = _first_line(["containerd", "--version"]).split()
+    return words[2] if len(words) >= 3 and words[0] == "containerd" else " ".join(words)
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
@@ -53,4 +59,5 @@ def describe() -> dict[str, str]:
         "etcd": etcdproc.version(),
         "iperf3": iperf.version(),
         "podman": _first_line(["podman", "--version"]).replace("podman version ", ""),
+        "containerd": _containerd(),
     }

@@ -26,14 +26,15 @@ class Profile:
     iperf_seconds: float
     rr_samples: int
     route_steps: tuple[int, ...]  # pods per node at which routes are counted
+    cri_pods: int           # pods per repeat per subject through containerd's CRI
 
 
 QUICK = Profile("quick", repeats=2, cni_sequential=3, cni_burst=10, agent_pods=20,
                 agent_add_budget=10.0, ipam_allocs=200, ipam_clients=(1, 8),
                 ipam_pools=(1_000, 1_000_000), dup_pods=500, dup_nodes=100,
-                iperf_seconds=1.0, rr_samples=100, route_steps=(0, 1))
+                iperf_seconds=1.0, rr_samples=100, route_steps=(0, 1), cri_pods=5)
 FULL = Profile("full", repeats=3, cni_sequential=20, cni_burst=100, agent_pods=1_000,
                agent_add_budget=60.0, ipam_allocs=2_000, ipam_clients=(1, 8, 32),
                ipam_pools=(1_000, 1_000_000), dup_pods=10_000, dup_nodes=100,
-               iperf_seconds=3.0, rr_samples=1_000, route_steps=(0, 1, 2, 4))
+               iperf_seconds=3.0, rr_samples=1_000, route_steps=(0, 1, 2, 4), cri_pods=30)
 PROFILES = {"quick": QUICK, "full": FULL}

@@ -13,8 +13,8 @@ from rich.table import Table
 from flatnet.bench.results import BASELINES, Measurement, Results
 from flatnet.bench.targets import Target
 
-SECTIONS = ("control plane", "ipam", "data plane", "routes")
-TITLES = {"control plane": "Control plane", "ipam": "IPAM", "data plane": "Data plane",
+SECTIONS = ("control plane", "cri", "ipam", "data plane", "routes")
+TITLES = {"control plane": "Control plane", "cri": "CRI (containerd)", "ipam": "IPAM", "data plane": "Data plane",
           "routes": "Routes per node"}
 
 
@@ -118,6 +118,11 @@ METHOD = """\
   Python interpreter doing nothing (`python -I -S -c pass`) -- what the in-process mode
   pays before its first line, to read the ADD rows against. `VERSION p50`: the same exec
   of a VERSION call, which each plugin answers by itself (its bare start-up).
+- CRI (containerd): a private containerd 1.6 per subject (`flatnet.testbed.cri`), each in its
+  own node netns with the same chain shape (main plugin + portmap) and a locally built pause
+  image. Per repeat and subject, pods one after the other: RunPodSandbox timed (it answers once
+  the network is up), then StopPodSandbox + RemovePodSandbox timed together; p50 per repeat.
+  Subjects alternate order between repeats; two untimed pods per node first.
 - IPAM: clients are forked processes, each with its own store connection, started together
   by a barrier; rate = allocations / wall time from the first to the last. Pools are IPv6
   ranges of 1,000 and 1,000,000 addresses, fresh per measurement. The duplicate check

@@ -17,6 +17,7 @@ from flatnet.bench.stats import Summary, ratio, summarize
 #: section -> the subject every other subject of the section is compared with
 BASELINES = {
     "control plane": "bridge+host-local",
+    "cri": "bridge+host-local",
     "ipam": "sqlite",
     "data plane": "wire",
     "routes": "",

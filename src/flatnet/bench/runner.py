@@ -22,13 +22,14 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from flatnet.bench import charts, etcdproc, machine, report, targets
 from flatnet.bench.control import ControlBench
+from flatnet.bench.cribench import CriBench
 from flatnet.bench.dataplane import DataPlaneBench
 from flatnet.bench.ipambench import IpamBench, store_configs
 from flatnet.bench.nsenv import Scratch
 from flatnet.bench.profile import Profile
 from flatnet.bench.results import Results
 
-SECTIONS = ("control", "ipam", "dataplane")
+SECTIONS = ("control", "cri", "ipam", "dataplane")
 
 
 @contextmanager
@@ -68,6 +69,8 @@ def measure(profile: Profile, skip: tuple[str, ...] = (),
                 control.run()
                 control.close()
                 scratch.close()
+            if "cri" not in skip:
+                CriBench(profile, results, tick).run()
             if "ipam" not in skip:
                 tick("ipam: starting a private etcd")
                 endpoint = etcdproc.start(tmp, scratch)

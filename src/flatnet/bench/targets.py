@@ -15,6 +15,8 @@ ADD_GOAL = 1.5  # agent ADD p50 over the reference bridge+host-local ADD p50
 BURST_GOAL = 1.2  # agent burst ADD total over the reference's
 VERSION_GOAL = 1.0  # forwarder VERSION p50 over the reference plugin's (both answer it alone)
 AGENT, REF = "flatnet (agent)", "bridge+host-local"
+#: through containerd's CRI: RunPodSandbox p50 and Stop+Remove p50 over bridge+host-local
+CRI_GOALS = {"RunPodSandbox p50": 1.1, "Stop+Remove p50": 1.2}
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ def judge(r: Results) -> list[Target]:
             q = big / small
             out.append(Target(f"allocation cost flat from 1k to 1M addresses ({store})",
                               f"1M/1k rate ratio {q:.2f}", FLAT_BAND[0] <= q <= FLAT_BAND[1]))
-    out += _data_plane(r) + _control_plane(r)
+    out += _data_plane(r) + _control_plane(r) + _cri(r)
     return out
 
 
@@ -97,4 +99,15 @@ def _control_plane(r: Results) -> list[Target]:
         out.append(Target(f"VERSION p50 (the forwarder alone) <= {VERSION_GOAL:g}x the reference plugin's",
                           f"{ver:.2f} vs {ref_ver:.2f} ms ({ver / ref_ver:.2f}x)",
                           ver <= VERSION_GOAL * ref_ver))
+    return out
+
+
+def _cri(r: Results) -> list[Target]:
+    """A pod sandbox through containerd: flatnet within the goal ratio of bridge+host-local."""
+    out: list[Target] = []
+    for metric, goal in CRI_GOALS.items():
+        mine, ref = _median(r, "cri", AGENT, metric), _median(r, "cri", REF, metric)
+        if mine is not None and ref:
+            out.append(Target(f"CRI {metric} (agent) <= {goal:g}x bridge+host-local",
+                              f"{mine:.1f} vs {ref:.1f} ms ({mine / ref:.2f}x)", mine <= goal * ref))
     return out
