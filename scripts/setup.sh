@@ -10,7 +10,7 @@ ROOT=$(pwd)
 
 APT_PKGS=(iproute2 nftables iputils-ping iperf3 etcd-server etcd-client podman runc
           containernetworking-plugins busybox-static redis-server redis-tools socat conntrack
-          util-linux netcat-openbsd python3-venv procps psmisc openssl
+          util-linux netcat-openbsd python3-venv procps psmisc openssl prometheus
           make musl-tools  # musl-tools: musl-gcc for the static CNI forwarder and the test pause image
           containerd iptables)  # the CRI tests and bench (flatnet.testbed.cri); iptables: portmap
 
@@ -28,8 +28,9 @@ fi
 # their own on free ports, so the system one is not needed (and must not hold the ports).
 if systemctl is-active --quiet etcd 2>/dev/null; then systemctl stop etcd || true; fi
 # Likewise containerd: the CRI tests and bench (flatnet.testbed.cri) start private ones with
-# their own root, state, socket and CNI dirs; the system service is neither needed nor wanted.
-for svc in containerd; do
+# their own root, state, socket and CNI dirs; and prometheus: the lab's Prometheus test runs its
+# own (own config and data dir, in a lab namespace). The system services are not wanted.
+for svc in containerd prometheus; do
   if systemctl is-enabled --quiet "$svc" 2>/dev/null; then systemctl disable --now "$svc" || true; fi
   if systemctl is-active --quiet "$svc" 2>/dev/null; then systemctl stop "$svc" || true; fi
 done
@@ -41,7 +42,7 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   echo "==> venv: .venv (flatnet + test dependencies)"
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -c 'import flatnet, pyroute2, httpx, rich, pytest, hypothesis, grpc, grpc_tools' 
+  .venv/bin/python -c 'import flatnet, pyroute2, httpx, rich, pytest, hypothesis, grpc, grpc_tools, prometheus_client, pythonjsonlogger.json' 
   echo "$want" > "$stamp"
 fi
 

@@ -22,6 +22,7 @@ from typing import Any
 from flatnet.agent.protocol import (MAX_REQUEST, PROTOCOL_VERSION, ProtocolError, decode_request,
                                     encode_response, error_response)
 from flatnet.errors import AGENT_PROTOCOL
+from flatnet.obs.requests import RequestObserver
 
 __all__ = ["MAX_REQUEST", "PROTOCOL_VERSION", "AgentServer", "serve_until_signal"]
 log = logging.getLogger("flatnet.agent")
@@ -134,6 +135,9 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.allowed_uids = allowed_uids
         self.io_timeout = io_timeout
         self.metrics = Metrics()
+        #: called with every answered CNI request: the log line, and Prometheus metrics
+        #: when the agent serves them (flatnet.obs); returns the answer with secrets masked
+        self.observer: Any = RequestObserver()
         _prepare_path(path)
         old_umask = os.umask(0o177)  # the socket is born 0600: no window where others connect
         try:
@@ -168,8 +172,8 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.metrics.bump(_VERB_KEY.get(verb, "other"))
         if code != 0:
             self.metrics.bump("errors")
-        log.info("%s", _log_line(env, code, out.getvalue(), time.monotonic() - started))
-        return {"exit": code, "stdout": out.getvalue()}
+        stdout = self.observer(env, stdin, code, out.getvalue(), time.monotonic() - started)
+        return {"exit": code, "stdout": stdout}
 
     def server_close(self) -> None:
         super().server_close()
@@ -177,21 +181,6 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             os.unlink(self.path)
         except FileNotFoundError:
             pass
-
-
-def _log_line(env: dict[str, str], code: int, stdout: str, elapsed: float) -> str:
-    """One line per request: verb, who, outcome (addresses or the error), time."""
-    who = f"{env.get('CNI_CONTAINERID', '-')[:12]}/{env.get('CNI_IFNAME', '-')}"
-    outcome = "ok"
-    try:
-        doc = json.loads(stdout) if stdout.strip() else {}
-        if code != 0:
-            outcome = f"error {doc.get('code')}: {doc.get('msg')}"
-        elif doc.get("ips"):
-            outcome = "ok " + ",".join(ip.get("address", "?") for ip in doc["ips"])
-    except ValueError:
-        outcome = f"exit {code}"
-    return f"{env.get('CNI_COMMAND', '?'):6} {who} -> {outcome} ({elapsed * 1000:.0f} ms)"
 
 
 def _prepare_path(path: str) -> None:

@@ -61,6 +61,13 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--state-dir", default=defaults.STATE_DIR, metavar="DIR",
                    help="where the agent remembers its etcd stores and records that this node "
                         "was reclaimed, for 'flatnet doctor node' (default: %(default)s)")
+    p.add_argument("--metrics-address", default=None, metavar="HOST:PORT",
+                   help="serve Prometheus /metrics, /healthz and /readyz on HOST:PORT, in the "
+                        "node's netns (--netns) when given (default: off; the chart uses the "
+                        "node's address and port 9631; docs/OBSERVABILITY.md)")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="text: date, time, level, message; json: one object per line with the "
+                        "request's fields (default: %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="log errors only")
     p.set_defaults(func=run)
 
@@ -76,11 +83,22 @@ def run(args: argparse.Namespace) -> int:
         print("flatnet agent: --heartbeat-ttl must be >= 2 and --dead-node-grace >= 0 "
               "(0 never reclaims)", file=sys.stderr)
         return 2
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    from flatnet.obs.http import parse_address
+    from flatnet.obs.logs import redact, remember_config_secrets, setup_logging
+    from flatnet.obs.store import instrumented_factory
+
+    setup_logging(args.log_format, logging.WARNING if args.quiet else logging.INFO)
+    metrics_at = parse_address(args.metrics_address) if args.metrics_address else None
     default_store = parse_store_url(args.store) if args.store else None
+    remember_config_secrets(default_store)
+    metrics = None
+    if metrics_at is not None:
+        from flatnet.obs.metrics import AgentMetrics
+
+        metrics = AgentMetrics()
+    factory = instrumented_factory(metrics)
     service = Service(host_netns=args.netns, node=args.node, default_store=default_store,
-                      lock_dir=args.lock_dir)
+                      lock_dir=args.lock_dir, store_factory=factory)
     from flatnet.agent import storestate
 
     state = storestate.state_path(args.socket)  # where `flatnet ipam ls` looks for our stores
@@ -99,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
     service.peer_sync.start()
     from flatnet.agent.reconcile import Reconciler
 
-    Reconciler(service, args.reconcile_every).start()
+    reconciler = Reconciler(service, args.reconcile_every)
+    reconciler.start()
     from flatnet.agent.heartbeats import Heartbeats
 
     beats = Heartbeats(service, args.heartbeat_ttl, args.dead_node_grace, args.state_dir)
@@ -118,8 +137,25 @@ def run(args: argparse.Namespace) -> int:
                                                        getattr(exc, "msg", exc))
     uids = frozenset({0, *(args.allow_uid or [])})
     server = AgentServer(args.socket, service, allowed_uids=uids)
-    logging.getLogger("flatnet.agent").info(
-        "flatnet agent serving %s (node %s, netns %s, store %s)", args.socket, args.node,
-        args.netns or "own", args.store or "per network config")
-    serve_until_signal(server)
+    log = logging.getLogger("flatnet.agent")
+    http = None
+    if metrics is not None and metrics_at is not None:
+        from flatnet.obs.agent import instrument, serve_metrics
+
+        readiness = instrument(server, service, metrics, reconciler, default_store)
+        try:
+            http = serve_metrics(server, metrics, *metrics_at, args.netns, readiness)
+        except OSError as exc:
+            server.server_close()
+            print(f"flatnet agent: cannot serve metrics on {args.metrics_address}: {exc} "
+                  "(is the address on this node, in --netns, and the port free?)", file=sys.stderr)
+            return 1
+        log.info("metrics, /healthz and /readyz on http://%s/", args.metrics_address)
+    log.info("flatnet agent serving %s (node %s, netns %s, store %s)", args.socket, args.node,
+             args.netns or "own", redact(args.store) if args.store else "per network config")
+    try:
+        serve_until_signal(server)
+    finally:
+        if http is not None:
+            http.stop()
     return 0

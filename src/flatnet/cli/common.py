@@ -41,7 +41,13 @@ def store_arg(parser: argparse.ArgumentParser, default: str | None = DEFAULT_STO
 
 
 def error_line(exc: BaseException) -> str:
-    """One human line for an error: message, then the fix when the error carries one."""
+    """One human line for an error: message, then the fix; never a secret (masked)."""
+    from flatnet.obs.logs import redact
+
+    return redact(_error_text(exc))
+
+
+def _error_text(exc: BaseException) -> str:
     if isinstance(exc, FlatnetError):
         line = f"error {exc.code}: {exc.msg}"
         if exc.details:

@@ -18,6 +18,8 @@ examples:
   sudo flatnet lab up --nodes 2 --store etcd   IPAM in a local etcd instead of SQLite
   sudo flatnet lab status                  namespaces, agents, pods
   sudo flatnet lab down                    remove every namespace, process and file of the lab
+  sudo flatnet lab metrics-report          a real Prometheus watches a burst of pods; writes
+                                           docs/observability-lab.png (lab must be up)
 """
 
 
@@ -43,6 +45,12 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     dn.add_argument("--force", action="store_true",
                     help="tear down at once, even under a demo/test that holds the lab")
     dn.set_defaults(func=cmd_down)
+    mr = sub.add_parser("metrics-report", help="Prometheus scrapes the agents during a pod burst; "
+                        "draw ADD rate and pool usage (PNG)")
+    mr.add_argument("--out", default="docs/observability-lab.png", metavar="PNG",
+                    help="where to write the chart (default: %(default)s)")
+    mr.add_argument("--pods", type=int, default=24, help="pods in the burst (default: %(default)s)")
+    mr.set_defaults(func=cmd_metrics_report)
     from flatnet.lab.demo import register_demo
     from flatnet.lab.redis import register_redis
 
@@ -126,4 +134,17 @@ def cmd_down(args: argparse.Namespace) -> int:
             res = _with_progress("lab down", manager.down)
     print(f"lab is down: removed {res['namespaces']} namespaces, "  # type: ignore[index]
           f"stopped {res['processes']} processes")  # type: ignore[index]
+    return 0
+
+
+def cmd_metrics_report(args: argparse.Namespace) -> int:
+    _root()
+    from flatnet.lab import manager, metrics_report
+
+    if not 1 <= args.pods <= 120:
+        raise FlatnetError(f"--pods {args.pods} is out of range", "give 1..120 (the flat pool has 160 addresses)")
+    if not (manager.state() or {}).get("complete"):
+        raise FlatnetError("the lab is not up", "run 'flatnet lab up' first")
+    with manager.exclusive():
+        metrics_report.run(args.out, args.pods)
     return 0

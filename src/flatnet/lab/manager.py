@@ -133,7 +133,7 @@ def up(nodes: int = 3, store: str = "sqlite", progress: Progress | None = None,
         url = netconf.store_url(store, st.get("etcd_port"))
         for node in topo.nodes:
             _notify(progress, f"starting the agent of {node.name}", done, total)
-            procs.start_agent(node.name, node.ns, url)
+            procs.start_agent(node.name, node.ns, url, metrics_address(node))
             done += 1
         from flatnet.lab import pods  # the plugin, as a runtime would call it
 
@@ -146,6 +146,13 @@ def up(nodes: int = 3, store: str = "sqlite", progress: Progress | None = None,
     procs.write_json(procs.path("state.json"), st)
     _notify(progress, "lab is up", total, total)
     return topo
+
+
+def metrics_address(node: Any) -> str:
+    """Where a lab node's agent serves /metrics: the node's own address, the chart's port."""
+    from flatnet.obs.http import DEFAULT_PORT
+
+    return f"{node.ipv4}:{DEFAULT_PORT}"
 
 
 def _build_steps(topo: Topology) -> list[tuple[str, Callable[[], None]]]:

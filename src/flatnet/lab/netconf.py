@@ -4,6 +4,8 @@ Three networks, as a cluster admin would define them:
   ``flat``         macvlan on the node's ``vlan100``: pods on the VMs' plane (the point)
   ``flat-bridge``  the same plane through a Linux bridge enslaving ``vlan100b``
   ``overlay``      the VXLAN fallback (SNAT out, its own cluster subnet)
+  ``flat-small``   macvlan like ``flat``, on a pool of 8 addresses (``small-v4``): the pool
+                   that the observability test fills to watch the pool-usage alert fire
 The two flat networks name the same pools ("flat-v4", "flat-v6"), so they share one
 address space: a macvlan pod and a bridge pod can never get the same address. Files go
 to ``net.d/<node>/NN-<network>.conf`` with ``hostNetns`` and ``agentSocket`` per node.
@@ -17,7 +19,7 @@ from typing import Any
 from flatnet.lab import procs
 from flatnet.lab.topology import Node, Topology
 
-NETWORKS = ("flat", "flat-bridge", "overlay")
+NETWORKS = ("flat", "flat-bridge", "overlay", "flat-small")
 CNI_VERSION = "1.1.0"
 
 
@@ -45,6 +47,12 @@ def _flat_pools(topo: Topology) -> list[dict[str, Any]]:
     ]
 
 
+def _small_pools(topo: Topology) -> list[dict[str, Any]]:
+    fp = topo.flat
+    return [{"name": "small-v4", "subnet": fp.v4_subnet, "rangeStart": fp.small_start,
+             "rangeEnd": fp.small_end, "gateway": fp.v4_gateway}]
+
+
 def node_configs(topo: Topology, node: Node, store: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """network name -> plugin config for ``node``."""
     common = {"cniVersion": CNI_VERSION, "type": "flatnet", "hostNetns": node.ns,
@@ -62,6 +70,9 @@ def node_configs(topo: Topology, node: Node, store: dict[str, Any]) -> dict[str,
                     "vxlanPort": ov.port, "clusterSubnet": ov.cluster_subnet,
                     "nodeBlockPrefix": ov.node_block_prefix, "nodeName": node.name,
                     "vtepAddress": node.ipv4, "ipam": {"store": store}},
+        "flat-small": {**common, "name": "flat-small", "mode": "macvlan", "master": node.flat_master,
+                       "serviceCidrs": [topo.service.cidr],
+                       "ipam": {"pools": _small_pools(topo), "store": store}},
     }
 
 

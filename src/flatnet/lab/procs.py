@@ -155,8 +155,12 @@ def agent_socket(node: str) -> str:
     return path(f"{node}.sock")
 
 
-def start_agent(node: str, ns: str, store_url: str) -> int:
-    """Start (or keep) the agent of ``node``; return once its socket answers (bounded)."""
+def start_agent(node: str, ns: str, store_url: str, metrics_address: str | None = None) -> int:
+    """Start (or keep) the agent of ``node``; return once its socket answers (bounded).
+
+    ``metrics_address`` (HOST:PORT in the node's netns): its /metrics, /healthz, /readyz.
+    The lab's agents log JSON lines (``--log-format json``) to ``<node>.log``.
+    """
     sock = agent_socket(node)
     pid = read_pid(node)
     if pid_alive(pid, sock) and socket_answers(sock):
@@ -167,7 +171,9 @@ def start_agent(node: str, ns: str, store_url: str) -> int:
         os.unlink(sock)  # stale socket of a dead agent
     argv = [sys.executable, "-m", "flatnet.cli.main", "agent", "--socket", sock,
             "--netns", ns, "--node", node, "--store", store_url,
-            "--lock-dir", path("locks")]
+            "--lock-dir", path("locks"), "--log-format", "json"]
+    if metrics_address:
+        argv += ["--metrics-address", metrics_address]
     proc = _spawn(node, argv)
     deadline = time.monotonic() + AGENT_READY_TIMEOUT
     while time.monotonic() < deadline:

@@ -94,6 +94,9 @@ class FlatPool:
     v4_start: str = "198.18.100.32"
     v4_end: str = "198.18.100.191"
     v4_gateway: str = "198.18.100.1"
+    #: the 8-address pool "small-v4" (network flat-small), right after the flat range
+    small_start: str = "198.18.100.192"
+    small_end: str = "198.18.100.199"
     v6_subnet: str = FLAT_V6_SUBNET
     v6_start: str = "2001:db8:100::1000"
     v6_end: str = "2001:db8:100::1fff"

@@ -1,0 +1,112 @@
+"""Metrics computed when Prometheus scrapes: pool figures from the store, agent counters.
+
+Pool gauges are read from the store on every scrape, through the same records the IPAM
+and ``flatnet ipam ls`` read, so they cannot drift from what ``ipam ls`` shows. The pools
+are those of every network this agent has served since it started (shared pools are
+reported once per agent; aggregate with ``max by (pool)``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterable
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+log = logging.getLogger("flatnet.agent")
+
+
+def classify(value: str) -> str:
+    """What an ``ips/`` record of a pool is: "lease" or "reserved" (a sticky hold).
+
+    A quarantined (conflicting) address becomes one more kind here, and one more gauge below.
+    """
+    from flatnet.ipam import records as r
+
+    return "reserved" if r.is_reservation(value) else "lease"
+
+
+def pool_figures(ipam: Any, spec: Any) -> dict[str, int]:
+    """size, allocated (not free to hand out, as the allocator counts), in_use, reserved."""
+    from flatnet.ipam import records as r
+
+    allocated, size = ipam.usage(spec)
+    kinds = {"lease": 0, "reserved": 0}
+    for entry in ipam.store.range(r.pool_key(spec.name, "ips/")):
+        kind = classify(entry.value)
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return {"size": size, "allocated": allocated, "in_use": kinds["lease"],
+            "reserved": kinds["reserved"]}
+
+
+_POOL_GAUGES = (
+    ("size", "flatnet_ipam_pool_size_addresses",
+     "Usable addresses of the pool (its range less gateway, exclusions, network/broadcast)."),
+    ("allocated", "flatnet_ipam_pool_allocated_addresses",
+     "Addresses of the pool that cannot be handed out now: leases, sticky holds (and, where "
+     "the IPAM has them, quarantined addresses). allocated/size is the pool's usage."),
+    ("in_use", "flatnet_ipam_pool_in_use_addresses",
+     "Addresses leased to an attachment (what 'flatnet ipam ls --pool P' lists)."),
+    ("reserved", "flatnet_ipam_pool_sticky_reserved_addresses",
+     "Addresses held for a sticky pod that is away (StatefulSet pod between DEL and ADD)."),
+)
+
+
+class PoolCollector:
+    """Per-pool gauges of every network the service has served, read at scrape time."""
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterable[Any]:
+        fams = {key: GaugeMetricFamily(name, doc, labels=["pool", "store"]) for key, name, doc in _POOL_GAUGES}
+        seen: set[tuple[int, str]] = set()
+        for conf in self.service.served_networks():
+            try:
+                ipam = self.service.ipam(conf)
+                kind = str(self.service.store_config(conf).get("type", "sqlite"))
+                for spec in self.service.pools(conf):
+                    if (id(ipam.store), spec.name) in seen:
+                        continue
+                    seen.add((id(ipam.store), spec.name))
+                    for key, value in pool_figures(ipam, spec).items():
+                        fams[key].add_metric([spec.name, kind], value)
+            except Exception as exc:  # noqa: BLE001 - a store down must not break the scrape
+                log.warning("metrics: pools of network %s not read: %s", conf.name, exc)
+        yield from fams.values()
+
+
+class AgentCollector:
+    """The socket server's own counters and the leak reconciler's passes."""
+
+    def __init__(self, server_metrics: Callable[[], dict[str, Any]] | None = None,
+                 reconciler: Any = None) -> None:
+        self.server_metrics = server_metrics
+        self.reconciler = reconciler
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterable[Any]:
+        if self.server_metrics is not None:
+            snap = self.server_metrics()
+            g = GaugeMetricFamily("flatnet_cni_requests_in_flight", "CNI requests being answered now.")
+            g.add_metric([], snap.get("in_flight", 0))
+            yield g
+            c = CounterMetricFamily("flatnet_agent_rejected_connections",
+                                    "Connections refused because the peer's uid may not use the agent.")
+            c.add_metric([], snap.get("rejected", 0))
+            yield c
+        if self.reconciler is not None:
+            p = CounterMetricFamily("flatnet_reconcile_passes",
+                                    "Completed passes of the leak reconciler over this node's leases.")
+            p.add_metric([], getattr(self.reconciler, "passes", 0))
+            yield p
+            r = CounterMetricFamily("flatnet_reconcile_reclaimed_attachments",
+                                    "Attachments whose container netns vanished without a DEL, "
+                                    "reclaimed by the leak reconciler.")
+            r.add_metric([], getattr(self.reconciler, "reclaimed_total", 0))
+            yield r
