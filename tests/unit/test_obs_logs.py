@@ -73,6 +73,45 @@ def test_agent_never_logs_or_answers_a_store_password(tmp_path: Path) -> None:
     server.server_close()
 
 
+def test_etcd_credential_files_never_reach_a_log_or_answer(tmp_path: Path) -> None:
+    """The real etcd store, configured with credential files, failing to reach its endpoint."""
+    from flatnet.agent.server import AgentServer
+    from flatnet.agent.service import Service
+    from flatnet.datapath.fake import FakeDatapath
+    from flatnet.obs.agent import instrument
+    from flatnet.obs.metrics import AgentMetrics
+    from flatnet.obs.store import instrumented_factory
+
+    (tmp_path / "user").write_text("flatnet\n")
+    (tmp_path / "password").write_text("fno-EtcdPass-4a7e\n")
+    (tmp_path / "client.key").write_text("-----BEGIN PRIVATE KEY-----\nfnoKEYBODYLINE0123456789\n"
+                                         "-----END PRIVATE KEY-----\n")
+    store = {"type": "etcd", "endpoints": ["https://127.0.0.1:1"], "timeout": 1,
+             "usernameFile": str(tmp_path / "user"), "passwordFile": str(tmp_path / "password"),
+             "keyFile": str(tmp_path / "client.key"), "certFile": str(tmp_path / "client.key")}
+    metrics = AgentMetrics()
+    svc = Service(node="n1", lock_dir=str(tmp_path / "locks"), store_factory=instrumented_factory(metrics),
+                  datapath_factory=lambda m: FakeDatapath(masters={"vlan100"}))
+    server = AgentServer(str(tmp_path / "run" / "a.sock"), svc, allowed_uids=frozenset({os.getuid()}))
+    instrument(server, svc, metrics)
+    stdin = json.dumps({"cniVersion": "1.1.0", "name": "fno-net", "type": "flatnet", "master": "vlan100",
+                        "ipam": {"pools": [{"name": "p", "subnet": "198.18.7.0/29"}], "store": store}})
+    buf = io.StringIO()
+    handler = setup_logging("json", logging.DEBUG, buf)
+    try:
+        reply = server.handle_bytes(json.dumps({"v": 1, "stdin": stdin, "env": {
+            "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0",
+            "CNI_NETNS": "/run/netns/x", "CNI_PATH": "/bin"}}).encode())
+    finally:
+        logging.getLogger().removeHandler(handler)
+        server.server_close()
+    assert reply["exit"] == 1, reply
+    seen = reply["stdout"] + buf.getvalue()
+    assert '"verb": "ADD"' in buf.getvalue()
+    for secret in ("fno-EtcdPass-4a7e", "fnoKEYBODYLINE0123456789"):
+        assert secret not in seen, seen
+
+
 def test_cli_error_lines_mask_secrets() -> None:
     proc = subprocess.run([sys.executable, "-m", "flatnet.cli.main", "ipam", "ls", "--store",
                            "etcd:http://root:fno-CliSecret-11@127.0.0.1:1"],

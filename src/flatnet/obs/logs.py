@@ -8,7 +8,7 @@ JSON (``--log-format json``, python-json-logger): one object per line with ``tim
 
 No secret reaches a log line or an error message: values of config keys named like
 ``password``, ``*secret*``, ``token`` (and the contents of their ``*File`` / ``*_file``
-counterparts) are remembered when a store is opened and replaced by ``***`` wherever they
+counterparts, e.g. ``passwordFile``, ``keyFile``) are remembered when a store is opened and replaced by ``***`` wherever they
 appear; ``key=value`` / ``"key": "value"`` pairs with such keys and the password part of
 ``scheme://user:password@host`` are masked even when never seen before.
 """
@@ -22,7 +22,8 @@ import threading
 from typing import Any
 
 MASK = "***"
-_SECRET_KEY = re.compile(r"password|passwd|secret|token|credential|api[_-]?key", re.I)
+_SECRET_KEY = re.compile(r"password|passwd|secret|token|credential|api[_-]?key|private[_-]?key"
+                         r"|(?:^|[_-])key(?:file|_file|path)?$", re.I)
 _FILE_KEY = re.compile(r"(file|path)$", re.I)
 _PAIR = re.compile(
     r"""(?P<key>["']?[\w.-]*(?:password|passwd|secret|token|credential|api[_-]?key)[\w.-]*["']?)"""
@@ -57,11 +58,16 @@ def remember_config_secrets(cfg: Any) -> None:
 
 
 def _remember_file(path: str) -> None:
+    """The file's content, and each line of it (a PEM key is quoted line by line, if ever)."""
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
-            remember_secret(fh.read(MAX_SECRET_FILE))
+            text = fh.read(MAX_SECRET_FILE)
     except OSError:
-        pass  # the store reports an unreadable file itself (and the path is no secret)
+        return  # the store reports an unreadable file itself (and the path is no secret)
+    remember_secret(text)
+    for line in text.splitlines():
+        if not line.startswith("-----") and len(line.strip()) >= 8:
+            remember_secret(line)
 
 
 def _mask_pair(m: re.Match[str]) -> str:
