@@ -131,7 +131,7 @@ def test_pool_gauges_equal_what_the_store_holds(agent: Agent) -> None:
     lab = {"pool": "fno-p4", "store": "sqlite"}
     assert value(s, "flatnet_ipam_pool_in_use_addresses", **lab) == held
     assert value(s, "flatnet_ipam_pool_size_addresses", **lab) == 6
-    assert value(s, "flatnet_ipam_pool_allocated_addresses", **lab) >= held
+    assert value(s, "flatnet_ipam_pool_allocated_addresses", **lab) == held
 
 
 def test_sticky_reservations_are_reported(agent: Agent) -> None:
@@ -142,6 +142,14 @@ def test_sticky_reservations_are_reported(agent: Agent) -> None:
     lab = {"pool": "fno-p4", "store": "sqlite"}
     assert value(s, "flatnet_ipam_pool_in_use_addresses", **lab) == 0
     assert value(s, "flatnet_ipam_pool_sticky_reserved_addresses", **lab) == 1
+    assert value(s, "flatnet_ipam_pool_allocated_addresses", **lab) == 0  # a hold can be taken over
+    # six more pods in the six-address pool: the last one takes redis-0's hold over
+    for i in range(6):
+        assert agent.cni(f"d{i}", stdin=conf(agent.store_cfg, sticky), pod=f"web-{i}")["exit"] == 0
+    s = agent.samples()
+    assert value(s, "flatnet_ipam_pool_sticky_reserved_addresses", **lab) == 0
+    assert value(s, "flatnet_ipam_pool_sticky_takeovers_total", **lab) == 1
+    assert value(s, "flatnet_ipam_pool_allocated_addresses", **lab) == 6
 
 
 def test_gc_reclaims_are_counted(agent: Agent) -> None:

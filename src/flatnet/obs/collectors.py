@@ -27,28 +27,50 @@ def classify(value: str) -> str:
 
 
 def pool_figures(ipam: Any, spec: Any) -> dict[str, int]:
-    """size, allocated (not free to hand out, as the allocator counts), in_use, reserved."""
-    from flatnet.ipam import records as r
+    """The pool's gauges from one range read of its addresses (+ its stats record).
 
-    allocated, size = ipam.usage(spec)
+    ``allocated`` counts what a new pod cannot get: leases inside the pool's current range
+    (and quarantined addresses, once the IPAM has them). Sticky holds are not counted: when
+    a pool runs dry the IPAM takes the oldest one over (``sticky_takeovers``).
+    """
+    import ipaddress
+    from urllib.parse import unquote
+
+    from flatnet.ipam import records as r
+    from flatnet.ipam.pool import PoolRange
+
+    pr = PoolRange(spec)
     kinds = {"lease": 0, "reserved": 0}
+    allocated = 0
     for entry in ipam.store.range(r.pool_key(spec.name, "ips/")):
         kind = classify(entry.value)
         kinds[kind] = kinds.get(kind, 0) + 1
-    return {"size": size, "allocated": allocated, "in_use": kinds["lease"],
-            "reserved": kinds["reserved"]}
+        if kind != "reserved":
+            ip = ipaddress.ip_address(unquote(entry.key.rsplit("/", 1)[1]))
+            allocated += ip.version == spec.family and pr.usable(pr.offset(ip))
+    stats = ipam.stats(spec) if hasattr(ipam, "stats") else {}
+    return {"size": pr.total, "allocated": allocated, "in_use": kinds["lease"],
+            "reserved": kinds["reserved"], "takeovers": int(stats.get("takeovers", 0)),
+            "expired": int(stats.get("expired", 0))}
 
 
 _POOL_GAUGES = (
     ("size", "flatnet_ipam_pool_size_addresses",
      "Usable addresses of the pool (its range less gateway, exclusions, network/broadcast)."),
     ("allocated", "flatnet_ipam_pool_allocated_addresses",
-     "Addresses of the pool that cannot be handed out now: leases, sticky holds (and, where "
-     "the IPAM has them, quarantined addresses). allocated/size is the pool's usage."),
+     "Addresses of the pool a new pod cannot get: leases in its range (and quarantined "
+     "addresses where the IPAM has them). allocated/size is the pool's usage."),
     ("in_use", "flatnet_ipam_pool_in_use_addresses",
      "Addresses leased to an attachment (what 'flatnet ipam ls --pool P' lists)."),
     ("reserved", "flatnet_ipam_pool_sticky_reserved_addresses",
-     "Addresses held for a sticky pod that is away (StatefulSet pod between DEL and ADD)."),
+     "Addresses held for a sticky pod that is away (until its stickyHold ends, or the pool "
+     "runs dry and the oldest hold is taken over)."),
+)
+_POOL_COUNTERS = (
+    ("takeovers", "flatnet_ipam_pool_sticky_takeovers",
+     "Sticky holds taken over by another pod before their hold ended, because the pool ran dry."),
+    ("expired", "flatnet_ipam_pool_sticky_expired",
+     "Sticky holds that ended after their stickyHold and went back to the free addresses."),
 )
 
 
@@ -62,7 +84,10 @@ class PoolCollector:
         return []
 
     def collect(self) -> Iterable[Any]:
-        fams = {key: GaugeMetricFamily(name, doc, labels=["pool", "store"]) for key, name, doc in _POOL_GAUGES}
+        fams: dict[str, Any] = {key: GaugeMetricFamily(name, doc, labels=["pool", "store"])
+                                for key, name, doc in _POOL_GAUGES}
+        fams.update({key: CounterMetricFamily(name, doc, labels=["pool", "store"])
+                     for key, name, doc in _POOL_COUNTERS})
         seen: set[tuple[int, str]] = set()
         for conf in self.service.served_networks():
             try:
