@@ -27,7 +27,7 @@ from flatnet.obs.agent import instrument, serve_metrics
 from flatnet.obs.logs import setup_logging
 from flatnet.obs.metrics import AgentMetrics
 from flatnet.obs.store import instrumented_factory
-from flatnet.plugin import request
+from flatnet.agent.protocol import request
 
 POOL = {"name": "fno-p4", "subnet": "198.18.7.0/29"}  # 6 usable addresses
 

@@ -44,7 +44,7 @@ def count_gc_reclaims(service: Any, metrics: AgentMetrics) -> None:
 def agent_socket_check(path: str, timeout: float = 3.0) -> Check:
     """Liveness: a STATUS request answered through the agent's own socket and dispatch."""
     def agent_socket() -> str | None:
-        from flatnet.agent.client import AgentReplyError, NoAgent, request
+        from flatnet.agent.protocol import AgentReplyError, NoAgent, request
 
         try:
             reply = request(path, {"v": 1, "op": "status"}, timeout=timeout)

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 #: CNI verbs get their own label value; anything else is counted as "other"
 VERBS = ("ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION")
 #: CNI latencies: a lab ADD takes ~25 ms, a loaded node's ADD can take seconds
-CNI_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+CNI_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: store calls: sub-millisecond (SQLite, memory) to the store timeout (etcd, seconds)
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 #: label values taken from network configs are capped, so a stream of odd configs cannot
