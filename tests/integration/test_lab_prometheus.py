@@ -11,9 +11,9 @@ shortened) and sees ``FlatnetPoolNearlyFull`` fire for that pool only.
 
 from __future__ import annotations
 
+import json
 import math
 import os
-import re
 import subprocess
 import sys
 import time
@@ -64,12 +64,11 @@ def expected_quantile(q: float, durations: list[float]) -> float:
 
 
 def ipam_ls_count(pool: str) -> int:
+    """How many leases ``flatnet ipam ls --pool POOL --json`` lists."""
     proc = subprocess.run([sys.executable, "-m", "flatnet.cli.main", "ipam", "ls", "--store",
-                           f"sqlite:{procs.path('ipam.db')}", "--pool", pool],
+                           f"sqlite:{procs.path('ipam.db')}", "--pool", pool, "--json"],
                           capture_output=True, text=True, timeout=60, check=True)
-    m = re.search(r"(\d+) lease\(s\) in " + re.escape(pool), proc.stdout)
-    assert m, proc.stdout
-    return int(m.group(1))
+    return len(json.loads(proc.stdout)["leases"])
 
 
 def test_promql_answers_match_what_the_lab_did(lab: tuple[Topology, LabPrometheus], tmp_path: Path) -> None:

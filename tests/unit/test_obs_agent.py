@@ -125,7 +125,7 @@ def test_pool_gauges_equal_what_the_store_holds(agent: Agent) -> None:
         assert agent.cni(f"c{i}", pod=f"web-{i}")["exit"] == 0
     agent.cni("c3", "DEL")
     s = agent.samples()
-    ipam = Ipam(agent.service.open_stores()[0])
+    ipam = Ipam(agent.service.stores()[0])
     held = len(ipam.leases("fno-p4"))  # what 'flatnet ipam ls --pool fno-p4' counts
     assert held == 3
     lab = {"pool": "fno-p4", "store": "sqlite"}
@@ -230,3 +230,22 @@ def test_every_exported_metric_is_documented(agent: Agent) -> None:
     missing = sorted(n for n in base if f"`{n}`" not in doc)
     assert not missing, f"docs/OBSERVABILITY.md does not explain {missing}"
     assert all(n.startswith("flatnet_") for n in base), base
+
+
+def test_quarantined_addresses_are_counted_once_the_ipam_reports_them() -> None:
+    """The hook 'flatnet ipam ls' uses too: an Ipam with ``quarantined(pool)``."""
+    import ipaddress
+
+    from flatnet.ipam.api import PoolSpec
+    from flatnet.ipam.store import MemoryStore
+    from flatnet.obs.collectors import pool_figures
+
+    class QuarantiningIpam(Ipam):
+        def quarantined(self, pool: str) -> list[dict]:
+            return [{"pool": pool, "address": "198.18.7.5"}]
+
+    spec = PoolSpec("fno-q", ipaddress.ip_network("198.18.7.0/29"))
+    plain = pool_figures(Ipam(MemoryStore()), spec)
+    assert "quarantined" not in plain and plain["allocated"] == 0 and plain["size"] == 6
+    fig = pool_figures(QuarantiningIpam(MemoryStore()), spec)
+    assert fig["quarantined"] == 1 and fig["allocated"] == 1

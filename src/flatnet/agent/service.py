@@ -153,7 +153,7 @@ class Service:
                 self._datapaths[mode] = dp
             return dp
 
-    def open_stores(self) -> list[Store]:
+    def stores(self) -> list[Store]:
         """Every store this service has opened (health checks and metrics read them)."""
         with self._cache_lock:
             return [store for store, _ipam in self._stores.values()]

@@ -83,7 +83,7 @@ def instrument(server: Any, service: Any, metrics: AgentMetrics, reconciler: Any
     metrics.register(PoolCollector(service))
     metrics.register(AgentCollector(server.metrics.snapshot, reconciler))
     def stores() -> list[Any]:
-        found = list(service.open_stores())
+        found = list(service.stores())
         if default_store is not None:
             store = service.open_store_config(dict(default_store))[0]
             if all(store is not s for s in found):

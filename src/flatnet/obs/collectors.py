@@ -17,10 +17,7 @@ log = logging.getLogger("flatnet.agent")
 
 
 def classify(value: str) -> str:
-    """What an ``ips/`` record of a pool is: "lease" or "reserved" (a sticky hold).
-
-    A quarantined (conflicting) address becomes one more kind here, and one more gauge below.
-    """
+    """What an ``ips/`` record of a pool is: "lease" or "reserved" (a sticky hold)."""
     from flatnet.ipam import records as r
 
     return "reserved" if r.is_reservation(value) else "lease"
@@ -49,9 +46,13 @@ def pool_figures(ipam: Any, spec: Any) -> dict[str, int]:
             ip = ipaddress.ip_address(unquote(entry.key.rsplit("/", 1)[1]))
             allocated += ip.version == spec.family and pr.usable(pr.offset(ip))
     stats = ipam.stats(spec) if hasattr(ipam, "stats") else {}
-    return {"size": pr.total, "allocated": allocated, "in_use": kinds["lease"],
-            "reserved": kinds["reserved"], "takeovers": int(stats.get("takeovers", 0)),
-            "expired": int(stats.get("expired", 0))}
+    out = {"size": pr.total, "allocated": allocated, "in_use": kinds["lease"],
+           "reserved": kinds["reserved"], "takeovers": int(stats.get("takeovers", 0)),
+           "expired": int(stats.get("expired", 0))}
+    if hasattr(ipam, "quarantined"):  # as 'flatnet ipam ls' does: once the IPAM quarantines
+        out["quarantined"] = len(ipam.quarantined(spec.name))
+        out["allocated"] += out["quarantined"]
+    return out
 
 
 _POOL_GAUGES = (
@@ -62,6 +63,8 @@ _POOL_GAUGES = (
      "addresses where the IPAM has them). allocated/size is the pool's usage."),
     ("in_use", "flatnet_ipam_pool_in_use_addresses",
      "Addresses leased to an attachment (what 'flatnet ipam ls --pool P' lists)."),
+    ("quarantined", "flatnet_ipam_pool_quarantined_addresses",
+     "Addresses set aside because something else answered on them (conflict probe)."),
     ("reserved", "flatnet_ipam_pool_sticky_reserved_addresses",
      "Addresses held for a sticky pod that is away (until its stickyHold ends, or the pool "
      "runs dry and the oldest hold is taken over)."),
@@ -89,6 +92,7 @@ class PoolCollector:
         fams.update({key: CounterMetricFamily(name, doc, labels=["pool", "store"])
                      for key, name, doc in _POOL_COUNTERS})
         seen: set[tuple[int, str]] = set()
+        present: set[str] = {"size", "allocated", "in_use", "reserved", "takeovers", "expired"}
         for conf in self.service.served_networks():
             try:
                 ipam = self.service.ipam(conf)
@@ -99,9 +103,10 @@ class PoolCollector:
                     seen.add((id(ipam.store), spec.name))
                     for key, value in pool_figures(ipam, spec).items():
                         fams[key].add_metric([spec.name, kind], value)
+                        present.add(key)
             except Exception as exc:  # noqa: BLE001 - a store down must not break the scrape
                 log.warning("metrics: pools of network %s not read: %s", conf.name, exc)
-        yield from fams.values()
+        yield from (fam for key, fam in fams.items() if key in present)
 
 
 class AgentCollector:
