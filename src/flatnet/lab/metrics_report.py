@@ -105,7 +105,7 @@ def run(out: str, count: int = 24, say: Callable[[str], None] = print) -> dict[s
             start = time.time()
             made += warm  # one pod per node: every agent's ADD series exists before the burst
             burst(topo, warm)
-            prom.wait_for("the first ADDs scraped", lambda: prom.value(ADDS))
+            prom.wait_for("the warm-up ADDs scraped", lambda: (prom.value(ADDS) or 0) >= len(warm))
             before = prom.value(ADDS) or 0.0
             time.sleep(3 * prom.scrape_interval)
             marks = {"burst": time.time()}
