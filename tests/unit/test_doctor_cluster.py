@@ -217,3 +217,23 @@ def test_pool_usage_from_a_real_sqlite_store(tmp_path: Path,
     assert main(["doctor", "cluster", "--from", str(DATA / "healthy.json"),
                  "--ipam-store", "bogus"]) == 1
     assert "--ipam-store" in capsys.readouterr().err
+
+
+def test_quarantined_addresses_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import ipaddress
+
+    from flatnet.ipam import Ipam, Owner, PoolSpec, open_store
+
+    db = tmp_path / "ipam.db"
+    store = open_store({"type": "sqlite", "path": str(db)})
+    pool = PoolSpec("vlan100", ipaddress.ip_network("198.18.201.0/24"))
+    ipam = Ipam(store)
+    lease = ipam.allocate([pool], Owner("c1", "eth0", "flat"))[0]
+    assert ipam.quarantine(lease, "answered on the VLAN", "02:00:00:00:00:99")
+    store.close()
+    main(["doctor", "cluster", "--from", str(DATA / "healthy.json"), "--ipam-store",
+          f"sqlite:{db}", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    finding = next(f for f in doc["findings"] if f["code"] == "address-conflict")
+    assert finding["object"] == "Pool/vlan100" and finding["severity"] == "warn"
+    assert "198.18.201.1" in finding["what"] and "02:00:00:00:00:99" in finding["what"]

@@ -131,3 +131,27 @@ def test_reservations_from_before_the_queue_are_taken_over_too(store: Store) -> 
     assert store.txn([], {ikey: legacy}, [okey]) and cur is not None
     assert add(ipam, p, "new", "web-1") == 1
     assert ipam.stats(p) == {"expired": 1} and "default/redis-0" not in ipam.sticky(p)
+
+
+def test_a_quarantined_address_is_skipped_then_retried_when_its_time_is_up(store: Store) -> None:
+    ipam, p = Ipam(store), pool(3)
+    lease = ipam.allocate([p], pod("c1", "web-1"))[0]
+    assert ipam.quarantine(lease, "answered ARP from 02:00:00:00:00:99", "02:00:00:00:00:99", hold=0)
+    assert ipam.lookup("c1", "eth0") == [] and "default/web-1" not in ipam.sticky(p)
+    (q,) = ipam.quarantined(p)
+    assert q["address"] == "198.18.7.1" and q["mac"] == "02:00:00:00:00:99"
+    assert add(ipam, p, "c1", "web-1") == 2  # the same pod gets the next address
+    assert add(ipam, p, "c3", "x") == 3
+    # pool dry: the quarantine is over (hold 0), so the address is retried before failing
+    assert add(ipam, p, "c4", "y") == 1
+    assert ipam.quarantined(p) == []
+
+
+def test_a_quarantined_address_is_nobodys_until_its_time_is_up(store: Store) -> None:
+    ipam, p = Ipam(store), pool(1)
+    lease = ipam.allocate([p], pod("c1"))[0]
+    assert ipam.quarantine(lease, "conflict", None, hold=3600)
+    with pytest.raises(PoolExhausted):
+        add(ipam, p, "c2")
+    with pytest.raises(Exception, match="quarantined"):
+        add(ipam, p, "c3", want="198.18.7.1")

@@ -18,7 +18,7 @@ import socket
 import threading
 from typing import Any, Callable, Iterable, TypeVar
 
-from flatnet.agent import nsproof, overlay
+from flatnet.agent import conflicts, nsproof, overlay
 from flatnet.agent.locks import DEFAULT_LOCK_DIR, ContainerLocks
 from flatnet.agent.spec import build_result, build_spec, requested_ips
 from flatnet.ipam.store import DEFAULT_STORE
@@ -87,6 +87,9 @@ class Service:
         self._store_factory = store_factory or _default_store_factory
         self._stores: dict[str, tuple[Store, Any]] = {}
         self._store_cfgs: list[dict] = []
+        #: probes a new address on the pod's VLAN before it is plumbed (flat modes; pools with
+        #: conflictProbe): ``agent/conflicts.py``. None turns probing off (tests, benches).
+        self.conflict_probe: conflicts.Prober | None = conflicts.wire_probe
         self._datapaths: dict[str, Datapath] = {}
         self._hooks: dict[str, modes.ModeHooks] = {}
         self._cache_lock = threading.Lock()
@@ -127,6 +130,11 @@ class Service:
         if self.on_store_opened is not None:
             self.on_store_opened(dict(cfg))
         return pair
+
+    @staticmethod
+    def _is_overlay(mode: str) -> bool:
+        found = modes.find(mode)
+        return found is not None and found.overlay
 
     def opened_stores(self) -> list[dict]:
         """Every store config opened so far (the agent records them: ``agent/storestate.py``)."""
@@ -228,7 +236,10 @@ class Service:
             pools = self.pools(conf)
             ipam = self.ipam(conf)
             held_before = {(l.pool, l.address) for l in ipam.lookup(cmd.container_id, cmd.ifname)}
-            leases = ipam.allocate(pools, self.owner(cmd), requested_ips(cmd))
+            prober = self.conflict_probe if not self._is_overlay(conf.mode) else None
+            leases = conflicts.allocate_probed(
+                ipam, pools, self.owner(cmd), requested_ips(cmd), held_before,
+                lambda ls: self._spec(cmd, ls, pools), prober)
             plumbed: AttachSpec | None = None
             try:
                 spec = self._spec(cmd, leases, pools, self._prepare(conf))

@@ -88,7 +88,9 @@ def _emit(kind: str, title: str, findings: list, as_json: bool, show_ok: bool) -
 def cmd_cluster(args: argparse.Namespace) -> int:
     from flatnet.doctor.cluster import KUBECTL_ARGS, analyze
     from flatnet.doctor.findings import Finding
-    from flatnet.doctor.pools import check_pools, usage_from_store
+    from flatnet.doctor.pools import (
+        check_pools, check_quarantined, quarantined_from_store, usage_from_store,
+    )
     from flatnet.doctor.kubectl import kubectl_json
 
     dump = _read_json(args.source, "--from") if args.source else kubectl_json(KUBECTL_ARGS)
@@ -100,6 +102,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         store = store_from_url(args.ipam_store, "--ipam-store")  # a typo is a usage error
         try:
             findings += check_pools(usage_from_store(store))
+            findings += check_quarantined(quarantined_from_store(store))
         except Exception as exc:  # noqa: BLE001 - an unreachable store skips one check
             findings.append(Finding("warn", "pools-skipped", "Pool/*",
                                     f"pool usage not checked: {type(exc).__name__}: {exc}",

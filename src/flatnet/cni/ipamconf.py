@@ -18,7 +18,7 @@ from flatnet.ipam.store import STORE_KEYS, store_config
 
 IPAM_KEYS = ("type", "pools", "store")
 POOL_KEYS = ("name", "subnet", "rangeStart", "rangeEnd", "gateway", "exclude", "vlan",
-             "sticky", "stickyHold", "routes")
+             "sticky", "stickyHold", "conflictProbe", "routes")
 MAX_STICKY_HOLD = 365 * 86400  # a year: longer is almost surely seconds mistaken for something else
 ROUTE_KEYS = ("dst", "gw")
 
@@ -77,6 +77,7 @@ def _pool(raw: object, where: str, netname: str) -> PoolSpec:
         vlan=f.integer(d.get("vlan"), f"{where}.vlan", 1, 4094),
         sticky=f.boolean(d.get("sticky"), f"{where}.sticky", False),
         sticky_hold=_hold(d.get("stickyHold"), f"{where}.stickyHold"),
+        conflict_probe=f.boolean(d.get("conflictProbe"), f"{where}.conflictProbe", True),
         routes=tuple(_route(r, f"{where}.routes[{n}]", subnet)
                      for n, r in enumerate(f.array(d.get("routes"), f"{where}.routes"))),
     )

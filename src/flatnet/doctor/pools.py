@@ -77,3 +77,33 @@ def usage_from_store(cfg: dict[str, Any]) -> list[tuple[str, int, int]]:
         return out
     finally:
         store.close()
+
+
+def check_quarantined(quarantined: list[dict[str, Any]]) -> list[Finding]:
+    """One warning per address that answered a conflict probe on the VLAN (``ipam.quarantined``)."""
+    import time
+
+    out = []
+    for q in quarantined:
+        left = float(q.get("until") or 0) - time.time()
+        out.append(Finding(
+            "warn", "address-conflict", f"Pool/{q['pool']}",
+            f"{q['address']} is in use on the VLAN by a host flatnet does not manage "
+            f"({q.get('mac') or 'unknown MAC'}): quarantined, "
+            + (f"retried in {int(left)} s" if left > 0 else "retried when the pool needs it"),
+            "an address configured by hand inside the pool's range would break both that host "
+            "and the pod given it; flatnet skips it while something answers for it",
+            f"find the host with MAC {q.get('mac') or '?'} and move it out of the range, or add "
+            f"{q['address']} to the pool's 'exclude'"))
+    return out
+
+
+def quarantined_from_store(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The quarantined addresses of every pool in the store ``cfg``."""
+    from flatnet.ipam import Ipam, open_store
+
+    store = open_store(cfg)
+    try:
+        return Ipam(store).quarantined()
+    finally:
+        store.close()

@@ -9,7 +9,8 @@ head of its FIFO, the head of its reservation queue and single addresses.
 
 Where an address comes from, in order: a never-used one (``FreshSource``: the pool cursor,
 or the node's chunk of a large pool), the oldest released one (the FIFO), a never-used one
-parked in another node's chunk, and only then the oldest reservation (``_held``).
+parked in another node's chunk, and only then a quarantined address whose time is up
+(``_quarantine``) or the oldest reservation (``_held``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from flatnet.ipam import records as r
 from flatnet.ipam._chunks import CHUNK_MIN_POOL, CHUNK_SIZE, ChunkSource
 from flatnet.ipam._fresh import CursorSource, FreshSource
 from flatnet.ipam._held import Held
+from flatnet.ipam._quarantine import Quarantine
 from flatnet.ipam._txn import Outcome, OwnerHolds, Step, Txns
 from flatnet.ipam.api import DEFAULT_STICKY_HOLD, Compare, IPAddress, Lease, Owner, Store
 from flatnet.ipam.pool import PoolRange
@@ -43,6 +45,7 @@ class PoolOps:
         self.cursor = CursorSource(self.txns)
         self.chunks = ChunkSource(self.txns, min_pool=chunk_min_pool, size=chunk_size)
         self.held = Held(self.txns, self._push_free)
+        self.quarantine = Quarantine(self.txns, self._push_free)
 
     # -- allocation ----------------------------------------------------------
     def source(self, pr: PoolRange, owner: Owner) -> FreshSource:
@@ -62,7 +65,12 @@ class PoolOps:
         return None
 
     def take_over(self, pr: PoolRange, owner: Owner, sticky_absent: bool) -> Lease | None:
-        """The oldest reservation of the pool (see ``_held``); None when there is none."""
+        """When fresh and released addresses are gone: a quarantined address whose time is
+        up (``_quarantine``), else the oldest reservation (``_held``); None when neither."""
+        if self.quarantine.sweep(pr.spec.name, pr.net):
+            lease = self.take_free(pr, owner, sticky_absent)
+            if lease is not None:
+                return lease
         return self.held.take_over(pr, owner, sticky_absent)
 
     def claim(self, pr: PoolRange, ip: IPAddress, owner: Owner, why: str) -> Lease:

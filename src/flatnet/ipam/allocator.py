@@ -20,7 +20,9 @@ from flatnet.errors import (
 from flatnet.ipam import records as r
 from flatnet.ipam._chunks import CHUNK_MIN_POOL, CHUNK_SIZE
 from flatnet.ipam._ops import OwnerHolds, PoolOps
-from flatnet.ipam.api import Compare, IPAddress, Lease, Owner, PoolSpec, Reservation, Store
+from flatnet.ipam.api import (
+    DEFAULT_QUARANTINE, Compare, IPAddress, Lease, Owner, PoolSpec, Reservation, Store,
+)
 from flatnet.ipam.pool import PoolRange
 
 
@@ -285,10 +287,28 @@ class Ipam:
                                            float(res["until"])))
         return out
 
+    def quarantine(self, lease: Lease, why: str, mac: str | None = None,
+                   hold: float = DEFAULT_QUARANTINE) -> bool:
+        """Take ``lease``'s address out of use for ``hold`` seconds (it answered a conflict
+        probe on the VLAN); the attachment no longer holds it. False if the lease changed."""
+        entry = self.store.get(r.ip_key(lease.pool, lease.address.ip))
+        if entry is None or not r.is_lease(entry.value):
+            return False
+        if r.lease_from_record(entry.value).owner != lease.owner:
+            return False
+        return self._ops.quarantine.put(entry.value, why, mac, hold)
+
+    def quarantined(self, pool: str | PoolSpec | None = None) -> list[dict]:
+        """Addresses out of use after a conflict on the VLAN: pool, address, why, mac, until."""
+        if pool is None:
+            names = self.pool_names()
+        else:
+            names = [pool.name if isinstance(pool, PoolSpec) else pool]
+        return [q for name in names for q in self._ops.quarantine.entries(name)]
+
     def pool_names(self) -> list[str]:
         """Every pool the store knows (admin tools; reads the whole ``pools/`` range)."""
-        return sorted({unquote(e.key.split("/")[1]) for e in self.store.range("pools/")
-                       if e.key.endswith("/def")})
+        return sorted(p.name for p in self.pools())
 
     def stats(self, pool: str | PoolSpec) -> dict[str, int]:
         """Counters of the pool: reservations taken over within their hold, and expired."""

@@ -69,6 +69,11 @@ class Store(Protocol):
 DEFAULT_STICKY_HOLD = 86400.0
 
 
+#: how long an address that answered a conflict probe on the VLAN stays out of use before it is
+#: handed out (and probed) again (seconds)
+DEFAULT_QUARANTINE = 600.0
+
+
 @dataclass(frozen=True)
 class PoolSpec:
     """A pool of addresses: one subnet of one family, optionally narrowed to a range."""
@@ -83,6 +88,8 @@ class PoolSpec:
     sticky: bool = False
     #: seconds a released sticky address stays reserved for its pod (``stickyHold``)
     sticky_hold: float = DEFAULT_STICKY_HOLD
+    #: probe each address on the VLAN before it is handed out (flat modes; ``conflictProbe``)
+    conflict_probe: bool = True
     # extra routes to install in the pod (destination, gateway-or-None)
     routes: tuple[tuple[IPNetwork, IPAddress | None], ...] = ()
 

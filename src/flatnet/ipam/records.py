@@ -11,6 +11,8 @@ Layout (relative to the store's own prefix)::
     pools/<pool>/sticky/<ns>/<n>  address remembered for a pod
     pools/<pool>/held/<us>/<ip>   pod: the reservations, in order of expiry (µs since the epoch)
     pools/<pool>/stats            {"takeovers", "expired"}: reservations ended early / after the hold
+    pools/<pool>/quar/<us>/<ip>   reason: addresses quarantined after a conflict on the VLAN, in
+                                  order of their retry time (ips/<ip> holds {"quarantined": ...})
     pools/<pool>/chunk/<node>     {"start", "end", "cursor"}: the node's current chunk of a large
                                   pool (offsets [start, end), next one to try at cursor)
     owners/<container>/<ifname>/<pool>   the same lease record, indexed by attachment
@@ -69,6 +71,25 @@ def held_parts(key: str) -> tuple[float, IPAddress]:
     return int(us) / 1_000_000, ipaddress.ip_address(unquote(ip))
 
 
+def quar_prefix(pool: str) -> str:
+    return pool_key(pool, "quar/")
+
+
+def quar_key(pool: str, until: float, ip: IPAddress) -> str:
+    return pool_key(pool, "quar", f"{max(0, int(until * 1_000_000)):017d}", q(str(ip)))
+
+
+def quarantine_record(pool: str, ip: IPAddress, why: str, mac: str | None, until: float,
+                      held: str) -> str:
+    return dumps({"pool": pool, "ip": str(ip), "quarantined": why, "mac": mac,
+                  "time": round(time.time(), 3), "until": round(until, 3), "held": held})
+
+
+def quarantine_of(text: str) -> dict[str, Any] | None:
+    d = json.loads(text)
+    return d if "quarantined" in d else None
+
+
 def chunk_key(pool: str, node: str) -> str:
     return pool_key(pool, "chunk", q(node))
 
@@ -105,6 +126,7 @@ def spec_to_json(spec: PoolSpec) -> str:
             "sticky": spec.sticky,
             "routes": [[str(d), str(g) if g else None] for d, g in spec.routes],
             "stickyHold": spec.sticky_hold,
+            "conflictProbe": spec.conflict_probe,
         }
     )
 
@@ -122,6 +144,7 @@ def spec_from_json(text: str) -> PoolSpec:
         vlan=d.get("vlan"),
         sticky=bool(d.get("sticky")),
         sticky_hold=float(d.get("stickyHold", DEFAULT_STICKY_HOLD)),
+        conflict_probe=bool(d.get("conflictProbe", True)),
         routes=tuple(
             (ipaddress.ip_network(dst), ip(gw) if gw else None) for dst, gw in d.get("routes", ())
         ),
@@ -221,6 +244,8 @@ def describe_holder(text: str) -> str:
     d = json.loads(text)
     if "reserved_for" in d:
         return f"it is reserved (sticky) for pod {d['reserved_for']}"
+    if "quarantined" in d:
+        return f"it is quarantined: {d['quarantined']} (retried after {time.strftime('%H:%M:%S', time.localtime(d.get('until', 0)))})"
     who = f"container {d['container_id']} interface {d['ifname']}"
     if d.get("pod_namespace") and d.get("pod_name"):
         who += f" (pod {d['pod_namespace']}/{d['pod_name']})"

@@ -1,0 +1,166 @@
+"""Is an address already in use on the pod's VLAN? Ask the wire before handing it out.
+
+A flat network is shared: VMs and servers flatnet does not manage sit on the same VLAN, and
+an address configured there by hand inside a pool's range would otherwise go to a pod too.
+Before an address is plumbed, the agent probes it from the node's link on that VLAN (the
+parent ``master`` / ``master.<vlan>``, or the bridge), from a raw AF_PACKET socket opened in
+the node's netns:
+
+- IPv4: an ARP probe per RFC 5227 §2.1.1 — ARP request, sender IP 0.0.0.0 (so no cache
+  anywhere learns anything), target IP the address. A reply, or any ARP whose *sender* IP
+  is the address, or another probe for it from another MAC, is a conflict.
+- IPv6: a DAD-style neighbour solicitation (RFC 4862 §5.4.2) — from ::, to the address's
+  solicited-node group, no source link-layer option. A neighbour advertisement for it, or
+  another DAD probe for it from another MAC, is a conflict.
+
+``count`` probes ``interval`` apart, then the answer waits until ``wait`` seconds after the
+first one: bounded, whatever the wire does. RFC 5227's own timers (1-2 s) suit a host
+configuring itself; a pod ADD budgets tens of milliseconds, which LAN hosts answer well within.
+The frame builders and parsers are pure functions (unit-tested without root).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import select
+import socket
+import struct
+import time
+
+from flatnet.datapath import links, netns
+from flatnet.datapath.api import AttachSpec, IPAddress
+from flatnet.datapath.common import vlan_ifname
+from flatnet.datapath.neigh import BROADCAST, ETH_P_ARP, ETH_P_IPV6, _checksum, mac_bytes
+
+UNSPEC6 = ipaddress.IPv6Address("::")
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_ALLMULTI = 2
+
+
+def mac_text(raw: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def solicited_node(addr: ipaddress.IPv6Address) -> ipaddress.IPv6Address:
+    return ipaddress.IPv6Address(int(ipaddress.IPv6Address("ff02::1:ff00:0")) | (int(addr) & 0xFFFFFF))
+
+
+def arp_probe_frame(mac: str, addr: ipaddress.IPv4Address) -> bytes:
+    """Ethernet broadcast + ARP request: sender ``mac``/0.0.0.0, target ?/``addr``."""
+    src = mac_bytes(mac)
+    eth = BROADCAST + src + struct.pack("!H", ETH_P_ARP)
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + src + b"\x00" * 4 + b"\x00" * 6 + addr.packed
+    return eth + arp
+
+
+def dad_ns_frame(mac: str, addr: ipaddress.IPv6Address) -> bytes:
+    """Ethernet + IPv6 (:: -> solicited-node group) + ICMPv6 NS for ``addr``, no options."""
+    src = mac_bytes(mac)
+    group = solicited_node(addr)
+    icmp_wo_sum = struct.pack("!BBHI", 135, 0, 0, 0) + addr.packed
+    pseudo = UNSPEC6.packed + group.packed + struct.pack("!I3xB", len(icmp_wo_sum), 58)
+    csum = _checksum(pseudo + icmp_wo_sum)
+    icmp = icmp_wo_sum[:2] + struct.pack("!H", csum) + icmp_wo_sum[4:]
+    ip6 = struct.pack("!IHBB", 0x60000000, len(icmp), 58, 255) + UNSPEC6.packed + group.packed
+    eth = b"\x33\x33" + group.packed[-4:] + src + struct.pack("!H", ETH_P_IPV6)
+    return eth + ip6 + icmp
+
+
+def arp_conflict(frame: bytes, addr: ipaddress.IPv4Address, own_mac: bytes) -> str | None:
+    """The MAC that claims ``addr`` in this Ethernet frame, or None."""
+    if len(frame) < 42 or frame[12:14] != b"\x08\x06":
+        return None
+    htype, ptype, hlen, plen, op = struct.unpack("!HHBBH", frame[14:22])
+    if (htype, ptype, hlen, plen) != (1, 0x0800, 6, 4):
+        return None
+    sha, spa, tpa = frame[22:28], frame[28:32], frame[38:42]
+    if sha == own_mac:
+        return None  # our own probe, looped back
+    if spa == addr.packed:
+        return mac_text(sha)  # a reply, or anyone announcing or using it
+    if op == 1 and spa == b"\x00" * 4 and tpa == addr.packed:
+        return mac_text(sha)  # another host probing for it at the same time (RFC 5227 §2.1.1)
+    return None
+
+
+def nd_conflict(frame: bytes, addr: ipaddress.IPv6Address, own_mac: bytes) -> str | None:
+    """The MAC that claims ``addr`` (NA for it, or a rival DAD probe), or None."""
+    if len(frame) < 14 + 40 + 24 or frame[12:14] != b"\x86\xdd" or frame[20] != 58:
+        return None
+    if frame[6:12] == own_mac:
+        return None
+    icmp = frame[54:]
+    kind, target = icmp[0], icmp[8:24]
+    if target != addr.packed:
+        return None
+    if kind == 136:
+        return mac_text(frame[6:12])
+    if kind == 135 and frame[22:38] == UNSPEC6.packed:
+        return mac_text(frame[6:12])
+    return None
+
+
+def _probe(ifname: str, addr: IPAddress, count: int, interval: float,
+           wait: float) -> tuple[str | None, socket.socket]:
+    v4 = addr.version == 4
+    proto = ETH_P_ARP if v4 else ETH_P_IPV6
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
+    try:
+        sock.bind((ifname, proto))
+        own = sock.getsockname()[4][:6]
+        if not v4:  # the NA for a DAD probe goes to ff02::1: make sure the link lets it in
+            mreq = struct.pack("iHH8s", socket.if_nametoindex(ifname), PACKET_MR_ALLMULTI, 0, b"")
+            sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        frame = (arp_probe_frame(mac_text(own), addr) if v4  # type: ignore[arg-type]
+                 else dad_ns_frame(mac_text(own), addr))  # type: ignore[arg-type]
+        check = arp_conflict if v4 else nd_conflict
+        start = time.monotonic()
+        deadline = start + wait
+        sent = 0
+        while True:
+            now = time.monotonic()
+            if sent < count and now >= start + sent * interval:
+                sock.send(frame)
+                sent += 1
+            next_send = start + sent * interval if sent < count else deadline
+            until = min(deadline, next_send)
+            if now >= deadline:
+                return None, sock
+            ready, _, _ = select.select([sock], [], [], max(0.0, until - now))
+            if ready:
+                got = check(sock.recv(2048), addr, own)  # type: ignore[arg-type]
+                if got is not None:
+                    return got, sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+def probe(host_ns: str | None, ifname: str, addr: IPAddress, count: int = 2,
+          interval: float = 0.01, wait: float = 0.03) -> str | None:
+    """The MAC of a host that answers for ``addr`` on ``ifname`` (in ``host_ns``), or None.
+
+    Raises OSError when the probe cannot be sent (no such link, no permission).
+    """
+    got, _sock = netns.run_in_then(host_ns, _probe, lambda res: res[1].close(),
+                                   ifname, addr, count, interval, wait)
+    return got
+
+
+def probe_link(spec: AttachSpec) -> str | None:
+    """The node's link on the pod's VLAN, when it exists already (None: nothing to probe from).
+
+    macvlan/ipvlan: the parent (``master`` or ``master.<vlan>``); bridge: the bridge.
+    """
+    names: list[str] = []
+    if spec.mode == "bridge" and spec.bridge:
+        names.append(spec.bridge)
+    if spec.master:
+        names.append(vlan_ifname(spec.master, spec.vlan) if spec.vlan is not None else spec.master)
+    with netns.ipr(spec.host_netns) as ip:
+        for name in names:
+            info = links.find(ip, name)
+            if info is not None:
+                return name
+    return None
