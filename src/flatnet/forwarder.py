@@ -43,8 +43,23 @@ def path() -> str:
 
 
 def inprocess_entry() -> str:
-    """The ``flatnet-inprocess`` executable next to this interpreter (the venv's bin/)."""
+    """The ``flatnet-inprocess`` executable next to this interpreter (the venv's bin/).
+
+    A venv installed before the entry point existed lacks it: in a source tree, a
+    two-line launcher for this interpreter is written next to the built forwarder.
+    """
     candidate = os.path.join(os.path.dirname(sys.executable), "flatnet-inprocess")
-    if not os.access(candidate, os.X_OK):
+    if os.access(candidate, os.X_OK):
+        return candidate
+    if not (SOURCE / "Makefile").is_file():
         raise FlatnetError(f"{candidate} is missing", "reinstall flatnet (make setup, or pip install -e .)")
-    return candidate
+    launcher = SOURCE / "build" / "flatnet-inprocess"
+    text = (f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(SOURCE.parents[1] / 'src')!r})\n"
+            "from flatnet.agent.inprocess import main\nmain()\n")
+    if not launcher.is_file() or launcher.read_text() != text:
+        launcher.parent.mkdir(parents=True, exist_ok=True)
+        tmp = launcher.with_name(f".flatnet-inprocess.{os.getpid()}")
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        tmp.replace(launcher)
+    return str(launcher)

@@ -209,13 +209,10 @@ class Cluster:
 
     def wait_agent(self, node: Node, timeout: float = 30.0) -> bool:
         """True once the agent answers a status request (False if it died or timed out)."""
-        from flatnet.agent.protocol import request
+        from flatnet.agent import protocol
 
         def answers() -> bool:
-            try:
-                return request(node.socket, {"v": 1, "op": "status"}, timeout=2)["exit"] == 0
-            except Exception:  # noqa: BLE001 - not up yet
-                return False
+            return protocol.status(node.socket, timeout=2) is not None
         return _wait(lambda: answers() or (node.proc is not None and node.proc.poll() is not None), timeout, 0.1) \
             and node.proc is not None and node.proc.poll() is None
 

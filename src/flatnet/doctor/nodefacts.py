@@ -109,10 +109,10 @@ def scan_cni(conf_dir: str, bin_dir: str) -> CniFacts:
 
 def check_agent(path: str, timeout: float = 3.0) -> tuple[str, str]:
     """Ask the agent for its status over the unix socket."""
-    from flatnet.agent.protocol import AgentReplyError, NoAgent, request
+    from flatnet.agent.protocol import AgentReplyError, NoAgent, request, status_request
 
     try:
-        reply = request(path, {"v": 1, "op": "status"}, timeout=timeout)
+        reply = request(path, status_request(), timeout=timeout)
     except NoAgent as exc:
         return "absent", str(exc)
     except AgentReplyError as exc:
