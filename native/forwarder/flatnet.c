@@ -19,6 +19,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -294,6 +295,7 @@ static void exec_inprocess(const char *ver, const char *entry, int from_conf, co
     write_all(fd, in->p ? in->p : "", in->n);
     if (lseek(fd, 0, SEEK_SET) != 0 || dup2(fd, 0) != 0)
         failf(ver, 100, "cannot hand stdin to the in-process entry point: %s", strerror(errno));
+    signal(SIGPIPE, SIG_DFL);
     execl(entry, entry, (char *)NULL);
     failf(ver, from_conf ? 7 : 4, "cannot run the in-process entry point %s (%s \"%s\"): %s", entry,
           from_conf ? "network config key" : "environment variable", from_conf ? "inProcess" : "FLATNET_INPROCESS",
@@ -303,6 +305,8 @@ static void exec_inprocess(const char *ver, const char *entry, int from_conf, co
 extern char **environ;
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
+    for (int fd = 0; fd < 3; fd++) /* a closed stdio fd must not become the agent socket */
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd) return 1;
     const char *latest = versions[n_versions - 1], *ver = latest;
     const char *cmd = getenv("CNI_COMMAND");
     if (!cmd || !*cmd) {
@@ -402,7 +406,7 @@ int main(void) {
     if (ans.n == 0) failf(ver, 11, "the flatnet agent at %s closed the connection without answering "
                           "(restarting?); try again", path);
     const char *akeys[] = {"exit", "stdout"}, *avals[2] = {0}, *aerr;
-    if (rc == 1 && jdoc(ans.p, ans.n, akeys, avals, 2, &aerr, &pos) && ans.p[strspn(ans.p, " \t\r\n")] == '{' && avals[0]) {
+    if (rc == 1 && utf8_ok(ans.p, ans.n) && jdoc(ans.p, ans.n, akeys, avals, 2, &aerr, &pos) && ans.p[strspn(ans.p, " \t\r\n")] == '{' && avals[0]) {
         char *x;
         long code = strtol(avals[0], &x, 10);
         if (x > avals[0] && !strchr(".eE", *x)) {

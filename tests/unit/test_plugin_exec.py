@@ -186,7 +186,8 @@ def test_silent_agent_times_out_as_try_again(scripted) -> None:
 
 
 @pytest.mark.parametrize("answer", [b"garbage", b"[1]", b'{"exit": "0", "stdout": ""}',
-                                    b'{"exit": 0}', b'{"exit": 0.5, "stdout": ""}', b'{"exit": 0, "stdout": "x"'])
+                                    b'{"exit": 0}', b'{"exit": 0.5, "stdout": ""}', b'{"exit": 0, "stdout": "x"',
+                                    b'{"exit": 0, "stdout": "\xff"}'])
 def test_malformed_agent_answer_is_106(scripted, answer: bytes) -> None:
     path = scripted(lambda c: (read_request(c), c.sendall(answer)))
     error(run(cni_env("ADD"), json.dumps(conf(agentSocket=path)).encode()), 106, "malformed")
