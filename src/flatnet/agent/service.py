@@ -1,7 +1,7 @@
 """The agent's CNI handler: ADD / DEL / CHECK / GC / STATUS over IPAM and a datapath.
 
-The same ``Service`` runs inside the agent daemon and, when no agent answers, inside the
-plugin process itself; per-container file locks (``agent.locks``) keep the two from
+The same ``Service`` runs inside the agent daemon and, when no agent answers, inside
+``flatnet-inprocess`` (``agent.inprocess``, exec'd by the forwarder); per-container file locks (``agent.locks``) keep the two from
 racing. ADD is allocate → plumb → answer, and any failure after allocation undoes every
 step it did (newly allocated leases released, plumbing deleted) before the error leaves,
 so a failed ADD leaves nothing half-done. DEL is idempotent and never needs the netns.
@@ -47,7 +47,7 @@ def _one_netlink_session(verb: F) -> F:
 
 
 def _default_store_factory(cfg: dict) -> Store:
-    from flatnet.ipam.store import open_store  # lazy: the plugin imports this only on fallback
+    from flatnet.ipam.store import open_store  # lazy: light importers of the agent need no store
 
     return open_store(cfg)
 
