@@ -2,7 +2,7 @@
 
     from flatnet.testbed.cri import CriNode, PodSpec, PortMap
 
-    with CriNode(network="flatnet") as node:      # or network="bridge" (bridge + host-local)
+    with CriNode(network="flatnet") as node:      # "bridge" (bridge + host-local), "none" (no CNI)
         pod_id, spec = node.run_pod("web-0", "shop", port_mappings=[PortMap(80, 30080)])
         st = node.cri.pod_status(pod_id)          # .ip, .ready, .netns, .name, .namespace
         cid = node.run_container(pod_id, spec, "httpd", ["httpd", "-f", "-p", "80"])

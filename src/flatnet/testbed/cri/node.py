@@ -65,18 +65,21 @@ class CriNode:
     """A node with containerd + (for ``network="flatnet"``) a flatnet agent; see module doc.
 
     ``with CriNode(network="flatnet") as node:`` builds everything, imports the images and
-    returns once containerd's CRI answers; ``node.cri`` is a ``CriClient``. ``close()``
+    returns once containerd's CRI answers; ``node.cri`` is a ``CriClient``. ``network="none"``
+    starts no agent and writes no conflist and no flatnet plugin (containerd reports
+    NetworkReady false; host-network pods still run): the node as kubeadm leaves it, for a
+    DaemonSet that installs ``bin_dir``/flatnet and a conflist in ``conf_dir`` (hostPath mounts). ``close()``
     removes every sandbox, then stops containerd, its shims, the agent, and the namespaces.
     """
 
     def __init__(self, network: str = "flatnet", prefix: str | None = None, portmap: bool = True,
                  plugin: Path | None = None, reconcile_every: float = 0.0) -> None:
-        if network not in ("flatnet", "bridge"):
-            raise ValueError(f"network must be 'flatnet' or 'bridge', not {network!r}")
+        if network not in ("flatnet", "bridge", "none"):
+            raise ValueError(f"network must be 'flatnet', 'bridge' or 'none', not {network!r}")
         self.network = network
         self.prefix = prefix or f"fnc-{secrets.token_hex(3)}"
         self.portmap = portmap
-        self.plugin = plugin if plugin is not None else plugin_path()
+        self.plugin = plugin if plugin is not None or network == "none" else plugin_path()
         self.reconcile_every = reconcile_every
         self.switch, self.ns, self.vm = (f"{self.prefix}-{s}" for s in ("sw", "node", "vm"))
         self.node_ip, self.vm_ip = NODE_ADDR.split("/")[0], VM_ADDR.split("/")[0]
@@ -108,7 +111,8 @@ class CriNode:
         self._bin_dir()
         self.conf_dir.mkdir()
         (self.work / "locks").mkdir()
-        (self.conf_dir / f"10-{self.prefix}.conflist").write_text(json.dumps(self.conflist(), indent=2))
+        if self.network != "none":
+            (self.conf_dir / f"10-{self.prefix}.conflist").write_text(json.dumps(self.conflist(), indent=2))
         if self.network == "flatnet":
             self.start_agent()
         self.containerd.start()
@@ -151,7 +155,8 @@ class CriNode:
         self.bin_dir.mkdir(parents=True)
         for name in REFERENCE_PLUGINS:
             shutil.copy2(REFERENCE_DIR / name, self.bin_dir / name)
-        shutil.copy2(self.plugin, self.bin_dir / "flatnet")
+        if self.plugin is not None:
+            shutil.copy2(self.plugin, self.bin_dir / "flatnet")
 
     def _images(self) -> None:
         for name, rootfs, entry in (
