@@ -12,7 +12,8 @@ APT_PKGS=(iproute2 nftables iputils-ping iperf3 etcd-server etcd-client podman r
           containernetworking-plugins busybox-static redis-server redis-tools socat conntrack
           util-linux netcat-openbsd python3-venv procps psmisc openssl prometheus
           make musl-tools  # musl-tools: musl-gcc for the static CNI forwarder and the test pause image
-          containerd iptables)  # the CRI tests and bench (flatnet.testbed.cri); iptables: portmap
+          containerd iptables  # the CRI tests and bench (flatnet.testbed.cri); iptables: portmap
+          mmdebstrap)  # mmdebstrap: the image's root filesystem (make image, scripts/image/)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

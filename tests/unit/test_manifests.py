@@ -192,6 +192,22 @@ def test_installed_conflist_is_accepted_by_flatnet(overrides: dict[str, Any]) ->
         "store.endpoints", ["http://198.18.0.10:2379"])
 
 
+def test_image_is_named_by_repository_and_pyproject_version_everywhere() -> None:
+    """One version: pyproject's. The chart, its image tag and deploy/ must all say it."""
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert chart["version"] == chart["appVersion"] == values["image"]["tag"] == version, (
+        "Chart.yaml version/appVersion and values.yaml image.tag must equal pyproject.toml's version")
+    want = f"{values['image']['repository']}:{version}"
+    for docs in (load_dir(DEPLOY), render_chart()):
+        ds = next(d for d in docs if d["kind"] == "DaemonSet")
+        spec = ds["spec"]["template"]["spec"]
+        assert {c["image"] for c in spec["initContainers"] + spec["containers"]} == {want}
+
+
 def test_redis_example_manifests_validate() -> None:
     docs = load_dir(REDIS / "manifests")
     kinds = {d["kind"] for d in docs}

@@ -1,0 +1,37 @@
+#!/bin/sh
+# Customize hook of the flatnet profile: install flatnet from its wheel (and its runtime
+# dependencies, all wheels from PyPI collected by build.sh) with the rootfs's own python3,
+# offline; then the CNI forwarder at /opt/flatnet/bin/flatnet, which the DaemonSet's init
+# container copies to the node.
+#   FLATNET_WHEELS     directory of wheels: flatnet-*.whl, its dependencies, pip-*.whl
+#   FLATNET_FORWARDER  the native forwarder binary; empty: the Python plugin entry point
+set -eu
+r=$1
+: "${FLATNET_WHEELS:?FLATNET_WHEELS is not set (scripts/image/build.sh sets it)}"
+mkdir -p "$r/tmp/fnm-wheels"
+cp "$FLATNET_WHEELS"/*.whl "$r/tmp/fnm-wheels/"
+pip=$(cd "$r/tmp/fnm-wheels" && ls pip-*.whl | head -n1)
+# pip runs from its wheel (zipimport): no pip package is left in the image
+chroot "$r" env PYTHONDONTWRITEBYTECODE= python3 "/tmp/fnm-wheels/$pip/pip" install --no-index \
+  --find-links /tmp/fnm-wheels --no-cache-dir --break-system-packages --root-user-action=ignore \
+  --disable-pip-version-check --no-warn-script-location -q flatnet
+rm -rf "$r/tmp/fnm-wheels"
+chroot "$r" flatnet --help >/dev/null
+
+mkdir -p "$r/opt/flatnet/bin"
+if [ -n "${FLATNET_FORWARDER:-}" ]; then
+  install -m 0755 "$FLATNET_FORWARDER" "$r/opt/flatnet/bin/flatnet"
+else
+  # no native forwarder in this tree yet: the plugin is flatnet's Python entry point,
+  # which needs python3 on the node (the native forwarder does not)
+  cat > "$r/opt/flatnet/bin/flatnet" <<'PLUGIN'
+#!/usr/bin/python3 -I
+from flatnet.plugin import main
+main()
+PLUGIN
+  chmod 0755 "$r/opt/flatnet/bin/flatnet"
+fi
+
+# glibc's iconv modules (8 MB): nothing in the image converts charsets through iconv
+# (Python has its own codecs; ip and nft speak ASCII)
+rm -rf "$r/usr/lib/x86_64-linux-gnu/gconv"
