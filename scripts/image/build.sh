@@ -29,12 +29,9 @@ exec 9>"$OUT/.lock"
 flock 9   # one build at a time (make image while the tests build it)
 
 # --- the native forwarder (built on the host; the image has no compiler) -----------------
-FORWARDER=""
-if [ -f native/forwarder/Makefile ]; then
-  make -s -C native/forwarder
-  FORWARDER=$ROOT/native/forwarder/build/flatnet
-  [ -x "$FORWARDER" ] || { echo "image: make -C native/forwarder did not produce $FORWARDER" >&2; exit 1; }
-fi
+make -s -C native/forwarder
+FORWARDER=$ROOT/native/forwarder/build/flatnet
+[ -x "$FORWARDER" ] || { echo "image: make -C native/forwarder did not produce $FORWARDER" >&2; exit 1; }
 
 # --- cache key: every input's content ------------------------------------------------------
 inputs_hash() {
@@ -43,7 +40,7 @@ inputs_hash() {
       | grep -v -e '__pycache__' -e '/build/' | LC_ALL=C sort | while read -r f; do
         [ -f "$f" ] && sha256sum "$f"
       done
-    [ -z "$FORWARDER" ] || sha256sum "$FORWARDER"
+    sha256sum "$FORWARDER"
     echo "$REF"
   } | sha256sum | cut -c1-32
 }

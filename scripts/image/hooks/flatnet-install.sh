@@ -4,10 +4,11 @@
 # offline; then the CNI forwarder at /opt/flatnet/bin/flatnet, which the DaemonSet's init
 # container copies to the node.
 #   FLATNET_WHEELS     directory of wheels: flatnet-*.whl, its dependencies, pip-*.whl
-#   FLATNET_FORWARDER  the native forwarder binary; empty: the Python plugin entry point
+#   FLATNET_FORWARDER  the native forwarder binary (static; the node needs nothing else)
 set -eu
 r=$1
 : "${FLATNET_WHEELS:?FLATNET_WHEELS is not set (scripts/image/build.sh sets it)}"
+: "${FLATNET_FORWARDER:?FLATNET_FORWARDER is not set (scripts/image/build.sh sets it)}"
 mkdir -p "$r/tmp/fnm-wheels"
 cp "$FLATNET_WHEELS"/*.whl "$r/tmp/fnm-wheels/"
 pip=$(cd "$r/tmp/fnm-wheels" && ls pip-*.whl | head -n1)
@@ -18,19 +19,7 @@ chroot "$r" env PYTHONDONTWRITEBYTECODE= python3 "/tmp/fnm-wheels/$pip/pip" inst
 rm -rf "$r/tmp/fnm-wheels"
 chroot "$r" flatnet --help >/dev/null
 
-mkdir -p "$r/opt/flatnet/bin"
-if [ -n "${FLATNET_FORWARDER:-}" ]; then
-  install -m 0755 "$FLATNET_FORWARDER" "$r/opt/flatnet/bin/flatnet"
-else
-  # no native forwarder in this tree yet: the plugin is flatnet's Python entry point,
-  # which needs python3 on the node (the native forwarder does not)
-  cat > "$r/opt/flatnet/bin/flatnet" <<'PLUGIN'
-#!/usr/bin/python3 -I
-from flatnet.plugin import main
-main()
-PLUGIN
-  chmod 0755 "$r/opt/flatnet/bin/flatnet"
-fi
+install -D -m 0755 "$FLATNET_FORWARDER" "$r/opt/flatnet/bin/flatnet"
 
 # glibc's iconv modules (8 MB): nothing in the image converts charsets through iconv
 # (Python has its own codecs; ip and nft speak ASCII)
