@@ -31,7 +31,8 @@ def _assert_sound(results: list[ScenarioResult], expected: set[str]) -> None:
         wanted = SMOKE.ops if r.scenario == "agent-kill" else SMOKE.side_ops
         assert r.operations >= wanted
         want_kills = {"agent-kill": SMOKE.kills, "sqlite-txn-kill": SMOKE.txn_kills,
-                      "etcd-restart": SMOKE.etcd_stops, "node-lost": 1}[r.scenario]
+                      "etcd-restart": SMOKE.etcd_stops, "node-lost": 1,
+                      "etcd-member-loss": SMOKE.member_kills}[r.scenario]
         assert r.kills >= want_kills, f"{r.scenario}: only {r.kills} faults struck"
 
 
@@ -44,3 +45,11 @@ def test_smoke_sqlite() -> None:
                     reason="etcd not installed")
 def test_smoke_etcd_restart() -> None:
     _assert_sound(run(SMOKE, ["etcd"], only=("etcd-restart",)), {"etcd-restart"})
+
+
+@pytest.mark.etcd
+def test_smoke_etcd_member_loss() -> None:
+    """Three etcd members, the leader SIGKILLed mid-load and restarted: the other two serve."""
+    results = run(SMOKE, ["etcd"], only=("etcd-member-loss",))
+    _assert_sound(results, {"etcd-member-loss"})
+    assert any("SIGKILLed fnk" in n and "restarted" in n for n in results[0].notes), results[0].notes

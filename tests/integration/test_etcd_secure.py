@@ -207,7 +207,8 @@ def agent(tmp_path) -> Iterator[tuple[str, Path]]:
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
             [os.path.join(os.path.dirname(sys.executable), "flatnet"), "agent", "--socket", sock, "--node", "fne-n1",
-             "--lock-dir", str(tmp_path / "locks"), "--reconcile-every", "0"],
+             "--lock-dir", str(tmp_path / "locks"), "--reconcile-every", "0",
+             "--state-dir", str(tmp_path / "state")],
             stdout=fh, stderr=fh, start_new_session=True)
     try:
         for _ in range(200):

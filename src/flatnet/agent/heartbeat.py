@@ -64,7 +64,8 @@ class NodeHeartbeat(Periodic):
 
     def __init__(self, service: Any, store_cfg: dict, ttl: int = DEFAULT_TTL,
                  grace: float = DEFAULT_GRACE, state_dir: str | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_announced: Callable[[], None] | None = None) -> None:
         super().__init__(max(ttl / 3.0, 0.2))
         self.service, self.store_cfg = service, dict(store_cfg)
         self.store, self.ipam = service.open_store_config(self.store_cfg)
@@ -77,6 +78,7 @@ class NodeHeartbeat(Periodic):
         self._missing: dict[str, float] = {}  # node -> when this agent first saw it missing
         self._last_sweep = -1e18
         self.reclaimed_by_me: list[str] = []
+        self._on_announced = on_announced
 
     # ---- our own heartbeat ----
     def announce(self) -> bool:
@@ -111,6 +113,9 @@ class NodeHeartbeat(Periodic):
         else:
             log.info("heartbeat: node %s announced in etcd (lease %x, ttl %ss)",
                      self.node, self.lease_id, self.ttl)
+            if self._on_announced is not None:
+                self._on_announced()
+                self._on_announced = None
         self.teardown_pending()
 
     def _keepalive(self) -> int:

@@ -39,9 +39,13 @@ class Heartbeats:
         key = json.dumps(cfg, sort_keys=True)
         if key in self.beats:
             return
-        hb = NodeHeartbeat(self.service, cfg, self.ttl, self.grace, self.state_dir)
+        hb = NodeHeartbeat(self.service, cfg, self.ttl, self.grace, self.state_dir,
+                           on_announced=lambda: self._remember(cfg))
         self.beats[key] = hb
         hb.start()
+
+    def _remember(self, cfg: dict) -> None:
+        """Called once a heartbeat got into etcd: a config that never worked is not kept."""
         path = self._path()
         if path:
             known = self._known()

@@ -12,83 +12,21 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
-from typing import Callable
 
-import httpx
 from pyroute2 import netns as pnetns
 
+from flatnet.chaos.etcdproc import Etcd, EtcdCluster, stop_proc, wait
 from flatnet.datapath import netns as fnetns
-from flatnet.errors import FlatnetError
 
 NETWORK = "fnkchaos"
 SUBNET, RANGE_START, RANGE_END, GATEWAY = "198.18.200.0/24", "198.18.200.10", "198.18.200.250", "198.18.200.1"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(pred: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
-
-
-def _stop(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-
-
-class Etcd:
-    """A private etcd (127.0.0.1, free ports); ``stop``/``start`` keep data and ports."""
-
-    def __init__(self, workdir: str) -> None:
-        self.binary = shutil.which("etcd") or "/usr/bin/etcd"
-        if not os.path.exists(self.binary):
-            raise FlatnetError("etcd is not installed", "apt-get install etcd-server, or use --store sqlite")
-        self.data = os.path.join(workdir, "etcd")
-        self.client, self.peer = _free_port(), _free_port()
-        self.endpoint = f"http://127.0.0.1:{self.client}"
-        self.proc: subprocess.Popen | None = None
-
-    def healthy(self) -> bool:
-        try:
-            return httpx.get(self.endpoint + "/health", timeout=1.0).json().get("health") in ("true", True)
-        except (httpx.HTTPError, ValueError):
-            return False
-
-    def start(self) -> None:
-        peer = f"http://127.0.0.1:{self.peer}"
-        log = open(self.data + ".log", "ab")
-        self.proc = subprocess.Popen(
-            [self.binary, "--name", "fnk", "--data-dir", self.data, "--listen-client-urls", self.endpoint,
-             "--advertise-client-urls", self.endpoint, "--listen-peer-urls", peer,
-             "--initial-advertise-peer-urls", peer, "--initial-cluster", f"fnk={peer}", "--log-level", "error"],
-            stdout=log, stderr=log, start_new_session=True)
-        log.close()
-        if not _wait(self.healthy, 30, 0.1):
-            raise FlatnetError(f"etcd did not become healthy in 30 s (log: {self.data}.log)")
-
-    def stop(self, sig: int = signal.SIGKILL) -> None:
-        _stop(self.proc, sig)
-        self.proc = None
+_wait, _stop = wait, stop_proc
 
 
 @dataclass
@@ -111,7 +49,8 @@ class Cluster:
     workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="fnk-chaos-"))
     nodes: list[Node] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
-    etcd: Etcd | None = None
+    etcd_members: int = 1  # 3: a three-member etcd cluster (etcd-member-loss)
+    etcd: Etcd | EtcdCluster | None = None
 
     # ---- build / close ----
     def __enter__(self) -> "Cluster":
@@ -138,7 +77,8 @@ class Cluster:
 
     def build(self) -> None:
         if self.store_kind == "etcd":
-            self.etcd = Etcd(self.workdir)
+            self.etcd = (EtcdCluster(self.workdir, self.etcd_members, self.tag)
+                         if self.etcd_members > 1 else Etcd(self.workdir))
             self.etcd.start()
         sw = self._netns("sw")
         with fnetns.ipr(sw) as ip:
@@ -183,7 +123,7 @@ class Cluster:
     def store_config(self) -> dict:
         if self.store_kind == "etcd":
             assert self.etcd is not None
-            return {"type": "etcd", "endpoints": [self.etcd.endpoint], "prefix": f"/fnk-{self.tag}/"}
+            return {"type": "etcd", "endpoints": list(self.etcd.endpoints), "prefix": f"/fnk-{self.tag}/"}
         return {"type": "sqlite", "path": os.path.join(self.workdir, "ipam.db")}
 
     def conf(self, node: Node) -> dict:
@@ -203,7 +143,8 @@ class Cluster:
         log = open(os.path.join(self.workdir, f"{node.name}-agent.log"), "ab")
         node.proc = subprocess.Popen(
             [sys.executable, "-m", "flatnet.cli.main", "agent", "--socket", node.socket, "--netns", node.ns,
-             "--node", node.name, "--lock-dir", self.lock_dir(node), "--reconcile-every", "1", "-q"],
+             "--node", node.name, "--lock-dir", self.lock_dir(node), "--reconcile-every", "1", "-q",
+             "--state-dir", os.path.join(self.workdir, node.name)],
             env=env, stdout=log, stderr=log, start_new_session=True)
         log.close()
 

@@ -82,6 +82,36 @@ def bounce_etcd(cluster: Cluster) -> Callable[[], None]:
     return strike
 
 
+def kill_member(cluster: Cluster, counters: Counters, window: int,
+                notes: list[str]) -> Callable[[], None]:
+    """SIGKILL one member of the three-member etcd (the leader first, then followers) and
+    start it again once the load has made ``window`` more calls (at most 20 s later)."""
+    strikes = [0]
+
+    def strike() -> None:
+        from flatnet.chaos.etcdproc import EtcdCluster
+
+        at, t0 = counters.ops, time.monotonic()
+        etcd = cluster.etcd
+        assert isinstance(etcd, EtcdCluster)
+        leader = etcd.leader()
+        running = [m for m in etcd.members if m.running]
+        victim = leader if (strikes[0] % 2 == 0 and leader is not None) else \
+            random.choice([m for m in running if m is not leader] or running)
+        strikes[0] += 1
+        victim.stop()
+        killed_at, t1 = counters.ops, time.monotonic()
+        deadline = t1 + 20.0
+        while counters.ops < killed_at + window and time.monotonic() < deadline:
+            time.sleep(0.05)
+        served, down = counters.ops - killed_at, time.monotonic() - t1
+        etcd.start()
+        notes.append(f"SIGKILLed {victim.name}{' (leader)' if victim is leader else ''} at call "
+                     f"{killed_at} (struck at {at}, {t1 - t0:.1f} s to pick it); {served} calls "
+                     f"made in the {down:.1f} s it was down; restarted")
+    return strike
+
+
 def kill_sqlite_writer(cluster: Cluster, problems: list[str]) -> Callable[[], None]:
     """A child takes the write lock, writes a poison lease, and is SIGKILLed before COMMIT."""
     db = cluster.store_config()["path"]

@@ -4,6 +4,8 @@ Scenarios (each on a fresh cluster and store):
   agent-kill       agents SIGKILLed at random points of the load, restarted 0-0.5 s later
   sqlite-txn-kill  a SQLite writer SIGKILLed inside BEGIN IMMEDIATE (sqlite only)
   etcd-restart     etcd SIGKILLed mid-load and started again 1-3 s later (etcd only)
+  etcd-member-loss three etcd members; one (the leader first) SIGKILLed mid-load and started
+                   again after a quarter of the load; the store knows all three endpoints
   node-lost        a node vanishes with its pods (no DEL); the survivors run the CNI GC
                    verb with their valid attachments, and the lost node's leases are
                    reclaimed by GC on its behalf (valid list empty); then sandboxes on
@@ -36,16 +38,19 @@ class Profile:
     side_ops: int  # CNI calls of each other scenario
     etcd_stops: int
     txn_kills: int
+    member_kills: int = 1
     nodes: int = 3
     keep: int = 24  # pods left running at the end of the load (checked live)
 
 
 PROFILES = {
-    "smoke": Profile("smoke", ops=300, concurrency=16, kills=5, side_ops=120, etcd_stops=2, txn_kills=3),
-    "full": Profile("full", ops=10_000, concurrency=16, kills=50, side_ops=2_000, etcd_stops=6, txn_kills=25),
+    "smoke": Profile("smoke", ops=300, concurrency=16, kills=5, side_ops=120, etcd_stops=2, txn_kills=3,
+                     member_kills=1),
+    "full": Profile("full", ops=10_000, concurrency=16, kills=50, side_ops=2_000, etcd_stops=6, txn_kills=25,
+                    member_kills=3),
 }
 SCENARIOS = {"sqlite": ("agent-kill", "sqlite-txn-kill", "node-lost"),
-             "etcd": ("agent-kill", "etcd-restart", "node-lost")}
+             "etcd": ("agent-kill", "etcd-restart", "etcd-member-loss", "node-lost")}
 Log = Callable[[str], None]
 
 
@@ -122,7 +127,8 @@ def _vanish_without_del(cluster: Cluster, live: dict[str, Pod], result: Scenario
 def run_scenario(name: str, store: str, profile: Profile, log: Log) -> ScenarioResult:
     result = ScenarioResult(name, store)
     started = time.monotonic()
-    with Cluster(nodes_n=profile.nodes, store_kind=store) as cluster:
+    members = 3 if name == "etcd-member-loss" else 1
+    with Cluster(nodes_n=profile.nodes, store_kind=store, etcd_members=members) as cluster:
         for node in cluster.nodes:
             if not cluster.wait_agent(node):
                 raise RuntimeError(f"agent of {node.name} did not start (log in {cluster.workdir})")
@@ -130,14 +136,21 @@ def run_scenario(name: str, store: str, profile: Profile, log: Log) -> ScenarioR
         done = threading.Event()
         ops = profile.ops if name == "agent-kill" else profile.side_ops
         problems: list[str] = []
+        problems_info: list[str] = []  # what the injector did (notes, not problems)
         strike = {"agent-kill": (profile.kills, faults.kill_agent(cluster)),
                   "etcd-restart": (profile.etcd_stops, faults.bounce_etcd(cluster) if store == "etcd" else None),
+                  "etcd-member-loss": (profile.member_kills,
+                                       faults.kill_member(cluster, counters, max(ops // 4, 20),
+                                                          problems_info) if store == "etcd" else None),
                   "sqlite-txn-kill": (profile.txn_kills,
                                       faults.kill_sqlite_writer(cluster, problems) if store == "sqlite" else None),
                   }.get(name)
         injector = None
         if strike and strike[1] is not None:
-            injector = faults.Injector(counters, faults.thresholds(strike[0], ops), strike[1], done)
+            points = faults.thresholds(strike[0], ops)
+            if name == "etcd-member-loss":  # mid-load, leaving load for the outage and after
+                points = [ops * (k + 1) // (2 * strike[0] + 1) for k in range(0, 2 * strike[0], 2)]
+            injector = faults.Injector(counters, points, strike[1], done)
             injector.start()
         keep = profile.keep * (2 if name == "node-lost" else 1)
         try:
@@ -168,7 +181,7 @@ def run_scenario(name: str, store: str, profile: Profile, log: Log) -> ScenarioR
         result.duplicates = found.duplicates + after.duplicates
         result.lost = found.lost + after.lost
         result.leaks = found.leaks + after.leaks
-        result.notes += [*problems, *counters.problems[:10], *found.details[:15], *after.details[:15]]
+        result.notes += [*problems_info, *problems, *counters.problems[:10], *found.details[:15], *after.details[:15]]
         top = sorted(counters.errors.items(), key=lambda kv: -kv[1])[:4]
         result.notes += [f"{n}x {why}" for why, n in top]
     result.seconds = time.monotonic() - started
