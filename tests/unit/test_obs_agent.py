@@ -249,3 +249,28 @@ def test_quarantined_addresses_are_counted_once_the_ipam_reports_them() -> None:
     assert "quarantined" not in plain and plain["allocated"] == 0 and plain["size"] == 6
     fig = pool_figures(QuarantiningIpam(MemoryStore()), spec)
     assert fig["quarantined"] == 1 and fig["allocated"] == 1
+
+
+def test_store_wrapper_counts_errors_and_lost_races() -> None:
+    from prometheus_client import generate_latest
+
+    from flatnet.errors import StoreUnavailable
+    from flatnet.ipam.api import Compare
+    from flatnet.ipam.store import MemoryStore
+    from flatnet.obs.store import InstrumentedStore
+
+    class Down(MemoryStore):
+        def range(self, prefix: str, limit: int | None = None) -> list:
+            raise StoreUnavailable("etcd at http://127.0.0.1:1 does not answer")
+
+    metrics = AgentMetrics()
+    st = InstrumentedStore(Down(), "etcd", metrics)
+    assert st.txn([Compare("k", 0)], {"k": "v"}) is True
+    assert st.txn([Compare("k", 0)], {"k": "w"}) is False  # another writer came first
+    with pytest.raises(StoreUnavailable):
+        st.range("pools/")
+    text = generate_latest(metrics.registry).decode()
+    assert 'flatnet_store_txn_conflicts_total{store="etcd"} 1.0' in text
+    assert 'flatnet_store_errors_total{error="StoreUnavailable",op="range",store="etcd"} 1.0' in text
+    assert 'flatnet_store_request_duration_seconds_count{op="txn",store="etcd"} 2.0' in text
+    assert st.get("k").value == "v"
