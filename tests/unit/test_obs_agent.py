@@ -232,23 +232,18 @@ def test_every_exported_metric_is_documented(agent: Agent) -> None:
     assert all(n.startswith("flatnet_") for n in base), base
 
 
-def test_quarantined_addresses_are_counted_once_the_ipam_reports_them() -> None:
-    """The hook 'flatnet ipam ls' uses too: an Ipam with ``quarantined(pool)``."""
-    import ipaddress
-
-    from flatnet.ipam.api import PoolSpec
-    from flatnet.ipam.store import MemoryStore
-    from flatnet.obs.collectors import pool_figures
-
-    class QuarantiningIpam(Ipam):
-        def quarantined(self, pool: str) -> list[dict]:
-            return [{"pool": pool, "address": "198.18.7.5"}]
-
-    spec = PoolSpec("fno-q", ipaddress.ip_network("198.18.7.0/29"))
-    plain = pool_figures(Ipam(MemoryStore()), spec)
-    assert "quarantined" not in plain and plain["allocated"] == 0 and plain["size"] == 6
-    fig = pool_figures(QuarantiningIpam(MemoryStore()), spec)
-    assert fig["quarantined"] == 1 and fig["allocated"] == 1
+def test_quarantined_addresses_are_counted(agent: Agent) -> None:
+    """An address quarantined after a conflict: a gauge of its own, part of allocated, not in use."""
+    assert agent.cni("c1")["exit"] == 0
+    assert agent.cni("c2")["exit"] == 0
+    ipam = Ipam(agent.service.stores()[0])
+    lease = next(l for l in ipam.leases("fno-p4") if l.owner.container_id == "c2")
+    assert ipam.quarantine(lease, "answered an ARP probe", "02:00:00:00:00:09")  # the IPAM's own API
+    s = agent.samples()
+    lab = {"pool": "fno-p4", "store": "sqlite"}
+    assert value(s, "flatnet_ipam_pool_quarantined_addresses", **lab) == 1 == len(ipam.quarantined("fno-p4"))
+    assert value(s, "flatnet_ipam_pool_in_use_addresses", **lab) == 1 == len(ipam.leases("fno-p4"))
+    assert value(s, "flatnet_ipam_pool_allocated_addresses", **lab) == 2
 
 
 def test_store_wrapper_counts_errors_and_lost_races() -> None:

@@ -17,18 +17,24 @@ log = logging.getLogger("flatnet.agent")
 
 
 def classify(value: str) -> str:
-    """What an ``ips/`` record of a pool is: "lease" or "reserved" (a sticky hold)."""
+    """What an ``ips/`` record of a pool is: "lease", "reserved" (a sticky hold) or
+    "quarantined" (set aside after a conflict on the VLAN), by the IPAM's own record tests."""
     from flatnet.ipam import records as r
 
-    return "reserved" if r.is_reservation(value) else "lease"
+    if r.is_lease(value):
+        return "lease"
+    if r.is_reservation(value):
+        return "reserved"
+    return "quarantined" if r.quarantine_of(value) is not None else "other"
 
 
 def pool_figures(ipam: Any, spec: Any) -> dict[str, int]:
     """The pool's gauges from one range read of its addresses (+ its stats record).
 
-    ``allocated`` counts what a new pod cannot get: leases inside the pool's current range
-    (and quarantined addresses, once the IPAM has them). Sticky holds are not counted: when
-    a pool runs dry the IPAM takes the oldest one over (``sticky_takeovers``).
+    ``allocated`` counts what a new pod cannot get: leases and quarantined addresses inside
+    the pool's current range. Sticky holds are not counted: when a pool runs dry the IPAM
+    takes the oldest one over (``sticky_takeovers``). ``in_use`` counts every lease, as
+    ``flatnet ipam ls --pool P`` lists them.
     """
     import ipaddress
     from urllib.parse import unquote
@@ -37,34 +43,31 @@ def pool_figures(ipam: Any, spec: Any) -> dict[str, int]:
     from flatnet.ipam.pool import PoolRange
 
     pr = PoolRange(spec)
-    kinds = {"lease": 0, "reserved": 0}
+    kinds = {"lease": 0, "reserved": 0, "quarantined": 0, "other": 0}
     allocated = 0
     for entry in ipam.store.range(r.pool_key(spec.name, "ips/")):
         kind = classify(entry.value)
-        kinds[kind] = kinds.get(kind, 0) + 1
-        if kind != "reserved":
+        kinds[kind] += 1
+        if kind in ("lease", "quarantined"):
             ip = ipaddress.ip_address(unquote(entry.key.rsplit("/", 1)[1]))
             allocated += ip.version == spec.family and pr.usable(pr.offset(ip))
-    stats = ipam.stats(spec) if hasattr(ipam, "stats") else {}
-    out = {"size": pr.total, "allocated": allocated, "in_use": kinds["lease"],
-           "reserved": kinds["reserved"], "takeovers": int(stats.get("takeovers", 0)),
-           "expired": int(stats.get("expired", 0))}
-    if hasattr(ipam, "quarantined"):  # as 'flatnet ipam ls' does: once the IPAM quarantines
-        out["quarantined"] = len(ipam.quarantined(spec.name))
-        out["allocated"] += out["quarantined"]
-    return out
+    stats = ipam.stats(spec)
+    return {"size": pr.total, "allocated": allocated, "in_use": kinds["lease"],
+            "reserved": kinds["reserved"], "quarantined": kinds["quarantined"],
+            "takeovers": int(stats.get("takeovers", 0)), "expired": int(stats.get("expired", 0))}
 
 
 _POOL_GAUGES = (
     ("size", "flatnet_ipam_pool_size_addresses",
      "Usable addresses of the pool (its range less gateway, exclusions, network/broadcast)."),
     ("allocated", "flatnet_ipam_pool_allocated_addresses",
-     "Addresses of the pool a new pod cannot get: leases in its range (and quarantined "
-     "addresses where the IPAM has them). allocated/size is the pool's usage."),
+     "Addresses of the pool a new pod cannot get: leases and quarantined addresses in its "
+     "range. allocated/size is the pool's usage."),
     ("in_use", "flatnet_ipam_pool_in_use_addresses",
      "Addresses leased to an attachment (what 'flatnet ipam ls --pool P' lists)."),
     ("quarantined", "flatnet_ipam_pool_quarantined_addresses",
-     "Addresses set aside because something else answered on them (conflict probe)."),
+     "Addresses set aside after something else answered on them on the VLAN (the ADD's "
+     "conflict probe); retried when the pool needs them after the quarantine."),
     ("reserved", "flatnet_ipam_pool_sticky_reserved_addresses",
      "Addresses held for a sticky pod that is away (until its stickyHold ends, or the pool "
      "runs dry and the oldest hold is taken over)."),
@@ -92,7 +95,6 @@ class PoolCollector:
         fams.update({key: CounterMetricFamily(name, doc, labels=["pool", "store"])
                      for key, name, doc in _POOL_COUNTERS})
         seen: set[tuple[int, str]] = set()
-        present: set[str] = {"size", "allocated", "in_use", "reserved", "takeovers", "expired"}
         for conf in self.service.served_networks():
             try:
                 ipam = self.service.ipam(conf)
@@ -103,10 +105,9 @@ class PoolCollector:
                     seen.add((id(ipam.store), spec.name))
                     for key, value in pool_figures(ipam, spec).items():
                         fams[key].add_metric([spec.name, kind], value)
-                        present.add(key)
             except Exception as exc:  # noqa: BLE001 - a store down must not break the scrape
                 log.warning("metrics: pools of network %s not read: %s", conf.name, exc)
-        yield from (fam for key, fam in fams.items() if key in present)
+        yield from fams.values()
 
 
 class AgentCollector:
