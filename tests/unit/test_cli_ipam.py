@@ -79,7 +79,8 @@ def test_ls_finds_the_store_of_the_nodes_agent(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     agent = subprocess.Popen([sys.executable, "-m", "flatnet.cli.main", "agent", "--socket", str(sock),
                               "--store", f"sqlite:{db}", "--lock-dir", str(tmp_path / "locks"),
-                              "--node", "node1", "--reconcile-every", "0", "-q"],
+                              "--node", "node1", "--reconcile-every", "0", "-q",
+                              "--state-dir", str(tmp_path / "agent-state")],
                              stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + 30
