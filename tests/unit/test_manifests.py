@@ -1,17 +1,17 @@
 """deploy/, the Helm chart and examples/redis validated against the Kubernetes schemas.
 
-Helm is not installable from Debian or PyPI here, so the chart is written with plain
-``{{ .Values.x }}`` placeholders (plus ``| toJson`` / ``| quote``) and rendered by the
-small renderer below; a test fails if a template grows anything else, which keeps
-this renderer honest. deploy/ must equal the chart rendered with its default values:
-regenerate with ``.venv/bin/python tests/unit/test_manifests.py --write-deploy``.
+Helm is not installable from Debian or PyPI here: the chart is rendered by
+tests/helpers/helm.py, which implements exactly the template subset the chart uses (and
+refuses anything else); tests/unit/test_helm_subset.py pins each construct to Helm's
+documented behaviour. deploy/ is the chart rendered with its default values plus
+``createNamespace: true`` into namespace flatnet: regenerate with
+``.venv/bin/python -m tests.unit.test_manifests --write-deploy``.
 Schemas ship inside the kubernetes-validate package: no network at test time.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ import pytest
 yaml = pytest.importorskip("yaml")
 kv = pytest.importorskip("kubernetes_validate")
 
+from tests.helpers.helm import Chart  # noqa: E402  (needs yaml)
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "flatnet"
 DEPLOY = ROOT / "deploy"
@@ -28,50 +30,13 @@ REDIS = ROOT / "examples" / "redis"
 K8S_VERSIONS = ("1.28.0", "1.33.0")
 #: kinds from CRDs (not in the Kubernetes schemas): checked by their own tests below
 CRD_KINDS = {"PrometheusRule"}
-#: ``{{- if .Values.x }} ... {{- end }}`` (no nesting, no else): a template switched by a value
-IF_BLOCK = re.compile(r"\{\{-?\s*if\s+\.Values\.([A-Za-z0-9_.]+)\s*-?\}\}\n?(.*?)\{\{-?\s*end\s*-?\}\}\n?", re.S)
-PLACEHOLDER = re.compile(r"\{\{\s*\.Values\.([A-Za-z0-9_.]+)\s*((?:\|\s*(?:toJson|quote)\s*)*)\}\}")
+#: what deploy/ is: the defaults, and the Namespace made by the manifests themselves
+DEPLOY_OVERRIDES = {"createNamespace": True}
 
 
-def _lookup(values: dict[str, Any], path: str) -> Any:
-    cur: Any = values
-    for part in path.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            raise KeyError(f".Values.{path} is not in values.yaml")
-        cur = cur[part]
-    return cur
-
-
-def render_text(text: str, values: dict[str, Any]) -> str:
-    """Helm's meaning for the subset used: if-blocks on a value, value as text, toJson, quote."""
-    text = IF_BLOCK.sub(lambda m: m.group(2) if _lookup(values, m.group(1)) else "", text)
-
-    def sub(m: re.Match[str]) -> str:
-        value: Any = _lookup(values, m.group(1))
-        pipes = [p.strip() for p in m.group(2).split("|") if p.strip()]
-        for pipe in pipes:
-            if pipe == "toJson":
-                value = json.dumps(value, sort_keys=True, separators=(",", ":"))
-            elif pipe == "quote":
-                value = json.dumps(str(value))
-        return str(value).lower() if isinstance(value, bool) else str(value)
-
-    out = PLACEHOLDER.sub(sub, text)
-    if "{{" in out:
-        raise AssertionError(f"template uses more than plain placeholders: {out[out.index('{{'):][:60]}")
-    return out
-
-
-def render_chart(overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-    for path, value in (overrides or {}).items():
-        *head, last = path.split(".")
-        parent = _lookup(values, ".".join(head)) if head else values
-        parent[last] = value
-    docs = []
-    for tpl in sorted((CHART / "templates").glob("*.yaml")):
-        docs.extend(d for d in yaml.safe_load_all(render_text(tpl.read_text(), values)) if d)
-    return docs
+def render_chart(overrides: dict[str, Any] | None = None, namespace: str = "flatnet") -> list[dict[str, Any]]:
+    """The chart's objects for ``overrides`` ("a.b": value), as ``helm template -n NS``."""
+    return Chart(CHART).docs(overrides, namespace=namespace)
 
 
 def load_dir(path: Path) -> list[dict[str, Any]]:
@@ -95,17 +60,26 @@ def _validate_all(docs: list[dict[str, Any]]) -> None:
 
 def test_chart_renders_and_validates() -> None:
     docs = render_chart()
-    assert {k for k, _ in map(_key, docs)} == {
-        "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Secret",
-        "ConfigMap", "DaemonSet"}
+    assert {k for k, _ in map(_key, docs)} == {"ServiceAccount", "Secret", "ConfigMap", "DaemonSet"}
     _validate_all(docs)
+
+
+def test_namespace_is_created_only_when_asked_and_everything_goes_to_the_release_namespace() -> None:
+    docs = render_chart(namespace="kube-flat")
+    assert "Namespace" not in {d["kind"] for d in docs}  # helm install --create-namespace makes it
+    assert {d["metadata"]["namespace"] for d in docs} == {"kube-flat"}
+    docs = render_chart({"createNamespace": True}, namespace="kube-flat")
+    ns = next(d for d in docs if d["kind"] == "Namespace")
+    assert ns["metadata"]["name"] == "kube-flat"
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
 
 
 def test_deploy_validates_and_equals_rendered_chart() -> None:
     deployed = load_dir(DEPLOY)
     _validate_all(deployed)
-    assert sorted(deployed, key=_key) == sorted(render_chart(), key=_key), (
-        "deploy/ drifted from the chart: run .venv/bin/python tests/unit/test_manifests.py --write-deploy")
+    assert "Namespace" in {d["kind"] for d in deployed}  # kubectl apply -f deploy/ needs it
+    assert sorted(deployed, key=_key) == sorted(render_chart(DEPLOY_OVERRIDES), key=_key), (
+        "deploy/ drifted from the chart: run .venv/bin/python -m tests.unit.test_manifests --write-deploy")
 
 
 def test_schema_validation_catches_a_broken_manifest() -> None:
@@ -116,10 +90,22 @@ def test_schema_validation_catches_a_broken_manifest() -> None:
         kv.validate(ds, K8S_VERSIONS[-1], strict=True)
 
 
-def test_agent_rbac_is_read_only_nodes_and_pods() -> None:
-    role = next(d for d in render_chart() if d["kind"] == "ClusterRole")
-    assert {r for rule in role["rules"] for r in rule["resources"]} == {"nodes", "pods"}
-    assert {v for rule in role["rules"] for v in rule["verbs"]} <= {"get", "list", "watch"}
+def test_agent_gets_no_rbac_and_no_token_because_no_code_calls_the_api_server() -> None:
+    """RBAC holds only what code uses: nothing in flatnet's runtime talks to the API server
+    (pods are identified by CNI_ARGS, addresses live in etcd; only `flatnet doctor cluster`,
+    run by a person, shells out to kubectl)."""
+    docs = render_chart()
+    assert not {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"} & {d["kind"] for d in docs}
+    sa = next(d for d in docs if d["kind"] == "ServiceAccount")
+    assert sa["automountServiceAccountToken"] is False
+    ds = next(d for d in docs if d["kind"] == "DaemonSet")
+    assert ds["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    runtime = [p for p in (ROOT / "src" / "flatnet").rglob("*.py")
+               if not {"doctor", "lab", "bench", "chaos", "testbed"} & set(p.parts)]
+    for path in runtime:
+        text = path.read_text()
+        for needle in ("KUBERNETES_SERVICE_HOST", "/var/run/secrets/kubernetes.io", "/api/v1/"):
+            assert needle not in text, f"{path} talks to the API server: the chart needs RBAC for it"
 
 
 def test_daemonset_mounts_what_the_agent_needs() -> None:
@@ -135,10 +121,87 @@ def test_daemonset_mounts_what_the_agent_needs() -> None:
     assert spec["initContainers"][0]["name"] == "install-cni"
 
 
+def _host_paths(docs: list[dict[str, Any]]) -> dict[str, str]:
+    ds = next(d for d in docs if d["kind"] == "DaemonSet")
+    return {v["name"]: v["hostPath"]["path"] for v in ds["spec"]["template"]["spec"]["volumes"]
+            if "hostPath" in v}
+
+
+def test_node_paths_are_values_and_the_conflist_finds_the_agent_there() -> None:
+    assert _host_paths(render_chart()) == {
+        "run-flatnet": "/run/flatnet", "state": "/var/lib/flatnet", "cni-bin": "/opt/cni/bin",
+        "cni-conf": "/etc/cni/net.d", "netns": "/run/netns"}
+    docs = render_chart({"cni.binDir": "/k3s/bin", "cni.confDir": "/k3s/net.d",
+                         "agent.runDir": "/k3s/run/flatnet"})
+    paths = _host_paths(docs)
+    assert (paths["cni-bin"], paths["cni-conf"], paths["run-flatnet"]) == ("/k3s/bin", "/k3s/net.d", "/k3s/run/flatnet")
+    plugin = next(p for p in _installed_conflist(docs)["plugins"] if p["type"] == "flatnet")
+    assert plugin["agentSocket"] == "/k3s/run/flatnet/agent.sock"  # the forwarder runs on the host
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "1.1.0"])
+def test_conflist_cni_version_is_1_0_0_by_default_and_a_value(version: str) -> None:
+    """containerd 1.6/1.7 and podman's libcni reject a 1.1.0 conflist's results."""
+    from flatnet.cni.config import parse_netconf
+
+    overrides = {} if version == "1.0.0" else {"cni.cniVersion": version}
+    conflist = _installed_conflist(render_chart(overrides))
+    assert conflist["cniVersion"] == version
+    plugin = next(p for p in conflist["plugins"] if p["type"] == "flatnet")
+    parse_netconf(json.dumps({"cniVersion": version, "name": "flat", **plugin}).encode())
+
+
+def test_conflist_name_sorts_before_other_cnis_and_is_installed_and_removed_by_that_name() -> None:
+    docs = render_chart()
+    name = yaml.safe_load((CHART / "values.yaml").read_text())["cni"]["confName"]
+    others = ["05-cilium.conflist", "10-calico.conflist", "10-flannel.conflist",
+              "10-weave.conflist", "10-antrea.conflist", "01-kube-ovn.conflist", "10-canal.conflist"]
+    assert sorted([*others, name])[0] == name
+    ds = next(d for d in docs if d["kind"] == "DaemonSet")["spec"]["template"]["spec"]
+    install = ds["initContainers"][0]["command"]
+    assert install[:2] == ["flatnet", "install-cni"] and install[install.index("--name") + 1] == name
+    pre_stop = ds["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[:2] == ["flatnet", "uninstall-cni"] and pre_stop[pre_stop.index("--name") + 1] == name
+    off = next(d for d in render_chart({"cni.uninstall": False}) if d["kind"] == "DaemonSet")
+    assert "lifecycle" not in off["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_service_cidrs_are_a_value_that_reaches_the_conflist() -> None:
+    from flatnet.cni.config import parse_netconf
+
+    for cidrs in (["10.96.0.0/12"], ["198.19.128.0/24", "2001:db8:128::/112"], []):
+        conflist = _installed_conflist(render_chart({"network.serviceCidrs": cidrs}))
+        plugin = next(p for p in conflist["plugins"] if p["type"] == "flatnet")
+        conf = parse_netconf(json.dumps({"cniVersion": "1.0.0", "name": "flat", **plugin}).encode())
+        assert conf.options["serviceCidrs"] == cidrs
+
+
+def _checksums(overrides: dict[str, Any]) -> dict[str, str]:
+    ds = next(d for d in render_chart(overrides) if d["kind"] == "DaemonSet")
+    notes = ds["spec"]["template"]["metadata"]["annotations"]
+    return {k: v for k, v in notes.items() if k.startswith("checksum/")}
+
+
+def test_a_config_change_rolls_the_daemonset_and_nothing_else_does() -> None:
+    """The checksum annotations are part of the pod template: a new conflist or Secret
+    changes the template, so the DaemonSet controller replaces the agents."""
+    import hashlib
+
+    base = _checksums({})
+    cm_text = Chart(CHART).render()["templates/cni-config.yaml"]
+    assert base["checksum/cni-config"] == hashlib.sha256(cm_text.encode()).hexdigest()
+    mtu = _checksums({"network.mtu": 9000})
+    assert mtu["checksum/cni-config"] != base["checksum/cni-config"]
+    assert mtu["checksum/store"] == base["checksum/store"]
+    secret = _checksums({"etcdSecret": {"password": "fne-new"}})
+    assert secret["checksum/store"] != base["checksum/store"]
+    assert _checksums({"agent.resources": {}}) == base
+
+
 def _installed_conflist(docs: list[dict[str, Any]]) -> dict[str, Any]:
     """What the init container writes: the ConfigMap's conflist as is."""
     cm = next(d for d in docs if d["kind"] == "ConfigMap")
-    return json.loads(cm["data"]["10-flatnet.conflist"])
+    return json.loads(cm["data"]["conflist"])
 
 
 TLS_STORE = {"type": "etcd", "endpoints": ["https://198.18.0.10:2379", "https://198.18.0.11:2379"],
@@ -199,8 +262,9 @@ def test_image_is_named_by_repository_and_pyproject_version_everywhere() -> None
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert chart["version"] == chart["appVersion"] == values["image"]["tag"] == version, (
-        "Chart.yaml version/appVersion and values.yaml image.tag must equal pyproject.toml's version")
+    assert chart["version"] == chart["appVersion"] == version, (
+        "Chart.yaml version and appVersion must equal pyproject.toml's version")
+    assert values["image"]["tag"] == "", "image.tag defaults to the chart's appVersion: leave it empty"
     want = f"{values['image']['repository']}:{version}"
     for docs in (load_dir(DEPLOY), render_chart()):
         ds = next(d for d in docs if d["kind"] == "DaemonSet")
@@ -231,13 +295,13 @@ def test_redis_values_use_sticky_flatnet_addresses() -> None:
 
 
 def write_deploy() -> None:
-    """Regenerate deploy/ from the chart's templates and default values (one file each)."""
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-    for tpl in sorted((CHART / "templates").glob("*.yaml")):
-        header = f"# Generated from charts/flatnet/templates/{tpl.name} with default values.\n"
-        text = render_text(tpl.read_text(), values)
+    """Regenerate deploy/ from the chart (defaults + createNamespace), one file per template."""
+    for old in DEPLOY.glob("*.yaml"):
+        old.unlink()
+    for name, text in Chart(CHART).render(DEPLOY_OVERRIDES).items():
         if any(yaml.safe_load_all(text)):  # a template switched off renders nothing
-            (DEPLOY / tpl.name).write_text(header + text)
+            header = f"# Generated from charts/flatnet/{name} (default values, createNamespace: true).\n"
+            (DEPLOY / name.split("/", 1)[1]).write_text(header + text.lstrip("\n"))
 
 
 if __name__ == "__main__" and "--write-deploy" in sys.argv:

@@ -21,7 +21,7 @@ from flatnet.cli.common import run_command
 #: the distribution's name on PyPI (the import name is flatnet)
 DIST_NAME = "flatnet-cni"
 #: subcommand modules, in the order they appear in --help
-SUBCOMMAND_MODULES = ("agent", "ipam", "lab", "check", "bench", "doctor")
+SUBCOMMAND_MODULES = ("agent", "ipam", "lab", "check", "bench", "doctor", "cniinstall")
 
 DESCRIPTION = """\
 flatnet gives pods addresses on the same VLAN / L2 plane as the VMs and servers

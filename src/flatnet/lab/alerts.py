@@ -50,5 +50,6 @@ def rule_file(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         return str(value)
 
     lines = [l for l in TEMPLATE.read_text().splitlines() if not _CONTROL.match(l)]
-    doc = yaml.safe_load(_PLACEHOLDER.sub(sub, "\n".join(lines)))
+    text = "\n".join(lines).replace("{{ .Release.Namespace }}", "flatnet")  # metadata only
+    doc = yaml.safe_load(_PLACEHOLDER.sub(sub, text))
     return dict(doc["spec"])
