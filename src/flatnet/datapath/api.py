@@ -21,6 +21,8 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 class Route:
     dst: IPNetwork
     gw: IPAddress | None = None
+    # the gateway is reachable on the link although outside its subnets (``ip route ... onlink``)
+    onlink: bool = False
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,8 @@ class BridgeDatapath:
             with translate(f"installing anti-spoofing rules on {host!r}", spec.host_netns):
                 antispoof.install(spec.host_netns, host, mac, [a.ip for a in spec.addresses])
             undo.push(f"remove anti-spoofing rules of {host}", lambda: antispoof.remove(spec.host_netns, host))
+            # a node without an address in the pod subnet: Services via an onlink gateway
+            services.answer_on_link(spec, bridge.index, bridge.name, undo, host_routes=True)
         return Attachment(
             ifname=spec.ifname, mac=mac, sandbox=spec.netns, mtu=mtu,
             host_ifname=host, host_mac=host_info.mac,
@@ -123,7 +125,8 @@ class BridgeDatapath:
                 links.delete(ip, name)
 
     def delete(self, spec: AttachSpec) -> None:
-        pod.remove(spec)
+        found = pod.remove(spec)
+        services.remove_host_routes(spec.host_netns, pod.address_set(spec, found))
         host = host_veth_name(spec.container_id, spec.ifname)
         with translate("removing the host veth", spec.host_netns):
             self._delete_host(spec.host_netns, host)

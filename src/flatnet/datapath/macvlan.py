@@ -19,6 +19,7 @@ from flatnet.datapath.common import (
     infra_lock,
     require_container_netns,
     require_host_netns,
+    shim_name,
     tmp_name,
     translate,
     undo_on_error,
@@ -79,6 +80,7 @@ class ChildLinkDatapath:
             mac, mtu = pod.adopt(spec, ns_path, tmp, None, undo)
             shim_index = shim.ensure(spec.host_netns, self.kind, parent)
             shim.add_pod(spec.host_netns, shim_index, parent, [a.ip for a in spec.addresses], undo)
+            services.answer_on_link(spec, shim_index, shim_name(parent.name), undo, host_routes=False)
         return Attachment(ifname=spec.ifname, mac=mac, sandbox=spec.netns, mtu=mtu)
 
     def delete(self, spec: AttachSpec) -> None:

@@ -20,6 +20,7 @@ MAIN_TABLE = 254
 RTPROT_KERNEL = 2
 RTN_UNICAST = 1
 RT_SCOPE_LINK = 253
+RTNH_F_ONLINK = 4
 _MAX_DUPLICATE_HOST_ROUTES = 16
 
 
@@ -45,6 +46,8 @@ def add(ip: IPRoute, index: int, route: Route) -> None:
     kwargs: dict = {"dst": _dst(route), "oif": index}
     if route.gw is not None:
         kwargs["gateway"] = str(route.gw)
+        if route.onlink:
+            kwargs["flags"] = RTNH_F_ONLINK
     else:
         kwargs["scope"] = RT_SCOPE_LINK if route.dst.version == 4 else 0
     try:
