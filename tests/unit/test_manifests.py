@@ -162,6 +162,9 @@ def test_conflist_name_sorts_before_other_cnis_and_is_installed_and_removed_by_t
     assert install[:2] == ["flatnet", "install-cni"] and install[install.index("--name") + 1] == name
     pre_stop = ds["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[:2] == ["flatnet", "uninstall-cni"] and pre_stop[pre_stop.index("--name") + 1] == name
+    # preStop also runs on a liveness restart: postStart puts the files back for the new agent
+    post_start = ds["containers"][0]["lifecycle"]["postStart"]["exec"]["command"]
+    assert post_start[:2] == ["flatnet", "install-cni"] and post_start[post_start.index("--name") + 1] == name
     off = next(d for d in render_chart({"cni.uninstall": False}) if d["kind"] == "DaemonSet")
     assert "lifecycle" not in off["spec"]["template"]["spec"]["containers"][0]
 
