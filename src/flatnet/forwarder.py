@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from flatnet.errors import FlatnetError
@@ -20,16 +21,22 @@ from flatnet.errors import FlatnetError
 SOURCE = Path(__file__).resolve().parents[2] / "native" / "forwarder"
 INSTALLED = "/opt/cni/bin/flatnet"
 _built: str | None = None
+_build_lock = threading.Lock()  # callers on many threads (chaos load) must not run make at once
 
 
 def path() -> str:
     """The forwarder executable to exec (built from the tree first when the tree is here)."""
-    global _built
     override = os.environ.get("FLATNET_FORWARDER")
     if override:
         return override
     if not (SOURCE / "Makefile").is_file():
         return INSTALLED
+    with _build_lock:
+        return _build()
+
+
+def _build() -> str:
+    global _built
     if _built is None:
         proc = subprocess.run(["make", "-s", "-C", str(SOURCE)], capture_output=True, text=True,
                               timeout=300, check=False)

@@ -13,8 +13,9 @@ from rich.table import Table
 from flatnet.bench.results import BASELINES, Measurement, Results
 from flatnet.bench.targets import Target
 
-SECTIONS = ("control plane", "cri", "ipam", "data plane", "routes")
-TITLES = {"control plane": "Control plane", "cri": "CRI (containerd)", "ipam": "IPAM", "data plane": "Data plane",
+SECTIONS = ("control plane", "cri", "ipam", "etcd client", "data plane", "routes")
+TITLES = {"control plane": "Control plane", "cri": "CRI (containerd)", "ipam": "IPAM",
+          "etcd client": "etcd client (per call)", "data plane": "Data plane",
           "routes": "Routes per node"}
 
 
@@ -129,6 +130,13 @@ METHOD = """\
   spreads the pods over simulated nodes (Owner.node) with 8 processes, then compares the
   addresses handed out and the leases in the store. etcd is a private single-member etcd
   with its data in the run's tmp dir (on disk, fsync on).
+- etcd client (per call): which client the etcd store uses is decided by these rows
+  (`flatnet.bench.etcdclients`; alone: `python -m flatnet.bench.etcdclients`). Against the
+  same private etcd, each candidate reads one 200-byte key sequentially over one kept-alive
+  connection (after a warm-up) and decodes it: the store's own `_http` client, the standard
+  library's `http.client`, `httpx`, `etcd3gw` (JSON gateway over requests) and `aetcd`
+  (asyncio gRPC). `client CPU per call` is this process's CPU time (all threads) per call --
+  what a node pays; etcd's work is the same for all. The store keeps the cheapest.
 - Data plane: on the lab (`flatnet lab`), node1 -> node2. iperf3 (one-off server, bounded
   duration), UDP with 1300-byte datagrams at unlimited rate (received rate reported); RR =
   1-byte request/response over one TCP connection (TCP_NODELAY), p50/p99. The userspace

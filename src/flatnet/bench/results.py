@@ -19,6 +19,7 @@ BASELINES = {
     "control plane": "bridge+host-local",
     "cri": "bridge+host-local",
     "ipam": "sqlite",
+    "etcd client": "flatnet _http (kept)",
     "data plane": "wire",
     "routes": "",
 }

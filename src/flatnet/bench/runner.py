@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from flatnet.bench import charts, etcdproc, machine, report, targets
+from flatnet.bench import charts, etcdclients, etcdproc, machine, report, targets
 from flatnet.bench.control import ControlBench
 from flatnet.bench.cribench import CriBench
 from flatnet.bench.dataplane import DataPlaneBench
@@ -75,6 +75,9 @@ def measure(profile: Profile, skip: tuple[str, ...] = (),
                 tick("ipam: starting a private etcd")
                 endpoint = etcdproc.start(tmp, scratch)
                 IpamBench(profile, results, tick, store_configs(tmp, endpoint)).run()
+                for rep in range(profile.repeats):
+                    tick(f"etcd client: per-call cost of each candidate (repeat {rep + 1})")
+                    etcdclients.record(results, endpoint, max(300, profile.ipam_allocs))
                 scratch.close()
             if "dataplane" not in skip:
                 DataPlaneBench(profile, results, scratch, tmp, tick).run()
