@@ -8,7 +8,7 @@ help:
 	@echo "make demo   set up everything, then run the multi-node lab demo (flat vs overlay)"
 	@echo "make test   set up everything, then run the whole test suite"
 	@echo "make bench  the full benchmark (writes docs/BENCHMARKS.md and docs/benchmarks/*.png)"
-	@echo "make chaos  load + faults (agent SIGKILLs, etcd restarts, lost node): duplicates and leaks table"
+	@echo "make chaos  load + faults (agent SIGKILLs, etcd restarts, etcd member loss, lost node): duplicates and leaks table"
 	@echo "make image  build flatnet's OCI image from Debian packages + PyPI, load it into podman/containerd"
 	@echo "make setup  only install (apt packages, .venv, /opt/cni/bin/flatnet)"
 	@echo "make forwarder  build the CNI forwarder (native/forwarder/build/flatnet), install nothing"
