@@ -27,6 +27,11 @@ ETCD_PREFIX = "/flatnet/"
 #: how long one etcd call may take before the next endpoint is tried, seconds
 ETCD_TIMEOUT = 2.0
 
+#: a node's heartbeat in an etcd store: an etcd lease of this many seconds, kept alive
+HEARTBEAT_TTL = 10
+#: how long a node's heartbeat may be gone before a live agent reclaims its leases, seconds
+DEAD_NODE_GRACE = 300.0
+
 #: where the container runtime looks for network configs and plugin binaries
 CNI_CONF_DIR = "/etc/cni/net.d"
 CNI_BIN_DIR = "/opt/cni/bin"

@@ -33,6 +33,7 @@ import uuid
 from typing import Any, Callable
 from urllib.parse import unquote
 
+from flatnet import defaults
 from flatnet.agent.periodic import Periodic
 from flatnet.datapath.api import AttachSpec
 from flatnet.errors import FlatnetError
@@ -41,8 +42,8 @@ from flatnet.ipam.api import Compare, Lease
 
 log = logging.getLogger("flatnet.agent")
 
-DEFAULT_TTL = 10
-DEFAULT_GRACE = 300.0
+DEFAULT_TTL = defaults.HEARTBEAT_TTL
+DEFAULT_GRACE = defaults.DEAD_NODE_GRACE
 def state_file(state_dir: str, node: str) -> str:
     """Where an agent records that its node was reclaimed (read by ``flatnet doctor node``)."""
     return os.path.join(state_dir, f"reclaimed.{r.q(node)}.json")

@@ -51,10 +51,10 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                    help="every SECONDS, reclaim this node's leases whose container netns is gone "
                         "although no DEL came (seen gone twice in a row; 0 turns it off; "
                         "default: %(default)s)")
-    p.add_argument("--heartbeat-ttl", type=int, default=10, metavar="SECONDS",
+    p.add_argument("--heartbeat-ttl", type=int, default=defaults.HEARTBEAT_TTL, metavar="SECONDS",
                    help="etcd stores: this node's heartbeat is an etcd lease of SECONDS, kept "
                         "alive every third of it (default: %(default)s)")
-    p.add_argument("--dead-node-grace", type=float, default=300.0, metavar="SECONDS",
+    p.add_argument("--dead-node-grace", type=float, default=defaults.DEAD_NODE_GRACE, metavar="SECONDS",
                    help="etcd stores: reclaim the leases of a node whose heartbeat has been gone "
                         "this long (sticky addresses stay reserved; 0 never reclaims; "
                         "default: %(default)s)")
