@@ -19,7 +19,7 @@ from .conftest import assert_clean
 from .traffic import ping
 
 pytestmark = [pytest.mark.netns, pytest.mark.cri, pytest.mark.slow, pytest.mark.timeout(420)]
-ATTEMPTS = 8
+ATTEMPTS = 12  # backoff 0.3 s doubling to 3 s: ~30 s for the agent to come back
 
 
 def reap_not_ready(node: CriNode, name: str, namespace: str) -> bool:
