@@ -83,6 +83,8 @@ def test_agent_killed_during_a_burst_of_50(node: CriNode) -> None:
         node.start_agent()
         results = [f.result(timeout=300) for f in futures]
     assert done_at_kill < n, "the burst was over before the agent was killed"
+    print(f"burst of {n}: {done_at_kill} done at the kill, {started[0]} RunPodSandbox calls, "
+          f"{len(errors)} failed (first: {errors[:1]})")
     ok = [r for r in results if r is not None]
     ids = {pod_id for pod_id, _ in ok}
     # every sandbox that exists is one that ended up ready; failed attempts left no sandbox
