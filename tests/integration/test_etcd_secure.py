@@ -77,9 +77,11 @@ def auth_etcd() -> Iterator[tuple[EtcdServer, Path]]:
 
 
 def _files(d: Path, user: str, password: str) -> dict[str, str]:
-    (d / f"{user}.user").write_text(user + "\n")
-    (d / f"{user}.pw").write_text(password + "\n")
-    return {"usernameFile": str(d / f"{user}.user"), "passwordFile": str(d / f"{user}.pw")}
+    """Fresh files per call: a store that re-reads them (new token) never sees another test's."""
+    tag = os.urandom(4).hex()
+    (d / f"{user}-{tag}.user").write_text(user + "\n")
+    (d / f"{user}-{tag}.pw").write_text(password + "\n")
+    return {"usernameFile": str(d / f"{user}-{tag}.user"), "passwordFile": str(d / f"{user}-{tag}.pw")}
 
 
 def _allocate(cfg: dict) -> str:
