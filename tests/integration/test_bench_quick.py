@@ -25,6 +25,8 @@ SUBJECTS = {
     "Control plane": ["flatnet (agent)", "flatnet (in-process)", "bridge+host-local"],
     "CRI (containerd)": ["flatnet (agent)", "bridge+host-local"],
     "IPAM": ["sqlite", "etcd"],
+    "etcd client (per call)": ["flatnet _http (kept)", "http.client", "httpx", "etcd3gw",
+                               "aetcd (gRPC)"],
     "Data plane": ["wire", "flat macvlan", "flat bridge", "flat ipvlan", "vxlan overlay",
                    "udp tunnel (userspace)", "VM -> pod (flat)",
                    "VM -> node:port -> pod (overlay)"],
