@@ -35,6 +35,8 @@ from flatnet.errors import FlatnetError
 
 SECTION = "control plane"
 AGENT, INPROC, REF = "flatnet (agent)", "flatnet (in-process)", "bridge+host-local"
+#: the agent with its VLAN conflict probe off (agent/conflicts.py): what the probe costs an ADD
+NOPROBE = "flatnet (agent, conflict probe off)"
 FLOOR = "exec floor"
 SUBJECTS = (AGENT, INPROC, REF)
 CNI_VERSION = "1.0.0"
@@ -69,16 +71,18 @@ class ControlBench:
         self.sock = os.path.join(tmp, "agent.sock")
         self.burst_failures: dict[str, list[str]] = {}
         self._seq = itertools.count(1)  # next() is atomic: pod names from many threads
+        self._p50: dict[str, float] = {}  # ADD p50 (s) of each subject's last sequential run
 
     # -- setup ---------------------------------------------------------------
     def _subjects(self) -> list[Subject]:
         shim = install_forwarder(os.path.join(self.tmp, "bin"))
 
-        def flat(pool: str, subnet: str, db: str, sock: str) -> dict[str, Any]:
+        def flat(pool: str, subnet: str, db: str, sock: str, probe: bool = True) -> dict[str, Any]:
             return {"cniVersion": CNI_VERSION, "name": f"fnb-{pool}", "type": "flatnet",
                     "mode": "macvlan", "master": "vp0", "hostNetns": self.node,
                     "agentSocket": sock,
-                    "ipam": {"pools": [{"name": f"fnb-{pool}", "subnet": subnet}],
+                    "ipam": {"pools": [{"name": f"fnb-{pool}", "subnet": subnet,
+                                        "conflictProbe": probe}],
                              "store": {"type": "sqlite", "path": os.path.join(self.tmp, db)}}}
 
         inproc_env = {"FLATNET_INPROCESS": forwarder.inprocess_entry(),
@@ -93,6 +97,7 @@ class ControlBench:
             Subject(INPROC, shim, flat("inproc", "198.18.144.0/20", "inproc.db",
                                        os.path.join(self.tmp, "no-agent.sock")), inproc_env),
             Subject(REF, os.path.join(REF_CNI_DIR, "bridge"), ref),
+            Subject(NOPROBE, shim, flat("noprobe", "198.18.176.0/20", "agent.db", self.sock, False)),
         ]
 
     def start_agent(self) -> int:
@@ -142,11 +147,15 @@ class ControlBench:
             for sub in subjects:
                 self.tick(f"control plane: {sub.name} sequential ADD/DEL (repeat {rep + 1})")
                 self._sequential(sub)
+                if sub.name == NOPROBE:  # only what the probe costs one ADD
+                    continue
                 self.tick(f"control plane: {sub.name} burst of {self.p.cni_burst} (repeat {rep + 1})")
                 self._burst(sub)
+            on, off = self._p50[AGENT], self._p50[NOPROBE]
+            self.r.add(SECTION, AGENT, "conflict probe cost (ADD p50 on - off)", "ms", (on - off) * 1e3)
             self.tick(f"control plane: exec floors (repeat {rep + 1})")
             self._floors()
-            self._versions(subjects)
+            self._versions([s for s in subjects if s.name != NOPROBE])
         self.r.add(SECTION, AGENT, "agent RSS idle", "MiB", idle / 1024)
         for name, fails in self.burst_failures.items():
             n = self.p.cni_burst
@@ -164,6 +173,7 @@ class ControlBench:
             adds.append(took)
             dels.append(self._del(sub, call, result))
             self.s.drop(call.netns)
+        self._p50[sub.name] = percentile(adds, 50)
         for verb, xs in (("ADD", adds), ("DEL", dels)):
             self.r.add(SECTION, sub.name, f"{verb} p50", "ms", percentile(xs, 50) * 1e3)
             self.r.add(SECTION, sub.name, f"{verb} p99", "ms", percentile(xs, 99) * 1e3)

@@ -123,15 +123,25 @@ def _probe(ifname: str, addr: IPAddress, count: int, interval: float,
             if sent < count and now >= start + sent * interval:
                 sock.send(frame)
                 sent += 1
-            next_send = start + sent * interval if sent < count else deadline
-            until = min(deadline, next_send)
+                continue
             if now >= deadline:
-                return None, sock
+                break
+            until = min(deadline, start + sent * interval if sent < count else deadline)
             ready, _, _ = select.select([sock], [], [], max(0.0, until - now))
             if ready:
                 got = check(sock.recv(2048), addr, own)  # type: ignore[arg-type]
                 if got is not None:
                     return got, sock
+        # what arrived while this thread was not running counts too: the wait bounds the
+        # wire's answer, not our scheduling
+        sock.setblocking(False)
+        while True:
+            try:
+                got = check(sock.recv(2048), addr, own)  # type: ignore[arg-type]
+            except BlockingIOError:
+                return None, sock
+            if got is not None:
+                return got, sock
     except BaseException:
         sock.close()
         raise
