@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import tempfile
 import time
@@ -18,8 +17,9 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-import httpx
 import pytest
+
+from flatnet.ipam.store.etcd_setup import endpoint_health
 
 ETCD_BIN = "/usr/bin/etcd"
 
@@ -75,16 +75,11 @@ class EtcdServer:
         pytest.fail(f"etcd did not become healthy within {wait}s; log tail:\n{tail}")
 
     def healthy(self) -> bool:
-        kw: dict = {}
+        cfg = None
         if self.tls:
-            ctx = ssl.create_default_context(cafile=self.tls["ca"])
-            ctx.load_cert_chain(self.tls["client_cert"], self.tls["client_key"])
-            kw = {"verify": ctx}
-        try:
-            with httpx.Client(**kw) as client:
-                return client.get(self.endpoint + "/health", timeout=1.0).json().get("health") == "true"
-        except (httpx.HTTPError, ValueError):
-            return False
+            cfg = {"caFile": self.tls["ca"], "certFile": self.tls["client_cert"],
+                   "keyFile": self.tls["client_key"]}
+        return endpoint_health(self.endpoint, 1.0, cfg) is None
 
     def etcdctl(self, *args: str) -> str:
         """Run etcdctl (v3 API) against this server; raises with its stderr on failure."""

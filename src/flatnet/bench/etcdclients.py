@@ -127,7 +127,7 @@ def measure(endpoint: str, calls: int = 2000) -> dict[str, dict[str, Any]]:
         try:
             get, close = make(endpoint)
         except ImportError as exc:
-            out[name] = {"error": f"not installed ({exc.name}): pip install -e '.[bench]'"}
+            out[name] = {"error": f"not installed ({exc.name}): pip install -e '.[lab]'"}
             continue
         try:
             for _ in range(max(20, calls // 20)):  # warm-up: connection, imports, caches

@@ -10,10 +10,10 @@ import os
 import socket
 import subprocess
 
-import httpx
 
 from flatnet.bench.nsenv import Scratch, stop, wait_until
 from flatnet.errors import FlatnetError
+from flatnet.ipam.store.etcd_setup import endpoint_health
 
 ETCD_BIN = "/usr/bin/etcd"
 
@@ -25,10 +25,7 @@ def _free_port() -> int:
 
 
 def _healthy(endpoint: str) -> bool:
-    try:
-        return httpx.get(endpoint + "/health", timeout=1.0).json().get("health") in ("true", True)
-    except (httpx.HTTPError, ValueError):
-        return False
+    return endpoint_health(endpoint, 1.0) is None
 
 
 def version() -> str:

@@ -16,9 +16,9 @@ import time
 import urllib.request
 from typing import Callable
 
-import httpx
 
 from flatnet.errors import FlatnetError
+from flatnet.ipam.store.etcd_setup import endpoint_health
 
 
 def free_port() -> int:
@@ -68,10 +68,7 @@ class Member:
         self.token = name
 
     def healthy(self) -> bool:
-        try:
-            return httpx.get(self.endpoint + "/health", timeout=1.0).json().get("health") in ("true", True)
-        except (httpx.HTTPError, ValueError):
-            return False
+        return endpoint_health(self.endpoint, 1.0) is None
 
     def launch(self) -> None:
         log = open(self.data + ".log", "ab")

@@ -17,7 +17,6 @@ import sys
 import time
 from typing import Any
 
-import httpx
 
 from flatnet.errors import FlatnetError
 
@@ -199,11 +198,9 @@ def _free_port() -> int:
 
 
 def etcd_healthy(port: int) -> bool:
-    try:
-        r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0)
-        return r.status_code == 200 and r.json().get("health") in ("true", True)
-    except (httpx.HTTPError, ValueError):
-        return False
+    from flatnet.ipam.store.etcd_setup import endpoint_health
+
+    return endpoint_health(f"http://127.0.0.1:{port}", 1.0) is None
 
 
 def start_etcd(port: int | None) -> int:
