@@ -40,10 +40,11 @@ PY=${PYTHON:-python3}
 stamp=.venv/.flatnet-installed
 want=$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "==> venv: .venv (flatnet-cni + lab and test dependencies)"
+  echo "==> venv: .venv (flatnet-cni + lab, test and lint dependencies)"
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[test,lab]' 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -c 'import flatnet, pyroute2, rich, matplotlib, pytest, hypothesis, grpc, grpc_tools, prometheus_client, pythonjsonlogger.json, httpx, etcd3gw, aetcd'
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test,lab,lint]' 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c 'import flatnet, pyroute2, rich, matplotlib, pytest, hypothesis, grpc, grpc_tools, prometheus_client, pythonjsonlogger.json, httpx, etcd3gw, aetcd, mypy, importlinter'
+  .venv/bin/ruff --version >/dev/null
   echo "$want" > "$stamp"
 fi
 

@@ -1,5 +1,7 @@
 """Shared pytest plugins; each helper module registers its own fixtures."""
 
+import pytest
+
 pytest_plugins = ["tests.helpers.etcd"]
 
 

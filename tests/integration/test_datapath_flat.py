@@ -82,7 +82,7 @@ def cluster(request: pytest.FixtureRequest):
                 cl.pods[name] = (pod_ns, spec)
             yield cl
         finally:
-            for pod_ns, spec in cl.pods.values():
+            for _pod_ns, spec in cl.pods.values():
                 cl.dp.delete(spec)
 
 

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from flatnet.agent.service import Service
 from flatnet.cni import dispatch
 from flatnet.datapath import antispoof, nft
+from flatnet.errors import FlatnetError
 from tests.unit.test_fuzz_cni import SPEC_CODES
 
 META = ";|&$`'\"\\<>(){}*?!~#"
@@ -102,7 +103,7 @@ def test_antispoof_refuses_hostile_port_names_before_any_process(spawns: Recorde
 
 def test_nft_runs_as_argv_without_shell(spawns: Recorder) -> None:
     """The one process flatnet starts (nft) gets a fixed argv and the ruleset on stdin."""
-    with pytest.raises(Exception):
+    with pytest.raises(FlatnetError):
         nft.apply("fnk-absent-node-0", "add table ip flatnet\n")
     if spawns.calls:  # run_in may fail on the absent netns before spawning: both are fine
         name, args, kwargs = spawns.calls[0]

@@ -63,7 +63,7 @@ class NodeHeartbeat(Periodic):
 
     thread_name = "heartbeat"
 
-    def __init__(self, service: Any, store_cfg: dict, ttl: int = DEFAULT_TTL,
+    def __init__(self, service: Any, store_cfg: dict[str, Any], ttl: int = DEFAULT_TTL,
                  grace: float = DEFAULT_GRACE, state_dir: str | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  on_announced: Callable[[], None] | None = None) -> None:
@@ -121,7 +121,8 @@ class NodeHeartbeat(Periodic):
 
     def _keepalive(self) -> int:
         try:
-            return self.store.keepalive(self.lease_id)
+            ttl: int = self.store.keepalive(self.lease_id)
+            return ttl
         except FlatnetError as exc:
             if "lease not found" in exc.msg:
                 return 0
@@ -157,7 +158,7 @@ class NodeHeartbeat(Periodic):
         if fence is not None:
             self.store.txn([Compare(fence.key, fence.version, fence.value)], {}, [fence.key])
 
-    def _write_state(self, info: dict, lost: list[Lease]) -> None:
+    def _write_state(self, info: dict[str, Any], lost: list[Lease]) -> None:
         if not self.state_dir:
             return
         os.makedirs(self.state_dir, exist_ok=True)

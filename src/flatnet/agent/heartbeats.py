@@ -33,7 +33,7 @@ class Heartbeats:
             return None
         return os.path.join(self.state_dir, f"agent-stores.{r.q(self.service.node)}.json")
 
-    def store_opened(self, cfg: dict) -> None:
+    def store_opened(self, cfg: dict[str, Any]) -> None:
         if cfg.get("type") != "etcd":
             return
         key = json.dumps(cfg, sort_keys=True)
@@ -55,7 +55,7 @@ class Heartbeats:
                     json.dump(known + [cfg], fh)
                 os.replace(path + ".tmp", path)
 
-    def _known(self) -> list[dict]:
+    def _known(self) -> list[dict[str, Any]]:
         path = self._path()
         try:
             with open(path or "", encoding="utf-8") as fh:

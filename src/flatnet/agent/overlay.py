@@ -32,7 +32,7 @@ def block_pools(store: Store, conf: Any, node: str) -> list[PoolSpec]:
     return [blocks.block_pool(conf.name, node, block)]
 
 
-def join(store: Store, conf: Any, node: str, host_netns: str | None) -> dict:
+def join(store: Store, conf: Any, node: str, host_netns: str | None) -> dict[str, Any]:
     """Claim the block, prepare the node, publish its VTEP, route its peers; return options.
 
     The returned dict is the datapath's ``AttachSpec.options`` for this network on this node.
@@ -63,7 +63,7 @@ class OverlayHooks:
     def pools(self, store: Store, conf: Any, node: str) -> list[PoolSpec]:
         return block_pools(store, conf, node_name(conf, node))
 
-    def prepare(self, store: Store, conf: Any, node: str, host_netns: str | None) -> dict:
+    def prepare(self, store: Store, conf: Any, node: str, host_netns: str | None) -> dict[str, Any]:
         return join(store, conf, node_name(conf, node), host_netns)
 
 

@@ -115,6 +115,7 @@ class _TooLarge(Exception):
 def peer_uid(conn: socket.socket) -> int:
     """The connecting process's uid, from the kernel (SO_PEERCRED), not from the request."""
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    uid: int
     _pid, uid, _gid = struct.unpack("3i", creds)
     return uid
 

@@ -46,7 +46,7 @@ def _one_netlink_session(verb: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _default_store_factory(cfg: dict) -> Store:
+def _default_store_factory(cfg: dict[str, Any]) -> Store:
     from flatnet.ipam.store import open_store  # lazy: light importers of the agent need no store
 
     return open_store(cfg)
@@ -73,11 +73,11 @@ class Service:
         *,
         host_netns: str | None = None,
         node: str | None = None,
-        default_store: dict | None = None,
+        default_store: dict[str, Any] | None = None,
         lock_dir: str = DEFAULT_LOCK_DIR,
         lock_timeout: float = 60.0,
         datapath_factory: Callable[[str], Datapath] | None = None,
-        store_factory: Callable[[dict], Store] | None = None,
+        store_factory: Callable[[dict[str, Any]], Store] | None = None,
     ) -> None:
         self.host_netns = host_netns
         self.node = node or socket.gethostname()
@@ -96,13 +96,13 @@ class Service:
         #: set by the agent daemon: re-syncs overlay peers in the background
         self.peer_sync: overlay.PeerSync | None = None
         #: set by the agent daemon: starts a node heartbeat for each etcd store (heartbeat.py)
-        self.on_store_opened: Callable[[dict], None] | None = None
+        self.on_store_opened: Callable[[dict[str, Any]], None] | None = None
         #: every network config this service has served, by (name, host netns): what the
         #: leak reconciler (agent/reconcile.py) walks
         self._served: dict[tuple[str, str | None], Any] = {}
 
     # ---- resources, cached so a long-running agent opens each store once ----
-    def store_config(self, conf: Any) -> dict:
+    def store_config(self, conf: Any) -> dict[str, Any]:
         """The store for this network: explicit ``ipam.store`` > agent default > parser default."""
         raw_ipam = (conf.raw or {}).get("ipam") if isinstance(conf.raw, dict) else None
         explicit = isinstance(raw_ipam, dict) and "store" in raw_ipam
@@ -114,7 +114,7 @@ class Service:
         """(store, Ipam) for this config's store, opened once per distinct store config."""
         return self.open_store_config(self.store_config(conf))
 
-    def open_store_config(self, cfg: dict) -> tuple[Store, Any]:
+    def open_store_config(self, cfg: dict[str, Any]) -> tuple[Store, Any]:
         """(store, Ipam) for a store config; ``on_store_opened`` hears of each new one."""
         key = json.dumps(cfg, sort_keys=True, default=str)
         with self._cache_lock:
@@ -193,7 +193,7 @@ class Service:
         store, _ipam = self._open(conf)
         return self.hooks(conf.mode).pools(store, conf, self.node)
 
-    def _prepare(self, conf: Any) -> dict | None:
+    def _prepare(self, conf: Any) -> dict[str, Any] | None:
         """The mode's step before plumbing (vxlan: register this node and route its peers);
         returns extra datapath options. Overlays are re-prepared by ``peer_sync``."""
         store, _ipam = self._open(conf)
@@ -219,7 +219,7 @@ class Service:
         )
 
     def _spec(self, cmd: Any, leases: Iterable[Lease], pools: list[PoolSpec] | None = None,
-              options: dict | None = None) -> AttachSpec:
+              options: dict[str, Any] | None = None) -> AttachSpec:
         spec = build_spec(cmd, list(leases), pools or [], self.host_netns, self.node)
         spec.options.setdefault("network", cmd.conf.name)
         if options:

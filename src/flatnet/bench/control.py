@@ -223,7 +223,7 @@ class ControlBench:
             results = list(pool.map(add, calls))
             add_total = time.perf_counter() - t0
             t0 = time.perf_counter()
-            list(pool.map(delete, zip(calls, results)))
+            list(pool.map(delete, zip(calls, results, strict=False)))
             del_total = time.perf_counter() - t0
         n = self.p.cni_burst
         self.r.add(SECTION, sub.name, f"burst {n} ADD total", "s", add_total)

@@ -16,7 +16,6 @@ import time
 import urllib.request
 from typing import Callable
 
-
 from flatnet.errors import FlatnetError
 from flatnet.ipam.store.etcd_setup import endpoint_health
 

@@ -247,7 +247,7 @@ class ConfList:
     disable_gc: bool = False
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    def plugin_config(self, index: int, prev_result: dict[str, Any] | None = None) -> dict:
+    def plugin_config(self, index: int, prev_result: dict[str, Any] | None = None) -> dict[str, Any]:
         """What a runtime feeds plugin ``index``: its object plus name/cniVersion/prevResult."""
         conf = dict(self.plugins[index])
         conf["name"] = self.name

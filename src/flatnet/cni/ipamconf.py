@@ -59,7 +59,7 @@ def _pool(raw: object, where: str, netname: str) -> PoolSpec:
     name = f.string(d.get("name"), f"{where}.name") or default_pool_name(netname, subnet)
     start = _host(d.get("rangeStart"), f"{where}.rangeStart", subnet)
     end = _host(d.get("rangeEnd"), f"{where}.rangeEnd", subnet)
-    if start is not None and end is not None and start > end:
+    if start is not None and end is not None and int(start) > int(end):  # both in the subnet
         raise ConfigError(f"{where}.rangeStart {start} is after rangeEnd {end}; "
                           f"swap them or fix the range")
     gateway = _host(d.get("gateway"), f"{where}.gateway", subnet)
@@ -145,6 +145,7 @@ def parse_ip_list(items: list[Any], where: str) -> list[ipaddress.IPv4Interface
     out: list[Any] = []
     for n, item in enumerate(items):
         text = f.string(item, f"{where}[{n}]", required=True, example="198.18.100.40/24")
+        assert text is not None  # required
         try:
             out.append(ipaddress.ip_interface(text) if "/" in str(text)
                        else ipaddress.ip_address(text))

@@ -49,7 +49,7 @@ def dispatch(handler: Handler, env: Mapping[str, str], stdin: bytes, stdout: Tex
     """
     try:
         return _dispatch(handler, env, stdin, stdout, stderr, about)
-    except Exception:  # last line of defence: the streams themselves failed
+    except Exception:  # noqa: BLE001 - last line of defence: the streams themselves failed
         return 1
 
 
@@ -81,7 +81,7 @@ def _dispatch(handler: Handler, env: Mapping[str, str], stdin: bytes, stdout: Te
     except FlatnetError as exc:
         _emit(stdout, exc.to_json(version))
         return 1
-    except Exception as exc:  # a bug: still a valid CNI error, details to the log only
+    except Exception as exc:  # noqa: BLE001 - a bug: still a valid CNI error, details to the log only
         _log_traceback(env.get("FLATNET_LOG"), env.get("CNI_COMMAND", ""))
         msg = f"internal error: {type(exc).__name__}: {exc}"
         _emit(stdout, {"cniVersion": version, "code": INTERNAL, "msg": msg[:2000]})
@@ -102,7 +102,7 @@ def _sniff_version(stdin: bytes) -> str:
         candidate = data.get("cniVersion") if isinstance(data, dict) else None
         if isinstance(candidate, str) and candidate in _v.SUPPORTED:
             return candidate
-    except Exception:
+    except Exception:  # noqa: BLE001 - any trouble: answer in the latest version
         pass
     return _v.LATEST
 
@@ -121,5 +121,5 @@ def _log_traceback(path: str | None, command: str) -> None:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
             log.write(f"--- {stamp} flatnet CNI {command} internal error\n")
             log.write(traceback.format_exc())
-    except Exception:
+    except Exception:  # noqa: BLE001 - a failing log must not fail the verb
         pass

@@ -145,7 +145,7 @@ def run_in_then(ns: str | None, fn: Callable[..., T], tail: Callable[[T], None] 
             if path is not None:
                 _enter(path)
             box["result"] = fn(*args, **kwargs)
-        except BaseException as exc:  # re-raised in the caller's thread
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             box["error"] = exc
         finally:
             done.set()

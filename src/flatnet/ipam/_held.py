@@ -19,10 +19,11 @@ pod uses.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from flatnet.errors import FlatnetError
 from flatnet.ipam import records as r
@@ -65,7 +66,7 @@ class Held:
         stats[what] = int(stats.get(what, 0)) + 1
         return [Compare(key, cur.version if cur else 0)], {key: r.dumps(stats)}
 
-    def _read(self, name: str, entry: Entry) -> tuple[IPAddress, Entry | None, dict | None]:
+    def _read(self, name: str, entry: Entry) -> tuple[IPAddress, Entry | None, dict[str, Any] | None]:
         """The address of a queue entry, its ``ips/`` entry and the reservation it holds
         (None when that record is no longer this queue entry's reservation: a stale entry)."""
         _until, ip = r.held_parts(entry.key)
@@ -119,7 +120,7 @@ class Held:
         sticky records, so only when the queue is empty at a take-over (a pool run dry)."""
         store, name, n = self.txns.store, pr.spec.name, 0
         for sk in store.range(r.pool_key(name, "sticky/")):
-            ip = r.ipaddress.ip_address(sk.value)
+            ip = ipaddress.ip_address(sk.value)
             ie = store.get(r.ip_key(name, ip))
             res = r.reservation_of(ie.value) if ie else None
             if ie is None or res is None or res.get("held"):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
-from typing import Callable
+from typing import Callable, cast
 
 from flatnet.errors import AddressUnavailable
 from flatnet.ipam import records as r
@@ -221,4 +221,6 @@ class PoolOps:
                 ok = self.store.txn(cmp, {}, [skey])
             return (Outcome.DONE, ip) if ok else (Outcome.LOST, None)
 
-        return self.txns.retry(f"forgetting the sticky address of {pod} in pool {name!r}", step)
+        # mypy solves T of a union alias to the addresses' common base: say which it is
+        return cast("IPAddress | None",
+                    self.txns.retry(f"forgetting the sticky address of {pod} in pool {name!r}", step))

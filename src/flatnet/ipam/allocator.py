@@ -177,7 +177,8 @@ class Ipam:
             for pr in ranges:
                 if pr.why_unusable(want) is None:
                     return self._ops.claim(pr, want, owner, "requested address"), True
-            reasons = [pr.why_unusable(want) for pr in ranges if want in pr.spec.subnet]
+            reasons = [why for pr in ranges if want in pr.spec.subnet
+                       if (why := pr.why_unusable(want)) is not None]
             raise AddressUnavailable(
                 f"requested address {want} is not available: "
                 + (reasons[0] if reasons else "it is outside every pool ("

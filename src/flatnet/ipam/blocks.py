@@ -22,6 +22,7 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from flatnet.errors import ConfigError, PoolExhausted, StoreUnavailable
 from flatnet.ipam.api import Compare, IPNetwork, PoolSpec, Store
@@ -42,7 +43,7 @@ class NodeInfo:
     vtep_mac: str
     block: IPNetwork
 
-    def as_peer(self) -> dict:
+    def as_peer(self) -> dict[str, Any]:
         """The dict shape that ``VxlanDatapath`` expects in ``options["peers"]``."""
         return {"node": self.node, "vtep": self.vtep_ip, "mac": self.vtep_mac, "block": str(self.block)}
 

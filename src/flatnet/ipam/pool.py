@@ -48,7 +48,8 @@ class PoolRange:
             lo = max(lo, self.offset(spec.range_start))
         if spec.range_end is not None:
             hi = min(hi, self.offset(spec.range_end))
-        if spec.range_start is not None and spec.range_end is not None and spec.range_start > spec.range_end:
+        if (spec.range_start is not None and spec.range_end is not None
+                and int(spec.range_start) > int(spec.range_end)):  # both inside the subnet: one family
             raise ConfigError(
                 f"{where}: rangeStart {spec.range_start} is after rangeEnd {spec.range_end}; swap them"
             )

@@ -147,7 +147,7 @@ def count_keys(addr: Addr, start: int, count: int) -> int:
         for lo in range(start, start + count, BATCH):
             hi = min(lo + BATCH, start + count)
             got = c.call("MGET", *(key(i) for i in range(lo, hi)))
-            found += sum(1 for i, v in zip(range(lo, hi), got) if v == value(i))
+            found += sum(1 for i, v in zip(range(lo, hi), got, strict=False) if v == value(i))
     return found
 
 

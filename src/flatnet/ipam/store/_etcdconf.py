@@ -53,7 +53,7 @@ def check_endpoints(raw: object, where: str = "ipam.store.endpoints") -> list[st
                               "put the user name and password in files and name them with "
                               "usernameFile and passwordFile")
         try:
-            parts.port
+            _ = parts.port  # raises on a port that is not a number in range
         except ValueError:
             raise ConfigError(f"{where}[{n}] {url!r} has an invalid port") from None
         out.append(url.rstrip("/"))
@@ -80,7 +80,7 @@ class EtcdSecurity:
 
     def as_config(self) -> dict[str, str]:
         pairs = zip(FILE_KEYS, (self.ca_file, self.cert_file, self.key_file,
-                                self.username_file, self.password_file))
+                                self.username_file, self.password_file), strict=True)
         return {k: v for k, v in pairs if v is not None}
 
     def ssl_context(self) -> ssl.SSLContext:

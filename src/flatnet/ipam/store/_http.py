@@ -176,7 +176,7 @@ def _read_exact(conn: _Conn, n: int) -> bytes:
 
 
 def _read_chunked(conn: _Conn) -> bytes:
-    out = []
+    out: list[bytes] = []
     while True:
         size_line = conn.rfile.readline(_MAX_LINE)
         if not size_line:

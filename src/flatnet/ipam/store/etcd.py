@@ -143,7 +143,8 @@ class EtcdStore:
                 problem = Refused(f"etcd at {ep.url} does not accept our auth token")
             raise problem
         try:
-            return json.loads(text)
+            answer: dict[str, Any] = json.loads(text)
+            return answer
         except ValueError as exc:
             raise ConnectionError(f"answer is not JSON: {exc}") from None
 
