@@ -86,7 +86,7 @@ class Service:
         self._datapath_factory = datapath_factory or _default_datapath_factory
         self._store_factory = store_factory or _default_store_factory
         self._stores: dict[str, tuple[Store, Any]] = {}
-        self._store_cfgs: list[dict] = []
+        self._store_cfgs: list[dict[str, Any]] = []
         #: probes a new address on the pod's VLAN before it is plumbed (flat modes; pools with
         #: conflictProbe): ``agent/conflicts.py``. None turns probing off (tests, benches).
         self.conflict_probe: conflicts.Prober | None = conflicts.wire_probe
@@ -136,7 +136,7 @@ class Service:
         found = modes.find(mode)
         return found is not None and found.overlay
 
-    def opened_stores(self) -> list[dict]:
+    def opened_stores(self) -> list[dict[str, Any]]:
         """Every store config opened so far (the agent records them: ``agent/storestate.py``)."""
         with self._cache_lock:
             return [dict(c) for c in self._store_cfgs]
