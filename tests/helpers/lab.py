@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from flatnet.datapath import labnet
+from flatnet.testbed import net as labnet
 from flatnet.lab import manager
 from flatnet.lab.topology import PREFIX, Topology
 

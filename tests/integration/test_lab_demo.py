@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers.lab import fresh_lab
 
-from flatnet.datapath import labnet
+from flatnet.testbed import net as labnet
 from flatnet.lab import manager, reach
 from flatnet.lab.topology import POD_NS_PREFIX, PREFIX, Topology
 

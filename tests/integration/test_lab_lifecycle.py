@@ -14,7 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from flatnet.datapath import labnet
+from flatnet.testbed import net as labnet
 from flatnet.datapath.netns import ipr
 from flatnet.lab import manager, procs
 from flatnet.lab.topology import PREFIX, default_topology

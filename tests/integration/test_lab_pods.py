@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers.lab import CLIENT, SERVER, fresh_lab
 
-from flatnet.datapath import labnet
+from flatnet.testbed import net as labnet
 from flatnet.errors import FlatnetError
 from flatnet.lab import manager, pods
 from flatnet.lab.topology import POD_NS_PREFIX, PREFIX, Topology

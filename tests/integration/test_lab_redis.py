@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers.lab import fresh_lab
 
-from flatnet.datapath import labnet
+from flatnet.testbed import net as labnet
 from flatnet.lab import pods, redis, redis_pods
 from flatnet.lab.topology import POD_NS_PREFIX, Topology
 

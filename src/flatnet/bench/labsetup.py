@@ -16,7 +16,7 @@ from typing import Any
 
 from flatnet.bench.cniexec import REF_CNI_DIR, Call, exec_plugin, install_forwarder
 from flatnet.bench.nsenv import Scratch, stop
-from flatnet.datapath import labnet
+from flatnet.testbed import net as labnet
 from flatnet.errors import FlatnetError
 from flatnet.lab import netconf, pods, procs
 from flatnet.lab.topology import Topology

@@ -15,7 +15,7 @@ import subprocess
 import time
 from typing import Callable
 
-from flatnet.datapath import labnet
+from flatnet.testbed import net as labnet
 
 PREFIX = "fnb-"
 

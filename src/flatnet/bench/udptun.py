@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import ipaddress
 import os
 import signal
 import socket
@@ -34,15 +33,10 @@ def open_tun(name: str) -> int:
 
 
 def configure(name: str, cidr: str, mtu: int) -> None:
-    """Address, MTU and up, over netlink in this process's own netns."""
-    from pyroute2 import IPRoute
+    """Address, MTU and up, over netlink in this process's own netns (the test-bed's step)."""
+    from flatnet.testbed.net import configure_link
 
-    iface = ipaddress.ip_interface(cidr)
-    with IPRoute() as ip:
-        idx = ip.link_lookup(ifname=name)[0]
-        ip.link("set", index=idx, mtu=mtu)
-        ip.addr("add", index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-        ip.link("set", index=idx, state="up")
+    configure_link(None, name, cidr, mtu)
 
 
 def tun_to_udp(fd: int, sock: socket.socket, peer: tuple[str, int]) -> None:

@@ -2,8 +2,8 @@
 
 All names are ``fnk-<tag>-*`` so the harness never meets the lab (``fnlab-``) or other
 tests (``fnt-``); ``close()`` removes every namespace and process it made, also after a
-failure. Kernel setup goes through pyroute2; processes are only ever signalled by the pid
-the harness itself started.
+failure. Kernel setup goes through the test-bed (``flatnet.testbed.net``); processes are
+only ever signalled by the pid the harness itself started.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 
-from pyroute2 import netns as pnetns
-
 from flatnet.chaos.etcdproc import Etcd, EtcdCluster, stop_proc, wait
-from flatnet.datapath import netns as fnetns
+from flatnet.errors import FlatnetError
+from flatnet.testbed import net as testnet
 
 NETWORK = "fnkchaos"
 SUBNET, RANGE_START, RANGE_END, GATEWAY = "198.18.200.0/24", "198.18.200.10", "198.18.200.250", "198.18.200.1"
@@ -69,10 +68,8 @@ class Cluster:
 
     def _netns(self, part: str) -> str:
         name = self.ns_name(part)
-        pnetns.create(name)
+        testnet.ensure_netns(name)
         self.namespaces.append(name)
-        with fnetns.ipr(name) as ip:
-            ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
         return name
 
     def build(self) -> None:
@@ -81,19 +78,12 @@ class Cluster:
                          if self.etcd_members > 1 else Etcd(self.workdir))
             self.etcd.start()
         sw = self._netns("sw")
-        with fnetns.ipr(sw) as ip:
-            ip.link("add", ifname="br0", kind="bridge")
-            ip.link("set", index=ip.link_lookup(ifname="br0")[0], state="up")
+        testnet.ensure_bridge(sw, "br0")
         for i in range(1, self.nodes_n + 1):
             ns = self._netns(f"n{i}")
-            with fnetns.ipr(sw) as ip:  # uplink: veth, node side "up0", switch side on br0
-                ip.link("add", ifname=f"n{i}", kind="veth", peer={"ifname": "up0", "net_ns_fd": ns})
-                ip.link("set", index=ip.link_lookup(ifname=f"n{i}")[0], master=ip.link_lookup(ifname="br0")[0],
-                        state="up")
-            with fnetns.ipr(ns) as ip:
-                idx = ip.link_lookup(ifname="up0")[0]
-                ip.addr("add", index=idx, address=f"198.18.200.{i}", prefixlen=24)
-                ip.link("set", index=idx, state="up")
+            testnet.ensure_veth(sw, f"n{i}", ns, "up0")  # uplink: node side "up0", switch side on br0
+            testnet.set_master(sw, f"n{i}", "br0")
+            testnet.ensure_addresses(ns, "up0", [f"198.18.200.{i}/24"])
             # alternate modes so both kinds of host-side state (routes / veths + nft) are exercised
             node = Node(f"node{i}", ns, "macvlan" if i % 2 else "bridge",
                         os.path.join(self.workdir, f"node{i}", "agent.sock"))
@@ -107,17 +97,13 @@ class Cluster:
             self.etcd.stop(signal.SIGTERM)
         for ns in reversed(self.pod_namespaces() + self.namespaces):
             try:
-                pnetns.remove(ns)
-            except OSError:
+                testnet.remove_netns(ns)
+            except FlatnetError:
                 pass
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def pod_namespaces(self) -> list[str]:
-        prefix = self.ns_name("p")
-        try:
-            return sorted(n for n in os.listdir(fnetns.NETNS_RUN_DIR) if n.startswith(prefix))
-        except FileNotFoundError:
-            return []
+        return testnet.list_namespaces(self.ns_name("p"))
 
     # ---- store and configs ----
     def store_config(self) -> dict:
@@ -165,13 +151,13 @@ class Cluster:
     # ---- pods ----
     def new_pod_netns(self, cid: str) -> str:
         name = self.ns_name(f"p{cid}")
-        pnetns.create(name)
+        testnet.ensure_netns(name)
         return name
 
     def drop_netns(self, name: str) -> None:
         try:
-            pnetns.remove(name)
-        except OSError:
+            testnet.remove_netns(name)
+        except FlatnetError:
             pass
 
     def lose_node(self, node: Node, pod_namespaces: list[str]) -> None:

@@ -1,6 +1,6 @@
 """Build, inspect and tear down the lab: ``up``, ``status``, ``down``, ``install_service``.
 
-``up`` is idempotent: every step is an "ensure" (see ``flatnet.datapath.labnet``), agents
+``up`` is idempotent: every step is an "ensure" (see ``flatnet.testbed.net``), agents
 that answer are kept, so re-running it after a crash completes the lab. ``down`` does not
 trust the state file: it scans /run/netns for the ``fnlab-`` prefix and /proc for the lab's
 agents and etcd, so it also cleans up after an ``up`` that died half-way.
@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from flatnet.datapath import labnet
+from flatnet.testbed import net as labnet
 from flatnet.errors import ConfigError, FlatnetError
 from flatnet.lab import netconf, procs
 from flatnet.lab.topology import PREFIX, Topology, default_topology

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from flatnet import forwarder
-from flatnet.datapath import labnet
+from flatnet.testbed import net as labnet
 from flatnet.errors import INTERNAL, ConfigError, FlatnetError
 from flatnet.lab import netconf, procs
 from flatnet.lab.topology import POD_NS_PREFIX, default_topology

@@ -262,7 +262,7 @@ def probe_pods(topo: Topology, network: str, prefix: str = "chk") -> Iterator[tu
 def measure(topo: Topology, network: str, pod_a: Any, pod_b: Any,
             probe: ProbeFn = tcp_probe) -> Matrix:
     """The matrix of ``network`` on the live lab: Service VIP pointed at ``pod_b`` meanwhile."""
-    from flatnet.datapath import labnet
+    from flatnet.testbed import net as labnet
     from flatnet.lab import manager
 
     a, b = pod_endpoint(topo, pod_a), pod_endpoint(topo, pod_b)

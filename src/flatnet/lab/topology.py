@@ -2,7 +2,7 @@
 
 The lab is a multi-node cluster on one machine built from network namespaces. This module
 only *describes* it (frozen dataclasses); ``flatnet.lab.manager`` builds it through
-``flatnet.datapath.labnet``. Keeping the description separate lets tests, the demo and the
+``flatnet.testbed.net``. Keeping the description separate lets tests, the demo and the
 reachability checks ask "what is node2's address?" without touching the kernel.
 
 The switch. A real access switch would be one VLAN-aware bridge with tagged trunk and

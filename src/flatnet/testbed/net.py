@@ -1,7 +1,9 @@
-"""Kernel operations the lab needs: namespaces, bridges, veths, addresses, routes, sysctls, DNAT.
+"""The test-bed's kernel steps: namespaces, bridges, veths, addresses, routes, sysctls, DNAT.
 
-Only ``flatnet.datapath`` talks to the kernel, so the lab manager describes what it wants
-(``flatnet.lab.topology``) and asks this module for each step. Every step is an *ensure*:
+What the lab, the bench, chaos and the tests build around flatnet (never part of the runtime
+datapath, which is ``flatnet.datapath``; only the two of them import pyroute2). The lab
+manager describes what it wants (``flatnet.lab.topology``) and asks this module for each
+step; chaos and the bench build their smaller networks from the same steps. Every step is an *ensure*:
 it looks first and only changes what is missing, so re-running ``lab up`` after a crash
 completes the lab instead of failing on "File exists". All links live inside lab
 namespaces: veth pairs are created inside one lab namespace with the peer placed directly
@@ -235,6 +237,19 @@ def install_service(ns: str, vip: str, port: int, backend: str, backend_port: in
 def remove_service(ns: str) -> None:
     """Remove the service table from ``ns`` (absent is fine)."""
     run_in(ns, _nft, f"table ip {SERVICE_TABLE} {{}}\ndelete table ip {SERVICE_TABLE}\n")
+
+
+def configure_link(ns: str | None, ifname: str, cidr: str, mtu: int) -> None:
+    """MTU, one ``addr/prefix`` and up for ``ifname`` in ``ns`` (None: the caller's netns)."""
+    iface = ipaddress.ip_interface(cidr)
+    try:
+        with ipr(ns) as ip:
+            idx = _index(ip, str(ns), ifname)
+            ip.link("set", index=idx, mtu=mtu)
+            ip.addr("add", index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+            ip.link("set", index=idx, state="up")
+    except NetlinkError as exc:
+        raise _fail(f"configuring {ifname} in {ns or 'this netns'}", exc) from exc
 
 
 def run_cmd(ns: str, argv: Sequence[str], timeout: float = 30.0,
