@@ -23,6 +23,7 @@ from flatnet.datapath import get_datapath
 from flatnet.datapath import netns as fnetns
 from flatnet.datapath.api import AttachSpec, Attachment, Route
 from flatnet.datapath.common import host_veth_name
+from tests.helpers.net import sh
 
 SEG = {100: ("198.18.100", "eth0"), 200: ("198.18.101", "eth1")}
 
@@ -77,14 +78,6 @@ while time.monotonic() < end:
     except socket.timeout:
         pass
 """
-
-
-def sh(ns: str, *cmd: str, timeout: float = 20) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True, timeout=timeout)
-
-
-def ping(ns: str, dst: str, tries: int = 3) -> bool:
-    return any(sh(ns, "ping", "-n", "-c", "1", "-W", "1", dst).returncode == 0 for _ in range(tries))
 
 
 def mac_bytes(mac: str) -> bytes:

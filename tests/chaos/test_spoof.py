@@ -21,7 +21,8 @@ pytestmark = [pytest.mark.netns, pytest.mark.chaos,
 
 from flatnet.datapath import antispoof  # noqa: E402
 from flatnet.errors import ConfigError  # noqa: E402
-from tests.chaos.spoofnet import SpoofNet, arp_request, mac_bytes, ping, sh  # noqa: E402
+from tests.chaos.spoofnet import SpoofNet, arp_request, mac_bytes  # noqa: E402
+from tests.helpers.net import ping, sh  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def test_spoofed_mac_blocked(net: SpoofNet) -> None:
     try:
         assert sh(a.ns, "ip", "link", "set", "eth0", "address", fake).returncode == 0
         assert net.udp_seen(a, a.ip, 100) == set()
-        assert not ping(a.ns, "198.18.100.200", tries=1)
+        assert not ping(a.ns, "198.18.100.200", tries=1, wait=1)
         with _without_rules(net, 0):
             assert net.udp_seen(a, a.ip, 100) == {a.ip}
     finally:
@@ -112,9 +113,9 @@ def test_pools_on_different_vlans_cannot_reach_each_other(net: SpoofNet) -> None
     assert ping(c.ns, "198.18.101.200")
     # even told the other segment's pod is on-link, nothing reaches it
     sh(a.ns, "ip", "route", "add", f"{c.ip}/32", "dev", "eth0")
-    assert not ping(a.ns, c.ip, tries=2)
+    assert not ping(a.ns, c.ip, tries=2, wait=1)
     sh(a.ns, "ip", "route", "add", "198.18.101.200/32", "dev", "eth0")
-    assert not ping(a.ns, "198.18.101.200", tries=1)
+    assert not ping(a.ns, "198.18.101.200", tries=1, wait=1)
 
 
 @pytest.mark.parametrize("name", ["fn;rm -rf /", 'fn"x', "fn{x}", "", "a" * 16, "fn x"])

@@ -13,13 +13,13 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-import subprocess
 import time
 
 import pytest
 
 from flatnet.datapath.common import shim_name
 from flatnet.datapath.netns import run_in
+from tests.helpers.net import ping
 
 from .conftest import Env
 
@@ -40,18 +40,6 @@ def held(env: Env) -> dict[str, str]:
         return {str(lease.address.ip): lease.owner.container_id for lease in Ipam(store).leases()}
     finally:
         store.close()
-
-
-def ping(ns: str, addr: str, attempts: int = 5) -> bool:
-    """True when ``addr`` answers one ping from ``ns`` within a bounded number of tries."""
-    for _ in range(attempts):
-        proc = subprocess.run(
-            ["ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", addr],
-            capture_output=True, timeout=10,
-        )
-        if proc.returncode == 0:
-            return True
-    return False
 
 
 def listen_in(ns: str, port: int) -> socket.socket:
@@ -130,7 +118,7 @@ def test_pod_gets_flat_address_reachable_from_vm_and_released(flat: Env) -> None
         assert peer == ip and flat.token in data
 
         # inbound: the VM reaches the pod by its address, ICMP and TCP
-        assert ping(flat.seg.vm, ip), f"VM cannot ping pod {ip}"
+        assert ping(flat.seg.vm, ip, tries=5, wait=1), f"VM cannot ping pod {ip}"
         assert flat.token in http_get(flat.seg.vm, ip, WEB_PORT)
     finally:
         listener.close()
@@ -142,7 +130,7 @@ def test_pod_gets_flat_address_reachable_from_vm_and_released(flat: Env) -> None
     links, dsts = node_state(flat)
     assert links == {"lo", flat.seg.parent, shim_name(flat.seg.parent)}, links
     assert ip not in dsts, f"host route to {ip} left in the node netns"
-    assert not ping(flat.seg.vm, ip, attempts=1), f"{ip} still answers after rm"
+    assert not ping(flat.seg.vm, ip, tries=1, wait=1), f"{ip} still answers after rm"
 
 
 def test_sticky_pod_gets_its_address_back(flat: Env) -> None:
@@ -165,7 +153,7 @@ def test_sticky_pod_gets_its_address_back(flat: Env) -> None:
     assert second != first, "podman made a new container"
     assert flat.podman.address("redis-0", flat.network) == addr, flat.plugin_log()
     assert held(flat).get(addr) == second
-    assert ping(flat.seg.vm, addr), f"VM cannot reach the returning pod at {addr}"
+    assert ping(flat.seg.vm, addr, tries=5, wait=1), f"VM cannot reach the returning pod at {addr}"
     for name in ("redis-0", "other-1"):
         flat.podman.stop_rm(name)
     assert addr not in held(flat) and other not in held(flat)

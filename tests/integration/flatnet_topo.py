@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pyroute2 import netns as pnetns
 
 from flatnet.datapath import netns as fnetns
+from tests.helpers.net import sh
 
 SERVER = r"""
 import socket, sys
@@ -57,24 +58,6 @@ except OSError as e:
     print("error", e, flush=True)
     sys.exit(2)
 """
-
-
-def sh(ns: str, *cmd: str, timeout: float = 15) -> subprocess.CompletedProcess:
-    """Run ``cmd`` inside netns ``ns`` (test traffic tool only), bounded in time."""
-    return subprocess.run(
-        ["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True, timeout=timeout
-    )
-
-
-def ping(ns: str, addr: str, count: int = 1, wait: int = 2) -> bool:
-    """One bounded ping from ``ns``; True if answered."""
-    out = sh(ns, "ping", "-n", "-c", str(count), "-W", str(wait), addr, timeout=count * wait + 5)
-    return out.returncode == 0
-
-
-def ping_retry(ns: str, addr: str, tries: int = 3) -> bool:
-    """Ping up to ``tries`` times (first packets may wait for ARP/ND on a busy machine)."""
-    return any(ping(ns, addr) for _ in range(tries))
 
 
 def tcp_exchange(server_ns: str, bind: str, client_ns: str, dst: str, port: int = 5201) -> tuple[str, str]:

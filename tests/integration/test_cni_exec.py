@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import pytest
 
 from tests.helpers.cnirun import CniError, Runner, inprocess_env, install_forwarder
+from tests.helpers.net import ping, sh
 
 pytestmark = pytest.mark.netns
 
@@ -31,16 +32,6 @@ from flatnet.datapath.netns import ipr  # noqa: E402
 
 VM_IP = "198.18.120.200"
 REF_PLUGINS = "/usr/lib/cni"
-
-
-def sh(ns: str, *argv: str, timeout: float = 15) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def ping(ns: str, ip: str) -> bool:
-    # a fresh macvlan may need a first ARP round; up to 3 bounded tries
-    return any(sh(ns, "ping", "-c", "1", "-W", "1", ip).returncode == 0 for _ in range(3))
 
 
 class Topo:

@@ -7,12 +7,13 @@ import os
 from dataclasses import replace
 
 import pytest
-from flatnet_topo import Topology, iface_addrs, link_names, ping_retry, pod_addrs, sh
+from flatnet_topo import Topology, iface_addrs, link_names, pod_addrs
 
 from flatnet import errors
 from flatnet.datapath import get_datapath, netns
 from flatnet.datapath.api import AttachSpec, Route
 from flatnet.datapath.common import host_veth_name
+from tests.helpers.net import ping, sh
 
 pytestmark = [
     pytest.mark.netns,
@@ -44,7 +45,7 @@ def test_node_address_and_routes_move_to_the_bridge(topo: Topology) -> None:
         eth1 = ip.link_lookup(ifname="eth1")[0]
         ip.route("add", dst="198.18.120.0/24", gateway="198.18.100.1", oif=eth1)
     port_mac = _mac(node, "eth1")
-    assert ping_retry(topo.vm, "198.18.100.11")
+    assert ping(topo.vm, "198.18.100.11")
     dp = get_datapath("bridge")
     pods = []
     for n in (1, 2):
@@ -58,15 +59,15 @@ def test_node_address_and_routes_move_to_the_bridge(topo: Topology) -> None:
         assert "via 198.18.100.1 dev fnbr0" in routes
         # the bridge keeps the port's MAC even after pod veths (random MACs) joined it
         assert _mac(node, "fnbr0") == port_mac
-        assert ping_retry(topo.vm, "198.18.100.11")
-        assert ping_retry(topo.vm, "2001:db8:100::11")
-        assert ping_retry(node, "198.18.100.52")
+        assert ping(topo.vm, "198.18.100.11")
+        assert ping(topo.vm, "2001:db8:100::11")
+        assert ping(node, "198.18.100.52")
     finally:
         for spec in pods:
             dp.delete(spec)
     assert "fnbr0" in link_names(node)  # node infrastructure is kept after the last pod
     assert iface_addrs(node, "fnbr0") == {"198.18.100.11/24", "2001:db8:100::11/64"}
-    assert ping_retry(topo.vm, "198.18.100.11")
+    assert ping(topo.vm, "198.18.100.11")
 
 
 def test_del_finds_the_host_veth_without_netns(topo: Topology) -> None:
@@ -90,8 +91,8 @@ def test_bridge_without_master_links_local_pods(topo: Topology) -> None:
     dp.add(sa)
     dp.add(sb)
     try:
-        assert ping_retry(a, "198.18.100.55")
-        assert not ping_retry(topo.vm, "198.18.100.55", tries=1)  # not on the wire
+        assert ping(a, "198.18.100.55")
+        assert not ping(topo.vm, "198.18.100.55", tries=1)  # not on the wire
         dp.check(sb)
     finally:
         dp.delete(sa)

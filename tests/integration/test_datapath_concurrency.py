@@ -6,11 +6,12 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from flatnet_topo import Topology, link_names, ping_retry, pod_addrs
+from flatnet_topo import Topology, link_names, pod_addrs
 
 from flatnet.datapath import get_datapath
 from flatnet.datapath.api import AttachSpec
 from flatnet.datapath.common import host_veth_name, shim_name
+from tests.helpers.net import ping
 
 pytestmark = [
     pytest.mark.netns,
@@ -39,8 +40,8 @@ def test_parallel_adds_share_one_node_link(mode: str) -> None:
             shared = "fnbr0" if mode == "bridge" else shim_name(master)
             assert shared in link_names(node)
             for i in range(1, 5):
-                assert ping_retry(topo.vm, f"198.18.100.{50 + i}")
-                assert ping_retry(node, f"198.18.100.{50 + i}")
+                assert ping(topo.vm, f"198.18.100.{50 + i}")
+                assert ping(node, f"198.18.100.{50 + i}")
         finally:
             with ThreadPoolExecutor(max_workers=4) as pool:
                 list(pool.map(dp.delete, specs))

@@ -8,27 +8,17 @@ plumbed once per mode (a, b on node 1; c on node 2); tests that change state mak
 from __future__ import annotations
 
 import ipaddress
-import time
 import os
 from dataclasses import dataclass, replace
 
 import pytest
-from flatnet_topo import (
-    Topology,
-    iface_addrs,
-    link_names,
-    ping,
-    ping_retry,
-    pod_addrs,
-    route_dsts,
-    sh,
-    tcp_exchange,
-)
+from flatnet_topo import Topology, iface_addrs, link_names, pod_addrs, route_dsts, tcp_exchange
 
 from flatnet import errors
 from flatnet.datapath import get_datapath, netns
 from flatnet.datapath.api import AttachSpec, Datapath, Route
 from flatnet.datapath.common import host_veth_name, tmp_name
+from tests.helpers.net import ping, sh, wait_until
 
 pytestmark = [
     pytest.mark.netns,
@@ -107,19 +97,19 @@ def test_add_reports_what_the_kernel_has(cluster: Cluster) -> None:
 
 def test_pod_to_pod_same_node(cluster: Cluster) -> None:
     a_ns = cluster.pods["a"][0]
-    assert ping_retry(a_ns, cluster.ip("b"))
-    assert ping_retry(a_ns, cluster.ip("b", 6))
+    assert ping(a_ns, cluster.ip("b"))
+    assert ping(a_ns, cluster.ip("b", 6))
 
 
 def test_pod_to_pod_across_nodes(cluster: Cluster) -> None:
     a_ns = cluster.pods["a"][0]
-    assert ping_retry(a_ns, cluster.ip("c"))
-    assert ping_retry(cluster.pods["c"][0], cluster.ip("a", 6))
+    assert ping(a_ns, cluster.ip("c"))
+    assert ping(cluster.pods["c"][0], cluster.ip("a", 6))
 
 
 def test_vm_pings_pod_v4_and_v6(cluster: Cluster) -> None:
-    assert ping_retry(cluster.topo.vm, cluster.ip("c"))
-    assert ping_retry(cluster.topo.vm, cluster.ip("a", 6))
+    assert ping(cluster.topo.vm, cluster.ip("c"))
+    assert ping(cluster.topo.vm, cluster.ip("a", 6))
 
 
 def test_vm_opens_tcp_to_pod_without_nat(cluster: Cluster) -> None:
@@ -137,19 +127,19 @@ def test_pod_calls_vm_with_its_own_source_address(cluster: Cluster) -> None:
 
 
 def test_other_vlan_cannot_reach_pod(cluster: Cluster) -> None:
-    assert ping_retry(cluster.topo.vm, cluster.ip("a"))  # the pod is up ...
-    assert not ping(cluster.topo.v200, cluster.ip("a"), wait=1)  # ... but not on VLAN 200
-    assert not ping(cluster.pods["a"][0], "198.18.100.201", wait=1)
+    assert ping(cluster.topo.vm, cluster.ip("a"))  # the pod is up ...
+    assert not ping(cluster.topo.v200, cluster.ip("a"), tries=1, wait=1)  # ... but not on VLAN 200
+    assert not ping(cluster.pods["a"][0], "198.18.100.201", tries=1, wait=1)
 
 
 def test_node_reaches_its_own_pod(cluster: Cluster) -> None:
     node1 = cluster.topo.nodes[0].ns
     for name in ("a", "b"):
-        assert ping_retry(node1, cluster.ip(name)), f"node -> pod {name} v4"
-        assert ping_retry(node1, cluster.ip(name, 6)), f"node -> pod {name} v6"
+        assert ping(node1, cluster.ip(name)), f"node -> pod {name} v4"
+        assert ping(node1, cluster.ip(name, 6)), f"node -> pod {name} v6"
     # and the pod initiates towards its node (ARP/ND for the node's address answered)
-    assert ping_retry(cluster.pods["a"][0], "198.18.100.11")
-    assert ping_retry(cluster.pods["a"][0], "2001:db8:100::11")
+    assert ping(cluster.pods["a"][0], "198.18.100.11")
+    assert ping(cluster.pods["a"][0], "2001:db8:100::11")
     reply, peer = tcp_exchange(cluster.pods["b"][0], cluster.ip("b"), node1, cluster.ip("b"))
     assert peer == "198.18.100.11", reply
 
@@ -187,14 +177,14 @@ def test_del_removes_everything_and_is_idempotent(cluster: Cluster) -> None:
     links_before, routes_before = link_names(node), route_dsts(node)
     spec = cluster.spec(0, pod_ns, 13)
     cluster.dp.add(spec)
-    assert ping_retry(node, "198.18.100.63")
+    assert ping(node, "198.18.100.63")
     assert link_names(node) != links_before or route_dsts(node) != routes_before
     cluster.dp.delete(spec)
     assert link_names(pod_ns) == {"lo"}
     assert link_names(node) == links_before
     assert route_dsts(node) == routes_before
     cluster.dp.delete(spec)  # second DEL: nothing to do, no error
-    assert not ping(cluster.topo.vm, "198.18.100.63", wait=1)
+    assert not ping(cluster.topo.vm, "198.18.100.63", tries=1, wait=1)
 
 
 def test_del_after_container_netns_is_gone(cluster: Cluster) -> None:
@@ -223,7 +213,7 @@ def test_add_with_existing_ifname_leaves_it_untouched(cluster: Cluster) -> None:
     assert iface_addrs(a_ns, "eth0") == {str(a) for a in a_spec.addresses}
     assert before in sh(a_ns, "ip", "-o", "link", "show", "eth0").stdout
     assert route_dsts(a_spec.host_netns or "") == node_routes
-    assert ping_retry(cluster.topo.vm, cluster.ip("a"))
+    assert ping(cluster.topo.vm, cluster.ip("a"))
 
 
 def test_missing_parent_creates_nothing(cluster: Cluster) -> None:
@@ -293,14 +283,12 @@ def test_add_announces_the_new_binding_to_neighbours(cluster: Cluster) -> None:
         sh(cluster.topo.vm, "ip", "neigh", "replace", ip, "dev", "eth0", "lladdr", "02:00:00:00:de:ad", "nud", "stale")
     att = cluster.dp.add(spec)
     try:
-        deadline, table = time.monotonic() + 5, ""
-        while time.monotonic() < deadline:
-            table = sh(cluster.topo.vm, "ip", "neigh", "show", "dev", "eth0").stdout
-            if all(f"{ip} lladdr {att.mac.lower()}" in table for ip in ips):
-                break
-            time.sleep(0.1)
+        def table() -> str:
+            return sh(cluster.topo.vm, "ip", "neigh", "show", "dev", "eth0").stdout
+
+        wait_until(lambda: all(f"{ip} lladdr {att.mac.lower()}" in table() for ip in ips), 5, 0.1)
         for ip in ips:
-            assert f"{ip} lladdr {att.mac.lower()}" in table, table
+            assert f"{ip} lladdr {att.mac.lower()}" in table(), table()
     finally:
         cluster.dp.delete(spec)
         for ip in ips:
@@ -353,7 +341,7 @@ def test_retried_add_after_killed_add_succeeds(cluster: Cluster) -> None:
         try:
             assert link_names(pod_ns) == {"lo", "eth0"}, where
             assert not any(name.startswith("fntmp") for name in link_names(node)), where
-            assert ping_retry(cluster.topo.vm, "198.18.100.71")
+            assert ping(cluster.topo.vm, "198.18.100.71")
         finally:
             cluster.dp.delete(spec)
         assert link_names(node) == before, where
@@ -369,7 +357,7 @@ def test_custom_mtu_and_mac(cluster: Cluster) -> None:
         with pytest.raises(errors.DatapathError) as exc:
             cluster.dp.check(replace(spec, mtu=1300))
         assert exc.value.code == errors.STATE_MISMATCH and "MTU" in exc.value.msg
-        assert ping_retry(cluster.topo.vm, "198.18.100.69")
+        assert ping(cluster.topo.vm, "198.18.100.69")
     finally:
         cluster.dp.delete(spec)
 
@@ -389,7 +377,7 @@ def test_netns_given_as_proc_pid_path(cluster: Cluster) -> None:
         spec = replace(cluster.spec(1, "unused", 20), netns=path)
         cluster.dp.add(spec)
         try:
-            assert ping_retry(cluster.topo.vm, "198.18.100.70")
+            assert ping(cluster.topo.vm, "198.18.100.70")
             cluster.dp.check(spec)
         finally:
             cluster.dp.delete(spec)

@@ -6,12 +6,13 @@ import os
 from dataclasses import replace
 
 import pytest
-from flatnet_topo import Topology, link_names, ping_retry, pod_addrs, route_dsts
+from flatnet_topo import Topology, link_names, pod_addrs, route_dsts
 from pyroute2 import netns as pnetns
 
 from flatnet import errors
 from flatnet.datapath import get_datapath, netns
 from flatnet.datapath.api import AttachSpec
+from tests.helpers.net import ping
 
 pytestmark = [
     pytest.mark.netns,
@@ -60,8 +61,8 @@ def test_ipvlan_pod_is_reachable(topo: Topology) -> None:
     dp.add(spec)
     try:
         dp.check(spec)
-        assert ping_retry(topo.vm, "198.18.100.51")
-        assert ping_retry(topo.nodes[0].ns, "198.18.100.51")
+        assert ping(topo.vm, "198.18.100.51")
+        assert ping(topo.nodes[0].ns, "198.18.100.51")
     finally:
         dp.delete(spec)
     assert link_names(pod_ns) == {"lo"}

@@ -10,11 +10,12 @@ import os
 import time
 
 import pytest
-from flatnet_topo import Topology, sh
+from flatnet_topo import Topology
 
 from flatnet import errors
 from flatnet.datapath import get_datapath, neigh, netns
 from flatnet.datapath.common import host_veth_name, shim_name
+from tests.helpers.net import sh
 
 
 def test_names_are_deterministic_and_fit_ifnamsiz() -> None:

@@ -15,6 +15,7 @@ from typing import Iterator
 import pytest
 
 from flatnet.testbed import net as labnet
+from tests.helpers.net import ping
 from flatnet.datapath.netns import ipr
 from flatnet.lab import manager, procs
 from flatnet.lab.topology import PREFIX, default_topology
@@ -52,10 +53,6 @@ def _assert_nothing_left(pids: list[int]) -> None:
     assert alive == [], f"lab processes still running: {alive}"
 
 
-def _ping(ns: str, dst: str) -> bool:
-    return labnet.run_cmd(ns, ["ping", "-c", "1", "-W", "1", dst], timeout=10).returncode == 0
-
-
 def test_up_status_down_twice_leaves_nothing(lab: None) -> None:
     topo = default_topology(3)
     for _round in range(2):
@@ -88,14 +85,14 @@ def test_up_twice_is_idempotent_and_repairs(lab: None) -> None:
     with ipr(f"{PREFIX}sw") as ip:
         ip.link("del", index=ip.link_lookup(ifname="vm1")[0])
     os.kill(before["node2"], signal.SIGKILL)  # type: ignore[arg-type]
-    assert not _ping(f"{PREFIX}vm1", "198.18.100.11")
+    assert not ping(f"{PREFIX}vm1", "198.18.100.11", tries=1, wait=1)
     manager.up(nodes=2)
     st = manager.status()
     assert all(n.agent_answers for n in st.nodes), st.nodes
     assert {n.name: n.agent_pid for n in st.nodes}["node1"] == before["node1"]
     assert {n.name: n.agent_pid for n in st.nodes}["node2"] != before["node2"]
-    assert _ping(f"{PREFIX}vm1", "198.18.100.11")
-    assert _ping(f"{PREFIX}vm2", "198.18.100.12")
+    assert ping(f"{PREFIX}vm1", "198.18.100.11", tries=1, wait=1)
+    assert ping(f"{PREFIX}vm2", "198.18.100.12", tries=1, wait=1)
 
 
 def test_up_refuses_a_different_shape(lab: None) -> None:

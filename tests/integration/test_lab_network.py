@@ -12,6 +12,7 @@ import pytest
 from tests.helpers.lab import CLIENT, SERVER, fresh_lab
 
 from flatnet.testbed import net as labnet
+from tests.helpers.net import ping
 from flatnet.lab.topology import PREFIX, Topology
 
 pytestmark = [
@@ -28,35 +29,26 @@ def topo() -> Iterator[Topology]:
         yield topo
 
 
-def ping(ns: str, dst: str) -> bool:
-    return labnet.run_cmd(ns, ["ping", "-c", "1", "-W", "1", dst], timeout=10).returncode == 0
-
-
-def ping_retry(ns: str, dst: str, tries: int = 3) -> bool:
-    """Reachability that tolerates one lost first packet (ARP/ND on a busy machine)."""
-    return any(ping(ns, dst) for _ in range(tries))
-
-
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_vm_pings_every_node(topo: Topology, k: int) -> None:
     node = topo.node(f"node{k}")
-    assert ping_retry(f"{PREFIX}vm1", node.ipv4)
-    assert ping_retry(f"{PREFIX}vm2", node.ipv6)
+    assert ping(f"{PREFIX}vm1", node.ipv4)
+    assert ping(f"{PREFIX}vm2", node.ipv6)
 
 
 def test_outside_host_reaches_router_and_flat_plane(topo: Topology) -> None:
-    assert ping_retry(f"{PREFIX}out", topo.flat.v4_gateway)  # the router's VLAN-100 side
-    assert ping_retry(f"{PREFIX}out", "198.18.100.201")  # routed onto the flat plane
-    assert ping_retry(f"{PREFIX}out", topo.node("node2").ipv4)
+    assert ping(f"{PREFIX}out", topo.flat.v4_gateway)  # the router's VLAN-100 side
+    assert ping(f"{PREFIX}out", "198.18.100.201")  # routed onto the flat plane
+    assert ping(f"{PREFIX}out", topo.node("node2").ipv4)
 
 
 def test_vlan200_host_cannot_reach_nodes(topo: Topology) -> None:
     """Same subnet, other L2: nothing answers, while a VLAN-100 host reaches the same node."""
     node = topo.node("node1")
-    assert ping_retry(f"{PREFIX}vm1", node.ipv4)  # the node is up and answering
-    assert not ping(f"{PREFIX}vlan200", node.ipv4)
-    assert not ping(f"{PREFIX}vlan200", node.ipv6)
-    assert not ping(f"{PREFIX}vlan200", "198.18.100.201")
+    assert ping(f"{PREFIX}vm1", node.ipv4)  # the node is up and answering
+    assert not ping(f"{PREFIX}vlan200", node.ipv4, tries=1, wait=1)
+    assert not ping(f"{PREFIX}vlan200", node.ipv6, tries=1, wait=1)
+    assert not ping(f"{PREFIX}vlan200", "198.18.100.201", tries=1, wait=1)
 
 
 def _serve(ns: str, port: int, tag: str) -> subprocess.Popen:
@@ -99,4 +91,4 @@ def test_forwarding_only_where_routing_is_needed(topo: Topology) -> None:
     assert fwd(f"{PREFIX}rtr") == "1"
     assert fwd(topo.node("node1").ns) == "1"
     assert fwd(f"{PREFIX}vm1") == "0"
-    assert not ping(f"{PREFIX}out", "198.18.100.210")  # VLAN 200 is not routed at all
+    assert not ping(f"{PREFIX}out", "198.18.100.210", tries=1, wait=1)  # VLAN 200 is not routed at all

@@ -13,6 +13,7 @@ import pytest
 from tests.helpers.lab import CLIENT, SERVER, fresh_lab
 
 from flatnet.testbed import net as labnet
+from tests.helpers.net import ping
 from flatnet.errors import FlatnetError
 from flatnet.lab import manager, pods
 from flatnet.lab.topology import POD_NS_PREFIX, PREFIX, Topology
@@ -40,11 +41,6 @@ def cleanup_pods() -> Iterator[list[str]]:
             pods.del_pod(name)
 
 
-def ping(ns: str, dst: str, tries: int = 3) -> bool:
-    return any(labnet.run_cmd(ns, ["ping", "-c", "1", "-W", "1", dst], timeout=10).returncode == 0
-               for _ in range(tries))
-
-
 def _in_pool(ip: str, topo: Topology) -> bool:
     a = ipaddress.ip_address(ip)
     return ipaddress.ip_address(topo.flat.v4_start) <= a <= ipaddress.ip_address(topo.flat.v4_end)
@@ -58,7 +54,7 @@ def test_flat_pod_is_on_the_vms_plane(topo: Topology, cleanup_pods: list[str]) -
     assert ping(f"{PREFIX}vm1", pod.ip)  # a VM reaches the pod by its own address
     assert pods.exec_in_pod("web1", ["ping", "-c", "1", "-W", "1", "198.18.100.202"]).returncode == 0
     assert ping(f"{PREFIX}out", pod.ip)  # routable from outside, no NodePort
-    assert not ping(f"{PREFIX}vlan200", pod.ip, tries=1)  # other VLAN: isolated
+    assert not ping(f"{PREFIX}vlan200", pod.ip, tries=1, wait=1)  # other VLAN: isolated
     assert [p.name for p in pods.list_pods()] == ["web1"]
     assert manager.status().pods[0]["name"] == "web1"
 
@@ -92,7 +88,7 @@ def test_del_pod_removes_it_and_sticky_address_returns(topo: Topology) -> None:
     try:
         pods.del_pod("redis-0")
         assert f"{POD_NS_PREFIX}redis-0" not in labnet.list_namespaces(PREFIX)
-        assert not ping(f"{PREFIX}vm1", first.ip, tries=1)
+        assert not ping(f"{PREFIX}vm1", first.ip, tries=1, wait=1)
         again = pods.add_pod("node3", "redis-0", "flat", namespace="db")
         assert again.ip == first.ip  # same pod identity, same address, other node
         assert ping(f"{PREFIX}vm1", again.ip)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import socket
-import subprocess
 import threading
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -26,19 +25,15 @@ from flatnet.datapath.common import RTPROT_FLATNET
 from flatnet.datapath.netns import ipr, run_in
 from flatnet.ipam import blocks
 from flatnet.ipam.store import open_store
+from tests.helpers.net import ping
 
 pytestmark = pytest.mark.netns
 CLUSTER, NET, VNI, UNDERLAY_MTU = "198.19.0.0/17", "ovl", 4242, 1500
 VM_IP = "198.18.100.200"
 
 
-def sh(ns: str, *cmd: str, timeout: float = 15) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True, timeout=timeout)
-
-
-def ping(ns: str, dst: str, *extra: str) -> bool:
-    """Bounded: at most 2 probes, 2 s each; True if any answer came back."""
-    return sh(ns, "ping", "-n", "-c", "2", "-i", "0.3", "-W", "2", *extra, dst).returncode == 0
+#: one run of 2 probes, 2 s each: the MTU and isolation checks must not be retried into passing
+ONCE = {"tries": 1, "count": 2, "interval": 0.3, "wait": 2}
 
 
 def listen(ns: str, ip: str, port: int, kind: int = socket.SOCK_STREAM) -> socket.socket:
@@ -173,7 +168,7 @@ def peer_routes(node: str) -> list[routes.RouteEntry]:
 def test_pod_to_pod_across_nodes_ping_and_tcp(topo: Topo) -> None:
     a, b = topo.pod(0, 0), topo.pod(1, 0)
     b_ip = str(b.addresses[0].ip)
-    assert ping(a.netns, b_ip)
+    assert ping(a.netns, b_ip, **ONCE)
     box = serve_once(listen(b.netns, b_ip, 7001))
     reply, local = connect(a.netns, b_ip, 7001)
     box["thread"].join(10)
@@ -196,7 +191,7 @@ def test_pod_to_vm_is_snated_to_the_node(topo: Topo) -> None:
 def test_vm_cannot_reach_a_pod_directly(topo: Topo) -> None:
     a = topo.pod(0, 2)
     pod_ip = str(a.addresses[0].ip)
-    assert not ping(topo.vm, pod_ip)
+    assert not ping(topo.vm, pod_ip, **ONCE)
     with pytest.raises(OSError):
         connect(topo.vm, pod_ip, 7003, timeout=2)
 
@@ -242,8 +237,8 @@ def test_mtu_full_size_df_passes_one_more_byte_fails(topo: Topo) -> None:
         mtu = ip.get_links(ip.link_lookup(ifname="net0")[0])[0].get("mtu")
     assert mtu == UNDERLAY_MTU - 50
     b_ip = str(b.addresses[0].ip)
-    assert ping(a.netns, b_ip, "-M", "do", "-s", str(mtu - 28))
-    assert not ping(a.netns, b_ip, "-M", "do", "-s", str(mtu - 27))
+    assert ping(a.netns, b_ip, "-M", "do", "-s", str(mtu - 28), **ONCE)
+    assert not ping(a.netns, b_ip, "-M", "do", "-s", str(mtu - 27), **ONCE)
 
 
 def test_routes_are_per_node_block_not_per_pod(topo: Topo) -> None:

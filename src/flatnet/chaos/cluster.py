@@ -151,7 +151,7 @@ class Cluster:
     # ---- pods ----
     def new_pod_netns(self, cid: str) -> str:
         name = self.ns_name(f"p{cid}")
-        testnet.ensure_netns(name)
+        testnet.create_netns(name)
         return name
 
     def drop_netns(self, name: str) -> None:

@@ -55,6 +55,14 @@ def set_sysctl(ns: str, key: str, value: str) -> None:
         raise _fail(f"sysctl {key}={value} in {ns}", exc) from exc
 
 
+def create_netns(name: str) -> None:
+    """A bare netns ``name`` (what a container runtime makes for a pod: nothing inside)."""
+    try:
+        pr_netns.create(name)
+    except OSError as exc:
+        raise _fail(f"creating netns {name}", exc) from exc
+
+
 def ensure_netns(name: str) -> bool:
     """Create netns ``name`` if missing, loopback up, IPv6 DAD off; True if it was created.
 
