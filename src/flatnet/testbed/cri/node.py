@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flatnet.datapath import labnet
+from flatnet.testbed import net as labnet
 from flatnet.testbed.cri import image
 from flatnet.testbed.cri.client import CriClient, PodSpec
 from flatnet.testbed.cri.containerd import Containerd

@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Iterable
 
-from flatnet.datapath import labnet, netns
+from flatnet.datapath import netns
+from flatnet.testbed import net as labnet
 
 if TYPE_CHECKING:
     from flatnet.testbed.cri.node import CriNode
