@@ -75,7 +75,7 @@ def allocate_probed(ipam: Any, pools: list[PoolSpec], owner: Any, requested: lis
                     held_before: set[tuple[str, Any]], spec_of: Callable[[list[Lease]], AttachSpec],
                     prober: Prober | None) -> list[Lease]:
     """``ipam.allocate``, then probe what is new; quarantine answered addresses and retry."""
-    leases = ipam.allocate(pools, owner, requested)
+    leases: list[Lease] = ipam.allocate(pools, owner, requested)
     if prober is None:
         return leases
     probed = {p.name for p in pools if p.conflict_probe}

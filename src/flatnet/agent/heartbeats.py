@@ -44,7 +44,7 @@ class Heartbeats:
         self.beats[key] = hb
         hb.start()
 
-    def _remember(self, cfg: dict) -> None:
+    def _remember(self, cfg: dict[str, Any]) -> None:
         """Called once a heartbeat got into etcd: a config that never worked is not kept."""
         path = self._path()
         if path:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
-from typing import Sequence
+from typing import Any, Sequence
 from urllib.parse import unquote
 
 from flatnet.errors import (
@@ -299,7 +299,7 @@ class Ipam:
             return False
         return self._ops.quarantine.put(entry.value, why, mac, hold)
 
-    def quarantined(self, pool: str | PoolSpec | None = None) -> list[dict]:
+    def quarantined(self, pool: str | PoolSpec | None = None) -> list[dict[str, Any]]:
         """Addresses out of use after a conflict on the VLAN: pool, address, why, mac, until."""
         if pool is None:
             names = self.pool_names()

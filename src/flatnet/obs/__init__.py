@@ -20,7 +20,7 @@ _EXPORTS = {
     "redact": "flatnet.obs.logs", "remember_secret": "flatnet.obs.logs",
     "setup_logging": "flatnet.obs.logs",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS)  # noqa: PLE0605 - sorted() gives a list of the names
 
 
 def __getattr__(name: str) -> Any:

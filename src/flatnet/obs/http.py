@@ -133,7 +133,7 @@ class MetricsServer:
         for check in checks:
             box: dict[str, Any] = {}
 
-            def run(check: Check = check) -> None:
+            def run(check: Check = check, box: dict[str, Any] = box) -> None:
                 try:
                     box["r"] = check()
                 except Exception as exc:  # noqa: BLE001 - any failure is the answer
