@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers.lab import CLIENT, SERVER, fresh_lab
 
-from flatnet.datapath import labnet
+from flatnet.testbed import net as labnet
 from flatnet.lab import netconf, pods
 from flatnet.lab.topology import PREFIX, Topology
 

@@ -5,7 +5,7 @@ node's own address is on a management network. kube-proxy's DNAT lives on the no
 pod must route ``serviceCidrs`` through it; with no node address in the pod subnet the
 route is an onlink one via the node's management address (datapath/services.py). Built
 in its own namespaces (fnm-*), macvlan and bridge pods, real TCP through a kube-proxy-style
-DNAT (datapath/labnet.install_service) to a backend on the VLAN behind a router:
+DNAT (testbed/net.install_service) to a backend on the VLAN behind a router:
 
     fnm-X-rtr   mgmt 198.19.50.1/24 <-> vlan 198.18.100.1/24 (forwarding)
     fnm-X-node  eth0 198.19.50.11/24 (mgmt), eth1 (macvlan parent) and eth2 (bridge port) on

@@ -70,7 +70,7 @@ class LabPrometheus:
         cfg_path = os.path.join(self.dir, "prometheus.yml")
         with open(cfg_path, "w", encoding="utf-8") as fh:
             json.dump(self.config(rule_files), fh, indent=1)
-        from flatnet.datapath import labnet
+        from flatnet.testbed import net as labnet
 
         log = open(procs.path("prometheus.log"), "ab")  # noqa: SIM115 - handed to the child
         try:
