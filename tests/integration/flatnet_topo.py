@@ -8,22 +8,22 @@
     v200 netns:   on br200, 198.18.100.201/24 - same subnet, other L2 segment
     pod netns:    made like a runtime would (a named netns with lo up), one per ``pod()`` call
 
-Everything is named ``fnt-<6 hex>-*`` and removed by ``close()`` (also on failure: use it as
+Built from the test-bed's steps (``flatnet.testbed.net``). Everything is named
+``fnt-<6 hex>-*`` and removed by ``close()`` (also on failure: use it as
 a context manager). Traffic helpers are bounded in count and time.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import secrets
 import subprocess
 import sys
 from dataclasses import dataclass, field
 
-from pyroute2 import netns as pnetns
-
 from flatnet.datapath import netns as fnetns
+from flatnet.errors import FlatnetError
+from flatnet.testbed import net as testnet
 from tests.helpers.net import sh
 
 SERVER = r"""
@@ -128,41 +128,25 @@ class Topology:
         self.close()
 
     def _ns(self, name: str, quiet: bool = True) -> str:
-        pnetns.create(name)
+        """A netns with lo up; ``quiet``: IPv6 DAD off (addresses are unique by construction)."""
         self.namespaces.append(name)
         if quiet:
-            fnetns.run_in(name, _quiet_ipv6)
-        with fnetns.ipr(name) as ip:
-            ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
+            testnet.ensure_netns(name)
+        else:
+            testnet.create_netns(name)
+            testnet.link_up(name, "lo")
         return name
 
     def _port(self, ns: str, ifname: str, sw_port: str, bridge: str, addrs: list[str]) -> None:
         """A veth ``ifname`` in ``ns`` whose peer ``sw_port`` is an access port of ``bridge``."""
-        with fnetns.ipr(self.switch) as sw:
-            sw.link("add", ifname=sw_port, kind="veth", peer={"ifname": f"fntmp{self.tag}"})
-            peer = sw.link_lookup(ifname=f"fntmp{self.tag}")[0]
-            fd = os.open(fnetns.ns_path(ns), os.O_RDONLY)
-            try:
-                sw.link("set", index=peer, net_ns_fd=fd)
-            finally:
-                os.close(fd)
-            idx = sw.link_lookup(ifname=sw_port)[0]
-            sw.link("set", index=idx, master=sw.link_lookup(ifname=bridge)[0], state="up")
-        with fnetns.ipr(ns) as ip:
-            idx = ip.link_lookup(ifname=f"fntmp{self.tag}")[0]
-            ip.link("set", index=idx, ifname=ifname)
-            for a in addrs:
-                iface = ipaddress.ip_interface(a)
-                extra = {"flags": 0x02} if iface.version == 6 else {}
-                ip.addr("add", index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen, **extra)
-            ip.link("set", index=idx, state="up")
+        testnet.ensure_veth(self.switch, sw_port, ns, ifname)
+        testnet.set_master(self.switch, sw_port, bridge)
+        testnet.ensure_addresses(ns, ifname, addrs)
 
     def build(self) -> None:
         self._ns(self.switch)
-        with fnetns.ipr(self.switch) as sw:
-            for br in ("br100", "br200"):
-                sw.link("add", ifname=br, kind="bridge")
-                sw.link("set", index=sw.link_lookup(ifname=br)[0], state="up")
+        for br in ("br100", "br200"):
+            testnet.ensure_bridge(self.switch, br)
         for i in range(1, self.nodes_n + 1):
             ns = self._ns(f"fnt-{self.tag}-n{i}")
             node = Node(
@@ -188,18 +172,10 @@ class Topology:
     def close(self) -> None:
         for name in reversed(self.namespaces):
             try:
-                pnetns.remove(name)
-            except OSError:
+                testnet.remove_netns(name)
+            except FlatnetError:
                 pass
         self.namespaces.clear()
-
-
-def _quiet_ipv6() -> None:
-    """No DAD anywhere in the lab: addresses are unique by construction, waits only slow tests."""
-    for key in ("all", "default"):
-        for knob, val in (("accept_dad", "0"), ("disable_ipv6", "0")):
-            with open(f"/proc/sys/net/ipv6/conf/{key}/{knob}", "w") as fh:
-                fh.write(val)
 
 
 # --- helpers for datapath tests -------------------------------------------------------------

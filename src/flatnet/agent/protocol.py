@@ -22,11 +22,12 @@ import json
 import socket
 from typing import Any
 
+from flatnet.defaults import AGENT_SOCKET
 from flatnet.errors import AGENT_PROTOCOL, DECODE_FAILURE, TRY_AGAIN_LATER
 
 PROTOCOL_VERSION = 1
 MAX_REQUEST = 1 << 20
-DEFAULT_SOCKET = "/run/flatnet/agent.sock"
+DEFAULT_SOCKET = AGENT_SOCKET
 ERROR_VERSION = "1.1.0"  # error answers made by the protocol layer (no config read yet)
 #: connect errors that mean "no agent listens there"
 NO_AGENT_ERRNOS = frozenset({errno.ENOENT, errno.ECONNREFUSED, errno.ENOTSOCK, errno.ENOTDIR, errno.EACCES})
