@@ -33,11 +33,11 @@ make -s -C native/forwarder
 FORWARDER=$ROOT/native/forwarder/build/flatnet
 [ -x "$FORWARDER" ] || { echo "image: make -C native/forwarder did not produce $FORWARDER" >&2; exit 1; }
 
-# --- cache key: every input's content ------------------------------------------------------
+# --- cache key: every input's content (not the test-bed, which the image does not ship) ----
 inputs_hash() {
   {
     git ls-files -co --exclude-standard -- pyproject.toml src scripts/image native/forwarder \
-      | grep -v -e '__pycache__' -e '/build/' | LC_ALL=C sort | while read -r f; do
+      | grep -v -e '__pycache__' -e '/build/' -e '^src/flatnet/testbed/' | LC_ALL=C sort | while read -r f; do
         [ -f "$f" ] && sha256sum "$f"
       done
     sha256sum "$FORWARDER"

@@ -17,6 +17,8 @@ chroot "$r" env PYTHONDONTWRITEBYTECODE= python3 "/tmp/fnm-wheels/$pip/pip" inst
   --find-links /tmp/fnm-wheels --no-cache-dir --break-system-packages --root-user-action=ignore \
   --disable-pip-version-check --no-warn-script-location -q flatnet
 rm -rf "$r/tmp/fnm-wheels"
+# the test-bed (containerd/CRI harnesses) is test tooling, not for nodes
+rm -rf "$r"/usr/local/lib/python3*/dist-packages/flatnet/testbed
 chroot "$r" flatnet --help >/dev/null
 
 install -D -m 0755 "$FLATNET_FORWARDER" "$r/opt/flatnet/bin/flatnet"
