@@ -25,7 +25,8 @@ import pytest
 from flatnet_topo import sh, tcp_exchange
 
 from flatnet import errors
-from flatnet.datapath import get_datapath, labnet
+from flatnet.datapath import get_datapath
+from flatnet.testbed import net as labnet
 from flatnet.datapath.api import AttachSpec, Route
 
 pytestmark = [pytest.mark.netns,

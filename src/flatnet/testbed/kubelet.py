@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flatnet.datapath import labnet
+from flatnet.testbed import net as labnet
 from flatnet.testbed.cri.client import CriError, PodSpec
 from flatnet.testbed.cri.node import CriNode
 
