@@ -11,18 +11,16 @@ bounded in packets and seconds.
 from __future__ import annotations
 
 import ipaddress
-import os
 import secrets
 import subprocess
 import sys
 from dataclasses import dataclass, field
 
-from pyroute2 import netns as pnetns
-
 from flatnet.datapath import get_datapath
-from flatnet.datapath import netns as fnetns
 from flatnet.datapath.api import AttachSpec, Attachment, Route
 from flatnet.datapath.common import host_veth_name
+from flatnet.errors import FlatnetError
+from flatnet.testbed import net as testnet
 from tests.helpers.net import sh
 
 SEG = {100: ("198.18.100", "eth0"), 200: ("198.18.101", "eth1")}
@@ -122,37 +120,24 @@ class SpoofNet:
         return self.name(f"vm{vlan}")
 
     def _ns(self, part: str) -> str:
+        """A netns as a runtime makes it: lo up, nothing else (the test-bed's steps)."""
         name = self.name(part)
-        pnetns.create(name)
+        testnet.create_netns(name)
         self.namespaces.append(name)
-        with fnetns.ipr(name) as ip:
-            ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
+        testnet.link_up(name, "lo")
         return name
 
     def _port(self, ns: str, ifname: str, bridge: str, addr: str | None) -> None:
-        sw_port, tmp = f"p{len(self.namespaces)}{ifname}", f"fnktmp{self.tag}"
-        with fnetns.ipr(self.name("sw")) as sw:
-            sw.link("add", ifname=sw_port, kind="veth", peer={"ifname": tmp})
-            fd = os.open(fnetns.ns_path(ns), os.O_RDONLY)
-            try:
-                sw.link("set", index=sw.link_lookup(ifname=tmp)[0], net_ns_fd=fd)
-            finally:
-                os.close(fd)
-            sw.link("set", index=sw.link_lookup(ifname=sw_port)[0],
-                    master=sw.link_lookup(ifname=bridge)[0], state="up")
-        with fnetns.ipr(ns) as ip:
-            idx = ip.link_lookup(ifname=tmp)[0]
-            ip.link("set", index=idx, ifname=ifname)
-            if addr:
-                ip.addr("add", index=idx, address=addr, prefixlen=24)
-            ip.link("set", index=idx, state="up")
+        sw_port = f"p{len(self.namespaces)}{ifname}"
+        testnet.ensure_veth(self.name("sw"), sw_port, ns, ifname)
+        testnet.set_master(self.name("sw"), sw_port, bridge)
+        if addr:
+            testnet.ensure_addresses(ns, ifname, [f"{addr}/24"])
 
     def build(self) -> "SpoofNet":
         sw = self._ns("sw")
-        with fnetns.ipr(sw) as ip:
-            for br in ("br100", "br200"):
-                ip.link("add", ifname=br, kind="bridge")
-                ip.link("set", index=ip.link_lookup(ifname=br)[0], state="up")
+        for br in ("br100", "br200"):
+            testnet.ensure_bridge(sw, br)
         node = self._ns("n1")
         for vlan, (net, port) in SEG.items():
             self._port(node, port, f"br{vlan}", f"{net}.11")
@@ -216,6 +201,6 @@ class SpoofNet:
                 pass
         for ns in reversed(self.namespaces):
             try:
-                pnetns.remove(ns)
-            except OSError:
+                testnet.remove_netns(ns)
+            except FlatnetError:
                 pass
