@@ -7,10 +7,11 @@ WR    := scripts/with-root
 FORMAT_CHECK := off
 LINT_PATHS   := src tests
 
-.PHONY: help setup forwarder demo test test-fast lint bench chaos image clean
+.PHONY: help setup forwarder demo test test-fast test-kernel lint bench chaos image clean
 help:
 	@echo "make demo   set up everything, then run the multi-node lab demo (flat vs overlay)"
-	@echo "make test   set up everything, then make lint, then run the whole test suite"
+	@echo "make test   set up everything, then make lint, then run the whole test suite (the kernel tier too)"
+	@echo "make test-kernel  only the kernel tier: tests needing 8021q/ipvlan/vlan_filtering, in a VM (docs/KERNEL_TIER.md)"
 	@echo "make lint   ruff, mypy (strict: cni, ipam, agent), import-linter layer contracts"
 	@echo "make bench  the full benchmark (writes docs/BENCHMARKS.md and docs/benchmarks/*.png)"
 	@echo "make chaos  load + faults (agent SIGKILLs, etcd restarts, etcd member loss, lost node): duplicates and leaks table"
@@ -28,8 +29,15 @@ forwarder:
 demo:
 	@$(WR) bash -c 'scripts/setup.sh && $(VENV)/bin/flatnet lab demo'
 
+# the kernel tier runs on its own (one VM boot for all of its tests): test-kernel below
 test:
-	@$(WR) bash -c 'scripts/setup.sh && $(MAKE) -s lint && $(VENV)/bin/pytest tests'
+	@$(WR) bash -c 'scripts/setup.sh && $(MAKE) -s lint && $(VENV)/bin/pytest tests -m "not kernel"'
+	@$(MAKE) --no-print-directory test-kernel
+
+# tests marked `kernel` run inside a VM booting Debian's stock kernel (qemu/TCG); results come
+# back as ordinary pytest results (tests/helpers/kernel_tier.py)
+test-kernel:
+	@$(WR) bash -c 'scripts/setup.sh && $(VENV)/bin/pytest tests -m kernel -p no:cacheprovider'
 
 # no root needed; run it before landing (docs/ARCHITECTURE.md says what each tool keeps)
 lint:

@@ -13,7 +13,8 @@ APT_PKGS=(iproute2 nftables iputils-ping iperf3 etcd-server etcd-client podman r
           util-linux netcat-openbsd python3-venv procps psmisc openssl prometheus
           make musl-tools  # musl-tools: musl-gcc for the static CNI forwarder and the test pause image
           containerd iptables  # the CRI tests and bench (flatnet.testbed.cri); iptables: portmap
-          mmdebstrap)  # mmdebstrap: the image's root filesystem (make image, scripts/image/)
+          mmdebstrap  # mmdebstrap: the image's root filesystem (make image, scripts/image/) and the VM's
+          qemu-system-x86 cpio)  # the kernel tier's VM (scripts/vm/, make test-kernel)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do
