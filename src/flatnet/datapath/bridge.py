@@ -1,10 +1,12 @@
 """bridge mode: a Linux bridge in the node's netns holds the node's NIC and one veth per pod.
 
-The bridge (``spec.bridge``; default ``fnbr0``, or ``fnbr<vlan>`` with a VLAN, because this
-kernel family may lack vlan_filtering and one bridge must never join two VLANs) is node
-infrastructure: created on demand and kept. When the parent link joins it, the parent's
-global addresses and the routes through it move to the bridge, and the bridge keeps the
-parent's MAC, so the node keeps its address and its neighbours' ARP caches stay valid.
+The bridge (``spec.bridge``; default ``fnbr0``) is node infrastructure: created on demand and
+kept. With a VLAN, where the kernel has bridge vlan_filtering, ``fnbr0`` is VLAN-aware: the
+parent is a trunk port and each pod's veth an access port in the pod's VLAN
+(datapath/vlanbridge.py); where it has not, each VLAN gets its own plain bridge ``fnbr<vlan>``
+holding the 802.1Q sub-interface, because one plain bridge must never join two VLANs.
+When the parent link joins a bridge, the parent's global addresses and the routes through it
+move to the bridge, and the bridge keeps the parent's MAC, so the node keeps its address and its neighbours' ARP caches stay valid.
 Per pod, ADD makes a veth whose host side is named ``fn`` + sha1(container_id/ifname)[:11]
 so DEL finds it without stored state. Node-to-pod traffic works natively over the bridge.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 from pyroute2 import IPRoute
 
 from flatnet import defaults, errors
-from flatnet.datapath import addrs, antispoof, links, netns, pod, routes, services
+from flatnet.datapath import addrs, antispoof, links, netns, pod, routes, services, vlanbridge
 from flatnet.datapath.api import AttachSpec, Attachment
 from flatnet.datapath.common import (
     infra_lock,
@@ -32,11 +34,18 @@ from flatnet.datapath.links import LinkInfo
 DEFAULT_BRIDGE = defaults.BRIDGE
 
 
-def bridge_name(spec: AttachSpec) -> str:
-    """The bridge for this spec: explicit, else one per VLAN segment."""
+def bridge_name(spec: AttachSpec, vlan_aware: bool = False) -> str:
+    """The bridge for this spec: explicit, else ``fnbr0`` (VLAN-aware), else one per VLAN."""
     if spec.bridge:
         return spec.bridge
-    return DEFAULT_BRIDGE if spec.vlan is None else f"fnbr{spec.vlan}"
+    return DEFAULT_BRIDGE if spec.vlan is None or vlan_aware else f"fnbr{spec.vlan}"
+
+
+def _vlan_aware(ip: IPRoute, spec: AttachSpec) -> bool:
+    """Does this spec's VLAN go through the VLAN-aware ``fnbr0``? (made so if the kernel can)"""
+    if spec.vlan is None or spec.bridge:
+        return False
+    return vlanbridge.ensure_aware(ip, DEFAULT_BRIDGE)
 
 
 def migrate_port(ip: IPRoute, port: LinkInfo, bridge: LinkInfo) -> None:
@@ -70,22 +79,26 @@ class BridgeDatapath:
     def _ensure_bridge(self, spec: AttachSpec) -> LinkInfo:
         """Bridge up, with the (VLAN) parent enslaved; checks the parent before creating anything."""
         ns = spec.host_netns
-        name = bridge_name(spec)
-        with infra_lock(ns), translate(f"preparing bridge {name!r}", ns), netns.ipr(ns) as ip:
+        with infra_lock(ns), translate("preparing the bridge", ns), netns.ipr(ns) as ip:
             port: LinkInfo | None = None
+            aware = False
             if spec.master:
                 port = links.require(ip, spec.master, ns)
-                if spec.vlan is not None:
+                aware = _vlan_aware(ip, spec)
+                if spec.vlan is not None and not aware:
                     port, _ = links.ensure_vlan(ip, port, vlan_ifname(spec.master, spec.vlan), spec.vlan)
+            name = bridge_name(spec, aware)
             bridge = links.find(ip, name)
             if port is not None and port.master is not None and (bridge is None or port.master != bridge.index):
                 raise errors.DatapathError(
                     f"master {port.name!r} is already enslaved to another device (index "
                     f"{port.master}); release it or set 'bridge' to that device"
                 )
-            bridge, _ = links.ensure(ip, "bridge", name)
+            bridge, _ = vlanbridge.ensure(ip, name)
             if port is not None and port.master != bridge.index:
                 migrate_port(ip, port, bridge)
+            if aware and port is not None and spec.vlan is not None:
+                vlanbridge.trunk(ip, port, spec.vlan)
             return links.info(ip, bridge.index)
 
     def add(self, spec: AttachSpec) -> Attachment:
@@ -105,6 +118,8 @@ class BridgeDatapath:
                 undo.push(f"delete veth {host}", lambda: self._delete_host(spec.host_netns, host))
                 host_info = links.require(ip, host, spec.host_netns, role="veth")
                 ip.link("set", index=host_info.index, master=bridge.index)
+                if spec.vlan is not None and bridge.name == DEFAULT_BRIDGE and vlanbridge.filtering(ip, bridge):
+                    vlanbridge.access(ip, host_info, spec.vlan)  # untagged in the pod's VLAN only
                 links.set_up(ip, host_info.index)
             mac, mtu = pod.adopt(spec, ns_path, tmp, spec.mac, undo)
             # the pod may send only as itself from its port (datapath/antispoof.py)
@@ -136,9 +151,11 @@ class BridgeDatapath:
         self._validate(spec)
         require_host_netns(spec)
         ns_path = require_container_netns(spec)
-        name = bridge_name(spec)
         host = host_veth_name(spec.container_id, spec.ifname)
         with translate("inspecting the bridge", spec.host_netns), netns.ipr(spec.host_netns) as ip:
+            aware = spec.vlan is not None and not spec.bridge and (
+                (b := links.find(ip, DEFAULT_BRIDGE)) is not None and vlanbridge.filtering(ip, b))
+            name = bridge_name(spec, aware)
             bridge = links.find(ip, name)
         if bridge is None:
             raise pod.mismatch(f"bridge {name!r} is missing from the host netns")
