@@ -85,6 +85,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     topo = _with_progress("lab up", lambda cb: manager.up(args.nodes, args.store, progress=cb))
     nodes = ", ".join(f"{n.name} {n.ipv4}" for n in topo.nodes)  # type: ignore[attr-defined]
     print(f"lab is up ({args.store}): {nodes}")
+    print(topo.describe())  # type: ignore[attr-defined]
     print("next: flatnet lab status | flatnet lab down")
     return 0
 
@@ -102,7 +103,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         console.print("lab is down (no fnlab- namespace, no lab process)")
         return 0
     console.print(f"lab: {'up' if st.up else 'PARTIAL (run lab up or lab down)'}"
-                  f"  store: {st.store or '?'}"
+                  f"  store: {st.store or '?'}  switch: {st.shape or 'per-vlan'}"
                   + (f"  etcd: {'alive' if st.etcd_alive else 'DEAD'}"
                      if st.etcd_alive is not None else ""))
     nodes = Table("node", "netns", "agent pid", "agent", title="nodes")

@@ -45,6 +45,7 @@ class LabStatus:
 
     up: bool
     store: str | None = None
+    shape: str | None = None  # the switch's shape (flatnet.lab.topology)
     nodes: list[NodeStatus] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
     pods: list[dict[str, Any]] = field(default_factory=list)
@@ -95,7 +96,7 @@ def state() -> dict[str, Any] | None:
 def current_topology() -> Topology:
     """The topology of the lab that is up (default 3 nodes when none is)."""
     st = state()
-    return default_topology(int(st["nodes"]) if st else 3)
+    return default_topology(int(st["nodes"]), st.get("shape", "per-vlan")) if st else default_topology(3)
 
 
 def up(nodes: int = 3, store: str = "sqlite", progress: Progress | None = None,
@@ -104,15 +105,18 @@ def up(nodes: int = 3, store: str = "sqlite", progress: Progress | None = None,
     require_root()
     if store not in STORES:
         raise ConfigError(f"store {store!r} is not supported", "use sqlite or etcd")
-    topo = default_topology(nodes)
     old = state()
+    # the switch's shape: the real one (VLAN-aware, trunks) where the kernel can build it;
+    # a lab that is up keeps the shape it was built with
+    shape = (old or {}).get("shape") or ("vlan-aware" if labnet.vlan_switch_supported() else "per-vlan")
+    topo = default_topology(nodes, shape)
     if old and (old.get("nodes") != nodes or old.get("store") != store):
         raise ConfigError(
             f"the lab is already up with {old.get('nodes')} nodes and store "
             f"{old.get('store')}", "run 'flatnet lab down' first to rebuild it differently")
     procs.ensure_dir()
     st: dict[str, Any] = {"nodes": nodes, "store": store, "etcd_port": (old or {}).get("etcd_port"),
-                          "complete": False}  # True only once every step below is done
+                          "shape": shape, "complete": False}  # True only once every step below is done
     procs.write_json(procs.path("state.json"), st)
     steps = _build_steps(topo)
     extra = (1 if store == "etcd" else 0) + 1 + (len(topo.nodes) if agents else 0)
@@ -160,19 +164,28 @@ def _build_steps(topo: Topology) -> list[tuple[str, Callable[[], None]]]:
     steps: list[tuple[str, Callable[[], None]]] = []
     for ns in topo.namespaces:
         steps.append((f"namespace {ns}", lambda ns=ns: labnet.ensure_netns(ns) and None))
-    for seg in topo.segments:
-        steps.append((f"switch segment VLAN {seg.vlan} ({seg.bridge})",
-                      lambda b=seg.bridge: labnet.ensure_bridge(topo.switch_ns, b)))
+    aware = topo.shape == "vlan-aware"
+    for br in dict.fromkeys(s.bridge for s in topo.segments):
+        vlans = ", ".join(str(s.vlan) for s in topo.segments if s.bridge == br)
+        steps.append((f"switch {'VLAN-filtering bridge' if aware else 'segment'} {br} (VLAN {vlans})",
+                      lambda b=br: labnet.ensure_bridge(topo.switch_ns, b, vlan_filtering=aware)))
     bridges = {s.vlan: s.bridge for s in topo.segments}
+    all_vlans = tuple(s.vlan for s in topo.segments)
     done_pairs: set[frozenset[tuple[str, str]]] = set()
     for host in topo.hosts:
         def wire(host=host) -> None:  # noqa: ANN001 - bound loop variable
             for iface in host.ifaces:
                 if iface.segment is not None:
                     assert iface.switch_port is not None
-                    labnet.ensure_veth(host.ns, iface.name, topo.switch_ns, iface.switch_port)
+                    port = iface.trunk or iface.name
+                    labnet.ensure_veth(host.ns, port, topo.switch_ns, iface.switch_port)
                     labnet.set_master(topo.switch_ns, iface.switch_port,
                                       bridges[iface.segment])
+                    if aware and iface.trunk:  # a trunk port, the iface its 802.1Q sub-interface
+                        labnet.set_port_vlans(topo.switch_ns, iface.switch_port, tagged=all_vlans)
+                        labnet.ensure_vlan_link(host.ns, iface.trunk, iface.name, iface.segment)
+                    elif aware:  # an access port
+                        labnet.set_port_vlans(topo.switch_ns, iface.switch_port, access=iface.segment)
                 elif iface.peer is not None:
                     pair = frozenset({(host.ns, iface.name), iface.peer})
                     if pair not in done_pairs:
@@ -197,10 +210,11 @@ def status() -> LabStatus:
     namespaces = labnet.list_namespaces(PREFIX)
     # a state file without "complete" predates the flag: trust it as before
     out = LabStatus(up=st is not None and st.get("complete", True) is not False,
-                    store=(st or {}).get("store"), namespaces=namespaces,
+                    store=(st or {}).get("store"), shape=(st or {}).get("shape"),
+                    namespaces=namespaces,
                     processes=procs.lab_pids())
     if st:
-        for node in default_topology(int(st["nodes"])).nodes:
+        for node in default_topology(int(st["nodes"]), st.get("shape", "per-vlan")).nodes:
             sock = procs.agent_socket(node.name)
             pid = procs.read_pid(node.name)
             alive = procs.pid_alive(pid, sock)

@@ -5,13 +5,19 @@ only *describes* it (frozen dataclasses); ``flatnet.lab.manager`` builds it thro
 ``flatnet.testbed.net``. Keeping the description separate lets tests, the demo and the
 reachability checks ask "what is node2's address?" without touching the kernel.
 
-The switch. A real access switch would be one VLAN-aware bridge with tagged trunk and
-access ports. This lab's kernel has no bridge ``vlan_filtering`` (and no 802.1Q links), so
-each VLAN segment is its own plain bridge inside ``fnlab-sw``: ``br100`` is VLAN 100 (the flat
-plane shared by nodes, VMs and the router) and ``br200`` is VLAN 200, a different L2 that
-reuses the same IP subnet on purpose: a host there must NOT reach pods, which shows the
-isolation comes from L2, not from addressing. Every host port is an access port (one veth);
-a node's ``vlan100`` stands for the 802.1Q sub-interface a real node would have.
+The switch has one of two shapes (``Topology.shape``), picked by ``lab up`` from what the
+kernel can do:
+- ``vlan-aware`` (kernels with 8021q and bridge vlan_filtering, such as Debian's stock kernel;
+  the real shape of the seed's network): one VLAN-filtering bridge ``br0`` in ``fnlab-sw``.
+  Each node has trunk ports (``t-vlan100``, ``t-vlan100b``) carrying VLANs 100 and 200
+  tagged, and its ``vlan100``/``vlan100b`` are real 802.1Q sub-interfaces (VLAN 100) of
+  them; VMs, the router and the VLAN-200 host sit on access ports (untagged, one VLAN).
+- ``per-vlan`` (this project's machines: no bridge ``vlan_filtering``, no 802.1Q links): each
+  VLAN segment is its own plain bridge, ``br100`` and ``br200``, every port an access port,
+  and a node's ``vlan100`` stands for the 802.1Q sub-interface a real node would have.
+VLAN 100 is the flat plane shared by nodes, VMs and the router; VLAN 200 is a different L2
+that reuses the same IP subnet on purpose: a host there must NOT reach pods, which shows the
+isolation comes from L2, not from addressing.
 
 Addresses come only from 198.18.0.0/15 and 2001:db8::/32 (benchmark/documentation ranges).
 """
@@ -26,6 +32,8 @@ PREFIX = "fnlab-"
 SWITCH_NS = f"{PREFIX}sw"
 POD_NS_PREFIX = f"{PREFIX}pod-"
 MAX_NODES = 20  # node K holds 198.18.100.(10+K); the flat pool starts at .32
+SHAPES = ("vlan-aware", "per-vlan")  # the switch's shapes (module docstring)
+VLANS = (100, 200)
 
 FLAT_V4_SUBNET = "198.18.100.0/24"
 FLAT_V6_SUBNET = "2001:db8:100::/64"
@@ -52,6 +60,7 @@ class Iface:
     segment: int | None = None
     switch_port: str | None = None
     peer: tuple[str, str] | None = None
+    trunk: str | None = None  # vlan-aware shape: ``name`` is the 802.1Q sub-interface of this trunk
 
 
 @dataclass(frozen=True)
@@ -133,6 +142,15 @@ class Topology:
     flat: FlatPool = field(default_factory=FlatPool)
     overlay: Overlay = field(default_factory=Overlay)
     service: Service = field(default_factory=Service)
+    shape: str = "per-vlan"
+
+    def describe(self) -> str:
+        """One line saying which switch this is (``lab up`` prints it)."""
+        if self.shape == "vlan-aware":
+            return ("switch: one VLAN-filtering bridge (br0); nodes on 802.1Q trunks "
+                    "(VLANs 100, 200 tagged), VMs/router/VLAN-200 host on access ports")
+        return ("switch: one plain bridge per VLAN (br100, br200), every port an access port "
+                "(this kernel lacks 8021q or bridge vlan_filtering)")
 
     @property
     def namespaces(self) -> tuple[str, ...]:
@@ -163,13 +181,16 @@ def _flat_host(ns: str, role: str, port: str, v4: str, v6: str, segment: int = 1
     return Host(ns, role, (iface,), routes)
 
 
-def default_topology(nodes: int = 3) -> Topology:
+def default_topology(nodes: int = 3, shape: str = "per-vlan") -> Topology:
     """The default lab: switch, ``nodes`` nodes, two VMs, a VLAN-200 host, router, outside."""
     if not 1 <= nodes <= MAX_NODES:
         raise ConfigError(
             f"nodes={nodes} is out of range", f"the lab supports 1..{MAX_NODES} nodes"
         )
-    segments = (Segment(100, "br100"), Segment(200, "br200"))
+    if shape not in SHAPES:
+        raise ConfigError(f"switch shape {shape!r} is unknown", f"use one of {', '.join(SHAPES)}")
+    aware = shape == "vlan-aware"
+    segments = tuple(Segment(v, "br0" if aware else f"br{v}") for v in VLANS)
     node_list: list[Node] = []
     hosts: list[Host] = []
     for k in range(1, nodes + 1):
@@ -180,9 +201,11 @@ def default_topology(nodes: int = 3) -> Topology:
             node.ns, "node",
             (
                 Iface(node.flat_master, (f"{node.ipv4}/24", f"{node.ipv6}/64"),
-                      segment=100, switch_port=f"n{k}-v100"),
+                      segment=100, switch_port=f"n{k}-v100",
+                      trunk=f"t-{node.flat_master}" if aware else None),
                 # no address: bridge mode enslaves it to the node's pod bridge
-                Iface(node.bridge_master, (), segment=100, switch_port=f"n{k}-v100b"),
+                Iface(node.bridge_master, (), segment=100, switch_port=f"n{k}-v100b",
+                      trunk=f"t-{node.bridge_master}" if aware else None),
             ),
             (RouteSpec("default", "198.18.100.1"), RouteSpec("default", "2001:db8:100::1")),
             forwarding=True,  # bridge and overlay pods are routed through the node
@@ -206,4 +229,4 @@ def default_topology(nodes: int = 3) -> Topology:
         (Iface("eth0", ("198.19.200.10/24", "2001:db8:200::10/64"), peer=(rtr, "outside")),),
         (RouteSpec("default", "198.19.200.1"), RouteSpec("default", "2001:db8:200::1")),
     ))
-    return Topology(SWITCH_NS, segments, tuple(hosts), tuple(node_list))
+    return Topology(SWITCH_NS, segments, tuple(hosts), tuple(node_list), shape=shape)

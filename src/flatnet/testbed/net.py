@@ -131,15 +131,66 @@ def link_up(ns: str, ifname: str) -> None:
         raise _fail(f"setting {ifname} up in {ns}", exc) from exc
 
 
-def ensure_bridge(ns: str, name: str) -> None:
-    """A plain bridge (STP off, so ports forward at once; no multicast snooping), up."""
+def ensure_bridge(ns: str, name: str, vlan_filtering: bool = False) -> None:
+    """A bridge (STP off, so ports forward at once; no multicast snooping), up.
+
+    ``vlan_filtering``: a VLAN-aware switch whose ports start in no VLAN at all (default
+    PVID 0): each port gets its VLANs from ``set_port_vlans``.
+    """
+    extra = {"br_vlan_filtering": 1, "br_vlan_default_pvid": 0} if vlan_filtering else {}
     try:
         with ipr(ns) as ip:
             if not ip.link_lookup(ifname=name):
-                ip.link("add", ifname=name, kind="bridge", br_mcast_snooping=0)
+                ip.link("add", ifname=name, kind="bridge", br_mcast_snooping=0, **extra)
     except NetlinkError as exc:
         raise _fail(f"creating bridge {name} in {ns}", exc) from exc
     link_up(ns, name)
+
+
+def set_port_vlans(ns: str, port: str, tagged: Sequence[int] = (), access: int | None = None) -> None:
+    """VLANs of a VLAN-aware switch port: ``tagged`` (a trunk) and/or one ``access`` VLAN
+    (PVID, untagged). Idempotent (adding a VLAN a port has is not an error)."""
+    try:
+        with ipr(ns) as ip:
+            idx = _index(ip, ns, port)
+            for vid in tagged:
+                ip.vlan_filter("add", index=idx, vlan_info={"vid": vid})
+            if access is not None:
+                ip.vlan_filter("add", index=idx, vlan_info={"vid": access, "flags": ["pvid", "untagged"]})
+    except NetlinkError as exc:
+        raise _fail(f"setting the VLANs of switch port {port} in {ns}", exc) from exc
+
+
+def ensure_vlan_link(ns: str, parent: str, name: str, vid: int) -> None:
+    """The 802.1Q sub-interface ``name`` (VLAN ``vid``) of ``parent`` in ``ns``, up."""
+    try:
+        with ipr(ns) as ip:
+            if not ip.link_lookup(ifname=name):
+                ip.link("add", ifname=name, kind="vlan", link=_index(ip, ns, parent), vlan_id=vid)
+    except NetlinkError as exc:
+        raise _fail(f"creating VLAN {vid} link {name} on {parent} in {ns}", exc) from exc
+    link_up(ns, name)
+
+
+def vlan_switch_supported() -> bool:
+    """Can this kernel build a VLAN-filtering bridge with 802.1Q trunks? Probed in a
+    throwaway namespace (the only sure answer: modules may load on demand)."""
+    name = f"fnlab-probe-{os.getpid()}"
+    try:
+        pr_netns.create(name)
+    except OSError:
+        return False
+    try:
+        with ipr(name) as ip:
+            ip.link("add", ifname="probe-br", kind="bridge", br_vlan_filtering=1)
+            ip.link("add", ifname="probe-a", kind="veth", peer={"ifname": "probe-b"})
+            ip.link("add", ifname="probe-a.7", kind="vlan", link=ip.link_lookup(ifname="probe-a")[0],
+                    vlan_id=7)
+        return True
+    except NetlinkError:
+        return False
+    finally:
+        remove_netns(name)
 
 
 def ensure_veth(ns_a: str, name_a: str, ns_b: str, name_b: str) -> None:
