@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The kernel test tier's boot files: Debian's stock kernel (linux-image-amd64) and a root
 # filesystem as an initramfs, cached under .cache/vm/<hash of the inputs>/ and rebuilt only
-# when an input changes (this script, the rootfs package list, the init, the module list);
-# the kernel is the linux-image-amd64 of the apt sources at build time (recorded in "kernel").
+# when an input changes (this script, the shared root-filesystem recipe scripts/image/rootfs.sh
+# with its 'vm' profile and last hook, the init, the module list); the kernel is the
+# linux-image-amd64 of the apt sources at build time (recorded in "kernel").
 #
 #   scripts/vm/build.sh          prints the cache directory holding vmlinuz + rootfs.cpio
 #
@@ -11,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=scripts/vm
+RECIPE=scripts/image  # the root filesystem recipe shared with make image (profile: vm)
 CACHE=${FLATNET_VM_CACHE:-$PWD/.cache/vm}
 
 die() { echo "vm build: $*" >&2; exit 1; }
@@ -18,7 +20,8 @@ for tool in qemu-system-x86_64 mmdebstrap cpio apt-get dpkg-deb; do
   command -v "$tool" >/dev/null || die "'$tool' is not installed: run scripts/setup.sh (apt-get install qemu-system-x86 mmdebstrap cpio)"
 done
 
-key=$( { cat "$0" "$HERE/packages" "$HERE/init" "$HERE/modules"; } | sha256sum | cut -c1-16)
+key=$( { cat "$0" "$HERE/init" "$HERE/modules" "$RECIPE/rootfs.sh" "$RECIPE/profiles/vm.sh" \
+          "$RECIPE/hooks/slim.sh"; } | sha256sum | cut -c1-16)
 out="$CACHE/$key"
 if [ -s "$out/rootfs.cpio" ] && [ -s "$out/vmlinuz" ]; then
   echo "$out"; exit 0
@@ -36,11 +39,9 @@ if [ -z "$kpkg" ]; then
   kpkg=$(kpkg)
 fi
 [ -n "$kpkg" ] || die "apt does not know linux-image-amd64 (Debian's main archive must be in the apt sources)"
-mapfile -t PKGS < <(grep -v '^#' "$HERE/packages" | grep .)
-
 work=$(mktemp -d "$CACHE/.build.XXXXXX")
 trap 'rm -rf "$work" "$out.tmp"' EXIT
-echo "vm build: $kpkg + rootfs (${PKGS[*]}) -> $out" >&2
+echo "vm build: $kpkg + rootfs ($RECIPE/rootfs.sh --profile vm) -> $out" >&2
 
 # 1. the kernel package, unpacked (not installed): vmlinuz and the modules the tests need
 (cd "$work" && apt-get download -q "$kpkg" >/dev/null 2>&1) \
@@ -50,13 +51,9 @@ dpkg-deb -x "$work"/linux-image-*.deb "$work/k"
 kdir=$(ls -d "$work"/k/lib/modules/*)
 krel=$(basename "$kdir")
 
-# 2. the root filesystem from Debian's packages; no docs, man pages or locales
-# merged /usr by mmdebstrap's hook instead of the usrmerge package (which pulls in perl)
-mmdebstrap --quiet --variant=essential --include="$(IFS=,; echo "${PKGS[*]}")" \
-  --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
-  --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
-  --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
-  bookworm "$work/root" >&2 || die "mmdebstrap failed (see above)"
+# 2. the root filesystem from Debian's packages: the shared recipe, profile 'vm'
+mkdir "$work/root"
+bash "$RECIPE/rootfs.sh" --profile vm "$work/root" >&2 || die "$RECIPE/rootfs.sh --profile vm failed (see above)"
 
 # 3. the modules listed in $HERE/modules and what they depend on, resolved by the rootfs's own
 #    depmod/modprobe against the whole unpacked tree, then copied; nothing else
