@@ -79,7 +79,7 @@ class ChildLinkDatapath:
                 undo.push(f"delete {tmp} in the pod", lambda: pod.delete_named(ns_path, tmp))
             mac, mtu = pod.adopt(spec, ns_path, tmp, None, undo)
             shim_index = shim.ensure(spec.host_netns, self.kind, parent)
-            shim.add_pod(spec.host_netns, shim_index, parent, [a.ip for a in spec.addresses], undo)
+            shim.add_pod(spec.host_netns, shim_index, parent, [a.ip for a in spec.addresses], undo, self.kind)
             services.answer_on_link(spec, shim_index, shim_name(parent.name), undo, host_routes=False)
         return Attachment(ifname=spec.ifname, mac=mac, sandbox=spec.netns, mtu=mtu)
 

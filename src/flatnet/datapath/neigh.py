@@ -127,3 +127,29 @@ def list_proxies(ip: IPRoute, index: int) -> set[IPAddress]:
         if msg.get("ifindex") == index and msg.get("dst"):
             out.add(ipaddress.ip_address(msg.get("dst")))
     return out
+
+
+NUD_PERMANENT = 0x80
+
+
+def set_static(ip: IPRoute, index: int, addr: IPAddress, mac: str) -> None:
+    """A permanent neighbour entry ``addr`` -> ``mac`` on link ``index`` (idempotent).
+
+    The ipvlan shim needs it: every ipvlan child shares the parent's MAC, and a pod's answer
+    to the shim's ARP/NDP request (addressed to that shared MAC, for the node's address that
+    no child owns) goes to the parent, never to the shim, so the shim could not resolve a pod.
+    """
+    family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+    ip.neigh("replace", dst=str(addr), lladdr=mac, ifindex=index, state=NUD_PERMANENT, family=family)
+
+
+def drop_static(ip: IPRoute, addr: IPAddress) -> None:
+    """Remove permanent neighbour entries for ``addr`` on any link (absent is fine)."""
+    family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+    for msg in ip.neigh("dump", family=family):
+        if msg.get("dst") == str(addr) and msg.get("state", 0) & NUD_PERMANENT:
+            try:
+                ip.neigh("del", dst=str(addr), ifindex=msg.get("ifindex"), family=family)
+            except NetlinkError as exc:
+                if exc.code not in (errno.ENOENT, errno.ESRCH):
+                    raise

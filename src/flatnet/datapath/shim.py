@@ -7,6 +7,9 @@ address: ARP requests from pods for the node's IPv4 address are answered on any 
 (arp_ignore=0), and IPv6 solicitations for the node's addresses are answered through
 proxy-NDP entries on the shim. The shim is shared by every pod on that parent and is kept
 when the last pod goes (creating and deleting it per pod would race concurrent ADDs).
+ipvlan children all wear the parent's MAC, so a pod's ARP/NDP answer to the shim lands on the
+parent instead: for ipvlan the shim gets a permanent neighbour entry per pod address (the
+parent's MAC), removed with the pod's host routes.
 """
 
 from __future__ import annotations
@@ -41,12 +44,15 @@ def ensure(host_ns: str | None, kind: str, parent: LinkInfo) -> int:
     return link.index
 
 
-def add_pod(host_ns: str | None, shim: int, parent: LinkInfo, pod_ips: list[IPAddress], undo: Undo) -> None:
+def add_pod(host_ns: str | None, shim: int, parent: LinkInfo, pod_ips: list[IPAddress], undo: Undo,
+            kind: str = "macvlan") -> None:
     """Host routes to the pod through the shim, and proxy-NDP for the node's own v6 addresses."""
     with translate("adding host routes to the pod", host_ns), netns.ipr(host_ns) as ip:
         for addr in pod_ips:
             routes.add_host(ip, shim, addr)
             undo.push(f"delete host route {addr}", lambda a=addr: remove_pod(host_ns, [a]))
+            if kind == "ipvlan":
+                neigh.set_static(ip, shim, addr, parent.mac)
         if any(a.version == 6 for a in pod_ips):
             for node_addr in addrs.list_(ip, parent.index):
                 if node_addr.version == 6:
@@ -60,6 +66,7 @@ def remove_pod(host_ns: str | None, pod_ips: list[IPAddress]) -> None:
     with translate("removing host routes to the pod", host_ns), netns.ipr(host_ns) as ip:
         for addr in pod_ips:
             routes.del_host(ip, addr)
+            neigh.drop_static(ip, addr)  # the ipvlan shim's entry (none for macvlan)
 
 
 def missing_routes(host_ns: str | None, parent: str, pod_ips: list[IPAddress]) -> list[str]:
