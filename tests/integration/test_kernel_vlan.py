@@ -42,11 +42,16 @@ def _spec(topo: TrunkTopology, node: int, pod_ns: str, n: int, mode: str = "macv
     )
 
 
+def _ip(spec: AttachSpec) -> str:
+    return str(next(a.ip for a in spec.addresses if a.version == 4))
+
+
 def test_macvlan_on_vlan_100_reaches_the_vm_and_not_vlan_200(topo: TrunkTopology, record_property) -> None:
     node = topo.nodes[0].ns
     assert "eth0.100" not in link_names(node)
     pod_ns = topo.pod()
     spec = _spec(topo, 0, pod_ns, 41)
+    pod_ip = _ip(spec)
     dp = get_datapath("macvlan")
     # the trunk seen from the switch: the node's port, frames to/from the pod only
     cap = capture(topo.switch, "n1p0", "vlan and icmp", count=2, seconds=40)
@@ -60,17 +65,17 @@ def test_macvlan_on_vlan_100_reaches_the_vm_and_not_vlan_200(topo: TrunkTopology
         if cap.poll() is None:
             cap.kill()
             cap.communicate()
-    tagged = [ln for ln in out.splitlines() if "vlan 100" in ln and "198.18.100.41" in ln]
+    tagged = [ln for ln in out.splitlines() if "vlan 100" in ln and pod_ip in ln]
     assert tagged, f"no 802.1Q-tagged frame of the pod on the trunk:\n{out}"
     assert "ethertype 802.1Q" in tagged[0]
     record_property("kernel_tier_note", f"trunk capture (tcpdump -e on the node's switch port): {tagged[0]}")
     try:
         dp.check(spec)
-        assert ping(topo.vm, "198.18.100.41"), "VM on VLAN 100 -> pod"
+        assert ping(topo.vm, pod_ip), "VM on VLAN 100 -> pod"
         reply, peer = tcp_exchange(topo.vm, "198.18.100.200", pod_ns, "198.18.100.200", port=5301)
-        assert reply == "hello 198.18.100.41" and peer == "198.18.100.41", (reply, peer)
+        assert reply == f"hello {pod_ip}" and peer == pod_ip, (reply, peer)
         # same subnet, other VLAN: no ARP answer crosses from VLAN 200 to VLAN 100
-        assert not ping(topo.v200, "198.18.100.41", tries=1, count=2, wait=1)
+        assert not ping(topo.v200, pod_ip, tries=1, count=2, wait=1)
         assert not ping(pod_ns, "198.18.100.201", tries=1, count=2, wait=1)
     finally:
         dp.delete(spec)
@@ -86,7 +91,7 @@ def test_pods_of_two_nodes_meet_on_vlan_100_across_the_switch(topo: TrunkTopolog
     try:
         dp.add(b)
         try:
-            assert ping(a_ns, "198.18.100.43")
+            assert ping(a_ns, _ip(b))
             assert ping(b_ns, "198.18.100.200")
         finally:
             dp.delete(b)
@@ -153,8 +158,8 @@ def test_bridge_mode_vlan_aware_bridge_access_ports_and_a_trunk(btopo: TrunkTopo
             assert ping(p200, "198.18.100.201"), "VLAN-200 pod -> host on VLAN 200"
             # the same subnet on both VLANs: a VLAN-100 pod reaches neither VLAN 200's host nor pod
             assert not ping(p100, "198.18.100.201", tries=1, count=2, wait=1)
-            assert not ping(p100, "198.18.100.46", tries=1, count=2, wait=1)
-            assert not ping(btopo.v200, "198.18.100.45", tries=1, count=2, wait=1)
+            assert not ping(p100, _ip(s200), count=2, wait=1)
+            assert not ping(btopo.v200, _ip(s100), count=2, wait=1)
         finally:
             dp.delete(s200)
     finally:
