@@ -3,8 +3,8 @@
 The boot files (``vmlinuz`` and the root filesystem as an initramfs, see scripts/vm/build.sh)
 are cached by a hash of their inputs. Each run appends a second, small cpio archive to that
 initramfs (the kernel unpacks concatenated archives in order): this worktree's ``src/`` and
-``tests/``, flatnet's Python dependencies from ``.venv`` (same Debian python3, so the same
-ABI), and ``/opt/flatnet/job``, the shell script the VM's /init runs. The whole filesystem
+``tests/``, flatnet's Python dependencies from ``.venv`` (Python 3.11 like Debian's python3, so the
+same ABI and bytecode), and ``/opt/flatnet/job``, the shell script the VM's /init runs. The whole filesystem
 lives in RAM: no disk image, no 9p/virtiofs modules to load before the root exists.
 
 The job's console is the first serial port (kept in ``console``); it writes its results to
@@ -27,7 +27,7 @@ LOG_DIR = ROOT / ".cache" / "vm-logs"
 # big packages that only the host's tests use (charts, manifest schemas) and tooling
 SKIP_SITE = ("numpy", "matplotlib", "PIL", "pillow", "fontTools", "fonttools", "contourpy",
              "kiwisolver", "kubernetes_validate", "kubernetes-validate", "pip", "setuptools",
-             "_distutils_hack", "pkg_resources", "__editable__", "flatnet", "mypy", "ruff")
+             "_distutils_hack", "pkg_resources", "__editable__", "flatnet", "mypy", "ruff", "grpc")
 # compiled files are kept (site-packages) or made (src, tests) on the host: the same Debian
 # python3 runs inside, and compiling every import under TCG costs most of a minute
 SKIP_TREE = shutil.ignore_patterns(".hypothesis", ".pytest_cache")
