@@ -34,36 +34,37 @@ def filtering(ip: IPRoute, bridge: LinkInfo) -> bool:
     return bool(data and data.get("IFLA_BR_VLAN_FILTERING"))
 
 
+def _create_filtering(ip: IPRoute, name: str) -> bool:
+    """Try to create bridge ``name`` with vlan_filtering; False (nothing made) if the kernel
+    cannot. Not through links.ensure: its EOPNOTSUPP means "no bridge at all" there."""
+    try:
+        ip.link("add", ifname=name, kind="bridge", br_vlan_filtering=1)
+    except NetlinkError as exc:
+        if exc.code in _NO_FILTERING:
+            return False
+        if exc.code != errno.EEXIST:
+            raise
+    return True
+
+
 def ensure_aware(ip: IPRoute, name: str) -> bool:
     """True if bridge ``name`` is (or could now be made) VLAN-aware; nothing made otherwise."""
     found = links.find(ip, name)
     if found is not None:
         return filtering(ip, found)
-    try:
-        links.ensure(ip, "bridge", name, br_vlan_filtering=1)
-    except NetlinkError as exc:
-        if exc.code not in _NO_FILTERING:
-            raise
-        return False
-    return True
+    return _create_filtering(ip, name)
 
 
 def ensure(ip: IPRoute, name: str) -> tuple[LinkInfo, bool]:
-    """Bridge ``name``, made VLAN-aware if the kernel allows; (bridge, has vlan_filtering).
+    """Bridge ``name`` (up), made VLAN-aware if the kernel allows; (bridge, has vlan_filtering).
 
     An existing bridge is taken as it is (its shape was chosen when it was made).
     """
     found = links.find(ip, name)
-    if found is not None:
-        return found, filtering(ip, found)
-    try:
-        bridge, _ = links.ensure(ip, "bridge", name, br_vlan_filtering=1)
-        return bridge, True
-    except NetlinkError as exc:
-        if exc.code not in _NO_FILTERING:
-            raise
-    bridge, _ = links.ensure(ip, "bridge", name)
-    return bridge, False
+    if found is None:
+        _create_filtering(ip, name)
+    bridge, _ = links.ensure(ip, "bridge", name)  # plain if the above made nothing; up
+    return bridge, filtering(ip, bridge)
 
 
 def trunk(ip: IPRoute, port: LinkInfo, vid: int) -> None:
