@@ -169,7 +169,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             res["longrepr"] = (res["longrepr"] + "\n" + report.longreprtext).strip()
     if report.when == "call" or report.failed:
         res["sections"] += [[t, s] for t, s in report.sections if s.strip()]
-    res["notes"] += [str(v) for k, v in report.user_properties if k == "kernel_tier_note"]
+    if report.when == "call":  # user_properties ride on every phase's report
+        res["notes"] += [str(v) for k, v in report.user_properties if k == "kernel_tier_note"]
 
 
 def _results() -> dict[str, dict[str, Any]]:
