@@ -19,6 +19,7 @@ PY=${PY:-$ROOT/.venv/bin/python}
 [ -x "$PY" ] || { echo "image: $PY is missing: run scripts/setup.sh (make setup) first" >&2; exit 1; }
 
 VERSION=$("$PY" -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])')
+DIST=$("$PY" -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["project"]["name"])')
 REPOSITORY=$("$PY" -c 'import yaml; print(yaml.safe_load(open("charts/flatnet/values.yaml"))["image"]["repository"])')
 TAG=${IMAGE_TAG:-$VERSION}
 REF=$REPOSITORY:$TAG
@@ -33,11 +34,11 @@ make -s -C native/forwarder
 FORWARDER=$ROOT/native/forwarder/build/flatnet
 [ -x "$FORWARDER" ] || { echo "image: make -C native/forwarder did not produce $FORWARDER" >&2; exit 1; }
 
-# --- cache key: every input's content (not the test-bed, which the image does not ship) ----
+# --- cache key: every input's content ------------------------------------------------------
 inputs_hash() {
   {
     git ls-files -co --exclude-standard -- pyproject.toml src scripts/image native/forwarder \
-      | grep -v -e '__pycache__' -e '/build/' -e '^src/flatnet/testbed/' | LC_ALL=C sort | while read -r f; do
+      | grep -v -e '__pycache__' -e '/build/' | LC_ALL=C sort | while read -r f; do
         [ -f "$f" ] && sha256sum "$f"
       done
     sha256sum "$FORWARDER"
@@ -60,8 +61,8 @@ else
     | { grep -v "^WARNING: Location" || true; }
   "$PY" -m pip download -q --disable-pip-version-check --only-binary=:all: --no-deps \
     --dest "$work/wheels" pip 2>&1 | { grep -v "^WARNING: Location" || true; }
-  ls "$work"/wheels/flatnet-*.whl >/dev/null
-  export FLATNET_WHEELS=$work/wheels FLATNET_FORWARDER=$FORWARDER
+  ls "$work"/wheels/"${DIST//-/_}"-*.whl >/dev/null   # the wheel's name: flatnet_cni-VERSION-...
+  export FLATNET_WHEELS=$work/wheels FLATNET_FORWARDER=$FORWARDER FLATNET_DIST=$DIST
   export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
   scripts/image/rootfs.sh --profile flatnet "$work/rootfs.tar" > "$work/mmdebstrap.log" 2>&1 || {
     tail -n 40 "$work/mmdebstrap.log" >&2; echo "image: rootfs.sh failed (log above)" >&2; exit 1; }
