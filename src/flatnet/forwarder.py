@@ -38,13 +38,15 @@ def path() -> str:
 def _build() -> str:
     global _built
     if _built is None:
-        proc = subprocess.run(["make", "-s", "-C", str(SOURCE)], capture_output=True, text=True,
-                              timeout=300, check=False)
+        proc = subprocess.run(
+            ["make", "-s", "-C", str(SOURCE)], capture_output=True, text=True, timeout=300, check=False
+        )
         binary = SOURCE / "build" / "flatnet"
         if proc.returncode != 0 or not binary.is_file():
-            raise FlatnetError(f"cannot build the CNI forwarder in {SOURCE}: "
-                               f"{(proc.stderr or proc.stdout).strip()[-400:]}",
-                               "install musl-tools (scripts/setup.sh does) and run make -C native/forwarder")
+            raise FlatnetError(
+                f"cannot build the CNI forwarder in {SOURCE}: {(proc.stderr or proc.stdout).strip()[-400:]}",
+                "install musl-tools (scripts/setup.sh does) and run make -C native/forwarder",
+            )
         _built = str(binary)
     return _built
 
@@ -61,8 +63,10 @@ def inprocess_entry() -> str:
     if not (SOURCE / "Makefile").is_file():
         raise FlatnetError(f"{candidate} is missing", "reinstall flatnet (make setup, or pip install -e .)")
     launcher = SOURCE / "build" / "flatnet-inprocess"
-    text = (f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(SOURCE.parents[1] / 'src')!r})\n"
-            "from flatnet.agent.inprocess import main\nmain()\n")
+    text = (
+        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(SOURCE.parents[1] / 'src')!r})\n"
+        "from flatnet.agent.inprocess import main\nmain()\n"
+    )
     if not launcher.is_file() or launcher.read_text() != text:
         launcher.parent.mkdir(parents=True, exist_ok=True)
         tmp = launcher.with_name(f".flatnet-inprocess.{os.getpid()}")

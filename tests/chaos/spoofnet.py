@@ -85,8 +85,13 @@ def mac_bytes(mac: str) -> bytes:
 def arp_request(sha: str, spa: str, tpa: str) -> str:
     """Broadcast ARP who-has ``tpa`` tell ``spa`` at ``sha``, as hex."""
     eth = b"\xff" * 6 + mac_bytes(sha) + b"\x08\x06"
-    arp = (b"\x00\x01\x08\x00\x06\x04\x00\x01" + mac_bytes(sha) + ipaddress.IPv4Address(spa).packed
-           + b"\x00" * 6 + ipaddress.IPv4Address(tpa).packed)
+    arp = (
+        b"\x00\x01\x08\x00\x06\x04\x00\x01"
+        + mac_bytes(sha)
+        + ipaddress.IPv4Address(spa).packed
+        + b"\x00" * 6
+        + ipaddress.IPv4Address(tpa).packed
+    )
     return (eth + arp).hex()
 
 
@@ -148,11 +153,17 @@ class SpoofNet:
         net, port = SEG[vlan]
         ns = self._ns(f"p{len(self.pods)}")
         ip = f"{net}.{host}"
-        spec = AttachSpec(container_id=f"fnk-{self.tag}-c{len(self.pods)}", ifname="eth0",
-                          netns=f"/run/netns/{ns}", mode="bridge", master=port, bridge=f"fnbr{vlan}",
-                          addresses=(ipaddress.ip_interface(f"{ip}/24"),),
-                          routes=(Route(ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_address(f"{net}.1")),),
-                          host_netns=self.node)
+        spec = AttachSpec(
+            container_id=f"fnk-{self.tag}-c{len(self.pods)}",
+            ifname="eth0",
+            netns=f"/run/netns/{ns}",
+            mode="bridge",
+            master=port,
+            bridge=f"fnbr{vlan}",
+            addresses=(ipaddress.ip_interface(f"{ip}/24"),),
+            routes=(Route(ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_address(f"{net}.1")),),
+            host_netns=self.node,
+        )
         att = get_datapath("bridge").add(spec)
         pod = Pod(ns, ip, vlan, spec, att)
         self.pods.append(pod)
@@ -161,8 +172,12 @@ class SpoofNet:
     def udp_seen(self, src: Pod, bind: str, vlan: int, port: int = 40400) -> set[str]:
         """Sources the VM on ``vlan`` saw when ``src`` sent 5 datagrams from ``bind``."""
         vm, dst = self.vm(vlan), f"{SEG[vlan][0]}.200"
-        sink = subprocess.Popen(["ip", "netns", "exec", vm, sys.executable, "-c", UDP_SINK, str(port), "2.5"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        sink = subprocess.Popen(
+            ["ip", "netns", "exec", vm, sys.executable, "-c", UDP_SINK, str(port), "2.5"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
             sent = sh(src.ns, sys.executable, "-c", UDP_SEND, bind, dst, str(port))
@@ -176,8 +191,11 @@ class SpoofNet:
 
     def raw_seen(self, src: Pod, frame_hex: str, marker: bytes, vlan: int) -> bool:
         """Did a frame carrying ``marker``, sent raw by ``src``, reach the VM on ``vlan``?"""
-        sniff = subprocess.Popen(["ip", "netns", "exec", self.vm(vlan), sys.executable, "-c", RAW_SNIFF,
-                                  "eth0", marker.hex(), "2.5"], stdout=subprocess.PIPE, text=True)
+        sniff = subprocess.Popen(
+            ["ip", "netns", "exec", self.vm(vlan), sys.executable, "-c", RAW_SNIFF, "eth0", marker.hex(), "2.5"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert sniff.stdout is not None and sniff.stdout.readline().strip() == "ready"
             sent = sh(src.ns, sys.executable, "-c", RAW_SEND, "eth0", frame_hex)

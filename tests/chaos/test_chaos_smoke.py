@@ -13,9 +13,12 @@ import shutil
 
 import pytest
 
-pytestmark = [pytest.mark.chaos, pytest.mark.netns,
-              pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
-              pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.chaos,
+    pytest.mark.netns,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
+    pytest.mark.timeout(600),
+]
 
 from flatnet.chaos import PROFILES, run  # noqa: E402
 from flatnet.chaos.report import ScenarioResult  # noqa: E402
@@ -26,13 +29,16 @@ SMOKE = PROFILES["smoke"]
 def _assert_sound(results: list[ScenarioResult], expected: set[str]) -> None:
     assert {r.scenario for r in results} == expected
     for r in results:
-        assert r.ok, f"{r.scenario}/{r.store}: dup={r.duplicates} lost={r.lost} leaks={r.leaks}\n" + \
-            "\n".join(r.notes)
+        assert r.ok, f"{r.scenario}/{r.store}: dup={r.duplicates} lost={r.lost} leaks={r.leaks}\n" + "\n".join(r.notes)
         wanted = SMOKE.ops if r.scenario == "agent-kill" else SMOKE.side_ops
         assert r.operations >= wanted
-        want_kills = {"agent-kill": SMOKE.kills, "sqlite-txn-kill": SMOKE.txn_kills,
-                      "etcd-restart": SMOKE.etcd_stops, "node-lost": 1,
-                      "etcd-member-loss": SMOKE.member_kills}[r.scenario]
+        want_kills = {
+            "agent-kill": SMOKE.kills,
+            "sqlite-txn-kill": SMOKE.txn_kills,
+            "etcd-restart": SMOKE.etcd_stops,
+            "node-lost": 1,
+            "etcd-member-loss": SMOKE.member_kills,
+        }[r.scenario]
         assert r.kills >= want_kills, f"{r.scenario}: only {r.kills} faults struck"
 
 
@@ -41,8 +47,7 @@ def test_smoke_sqlite() -> None:
 
 
 @pytest.mark.etcd
-@pytest.mark.skipif(shutil.which("etcd") is None and not os.path.exists("/usr/bin/etcd"),
-                    reason="etcd not installed")
+@pytest.mark.skipif(shutil.which("etcd") is None and not os.path.exists("/usr/bin/etcd"), reason="etcd not installed")
 def test_smoke_etcd_restart() -> None:
     _assert_sound(run(SMOKE, ["etcd"], only=("etcd-restart",)), {"etcd-restart"})
 

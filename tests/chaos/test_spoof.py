@@ -16,8 +16,11 @@ from typing import Iterator
 
 import pytest
 
-pytestmark = [pytest.mark.netns, pytest.mark.chaos,
-              pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")]
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.chaos,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
+]
 
 from flatnet.datapath import antispoof  # noqa: E402
 from flatnet.errors import ConfigError  # noqa: E402
@@ -50,6 +53,7 @@ def _without_rules(net: SpoofNet, pod_index: int):
             yield
         finally:
             antispoof.install(net.node, pod.host_ifname, pod.att.mac, [pod.ip])
+
     return cm()
 
 

@@ -25,8 +25,10 @@ def require_tools() -> None:
         pytest.skip("containerd and network namespaces need root")
     missing = [t for t in TOOLS if shutil.which(t) is None and not os.path.exists(f"/usr/sbin/{t}")]
     if missing:
-        pytest.fail(f"missing {', '.join(missing)}: run scripts/setup.sh (apt: containerd runc "
-                    "musl-tools busybox-static nftables iptables)")
+        pytest.fail(
+            f"missing {', '.join(missing)}: run scripts/setup.sh (apt: containerd runc "
+            "musl-tools busybox-static nftables iptables)"
+        )
 
 
 def assert_clean(node: CriNode, netns_paths: list[str] = ()) -> None:

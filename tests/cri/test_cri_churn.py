@@ -39,8 +39,9 @@ def reap_not_ready(node: CriNode, name: str, namespace: str) -> bool:
     return clean
 
 
-def run_with_retries(node: CriNode, name: str, namespace: str, started: list[int],
-                     errors: list[str], lock: threading.Lock) -> tuple[str, PodStatus] | None:
+def run_with_retries(
+    node: CriNode, name: str, namespace: str, started: list[int], errors: list[str], lock: threading.Lock
+) -> tuple[str, PodStatus] | None:
     """RunPodSandbox until the sandbox is ready with an address (kubelet-style backoff)."""
     spec = PodSpec(name=name, namespace=namespace)
     for attempt in range(ATTEMPTS):
@@ -60,7 +61,7 @@ def run_with_retries(node: CriNode, name: str, namespace: str, started: list[int
             errors.append(f"{name}: sandbox {pod_id} not ready: {st}")
         except CriError as exc:
             errors.append(f"{name} attempt {attempt}: {exc.details[:200]}")
-        time.sleep(min(0.3 * 2 ** attempt, 3.0))
+        time.sleep(min(0.3 * 2**attempt, 3.0))
     return None
 
 
@@ -72,8 +73,7 @@ def remove_all(node: CriNode, pod_ids: list[str], workers: int = 4) -> None:
 def test_agent_killed_during_a_burst_of_50(node: CriNode) -> None:
     n, lock, started, errors = 50, threading.Lock(), [0], []
     with ThreadPoolExecutor(6) as ex:
-        futures = [ex.submit(run_with_retries, node, f"burst-{i}", "burst", started, errors, lock)
-                   for i in range(n)]
+        futures = [ex.submit(run_with_retries, node, f"burst-{i}", "burst", started, errors, lock) for i in range(n)]
         deadline = time.monotonic() + 60
         while started[0] < 12 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -83,8 +83,10 @@ def test_agent_killed_during_a_burst_of_50(node: CriNode) -> None:
         node.start_agent()
         results = [f.result(timeout=300) for f in futures]
     assert done_at_kill < n, "the burst was over before the agent was killed"
-    print(f"burst of {n}: {done_at_kill} done at the kill, {started[0]} RunPodSandbox calls, "
-          f"{len(errors)} failed (first: {errors[:1]})")
+    print(
+        f"burst of {n}: {done_at_kill} done at the kill, {started[0]} RunPodSandbox calls, "
+        f"{len(errors)} failed (first: {errors[:1]})"
+    )
     ok = [r for r in results if r is not None]
     ids = {pod_id for pod_id, _ in ok}
     # every sandbox that exists is one that ended up ready; failed attempts left no sandbox

@@ -23,12 +23,17 @@ def test_host_network_privileged_pod_without_cni_config() -> None:
         assert not ready and "cni" in message.lower(), message
         (node.work / "hostdir").mkdir()
         (node.work / "hostdir" / "hello").write_text("from the node\n")
-        spec = PodSpec(name="flatnet-ds-x", namespace="kube-system", host_network=True,
-                       privileged=True)
+        spec = PodSpec(name="flatnet-ds-x", namespace="kube-system", host_network=True, privileged=True)
         pod_id = node.cri.run_pod(spec)
         cid = node.cri.create_container(
-            pod_id, spec, "agent", "docker.io/flatnet/busybox:test", command=["sleep", "300"],
-            mounts=[(str(node.work / "hostdir"), "/host", True)], privileged=True)
+            pod_id,
+            spec,
+            "agent",
+            "docker.io/flatnet/busybox:test",
+            command=["sleep", "300"],
+            mounts=[(str(node.work / "hostdir"), "/host", True)],
+            privileged=True,
+        )
         node.cri.start_container(cid)
         code, out, err = node.cri.exec_sync(cid, ["ip", "-4", "-o", "addr", "show", "eth0"])
         assert code == 0 and f" {node.node_ip}/" in out.decode(), (out, err)

@@ -68,8 +68,9 @@ def test_port_mappings_through_portmap(node: CriNode) -> None:
     st = node.cri.pod_status(pod_id)
     node.run_container(pod_id, spec, "httpd", httpd_args(token, 8080))
     rules = snapshot.nft_rules(node.ns)
-    assert any("30080" in r and "dnat" in r.lower() for r in rules), \
+    assert any("30080" in r and "dnat" in r.lower() for r in rules), (
         f"portmap installed no DNAT for hostPort 30080: {sorted(rules)}"
+    )
     # hostPort on the node's address -> DNAT to the pod (from the node: a VM on the same L2
     # would get the pod's answer straight from the pod, as flat pods are reached directly)
     assert http_get(node.ns, node.node_ip, 30080) == token

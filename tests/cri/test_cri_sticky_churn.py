@@ -27,8 +27,14 @@ from flatnet.testbed.cri import CriNode, PodSpec
 from .conftest import require_tools
 
 pytestmark = [pytest.mark.netns, pytest.mark.cri, pytest.mark.timeout(300)]
-POOL = {"name": "fni-sticky51", "subnet": "198.18.100.0/23", "rangeStart": "198.18.100.20",
-        "rangeEnd": "198.18.100.70", "gateway": "198.18.100.1", "sticky": True}
+POOL = {
+    "name": "fni-sticky51",
+    "subnet": "198.18.100.0/23",
+    "rangeStart": "198.18.100.20",
+    "rangeEnd": "198.18.100.70",
+    "gateway": "198.18.100.1",
+    "sticky": True,
+}
 POOL_RANGE = (ipaddress.ip_address("198.18.100.20"), ipaddress.ip_address("198.18.100.70"))
 WORKERS = 3
 
@@ -81,9 +87,13 @@ def churn(node: CriNode, count: int) -> list[str]:
 
 
 def ipam_ls(node: CriNode) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-m", "flatnet.cli.main", "ipam", "ls", "--json",
-                           "--store", f"sqlite:{node.db}"], capture_output=True, text=True,
-                          timeout=60, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "flatnet.cli.main", "ipam", "ls", "--json", "--store", f"sqlite:{node.db}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return json.loads(proc.stdout)
 
 
@@ -109,11 +119,17 @@ def test_deployment_churn_through_a_51_address_sticky_pool_with_a_statefulset_po
     assert state["leases"] == []  # every sandbox removed: no lease left behind
     reserved = {r["pod"]: r["address"] for r in state["reservations"]}
     assert reserved.get("db/redis-0") == redis_ip and len(reserved) <= 51
-    print(f"\nCRI sticky churn: pool {POOL['name']} {POOL['rangeStart']}-{POOL['rangeEnd']} "
-          f"(51 addresses, sticky); {len(seen)} Deployment-style pods (web/web-7c9d8f6b5-xxxxx, "
-          f"{WORKERS} at a time) each RunPodSandbox + Stop + Remove: {len(seen)} ok, 0 failed; "
-          f"{len(set(seen))} distinct addresses")
-    print(f"StatefulSet pod db/redis-0: {redis_ip} -> deleted, 30 churned -> {again} -> deleted, "
-          f"40 churned (pool exhausted of fresh addresses) -> {third}")
-    print(f"ipam ls: {len(state['leases'])} lease(s), {len(state['reservations'])} reservation(s), "
-          f"pool counters {state['pools'].get(POOL['name'])}; {elapsed:.1f} s")
+    print(
+        f"\nCRI sticky churn: pool {POOL['name']} {POOL['rangeStart']}-{POOL['rangeEnd']} "
+        f"(51 addresses, sticky); {len(seen)} Deployment-style pods (web/web-7c9d8f6b5-xxxxx, "
+        f"{WORKERS} at a time) each RunPodSandbox + Stop + Remove: {len(seen)} ok, 0 failed; "
+        f"{len(set(seen))} distinct addresses"
+    )
+    print(
+        f"StatefulSet pod db/redis-0: {redis_ip} -> deleted, 30 churned -> {again} -> deleted, "
+        f"40 churned (pool exhausted of fresh addresses) -> {third}"
+    )
+    print(
+        f"ipam ls: {len(state['leases'])} lease(s), {len(state['reservations'])} reservation(s), "
+        f"pool counters {state['pools'].get(POOL['name'])}; {elapsed:.1f} s"
+    )

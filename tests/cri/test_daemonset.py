@@ -36,18 +36,30 @@ SERVICE_CIDR = "198.19.128.0/24"
 
 
 def _render(node: CriNode, tag: str = "") -> list[dict[str, Any]]:
-    return Chart(ROOT / "charts" / "flatnet").docs({
-        "image.tag": tag, "cni.binDir": str(node.bin_dir), "cni.confDir": str(node.conf_dir),
-        "agent.runDir": str(node.work / "run-flatnet"), "agent.stateDir": str(node.work / "state"),
-        "network.master": "eth0", "network.serviceCidrs": [SERVICE_CIDR], "pools": [POOL],
-        "store": {"type": "sqlite", "path": "/var/lib/flatnet/ipam.db"},
-    }, namespace="kube-system")
+    return Chart(ROOT / "charts" / "flatnet").docs(
+        {
+            "image.tag": tag,
+            "cni.binDir": str(node.bin_dir),
+            "cni.confDir": str(node.conf_dir),
+            "agent.runDir": str(node.work / "run-flatnet"),
+            "agent.stateDir": str(node.work / "state"),
+            "network.master": "eth0",
+            "network.serviceCidrs": [SERVICE_CIDR],
+            "pools": [POOL],
+            "store": {"type": "sqlite", "path": "/var/lib/flatnet/ipam.db"},
+        },
+        namespace="kube-system",
+    )
 
 
 def _ping(node: CriNode, ip: str) -> bool:
     for _ in range(3):
-        proc = subprocess.run(["ip", "netns", "exec", node.vm, "ping", "-n", "-c", "1", "-W", "2", ip],
-                              capture_output=True, timeout=15, check=False)
+        proc = subprocess.run(
+            ["ip", "netns", "exec", node.vm, "ping", "-n", "-c", "1", "-W", "2", ip],
+            capture_output=True,
+            timeout=15,
+            check=False,
+        )
         if proc.returncode == 0:
             return True
     return False
@@ -55,12 +67,24 @@ def _ping(node: CriNode, ip: str) -> bool:
 
 def _leases(node: CriNode) -> dict[str, str]:
     """ip -> owner pod, read from the store the agent keeps in the node's state dir."""
-    proc = subprocess.run([sys.executable, "-m", "flatnet.cli.main", "ipam", "ls", "--json", "--store",
-                           f"sqlite:{node.work / 'state' / 'ipam.db'}"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flatnet.cli.main",
+            "ipam",
+            "ls",
+            "--json",
+            "--store",
+            f"sqlite:{node.work / 'state' / 'ipam.db'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
-    return {l["address"].split("/")[0]: l["pod"] or l["container"]
-            for l in json.loads(proc.stdout)["leases"]}
+    return {l["address"].split("/")[0]: l["pod"] or l["container"] for l in json.loads(proc.stdout)["leases"]}
 
 
 def _network_ready(node: CriNode, timeout: float = 60.0) -> bool:
@@ -80,8 +104,10 @@ def _say(msg: str) -> None:
 def test_daemonset_installs_serves_restarts_upgrades_and_uninstalls() -> None:
     require_tools()
     image = ensure_image()
-    _say(f"image {image.ref}: {image.info['rootfs_bytes'] / 2**20:.1f} MiB rootfs, "
-         f"{image.info['layer_compressed'] / 2**20:.1f} MiB compressed")
+    _say(
+        f"image {image.ref}: {image.info['rootfs_bytes'] / 2**20:.1f} MiB rootfs, "
+        f"{image.info['layer_compressed'] / 2**20:.1f} MiB compressed"
+    )
     with CriNode(network="none", prefix=f"fnk-{os.getpid() % 100000:05d}") as node:
         assert node.cri is not None
         node.containerd.import_image(image.archive)
@@ -94,8 +120,10 @@ def test_daemonset_installs_serves_restarts_upgrades_and_uninstalls() -> None:
         assert conflist["cniVersion"] == "1.0.0"  # what containerd 1.6 accepts
         fwd = (node.bin_dir / "flatnet").read_bytes()
         assert fwd[:4] == b"\x7fELF" and fwd == plugin_path().read_bytes()  # the static forwarder
-        _say(f"DaemonSet pod up: {ds.events}; node has {sorted(p.name for p in node.conf_dir.iterdir())}"
-             f" and bin/flatnet ({len(fwd)} bytes, static)")
+        _say(
+            f"DaemonSet pod up: {ds.events}; node has {sorted(p.name for p in node.conf_dir.iterdir())}"
+            f" and bin/flatnet ({len(fwd)} bytes, static)"
+        )
 
         assert _network_ready(node), node.cri.conditions()
         web0, _ = node.run_pod("web-0", "shop")
@@ -121,8 +149,7 @@ def test_daemonset_installs_serves_restarts_upgrades_and_uninstalls() -> None:
         new_ref = image.ref.rsplit(":", 1)[0] + ":0.1.0-fnk2"
         node.containerd.ctr("images", "tag", "--force", image.ref, new_ref)
         ds.stop()
-        ds2 = DaemonSetPod(node, _render(node, tag="0.1.0-fnk2"), node_name=f"{node.prefix}-node",
-                           period_scale=0.2)
+        ds2 = DaemonSetPod(node, _render(node, tag="0.1.0-fnk2"), node_name=f"{node.prefix}-node", period_scale=0.2)
         ds2.start()
         assert ds2.wait_ready(120), ds2.events
         assert ds2.containers[0].spec["image"] == new_ref
@@ -140,7 +167,6 @@ def test_daemonset_installs_serves_restarts_upgrades_and_uninstalls() -> None:
 
         # uninstall: the chart's cleanup path (preStop) and the agent's exit
         ds2.stop()
-        left = [p.name for p in node.conf_dir.iterdir()] + \
-               [p.name for p in (node.work / "run-flatnet").glob("*.sock")]
+        left = [p.name for p in node.conf_dir.iterdir()] + [p.name for p in (node.work / "run-flatnet").glob("*.sock")]
         assert not (node.bin_dir / "flatnet").exists() and not left, left
         _say(f"uninstalled: {ds2.events[-1]}; no conflist, no bin/flatnet, no socket")

@@ -12,8 +12,12 @@ from flatnet.datapath.netns import run_in
 def ping(ns: str, addr: str, attempts: int = 5) -> bool:
     """True when ``addr`` answers one ping from ``ns`` within ``attempts`` tries."""
     for _ in range(attempts):
-        proc = subprocess.run(["ip", "netns", "exec", ns, "ping", "-n", "-c", "1", "-W", "1", addr],
-                              capture_output=True, timeout=10, check=False)
+        proc = subprocess.run(
+            ["ip", "netns", "exec", ns, "ping", "-n", "-c", "1", "-W", "1", addr],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
         if proc.returncode == 0:
             return True
     return False

@@ -137,16 +137,13 @@ def flat(workdir: Path) -> Iterator[Env]:
     try:
         net_dir = workdir / "net.d"
         net_dir.mkdir()
-        (net_dir / f"{network}.conflist").write_text(
-            json.dumps(flatnet_conflist(network, seg, workdir), indent=2)
-        )
+        (net_dir / f"{network}.conflist").write_text(json.dumps(flatnet_conflist(network, seg, workdir), indent=2))
         conf = containers_conf(workdir / "containers.conf", net_dir, plugin_dirs)
         token = f"flatnet-e2e-{secrets.token_hex(8)}"
         rootfs = build_rootfs(workdir / "rootfs", busybox, token)
         log = workdir / "plugin.log"
         # FLATNET_* reach the plugin: podman execs it with its own environment
-        plugin_env = {"FLATNET_LOG": str(log), "FLATNET_LOCK_DIR": str(workdir / "locks"),
-                      **inprocess_env()}
+        plugin_env = {"FLATNET_LOG": str(log), "FLATNET_LOCK_DIR": str(workdir / "locks"), **inprocess_env()}
         podman = Podman(workdir, conf, env=plugin_env)
         yield Env(podman, network, seg, rootfs, token, workdir / "ipam.db", log, tag)
     finally:

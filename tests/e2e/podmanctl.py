@@ -67,10 +67,14 @@ class Podman:
         self.work = work
         self.base = [
             "podman",
-            "--root", str(work / "storage"),
-            "--runroot", str(work / "run"),
-            "--tmpdir", str(work / "libpod"),
-            "--storage-driver", "vfs",
+            "--root",
+            str(work / "storage"),
+            "--runroot",
+            str(work / "run"),
+            "--tmpdir",
+            str(work / "libpod"),
+            "--storage-driver",
+            "vfs",
         ]
         self.env = {**os.environ, "CONTAINERS_CONF": str(conf), **(env or {})}
 
@@ -86,18 +90,20 @@ class Podman:
         )
         if check and proc.returncode != 0:
             raise AssertionError(
-                f"podman {' '.join(args)} exited {proc.returncode}\n"
-                f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
+                f"podman {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
             )
         return proc
 
     def run_detached(
-        self, name: str, network: str, rootfs: Path, cmd: Sequence[str],
+        self,
+        name: str,
+        network: str,
+        rootfs: Path,
+        cmd: Sequence[str],
         env: Mapping[str, str] | None = None,
     ) -> str:
         """``podman run -d`` and return the full container id."""
-        proc = self("run", "-d", "--name", name, "--network", network,
-                    "--rootfs", str(rootfs), *cmd, env=env)
+        proc = self("run", "-d", "--name", name, "--network", network, "--rootfs", str(rootfs), *cmd, env=env)
         return proc.stdout.strip().splitlines()[-1]
 
     def address(self, name: str, network: str) -> str:

@@ -89,8 +89,7 @@ def node_state(env: Env) -> tuple[set[str], set[str]]:
 def test_reference_plugin_runs_a_container(reference_podman) -> None:
     """Baseline: this podman setup (CNI backend, runc, busybox rootfs) runs a container."""
     podman, rootfs = reference_podman
-    proc = podman("run", "--rm", "--network", "fne-ref", "--rootfs", str(rootfs),
-                  "/bin/ip", "-o", "addr", "show", "lo")
+    proc = podman("run", "--rm", "--network", "fne-ref", "--rootfs", str(rootfs), "/bin/ip", "-o", "addr", "show", "lo")
     assert "127.0.0.1/8" in proc.stdout
 
 
@@ -99,9 +98,7 @@ def test_pod_gets_flat_address_reachable_from_vm_and_released(flat: Env) -> None
     listener = listen_in(flat.seg.vm, OUT_PORT)
     listener.settimeout(30)
     try:
-        cmd = ["/bin/sh", "-c",
-               f"echo {flat.token} | nc -w 3 {vm_ip} {OUT_PORT}; "
-               f"exec httpd -f -p {WEB_PORT} -h /www"]
+        cmd = ["/bin/sh", "-c", f"echo {flat.token} | nc -w 3 {vm_ip} {OUT_PORT}; exec httpd -f -p {WEB_PORT} -h /www"]
         cid = flat.podman.run_detached(f"web-{flat.tag}", flat.network, flat.rootfs, cmd)
         ip = flat.podman.address(f"web-{flat.tag}", flat.network)
         assert RANGE[0] <= ipaddress.ip_address(ip) <= RANGE[1], (ip, flat.plugin_log())
@@ -162,8 +159,7 @@ def test_sticky_pod_gets_its_address_back(flat: Env) -> None:
 def test_cni_args_podman_passes_reach_the_plugin(flat: Env) -> None:
     """Pins the identity contract the sticky test relies on (podman 4.3 behaviour)."""
     pod_env = {"CNI_ARGS": f"K8S_POD_NAMESPACE=fne-{flat.tag}"}
-    cid = flat.podman.run_detached("ident-0", flat.network, flat.rootfs,
-                                   ["/bin/sleep", "600"], env=pod_env)
+    cid = flat.podman.run_detached("ident-0", flat.network, flat.rootfs, ["/bin/sleep", "600"], env=pod_env)
     from flatnet.ipam import Ipam
     from flatnet.ipam.store import open_store
 

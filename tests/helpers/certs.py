@@ -23,21 +23,64 @@ def _openssl(*args: str) -> None:
 
 def make_ca(d: Path, name: str) -> tuple[str, str]:
     crt, key = d / f"{name}.crt", d / f"{name}.key"
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", str(key), "-out", str(crt), "-days", "2",
-             "-subj", f"/CN=fne-{name}")
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-out",
+        str(crt),
+        "-days",
+        "2",
+        "-subj",
+        f"/CN=fne-{name}",
+    )
     return str(crt), str(key)
 
 
 def make_cert(d: Path, name: str, ca: tuple[str, str], server: bool) -> tuple[str, str]:
-    crt, key, csr, ext = (d / f"{name}.crt", d / f"{name}.key", d / f"{name}.csr",
-                          d / f"{name}.ext")
-    ext.write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"
-                   if server else "extendedKeyUsage=clientAuth\n")
-    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", str(key), "-out", str(csr), "-subj", f"/CN=fne-{name}")
-    _openssl("x509", "-req", "-in", str(csr), "-CA", ca[0], "-CAkey", ca[1],
-             "-CAcreateserial", "-out", str(crt), "-days", "2", "-extfile", str(ext))
+    crt, key, csr, ext = (d / f"{name}.crt", d / f"{name}.key", d / f"{name}.csr", d / f"{name}.ext")
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"
+        if server
+        else "extendedKeyUsage=clientAuth\n"
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+        "-subj",
+        f"/CN=fne-{name}",
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        ca[0],
+        "-CAkey",
+        ca[1],
+        "-CAcreateserial",
+        "-out",
+        str(crt),
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+    )
     return str(crt), str(key)
 
 
@@ -49,6 +92,13 @@ def make_pki(d: Path) -> dict[str, str]:
     server = make_cert(d, "server", ca, server=True)
     client = make_cert(d, "client", ca, server=False)
     stranger = make_cert(d, "stranger", other, server=False)
-    return {"ca": ca[0], "cert": server[0], "key": server[1],
-            "client_cert": client[0], "client_key": client[1],
-            "other_ca": other[0], "stranger_cert": stranger[0], "stranger_key": stranger[1]}
+    return {
+        "ca": ca[0],
+        "cert": server[0],
+        "key": server[1],
+        "client_cert": client[0],
+        "client_key": client[1],
+        "other_ca": other[0],
+        "stranger_cert": stranger[0],
+        "stranger_key": stranger[1],
+    }

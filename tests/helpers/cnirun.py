@@ -58,24 +58,31 @@ class Runner:
         conf["cniVersion"] = self.conflist["cniVersion"]
         if prev is not None:
             conf["prevResult"] = prev
-        runtime = {cap: self.capability_args[cap]
-                   for cap, on in (plugin.get("capabilities") or {}).items()
-                   if on and cap in self.capability_args}
+        runtime = {
+            cap: self.capability_args[cap]
+            for cap, on in (plugin.get("capabilities") or {}).items()
+            if on and cap in self.capability_args
+        }
         if runtime:
             conf["runtimeConfig"] = runtime
         return conf
 
     def exec_plugin(self, verb: str, plugin: dict, prev: dict | None) -> dict | None:
         conf = self._config(plugin, prev)
-        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-               "CNI_COMMAND": verb, "CNI_CONTAINERID": self.container_id,
-               "CNI_NETNS": self.netns, "CNI_IFNAME": self.ifname, "CNI_ARGS": self.cni_args,
-               "CNI_PATH": ":".join(self.cni_path), **self.env}
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "CNI_COMMAND": verb,
+            "CNI_CONTAINERID": self.container_id,
+            "CNI_NETNS": self.netns,
+            "CNI_IFNAME": self.ifname,
+            "CNI_ARGS": self.cni_args,
+            "CNI_PATH": ":".join(self.cni_path),
+            **self.env,
+        }
         argv = [self._find(plugin["type"])]
         if self.netns_exec:
             argv = ["ip", "netns", "exec", self.netns_exec, *argv]
-        proc = subprocess.run(argv, input=json.dumps(conf).encode(), env=env,
-                              capture_output=True, timeout=self.timeout)
+        proc = subprocess.run(argv, input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=self.timeout)
         out, err = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
         if proc.returncode != 0:
             try:
@@ -124,5 +131,4 @@ def inprocess_env() -> dict[str, str]:
     """What makes the forwarder run the no-agent mode when no agent listens."""
     from flatnet import forwarder
 
-    return {"FLATNET_INPROCESS": forwarder.inprocess_entry(),
-            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    return {"FLATNET_INPROCESS": forwarder.inprocess_entry(), "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}

@@ -33,8 +33,7 @@ def _free_port() -> int:
 class EtcdServer:
     """One etcd process; ``stop``/``start`` keep data dir and ports, like a real restart."""
 
-    def __init__(self, data_dir: Path, tls: "dict[str, str] | None" = None,
-                 name: str = "fnt") -> None:
+    def __init__(self, data_dir: Path, tls: "dict[str, str] | None" = None, name: str = "fnt") -> None:
         """``tls``: {"cert", "key", "ca"} makes the client side https with client-cert auth."""
         binary = shutil.which("etcd") or ETCD_BIN
         if not os.path.exists(binary):
@@ -53,14 +52,34 @@ class EtcdServer:
     def start(self, wait: float = 20.0) -> None:
         peer = f"http://127.0.0.1:{self.peer_port}"
         args = [
-            self.binary, "--name", self.name, "--data-dir", str(self.data_dir / "data"),
-            "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"{self.name}={peer}", "--log-level", "warn",
+            self.binary,
+            "--name",
+            self.name,
+            "--data-dir",
+            str(self.data_dir / "data"),
+            "--listen-client-urls",
+            self.endpoint,
+            "--advertise-client-urls",
+            self.endpoint,
+            "--listen-peer-urls",
+            peer,
+            "--initial-advertise-peer-urls",
+            peer,
+            "--initial-cluster",
+            f"{self.name}={peer}",
+            "--log-level",
+            "warn",
         ]
         if self.tls:
-            args += ["--cert-file", self.tls["cert"], "--key-file", self.tls["key"],
-                     "--trusted-ca-file", self.tls["ca"], "--client-cert-auth"]
+            args += [
+                "--cert-file",
+                self.tls["cert"],
+                "--key-file",
+                self.tls["key"],
+                "--trusted-ca-file",
+                self.tls["ca"],
+                "--client-cert-auth",
+            ]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + wait
@@ -77,18 +96,17 @@ class EtcdServer:
     def healthy(self) -> bool:
         cfg = None
         if self.tls:
-            cfg = {"caFile": self.tls["ca"], "certFile": self.tls["client_cert"],
-                   "keyFile": self.tls["client_key"]}
+            cfg = {"caFile": self.tls["ca"], "certFile": self.tls["client_cert"], "keyFile": self.tls["client_key"]}
         return endpoint_health(self.endpoint, 1.0, cfg) is None
 
     def etcdctl(self, *args: str) -> str:
         """Run etcdctl (v3 API) against this server; raises with its stderr on failure."""
         cmd = ["etcdctl", "--endpoints", self.endpoint, *args]
         if self.tls:
-            cmd[1:1] = ["--cacert", self.tls["ca"], "--cert", self.tls["client_cert"],
-                        "--key", self.tls["client_key"]]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=30,
-                             env={**os.environ, "ETCDCTL_API": "3"}, check=False)
+            cmd[1:1] = ["--cacert", self.tls["ca"], "--cert", self.tls["client_cert"], "--key", self.tls["client_key"]]
+        res = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=30, env={**os.environ, "ETCDCTL_API": "3"}, check=False
+        )
         if res.returncode != 0:
             raise RuntimeError(f"etcdctl {' '.join(args)}: {res.stderr.strip()}")
         return res.stdout

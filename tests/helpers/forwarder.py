@@ -34,18 +34,38 @@ def run(env: dict[str, str], stdin: bytes = b"", timeout: float = EXEC_TIMEOUT) 
 
 
 def cni_env(verb: str, cid: str = "c1", **over: str) -> dict[str, str]:
-    env = {"CNI_COMMAND": verb, "CNI_CONTAINERID": cid, "CNI_IFNAME": "eth0",
-           "CNI_NETNS": "/run/netns/fnf-pod", "CNI_PATH": "/opt/cni/bin", "CNI_ARGS": ""}
+    env = {
+        "CNI_COMMAND": verb,
+        "CNI_CONTAINERID": cid,
+        "CNI_IFNAME": "eth0",
+        "CNI_NETNS": "/run/netns/fnf-pod",
+        "CNI_PATH": "/opt/cni/bin",
+        "CNI_ARGS": "",
+    }
     env.update(over)
     return env
 
 
 def conf(version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
-    out = {"cniVersion": version, "name": "fnf-flat", "type": "flatnet", "mode": "macvlan",
-           "master": "vlan100",
-           "ipam": {"pools": [{"name": "fnf-v4", "subnet": "198.18.100.0/24", "rangeStart": "198.18.100.32",
-                               "rangeEnd": "198.18.100.63", "gateway": "198.18.100.1"}],
-                    "store": {"type": "memory"}}}
+    out = {
+        "cniVersion": version,
+        "name": "fnf-flat",
+        "type": "flatnet",
+        "mode": "macvlan",
+        "master": "vlan100",
+        "ipam": {
+            "pools": [
+                {
+                    "name": "fnf-v4",
+                    "subnet": "198.18.100.0/24",
+                    "rangeStart": "198.18.100.32",
+                    "rangeEnd": "198.18.100.63",
+                    "gateway": "198.18.100.1",
+                }
+            ],
+            "store": {"type": "memory"},
+        },
+    }
     out.update(extra)
     return out
 
@@ -67,13 +87,14 @@ class Agent:
 
         def store_factory(cfg: dict) -> Any:
             from flatnet.ipam.store import open_store
+
             return self.stores.setdefault(json.dumps(cfg, sort_keys=True), open_store(cfg))
 
-        self.service = Service(node="fnf-node", lock_dir=lock_dir, datapath_factory=lambda mode: self.dp,
-                               store_factory=store_factory)
+        self.service = Service(
+            node="fnf-node", lock_dir=lock_dir, datapath_factory=lambda mode: self.dp, store_factory=store_factory
+        )
         self.server = AgentServer(path, self.service, allowed_uids=frozenset({os.getuid()}))
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def close(self) -> None:

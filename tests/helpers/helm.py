@@ -31,8 +31,10 @@ from typing import Any, Callable
 import yaml
 
 ACTION = re.compile(r"\{\{(-\s)?\s*(.*?)\s*(\s-)?\}\}", re.S)
-TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<open>\()|(?P<close>\))|(?P<pipe>\|)'
-                   r'|(?P<word>[^\s()|"]+))')
+TOKEN = re.compile(
+    r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<open>\()|(?P<close>\))|(?P<pipe>\|)'
+    r'|(?P<word>[^\s()|"]+))'
+)
 
 
 class TemplateError(Exception):
@@ -54,14 +56,21 @@ class Chart:
     def templates(self) -> list[Path]:
         return sorted((self.path / "templates").glob("*.yaml"))
 
-    def render(self, overrides: dict[str, Any] | None = None, *, release: str = "flatnet",
-               namespace: str = "flatnet") -> dict[str, str]:
+    def render(
+        self, overrides: dict[str, Any] | None = None, *, release: str = "flatnet", namespace: str = "flatnet"
+    ) -> dict[str, str]:
         """Every template rendered: {"templates/x.yaml": text}."""
         values = merge(self.values, overrides or {})
-        ctx = {"Values": values, "Release": {"Name": release, "Namespace": namespace},
-               "Chart": {"Name": self.meta["name"], "Version": self.meta["version"],
-                         "AppVersion": self.meta.get("appVersion", "")},
-               "Template": {"BasePath": f"{self.meta['name']}/templates"}}
+        ctx = {
+            "Values": values,
+            "Release": {"Name": release, "Namespace": namespace},
+            "Chart": {
+                "Name": self.meta["name"],
+                "Version": self.meta["version"],
+                "AppVersion": self.meta.get("appVersion", ""),
+            },
+            "Template": {"BasePath": f"{self.meta['name']}/templates"},
+        }
         sources = {f"{self.meta['name']}/templates/{t.name}": t.read_text() for t in self.templates()}
         out: dict[str, str] = {}
         for name, text in sources.items():
@@ -90,6 +99,7 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 # --- parsing -----------------------------------------------------------------------------
 
+
 @dataclass
 class _Text:
     text: str
@@ -112,7 +122,7 @@ def _lex(text: str) -> list[_Text | tuple[str, str]]:
     pieces: list[_Text | tuple[str, str]] = []
     pos, trim_next = 0, False
     for m in ACTION.finditer(text):
-        chunk = text[pos:m.start()]
+        chunk = text[pos : m.start()]
         if trim_next:
             chunk = chunk.lstrip()
         if m.group(1):
@@ -168,10 +178,16 @@ def render(text: str, ctx: dict[str, Any], sources: dict[str, str] | None = None
 
 # --- evaluation --------------------------------------------------------------------------
 
+
 def truth(value: Any) -> bool:
     """Go template truth: the zero value of its type is false."""
-    return not (value is None or value is False or value == 0 and not isinstance(value, bool)
-                or (isinstance(value, (str, list, dict)) and len(value) == 0))
+    return not (
+        value is None
+        or value is False
+        or value == 0
+        and not isinstance(value, bool)
+        or (isinstance(value, (str, list, dict)) and len(value) == 0)
+    )
 
 
 def to_json(value: Any) -> str:
@@ -196,7 +212,8 @@ class _Evaluator:
     def __init__(self, ctx: dict[str, Any], sources: dict[str, str]) -> None:
         self.ctx, self.sources = ctx, sources
         self.funcs: dict[str, Callable[..., Any]] = {
-            "toJson": to_json, "quote": _quote,
+            "toJson": to_json,
+            "quote": _quote,
             "sha256sum": lambda s: hashlib.sha256(_text(s).encode()).hexdigest(),
             "default": lambda d, v=None: v if truth(v) else d,
             "print": lambda *a: "".join(_text(x) for x in a),
@@ -220,8 +237,7 @@ class _Evaluator:
         return render(self.sources[name], self.ctx, self.sources)
 
     def pipeline(self, expr: str) -> Any:
-        tokens = [(m.lastgroup, m.group(m.lastgroup)) for m in TOKEN.finditer(expr)
-                  if m.lastgroup]  # type: ignore[arg-type]
+        tokens = [(m.lastgroup, m.group(m.lastgroup)) for m in TOKEN.finditer(expr) if m.lastgroup]  # type: ignore[arg-type]
         value, rest = self._pipe(tokens)
         if rest:
             raise TemplateError(f"cannot parse {expr!r}")

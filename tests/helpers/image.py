@@ -25,10 +25,10 @@ BUILD_TIMEOUT = 1500.0  # a fresh build downloads ~150 packages and the wheels
 class Image:
     ref: str
     archive: Path
-    manifest: str   # sha256:... of the manifest (containerd's image "digest")
-    config: str     # sha256:... of the config (podman's image id)
+    manifest: str  # sha256:... of the manifest (containerd's image "digest")
+    config: str  # sha256:... of the config (podman's image id)
     info: dict
-    output: str     # what build.sh printed
+    output: str  # what build.sh printed
 
 
 def pyproject_version() -> str:
@@ -40,13 +40,20 @@ def ensure_image(tag: str | None = None, env: dict[str, str] | None = None) -> I
     run_env = {**os.environ, "PY": sys.executable, **(env or {})}
     if tag:
         run_env["IMAGE_TAG"] = tag
-    proc = subprocess.run(["bash", str(BUILD)], capture_output=True, text=True, env=run_env,
-                          timeout=BUILD_TIMEOUT, check=False)
+    proc = subprocess.run(
+        ["bash", str(BUILD)], capture_output=True, text=True, env=run_env, timeout=BUILD_TIMEOUT, check=False
+    )
     if proc.returncode != 0:
-        raise AssertionError(f"scripts/image/build.sh failed ({proc.returncode}):\n"
-                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"scripts/image/build.sh failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     name = tag or pyproject_version()
     info = json.loads((OUT / f"flatnet-{name}.json").read_text())
-    return Image(ref=info["ref"], archive=OUT / f"flatnet-{name}.oci.tar",
-                 manifest=info["manifest"], config=info["config"], info=info,
-                 output=proc.stdout + proc.stderr)
+    return Image(
+        ref=info["ref"],
+        archive=OUT / f"flatnet-{name}.oci.tar",
+        manifest=info["manifest"],
+        config=info["config"],
+        info=info,
+        output=proc.stdout + proc.stderr,
+    )

@@ -46,6 +46,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # --- host side ---------------------------------------------------------------------------------
 
+
 class VmTestFailure(Exception):
     """A test failed inside the VM; its text is the in-VM report."""
 
@@ -67,8 +68,7 @@ class VmSession:
         self.error = "the VM run was interrupted"  # one boot per session, even if this one dies
         from tests.helpers import vm
 
-        job = JOB.format(port=RESULT_PORT, per_test=600,
-                         extra=os.environ.get("FLATNET_VM_PYTEST_ARGS", ""))
+        job = JOB.format(port=RESULT_PORT, per_test=600, extra=os.environ.get("FLATNET_VM_PYTEST_ARGS", ""))
         try:
             run = vm.run(job, {"nodeids": "\n".join(self.nodeids) + "\n"}, timeout=VM_TIMEOUT)
         except vm.VmError as exc:
@@ -78,8 +78,10 @@ class VmSession:
         self.seconds, self.kernel = run.seconds, run.kernel
         lines = [ln for ln in run.result.splitlines() if ln.startswith("{")]
         if not lines:
-            self.error = ("the VM finished but wrote no results; console tail "
-                          f"(full log: {vm.LOG_DIR}/console.log):\n{run.console[-4000:]}")
+            self.error = (
+                "the VM finished but wrote no results; console tail "
+                f"(full log: {vm.LOG_DIR}/console.log):\n{run.console[-4000:]}"
+            )
             return
         data = json.loads(lines[-1])
         self.results, self.summary = data["results"], data.get("summary", "")
@@ -105,8 +107,9 @@ class VmItem(pytest.Item):
         assert sess.results is not None
         res = sess.results.get(self.nodeid)
         if res is None:
-            raise VmTestFailure(f"kernel tier: {self.nodeid} did not run in the VM; console tail:\n"
-                                + getattr(sess, "console_tail", ""))
+            raise VmTestFailure(
+                f"kernel tier: {self.nodeid} did not run in the VM; console tail:\n" + getattr(sess, "console_tail", "")
+            )
         for title, text in res.get("sections", []):
             self.add_report_section("call", f"{title} (in the VM)", text)
         if res["outcome"] == "skipped":
@@ -125,8 +128,7 @@ class VmItem(pytest.Item):
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
-                                  items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     if IN_VM:
         return
     picked: list[str] = []
@@ -155,12 +157,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 # --- inside the VM -----------------------------------------------------------------------------
 
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if not IN_VM:
         return
     results = _results()
-    res = results.setdefault(report.nodeid, {"outcome": "passed", "longrepr": "", "sections": [],
-                                             "notes": []})
+    res = results.setdefault(report.nodeid, {"outcome": "passed", "longrepr": "", "sections": [], "notes": []})
     if report.failed or (report.skipped and res["outcome"] == "passed"):
         res["outcome"] = "failed" if report.failed else "skipped"
         if report.skipped and isinstance(report.longrepr, tuple):

@@ -17,12 +17,12 @@ from typing import Callable
 
 def sh(ns: str, *cmd: str, timeout: float = 15) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` inside netns ``ns`` (``ip netns exec``), output captured, bounded in time."""
-    return subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True, timeout=timeout)
 
 
-def ping(ns: str, dst: str, *extra: str, tries: int = 3, count: int = 1, wait: int = 2,
-         interval: float | None = None) -> bool:
+def ping(
+    ns: str, dst: str, *extra: str, tries: int = 3, count: int = 1, wait: int = 2, interval: float | None = None
+) -> bool:
     """True when ``dst`` answers from ``ns``: up to ``tries`` runs of ``count`` probes, each
     waiting ``wait`` s (``extra``: more ping options, e.g. ``-s 1400 -M do``)."""
     args = ["ping", "-n", "-c", str(count), "-W", str(wait)]

@@ -25,9 +25,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = ROOT / ".cache" / "vm-logs"
 # big packages that only the host's tests use (charts, manifest schemas) and tooling
-SKIP_SITE = ("numpy", "matplotlib", "PIL", "pillow", "fontTools", "fonttools", "contourpy",
-             "kiwisolver", "kubernetes_validate", "kubernetes-validate", "pip", "setuptools",
-             "_distutils_hack", "pkg_resources", "__editable__", "flatnet", "mypy", "ruff", "grpc")
+SKIP_SITE = (
+    "numpy",
+    "matplotlib",
+    "PIL",
+    "pillow",
+    "fontTools",
+    "fonttools",
+    "contourpy",
+    "kiwisolver",
+    "kubernetes_validate",
+    "kubernetes-validate",
+    "pip",
+    "setuptools",
+    "_distutils_hack",
+    "pkg_resources",
+    "__editable__",
+    "flatnet",
+    "mypy",
+    "ruff",
+    "grpc",
+)
 # compiled files are kept (site-packages) or made (src, tests) on the host: the same Debian
 # python3 runs inside, and compiling every import under TCG costs most of a minute
 SKIP_TREE = shutil.ignore_patterns(".hypothesis", ".pytest_cache")
@@ -48,10 +66,8 @@ class VmRun:
 def boot_files() -> Path:
     """The cache directory holding vmlinuz + rootfs.cpio, built first if its inputs changed."""
     if shutil.which("qemu-system-x86_64") is None:
-        raise VmError("qemu-system-x86_64 is not installed: run scripts/setup.sh "
-                      "(apt-get install qemu-system-x86)")
-    out = subprocess.run(["bash", str(ROOT / "scripts/vm/build.sh")], capture_output=True,
-                         text=True, timeout=1500)
+        raise VmError("qemu-system-x86_64 is not installed: run scripts/setup.sh (apt-get install qemu-system-x86)")
+    out = subprocess.run(["bash", str(ROOT / "scripts/vm/build.sh")], capture_output=True, text=True, timeout=1500)
     if out.returncode != 0:
         raise VmError(f"scripts/vm/build.sh failed:\n{out.stderr[-4000:]}")
     return Path(out.stdout.strip().splitlines()[-1])
@@ -79,16 +95,18 @@ def _stage(stage: Path, job: str, files: dict[str, str]) -> None:
             shutil.copytree(entry, app / "site" / entry.name, ignore=SKIP_TREE)
         else:
             shutil.copy2(entry, app / "site" / entry.name)
-    subprocess.run([shutil.which("python3") or "python3", "-m", "compileall", "-q", "-j", "0",
-                    str(wt)], check=False, capture_output=True)
+    subprocess.run(
+        [shutil.which("python3") or "python3", "-m", "compileall", "-q", "-j", "0", str(wt)],
+        check=False,
+        capture_output=True,
+    )
     for name, text in files.items():
         (app / name).write_text(text)
     (app / "job").write_text("#!/bin/sh\n" + job)
     (app / "job").chmod(0o755)
 
 
-def run(job: str, files: dict[str, str] | None = None, timeout: float = 900,
-        memory_mb: int = 2048) -> VmRun:
+def run(job: str, files: dict[str, str] | None = None, timeout: float = 900, memory_mb: int = 2048) -> VmRun:
     """Boot the VM, run ``job`` (sh) as /opt/flatnet/job, return its console and result."""
     boot = boot_files()
     tmp = Path(tempfile.mkdtemp(prefix="fnv-vm-"))
@@ -100,22 +118,44 @@ def run(job: str, files: dict[str, str] | None = None, timeout: float = 900,
                 shutil.copyfileobj(base, fh, 1 << 20)
             fh.flush()
             listing = subprocess.run(["find", "."], cwd=tmp / "stage", capture_output=True, check=True)
-            subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=tmp / "stage",
-                           input=listing.stdout, stdout=fh, check=True)
+            subprocess.run(
+                ["cpio", "-o", "-H", "newc", "--quiet"], cwd=tmp / "stage", input=listing.stdout, stdout=fh, check=True
+            )
         console, result = tmp / "console.log", tmp / "result.out"
-        cmd = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", "2",
-               "-m", str(memory_mb), "-nodefaults", "-nic", "none", "-display", "none",
-               "-no-reboot", "-kernel", str(boot / "vmlinuz"), "-initrd", str(initrd),
-               "-append", "console=ttyS0 panic=-1 random.trust_cpu=on rdinit=/init"
-               + ("" if os.environ.get("FLATNET_VM_VERBOSE") else " quiet"),
-               "-serial", f"file:{console}", "-serial", f"file:{result}"]
+        cmd = [
+            "qemu-system-x86_64",
+            "-accel",
+            "tcg",
+            "-cpu",
+            "max",
+            "-smp",
+            "2",
+            "-m",
+            str(memory_mb),
+            "-nodefaults",
+            "-nic",
+            "none",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-kernel",
+            str(boot / "vmlinuz"),
+            "-initrd",
+            str(initrd),
+            "-append",
+            "console=ttyS0 panic=-1 random.trust_cpu=on rdinit=/init"
+            + ("" if os.environ.get("FLATNET_VM_VERBOSE") else " quiet"),
+            "-serial",
+            f"file:{console}",
+            "-serial",
+            f"file:{result}",
+        ]
         start = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             qout, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise VmError(f"the VM did not finish within {timeout:.0f} s; console tail:\n"
-                          + _tail(console)) from None
+            raise VmError(f"the VM did not finish within {timeout:.0f} s; console tail:\n" + _tail(console)) from None
         finally:  # also on KeyboardInterrupt or a pytest-timeout: never leave qemu running
             if proc.poll() is None:
                 proc.kill()
@@ -146,8 +186,8 @@ def _keep_log(text: str) -> None:
 
 if __name__ == "__main__":  # a quick manual boot: python -m tests.helpers.vm 'uname -a'
     import sys
-    r = run(" ".join(sys.argv[1:]) or "uname -a; ip -d link add t0 type dummy && ip -d link show t0",
-            timeout=300)
+
+    r = run(" ".join(sys.argv[1:]) or "uname -a; ip -d link add t0 type dummy && ip -d link show t0", timeout=300)
     print(r.console)
     print(f"--- {r.kernel}: {r.seconds:.1f} s; result: {r.result!r}", file=sys.stderr)
     os._exit(0)

@@ -64,7 +64,9 @@ def tcp_exchange(server_ns: str, bind: str, client_ns: str, dst: str, port: int 
     """One TCP connection client_ns -> server_ns; returns (client output, peer the server saw)."""
     server = subprocess.Popen(
         ["ip", "netns", "exec", server_ns, sys.executable, "-c", SERVER, bind, str(port), "8"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert server.stdout is not None
@@ -213,8 +215,4 @@ def iface_addrs(ns: str, ifname: str) -> set[str]:
         idx = ip.link_lookup(ifname=ifname)
         if not idx:
             return set()
-        return {
-            f"{m.get('address')}/{m['prefixlen']}"
-            for m in ip.addr("dump", index=idx[0])
-            if m["scope"] == 0
-        }
+        return {f"{m.get('address')}/{m['prefixlen']}" for m in ip.addr("dump", index=idx[0]) if m["scope"] == 0}

@@ -25,11 +25,17 @@ SUBJECTS = {
     "Control plane": ["flatnet (agent)", "flatnet (in-process)", "bridge+host-local"],
     "CRI (containerd)": ["flatnet (agent)", "bridge+host-local"],
     "IPAM": ["sqlite", "etcd"],
-    "etcd client (per call)": ["flatnet _http (kept)", "http.client", "httpx", "etcd3gw",
-                               "aetcd (gRPC)"],
-    "Data plane": ["wire", "flat macvlan", "flat bridge", "flat ipvlan", "vxlan overlay",
-                   "udp tunnel (userspace)", "VM -> pod (flat)",
-                   "VM -> node:port -> pod (overlay)"],
+    "etcd client (per call)": ["flatnet _http (kept)", "http.client", "httpx", "etcd3gw", "aetcd (gRPC)"],
+    "Data plane": [
+        "wire",
+        "flat macvlan",
+        "flat bridge",
+        "flat ipvlan",
+        "vxlan overlay",
+        "udp tunnel (userspace)",
+        "VM -> pod (flat)",
+        "VM -> node:port -> pod (overlay)",
+    ],
     "Routes per node": ["flat macvlan", "flat bridge", "vxlan overlay"],
 }
 NUMBER = r"\d[\d,]*(\.\d+)?"
@@ -45,8 +51,12 @@ def _namespaces(prefix: str) -> set[str]:
 @pytest.mark.timeout(900)  # the lab may be held by another test for a while (manager.exclusive)
 def test_quick_bench_writes_a_full_report(tmp_path: Path) -> None:
     before = _namespaces("fnb-")
-    proc = subprocess.run([sys.executable, "-m", "flatnet.cli.main", "bench", "--quick",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=880)
+    proc = subprocess.run(
+        [sys.executable, "-m", "flatnet.cli.main", "bench", "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=880,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     md = (tmp_path / "BENCHMARKS.md").read_text()
     sections = re.split(r"^## ", md, flags=re.M)
@@ -65,8 +75,7 @@ def test_quick_bench_writes_a_full_report(tmp_path: Path) -> None:
         assert f"| {key} |" in md
     assert "## Targets" in md and "flatnet bench --quick" in md
     pngs = sorted((tmp_path / "benchmarks").glob("*.png"))
-    assert {p.name for p in pngs} >= {"throughput.png", "latency.png", "cni-latency.png",
-                                     "ipam-rate.png", "routes.png"}
+    assert {p.name for p in pngs} >= {"throughput.png", "latency.png", "cni-latency.png", "ipam-rate.png", "routes.png"}
     for p in pngs:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "vs baseline" in md

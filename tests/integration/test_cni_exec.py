@@ -44,8 +44,12 @@ class Topo:
         self.db = str(tmp / "ipam.db")
         self.bin = str(tmp / "bin")
         install_forwarder(self.bin)
-        self.env = {**inprocess_env(), "FLATNET_AGENT_SOCKET": str(tmp / "no-agent.sock"),
-                    "FLATNET_LOCK_DIR": str(tmp / "locks"), "FLATNET_NODE": "node1"}
+        self.env = {
+            **inprocess_env(),
+            "FLATNET_AGENT_SOCKET": str(tmp / "no-agent.sock"),
+            "FLATNET_LOCK_DIR": str(tmp / "locks"),
+            "FLATNET_NODE": "node1",
+        }
 
     def build(self) -> None:
         for ns in (self.node, self.vm):
@@ -74,22 +78,43 @@ class Topo:
                 pass
 
     def conf(self, **over: Any) -> dict:
-        plugin = {"type": "flatnet", "mode": "macvlan", "master": "vp0", "hostNetns": self.node,
-                  "ipam": {"pools": [{"name": f"t{self.tag}", "subnet": "198.18.120.0/24",
-                                      "rangeStart": "198.18.120.50", "rangeEnd": "198.18.120.59",
-                                      "gateway": "198.18.120.1"}],
-                           "store": {"type": "sqlite", "path": self.db}}}
+        plugin = {
+            "type": "flatnet",
+            "mode": "macvlan",
+            "master": "vp0",
+            "hostNetns": self.node,
+            "ipam": {
+                "pools": [
+                    {
+                        "name": f"t{self.tag}",
+                        "subnet": "198.18.120.0/24",
+                        "rangeStart": "198.18.120.50",
+                        "rangeEnd": "198.18.120.59",
+                        "gateway": "198.18.120.1",
+                    }
+                ],
+                "store": {"type": "sqlite", "path": self.db},
+            },
+        }
         plugin.update(over)
         return plugin
 
     def runner(self, plugins: list[dict], netns: str, cid: str | None = None, **kw: Any) -> Runner:
         conflist = {"cniVersion": "1.0.0", "name": f"flat{self.tag}", "plugins": plugins}
-        return Runner(conflist, cid or secrets.token_hex(8), netns, netns_exec=self.node,
-                      cni_path=(self.bin, REF_PLUGINS), env=self.env, **kw)
+        return Runner(
+            conflist,
+            cid or secrets.token_hex(8),
+            netns,
+            netns_exec=self.node,
+            cni_path=(self.bin, REF_PLUGINS),
+            env=self.env,
+            **kw,
+        )
 
     def leases(self) -> list[Any]:
         from flatnet.ipam import Ipam
         from flatnet.ipam.store import open_store
+
         store = open_store({"type": "sqlite", "path": self.db})
         try:
             return Ipam(store).leases()
@@ -132,8 +157,9 @@ def _add_check_del(topo: Topo, runner: Runner, pod: str) -> dict:
 
 def test_add_check_del_in_process(topo: Topo) -> None:
     pod = topo.pod()
-    result = _add_check_del(topo, topo.runner([topo.conf()], pod,
-                                              cni_args="K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0"), pod)
+    result = _add_check_del(
+        topo, topo.runner([topo.conf()], pod, cni_args="K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0"), pod
+    )
     assert result["cniVersion"] == "1.0.0"
     assert result["interfaces"][result["ips"][0]["interface"]]["sandbox"] == pod
 
@@ -141,11 +167,26 @@ def test_add_check_del_in_process(topo: Topo) -> None:
 def test_add_check_del_through_agent(topo: Topo) -> None:
     sock = str(topo.tmp / "agent" / "agent.sock")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    agent = subprocess.Popen([sys.executable, "-m", "flatnet.cli.main", "agent", "--socket", sock,
-                              "--node", "node1", "--lock-dir", str(topo.tmp / "locks")],
-                             env=env, stderr=subprocess.PIPE, text=True)
+    agent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flatnet.cli.main",
+            "agent",
+            "--socket",
+            sock,
+            "--node",
+            "node1",
+            "--lock-dir",
+            str(topo.tmp / "locks"),
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         from flatnet.agent.protocol import request
+
         deadline = time.monotonic() + 20
         while not os.path.exists(sock) and agent.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -176,8 +217,14 @@ def test_chained_with_reference_plugins(topo: Topo, mode: str) -> None:
     """
     pod = topo.pod()
     flat = topo.conf(mode=mode)
-    flat["ipam"]["pools"].append({"name": f"t{topo.tag}-v6", "subnet": "2001:db8:120::/64",
-                                  "rangeStart": "2001:db8:120::50", "rangeEnd": "2001:db8:120::59"})
+    flat["ipam"]["pools"].append(
+        {
+            "name": f"t{topo.tag}-v6",
+            "subnet": "2001:db8:120::/64",
+            "rangeStart": "2001:db8:120::50",
+            "rangeEnd": "2001:db8:120::59",
+        }
+    )
     plugins = [
         flat,
         {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.arp_notify": "1"}},
@@ -218,9 +265,13 @@ def test_parent_missing_leaks_nothing(topo: Topo) -> None:
     assert info.value.code == 103 and "nosuch0" in info.value.msg
     assert topo.leases() == []
     assert topo.links(pod) == ["lo"]
-    proc = subprocess.run([sys.executable, "-m", "flatnet.cli.main", "ipam", "ls", "--store",
-                           f"sqlite:{topo.db}"], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "flatnet.cli.main", "ipam", "ls", "--store", f"sqlite:{topo.db}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+    )
     assert proc.returncode == 0 and "0 lease(s)" in proc.stdout
 
 
@@ -255,9 +306,24 @@ def test_add_twice_same_ifname_keeps_first(topo: Topo) -> None:
 def _start_agent(topo: Topo, *extra: str) -> tuple[subprocess.Popen, str]:
     sock = str(topo.tmp / "agent" / "agent.sock")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    agent = subprocess.Popen([sys.executable, "-m", "flatnet.cli.main", "agent", "--socket", sock,
-                              "--node", "node1", "--lock-dir", str(topo.tmp / "locks"), *extra],
-                             env=env, stderr=subprocess.PIPE, text=True)
+    agent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flatnet.cli.main",
+            "agent",
+            "--socket",
+            sock,
+            "--node",
+            "node1",
+            "--lock-dir",
+            str(topo.tmp / "locks"),
+            *extra,
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 20
     while not os.path.exists(sock) and agent.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -38,6 +38,7 @@ def pair() -> Iterator[tuple[str, str, str]]:
     node, host = f"fni-{tag}-n", f"fni-{tag}-h"
     try:
         from pyroute2 import netns as pnetns
+
         pnetns.create(node)
         pnetns.create(host)
         with ipr(node) as ip:
@@ -71,9 +72,9 @@ def test_dad_probe_finds_the_host_and_only_it(pair: tuple[str, str, str]) -> Non
 
 def test_probe_link_is_the_parent_that_exists(pair: tuple[str, str, str]) -> None:
     node, _host, _mac = pair
-    spec = AttachSpec(container_id="c", ifname="eth0", netns="", mode="macvlan", master="fniv0",
-                      host_netns=node)
+    spec = AttachSpec(container_id="c", ifname="eth0", netns="", mode="macvlan", master="fniv0", host_netns=node)
     assert conflict.probe_link(spec) == "fniv0"
-    missing = AttachSpec(container_id="c", ifname="eth0", netns="", mode="macvlan",
-                         master="fniv0", vlan=300, host_netns=node)
+    missing = AttachSpec(
+        container_id="c", ifname="eth0", netns="", mode="macvlan", master="fniv0", vlan=300, host_netns=node
+    )
     assert conflict.probe_link(missing) is None

@@ -27,8 +27,13 @@ def _mac(ns: str, ifname: str) -> str:
 
 def _spec(topo: Topology, pod_ns: str, n: int, **kw: object) -> AttachSpec:
     spec = AttachSpec(
-        container_id=f"ctr-{pod_ns}", ifname="eth0", netns=f"/run/netns/{pod_ns}", mode="bridge",
-        master="eth1", addresses=pod_addrs(n), host_netns=topo.nodes[0].ns,
+        container_id=f"ctr-{pod_ns}",
+        ifname="eth0",
+        netns=f"/run/netns/{pod_ns}",
+        mode="bridge",
+        master="eth1",
+        addresses=pod_addrs(n),
+        host_netns=topo.nodes[0].ns,
     )
     return replace(spec, **kw) if kw else spec
 

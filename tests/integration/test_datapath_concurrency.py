@@ -27,8 +27,13 @@ def test_parallel_adds_share_one_node_link(mode: str) -> None:
         node = topo.nodes[0].ns
         specs = [
             AttachSpec(
-                container_id=f"ctr-{i}", ifname="eth0", netns=f"/run/netns/{topo.pod()}",
-                mode=mode, master=master, addresses=pod_addrs(i), host_netns=node,
+                container_id=f"ctr-{i}",
+                ifname="eth0",
+                netns=f"/run/netns/{topo.pod()}",
+                mode=mode,
+                master=master,
+                addresses=pod_addrs(i),
+                host_netns=node,
             )
             for i in range(1, 5)
         ]

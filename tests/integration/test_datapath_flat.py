@@ -257,8 +257,9 @@ def test_vlan_parent_is_made_on_demand(cluster: Cluster) -> None:
             vlans = {e["ifname"]: e["vlans"] for e in json.loads(sh(node, "bridge", "-j", "vlan", "show").stdout)}
             host = host_veth_name(spec.container_id, spec.ifname)
             assert [v for v in vlans[cluster.master] if v["vlan"] == 100 and "PVID" not in v.get("flags", [])], vlans
-            assert [(v["vlan"], set(v.get("flags", []))) for v in vlans[host]] == \
-                [(100, {"PVID", "Egress Untagged"})], vlans
+            assert [(v["vlan"], set(v.get("flags", []))) for v in vlans[host]] == [
+                (100, {"PVID", "Egress Untagged"})
+            ], vlans
             assert not {"fnbr100", f"{cluster.master}.100"} & link_names(node)
         else:
             assert f"{cluster.master}.100" in link_names(node) - before
@@ -270,8 +271,10 @@ def test_vlan_parent_is_made_on_demand(cluster: Cluster) -> None:
 
 def test_missing_8021q_is_named_and_leaves_nothing(cluster: Cluster) -> None:
     if _kernel_has_8021q(cluster.topo):
-        pytest.skip("kernel has 8021q: the missing-feature path cannot happen "
-                    "(this test runs on hosts without it, such as this project's machines and CI)")
+        pytest.skip(
+            "kernel has 8021q: the missing-feature path cannot happen "
+            "(this test runs on hosts without it, such as this project's machines and CI)"
+        )
     node = cluster.topo.nodes[0].ns
     pod_ns = cluster.topo.pod()
     before = link_names(node), route_dsts(node)
@@ -307,6 +310,7 @@ def test_add_announces_the_new_binding_to_neighbours(cluster: Cluster) -> None:
         sh(cluster.topo.vm, "ip", "neigh", "replace", ip, "dev", "eth0", "lladdr", "02:00:00:00:de:ad", "nud", "stale")
     att = cluster.dp.add(spec)
     try:
+
         def table() -> str:
             return sh(cluster.topo.vm, "ip", "neigh", "show", "dev", "eth0").stdout
 
@@ -331,7 +335,18 @@ def _half_made_link(cluster: Cluster, spec: AttachSpec, where: str) -> None:
     tmp = tmp_name(spec.container_id, spec.ifname)
     node = spec.host_netns or ""
     if cluster.mode == "bridge":
-        sh(node, "ip", "link", "add", host_veth_name(spec.container_id, spec.ifname), "type", "veth", "peer", "name", tmp)
+        sh(
+            node,
+            "ip",
+            "link",
+            "add",
+            host_veth_name(spec.container_id, spec.ifname),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            tmp,
+        )
     else:
         sh(node, "ip", "link", "add", tmp, "link", cluster.master, "type", "macvlan", "mode", "bridge")
     if where == "pod":
@@ -421,8 +436,7 @@ def test_del_host_removes_only_flatnet_host_routes() -> None:
     name = f"fnrt{os.getpid() % 100000}"
 
     def ip_(*args: str) -> str:
-        return subprocess.run(["ip", "-n", name, *args], check=True, capture_output=True,
-                              text=True, timeout=15).stdout
+        return subprocess.run(["ip", "-n", name, *args], check=True, capture_output=True, text=True, timeout=15).stdout
 
     subprocess.run(["ip", "netns", "add", name], check=True, timeout=15)
     try:

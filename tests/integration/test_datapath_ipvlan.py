@@ -52,8 +52,13 @@ def topo():
 
 def _spec(topo: Topology, pod_ns: str, n: int, **kw: object) -> AttachSpec:
     spec = AttachSpec(
-        container_id=f"ctr-{pod_ns}", ifname="eth0", netns=f"/run/netns/{pod_ns}", mode="ipvlan",
-        master="eth0", addresses=pod_addrs(n), host_netns=topo.nodes[0].ns,
+        container_id=f"ctr-{pod_ns}",
+        ifname="eth0",
+        netns=f"/run/netns/{pod_ns}",
+        mode="ipvlan",
+        master="eth0",
+        addresses=pod_addrs(n),
+        host_netns=topo.nodes[0].ns,
     )
     return replace(spec, **kw) if kw else spec
 
@@ -73,8 +78,11 @@ def test_ipvlan_pod_is_reachable(topo: Topology) -> None:
     assert link_names(pod_ns) == {"lo"}
 
 
-@pytest.mark.skipif(HAS_IPVLAN, reason="kernel has ipvlan: the missing-feature path cannot happen "
-                    "(this test runs on hosts without it, such as this project's machines and CI)")
+@pytest.mark.skipif(
+    HAS_IPVLAN,
+    reason="kernel has ipvlan: the missing-feature path cannot happen "
+    "(this test runs on hosts without it, such as this project's machines and CI)",
+)
 def test_missing_ipvlan_is_named_and_leaves_nothing(topo: Topology) -> None:
     node = topo.nodes[0].ns
     pod_ns = topo.pod()
@@ -115,8 +123,11 @@ def test_ipvlan_pods_of_a_node_show_one_mac_on_the_wire(topo: Topology) -> None:
         for _, n in pods:
             assert ping(topo.vm, f"198.18.100.{50 + n}")
         neigh = sh(topo.vm, "ip", "neigh", "show", "dev", "eth0").stdout
-        macs = {ln.split("lladdr")[1].split()[0] for ln in neigh.splitlines()
-                if "lladdr" in ln and ln.split()[0] in {"198.18.100.54", "198.18.100.55"}}
+        macs = {
+            ln.split("lladdr")[1].split()[0]
+            for ln in neigh.splitlines()
+            if "lladdr" in ln and ln.split()[0] in {"198.18.100.54", "198.18.100.55"}
+        }
         assert macs == {node_mac}, neigh
         assert ping(pods[0][0], "198.18.100.55"), "pod -> pod on the same ipvlan parent"
     finally:

@@ -19,17 +19,35 @@ pytestmark = pytest.mark.etcd
 
 
 def _conf(endpoint: str) -> bytes:
-    return json.dumps({
-        "cniVersion": "1.1.0", "name": "flat", "type": "flatnet", "master": "vlan100",
-        "ipam": {"pools": [{"subnet": "198.18.100.0/24", "gateway": "198.18.100.1",
-                            "rangeStart": "198.18.100.32", "rangeEnd": "198.18.100.63"}],
-                 "store": {"type": "etcd", "endpoints": [endpoint]}},
-    }).encode()
+    return json.dumps(
+        {
+            "cniVersion": "1.1.0",
+            "name": "flat",
+            "type": "flatnet",
+            "master": "vlan100",
+            "ipam": {
+                "pools": [
+                    {
+                        "subnet": "198.18.100.0/24",
+                        "gateway": "198.18.100.1",
+                        "rangeStart": "198.18.100.32",
+                        "rangeEnd": "198.18.100.63",
+                    }
+                ],
+                "store": {"type": "etcd", "endpoints": [endpoint]},
+            },
+        }
+    ).encode()
 
 
 def _add(service: Service, conf: bytes, cid: str) -> tuple[int, dict]:
-    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": cid, "CNI_NETNS": f"/run/netns/{cid}",
-           "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin"}
+    env = {
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": f"/run/netns/{cid}",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": "/opt/cni/bin",
+    }
     out = io.StringIO()
     code = dispatch(service, env, conf, out, io.StringIO())
     return code, json.loads(out.getvalue() or "{}")
@@ -37,8 +55,7 @@ def _add(service: Service, conf: bytes, cid: str) -> tuple[int, dict]:
 
 def test_add_while_etcd_is_down_is_code_11_and_changes_nothing(etcd_server, tmp_path) -> None:
     dp = FakeDatapath()
-    service = Service(node="node1", lock_dir=str(tmp_path / "locks"),
-                      datapath_factory=lambda mode: dp)
+    service = Service(node="node1", lock_dir=str(tmp_path / "locks"), datapath_factory=lambda mode: dp)
     conf = _conf(etcd_server.endpoint)
     code, res = _add(service, conf, "pod-a")
     assert code == 0, res

@@ -48,8 +48,12 @@ def test_three_agents_never_hand_out_the_same_address(etcd_shared: EtcdServer, e
         store.close()
 
 
-BIG = PoolSpec("big", ipaddress.ip_network("2001:db8:c::/112"), range_start=ipaddress.ip_address("2001:db8:c::1"),
-               range_end=ipaddress.ip_address("2001:db8:c::1000"))  # 4096 addresses: node-chunked
+BIG = PoolSpec(
+    "big",
+    ipaddress.ip_network("2001:db8:c::/112"),
+    range_start=ipaddress.ip_address("2001:db8:c::1"),
+    range_end=ipaddress.ip_address("2001:db8:c::1000"),
+)  # 4096 addresses: node-chunked
 
 
 def _chunk_client(endpoint: str, prefix: str, wid: int, count: int, nodes: int) -> list[str]:
@@ -67,8 +71,9 @@ def _chunk_client(endpoint: str, prefix: str, wid: int, count: int, nodes: int) 
 def test_node_chunks_never_duplicate_across_processes(etcd_shared: EtcdServer, etcd_prefix: str) -> None:
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(4) as pool:
-        runs = pool.starmap_async(_chunk_client, [(etcd_shared.endpoint, etcd_prefix, w, 120, 5)
-                                                  for w in range(4)]).get(timeout=180)
+        runs = pool.starmap_async(
+            _chunk_client, [(etcd_shared.endpoint, etcd_prefix, w, 120, 5) for w in range(4)]
+        ).get(timeout=180)
     got = [a for run in runs for a in run]
     assert len(got) == len(set(got)) == 480
     store = EtcdStore([etcd_shared.endpoint], prefix=etcd_prefix)

@@ -42,14 +42,25 @@ class Clock:
 
 
 def _conf(store: dict) -> bytes:
-    return json.dumps({
-        "cniVersion": "1.1.0", "name": "fne-dn", "type": "flatnet", "master": "fne-none",
-        "ipam": {"pools": [{"subnet": "198.18.122.0/24", "sticky": True}], "store": store}}).encode()
+    return json.dumps(
+        {
+            "cniVersion": "1.1.0",
+            "name": "fne-dn",
+            "type": "flatnet",
+            "master": "fne-none",
+            "ipam": {"pools": [{"subnet": "198.18.122.0/24", "sticky": True}], "store": store},
+        }
+    ).encode()
 
 
 def _cni(service: Service, verb: str, cid: str, store: dict, pod: str = "", prev: dict | None = None):
-    env = {"CNI_COMMAND": verb, "CNI_CONTAINERID": cid, "CNI_NETNS": f"/run/netns/{cid}",
-           "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin"}
+    env = {
+        "CNI_COMMAND": verb,
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": f"/run/netns/{cid}",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": "/opt/cni/bin",
+    }
     if pod:
         env["CNI_ARGS"] = f"K8S_POD_NAMESPACE=fne;K8S_POD_NAME={pod}"
     conf = json.loads(_conf(store))
@@ -67,8 +78,9 @@ def cluster(etcd_shared, etcd_prefix, tmp_path):
 
     def node(name: str) -> tuple[Service, FakeDatapath, NodeHeartbeat, Clock]:
         dp = FakeDatapath()
-        svc = Service(node=name, default_store=cfg, lock_dir=str(tmp_path / name / "locks"),
-                      datapath_factory=lambda mode: dp)
+        svc = Service(
+            node=name, default_store=cfg, lock_dir=str(tmp_path / name / "locks"), datapath_factory=lambda mode: dp
+        )
         clock = Clock()
         hb = NodeHeartbeat(svc, cfg, ttl=2, grace=30, state_dir=str(tmp_path / name), clock=clock)
         made.append(svc)
@@ -126,7 +138,9 @@ def test_reclaim_after_grace_keeps_sticky_and_the_returning_node_tears_down(clus
     assert code == 1 and res["code"] == STATE_MISMATCH, res
     doc = json.loads(Path(state_file(hb_a.state_dir, "fne-a")).read_text())
     assert {a["address"] for a in doc["attachments"]} == {
-        res_sticky["ips"][0]["address"], res_plain["ips"][0]["address"]}
+        res_sticky["ips"][0]["address"],
+        res_plain["ips"][0]["address"],
+    }
     found = reclaimed_findings(hb_a.state_dir)
     assert [f.code for f in found] == ["node-reclaimed"] and "fne-b" in found[0].what
     # the pod recreated within the hold gets its sticky address back
@@ -157,11 +171,30 @@ def _agent(tmp: Path, name: str, cfg: dict) -> tuple[subprocess.Popen, Path]:
     log = tmp / f"{name}.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
-            [os.path.join(os.path.dirname(sys.executable), "flatnet"), "agent",
-             "--socket", str(tmp / f"{name}.sock"), "--node", name, "--store", json.dumps(cfg),
-             "--lock-dir", str(tmp / name / "locks"), "--state-dir", str(tmp / name),
-             "--reconcile-every", "0", "--heartbeat-ttl", "2", "--dead-node-grace", "3"],
-            stdout=fh, stderr=fh, start_new_session=True)
+            [
+                os.path.join(os.path.dirname(sys.executable), "flatnet"),
+                "agent",
+                "--socket",
+                str(tmp / f"{name}.sock"),
+                "--node",
+                name,
+                "--store",
+                json.dumps(cfg),
+                "--lock-dir",
+                str(tmp / name / "locks"),
+                "--state-dir",
+                str(tmp / name),
+                "--reconcile-every",
+                "0",
+                "--heartbeat-ttl",
+                "2",
+                "--dead-node-grace",
+                "3",
+            ],
+            stdout=fh,
+            stderr=fh,
+            start_new_session=True,
+        )
     return proc, log
 
 
@@ -196,26 +229,38 @@ def two_agents(etcd_shared, etcd_prefix, tmp_path) -> Iterator[tuple]:
 def test_two_agent_processes_one_stops_the_other_reclaims(two_agents) -> None:
     cfg, store, procs, tmp = two_agents
     (a, a_log), (b, b_log) = procs
-    _wait(lambda: all(store.get(node_key(n, "alive")) for n in ("fne-pa", "fne-pb")),
-          "both agents heartbeating")
-    sticky = PoolSpec(name="fne-pdn", subnet=__import__("ipaddress").ip_network("198.18.123.0/24"),
-                      sticky=True)
+    _wait(lambda: all(store.get(node_key(n, "alive")) for n in ("fne-pa", "fne-pb")), "both agents heartbeating")
+    sticky = PoolSpec(name="fne-pdn", subnet=__import__("ipaddress").ip_network("198.18.123.0/24"), sticky=True)
     ipam = Ipam(store)  # leases as agent a's ADDs would record them
-    held = [ipam.allocate([sticky], Owner(f"fne-p{i}", "eth0", "fne-net", "fne", f"web-{i}",
-                                          node="fne-pa"))[0] for i in range(3)]
+    held = [
+        ipam.allocate([sticky], Owner(f"fne-p{i}", "eth0", "fne-net", "fne", f"web-{i}", node="fne-pa"))[0]
+        for i in range(3)
+    ]
     os.kill(a.pid, signal.SIGSTOP)  # a freezes: no keepalive, its etcd lease runs out
     _wait(lambda: not _leases_of(store, "fne-pa"), "agent b reclaiming agent a's leases")
     assert set(ipam.sticky(sticky).values()) == {l.address.ip for l in held}, "sticky lost"
     fence = json.loads(store.get(node_key("fne-pa", "fence")).value)
     assert fence["by"] == "fne-pb"
     os.kill(a.pid, signal.SIGCONT)
-    _wait(lambda: os.path.exists(state_file(str(tmp / "fne-pa"), "fne-pa")),
-          "agent a noticing it was reclaimed")
+    _wait(lambda: os.path.exists(state_file(str(tmp / "fne-pa"), "fne-pa")), "agent a noticing it was reclaimed")
     _wait(lambda: store.get(node_key("fne-pa", "alive")) is not None, "agent a beating again")
     assert "WAS DECLARED DEAD by node fne-pb" in a_log.read_text()
-    out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "flatnet"), "doctor",
-                          "node", "--no-probe", "--json", "--state-dir", str(tmp / "fne-pa"),
-                          "--socket", str(tmp / "fne-pa.sock")],
-                         capture_output=True, text=True, timeout=120, check=False)
+    out = subprocess.run(
+        [
+            os.path.join(os.path.dirname(sys.executable), "flatnet"),
+            "doctor",
+            "node",
+            "--no-probe",
+            "--json",
+            "--state-dir",
+            str(tmp / "fne-pa"),
+            "--socket",
+            str(tmp / "fne-pa.sock"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert "node-reclaimed" in out.stdout and "fne-pb" in out.stdout, out.stdout + out.stderr
     assert a.poll() is None and b.poll() is None

@@ -63,24 +63,48 @@ def segment() -> Iterator[tuple[str, str, str]]:
 
 
 def _ping(ns: str, addr: str) -> bool:
-    return subprocess.run([IP, "netns", "exec", ns, "ping", "-c", "1", "-W", "1", addr],
-                          capture_output=True, timeout=10, check=False).returncode == 0
+    return (
+        subprocess.run(
+            [IP, "netns", "exec", ns, "ping", "-c", "1", "-W", "1", addr], capture_output=True, timeout=10, check=False
+        ).returncode
+        == 0
+    )
 
 
 def test_returning_node_removes_the_reclaimed_address_from_a_real_pod(
-        segment, etcd_shared, etcd_prefix, tmp_path) -> None:
+    segment, etcd_shared, etcd_prefix, tmp_path
+) -> None:
     node, host, pod = segment
     cfg = {"type": "etcd", "endpoints": [etcd_shared.endpoint], "prefix": etcd_prefix}
-    conf = {"cniVersion": "1.1.0", "name": "fne-dnr", "type": "flatnet", "mode": "macvlan",
-            "master": "fneup0", "hostNetns": node,
-            "ipam": {"pools": [{"subnet": "198.18.124.0/24", "rangeStart": "198.18.124.10",
-                                "rangeEnd": "198.18.124.20", "conflictProbe": False}],
-                     "store": cfg}}
+    conf = {
+        "cniVersion": "1.1.0",
+        "name": "fne-dnr",
+        "type": "flatnet",
+        "mode": "macvlan",
+        "master": "fneup0",
+        "hostNetns": node,
+        "ipam": {
+            "pools": [
+                {
+                    "subnet": "198.18.124.0/24",
+                    "rangeStart": "198.18.124.10",
+                    "rangeEnd": "198.18.124.20",
+                    "conflictProbe": False,
+                }
+            ],
+            "store": cfg,
+        },
+    }
     svc_a = Service(node="fne-ra", lock_dir=str(tmp_path / "a"))
     svc_b = Service(node="fne-rb", lock_dir=str(tmp_path / "b"))
     try:
-        env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "fne-ctr1", "CNI_IFNAME": "eth0",
-               "CNI_NETNS": fnetns.ns_path(pod) or "", "CNI_PATH": "/opt/cni/bin"}
+        env = {
+            "CNI_COMMAND": "ADD",
+            "CNI_CONTAINERID": "fne-ctr1",
+            "CNI_IFNAME": "eth0",
+            "CNI_NETNS": fnetns.ns_path(pod) or "",
+            "CNI_PATH": "/opt/cni/bin",
+        }
         out = io.StringIO()
         assert dispatch(svc_a, env, json.dumps(conf).encode(), out, io.StringIO()) == 0, out.getvalue()
         addr = json.loads(out.getvalue())["ips"][0]["address"].split("/")[0]

@@ -104,21 +104,35 @@ def _refused(cfg: dict) -> StoreAccessDenied:
 
 # ---- TLS + client certificates --------------------------------------------------------
 def test_mtls_with_the_right_ca_and_client_certificate_allocates(tls_etcd, pki) -> None:
-    cfg = {"type": "etcd", "endpoints": [tls_etcd.endpoint], "prefix": "/fne-mtls/",
-           "caFile": pki["ca"], "certFile": pki["client_cert"], "keyFile": pki["client_key"]}
+    cfg = {
+        "type": "etcd",
+        "endpoints": [tls_etcd.endpoint],
+        "prefix": "/fne-mtls/",
+        "caFile": pki["ca"],
+        "certFile": pki["client_cert"],
+        "keyFile": pki["client_key"],
+    }
     assert _allocate(cfg).startswith("198.18.120.")
     assert "fne-mtls" in tls_etcd.etcdctl("get", "--prefix", "/fne-mtls/", "--keys-only")
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"caFile": "other_ca"}, ["is not trusted by caFile", "other-ca.crt", "set ipam.store.caFile"]),
-    ({"certFile": None, "keyFile": None}, ["requires a client certificate", "certFile"]),
-    ({"certFile": "stranger_cert", "keyFile": "stranger_key"},
-     ["rejected the client certificate", "stranger.crt"]),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"caFile": "other_ca"}, ["is not trusted by caFile", "other-ca.crt", "set ipam.store.caFile"]),
+        ({"certFile": None, "keyFile": None}, ["requires a client certificate", "certFile"]),
+        ({"certFile": "stranger_cert", "keyFile": "stranger_key"}, ["rejected the client certificate", "stranger.crt"]),
+    ],
+)
 def test_mtls_refusals_name_the_setting(tls_etcd, pki, change, words) -> None:
-    cfg = {"type": "etcd", "endpoints": [tls_etcd.endpoint], "prefix": "/fne-mtls/",
-           "caFile": pki["ca"], "certFile": pki["client_cert"], "keyFile": pki["client_key"]}
+    cfg = {
+        "type": "etcd",
+        "endpoints": [tls_etcd.endpoint],
+        "prefix": "/fne-mtls/",
+        "caFile": pki["ca"],
+        "certFile": pki["client_cert"],
+        "keyFile": pki["client_key"],
+    }
     for k, v in change.items():
         if v is None:
             cfg.pop(k)
@@ -139,8 +153,7 @@ def test_http_endpoint_against_a_tls_etcd_hints_at_https(tls_etcd) -> None:
 # ---- etcd users ------------------------------------------------------------------------
 def test_auth_right_password_works_and_survives_an_etcd_restart(auth_etcd) -> None:
     server, d = auth_etcd
-    cfg = {"type": "etcd", "endpoints": [server.endpoint], "prefix": "/fne-auth/",
-           **_files(d, "root", PASSWORD)}
+    cfg = {"type": "etcd", "endpoints": [server.endpoint], "prefix": "/fne-auth/", **_files(d, "root", PASSWORD)}
     store = open_store(cfg)
     try:
         ipam = Ipam(store)
@@ -169,31 +182,46 @@ def test_auth_without_credentials_says_which_settings(auth_etcd) -> None:
 
 def test_auth_user_without_a_role_is_told_to_grant_one(auth_etcd) -> None:
     server, d = auth_etcd
-    err = _refused({"type": "etcd", "endpoints": [server.endpoint], "prefix": "/fne-x/",
-                    **_files(d, "fne-norole", PASSWORD)})
+    err = _refused(
+        {"type": "etcd", "endpoints": [server.endpoint], "prefix": "/fne-x/", **_files(d, "fne-norole", PASSWORD)}
+    )
     assert "grant it a role" in err.msg and "/fne-x/" in err.msg, err.msg
 
 
 # ---- the CNI paths -----------------------------------------------------------------------
 def _conf(store: dict, sock: str | None = None) -> dict:
-    conf = {"cniVersion": "1.1.0", "name": "fne-sec", "type": "flatnet", "master": "fne-none",
-            "ipam": {"pools": [{"subnet": "198.18.121.0/24"}], "store": store}}
+    conf = {
+        "cniVersion": "1.1.0",
+        "name": "fne-sec",
+        "type": "flatnet",
+        "master": "fne-none",
+        "ipam": {"pools": [{"subnet": "198.18.121.0/24"}], "store": store},
+    }
     if sock:
         conf["agentSocket"] = sock
     return conf
 
 
 def _env(cid: str) -> dict[str, str]:
-    return {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": cid, "CNI_NETNS": f"/run/netns/{cid}",
-            "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin"}
+    return {
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": f"/run/netns/{cid}",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": "/opt/cni/bin",
+    }
 
 
 def test_agent_handler_answers_a_cni_error_naming_the_ca(tls_etcd, pki, tmp_path) -> None:
     dp = FakeDatapath()
-    service = Service(node="fne-n1", lock_dir=str(tmp_path / "locks"),
-                      datapath_factory=lambda mode: dp)
-    store = {"type": "etcd", "endpoints": [tls_etcd.endpoint], "caFile": pki["other_ca"],
-             "certFile": pki["client_cert"], "keyFile": pki["client_key"]}
+    service = Service(node="fne-n1", lock_dir=str(tmp_path / "locks"), datapath_factory=lambda mode: dp)
+    store = {
+        "type": "etcd",
+        "endpoints": [tls_etcd.endpoint],
+        "caFile": pki["other_ca"],
+        "certFile": pki["client_cert"],
+        "keyFile": pki["client_key"],
+    }
     out = io.StringIO()
     code = dispatch(service, _env("fne-c1"), json.dumps(_conf(store)).encode(), out, io.StringIO())
     res = json.loads(out.getvalue())
@@ -208,10 +236,24 @@ def agent(tmp_path) -> Iterator[tuple[str, Path]]:
     sock, log = str(tmp_path / "fne-agent.sock"), tmp_path / "agent.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
-            [os.path.join(os.path.dirname(sys.executable), "flatnet"), "agent", "--socket", sock, "--node", "fne-n1",
-             "--lock-dir", str(tmp_path / "locks"), "--reconcile-every", "0",
-             "--state-dir", str(tmp_path / "state")],
-            stdout=fh, stderr=fh, start_new_session=True)
+            [
+                os.path.join(os.path.dirname(sys.executable), "flatnet"),
+                "agent",
+                "--socket",
+                sock,
+                "--node",
+                "fne-n1",
+                "--lock-dir",
+                str(tmp_path / "locks"),
+                "--reconcile-every",
+                "0",
+                "--state-dir",
+                str(tmp_path / "state"),
+            ],
+            stdout=fh,
+            stderr=fh,
+            start_new_session=True,
+        )
     try:
         for _ in range(200):
             if os.path.exists(sock) or proc.poll() is not None:
@@ -233,9 +275,15 @@ def test_plugin_through_a_real_agent_names_the_password_file(auth_etcd, agent) -
     sock, log = agent
     files = _files(d, "root", PASSWORD + "-wrong")
     store = {"type": "etcd", "endpoints": [server.endpoint], **files}
-    res = subprocess.run(["/opt/cni/bin/flatnet"], input=json.dumps(_conf(store, sock)),
-                         env={**os.environ, **_env("fne-c2")}, capture_output=True, text=True,
-                         timeout=60, check=False)
+    res = subprocess.run(
+        ["/opt/cni/bin/flatnet"],
+        input=json.dumps(_conf(store, sock)),
+        env={**os.environ, **_env("fne-c2")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert res.returncode != 0, res.stdout
     err = json.loads(res.stdout)
     assert err["code"] == INVALID_CONFIG, err
@@ -276,8 +324,12 @@ def _dead_url() -> str:
 def test_failover_skips_dead_and_hanging_members(etcd_shared, etcd_prefix) -> None:
     silent = Silent()
     try:
-        cfg = {"type": "etcd", "endpoints": [_dead_url(), silent.url, etcd_shared.endpoint],
-               "prefix": etcd_prefix, "timeout": 1}
+        cfg = {
+            "type": "etcd",
+            "endpoints": [_dead_url(), silent.url, etcd_shared.endpoint],
+            "prefix": etcd_prefix,
+            "timeout": 1,
+        }
         store = open_store(cfg)
         try:
             ipam = Ipam(store)

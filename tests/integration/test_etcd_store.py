@@ -48,8 +48,7 @@ def test_dead_endpoint_is_skipped(etcd_shared: EtcdServer, etcd_prefix: str) -> 
 
 def _pools() -> list[PoolSpec]:
     return [
-        PoolSpec("e4", ipaddress.ip_network("198.18.7.0/29"), gateway=ipaddress.ip_address("198.18.7.1"),
-                 sticky=True),
+        PoolSpec("e4", ipaddress.ip_network("198.18.7.0/29"), gateway=ipaddress.ip_address("198.18.7.1"), sticky=True),
         PoolSpec("e6", ipaddress.ip_network("2001:db8:7::/125")),
     ]
 

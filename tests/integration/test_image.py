@@ -28,8 +28,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 # a regression guard on what ships (today ~42 MiB): not a timing, a size
 MAX_COMPRESSED_MIB = 60
 # podman 4.3 + runc here: limits podman asks for must not exceed the caller's (see e2e/podmanctl.py)
-PODMAN_RUN = ["podman", "run", "--rm", "--network", "none", "--runtime", "runc",
-              "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+PODMAN_RUN = [
+    "podman",
+    "run",
+    "--rm",
+    "--network",
+    "none",
+    "--runtime",
+    "runc",
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=1024:1024",
+]
 
 
 @pytest.fixture(scope="module")
@@ -70,29 +81,35 @@ def test_image_is_named_by_the_chart_repository_and_pyproject_version(image: Ima
 
 def test_image_holds_flatnet_and_the_tools_and_nothing_of_a_build(image: Image) -> None:
     names = _layer_names(_blobs(image.archive))
-    for need in ("usr/local/bin/flatnet", "opt/flatnet/bin/flatnet", "usr/sbin/nft",
-                 "usr/bin/ip", "usr/bin/python3"):
+    for need in ("usr/local/bin/flatnet", "opt/flatnet/bin/flatnet", "usr/sbin/nft", "usr/bin/ip", "usr/bin/python3"):
         assert need in names, need
     assert any(n.startswith("usr/local/lib/python3.11/dist-packages/pyroute2/") for n in names)
     tools = {"gcc", "cc", "cpp", "c++", "g++", "ld", "as", "make", "apt", "apt-get", "pip", "pip3"}
-    bad = sorted(n for n in names if
-                 (n.startswith(("usr/bin/", "usr/sbin/", "usr/local/bin/"))
-                  and n.rsplit("/", 1)[-1] in tools)
-                 or n.startswith(("usr/lib/gcc/", "usr/share/man/", "usr/share/info/",
-                                  "usr/share/locale/", "var/cache/apt/", "usr/include/"))
-                 or (n.startswith("var/lib/apt/lists/")
-                     and n.rstrip("/") not in {"var/lib/apt/lists", "var/lib/apt/lists/partial"})
-                 or (n.startswith("usr/share/doc/") and n.count("/") > 3
-                     and not n.endswith("/copyright")))
+    bad = sorted(
+        n
+        for n in names
+        if (n.startswith(("usr/bin/", "usr/sbin/", "usr/local/bin/")) and n.rsplit("/", 1)[-1] in tools)
+        or n.startswith(
+            ("usr/lib/gcc/", "usr/share/man/", "usr/share/info/", "usr/share/locale/", "var/cache/apt/", "usr/include/")
+        )
+        or (
+            n.startswith("var/lib/apt/lists/")
+            and n.rstrip("/") not in {"var/lib/apt/lists", "var/lib/apt/lists/partial"}
+        )
+        or (n.startswith("usr/share/doc/") and n.count("/") > 3 and not n.endswith("/copyright"))
+    )
     assert not bad, f"the image ships build leftovers: {bad[:10]}"
     assert image.info["layer_compressed"] < MAX_COMPRESSED_MIB * 2**20
 
 
 def test_image_runs_flatnet_nft_ip_and_the_plugin(image: Image) -> None:
-    script = ("flatnet version --json && nft --version >/dev/null && ip -V >/dev/null && "
-              "CNI_COMMAND=VERSION /opt/flatnet/bin/flatnet </dev/null")
-    proc = subprocess.run([*PODMAN_RUN, image.ref, "sh", "-ec", script],
-                          capture_output=True, text=True, timeout=120, check=False)
+    script = (
+        "flatnet version --json && nft --version >/dev/null && ip -V >/dev/null && "
+        "CNI_COMMAND=VERSION /opt/flatnet/bin/flatnet </dev/null"
+    )
+    proc = subprocess.run(
+        [*PODMAN_RUN, image.ref, "sh", "-ec", script], capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     version_line, plugin_line = proc.stdout.strip().splitlines()[-2:]
     assert json.loads(version_line)["version"] == pyproject_version()

@@ -28,9 +28,12 @@ pytestmark = [
 ]
 
 # (row, mode, vlan) - the rows the bench cannot measure on this machine, plus macvlan
-ROWS = (("flat macvlan", "macvlan", None), ("flat ipvlan", "ipvlan", None),
-        ("flat macvlan on 802.1Q (eth0.100)", "macvlan", 100),
-        ("flat ipvlan on 802.1Q (eth0.100)", "ipvlan", 100))
+ROWS = (
+    ("flat macvlan", "macvlan", None),
+    ("flat ipvlan", "ipvlan", None),
+    ("flat macvlan on 802.1Q (eth0.100)", "macvlan", 100),
+    ("flat ipvlan on 802.1Q (eth0.100)", "ipvlan", 100),
+)
 SECONDS = int(os.environ.get("FLATNET_VM_BENCH_SECONDS", "3"))
 
 
@@ -47,9 +50,18 @@ def _pods_path(topo: Topology, mode: str, vlan: int | None, n: int) -> tuple[flo
     specs = []
     for node, k in ((0, n), (1, n + 1)):
         pod_ns = topo.pod()
-        specs.append(AttachSpec(container_id=f"ctr-{pod_ns}", ifname="eth0",
-                                netns=netns.ns_path(pod_ns) or "", mode=mode, master="eth0",
-                                vlan=vlan, addresses=pod_addrs(k), host_netns=topo.nodes[node].ns))
+        specs.append(
+            AttachSpec(
+                container_id=f"ctr-{pod_ns}",
+                ifname="eth0",
+                netns=netns.ns_path(pod_ns) or "",
+                mode=mode,
+                master="eth0",
+                vlan=vlan,
+                addresses=pod_addrs(k),
+                host_netns=topo.nodes[node].ns,
+            )
+        )
     done = []
     try:
         for spec in specs:
@@ -77,8 +89,10 @@ def test_ipvlan_and_8021q_rows_against_the_wire_and_macvlan(record_property) -> 
                 rows[row] = _pods_path(topo, mode, vlan, 60 + 2 * k)
     wire_g, wire_l = rows["wire"]
     mac_g, mac_l = rows["flat macvlan"]
-    lines = ["kernel-tier bench (ratios; TCG: absolute figures are meaningless)",
-             f"  {'path':36} {'TCP/wire':>9} {'TCP/macvlan':>12} {'RR p50/wire':>12} {'RR p50/macvlan':>15}"]
+    lines = [
+        "kernel-tier bench (ratios; TCG: absolute figures are meaningless)",
+        f"  {'path':36} {'TCP/wire':>9} {'TCP/macvlan':>12} {'RR p50/wire':>12} {'RR p50/macvlan':>15}",
+    ]
     for row, (g, lat) in rows.items():
         assert g > 0 and lat > 0, f"{row}: no traffic measured ({g} Gbit/s, {lat} µs)"
         lines.append(f"  {row:36} {g / wire_g:9.2f} {g / mac_g:12.2f} {lat / wire_l:12.2f} {lat / mac_l:15.2f}")

@@ -37,8 +37,15 @@ def topo():
 
 def _spec(topo: TrunkTopology, node: int, pod_ns: str, n: int, mode: str = "macvlan") -> AttachSpec:
     return AttachSpec(
-        container_id=f"ctr-{pod_ns}", ifname="eth0", netns=netns.ns_path(pod_ns) or "", mode=mode,
-        master="eth0", vlan=100, addresses=pod_addrs(n), routes=ROUTES, host_netns=topo.nodes[node].ns,
+        container_id=f"ctr-{pod_ns}",
+        ifname="eth0",
+        netns=netns.ns_path(pod_ns) or "",
+        mode=mode,
+        master="eth0",
+        vlan=100,
+        addresses=pod_addrs(n),
+        routes=ROUTES,
+        host_netns=topo.nodes[node].ns,
     )
 
 
@@ -119,6 +126,7 @@ def test_vlan_200_host_sees_no_vlan_100_frame(topo: TrunkTopology) -> None:
 
 
 # --- bridge mode on a VLAN-aware bridge ---------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def btopo():

@@ -36,8 +36,9 @@ def topo() -> Iterator[Topology]:
 
 
 def ping(ns: str, dst: str, tries: int = 3) -> bool:
-    return any(labnet.run_cmd(ns, ["ping", "-c", "1", "-W", "1", dst], timeout=10).returncode == 0
-               for _ in range(tries))
+    return any(
+        labnet.run_cmd(ns, ["ping", "-c", "1", "-W", "1", dst], timeout=10).returncode == 0 for _ in range(tries)
+    )
 
 
 def test_a_hand_configured_vm_address_is_skipped_and_the_vm_keeps_it(topo: Topology) -> None:
@@ -52,28 +53,45 @@ def test_a_hand_configured_vm_address_is_skipped_and_the_vm_keeps_it(topo: Topol
         names.append("fni-c2")
         second = pods.add_pod("node1", "fni-c2", "flat")
         assert second.ip != taken, f"the pod got {taken}, which the VM answers for"
-        print(f"\nconflict: vm1 configured {taken} by hand; pod fni-c2 probed it, "
-              f"got {second.ip} instead")
+        print(f"\nconflict: vm1 configured {taken} by hand; pod fni-c2 probed it, got {second.ip} instead")
 
-        proc = subprocess.run([sys.executable, "-m", "flatnet.cli.main", "ipam", "ls", "--json",
-                               "--store", f"sqlite:{netconf.store_config('sqlite', None)['path']}"],
-                              capture_output=True, text=True, timeout=60, check=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "flatnet.cli.main",
+                "ipam",
+                "ls",
+                "--json",
+                "--store",
+                f"sqlite:{netconf.store_config('sqlite', None)['path']}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         quarantined = json.loads(proc.stdout)["quarantined"]
         vm_mac = json.loads(labnet.run_cmd(VM, ["ip", "-j", "link", "show", "eth0"]).stdout)[0]["address"]
         assert [(q["address"], q["mac"]) for q in quarantined] == [(taken, vm_mac)], quarantined
         print(f"ipam ls: quarantined {quarantined[0]['address']} ({quarantined[0]['why']})")
 
         # the VM keeps working at that address: ping and TCP from the new pod and from vm2
-        server = subprocess.Popen(["ip", "netns", "exec", VM, sys.executable, "-c", SERVER,
-                                   str(PORT), "vm1"], stdout=subprocess.PIPE, text=True)
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", VM, sys.executable, "-c", SERVER, str(PORT), "vm1"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
         assert ping(f"{PREFIX}vm2", taken)
         out = pods.exec_in_pod("fni-c2", [sys.executable, "-c", CLIENT, taken, str(PORT)])
         assert out.returncode == 0 and out.stdout.split() == ["vm1", second.ip], out
         neigh = labnet.run_cmd(f"{PREFIX}vm2", ["ip", "neigh", "show", taken]).stdout
         assert vm_mac in neigh, neigh  # the VLAN still maps the address to the VM
-        print(f"vm1 still answers at {taken}: ping from vm2 ok, TCP from pod fni-c2 ({second.ip}) ok, "
-              f"vm2's neighbour entry {neigh.strip()}")
+        print(
+            f"vm1 still answers at {taken}: ping from vm2 ok, TCP from pod fni-c2 ({second.ip}) ok, "
+            f"vm2's neighbour entry {neigh.strip()}"
+        )
     finally:
         if server is not None:
             server.kill()

@@ -35,14 +35,29 @@ def _pod_namespaces() -> list[str]:
 def test_demo_end_to_end_leaves_nothing_behind() -> None:
     lab_was_up = manager.state() is not None
     before = labnet.list_namespaces(PREFIX)
-    proc = subprocess.run([*CLI, "lab", "demo", "--seconds", "1"], capture_output=True,
-                          text=True, timeout=240, env={**os.environ, "COLUMNS": "220"})
+    proc = subprocess.run(
+        [*CLI, "lab", "demo", "--seconds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "COLUMNS": "220"},
+    )
     out = proc.stdout
     assert proc.returncode == 0, f"demo failed:\n{out[-4000:]}\n{proc.stderr[-2000:]}"
-    for key in ("(a) reachability", "FLAT measured", "OVERLAY measured",
-                "(b) source address seen by the VM", "SNAT", "(c) outside host -> pod",
-                "node:hostPort (DNAT)", "(d) routes per node", "(e) bandwidth and latency",
-                "Gbit/s", "wire node1 -> node2", "every reachability cell matched its model"):
+    for key in (
+        "(a) reachability",
+        "FLAT measured",
+        "OVERLAY measured",
+        "(b) source address seen by the VM",
+        "SNAT",
+        "(c) outside host -> pod",
+        "node:hostPort (DNAT)",
+        "(d) routes per node",
+        "(e) bandwidth and latency",
+        "Gbit/s",
+        "wire node1 -> node2",
+        "every reachability cell matched its model",
+    ):
         assert key in out, f"{key!r} missing from the demo output:\n{out[-4000:]}"
     assert "MISMATCH" not in out
     assert not [ns for ns in _pod_namespaces() if ns.startswith(f"{POD_NS_PREFIX}demo-")]
@@ -56,8 +71,7 @@ def test_demo_end_to_end_leaves_nothing_behind() -> None:
 def test_check_reach_without_a_lab_says_so() -> None:
     if manager.state() is not None:
         pytest.skip("a lab is up (the module fixture's or someone else's)")
-    proc = subprocess.run([*CLI, "check", "reach"], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run([*CLI, "check", "reach"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "no lab is up" in proc.stderr and "flatnet lab up" in proc.stderr
 
@@ -72,8 +86,7 @@ def topo() -> Iterator[Topology]:
 def test_matrix_matches_the_model(topo: Topology, network: str) -> None:
     [m] = reach.check_lab([network])
     assert [c.key for c in m.cells] == [r.key for r in reach.ROWS]
-    report = "\n".join(f"{c.label}: {c.text()} (expected {c.expected.text()})"
-                       for c in m.cells)
+    report = "\n".join(f"{c.label}: {c.text()} (expected {c.expected.text()})" for c in m.cells)
     assert m.mismatches == [], report
     cells = {c.key: c for c in m.cells}
     node1 = topo.nodes[0]
@@ -95,8 +108,9 @@ def test_matrix_matches_the_model(topo: Topology, network: str) -> None:
 
 
 def test_check_reach_cli_json(topo: Topology) -> None:
-    proc = subprocess.run([*CLI, "check", "reach", "--network", "flat", "--json"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*CLI, "check", "reach", "--network", "flat", "--json"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout[-3000:]
     data = json.loads(proc.stdout)
     assert data["ok"] is True

@@ -124,6 +124,7 @@ def test_down_after_crashed_up_leaves_nothing(lab: None) -> None:
 def test_status_says_partial_after_an_up_that_did_not_finish(lab: None) -> None:
     """An up interrupted half-way (Ctrl-C, crash) must not be reported as "up"; the next up
     completes it."""
+
     class Interrupted(Exception):
         pass
 
@@ -169,11 +170,12 @@ def test_cli_needs_root_message() -> None:
     """As a normal user the command says in one line that root is needed (no traceback)."""
     import sys
 
-    code = ("import os, sys; from flatnet.cli.main import main, build_parser; "
-            "import flatnet.cli.lab; build_parser(); os.setuid(65534); "
-            "sys.exit(main(['lab', 'status']))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=30, check=False)
+    code = (
+        "import os, sys; from flatnet.cli.main import main, build_parser; "
+        "import flatnet.cli.lab; build_parser(); os.setuid(65534); "
+        "sys.exit(main(['lab', 'status']))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 1
     assert "needs root" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

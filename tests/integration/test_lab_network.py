@@ -21,7 +21,6 @@ pytestmark = [
 ]
 
 
-
 @pytest.fixture(scope="module")
 def topo() -> Iterator[Topology]:
     """One lab (network only: no agents needed here) for the whole module."""
@@ -52,8 +51,7 @@ def test_vlan200_host_cannot_reach_nodes(topo: Topology) -> None:
 
 
 def _serve(ns: str, port: int, tag: str) -> subprocess.Popen:
-    proc = labnet.spawn(ns, [sys.executable, "-c", SERVER, str(port), tag],
-                        stdout=subprocess.PIPE, text=True)
+    proc = labnet.spawn(ns, [sys.executable, "-c", SERVER, str(port), tag], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc
 

@@ -24,7 +24,6 @@ pytestmark = [
 ]
 
 
-
 @pytest.fixture(scope="module")
 def topo() -> Iterator[Topology]:
     with fresh_lab() as topo:
@@ -62,8 +61,9 @@ def test_flat_pod_is_on_the_vms_plane(topo: Topology, cleanup_pods: list[str]) -
 def test_pod_keeps_its_source_address_outside(topo: Topology, cleanup_pods: list[str]) -> None:
     cleanup_pods.append("client1")
     pod = pods.add_pod("node2", "client1", "flat")
-    server = labnet.spawn(f"{PREFIX}out", [sys.executable, "-c", SERVER, "9000", "out"],
-                          stdout=subprocess.PIPE, text=True)
+    server = labnet.spawn(
+        f"{PREFIX}out", [sys.executable, "-c", SERVER, "9000", "out"], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
         out = pods.exec_in_pod("client1", [sys.executable, "-c", CLIENT, "198.19.200.10", "9000"])
@@ -120,12 +120,10 @@ def test_plugin_error_keeps_its_code(topo: Topology) -> None:
         assert ping(f"{PREFIX}vm1", node3.ipv6)
 
 
-def test_service_vip_reaches_a_pod_on_another_node(topo: Topology,
-                                                   cleanup_pods: list[str]) -> None:
+def test_service_vip_reaches_a_pod_on_another_node(topo: Topology, cleanup_pods: list[str]) -> None:
     cleanup_pods.append("svc2")
     backend = pods.add_pod("node2", "svc2", "flat")
-    server = pods.spawn_in_pod("svc2", [sys.executable, "-c", SERVER, "80", "svc2"],
-                               stdout=subprocess.PIPE, text=True)
+    server = pods.spawn_in_pod("svc2", [sys.executable, "-c", SERVER, "80", "svc2"], stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
         chosen = manager.install_service(["svc2"])

@@ -65,9 +65,24 @@ def expected_quantile(q: float, durations: list[float]) -> float:
 
 def ipam_ls_count(pool: str) -> int:
     """How many leases ``flatnet ipam ls --pool POOL --json`` lists."""
-    proc = subprocess.run([sys.executable, "-m", "flatnet.cli.main", "ipam", "ls", "--store",
-                           f"sqlite:{procs.path('ipam.db')}", "--pool", pool, "--json"],
-                          capture_output=True, text=True, timeout=60, check=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flatnet.cli.main",
+            "ipam",
+            "ls",
+            "--store",
+            f"sqlite:{procs.path('ipam.db')}",
+            "--pool",
+            pool,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return len(json.loads(proc.stdout)["leases"])
 
 
@@ -78,8 +93,7 @@ def test_promql_answers_match_what_the_lab_did(lab: tuple[Topology, LabPrometheu
     warm = mr.burst(topo, [f"fno-warm-{n.index}" for n in topo.nodes])
     prom.wait_for("the warm-up ADDs", lambda: prom.value(f"sum({ADD_SERIES})") == 3)
     t0 = time.time()
-    prom.wait_for("a scrape of every agent after t0",
-                  lambda: (prom.value(f"min(timestamp({ADD_SERIES}))") or 0) > t0)
+    prom.wait_for("a scrape of every agent after t0", lambda: (prom.value(f"min(timestamp({ADD_SERIES}))") or 0) > t0)
     # a quiet stretch inside the window: Prometheus extrapolates increase() to the window's
     # edges (<= ~2 scrape intervals), which weighs less in a longer window
     time.sleep(max(0.0, t0 + QUIET - time.time()))
@@ -99,34 +113,37 @@ def test_promql_answers_match_what_the_lab_did(lab: tuple[Topology, LabPrometheu
 
     # p99: the histogram's buckets over the burst only (now minus at t0) against the
     # latencies the agents logged for exactly these containers
-    p99 = prom.value(f"histogram_quantile(0.99, sum by (le) ({BUCKETS}) - sum by (le) ({BUCKETS} @ {t0:.3f}))",
-                     at=t1)
+    p99 = prom.value(f"histogram_quantile(0.99, sum by (le) ({BUCKETS}) - sum by (le) ({BUCKETS} @ {t0:.3f}))", at=t1)
     logged = mr.logged_durations(topo, {p.container_id for p in made})
     assert len(logged) == BURST
     assert p99 == pytest.approx(expected_quantile(0.99, logged), rel=1e-9), (p99, sorted(logged)[-3:])
 
     # pool usage: what the agents report = what 'flatnet ipam ls' shows = what the test added
     in_use = prom.value('max(flatnet_ipam_pool_in_use_addresses{pool="flat-v4"})')
-    usage = prom.value('max(flatnet_ipam_pool_allocated_addresses{pool="flat-v4"} '
-                       '/ flatnet_ipam_pool_size_addresses{pool="flat-v4"})')
+    usage = prom.value(
+        'max(flatnet_ipam_pool_allocated_addresses{pool="flat-v4"} / flatnet_ipam_pool_size_addresses{pool="flat-v4"})'
+    )
     size = prom.value('max(flatnet_ipam_pool_size_addresses{pool="flat-v4"})')
     held = ipam_ls_count("flat-v4")
     assert in_use == held == len(warm) + BURST
     assert size == 160  # 198.18.100.32 - .191
     assert usage == pytest.approx((len(warm) + BURST) / 160)
 
-    print(f"\nPromQL at t1 (burst of {BURST} pods, window {window}s):\n"
-          f"  sum(increase({ADD_SERIES}[{window}s])) = {increase:.3f}\n"
-          f"  sum(rate({ADD_SERIES}[{window}s])) = {rate:.4f} ADD/s (test: {BURST}/{window} = {BURST / window:.4f})\n"
-          f"  histogram_quantile(0.99, burst buckets) = {p99:.4f} s (from agent logs: "
-          f"{expected_quantile(0.99, logged):.4f} s; slowest logged ADD {max(logged):.4f} s)\n"
-          f"  flat-v4 in use = {in_use:.0f} (ipam ls: {held}), usage = {usage:.4f}")
+    print(
+        f"\nPromQL at t1 (burst of {BURST} pods, window {window}s):\n"
+        f"  sum(increase({ADD_SERIES}[{window}s])) = {increase:.3f}\n"
+        f"  sum(rate({ADD_SERIES}[{window}s])) = {rate:.4f} ADD/s (test: {BURST}/{window} = {BURST / window:.4f})\n"
+        f"  histogram_quantile(0.99, burst buckets) = {p99:.4f} s (from agent logs: "
+        f"{expected_quantile(0.99, logged):.4f} s; slowest logged ADD {max(logged):.4f} s)\n"
+        f"  flat-v4 in use = {in_use:.0f} (ipam ls: {held}), usage = {usage:.4f}"
+    )
 
     # the alert: 7 of 8 addresses (87.5%) stays quiet, the 8th (100%) makes it fire
     small = [f"fno-small-{i}" for i in range(8)]
     mr.burst(topo, small[:7], network="flat-small", workers=4)
-    prom.wait_for("small-v4 at 7/8", lambda: prom.value(
-        'max(flatnet_ipam_pool_allocated_addresses{pool="small-v4"})') == 7)
+    prom.wait_for(
+        "small-v4 at 7/8", lambda: prom.value('max(flatnet_ipam_pool_allocated_addresses{pool="small-v4"})') == 7
+    )
     time.sleep(4 * prom.scrape_interval)  # longer than the rule's 'for': it would have fired
     assert not [a for a in prom.alerts() if a["labels"].get("alertname") == mr.ALERT], prom.alerts()
     mr.burst(topo, small[7:], network="flat-small")
@@ -135,8 +152,9 @@ def test_promql_answers_match_what_the_lab_did(lab: tuple[Topology, LabPrometheu
     assert float(alert["value"]) == 1.0
     series = prom.query('ALERTS{alertname="FlatnetPoolNearlyFull",alertstate="firing"}')
     assert [s["metric"]["pool"] for s in series] == ["small-v4"]  # flat-v4 (17%) does not fire
-    print(f"  api/v1/alerts: {alert['labels']} state={alert['state']} value={alert['value']} "
-          f"activeAt={alert['activeAt']}")
+    print(
+        f"  api/v1/alerts: {alert['labels']} state={alert['state']} value={alert['value']} activeAt={alert['activeAt']}"
+    )
 
     png = tmp_path / "fno-metrics.png"
     mr.draw(prom, run_start, time.time(), str(png))

@@ -24,8 +24,9 @@ from flatnet.lab.topology import POD_NS_PREFIX, Topology
 pytestmark = [
     pytest.mark.netns,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)"),
-    pytest.mark.skipif(not os.path.exists(redis_pods.REDIS_BIN),
-                       reason="needs redis-server (Debian package redis-server)"),
+    pytest.mark.skipif(
+        not os.path.exists(redis_pods.REDIS_BIN), reason="needs redis-server (Debian package redis-server)"
+    ),
 ]
 KEYS = 200
 
@@ -52,8 +53,11 @@ def _redis_pids() -> list[int]:
 
 
 def _assert_nothing_left() -> None:
-    left = [ns for ns in labnet.list_namespaces(POD_NS_PREFIX)
-            if ns.startswith((f"{POD_NS_PREFIX}redis-", f"{POD_NS_PREFIX}sentinel-"))]
+    left = [
+        ns
+        for ns in labnet.list_namespaces(POD_NS_PREFIX)
+        if ns.startswith((f"{POD_NS_PREFIX}redis-", f"{POD_NS_PREFIX}sentinel-"))
+    ]
     assert left == []
     assert [p.name for p in pods.list_pods()] == []
     assert not os.path.exists(redis_pods.volumes_root())

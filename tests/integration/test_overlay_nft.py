@@ -60,7 +60,9 @@ def test_snat_v6_uses_the_ip6_table(ns: str) -> None:
 def test_portmaps_per_container_idempotent_and_removed_exactly(ns: str) -> None:
     nft.add_portmaps(ns, "ovl", "c1", "198.19.0.2", MAPS)
     nft.add_portmaps(ns, "ovl", "c1", "198.19.0.2/24", MAPS)  # retried ADD: replaced, not doubled
-    nft.add_portmaps(ns, "ovl", "c2", "198.19.0.3", [{"hostPort": 18081, "containerPort": 80, "hostIP": "198.18.100.11"}])
+    nft.add_portmaps(
+        ns, "ovl", "c2", "198.19.0.3", [{"hostPort": 18081, "containerPort": 80, "hostIP": "198.18.100.11"}]
+    )
     c1 = nft.portmap_rules(ns, "ovl", "c1")
     assert len(c1) == 4
     assert {r.chain for r in c1} == {nft.PRE, nft.OUT}
@@ -140,6 +142,9 @@ def test_vxlan_derived_names_and_mac() -> None:
 
 
 def test_peer_overlapping_own_block_is_rejected() -> None:
-    opts = {**GOOD, "peers": [{"node": "x", "vtep": "198.18.100.12", "mac": "0e:00:00:00:00:01", "block": "198.19.0.0/16"}]}
+    opts = {
+        **GOOD,
+        "peers": [{"node": "x", "vtep": "198.18.100.12", "mac": "0e:00:00:00:00:01", "block": "198.19.0.0/16"}],
+    }
     with pytest.raises(ConfigError, match="overlaps"):
         vxlan.sync_peers("fnt-never-used", opts)

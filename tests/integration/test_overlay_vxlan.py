@@ -38,6 +38,7 @@ ONCE = {"tries": 1, "count": 2, "interval": 0.3, "wait": 2}
 
 def listen(ns: str, ip: str, port: int, kind: int = socket.SOCK_STREAM) -> socket.socket:
     """A socket bound inside ``ns`` (created on a thread that joined it; it stays there)."""
+
     def make() -> socket.socket:
         s = socket.socket(socket.AF_INET, kind)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -46,6 +47,7 @@ def listen(ns: str, ip: str, port: int, kind: int = socket.SOCK_STREAM) -> socke
             s.listen(4)
         s.settimeout(8)
         return s
+
     return run_in(ns, make)
 
 
@@ -72,9 +74,11 @@ def serve_once(srv: socket.socket) -> dict:
 
 def connect(ns: str, ip: str, port: int, timeout: float = 4) -> tuple[str, tuple[str, int]]:
     """TCP connect from ``ns``; returns (reply, our local address)."""
+
     def run() -> tuple[str, tuple[str, int]]:
         with socket.create_connection((ip, port), timeout=timeout) as c:
             return c.recv(100).decode(), c.getsockname()
+
     return run_in(ns, run)
 
 
@@ -100,8 +104,15 @@ class Topo:
             opts["portMappings"] = mappings
         pool = blocks.block_pool(NET, node_ns, opts["block"])
         addr = ipaddress.ip_interface(f"{pool.range_start + k}/{pool.subnet.prefixlen}")
-        spec = AttachSpec(container_id=f"cid-{name}", ifname="net0", netns=name, mode="vxlan",
-                          addresses=(addr,), host_netns=node_ns, options=opts)
+        spec = AttachSpec(
+            container_id=f"cid-{name}",
+            ifname="net0",
+            netns=name,
+            mode="vxlan",
+            addresses=(addr,),
+            host_netns=node_ns,
+            options=opts,
+        )
         vxlan.VxlanDatapath().add(spec)
         self.pods.append(spec)
         return spec
@@ -137,8 +148,14 @@ def topo() -> Iterator[Topo]:
         _veth(f"{prefix}-sw", "swvm", t.vm, "ul0", f"{VM_IP}/24")
         for i, node in enumerate(t.nodes, 1):
             block = blocks.ensure_block(store, NET, node, CLUSTER, 24)
-            t.opts[node] = {"vni": VNI, "vtep": f"198.18.100.1{i}", "block": str(block),
-                            "clusterSubnet": CLUSTER, "network": NET, "node": node}
+            t.opts[node] = {
+                "vni": VNI,
+                "vtep": f"198.18.100.1{i}",
+                "block": str(block),
+                "clusterSubnet": CLUSTER,
+                "network": NET,
+                "node": node,
+            }
             mac = vxlan.ensure_node(node, t.opts[node])
             blocks.register_node(store, NET, node, f"198.18.100.1{i}", mac, block)
         peers = [n.as_peer() for n in blocks.nodes(store, NET)]
@@ -197,8 +214,14 @@ def test_vm_cannot_reach_a_pod_directly(topo: Topo) -> None:
 
 
 def test_vm_reaches_pod_through_port_mapping_and_del_removes_it(topo: Topo) -> None:
-    spec = topo.pod(1, 1, [{"hostPort": 18080, "containerPort": 8080, "protocol": "tcp"},
-                           {"hostPort": 18081, "containerPort": 8081, "protocol": "udp"}])
+    spec = topo.pod(
+        1,
+        1,
+        [
+            {"hostPort": 18080, "containerPort": 8080, "protocol": "tcp"},
+            {"hostPort": 18081, "containerPort": 8081, "protocol": "udp"},
+        ],
+    )
     pod_ip, node_ns = str(spec.addresses[0].ip), spec.host_netns
     assert node_ns is not None
     vxlan.VxlanDatapath().check(spec)
@@ -210,9 +233,11 @@ def test_vm_reaches_pod_through_port_mapping_and_del_removes_it(topo: Topo) -> N
     assert reply.startswith(VM_IP)
     udp = listen(spec.netns, pod_ip, 8081, socket.SOCK_DGRAM)
     try:
+
         def send() -> None:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 s.sendto(b"hi", ("198.18.100.12", 18081))
+
         run_in(topo.vm, send)
         data, peer = udp.recvfrom(100)
         assert data == b"hi" and peer[0] == VM_IP

@@ -106,8 +106,7 @@ def test_reconciler_in_its_own_pid_namespace_never_reclaims_a_live_pod(tmp: str)
         # ADD as the runtime's side sees it (the host's PID namespace)
         _run([sys.executable, "-c", CHILD, tmp, "add-live", path])
         # the agent's side: its own PID namespace and mount namespace (a fresh /proc)
-        out = _run(["unshare", "--pid", "--fork", "--mount-proc",
-                    sys.executable, "-c", CHILD, tmp, "reconcile", path])
+        out = _run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", CHILD, tmp, "reconcile", path])
         assert out["pidns"] != os.readlink("/proc/self/ns/pid")  # it really ran elsewhere
         # the old rule ("/proc/<pid> missing") would have called the live pod gone there
         assert out["legacy_would_reclaim_live"]

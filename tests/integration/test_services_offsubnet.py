@@ -29,8 +29,7 @@ from flatnet.datapath import get_datapath
 from flatnet.testbed import net as labnet
 from flatnet.datapath.api import AttachSpec, Route
 
-pytestmark = [pytest.mark.netns,
-              pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")]
+pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")]
 
 VIP, PORT, BACKEND = "198.19.128.10", 5280, "198.18.100.200"
 SERVICE_CIDR = "198.19.128.0/24"
@@ -49,12 +48,14 @@ class Net:
             labnet.ensure_netns(ns)
         for br in ("mgmt", "vlan"):
             labnet.ensure_bridge(self.sw, br)
-        ports = [(self.rtr, "mgmt", "mgmt", ["198.19.50.1/24"]),
-                 (self.rtr, "vlan", "vlan", ["198.18.100.1/24"]),
-                 (self.node, "eth0", "mgmt", ["198.19.50.11/24"]),
-                 (self.node, "eth1", "vlan", []),
-                 (self.node, "eth2", "vlan", []),
-                 (self.be, "eth0", "vlan", [f"{BACKEND}/24"])]
+        ports = [
+            (self.rtr, "mgmt", "mgmt", ["198.19.50.1/24"]),
+            (self.rtr, "vlan", "vlan", ["198.18.100.1/24"]),
+            (self.node, "eth0", "mgmt", ["198.19.50.11/24"]),
+            (self.node, "eth1", "vlan", []),
+            (self.node, "eth2", "vlan", []),
+            (self.be, "eth0", "vlan", [f"{BACKEND}/24"]),
+        ]
         for i, (ns, ifname, bridge, addrs) in enumerate(ports):
             port = f"p{i}"
             labnet.ensure_veth(ns, ifname, self.sw, port)
@@ -89,16 +90,21 @@ def net() -> Iterator[Net]:
 
 
 def _spec(net: Net, pod_ns: str, mode: str, master: str, n: int, cidrs: list[str]) -> AttachSpec:
-    return AttachSpec(container_id=f"fnm-ctr-{pod_ns}", ifname="eth0", netns=f"/run/netns/{pod_ns}",
-                      mode=mode, master=master,
-                      addresses=(ipaddress.IPv4Interface(f"198.18.100.{50 + n}/24"),),
-                      routes=(Route(ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_address("198.18.100.1")),),
-                      host_netns=net.node, options={"serviceCidrs": cidrs})
+    return AttachSpec(
+        container_id=f"fnm-ctr-{pod_ns}",
+        ifname="eth0",
+        netns=f"/run/netns/{pod_ns}",
+        mode=mode,
+        master=master,
+        addresses=(ipaddress.IPv4Interface(f"198.18.100.{50 + n}/24"),),
+        routes=(Route(ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_address("198.18.100.1")),),
+        host_netns=net.node,
+        options={"serviceCidrs": cidrs},
+    )
 
 
 @pytest.mark.parametrize("mode,master", [("macvlan", "eth1"), ("bridge", "eth2")])
-def test_pod_reaches_a_cluster_ip_through_a_node_without_a_pod_vlan_address(
-        net: Net, mode: str, master: str) -> None:
+def test_pod_reaches_a_cluster_ip_through_a_node_without_a_pod_vlan_address(net: Net, mode: str, master: str) -> None:
     dp = get_datapath(mode)
     pod_ns = net.pod()
     spec = _spec(net, pod_ns, mode, master, 1, [SERVICE_CIDR])
@@ -123,6 +129,7 @@ def test_a_service_family_the_node_has_no_address_of_is_an_error_not_a_gap(net: 
     spec = _spec(net, pod_ns, "macvlan", "eth1", 2, ["2001:db8:128::/112"])
     with pytest.raises(errors.ConfigError, match="serviceCidrs has 2001:db8:128::/112"):
         get_datapath("macvlan").add(spec)
-    links = subprocess.run(["ip", "netns", "exec", pod_ns, "ip", "-o", "link"], capture_output=True,
-                           text=True, timeout=15).stdout
+    links = subprocess.run(
+        ["ip", "netns", "exec", pod_ns, "ip", "-o", "link"], capture_output=True, text=True, timeout=15
+    ).stdout
     assert "eth0" not in links  # refused before anything was plumbed

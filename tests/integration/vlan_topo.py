@@ -39,14 +39,33 @@ class TrunkTopology(Topology):
         import ipaddress
 
         self._ns(self.switch)
-        must(self.switch, "ip", "link", "add", "br0", "type", "bridge", "vlan_filtering", "1",
-             "vlan_default_pvid", "0", "mcast_snooping", "0")
+        must(
+            self.switch,
+            "ip",
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "vlan_filtering",
+            "1",
+            "vlan_default_pvid",
+            "0",
+            "mcast_snooping",
+            "0",
+        )
         must(self.switch, "ip", "link", "set", "br0", "up")
         for i in range(1, self.nodes_n + 1):
             ns = self._ns(f"fnt-{self.tag}-n{i}")
             self._trunk(ns, f"n{i}p0")
-            self.nodes.append(Node(ns, ipaddress.IPv4Interface(f"198.18.100.{10 + i}/24"),
-                                   ipaddress.IPv6Interface(f"2001:db8:100::{10 + i}/64"), ("eth0",)))
+            self.nodes.append(
+                Node(
+                    ns,
+                    ipaddress.IPv4Interface(f"198.18.100.{10 + i}/24"),
+                    ipaddress.IPv6Interface(f"2001:db8:100::{10 + i}/64"),
+                    ("eth0",),
+                )
+            )
         self._ns(self.vm)
         self._trunk(self.vm, "vm")
         self._sub(self.vm, 100, ["198.18.100.200/24", "2001:db8:100::200/64"])
@@ -69,8 +88,23 @@ class TrunkTopology(Topology):
 
 def capture(ns: str, ifname: str, bpf: str, count: int, seconds: int) -> subprocess.Popen:
     """``tcpdump -e`` on ``ifname`` in ``ns``, bounded by ``count`` frames and ``seconds``."""
-    cmd = ["ip", "netns", "exec", ns, "timeout", str(seconds), "tcpdump", "-e", "-nn", "-l",
-           "-c", str(count), "-i", ifname, *bpf.split()]
+    cmd = [
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "timeout",
+        str(seconds),
+        "tcpdump",
+        "-e",
+        "-nn",
+        "-l",
+        "-c",
+        str(count),
+        "-i",
+        ifname,
+        *bpf.split(),
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -10,10 +10,10 @@ import pytest
 
 from test_agent_service import Harness, make_conf
 
-POOLS = [{"name": "v4", "subnet": "198.18.100.0/24", "rangeStart": "198.18.100.32",
-          "rangeEnd": "198.18.100.40"},
-         {"name": "v6", "subnet": "2001:db8:100::/64", "rangeStart": "2001:db8:100::10",
-          "rangeEnd": "2001:db8:100::20"}]
+POOLS = [
+    {"name": "v4", "subnet": "198.18.100.0/24", "rangeStart": "198.18.100.32", "rangeEnd": "198.18.100.40"},
+    {"name": "v6", "subnet": "2001:db8:100::/64", "rangeStart": "2001:db8:100::10", "rangeEnd": "2001:db8:100::20"},
+]
 
 
 @pytest.fixture
@@ -42,6 +42,7 @@ def test_an_answered_address_is_quarantined_and_the_pod_gets_the_next(h: Harness
     assert asked.count(v4.split("/")[0]) == 1 and asked.count("2001:db8:100::11") == 1
     from flatnet.cni import parse_netconf
     import json
+
     ipam = h.svc.ipam(parse_netconf(json.dumps(conf).encode()))
     quarantined = sorted(q["address"] for q in ipam.quarantined())
     assert quarantined == ["198.18.100.32", "198.18.100.33", "2001:db8:100::10"]
@@ -54,8 +55,7 @@ def test_an_answered_address_is_quarantined_and_the_pod_gets_the_next(h: Harness
 
 
 def test_a_requested_address_in_use_on_the_vlan_fails_cleanly(h: Harness) -> None:
-    conf = make_conf(pools=POOLS[:1], runtimeConfig={"ips": ["198.18.100.36/24"]},
-                     capabilities={"ips": True})
+    conf = make_conf(pools=POOLS[:1], runtimeConfig={"ips": ["198.18.100.36/24"]}, capabilities={"ips": True})
     _wire(h, {"198.18.100.36"})
     code, res = h.call("ADD", conf, cid="p1")
     assert code != 0 and "198.18.100.36" in res["msg"] and "in use on the VLAN" in res["msg"]

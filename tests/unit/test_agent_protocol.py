@@ -24,11 +24,18 @@ def test_request_round_trip_keeps_only_cni_env() -> None:
     assert protocol.decode_request(json.dumps(protocol.status_request()).encode())["op"] == "status"
 
 
-@pytest.mark.parametrize("data,code", [
-    (b"{not json", 6), (b"\xff", 6), (b"[1]", 6), (b'{"v": 2, "op": "status"}', 106),
-    (b'{"v": 1, "env": {"CNI_COMMAND": 1}, "stdin": ""}', 6), (b'{"v": 1, "env": {}, "stdin": 5}', 6),
-    (b"[" * 100_000, 6),
-])
+@pytest.mark.parametrize(
+    "data,code",
+    [
+        (b"{not json", 6),
+        (b"\xff", 6),
+        (b"[1]", 6),
+        (b'{"v": 2, "op": "status"}', 106),
+        (b'{"v": 1, "env": {"CNI_COMMAND": 1}, "stdin": ""}', 6),
+        (b'{"v": 1, "env": {}, "stdin": 5}', 6),
+        (b"[" * 100_000, 6),
+    ],
+)
 def test_bad_requests_carry_their_code(data: bytes, code: int) -> None:
     with pytest.raises(ProtocolError) as info:
         protocol.decode_request(data)
@@ -97,10 +104,17 @@ def test_client_errors(tmp_path: Path, one_shot) -> None:
 
 def test_light_modules_do_not_import_the_service() -> None:
     """protocol (and the agent package itself) load without the service, cni or pyroute2."""
-    code = ("import sys, flatnet.agent, flatnet.agent.protocol, flatnet.forwarder; "
-            "print([m for m in sys.modules if m.split('.')[0] in ('pyroute2', 'httpx', 'rich') or "
-            "m.startswith(('flatnet.agent.service', 'flatnet.agent.server', 'flatnet.cni', "
-            "'flatnet.ipam', 'flatnet.datapath'))])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+    code = (
+        "import sys, flatnet.agent, flatnet.agent.protocol, flatnet.forwarder; "
+        "print([m for m in sys.modules if m.split('.')[0] in ('pyroute2', 'httpx', 'rich') or "
+        "m.startswith(('flatnet.agent.service', 'flatnet.agent.server', 'flatnet.cni', "
+        "'flatnet.ipam', 'flatnet.datapath'))])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+    )
     assert out.stdout.strip() == "[]", out.stderr

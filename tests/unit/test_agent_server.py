@@ -22,8 +22,15 @@ from flatnet.agent.server import MAX_REQUEST, AgentServer
 from flatnet.cni import Interface, IPConfig, Result
 from flatnet.agent.protocol import request
 
-CONF = json.dumps({"cniVersion": "1.0.0", "name": "flat", "type": "flatnet", "master": "eth9",
-                   "ipam": {"pools": [{"subnet": "198.18.100.0/24"}], "store": {"type": "memory"}}})
+CONF = json.dumps(
+    {
+        "cniVersion": "1.0.0",
+        "name": "flat",
+        "type": "flatnet",
+        "master": "eth9",
+        "ipam": {"pools": [{"subnet": "198.18.100.0/24"}], "store": {"type": "memory"}},
+    }
+)
 
 
 class SlowHandler:
@@ -36,6 +43,7 @@ class SlowHandler:
 
     def add(self, cmd: Any) -> Result:
         import ipaddress
+
         with self._lock:
             self.active += 1
             self.peak = max(self.peak, self.active)
@@ -43,8 +51,10 @@ class SlowHandler:
         with self._lock:
             self.active -= 1
         n = int(cmd.container_id.removeprefix("c"))
-        return Result(interfaces=[Interface(cmd.ifname, "02:00:00:00:00:01", cmd.netns)],
-                      ips=[IPConfig(ipaddress.ip_interface(f"198.18.100.{n + 10}/24"), None, 0)])
+        return Result(
+            interfaces=[Interface(cmd.ifname, "02:00:00:00:00:01", cmd.netns)],
+            ips=[IPConfig(ipaddress.ip_interface(f"198.18.100.{n + 10}/24"), None, 0)],
+        )
 
     def delete(self, cmd: Any) -> None: ...
     def check(self, cmd: Any) -> None: ...
@@ -53,8 +63,13 @@ class SlowHandler:
 
 
 def env(cid: str, verb: str = "ADD") -> dict[str, str]:
-    return {"CNI_COMMAND": verb, "CNI_CONTAINERID": cid, "CNI_IFNAME": "eth0",
-            "CNI_NETNS": "/run/netns/x", "CNI_PATH": "/opt/cni/bin"}
+    return {
+        "CNI_COMMAND": verb,
+        "CNI_CONTAINERID": cid,
+        "CNI_IFNAME": "eth0",
+        "CNI_NETNS": "/run/netns/x",
+        "CNI_PATH": "/opt/cni/bin",
+    }
 
 
 @pytest.fixture
@@ -105,14 +120,17 @@ def test_add_roundtrip(served: Any) -> None:
     assert out["cniVersion"] == "1.0.0" and out["ips"][0]["address"] == "198.18.100.15/24"
 
 
-@pytest.mark.parametrize("payload,code", [
-    (b"{not json", 6),
-    (b"[1, 2]", 6),
-    (b"\xff\xfe", 6),
-    (json.dumps({"v": 2, "env": {}, "stdin": ""}).encode(), 106),
-    (json.dumps({"env": {}, "stdin": ""}).encode(), 106),
-    (json.dumps({"v": 1, "env": {"CNI_COMMAND": 5}, "stdin": ""}).encode(), 6),
-])
+@pytest.mark.parametrize(
+    "payload,code",
+    [
+        (b"{not json", 6),
+        (b"[1, 2]", 6),
+        (b"\xff\xfe", 6),
+        (json.dumps({"v": 2, "env": {}, "stdin": ""}).encode(), 106),
+        (json.dumps({"env": {}, "stdin": ""}).encode(), 106),
+        (json.dumps({"v": 1, "env": {"CNI_COMMAND": 5}, "stdin": ""}).encode(), 6),
+    ],
+)
 def test_bad_requests_get_cni_errors(served: Any, payload: bytes, code: int) -> None:
     path, server, _ = served
     reply = raw(path, payload)
@@ -140,8 +158,9 @@ def test_cni_errors_pass_through(served: Any) -> None:
 def test_concurrent_requests_and_metrics(served: Any) -> None:
     path, _, handler = served
     with ThreadPoolExecutor(8) as pool:
-        replies = list(pool.map(
-            lambda n: request(path, {"v": 1, "env": env(f"c{n}"), "stdin": CONF}, timeout=30), range(8)))
+        replies = list(
+            pool.map(lambda n: request(path, {"v": 1, "env": env(f"c{n}"), "stdin": CONF}, timeout=30), range(8))
+        )
     addrs = [json.loads(r["stdout"])["ips"][0]["address"] for r in replies]
     assert addrs == [f"198.18.100.{n + 10}/24" for n in range(8)]
     assert handler.peak > 1  # served in parallel, not one after another

@@ -18,15 +18,27 @@ from flatnet.datapath.fake import FakeDatapath
 from flatnet.errors import DatapathError, INTERFACE_EXISTS
 
 
-
 def make_conf(version: str = "1.1.0", pools: list[dict] | None = None, **extra: Any) -> dict:
     conf = {
-        "cniVersion": version, "name": "flat", "type": "flatnet", "mode": "macvlan",
+        "cniVersion": version,
+        "name": "flat",
+        "type": "flatnet",
+        "mode": "macvlan",
         "master": "vlan100",
-        "ipam": {"pools": pools if pools is not None else [
-            {"name": "v4", "subnet": "198.18.100.0/24", "rangeStart": "198.18.100.32",
-             "rangeEnd": "198.18.100.35", "gateway": "198.18.100.1"}],
-            "store": {"type": "memory"}},
+        "ipam": {
+            "pools": pools
+            if pools is not None
+            else [
+                {
+                    "name": "v4",
+                    "subnet": "198.18.100.0/24",
+                    "rangeStart": "198.18.100.32",
+                    "rangeEnd": "198.18.100.35",
+                    "gateway": "198.18.100.1",
+                }
+            ],
+            "store": {"type": "memory"},
+        },
     }
     conf.update(extra)
     return conf
@@ -41,23 +53,43 @@ class Harness:
 
         def store_factory(cfg: dict) -> Any:
             from flatnet.ipam.store import open_store
+
             return stores.setdefault(json.dumps(cfg, sort_keys=True), open_store(cfg))
 
-        self.svc = Service(node="node1", lock_dir=str(tmp_path / "locks"),
-                           datapath_factory=lambda mode: self.dp, store_factory=store_factory)
+        self.svc = Service(
+            node="node1",
+            lock_dir=str(tmp_path / "locks"),
+            datapath_factory=lambda mode: self.dp,
+            store_factory=store_factory,
+        )
 
-    def call(self, verb: str, conf: dict, cid: str = "c1", ifname: str = "eth0",
-             netns: str = "/run/netns/pod1", args: str = "") -> tuple[int, dict]:
-        env = {"CNI_COMMAND": verb, "CNI_CONTAINERID": cid, "CNI_IFNAME": ifname,
-               "CNI_NETNS": netns, "CNI_PATH": "/opt/cni/bin", "CNI_ARGS": args}
+    def call(
+        self,
+        verb: str,
+        conf: dict,
+        cid: str = "c1",
+        ifname: str = "eth0",
+        netns: str = "/run/netns/pod1",
+        args: str = "",
+    ) -> tuple[int, dict]:
+        env = {
+            "CNI_COMMAND": verb,
+            "CNI_CONTAINERID": cid,
+            "CNI_IFNAME": ifname,
+            "CNI_NETNS": netns,
+            "CNI_PATH": "/opt/cni/bin",
+            "CNI_ARGS": args,
+        }
         out = io.StringIO()
         code = __import__("flatnet.cni", fromlist=["dispatch"]).dispatch(
-            self.svc, env, json.dumps(conf).encode(), out, io.StringIO())
+            self.svc, env, json.dumps(conf).encode(), out, io.StringIO()
+        )
         text = out.getvalue()
         return code, (json.loads(text) if text.strip() else {})
 
     def leases(self, conf: dict) -> list[Any]:
         from flatnet.cni import parse_netconf
+
         return self.svc.ipam(parse_netconf(json.dumps(conf).encode())).leases()
 
 
@@ -83,9 +115,15 @@ def test_add_result_shape_per_version(h: Harness, version: str) -> None:
 
 
 def test_add_dual_stack_and_pool_routes(h: Harness) -> None:
-    pools = [{"name": "v4", "subnet": "198.18.100.0/24", "gateway": "198.18.100.1",
-              "routes": [{"dst": "198.19.0.0/16", "gw": "198.18.100.254"}]},
-             {"name": "v6", "subnet": "2001:db8:100::/64", "gateway": "2001:db8:100::1"}]
+    pools = [
+        {
+            "name": "v4",
+            "subnet": "198.18.100.0/24",
+            "gateway": "198.18.100.1",
+            "routes": [{"dst": "198.19.0.0/16", "gw": "198.18.100.254"}],
+        },
+        {"name": "v6", "subnet": "2001:db8:100::/64", "gateway": "2001:db8:100::1"},
+    ]
     code, res = h.call("ADD", make_conf(pools=pools))
     assert code == 0, res
     assert sorted(ipaddress.ip_interface(i["address"]).version for i in res["ips"]) == [4, 6]
@@ -182,8 +220,17 @@ def test_gc_releases_only_stale(h: Harness) -> None:
 
 
 def test_sticky_pod_gets_same_address_back(h: Harness) -> None:
-    conf = make_conf(pools=[{"name": "v4", "subnet": "198.18.100.0/24", "rangeStart": "198.18.100.32",
-                             "rangeEnd": "198.18.100.40", "sticky": True}])
+    conf = make_conf(
+        pools=[
+            {
+                "name": "v4",
+                "subnet": "198.18.100.0/24",
+                "rangeStart": "198.18.100.32",
+                "rangeEnd": "198.18.100.40",
+                "sticky": True,
+            }
+        ]
+    )
     pod = "K8S_POD_NAMESPACE=default;K8S_POD_NAME=redis-0"
     code, first = h.call("ADD", conf, cid="a1", args=pod)
     assert code == 0

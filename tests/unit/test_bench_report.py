@@ -21,13 +21,24 @@ def sample_results() -> Results:
         r.add("ipam", "etcd", "alloc/s (1 cl, 1M pool)", "1/s", 100.0, better="higher")
     for k, n in ((0, 6), (1, 8)):
         r.add("routes", "flat macvlan", f"{k} pods/node", "routes", n)
-    r.unavailable("data plane", "flat ipvlan", "TCP 1 stream",
-                  "not available: kernel lacks CONFIG_IPVLAN")
+    r.unavailable("data plane", "flat ipvlan", "TCP 1 stream", "not available: kernel lacks CONFIG_IPVLAN")
     r.extra["ipam_dup"] = {
-        "sqlite": {"pods": 10_000, "allocated": 10_000, "leases_in_store": 10_000,
-                   "nodes_seen": 100, "duplicates": 0, "wall_s": 2.0},
-        "etcd": {"pods": 500, "allocated": 500, "leases_in_store": 500,
-                 "nodes_seen": 100, "duplicates": 1, "wall_s": 1.0},
+        "sqlite": {
+            "pods": 10_000,
+            "allocated": 10_000,
+            "leases_in_store": 10_000,
+            "nodes_seen": 100,
+            "duplicates": 0,
+            "wall_s": 2.0,
+        },
+        "etcd": {
+            "pods": 500,
+            "allocated": 500,
+            "leases_in_store": 500,
+            "nodes_seen": 100,
+            "duplicates": 1,
+            "wall_s": 1.0,
+        },
     }
     return r
 
@@ -63,8 +74,9 @@ def test_markdown_and_charts(tmp_path: "os.PathLike[str]") -> None:
     for n in names:
         with open(os.path.join(tmp_path, "benchmarks", n), "rb") as fh:
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
-    md = report.markdown(r, {"CPU": "x", "kernel": "6"}, "flatnet bench --quick", "today",
-                         targets.judge(r), names, "quick")
+    md = report.markdown(
+        r, {"CPU": "x", "kernel": "6"}, "flatnet bench --quick", "today", targets.judge(r), names, "quick"
+    )
     assert "| vxlan overlay | TCP 1 stream | 10.0 | 10.5 | 11.0 | Gbit/s | 0.51x |" in md
     assert "kernel lacks CONFIG_IPVLAN" in md
     assert "benchmarks/throughput.png" in md and "flatnet bench --quick" in md

@@ -26,15 +26,28 @@ def _dirs(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
 
 
 def _install(bin_dir: Path, conf_dir: Path, plugin: Path, conflist: Path, *extra: str) -> int:
-    return main(["install-cni", "--conflist", str(conflist), "--conf-dir", str(conf_dir),
-                 "--name", "00-flatnet.conflist", "--bin-dir", str(bin_dir), "--plugin", str(plugin),
-                 *extra])
+    return main(
+        [
+            "install-cni",
+            "--conflist",
+            str(conflist),
+            "--conf-dir",
+            str(conf_dir),
+            "--name",
+            "00-flatnet.conflist",
+            "--bin-dir",
+            str(bin_dir),
+            "--plugin",
+            str(plugin),
+            *extra,
+        ]
+    )
 
 
 def test_install_then_uninstall_leaves_nothing(tmp_path: Path) -> None:
     bin_dir, conf_dir, plugin, conflist = _dirs(tmp_path)
     (conf_dir / "10-flatnet.conflist").write_text("{}")  # an older release's name
-    (conf_dir / "10-calico.conflist").write_text("{}")   # someone else's: kept
+    (conf_dir / "10-calico.conflist").write_text("{}")  # someone else's: kept
     assert _install(bin_dir, conf_dir, plugin, conflist) == 0
     assert (bin_dir / "flatnet").read_bytes() == plugin.read_bytes()
     assert os.stat(bin_dir / "flatnet").st_mode & 0o777 == 0o755
@@ -48,8 +61,9 @@ def test_install_then_uninstall_leaves_nothing(tmp_path: Path) -> None:
     assert main(["uninstall-cni", *args]) == 0  # again: missing files are fine
 
 
-def test_a_bad_conflist_fails_the_init_container_and_installs_nothing(tmp_path: Path,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bad_conflist_fails_the_init_container_and_installs_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bin_dir, conf_dir, plugin, conflist = _dirs(tmp_path)
     conf = json.loads(conflist.read_text())
     conf["plugins"][0]["mode"] = "macvlna"

@@ -19,8 +19,9 @@ from flatnet.ipam.store import open_store
 
 def flatnet(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     full = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "flatnet.cli.main", *argv], capture_output=True,
-                          text=True, timeout=60, env=full)
+    return subprocess.run(
+        [sys.executable, "-m", "flatnet.cli.main", *argv], capture_output=True, text=True, timeout=60, env=full
+    )
 
 
 def _sticky_store(db: Path) -> None:
@@ -28,9 +29,13 @@ def _sticky_store(db: Path) -> None:
     store = open_store({"type": "sqlite", "path": str(db)})
     try:
         ipam = Ipam(store)
-        pool = PoolSpec("flat-v4", ipaddress.ip_network("198.18.100.0/24"),
-                        range_start=ipaddress.ip_address("198.18.100.10"),
-                        range_end=ipaddress.ip_address("198.18.100.11"), sticky=True)
+        pool = PoolSpec(
+            "flat-v4",
+            ipaddress.ip_network("198.18.100.0/24"),
+            range_start=ipaddress.ip_address("198.18.100.10"),
+            range_end=ipaddress.ip_address("198.18.100.11"),
+            sticky=True,
+        )
         for cid, pod in (("c-redis", "redis-0"), ("c-web", "web-abc12"), ("c-api", "api-xyz34")):
             ipam.allocate([pool], Owner(cid, "eth0", "flat", "default", pod, "node1"))
             if cid != "c-api":
@@ -77,11 +82,30 @@ def test_ls_finds_the_store_of_the_nodes_agent(tmp_path: Path) -> None:
     _sticky_store(db)
     sock = tmp_path / "run" / "agent.sock"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    agent = subprocess.Popen([sys.executable, "-m", "flatnet.cli.main", "agent", "--socket", str(sock),
-                              "--store", f"sqlite:{db}", "--lock-dir", str(tmp_path / "locks"),
-                              "--node", "node1", "--reconcile-every", "0", "-q",
-                              "--state-dir", str(tmp_path / "agent-state")],
-                             stderr=subprocess.PIPE, text=True, env=env)
+    agent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flatnet.cli.main",
+            "agent",
+            "--socket",
+            str(sock),
+            "--store",
+            f"sqlite:{db}",
+            "--lock-dir",
+            str(tmp_path / "locks"),
+            "--node",
+            "node1",
+            "--reconcile-every",
+            "0",
+            "-q",
+            "--state-dir",
+            str(tmp_path / "agent-state"),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 30
         while not sock.exists() and time.monotonic() < deadline and agent.poll() is None:

@@ -20,8 +20,9 @@ from flatnet.errors import ConfigError
 
 def flatnet(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    return subprocess.run([sys.executable, "-m", "flatnet.cli.main", *argv], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "flatnet.cli.main", *argv], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def test_version(capsys: Any) -> None:
@@ -47,12 +48,17 @@ def test_bare_group_prints_help_and_fails(capsys: Any) -> None:
     assert "SUBCOMMAND" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("url,expected", [
-    ("memory", {"type": "memory"}),
-    ("sqlite:/tmp/x.db", {"type": "sqlite", "path": "/tmp/x.db"}),
-    ("etcd:http://127.0.0.1:2379,http://127.0.0.2:2379",
-     {"type": "etcd", "endpoints": ["http://127.0.0.1:2379", "http://127.0.0.2:2379"]}),
-])
+@pytest.mark.parametrize(
+    "url,expected",
+    [
+        ("memory", {"type": "memory"}),
+        ("sqlite:/tmp/x.db", {"type": "sqlite", "path": "/tmp/x.db"}),
+        (
+            "etcd:http://127.0.0.1:2379,http://127.0.0.2:2379",
+            {"type": "etcd", "endpoints": ["http://127.0.0.1:2379", "http://127.0.0.2:2379"]},
+        ),
+    ],
+)
 def test_store_urls(url: str, expected: dict) -> None:
     assert parse_store_url(url) == expected
 
@@ -81,8 +87,7 @@ def test_ipam_ls_show_release_on_sqlite(tmp_path: Any) -> None:
 
     db = tmp_path / "ipam.db"
     store = open_store({"type": "sqlite", "path": str(db)})
-    pool = PoolSpec("flat-v4", ipaddress.ip_network("198.18.100.0/24"),
-                    gateway=ipaddress.ip_address("198.18.100.1"))
+    pool = PoolSpec("flat-v4", ipaddress.ip_network("198.18.100.0/24"), gateway=ipaddress.ip_address("198.18.100.1"))
     ipam = Ipam(store)
     lease = ipam.allocate([pool], Owner("cafe01", "eth0", "flat", "default", "web-0", "node1"))[0]
     store.close()
@@ -102,11 +107,28 @@ def test_ipam_ls_show_release_on_sqlite(tmp_path: Any) -> None:
 def test_agent_runs_answers_and_stops_on_sigterm(tmp_path: Any) -> None:
     sock = tmp_path / "run" / "agent.sock"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    proc = subprocess.Popen([sys.executable, "-m", "flatnet.cli.main", "agent", "--socket", str(sock),
-                             "--store", "memory", "--lock-dir", str(tmp_path / "locks"), "--node", "n1"],
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flatnet.cli.main",
+            "agent",
+            "--socket",
+            str(sock),
+            "--store",
+            "memory",
+            "--lock-dir",
+            str(tmp_path / "locks"),
+            "--node",
+            "n1",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         from flatnet.agent.protocol import request
+
         deadline = time.monotonic() + 20
         while not sock.exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
@@ -124,15 +146,15 @@ def test_agent_runs_answers_and_stops_on_sigterm(tmp_path: Any) -> None:
 
 def test_agent_refuses_a_negative_reconcile_interval_before_starting(tmp_path: Any) -> None:
     sock = tmp_path / "run" / "agent.sock"
-    proc = flatnet("agent", "--socket", str(sock), "--reconcile-every", "-1",
-                   "--lock-dir", str(tmp_path / "locks"))
+    proc = flatnet("agent", "--socket", str(sock), "--reconcile-every", "-1", "--lock-dir", str(tmp_path / "locks"))
     assert proc.returncode == 2
     assert "--reconcile-every must be >= 0" in proc.stderr and "Traceback" not in proc.stderr
     assert not sock.parent.exists()  # nothing was set up
 
 
 def test_a_missing_extra_names_the_package_and_an_own_import_error_is_raised(
-        monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
     import importlib
 
     import flatnet.cli.main as cli_main
@@ -144,6 +166,7 @@ def test_a_missing_extra_names_the_package_and_an_own_import_error_is_raised(
             if mod == name:
                 raise ModuleNotFoundError(f"No module named {missing!r}", name=missing)
             return real(mod, *a)
+
         return imp
 
     monkeypatch.setattr(cli_main.importlib, "import_module", fake("flatnet.cli.bench", "matplotlib"))

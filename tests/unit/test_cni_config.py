@@ -18,11 +18,24 @@ BASE: dict[str, Any] = {
     "name": "flat100",
     "type": "flatnet",
     "master": "vlan100",
-    "ipam": {"pools": [{"subnet": "198.18.100.0/24", "gateway": "198.18.100.1",
-                        "rangeStart": "198.18.100.32", "rangeEnd": "198.18.100.191"}]},
+    "ipam": {
+        "pools": [
+            {
+                "subnet": "198.18.100.0/24",
+                "gateway": "198.18.100.1",
+                "rangeStart": "198.18.100.32",
+                "rangeEnd": "198.18.100.191",
+            }
+        ]
+    },
 }
-VXLAN: dict[str, Any] = {"cniVersion": "1.0.0", "name": "ovl", "type": "flatnet",
-                         "mode": "vxlan", "clusterSubnet": "198.19.0.0/17"}
+VXLAN: dict[str, Any] = {
+    "cniVersion": "1.0.0",
+    "name": "ovl",
+    "type": "flatnet",
+    "mode": "vxlan",
+    "clusterSubnet": "198.19.0.0/17",
+}
 
 
 def conf(base: dict[str, Any] | None = None, **changes: Any) -> bytes:
@@ -46,35 +59,56 @@ def pool(**changes: Any) -> dict[str, Any]:
 
 def test_minimal_flat_config_and_defaults() -> None:
     c = parse_netconf(conf())
-    assert (c.cni_version, c.name, c.type, c.mode, c.master) == \
-        ("1.1.0", "flat100", "flatnet", "macvlan", "vlan100")
+    assert (c.cni_version, c.name, c.type, c.mode, c.master) == ("1.1.0", "flat100", "flatnet", "macvlan", "vlan100")
     assert c.agent_socket == "/run/flatnet/agent.sock"
     assert c.store == {"type": "sqlite", "path": "/var/lib/flatnet/ipam.db"}
     p = c.pools[0]
     assert p.name == "flat100-198.18.100.0_24"
     assert p.subnet == ipaddress.ip_network("198.18.100.0/24")
-    assert (str(p.range_start), str(p.range_end), str(p.gateway)) == \
-        ("198.18.100.32", "198.18.100.191", "198.18.100.1")
+    assert (str(p.range_start), str(p.range_end), str(p.gateway)) == ("198.18.100.32", "198.18.100.191", "198.18.100.1")
     assert c.prev_result is None and c.valid_attachments is None
     assert c.raw["master"] == "vlan100"
     assert c.options == {"portMappings": [], "serviceCidrs": []}
 
 
 def test_full_flat_config() -> None:
-    ipam = {"pools": [
-        {"name": "v4", "subnet": "198.18.100.0/24", "exclude": ["198.18.100.7"], "vlan": 100,
-         "sticky": True, "stickyHold": 600,
-         "routes": [{"dst": "198.19.0.0/16", "gw": "198.18.100.254"}]},
-        {"subnet": "2001:db8:100::/64", "rangeStart": "2001:db8:100::1000"},
-    ], "store": {"type": "etcd", "endpoints": "http://198.18.0.10:2379", "prefix": "/fn/"}}
-    c = parse_netconf(conf(mode="bridge", mtu=1400, vlan=100, hostNetns="fnlab-node1",
-                           mac="02:AA:00:00:00:01", ipam=ipam, someRuntimeKey={"x": 1}))
+    ipam = {
+        "pools": [
+            {
+                "name": "v4",
+                "subnet": "198.18.100.0/24",
+                "exclude": ["198.18.100.7"],
+                "vlan": 100,
+                "sticky": True,
+                "stickyHold": 600,
+                "routes": [{"dst": "198.19.0.0/16", "gw": "198.18.100.254"}],
+            },
+            {"subnet": "2001:db8:100::/64", "rangeStart": "2001:db8:100::1000"},
+        ],
+        "store": {"type": "etcd", "endpoints": "http://198.18.0.10:2379", "prefix": "/fn/"},
+    }
+    c = parse_netconf(
+        conf(
+            mode="bridge",
+            mtu=1400,
+            vlan=100,
+            hostNetns="fnlab-node1",
+            mac="02:AA:00:00:00:01",
+            ipam=ipam,
+            someRuntimeKey={"x": 1},
+        )
+    )
     assert c.bridge == "fnbr0" and c.mtu == 1400 and c.vlan == 100
     assert c.host_netns == "fnlab-node1" and c.mac == "02:aa:00:00:00:01"
     v4, v6 = c.pools
-    assert v4.sticky and v4.sticky_hold == 600 and v6.sticky_hold == 86400 and v4.vlan == 100 and v4.exclude == {ipaddress.ip_address("198.18.100.7")}
-    assert v4.routes == ((ipaddress.ip_network("198.19.0.0/16"),
-                          ipaddress.ip_address("198.18.100.254")),)
+    assert (
+        v4.sticky
+        and v4.sticky_hold == 600
+        and v6.sticky_hold == 86400
+        and v4.vlan == 100
+        and v4.exclude == {ipaddress.ip_address("198.18.100.7")}
+    )
+    assert v4.routes == ((ipaddress.ip_network("198.19.0.0/16"), ipaddress.ip_address("198.18.100.254")),)
     assert v6.family == 6 and v6.name == "flat100-2001:db8:100::_64"
     assert c.store == {"type": "etcd", "endpoints": ["http://198.18.0.10:2379"], "prefix": "/fn/"}
 
@@ -83,8 +117,9 @@ def test_store_timeout_reaches_the_store() -> None:
     """ipam.store.timeout is parsed and handed to open_store (which honours it)."""
     from flatnet.ipam.store import open_store
 
-    c = parse_netconf(conf(ipam={"pools": [{"name": "p", "subnet": "198.18.100.0/24"}],
-                         "store": {"type": "memory", "timeout": 1.5}}))
+    c = parse_netconf(
+        conf(ipam={"pools": [{"name": "p", "subnet": "198.18.100.0/24"}], "store": {"type": "memory", "timeout": 1.5}})
+    )
     assert c.store == {"type": "memory", "timeout": 1.5}
     open_store(c.store).close()
 
@@ -93,29 +128,44 @@ def test_vxlan_defaults_and_options() -> None:
     c = parse_netconf(conf(VXLAN, vtepAddress="198.18.100.11", nodeName="node1"))
     assert c.pools == [] and c.vni == 1 and c.vxlan_port == 4789 and c.snat is True
     assert c.node_block_prefix == 26
-    assert c.options == {"vni": 1, "port": 4789, "vtep": "198.18.100.11",
-                         "clusterSubnet": "198.19.0.0/17", "nodeBlockPrefix": 26,
-                         "nodeName": "node1", "snat": True, "portMappings": [], "serviceCidrs": []}
+    assert c.options == {
+        "vni": 1,
+        "port": 4789,
+        "vtep": "198.18.100.11",
+        "clusterSubnet": "198.19.0.0/17",
+        "nodeBlockPrefix": 26,
+        "nodeName": "node1",
+        "snat": True,
+        "portMappings": [],
+        "serviceCidrs": [],
+    }
     c = parse_netconf(conf(VXLAN, vni=42, vxlanPort=8472, nodeBlockPrefix="/24", snat=False))
     assert (c.vni, c.vxlan_port, c.node_block_prefix, c.snat) == (42, 8472, 24, False)
 
 
 def test_runtime_config_args_prev_result_and_gc_list() -> None:
-    prev = {"cniVersion": "1.1.0", "interfaces": [{"name": "eth0", "sandbox": "/run/netns/x"}],
-            "ips": [{"address": "198.18.100.40/24", "interface": 0}]}
-    c = parse_netconf(conf(
-        runtimeConfig={"ips": ["198.18.100.40/24"], "mac": "02:00:00:00:00:09",
-                       "portMappings": [{"hostPort": 8080, "containerPort": 80}],
-                       "bandwidth": {"ingressRate": 1}},
-        args={"cni": {"ips": ["198.18.100.41", "198.18.100.40/24"]}},
-        prevResult=prev,
-        **{"cni.dev/valid-attachments": [{"containerID": "abc", "ifname": "eth0"}]}))
-    assert c.requested_ips() == [ipaddress.ip_interface("198.18.100.40/24"),
-                                 ipaddress.ip_address("198.18.100.41")]
+    prev = {
+        "cniVersion": "1.1.0",
+        "interfaces": [{"name": "eth0", "sandbox": "/run/netns/x"}],
+        "ips": [{"address": "198.18.100.40/24", "interface": 0}],
+    }
+    c = parse_netconf(
+        conf(
+            runtimeConfig={
+                "ips": ["198.18.100.40/24"],
+                "mac": "02:00:00:00:00:09",
+                "portMappings": [{"hostPort": 8080, "containerPort": 80}],
+                "bandwidth": {"ingressRate": 1},
+            },
+            args={"cni": {"ips": ["198.18.100.41", "198.18.100.40/24"]}},
+            prevResult=prev,
+            **{"cni.dev/valid-attachments": [{"containerID": "abc", "ifname": "eth0"}]},
+        )
+    )
+    assert c.requested_ips() == [ipaddress.ip_interface("198.18.100.40/24"), ipaddress.ip_address("198.18.100.41")]
     assert c.requested_mac == "02:00:00:00:00:09"
     assert c.runtime_config.port_mappings == [PortMapping(8080, 80, "tcp")]
-    assert c.options["portMappings"] == [{"hostPort": 8080, "containerPort": 80,
-                                          "protocol": "tcp"}]
+    assert c.options["portMappings"] == [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]
     assert c.runtime_config.raw["bandwidth"] == {"ingressRate": 1}
     assert c.prev_result is not None and str(c.prev_result.ips[0].address) == "198.18.100.40/24"
     assert c.valid_attachments == [ValidAttachment("abc", "eth0")]
@@ -128,10 +178,17 @@ def test_cni_versions_array_picks_the_highest_supported() -> None:
     assert c.cni_version == "1.0.0"
 
 
-@pytest.mark.parametrize("data, where", [
-    (b"", "empty"), (b"{\"name\": ", "line 1"), (b"\xff\xfe", "UTF-8"),
-    (b"[1, 2]", "JSON object"), (b"{\"a\": NaN}", "NaN"), (b"[" * 100000, "JSON"),
-])
+@pytest.mark.parametrize(
+    "data, where",
+    [
+        (b"", "empty"),
+        (b'{"name": ', "line 1"),
+        (b"\xff\xfe", "UTF-8"),
+        (b"[1, 2]", "JSON object"),
+        (b'{"a": NaN}', "NaN"),
+        (b"[" * 100000, "JSON"),
+    ],
+)
 def test_undecodable_input_is_code_6(data: bytes, where: str) -> None:
     with pytest.raises(DecodeError, match=where) as info:
         parse_netconf(data)
@@ -181,8 +238,10 @@ FIELD_ERRORS: list[tuple[dict[str, Any], str]] = [
     ({"ipam": {"pools": [], "bogus": 1}}, "valid keys: type, pools, store"),
     ({"ipam": pool(subnett="198.18.0.0/24")}, "unknown key 'subnett'; did you mean 'subnet'?"),
     ({"ipam": pool(rangestart="198.18.100.9")}, "did you mean 'rangeStart'?"),
-    ({"ipam": pool(subnet="198.18.100.7/24", gateway=_DROP, rangeStart=_DROP, rangeEnd=_DROP)},
-     'host bits set; did you mean "198.18.100.0/24"?'),
+    (
+        {"ipam": pool(subnet="198.18.100.7/24", gateway=_DROP, rangeStart=_DROP, rangeEnd=_DROP)},
+        'host bits set; did you mean "198.18.100.0/24"?',
+    ),
     ({"ipam": pool(subnet="198.18.100.0")}, "add the prefix length"),
     ({"ipam": pool(subnet="nope/24")}, "ipam.pools[0].subnet must be a network"),
     ({"ipam": pool(gateway="198.18.101.1")}, "ipam.pools[0].gateway 198.18.101.1 is outside"),
@@ -199,36 +258,50 @@ FIELD_ERRORS: list[tuple[dict[str, Any], str]] = [
     ({"ipam": pool(routes=[{"dst": "2001:db8::/32"}])}, "routes[0].dst 2001:db8::/32 is IPv6"),
     ({"ipam": pool(routes=[{"dst": "198.19.0.0/16", "gw": "2001:db8::1"}])}, "routes[0].gw"),
     ({"ipam": pool(routes=[{"dest": "0.0.0.0/0"}])}, "did you mean 'dst'?"),
-    ({"ipam": {"pools": [{"subnet": "198.18.0.0/24", "name": "p"},
-                         {"subnet": "198.18.1.0/24", "name": "p"}]}}, "pools[1].name 'p'"),
+    (
+        {"ipam": {"pools": [{"subnet": "198.18.0.0/24", "name": "p"}, {"subnet": "198.18.1.0/24", "name": "p"}]}},
+        "pools[1].name 'p'",
+    ),
     ({"ipam": {**pool(), "store": {"type": "redis"}}}, "use one of: sqlite, etcd, memory"),
     ({"ipam": {**pool(), "store": {"type": "etcd"}}}, "ipam.store.endpoints is required"),
-    ({"ipam": {**pool(), "store": {"type": "etcd", "endpoints": ["198.18.0.1:2379"]}}},
-     "ipam.store.endpoints[0] '198.18.0.1:2379' must be a URL"),
-    ({"ipam": {**pool(), "store": {"type": "sqlite", "path": "rel.db"}}},
-     "ipam.store.path 'rel.db' must be an absolute path"),
+    (
+        {"ipam": {**pool(), "store": {"type": "etcd", "endpoints": ["198.18.0.1:2379"]}}},
+        "ipam.store.endpoints[0] '198.18.0.1:2379' must be a URL",
+    ),
+    (
+        {"ipam": {**pool(), "store": {"type": "sqlite", "path": "rel.db"}}},
+        "ipam.store.path 'rel.db' must be an absolute path",
+    ),
     ({"ipam": {**pool(), "store": {"typ": "sqlite"}}}, "did you mean 'type'?"),
-    ({"ipam": {**pool(), "store": {"type": "etcd", "endpoints": ["http://198.18.0.1:2379"], "timeout": 0}}},
-     "ipam.store.timeout 0 must be a number of seconds in (0, 600]"),
-    ({"ipam": {**pool(), "store": {"type": "sqlite", "timeout": "5"}}},
-     "ipam.store.timeout '5' must be a number of seconds"),
+    (
+        {"ipam": {**pool(), "store": {"type": "etcd", "endpoints": ["http://198.18.0.1:2379"], "timeout": 0}}},
+        "ipam.store.timeout 0 must be a number of seconds in (0, 600]",
+    ),
+    (
+        {"ipam": {**pool(), "store": {"type": "sqlite", "timeout": "5"}}},
+        "ipam.store.timeout '5' must be a number of seconds",
+    ),
     ({"runtimeConfig": {"ips": ["198.18.100.300"]}}, "runtimeConfig.ips[0]"),
     ({"runtimeConfig": {"mac": "zz"}}, "runtimeConfig.mac"),
-    ({"runtimeConfig": {"portMappings": [{"hostPort": 0, "containerPort": 80}]}},
-     "runtimeConfig.portMappings[0].hostPort is 0"),
-    ({"runtimeConfig": {"portMappings": [{"hostPort": 80}]}},
-     "runtimeConfig.portMappings[0].containerPort is required"),
-    ({"runtimeConfig": {"portMappings": [{"hostPort": 80, "containerPort": 80,
-                                          "protocol": "icmp"}]}}, "use one of: tcp, udp, sctp"),
+    (
+        {"runtimeConfig": {"portMappings": [{"hostPort": 0, "containerPort": 80}]}},
+        "runtimeConfig.portMappings[0].hostPort is 0",
+    ),
+    (
+        {"runtimeConfig": {"portMappings": [{"hostPort": 80}]}},
+        "runtimeConfig.portMappings[0].containerPort is required",
+    ),
+    (
+        {"runtimeConfig": {"portMappings": [{"hostPort": 80, "containerPort": 80, "protocol": "icmp"}]}},
+        "use one of: tcp, udp, sctp",
+    ),
     ({"args": {"cni": {"ips": "198.18.100.5"}}}, "args.cni.ips must be a JSON array"),
     ({"prevResult": {"ips": [{"address": "bad"}]}}, "prevResult.ips[0].address"),
-    ({"cni.dev/valid-attachments": [{"ifname": "eth0"}]},
-     "cni.dev/valid-attachments[0].containerID is required"),
+    ({"cni.dev/valid-attachments": [{"ifname": "eth0"}]}, "cni.dev/valid-attachments[0].containerID is required"),
 ]
 
 
-@pytest.mark.parametrize("changes, message", FIELD_ERRORS,
-                         ids=[m[:40] for _, m in FIELD_ERRORS])
+@pytest.mark.parametrize("changes, message", FIELD_ERRORS, ids=[m[:40] for _, m in FIELD_ERRORS])
 def test_each_field_error_names_the_field(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_netconf(conf(**changes))
@@ -261,13 +334,17 @@ def test_unknown_top_level_keys_are_allowed() -> None:
 
 
 def test_conflist() -> None:
-    data = json.dumps({"cniVersions": ["0.4.0", "1.1.0"], "name": "flat100",
-                       "plugins": [{"type": "flatnet", "master": "x"}, {"type": "tuning"}]})
+    data = json.dumps(
+        {
+            "cniVersions": ["0.4.0", "1.1.0"],
+            "name": "flat100",
+            "plugins": [{"type": "flatnet", "master": "x"}, {"type": "tuning"}],
+        }
+    )
     cl = parse_conflist(data.encode())
     assert cl.cni_version == "1.1.0" and [p["type"] for p in cl.plugins] == ["flatnet", "tuning"]
     pc = cl.plugin_config(1, prev_result={"cniVersion": "1.1.0"})
-    assert pc == {"type": "tuning", "name": "flat100", "cniVersion": "1.1.0",
-                  "prevResult": {"cniVersion": "1.1.0"}}
+    assert pc == {"type": "tuning", "name": "flat100", "cniVersion": "1.1.0", "prevResult": {"cniVersion": "1.1.0"}}
     with pytest.raises(ConfigError, match="plugins is required"):
         parse_conflist(b'{"cniVersion": "1.0.0", "name": "n", "plugins": []}')
     with pytest.raises(ConfigError, match=r"plugins\[0\].type is required"):

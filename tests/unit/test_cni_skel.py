@@ -35,9 +35,10 @@ class FakeHandler:
         self._record("add", cmd)
         if self.add_returns is not None:
             return self.add_returns
-        return Result([Interface(cmd.ifname, "02:00:00:00:00:01", cmd.netns, 1500)],
-                      [IPConfig(ipaddress.ip_interface("198.18.100.40/24"),
-                                ipaddress.ip_address("198.18.100.1"), 0)])
+        return Result(
+            [Interface(cmd.ifname, "02:00:00:00:00:01", cmd.netns, 1500)],
+            [IPConfig(ipaddress.ip_interface("198.18.100.40/24"), ipaddress.ip_address("198.18.100.1"), 0)],
+        )
 
     def delete(self, cmd: CmdArgs) -> None:
         self._record("delete", cmd)
@@ -53,14 +54,25 @@ class FakeHandler:
 
 
 def config(version: str = "1.1.0", **extra: Any) -> bytes:
-    d = {"cniVersion": version, "name": "flat100", "type": "flatnet", "master": "vlan100",
-         "ipam": {"pools": [{"subnet": "198.18.100.0/24"}]}, **extra}
+    d = {
+        "cniVersion": version,
+        "name": "flat100",
+        "type": "flatnet",
+        "master": "vlan100",
+        "ipam": {"pools": [{"subnet": "198.18.100.0/24"}]},
+        **extra,
+    }
     return json.dumps(d).encode()
 
 
 def env(command: str, **changes: str) -> dict[str, str]:
-    e = {"CNI_COMMAND": command, "CNI_CONTAINERID": "abc123", "CNI_NETNS": "/run/netns/fnt-1",
-         "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin"}
+    e = {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": "abc123",
+        "CNI_NETNS": "/run/netns/fnt-1",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": "/opt/cni/bin",
+    }
     e.update(changes)
     return e
 
@@ -85,8 +97,7 @@ def test_add_prints_the_result_in_the_config_version(version: str) -> None:
     assert cmd.stdin == config(version) and cmd.container_id == "abc123"
 
 
-@pytest.mark.parametrize("command, method", [("DEL", "delete"), ("CHECK", "check"),
-                                             ("GC", "gc"), ("STATUS", "status")])
+@pytest.mark.parametrize("command, method", [("DEL", "delete"), ("CHECK", "check"), ("GC", "gc"), ("STATUS", "status")])
 def test_other_verbs_print_nothing(command: str, method: str) -> None:
     h = FakeHandler()
     rc, out, _ = run(h, env(command), config("1.1.0"))
@@ -94,8 +105,7 @@ def test_other_verbs_print_nothing(command: str, method: str) -> None:
     assert [verb for verb, _ in h.calls] == [method]
 
 
-@pytest.mark.parametrize("command, version", [("CHECK", "0.3.1"), ("GC", "1.0.0"),
-                                              ("STATUS", "0.4.0")])
+@pytest.mark.parametrize("command, version", [("CHECK", "0.3.1"), ("GC", "1.0.0"), ("STATUS", "0.4.0")])
 def test_verbs_newer_than_the_config_are_code_1(command: str, version: str) -> None:
     h = FakeHandler()
     rc, out, _ = run(h, env(command), config(version))
@@ -113,9 +123,15 @@ def test_gc_gets_the_valid_attachments() -> None:
     assert conf.valid_attachments[0].container_id == "a"
 
 
-@pytest.mark.parametrize("stdin, expected", [(b'{"cniVersion": "0.4.0"}', "0.4.0"),
-                                             (b"", "1.1.0"), (b"garbage", "1.1.0"),
-                                             (b'{"cniVersion": "7.0.0"}', "1.1.0")])
+@pytest.mark.parametrize(
+    "stdin, expected",
+    [
+        (b'{"cniVersion": "0.4.0"}', "0.4.0"),
+        (b"", "1.1.0"),
+        (b"garbage", "1.1.0"),
+        (b'{"cniVersion": "7.0.0"}', "1.1.0"),
+    ],
+)
 def test_version(stdin: bytes, expected: str) -> None:
     rc, out, _ = run(FakeHandler(), {"CNI_COMMAND": "VERSION"}, stdin)
     assert rc == 0
@@ -146,8 +162,7 @@ def test_env_error_speaks_the_configs_version() -> None:
     assert "CNI_IFNAME" in doc["msg"]
 
 
-@pytest.mark.parametrize("stdin, code", [(b"{", 6), (config(mode="nope"), 7),
-                                         (config("0.2.0"), 1)])
+@pytest.mark.parametrize("stdin, code", [(b"{", 6), (config(mode="nope"), 7), (config("0.2.0"), 1)])
 def test_config_errors(stdin: bytes, code: int) -> None:
     h = FakeHandler()
     rc, out, _ = run(h, env("ADD"), stdin)
@@ -155,11 +170,11 @@ def test_config_errors(stdin: bytes, code: int) -> None:
 
 
 def test_flatnet_error_from_the_handler_keeps_its_code() -> None:
-    rc, out, _ = run(FakeHandler(PoolExhausted("pool flat100 is full", details="160 used")),
-                     env("ADD"), config("1.0.0"))
+    rc, out, _ = run(
+        FakeHandler(PoolExhausted("pool flat100 is full", details="160 used")), env("ADD"), config("1.0.0")
+    )
     assert rc == 1
-    assert json.loads(out) == {"cniVersion": "1.0.0", "code": 101,
-                               "msg": "pool flat100 is full", "details": "160 used"}
+    assert json.loads(out) == {"cniVersion": "1.0.0", "code": 101, "msg": "pool flat100 is full", "details": "160 used"}
 
 
 def test_unexpected_exception_is_code_100_without_traceback(tmp_path: Path) -> None:
@@ -172,8 +187,9 @@ def test_unexpected_exception_is_code_100_without_traceback(tmp_path: Path) -> N
 
 
 def test_unwritable_log_does_not_change_the_answer(tmp_path: Path) -> None:
-    rc, out, _ = run(FakeHandler(RuntimeError("x")),
-                     env("DEL", FLATNET_LOG=str(tmp_path / "no" / "such" / "dir.log")), config())
+    rc, out, _ = run(
+        FakeHandler(RuntimeError("x")), env("DEL", FLATNET_LOG=str(tmp_path / "no" / "such" / "dir.log")), config()
+    )
     assert rc == 1 and json.loads(out)["code"] == 100
 
 
@@ -193,23 +209,31 @@ def test_broken_stdout_still_returns_1() -> None:
 
 # ----------------------------------------------------------------- fuzz
 
-_env_keys = st.sampled_from(["CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME",
-                             "CNI_ARGS", "CNI_PATH", "OTHER"])
-_env_values = st.sampled_from(["ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION", "eth0",
-                               "abc", "/run/netns/x", "IP=1.2.3.4", ""]) | st.text(max_size=20)
+_env_keys = st.sampled_from(
+    ["CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH", "OTHER"]
+)
+_env_values = st.sampled_from(
+    ["ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION", "eth0", "abc", "/run/netns/x", "IP=1.2.3.4", ""]
+) | st.text(max_size=20)
 _stdins = st.binary(max_size=200) | st.builds(
     lambda d: json.dumps(d).encode(),
-    st.fixed_dictionaries({"cniVersion": st.sampled_from(SUPPORTED + ("0.2.0",)),
-                           "name": st.sampled_from(["n", "-x", ""]),
-                           "type": st.just("flatnet")},
-                          optional={"master": st.text(max_size=17),
-                                    "mode": st.sampled_from(["macvlan", "vxlan", "x"]),
-                                    "ipam": st.recursive(st.none() | st.integers() | st.text(),
-                                                         lambda c: st.lists(c, max_size=3)
-                                                         | st.dictionaries(st.text(), c,
-                                                                           max_size=3)),
-                                    "prevResult": st.dictionaries(st.text(max_size=5),
-                                                                  st.integers(), max_size=2)}))
+    st.fixed_dictionaries(
+        {
+            "cniVersion": st.sampled_from(SUPPORTED + ("0.2.0",)),
+            "name": st.sampled_from(["n", "-x", ""]),
+            "type": st.just("flatnet"),
+        },
+        optional={
+            "master": st.text(max_size=17),
+            "mode": st.sampled_from(["macvlan", "vxlan", "x"]),
+            "ipam": st.recursive(
+                st.none() | st.integers() | st.text(),
+                lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(), c, max_size=3),
+            ),
+            "prevResult": st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+        },
+    ),
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

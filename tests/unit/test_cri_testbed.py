@@ -34,12 +34,22 @@ def test_oci_archive_is_self_consistent(tmp_path: Path) -> None:
 def test_sandbox_config_carries_what_kubelet_sends() -> None:
     cri = CriClient("/nonexistent/containerd.sock")  # no connection is made until a call
     try:
-        spec = PodSpec(name="redis-0", namespace="db", uid="u-1", attempt=2,
-                       port_mappings=[PortMap(6379, 30079, "udp")], labels={"app": "redis"})
+        spec = PodSpec(
+            name="redis-0",
+            namespace="db",
+            uid="u-1",
+            attempt=2,
+            port_mappings=[PortMap(6379, 30079, "udp")],
+            labels={"app": "redis"},
+        )
         raw = cri.sandbox_config(spec).SerializeToString()
         back = cri.pb.PodSandboxConfig.FromString(raw)
-        assert (back.metadata.name, back.metadata.namespace, back.metadata.uid, back.metadata.attempt) \
-            == ("redis-0", "db", "u-1", 2)
+        assert (back.metadata.name, back.metadata.namespace, back.metadata.uid, back.metadata.attempt) == (
+            "redis-0",
+            "db",
+            "u-1",
+            2,
+        )
         pm = back.port_mappings[0]
         assert (pm.container_port, pm.host_port, pm.protocol) == (6379, 30079, cri.pb.UDP)
         assert back.hostname == "redis-0" and dict(back.labels) == {"app": "redis"}

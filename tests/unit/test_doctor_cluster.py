@@ -44,8 +44,7 @@ def test_seed_case_mismatch_is_called_out_with_the_exact_fix() -> None:
 def test_fixing_the_case_clears_every_finding() -> None:
     doc = dump("seed-case-mismatch")
     pv = next(i for i in doc["items"] if i["kind"] == "PersistentVolume")
-    pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0][
-        "values"] = ["keludev05"]
+    pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] = ["keludev05"]
     for item in doc["items"]:
         if item["kind"] == "Pod":
             item["status"]["conditions"] = []
@@ -55,8 +54,7 @@ def test_fixing_the_case_clears_every_finding() -> None:
 def test_pv_naming_an_unknown_node_lists_the_real_ones() -> None:
     doc = dump("seed-case-mismatch")
     pv = next(i for i in doc["items"] if i["kind"] == "PersistentVolume")
-    pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0][
-        "values"] = ["keludev09"]
+    pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] = ["keludev09"]
     f = by_object(analyze(doc))["PersistentVolume/local-pv-redis"]
     assert f.code == "pv-no-node" and "keludev05" in f.what and "case" not in f.what
 
@@ -72,16 +70,14 @@ def test_missing_storage_class() -> None:
 
 
 def test_size_mismatch_is_named() -> None:
-    claim = by_object(analyze(dump("size-mismatch")))[
-        "PersistentVolumeClaim/default/redis-data-redis-master-0"]
+    claim = by_object(analyze(dump("size-mismatch")))["PersistentVolumeClaim/default/redis-data-redis-master-0"]
     assert claim.code == "pvc-never-binds"
     assert "size: PV holds 5Gi, claim asks 8Gi" in claim.what
     assert "capacity >= 8Gi" in claim.fix
 
 
 def test_access_mode_mismatch_is_named() -> None:
-    claim = by_object(analyze(dump("access-mode-mismatch")))[
-        "PersistentVolumeClaim/default/redis-data-redis-master-0"]
+    claim = by_object(analyze(dump("access-mode-mismatch")))["PersistentVolumeClaim/default/redis-data-redis-master-0"]
     assert "access mode: claim asks ReadWriteMany, PV offers ReadWriteOnce" in claim.what
     assert "size" not in claim.what
 
@@ -93,9 +89,14 @@ def test_volume_mode_and_class_mismatches_are_named() -> None:
     claim = by_object(analyze(doc))["PersistentVolumeClaim/default/redis-data-redis-master-0"]
     assert "volume mode: claim asks Filesystem, PV is Block" in claim.what
     pv["spec"].update(volumeMode="Filesystem", storageClassName="other")
-    doc["items"].append({"kind": "StorageClass", "metadata": {"name": "other"},
-                         "provisioner": "kubernetes.io/no-provisioner",
-                         "volumeBindingMode": "WaitForFirstConsumer"})
+    doc["items"].append(
+        {
+            "kind": "StorageClass",
+            "metadata": {"name": "other"},
+            "provisioner": "kubernetes.io/no-provisioner",
+            "volumeBindingMode": "WaitForFirstConsumer",
+        }
+    )
     claim = by_object(analyze(doc))["PersistentVolumeClaim/default/redis-data-redis-master-0"]
     assert "no PV has storageClassName 'local-storage-redis'" in claim.what
     assert "class: PV has storageClassName 'other'" in claim.what
@@ -104,8 +105,7 @@ def test_volume_mode_and_class_mismatches_are_named() -> None:
 def test_affinity_conflict_message_is_explained() -> None:
     doc = dump("seed-case-mismatch")
     pod = next(i for i in doc["items"] if i["kind"] == "Pod")
-    pod["status"]["conditions"][0]["message"] = (
-        "0/2 nodes are available: 2 node(s) had volume node affinity conflict.")
+    pod["status"]["conditions"][0]["message"] = "0/2 nodes are available: 2 node(s) had volume node affinity conflict."
     f = by_object(analyze(doc))["Pod/default/redis-master-0"]
     assert f.code == "sched-affinity-conflict" and "nodeAffinity" in f.why
 
@@ -140,9 +140,20 @@ def test_pool_usage_thresholds() -> None:
         analyze(dump("healthy"), {"pools": [{"name": "x"}]})
 
 
-@pytest.mark.parametrize("text,value", [
-    ("8Gi", 8 * 2**30), ("500Mi", 500 * 2**20), ("1Ti", 2**40), ("10G", 10**10),
-    ("1.5Ki", 1536), ("100k", 100_000), ("1e3", 1000), ("2M", 2_000_000), (5, 5)])
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("8Gi", 8 * 2**30),
+        ("500Mi", 500 * 2**20),
+        ("1Ti", 2**40),
+        ("10G", 10**10),
+        ("1.5Ki", 1536),
+        ("100k", 100_000),
+        ("1e3", 1000),
+        ("2M", 2_000_000),
+        (5, 5),
+    ],
+)
 def test_quantities(text: Any, value: int) -> None:
     assert parse_quantity(text) == Decimal(value)
 
@@ -156,16 +167,17 @@ def test_bad_quantity_names_the_forms() -> None:
 def test_cli_exit_codes_and_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doctor", "cluster", "--from", str(DATA / "healthy.json")]) == 0
     assert "no problems found" in capsys.readouterr().out
-    assert main(["doctor", "cluster", "--from", str(DATA / "seed-case-mismatch.json"),
-                 "--json"]) == 2
+    assert main(["doctor", "cluster", "--from", str(DATA / "seed-case-mismatch.json"), "--json"]) == 2
     doc = json.loads(capsys.readouterr().out)
     assert doc["check"] == "cluster" and doc["status"] == "error" and doc["exitCode"] == 2
     assert doc["counts"]["error"] == len(doc["findings"]) == 3
     first = doc["findings"][0]
     assert set(first) == {"severity", "code", "object", "what", "why", "fix", "related"}
     assert isinstance(first["related"], list)
-    assert main(["doctor", "cluster", "--from", str(DATA / "healthy.json"), "--usage",
-                 str(DATA / "usage.json"), "--json"]) == 2
+    assert (
+        main(["doctor", "cluster", "--from", str(DATA / "healthy.json"), "--usage", str(DATA / "usage.json"), "--json"])
+        == 2
+    )
 
 
 def test_human_output_fits_one_screen(capsys: pytest.CaptureFixture[str]) -> None:
@@ -187,16 +199,14 @@ def test_cli_bad_input_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureF
     assert "kubectl get nodes,pv,pvc,storageclasses,pods -A -o json" in capsys.readouterr().err
 
 
-def test_kubectl_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_kubectl_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     assert main(["doctor", "cluster"]) == 1
     err = capsys.readouterr().err
     assert "kubectl not found" in err and "--from" in err
 
 
-def test_pool_usage_from_a_real_sqlite_store(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_pool_usage_from_a_real_sqlite_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import ipaddress
 
     from flatnet.ipam import Ipam, Owner, PoolSpec, open_store
@@ -208,14 +218,12 @@ def test_pool_usage_from_a_real_sqlite_store(tmp_path: Path,
     for n in range(5):
         ipam.allocate([pool], Owner(f"c{n}", "eth0", "flat"))
     store.close()
-    rc = main(["doctor", "cluster", "--from", str(DATA / "healthy.json"), "--ipam-store",
-               f"sqlite:{db}", "--json"])
+    rc = main(["doctor", "cluster", "--from", str(DATA / "healthy.json"), "--ipam-store", f"sqlite:{db}", "--json"])
     doc = json.loads(capsys.readouterr().out)
     finding = next(f for f in doc["findings"] if f["object"] == "Pool/tiny")
     assert rc == 1 and finding["severity"] == "warn"
     assert finding["what"].startswith("5 of 6 addresses")
-    assert main(["doctor", "cluster", "--from", str(DATA / "healthy.json"),
-                 "--ipam-store", "bogus"]) == 1
+    assert main(["doctor", "cluster", "--from", str(DATA / "healthy.json"), "--ipam-store", "bogus"]) == 1
     assert "--ipam-store" in capsys.readouterr().err
 
 
@@ -231,8 +239,7 @@ def test_quarantined_addresses_are_reported(tmp_path: Path, capsys: pytest.Captu
     lease = ipam.allocate([pool], Owner("c1", "eth0", "flat"))[0]
     assert ipam.quarantine(lease, "answered on the VLAN", "02:00:00:00:00:99")
     store.close()
-    main(["doctor", "cluster", "--from", str(DATA / "healthy.json"), "--ipam-store",
-          f"sqlite:{db}", "--json"])
+    main(["doctor", "cluster", "--from", str(DATA / "healthy.json"), "--ipam-store", f"sqlite:{db}", "--json"])
     doc = json.loads(capsys.readouterr().out)
     finding = next(f for f in doc["findings"] if f["code"] == "address-conflict")
     assert finding["object"] == "Pool/vlan100" and finding["severity"] == "warn"

@@ -20,19 +20,30 @@ SOCK = "/run/flatnet/agent.sock"
 
 
 def healthy_facts() -> NodeFacts:
-    cni = CniFacts("/etc/cni/net.d", "/opt/cni/bin", files=["/etc/cni/net.d/10-flatnet.conflist"],
-                   flatnet_files=["/etc/cni/net.d/10-flatnet.conflist"], modes=["macvlan"],
-                   plugin_ok=True)
+    cni = CniFacts(
+        "/etc/cni/net.d",
+        "/opt/cni/bin",
+        files=["/etc/cni/net.d/10-flatnet.conflist"],
+        flatnet_files=["/etc/cni/net.d/10-flatnet.conflist"],
+        modes=["macvlan"],
+        plugin_ok=True,
+    )
     return NodeFacts(
         links={f: ProbeResult(f, True) for f in LINK_FEATURES},
-        kconfig={}, nft=ProbeResult("nftables", True, "ok"),
-        sysctls={"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "2",
-                 "net.ipv4.conf.default.rp_filter": "0"},
+        kconfig={},
+        nft=ProbeResult("nftables", True, "ok"),
+        sysctls={
+            "net.ipv4.ip_forward": "1",
+            "net.ipv4.conf.all.rp_filter": "2",
+            "net.ipv4.conf.default.rp_filter": "0",
+        },
         tools={t: f"/usr/bin/{t}" for t in ("socat", "nsenter", "conntrack", "ip", "iperf3")},
-        agent=("ok", "{}"), store=("ok", "http://198.18.0.10:2379"), cni=cni,
+        agent=("ok", "{}"),
+        store=("ok", "http://198.18.0.10:2379"),
+        cni=cni,
         hostname="keludev05",
-        node={"kind": "Node", "metadata": {"name": "keludev05",
-                                           "labels": {"kubernetes.io/hostname": "keludev05"}}})
+        node={"kind": "Node", "metadata": {"name": "keludev05", "labels": {"kubernetes.io/hostname": "keludev05"}}},
+    )
 
 
 def by_object(facts: NodeFacts) -> dict:
@@ -101,8 +112,9 @@ def test_agent_store_cni_and_hostname_problems() -> None:
     assert [f.code for f in host] == ["hostname-case"]
     assert "'keludev05'" in host[0].fix
     facts.hostname = "keludev06"
-    assert [f.code for f in evaluate(facts, SOCK) if f.severity == "error"
-            and f.object == "node/hostname"] == ["hostname-label"]
+    assert [f.code for f in evaluate(facts, SOCK) if f.severity == "error" and f.object == "node/hostname"] == [
+        "hostname-label"
+    ]
 
 
 def test_probe_failure_is_a_finding_not_a_crash() -> None:
@@ -113,11 +125,24 @@ def test_probe_failure_is_a_finding_not_a_crash() -> None:
 
 
 def test_scan_cni_reads_modes_vlans_and_store(tmp_path: Path) -> None:
-    (tmp_path / "10-flatnet.conflist").write_text(json.dumps({
-        "cniVersion": "1.1.0", "name": "flat", "plugins": [
-            {"type": "flatnet", "mode": "bridge", "ipam": {
-                "pools": [{"subnet": "198.18.100.0/24", "vlan": 100}],
-                "store": {"type": "sqlite", "path": "/tmp/x.db"}}}]}))
+    (tmp_path / "10-flatnet.conflist").write_text(
+        json.dumps(
+            {
+                "cniVersion": "1.1.0",
+                "name": "flat",
+                "plugins": [
+                    {
+                        "type": "flatnet",
+                        "mode": "bridge",
+                        "ipam": {
+                            "pools": [{"subnet": "198.18.100.0/24", "vlan": 100}],
+                            "store": {"type": "sqlite", "path": "/tmp/x.db"},
+                        },
+                    }
+                ],
+            }
+        )
+    )
     (tmp_path / "99-bad.conf").write_text("{")
     facts = scan_cni(str(tmp_path), str(tmp_path))
     assert facts.modes == ["bridge"] and facts.vlans and facts.store["type"] == "sqlite"
@@ -133,14 +158,12 @@ def test_read_kconfig_parses_set_and_unset(tmp_path: Path) -> None:
     path = tmp_path / "config.gz"
     with gzip.open(path, "wt") as fh:
         fh.write("CONFIG_MACVLAN=y\n# CONFIG_IPVLAN is not set\nCONFIG_VXLAN=m\n")
-    assert read_kconfig(str(path)) == {"CONFIG_MACVLAN": "y", "CONFIG_IPVLAN": "n",
-                                       "CONFIG_VXLAN": "m"}
+    assert read_kconfig(str(path)) == {"CONFIG_MACVLAN": "y", "CONFIG_IPVLAN": "n", "CONFIG_VXLAN": "m"}
     assert read_kconfig(str(tmp_path / "absent.gz")) is None
 
 
 def test_pick_node_from_list() -> None:
-    nodes = {"kind": "List", "items": [{"kind": "Node", "metadata": {"name": n}}
-                                       for n in ("keludev05", "keludev06")]}
+    nodes = {"kind": "List", "items": [{"kind": "Node", "metadata": {"name": n}} for n in ("keludev05", "keludev06")]}
     assert pick_node(nodes, "KeluDev06")["metadata"]["name"] == "keludev06"
     assert pick_node(nodes, "other") is None
 
@@ -150,10 +173,13 @@ def _kernel_can(kind_args: list[str]) -> bool:
     ns = f"fnt-{secrets.token_hex(3)}"
     subprocess.run(["ip", "netns", "add", ns], check=True, timeout=10)
     try:
-        subprocess.run(["ip", "-n", ns, "link", "add", "fntp0", "type", "veth", "peer", "name",
-                        "fntp1"], check=True, timeout=10, capture_output=True)
-        rc = subprocess.run(["ip", "-n", ns, "link", "add", *kind_args], timeout=10,
-                            capture_output=True).returncode
+        subprocess.run(
+            ["ip", "-n", ns, "link", "add", "fntp0", "type", "veth", "peer", "name", "fntp1"],
+            check=True,
+            timeout=10,
+            capture_output=True,
+        )
+        rc = subprocess.run(["ip", "-n", ns, "link", "add", *kind_args], timeout=10, capture_output=True).returncode
         return rc == 0
     finally:
         subprocess.run(["ip", "netns", "del", ns], timeout=10, check=False)
@@ -162,10 +188,20 @@ def _kernel_can(kind_args: list[str]) -> bool:
 @pytest.mark.netns
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 def test_real_node_run_matches_the_kernel(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    before = {n for n in os.listdir("/run/netns") if n.startswith("fnd-")} \
-        if os.path.isdir("/run/netns") else set()
-    rc = main(["doctor", "node", "--json", "--socket", str(tmp_path / "none.sock"),
-               "--cni-conf-dir", str(tmp_path), "--cni-bin-dir", str(tmp_path)])
+    before = {n for n in os.listdir("/run/netns") if n.startswith("fnd-")} if os.path.isdir("/run/netns") else set()
+    rc = main(
+        [
+            "doctor",
+            "node",
+            "--json",
+            "--socket",
+            str(tmp_path / "none.sock"),
+            "--cni-conf-dir",
+            str(tmp_path),
+            "--cni-bin-dir",
+            str(tmp_path),
+        ]
+    )
     doc = json.loads(capsys.readouterr().out)
     assert rc == doc["exitCode"] == 2  # no flatnet CNI config in the empty dir
     found = {f["object"]: f for f in doc["findings"]}

@@ -19,25 +19,37 @@ def _store(**kw: object) -> dict:
 
 
 def test_files_are_kept_as_paths() -> None:
-    got = _store(endpoints=["https://198.18.0.10:2379", "https://198.18.0.11:2379"],
-                 caFile="/etc/fne/ca.crt", certFile="/etc/fne/c.crt", keyFile="/etc/fne/c.key",
-                 usernameFile="/etc/fne/user", passwordFile="/etc/fne/pw")
-    assert got == {"type": "etcd", "endpoints": ["https://198.18.0.10:2379",
-                                                  "https://198.18.0.11:2379"],
-                   "caFile": "/etc/fne/ca.crt", "certFile": "/etc/fne/c.crt",
-                   "keyFile": "/etc/fne/c.key", "usernameFile": "/etc/fne/user",
-                   "passwordFile": "/etc/fne/pw"}
+    got = _store(
+        endpoints=["https://198.18.0.10:2379", "https://198.18.0.11:2379"],
+        caFile="/etc/fne/ca.crt",
+        certFile="/etc/fne/c.crt",
+        keyFile="/etc/fne/c.key",
+        usernameFile="/etc/fne/user",
+        passwordFile="/etc/fne/pw",
+    )
+    assert got == {
+        "type": "etcd",
+        "endpoints": ["https://198.18.0.10:2379", "https://198.18.0.11:2379"],
+        "caFile": "/etc/fne/ca.crt",
+        "certFile": "/etc/fne/c.crt",
+        "keyFile": "/etc/fne/c.key",
+        "usernameFile": "/etc/fne/user",
+        "passwordFile": "/etc/fne/pw",
+    }
 
 
-@pytest.mark.parametrize("kw, words", [
-    ({"endpoints": ["https://h:1"], "certFile": "/c"}, "certFile and ipam.store.keyFile go together"),
-    ({"endpoints": ["https://h:1"], "passwordFile": "/p"}, "usernameFile and ipam.store.passwordFile"),
-    ({"endpoints": ["http://h:1"], "caFile": "/ca"}, "caFile is set but the endpoints are http://"),
-    ({"endpoints": ["https://h:1"], "caFile": "ca.crt"}, "caFile must be an absolute file path"),
-    ({"endpoints": ["http://h:1", "https://h:2"]}, "mixes http:// and https://"),
-    ({"endpoints": ["http://root:hunter2@h:1"]}, "carries credentials in the URL"),
-    ({"endpoints": ["https://h:1"], "caFlie": "/x"}, "caFlie"),
-])
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        ({"endpoints": ["https://h:1"], "certFile": "/c"}, "certFile and ipam.store.keyFile go together"),
+        ({"endpoints": ["https://h:1"], "passwordFile": "/p"}, "usernameFile and ipam.store.passwordFile"),
+        ({"endpoints": ["http://h:1"], "caFile": "/ca"}, "caFile is set but the endpoints are http://"),
+        ({"endpoints": ["https://h:1"], "caFile": "ca.crt"}, "caFile must be an absolute file path"),
+        ({"endpoints": ["http://h:1", "https://h:2"]}, "mixes http:// and https://"),
+        ({"endpoints": ["http://root:hunter2@h:1"]}, "carries credentials in the URL"),
+        ({"endpoints": ["https://h:1"], "caFlie": "/x"}, "caFlie"),
+    ],
+)
 def test_bad_settings_name_the_field(kw: dict, words: str) -> None:
     with pytest.raises(ConfigError) as info:
         _store(**kw)
@@ -52,8 +64,7 @@ def test_tls_keys_on_a_sqlite_store_are_refused() -> None:
 
 def test_open_store_reads_the_ca_and_names_a_missing_file(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"caFile '/nonexistent/fne-ca.crt' cannot be used"):
-        open_store({"type": "etcd", "endpoints": ["https://127.0.0.1:1"],
-                    "caFile": "/nonexistent/fne-ca.crt"})
+        open_store({"type": "etcd", "endpoints": ["https://127.0.0.1:1"], "caFile": "/nonexistent/fne-ca.crt"})
     bad = tmp_path / "ca.crt"
     bad.write_text("not a certificate")
     with pytest.raises(ConfigError, match="cannot be used as a CA bundle"):

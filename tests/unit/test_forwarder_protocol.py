@@ -95,26 +95,45 @@ def test_gc_releases_what_the_runtime_no_longer_holds(agent: tuple[str, Agent]) 
     gc = {**body, "cni.dev/valid-attachments": [{"containerID": "fnf-gc-keep", "ifname": "eth0"}]}
     assert run(cni_env("GC", ""), json.dumps(gc).encode()).returncode == 0
     assert "fnf-gc-keep" in holders() and "fnf-gc-drop" not in holders()
-    assert run(cni_env("DEL", "fnf-gc-keep", CNI_NETNS="/run/netns/fnf-gc-keep"),
-               json.dumps(body).encode()).returncode == 0
+    assert (
+        run(cni_env("DEL", "fnf-gc-keep", CNI_NETNS="/run/netns/fnf-gc-keep"), json.dumps(body).encode()).returncode
+        == 0
+    )
 
 
 # ---- hypothesis: arbitrary bytes and environments ----
 VERBS = st.sampled_from(["ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION", "", "FROB", "add"])
 ENV_TEXT = st.binary(max_size=40).map(lambda b: b.replace(b"\x00", b""))
-CNI_KEYS = st.sampled_from([b"CNI_CONTAINERID", b"CNI_NETNS", b"CNI_IFNAME", b"CNI_ARGS", b"CNI_PATH",
-                            b"CNI_X", b"FLATNET_AGENT_TIMEOUT", b"OTHER"])
-JSON_ANY = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-                        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
-                        max_leaves=8)
+CNI_KEYS = st.sampled_from(
+    [
+        b"CNI_CONTAINERID",
+        b"CNI_NETNS",
+        b"CNI_IFNAME",
+        b"CNI_ARGS",
+        b"CNI_PATH",
+        b"CNI_X",
+        b"FLATNET_AGENT_TIMEOUT",
+        b"OTHER",
+    ]
+)
+JSON_ANY = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
+    max_leaves=8,
+)
 
 
 def _stdins(path: str) -> st.SearchStrategy[bytes]:
     good = conf("1.1.0", agentSocket=path)
     mutated = st.dictionaries(st.sampled_from(list(good) + ["cniVersion", "x"]), JSON_ANY, max_size=3).map(
-        lambda over: json.dumps({**good, **over}).encode())
-    return st.one_of(st.binary(max_size=300), JSON_ANY.map(lambda v: json.dumps(v).encode()), mutated,
-                     st.sampled_from([b"{not json", b"\xff", b"", b"{}", json.dumps(good).encode()]))
+        lambda over: json.dumps({**good, **over}).encode()
+    )
+    return st.one_of(
+        st.binary(max_size=300),
+        JSON_ANY.map(lambda v: json.dumps(v).encode()),
+        mutated,
+        st.sampled_from([b"{not json", b"\xff", b"", b"{}", json.dumps(good).encode()]),
+    )
 
 
 def _expect(stdin: bytes) -> tuple[bool, Any]:
@@ -126,15 +145,16 @@ def _expect(stdin: bytes) -> tuple[bool, Any]:
     return isinstance(doc, dict), doc
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(data=st.data(), verb=VERBS, extra=st.dictionaries(CNI_KEYS, ENV_TEXT, max_size=5))
-def test_arbitrary_input_always_one_json_and_the_right_code(agent: tuple[str, Agent], data: st.DataObject,
-                                                            verb: str, extra: dict[bytes, bytes]) -> None:
+def test_arbitrary_input_always_one_json_and_the_right_code(
+    agent: tuple[str, Agent], data: st.DataObject, verb: str, extra: dict[bytes, bytes]
+) -> None:
     path, _ = agent
     stdin = data.draw(_stdins(path))
-    env = {b"PATH": os.environ.get("PATH", "/usr/bin:/bin").encode(), b"FLATNET_AGENT_SOCKET": path.encode(),
-           **extra}
+    env = {b"PATH": os.environ.get("PATH", "/usr/bin:/bin").encode(), b"FLATNET_AGENT_SOCKET": path.encode(), **extra}
     if verb:
         env[b"CNI_COMMAND"] = verb.encode()
     proc = subprocess.run([forwarder_path()], input=stdin, env=env, capture_output=True, timeout=60)

@@ -30,12 +30,15 @@ class Served:
         self.path = os.path.join(directory, "agent.sock")
         self.dp = FakeDatapath(masters={"vlan100"})
         store = open_store({"type": "memory"})
-        svc = Service(node="node1", lock_dir=os.path.join(directory, "locks"),
-                      datapath_factory=lambda mode: self.dp, store_factory=lambda cfg: store)
+        svc = Service(
+            node="node1",
+            lock_dir=os.path.join(directory, "locks"),
+            datapath_factory=lambda mode: self.dp,
+            store_factory=lambda cfg: store,
+        )
         uid = os.getuid()
         self.server = AgentServer(self.path, svc, allowed_uids=frozenset({0, uid}), io_timeout=0.5)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
         self.n = 0
 
@@ -105,12 +108,20 @@ def assert_refused(reply: dict | None) -> None:
 frames = st.one_of(
     st.binary(max_size=2000),
     json_any.map(lambda v: json.dumps(v).encode()),
-    st.builds(lambda v: json.dumps({"v": v, "env": dict(BASE_ENV), "stdin": "{}"}).encode(),
-              json_any.filter(lambda v: v != 1 or isinstance(v, bool))),
-    st.builds(lambda env, stdin: json.dumps({"v": 1, "env": env, "stdin": stdin}).encode(),
-              st.one_of(json_any, st.dictionaries(junk, json_any, max_size=4)), json_any),
-    st.builds(lambda env, stdin: json.dumps({"v": 1, "env": env, "stdin": stdin}).encode(),
-              st.dictionaries(st.sampled_from(sorted(BASE_ENV)), junk, max_size=6), junk),
+    st.builds(
+        lambda v: json.dumps({"v": v, "env": dict(BASE_ENV), "stdin": "{}"}).encode(),
+        json_any.filter(lambda v: v != 1 or isinstance(v, bool)),
+    ),
+    st.builds(
+        lambda env, stdin: json.dumps({"v": 1, "env": env, "stdin": stdin}).encode(),
+        st.one_of(json_any, st.dictionaries(junk, json_any, max_size=4)),
+        json_any,
+    ),
+    st.builds(
+        lambda env, stdin: json.dumps({"v": 1, "env": env, "stdin": stdin}).encode(),
+        st.dictionaries(st.sampled_from(sorted(BASE_ENV)), junk, max_size=6),
+        junk,
+    ),
 )
 
 

@@ -27,13 +27,32 @@ from flatnet.ipam.store import open_store
 SPEC_CODES = {1, 2, 3, 4, 5, 6, 7, 11, 50, 51, *range(100, 109)}
 VALID_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 BASE_CONF: dict[str, Any] = {
-    "cniVersion": "1.1.0", "name": "flat", "type": "flatnet", "mode": "macvlan", "master": "vlan100",
-    "ipam": {"pools": [{"name": "v4", "subnet": "198.18.100.0/24", "rangeStart": "198.18.100.32",
-                        "rangeEnd": "198.18.100.40", "gateway": "198.18.100.1"}],
-             "store": {"type": "memory"}},
+    "cniVersion": "1.1.0",
+    "name": "flat",
+    "type": "flatnet",
+    "mode": "macvlan",
+    "master": "vlan100",
+    "ipam": {
+        "pools": [
+            {
+                "name": "v4",
+                "subnet": "198.18.100.0/24",
+                "rangeStart": "198.18.100.32",
+                "rangeEnd": "198.18.100.40",
+                "gateway": "198.18.100.1",
+            }
+        ],
+        "store": {"type": "memory"},
+    },
 }
-BASE_ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "fuzz1", "CNI_IFNAME": "eth0",
-            "CNI_NETNS": "/run/netns/fuzzpod", "CNI_PATH": "/opt/cni/bin", "CNI_ARGS": ""}
+BASE_ENV = {
+    "CNI_COMMAND": "ADD",
+    "CNI_CONTAINERID": "fuzz1",
+    "CNI_IFNAME": "eth0",
+    "CNI_NETNS": "/run/netns/fuzzpod",
+    "CNI_PATH": "/opt/cni/bin",
+    "CNI_ARGS": "",
+}
 
 
 class World:
@@ -42,8 +61,12 @@ class World:
     def __init__(self) -> None:
         self.dp = FakeDatapath(masters={"vlan100"})
         self.store = open_store({"type": "memory"})
-        self.svc = Service(node="node1", lock_dir=tempfile.mkdtemp(prefix="fnk-fuzz-locks-"),
-                           datapath_factory=lambda mode: self.dp, store_factory=lambda cfg: self.store)
+        self.svc = Service(
+            node="node1",
+            lock_dir=tempfile.mkdtemp(prefix="fnk-fuzz-locks-"),
+            datapath_factory=lambda mode: self.dp,
+            store_factory=lambda cfg: self.store,
+        )
         code, out = self.run(dict(BASE_ENV, CNI_CONTAINERID="live0"), json.dumps(BASE_CONF).encode())
         assert code == 0, out
 
@@ -53,8 +76,7 @@ class World:
         return code, out.getvalue()
 
     def snapshot(self) -> tuple[Any, Any]:
-        return ([(e.key, e.value, e.version) for e in self.store.range("")],
-                sorted(self.dp.attachments))
+        return ([(e.key, e.value, e.version) for e in self.store.range("")], sorted(self.dp.attachments))
 
 
 _world: World | None = None
@@ -82,11 +104,17 @@ def assert_clean_error(env: dict[str, str], stdin: bytes) -> None:
 
 junk = st.text(min_size=0, max_size=40)
 shellish = st.text(alphabet=";|&$`'\"\\<>(){}[]*?!~#\n\t /", min_size=1, max_size=8)
-bad_ids = st.one_of(st.just(""), st.builds(lambda a, b: a + b, junk, shellish)).filter(
-    lambda s: not VALID_ID.match(s))
-bad_ifnames = st.one_of(st.just(""), st.just("."), st.just(".."), st.text(min_size=16, max_size=40),
-                        st.builds(lambda a, b: a + b, st.text(max_size=5), st.sampled_from(["/", " ", ":", "\t", "\n"])))
+bad_ids = st.one_of(st.just(""), st.builds(lambda a, b: a + b, junk, shellish)).filter(lambda s: not VALID_ID.match(s))
+bad_ifnames = st.one_of(
+    st.just(""),
+    st.just("."),
+    st.just(".."),
+    st.text(min_size=16, max_size=40),
+    st.builds(lambda a, b: a + b, st.text(max_size=5), st.sampled_from(["/", " ", ":", "\t", "\n"])),
+)
 bad_commands = st.text(max_size=12).filter(lambda s: s not in ("ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION", ""))
+
+
 def _is_ip(text: str) -> bool:
     """A well-formed address is a valid IP= argument (DEL ignores it): not a defect to draw."""
     try:
@@ -97,18 +125,19 @@ def _is_ip(text: str) -> bool:
 
 
 bad_args = st.one_of(
-    st.builds(lambda k, v: f"{k}={v}", st.from_regex(r"\A[a-z][a-z0-9$;`|]{0,10}\Z"), junk)
-    .filter(lambda s: ";" not in s.split("=")[0]),
+    st.builds(lambda k, v: f"{k}={v}", st.from_regex(r"\A[a-z][a-z0-9$;`|]{0,10}\Z"), junk).filter(
+        lambda s: ";" not in s.split("=")[0]
+    ),
     st.builds(lambda s: "K8S_POD_NAME=ok;" + s, shellish.filter(lambda s: "=" not in s and s.strip(";"))),
-    st.builds(lambda s: "IP=" + s, st.text(alphabet="0123456789.:$;`x", min_size=1, max_size=20))
-    .filter(lambda s: "=" not in s[3:] and ";" not in s and "," not in s and not _is_ip(s[3:])),
+    st.builds(lambda s: "IP=" + s, st.text(alphabet="0123456789.:$;`x", min_size=1, max_size=20)).filter(
+        lambda s: "=" not in s[3:] and ";" not in s and "," not in s and not _is_ip(s[3:])
+    ),
 )
 verbs = st.sampled_from(["ADD", "DEL", "CHECK", "GC", "STATUS"])
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(key=st.sampled_from(["CNI_COMMAND", "CNI_CONTAINERID", "CNI_IFNAME", "CNI_ARGS", "missing"]),
-       data=st.data())
+@given(key=st.sampled_from(["CNI_COMMAND", "CNI_CONTAINERID", "CNI_IFNAME", "CNI_ARGS", "missing"]), data=st.data())
 def test_bad_env_is_refused_cleanly(key: str, data: st.DataObject) -> None:
     env = dict(BASE_ENV, CNI_CONTAINERID="fuzz" + data.draw(st.sampled_from(["1", "2", "live0"])))
     verb = data.draw(st.sampled_from(["ADD", "DEL", "CHECK"]))
@@ -129,22 +158,46 @@ def test_bad_env_is_refused_cleanly(key: str, data: st.DataObject) -> None:
     assert_clean_error(env, json.dumps(conf).encode())
 
 
-json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False), junk)
-json_any = st.recursive(json_leaf, lambda c: st.one_of(st.lists(c, max_size=4),
-                                                      st.dictionaries(junk, c, max_size=4)), max_leaves=12)
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False), junk)
+json_any = st.recursive(
+    json_leaf, lambda c: st.one_of(st.lists(c, max_size=4), st.dictionaries(junk, c, max_size=4)), max_leaves=12
+)
 BAD_FIELDS: dict[str, Any] = {
-    "cniVersion": st.one_of(st.text(max_size=8).filter(lambda v: v not in ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")),
-                            st.integers(), st.none()),
+    "cniVersion": st.one_of(
+        st.text(max_size=8).filter(lambda v: v not in ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")),
+        st.integers(),
+        st.none(),
+    ),
     "name": st.one_of(bad_ids, st.integers(), st.none(), st.lists(junk, max_size=2)),
-    "mode": st.one_of(st.text(min_size=1, max_size=10).filter(lambda v: v not in ("macvlan", "ipvlan", "bridge", "vxlan")),
-                      st.integers(), st.lists(junk, max_size=2)),
+    "mode": st.one_of(
+        st.text(min_size=1, max_size=10).filter(lambda v: v not in ("macvlan", "ipvlan", "bridge", "vxlan")),
+        st.integers(),
+        st.lists(junk, max_size=2),
+    ),
     "master": st.one_of(bad_ifnames.filter(bool), st.integers(), st.dictionaries(junk, junk, max_size=2)),
     "mtu": st.one_of(st.integers(max_value=67), st.integers(min_value=65536), junk, st.booleans()),
     "vlan": st.one_of(st.integers(max_value=0), st.integers(min_value=4095), junk),
-    "ipam": st.one_of(json_leaf, st.fixed_dictionaries({"pools": st.one_of(json_leaf, st.lists(
-        st.fixed_dictionaries({"subnet": st.one_of(junk, st.integers(), st.just("198.18.100.0/33"),
-                                                   st.just("198.18.100.7/24"))}),
-        min_size=1, max_size=2))})),
+    "ipam": st.one_of(
+        json_leaf,
+        st.fixed_dictionaries(
+            {
+                "pools": st.one_of(
+                    json_leaf,
+                    st.lists(
+                        st.fixed_dictionaries(
+                            {
+                                "subnet": st.one_of(
+                                    junk, st.integers(), st.just("198.18.100.0/33"), st.just("198.18.100.7/24")
+                                )
+                            }
+                        ),
+                        min_size=1,
+                        max_size=2,
+                    ),
+                )
+            }
+        ),
+    ),
 }
 
 
@@ -162,9 +215,14 @@ def test_bad_config_field_is_refused_cleanly(field: str, verb: str, data: st.Dat
 
 
 @settings(max_examples=150, deadline=None)
-@given(verb=verbs, stdin=st.one_of(st.binary(max_size=300),
-                                   json_any.filter(lambda v: not isinstance(v, dict)).map(lambda v: json.dumps(v).encode()),
-                                   st.dictionaries(junk, json_any, max_size=5).map(lambda v: json.dumps(v).encode())))
+@given(
+    verb=verbs,
+    stdin=st.one_of(
+        st.binary(max_size=300),
+        json_any.filter(lambda v: not isinstance(v, dict)).map(lambda v: json.dumps(v).encode()),
+        st.dictionaries(junk, json_any, max_size=5).map(lambda v: json.dumps(v).encode()),
+    ),
+)
 def test_garbage_stdin_is_refused_cleanly(verb: str, stdin: bytes) -> None:
     assert_clean_error(dict(BASE_ENV, CNI_COMMAND=verb), stdin)
 

@@ -26,8 +26,7 @@ from flatnet.errors import FlatnetError
 from tests.unit.test_fuzz_cni import SPEC_CODES
 
 META = ";|&$`'\"\\<>(){}*?!~#"
-hostile = st.text(alphabet=META + "abcXYZ019-_.=", min_size=1, max_size=14).filter(
-    lambda s: any(c in META for c in s))
+hostile = st.text(alphabet=META + "abcXYZ019-_.=", min_size=1, max_size=14).filter(lambda s: any(c in META for c in s))
 
 
 class Spawned(Exception):
@@ -42,6 +41,7 @@ class Recorder:
         def fake(*args: Any, **kwargs: Any) -> Any:
             self.calls.append((name, args, kwargs))
             raise OSError(1, f"process start blocked by the test ({name})")
+
         return fake
 
 
@@ -49,34 +49,66 @@ class Recorder:
 def spawns(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     rec = Recorder()
     monkeypatch.setattr(subprocess.Popen, "__init__", rec.hook("Popen"))
-    for name in ("system", "popen", "execv", "execve", "execvp", "execvpe", "execl", "execlp",
-                 "spawnv", "spawnve", "spawnvp", "posix_spawn", "posix_spawnp"):
+    for name in (
+        "system",
+        "popen",
+        "execv",
+        "execve",
+        "execvp",
+        "execvpe",
+        "execl",
+        "execlp",
+        "spawnv",
+        "spawnve",
+        "spawnvp",
+        "posix_spawn",
+        "posix_spawnp",
+    ):
         if hasattr(os, name):
             monkeypatch.setattr(os, name, rec.hook(name))
     return rec
 
 
 def _conf(mode: str) -> dict:
-    conf = {"cniVersion": "1.1.0", "name": "flat", "type": "flatnet", "mode": mode, "master": "eth9",
-            "hostNetns": "fnk-absent-node-0", "agentSocket": "/nonexistent/fnk.sock",
-            "ipam": {"pools": [{"name": "v4", "subnet": "198.18.100.0/24"}], "store": {"type": "memory"}}}
+    conf = {
+        "cniVersion": "1.1.0",
+        "name": "flat",
+        "type": "flatnet",
+        "mode": mode,
+        "master": "eth9",
+        "hostNetns": "fnk-absent-node-0",
+        "agentSocket": "/nonexistent/fnk.sock",
+        "ipam": {"pools": [{"name": "v4", "subnet": "198.18.100.0/24"}], "store": {"type": "memory"}},
+    }
     if mode == "vxlan":
         conf.update(clusterSubnet="198.18.64.0/18", vni=42)
         del conf["ipam"]["pools"]
     return conf
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(ifname=hostile, key=hostile.filter(lambda s: "=" not in s and ";" not in s), value=hostile,
-       verb=st.sampled_from(["ADD", "DEL", "CHECK"]), mode=st.sampled_from(["macvlan", "bridge", "ipvlan"]))
-def test_hostile_names_never_spawn_a_shell(spawns: Recorder, tmp_path_factory: Any, ifname: str, key: str,
-                                           value: str, verb: str, mode: str) -> None:
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(
+    ifname=hostile,
+    key=hostile.filter(lambda s: "=" not in s and ";" not in s),
+    value=hostile,
+    verb=st.sampled_from(["ADD", "DEL", "CHECK"]),
+    mode=st.sampled_from(["macvlan", "bridge", "ipvlan"]),
+)
+def test_hostile_names_never_spawn_a_shell(
+    spawns: Recorder, tmp_path_factory: Any, ifname: str, key: str, value: str, verb: str, mode: str
+) -> None:
     svc = Service(node="node1", lock_dir=str(tmp_path_factory.mktemp("locks")))
     value = value.replace(";", "").replace("=", "") or "x"
-    env = {"CNI_COMMAND": verb, "CNI_CONTAINERID": "c0ffee", "CNI_IFNAME": ifname,
-           "CNI_NETNS": f"/run/netns/fnk-absent-{ifname}", "CNI_PATH": "/opt/cni/bin",
-           "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAME={value};{key}={value}"}
+    env = {
+        "CNI_COMMAND": verb,
+        "CNI_CONTAINERID": "c0ffee",
+        "CNI_IFNAME": ifname,
+        "CNI_NETNS": f"/run/netns/fnk-absent-{ifname}",
+        "CNI_PATH": "/opt/cni/bin",
+        "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAME={value};{key}={value}",
+    }
     conf = _conf(mode)
     if verb == "CHECK":
         conf["prevResult"] = {"cniVersion": "1.1.0", "interfaces": [], "ips": []}

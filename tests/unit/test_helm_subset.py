@@ -13,12 +13,25 @@ import pytest
 
 from tests.helpers.helm import TemplateError, render
 
-CTX = {"Values": {"s": "flat", "n": 1500, "t": True, "f": False, "zero": 0, "empty": "",
-                  "none": None, "list": [], "items": ["a"], "map": {"b": 2, "a": "x&<y>"},
-                  "word": "false", "nested": {"k": "v"}},
-       "Release": {"Name": "rel", "Namespace": "kube-system"},
-       "Chart": {"Name": "flatnet", "Version": "0.1.0", "AppVersion": "0.1.0"},
-       "Template": {"BasePath": "flatnet/templates"}}
+CTX = {
+    "Values": {
+        "s": "flat",
+        "n": 1500,
+        "t": True,
+        "f": False,
+        "zero": 0,
+        "empty": "",
+        "none": None,
+        "list": [],
+        "items": ["a"],
+        "map": {"b": 2, "a": "x&<y>"},
+        "word": "false",
+        "nested": {"k": "v"},
+    },
+    "Release": {"Name": "rel", "Namespace": "kube-system"},
+    "Chart": {"Name": "flatnet", "Version": "0.1.0", "AppVersion": "0.1.0"},
+    "Template": {"BasePath": "flatnet/templates"},
+}
 
 
 def r(text: str, sources: dict[str, str] | None = None) -> str:
@@ -53,7 +66,7 @@ def test_tojson_is_go_json_marshal() -> None:
 
 def test_quote_and_default_and_sha256sum_are_sprig_s() -> None:
     assert r("{{ .Values.s | quote }} {{ .Values.n | quote }} {{ .Values.t | quote }}") == '"flat" "1500" "true"'
-    assert r('{{ .Values.map | toJson | quote }}') == '"{\\"a\\":\\"x\\\\u0026\\\\u003cy\\\\u003e\\",\\"b\\":2}"'
+    assert r("{{ .Values.map | toJson | quote }}") == '"{\\"a\\":\\"x\\\\u0026\\\\u003cy\\\\u003e\\",\\"b\\":2}"'
     assert r('{{ .Values.empty | default "dflt" }} {{ .Values.s | default "dflt" }}') == "dflt flat"
     assert r("{{ .Values.empty | default .Chart.AppVersion }}") == "0.1.0"
     assert r("{{ .Values.s | sha256sum }}") == hashlib.sha256(b"flat").hexdigest()
@@ -65,15 +78,18 @@ def test_include_renders_another_template_by_its_path() -> None:
     assert out == hashlib.sha256(b"data: flat\n").hexdigest()
 
 
-@pytest.mark.parametrize("text", [
-    "{{ range .Values.items }}x{{ end }}",       # not in the subset
-    "{{ .Values.s | upper }}",                    # unknown function
-    "{{ .Values.nope }}",                         # missing value: an error, not ""
-    "{{ if .Values.t }}never closed",
-    "{{ end }}",
-    "{{ .Values.map }}",                          # a map printed as text: needs toJson
-    '{{ include "missing.yaml" . }}',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{{ range .Values.items }}x{{ end }}",  # not in the subset
+        "{{ .Values.s | upper }}",  # unknown function
+        "{{ .Values.nope }}",  # missing value: an error, not ""
+        "{{ if .Values.t }}never closed",
+        "{{ end }}",
+        "{{ .Values.map }}",  # a map printed as text: needs toJson
+        '{{ include "missing.yaml" . }}',
+    ],
+)
 def test_anything_outside_the_subset_is_refused(text: str) -> None:
     with pytest.raises(TemplateError):
         r(text)

@@ -10,8 +10,7 @@ import pytest
 
 import flatnet
 
-MODULES = sorted(m.name for m in pkgutil.walk_packages(flatnet.__path__, "flatnet.")
-                 if not m.name.endswith("__main__"))
+MODULES = sorted(m.name for m in pkgutil.walk_packages(flatnet.__path__, "flatnet.") if not m.name.endswith("__main__"))
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -92,8 +92,13 @@ def test_requested_address_ok_and_taken(ipam: Ipam) -> None:
 
 @pytest.mark.parametrize(
     "want, why",
-    [("198.18.0.1", "gateway"), ("198.18.0.4", "exclude"), ("198.18.9.9", "outside every pool"),
-     ("198.18.0.7", "broadcast"), ("2001:db8::1", "no IPv6 pool")],
+    [
+        ("198.18.0.1", "gateway"),
+        ("198.18.0.4", "exclude"),
+        ("198.18.9.9", "outside every pool"),
+        ("198.18.0.7", "broadcast"),
+        ("2001:db8::1", "no IPv6 pool"),
+    ],
 )
 def test_requested_address_refused_with_reason(ipam: Ipam, want: str, why: str) -> None:
     with pytest.raises(AddressUnavailable) as info:
@@ -147,8 +152,9 @@ def test_v6_failure_rolls_back_the_v4_lease(ipam: Ipam) -> None:
     assert ipam.usage(pool4) == before
 
 
-@pytest.mark.parametrize("cidr, n", [("198.18.0.0/31", 2), ("198.18.0.9/32", 1),
-                                     ("2001:db8::/127", 2), ("2001:db8::7/128", 1)])
+@pytest.mark.parametrize(
+    "cidr, n", [("198.18.0.0/31", 2), ("198.18.0.9/32", 1), ("2001:db8::/127", 2), ("2001:db8::7/128", 1)]
+)
 def test_tiny_prefixes_use_every_address(ipam: Ipam, cidr: str, n: int) -> None:
     pool = PoolSpec("tiny", net(cidr))
     got = {addr(ipam.allocate([pool], own(i)))[0] for i in range(n)}

@@ -26,17 +26,24 @@ MakeIpam = Callable[..., Ipam]
 @pytest.fixture
 def make(store: Store) -> MakeIpam:
     """Ipam instances over one store (each like another process): chunks of 4 from 16 up."""
+
     def _make(**kw: int) -> Ipam:
         kw.setdefault("chunk_min_pool", 16)
         kw.setdefault("chunk_size", 4)
         return Ipam(store, **kw)
+
     return _make
 
 
 def pool(size: int = 20, name: str = "big", **kw) -> PoolSpec:
     """198.18.0.1 .. 198.18.0.<size> (a gateway or excludes are taken out of it)."""
-    return PoolSpec(name, ipaddress.ip_network("198.18.0.0/24"), range_start=ip("198.18.0.1"),
-                    range_end=ip(f"198.18.0.{size}"), **kw)
+    return PoolSpec(
+        name,
+        ipaddress.ip_network("198.18.0.0/24"),
+        range_start=ip("198.18.0.1"),
+        range_end=ip(f"198.18.0.{size}"),
+        **kw,
+    )
 
 
 def own(i: int | str, node: str | None = "a", pod: str | None = None) -> Owner:

@@ -1,4 +1,4 @@
-""""No scan": one allocation costs the same store calls for a pool of 100 and of 1,000,000.
+""" "No scan": one allocation costs the same store calls for a pool of 100 and of 1,000,000.
 
 This is the deterministic check of O(1) allocation: a wrapper counts every call the
 allocator makes, so a hidden walk over the pool (or over its FIFO) would show up as a
@@ -33,16 +33,14 @@ class CountingStore(MemoryStore):
         self.calls["range_rows"] += len(out)
         return out
 
-    def txn(self, compares: Sequence[Compare], puts: dict[str, str] | None = None,
-            deletes: Iterable[str] = ()) -> bool:
+    def txn(self, compares: Sequence[Compare], puts: dict[str, str] | None = None, deletes: Iterable[str] = ()) -> bool:
         self.calls["txn"] += 1
         return super().txn(compares, puts, deletes)
 
 
 def v6pool(size: int) -> PoolSpec:
     start = ipaddress.ip_address("2001:db8::1")
-    return PoolSpec(f"p{size}", ipaddress.ip_network("2001:db8::/104"),
-                    range_start=start, range_end=start + size - 1)
+    return PoolSpec(f"p{size}", ipaddress.ip_network("2001:db8::/104"), range_start=start, range_end=start + size - 1)
 
 
 def cost(store: CountingStore, ipam: Ipam, pool: PoolSpec, cid: str, pod: str | None = None) -> Counter[str]:
@@ -87,8 +85,7 @@ def test_sticky_allocation_cost_does_not_depend_on_pool_size() -> None:
     for size in (100, 1_000_000):
         store = CountingStore()
         ipam = Ipam(store)
-        pool = PoolSpec(f"s{size}", v6pool(size).subnet, v6pool(size).range_start,
-                        v6pool(size).range_end, sticky=True)
+        pool = PoolSpec(f"s{size}", v6pool(size).subnet, v6pool(size).range_start, v6pool(size).range_end, sticky=True)
         cost(store, ipam, pool, "warm", "ns/warm")
         first = cost(store, ipam, pool, "c1", "ns/redis-0")
         ipam.release("c1", "eth0")

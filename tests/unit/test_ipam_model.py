@@ -17,8 +17,11 @@ from flatnet.ipam import Ipam, Owner, PoolRange, PoolSpec
 from flatnet.ipam.store import MemoryStore
 
 POOL = PoolSpec(
-    "m", ipaddress.ip_network("198.18.3.0/28"), range_end=ipaddress.ip_address("198.18.3.8"),
-    gateway=ipaddress.ip_address("198.18.3.1"), exclude=frozenset({ipaddress.ip_address("198.18.3.5")}),
+    "m",
+    ipaddress.ip_network("198.18.3.0/28"),
+    range_end=ipaddress.ip_address("198.18.3.8"),
+    gateway=ipaddress.ip_address("198.18.3.1"),
+    exclude=frozenset({ipaddress.ip_address("198.18.3.5")}),
 )
 PR = PoolRange(POOL)
 USABLE = [PR.address(o) for o in range(PR.first, PR.last + 1) if PR.usable(o)]

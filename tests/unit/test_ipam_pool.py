@@ -48,8 +48,12 @@ def test_point_to_point_and_host_prefixes(subnet: str, expected: list[str]) -> N
 
 def test_gateway_exclude_and_range_narrow_the_pool() -> None:
     spec = PoolSpec(
-        "p", net("198.18.0.0/24"), range_start=ip("198.18.0.10"), range_end=ip("198.18.0.15"),
-        gateway=ip("198.18.0.10"), exclude=frozenset({ip("198.18.0.12"), ip("198.18.0.200")}),
+        "p",
+        net("198.18.0.0/24"),
+        range_start=ip("198.18.0.10"),
+        range_end=ip("198.18.0.15"),
+        gateway=ip("198.18.0.10"),
+        exclude=frozenset({ip("198.18.0.12"), ip("198.18.0.200")}),
     )
     assert usable(spec) == ["198.18.0.11", "198.18.0.13", "198.18.0.14", "198.18.0.15"]
     pr = PoolRange(spec)

@@ -21,8 +21,14 @@ ip = ipaddress.ip_address
 
 def pool(size: int = 5, hold: float = 3600.0, name: str = "sp") -> PoolSpec:
     """198.18.7.1 .. 198.18.7.<size>, sticky."""
-    return PoolSpec(name, ipaddress.ip_network("198.18.7.0/24"), range_start=ip("198.18.7.1"),
-                    range_end=ip(f"198.18.7.{size}"), sticky=True, sticky_hold=hold)
+    return PoolSpec(
+        name,
+        ipaddress.ip_network("198.18.7.0/24"),
+        range_start=ip("198.18.7.1"),
+        range_end=ip(f"198.18.7.{size}"),
+        sticky=True,
+        sticky_hold=hold,
+    )
 
 
 def pod(cid: str, name: str | None = None, node: str | None = "node-a") -> Owner:
@@ -51,8 +57,10 @@ def test_fresh_then_released_then_oldest_reservation(store: Store) -> None:
     assert [add(ipam, p, "a", "a"), add(ipam, p, "b", "b"), add(ipam, p, "c")] == [1, 2, 3]
     for cid in ("a", "b", "c"):  # a, b: reserved (in that order); c (no pod name): released
         ipam.release(cid, "eth0")
-    assert [(x.pod, int(str(x.ip).rsplit(".", 1)[1])) for x in ipam.reservations(p)] == \
-        [("default/a", 1), ("default/b", 2)]
+    assert [(x.pod, int(str(x.ip).rsplit(".", 1)[1])) for x in ipam.reservations(p)] == [
+        ("default/a", 1),
+        ("default/b", 2),
+    ]
     got = [add(ipam, p, f"n{i}", f"n{i}") for i in range(5)]
     assert got == [4, 5, 3, 1, 2]  # fresh, fresh, released, oldest reservation, next one
     assert ipam.reservations(p) == [] and ipam.stats(p) == {"takeovers": 2}

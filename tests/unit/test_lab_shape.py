@@ -29,8 +29,9 @@ def test_vlan_aware_shape_puts_nodes_on_trunks_and_everyone_else_on_access_ports
                 assert iface.trunk is None, (host.ns, iface)
     # the names the rest of the lab uses do not change with the shape
     flat = default_topology(2)
-    assert [(n.flat_master, n.bridge_master, n.ipv4) for n in topo.nodes] == \
-        [(n.flat_master, n.bridge_master, n.ipv4) for n in flat.nodes]
+    assert [(n.flat_master, n.bridge_master, n.ipv4) for n in topo.nodes] == [
+        (n.flat_master, n.bridge_master, n.ipv4) for n in flat.nodes
+    ]
     assert "VLAN-filtering bridge" in topo.describe()
 
 

@@ -79,7 +79,8 @@ def test_deploy_validates_and_equals_rendered_chart() -> None:
     _validate_all(deployed)
     assert "Namespace" in {d["kind"] for d in deployed}  # kubectl apply -f deploy/ needs it
     assert sorted(deployed, key=_key) == sorted(render_chart(DEPLOY_OVERRIDES), key=_key), (
-        "deploy/ drifted from the chart: run .venv/bin/python -m tests.unit.test_manifests --write-deploy")
+        "deploy/ drifted from the chart: run .venv/bin/python -m tests.unit.test_manifests --write-deploy"
+    )
 
 
 def test_schema_validation_catches_a_broken_manifest() -> None:
@@ -100,8 +101,11 @@ def test_agent_gets_no_rbac_and_no_token_because_no_code_calls_the_api_server() 
     assert sa["automountServiceAccountToken"] is False
     ds = next(d for d in docs if d["kind"] == "DaemonSet")
     assert ds["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
-    runtime = [p for p in (ROOT / "src" / "flatnet").rglob("*.py")
-               if not {"doctor", "lab", "bench", "chaos", "testbed"} & set(p.parts)]
+    runtime = [
+        p
+        for p in (ROOT / "src" / "flatnet").rglob("*.py")
+        if not {"doctor", "lab", "bench", "chaos", "testbed"} & set(p.parts)
+    ]
     for path in runtime:
         text = path.read_text()
         for needle in ("KUBERNETES_SERVICE_HOST", "/var/run/secrets/kubernetes.io", "/api/v1/"):
@@ -123,16 +127,18 @@ def test_daemonset_mounts_what_the_agent_needs() -> None:
 
 def _host_paths(docs: list[dict[str, Any]]) -> dict[str, str]:
     ds = next(d for d in docs if d["kind"] == "DaemonSet")
-    return {v["name"]: v["hostPath"]["path"] for v in ds["spec"]["template"]["spec"]["volumes"]
-            if "hostPath" in v}
+    return {v["name"]: v["hostPath"]["path"] for v in ds["spec"]["template"]["spec"]["volumes"] if "hostPath" in v}
 
 
 def test_node_paths_are_values_and_the_conflist_finds_the_agent_there() -> None:
     assert _host_paths(render_chart()) == {
-        "run-flatnet": "/run/flatnet", "state": "/var/lib/flatnet", "cni-bin": "/opt/cni/bin",
-        "cni-conf": "/etc/cni/net.d", "netns": "/run/netns"}
-    docs = render_chart({"cni.binDir": "/k3s/bin", "cni.confDir": "/k3s/net.d",
-                         "agent.runDir": "/k3s/run/flatnet"})
+        "run-flatnet": "/run/flatnet",
+        "state": "/var/lib/flatnet",
+        "cni-bin": "/opt/cni/bin",
+        "cni-conf": "/etc/cni/net.d",
+        "netns": "/run/netns",
+    }
+    docs = render_chart({"cni.binDir": "/k3s/bin", "cni.confDir": "/k3s/net.d", "agent.runDir": "/k3s/run/flatnet"})
     paths = _host_paths(docs)
     assert (paths["cni-bin"], paths["cni-conf"], paths["run-flatnet"]) == ("/k3s/bin", "/k3s/net.d", "/k3s/run/flatnet")
     plugin = next(p for p in _installed_conflist(docs)["plugins"] if p["type"] == "flatnet")
@@ -154,8 +160,15 @@ def test_conflist_cni_version_is_1_0_0_by_default_and_a_value(version: str) -> N
 def test_conflist_name_sorts_before_other_cnis_and_is_installed_and_removed_by_that_name() -> None:
     docs = render_chart()
     name = yaml.safe_load((CHART / "values.yaml").read_text())["cni"]["confName"]
-    others = ["05-cilium.conflist", "10-calico.conflist", "10-flannel.conflist",
-              "10-weave.conflist", "10-antrea.conflist", "01-kube-ovn.conflist", "10-canal.conflist"]
+    others = [
+        "05-cilium.conflist",
+        "10-calico.conflist",
+        "10-flannel.conflist",
+        "10-weave.conflist",
+        "10-antrea.conflist",
+        "01-kube-ovn.conflist",
+        "10-canal.conflist",
+    ]
     assert sorted([*others, name])[0] == name
     ds = next(d for d in docs if d["kind"] == "DaemonSet")["spec"]["template"]["spec"]
     install = ds["initContainers"][0]["command"]
@@ -207,11 +220,15 @@ def _installed_conflist(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return json.loads(cm["data"]["conflist"])
 
 
-TLS_STORE = {"type": "etcd", "endpoints": ["https://198.18.0.10:2379", "https://198.18.0.11:2379"],
-             "caFile": "/etc/flatnet/etcd/ca.crt", "certFile": "/etc/flatnet/etcd/client.crt",
-             "keyFile": "/etc/flatnet/etcd/client.key",
-             "usernameFile": "/etc/flatnet/etcd/username",
-             "passwordFile": "/etc/flatnet/etcd/password"}
+TLS_STORE = {
+    "type": "etcd",
+    "endpoints": ["https://198.18.0.10:2379", "https://198.18.0.11:2379"],
+    "caFile": "/etc/flatnet/etcd/ca.crt",
+    "certFile": "/etc/flatnet/etcd/client.crt",
+    "keyFile": "/etc/flatnet/etcd/client.key",
+    "usernameFile": "/etc/flatnet/etcd/username",
+    "passwordFile": "/etc/flatnet/etcd/password",
+}
 
 
 def test_etcd_credentials_are_files_of_the_secret_mounted_in_the_agent() -> None:
@@ -219,8 +236,13 @@ def test_etcd_credentials_are_files_of_the_secret_mounted_in_the_agent() -> None
     from the Secret flatnet-etcd, and no credential is in the ConfigMap."""
     from flatnet.cni.config import parse_netconf
 
-    secret_data = {"ca.crt": "PEM", "client.crt": "PEM", "client.key": "PEM",
-                   "username": "flatnet", "password": "fne-pw-not-in-configmap"}
+    secret_data = {
+        "ca.crt": "PEM",
+        "client.crt": "PEM",
+        "client.key": "PEM",
+        "username": "flatnet",
+        "password": "fne-pw-not-in-configmap",
+    }
     docs = render_chart({"store": TLS_STORE, "etcdSecret": secret_data})
     _validate_all(docs)
     cm = next(d for d in docs if d["kind"] == "ConfigMap")
@@ -239,11 +261,17 @@ def test_etcd_credentials_are_files_of_the_secret_mounted_in_the_agent() -> None
         assert path.rsplit("/", 1)[1] in secret_data, (key, path)
 
 
-@pytest.mark.parametrize("overrides", [
-    {},
-    {"network.mode": "ipvlan", "network.master": "bond0",
-     "store.endpoints": ["http://198.18.0.10:2379", "http://198.18.0.11:2379"]},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {
+            "network.mode": "ipvlan",
+            "network.master": "bond0",
+            "store.endpoints": ["http://198.18.0.10:2379", "http://198.18.0.11:2379"],
+        },
+    ],
+)
 def test_installed_conflist_is_accepted_by_flatnet(overrides: dict[str, Any]) -> None:
     from flatnet.cni.config import parse_netconf
 
@@ -251,11 +279,11 @@ def test_installed_conflist_is_accepted_by_flatnet(overrides: dict[str, Any]) ->
     _validate_all(docs)
     conflist = _installed_conflist(docs)
     plugin = next(p for p in conflist["plugins"] if p["type"] == "flatnet")
-    conf = parse_netconf(json.dumps({"cniVersion": conflist["cniVersion"],
-                                     "name": conflist["name"], **plugin}).encode())
+    conf = parse_netconf(
+        json.dumps({"cniVersion": conflist["cniVersion"], "name": conflist["name"], **plugin}).encode()
+    )
     assert conf.mode == overrides.get("network.mode", "macvlan")
-    assert plugin["ipam"]["store"]["endpoints"] == overrides.get(
-        "store.endpoints", ["http://198.18.0.10:2379"])
+    assert plugin["ipam"]["store"]["endpoints"] == overrides.get("store.endpoints", ["http://198.18.0.10:2379"])
 
 
 def test_image_is_named_by_repository_and_pyproject_version_everywhere() -> None:
@@ -266,7 +294,8 @@ def test_image_is_named_by_repository_and_pyproject_version_everywhere() -> None
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert chart["version"] == chart["appVersion"] == version, (
-        "Chart.yaml version and appVersion must equal pyproject.toml's version")
+        "Chart.yaml version and appVersion must equal pyproject.toml's version"
+    )
     assert values["image"]["tag"] == "", "image.tag defaults to the chart's appVersion: leave it empty"
     want = f"{values['image']['repository']}:{version}"
     for docs in (load_dir(DEPLOY), render_chart()):

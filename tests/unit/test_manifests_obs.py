@@ -52,8 +52,9 @@ def test_prometheus_rule_renders_when_enabled_and_is_the_lab_rule(tmp_path: Path
     path.write_text(yaml.safe_dump(rule["spec"]))
     promtool = shutil.which("promtool")
     assert promtool, "promtool missing: apt-get install prometheus (scripts/setup.sh)"
-    proc = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True,
-                          timeout=60, check=False)
+    proc = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -65,22 +66,40 @@ def test_pool_alert_fires_above_the_threshold_only(tmp_path: Path) -> None:
     used = 'flatnet_ipam_pool_allocated_addresses{pool="%s",store="etcd",instance="%s"}'
     series = []
     for inst in ("n1:9631", "n2:9631"):  # every agent reports the shared pool: one alert per pool
-        series += [{"series": size % ("full", inst), "values": "100x15"},
-                   {"series": used % ("full", inst), "values": "95x15"},
-                   {"series": size % ("ok", inst), "values": "100x15"},
-                   {"series": used % ("ok", inst), "values": "85x15"}]
-    test = {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": [{
-        "interval": "1m", "input_series": series,
-        "alert_rule_test": [
-            {"eval_time": "3m", "alertname": "FlatnetPoolNearlyFull", "exp_alerts": []},  # pending
-            {"eval_time": "10m", "alertname": "FlatnetPoolNearlyFull", "exp_alerts": [{
-                "exp_labels": {"pool": "full", "severity": "warning"},
-                "exp_annotations": rule_file()["groups"][0]["rules"][0]["annotations"]}]},
-        ]}]}
+        series += [
+            {"series": size % ("full", inst), "values": "100x15"},
+            {"series": used % ("full", inst), "values": "95x15"},
+            {"series": size % ("ok", inst), "values": "100x15"},
+            {"series": used % ("ok", inst), "values": "85x15"},
+        ]
+    test = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "alert_rule_test": [
+                    {"eval_time": "3m", "alertname": "FlatnetPoolNearlyFull", "exp_alerts": []},  # pending
+                    {
+                        "eval_time": "10m",
+                        "alertname": "FlatnetPoolNearlyFull",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"pool": "full", "severity": "warning"},
+                                "exp_annotations": rule_file()["groups"][0]["rules"][0]["annotations"],
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
     path = tmp_path / "test.yaml"
     path.write_text(json.dumps(test))
     promtool = shutil.which("promtool")
     assert promtool, "promtool missing: apt-get install prometheus (scripts/setup.sh)"
-    proc = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True,
-                          timeout=60, check=False)
+    proc = subprocess.run(
+        [promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

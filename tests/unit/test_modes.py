@@ -47,8 +47,7 @@ class PoolHooks:
 
     def pools(self, store: Any, conf: Any, node: str) -> list[PoolSpec]:
         net = ipaddress.ip_network("198.18.77.0/29")
-        return [PoolSpec(name=f"{conf.name}-{node}", subnet=net,
-                         gateway=ipaddress.ip_address("198.18.77.1"))]
+        return [PoolSpec(name=f"{conf.name}-{node}", subnet=net, gateway=ipaddress.ip_address("198.18.77.1"))]
 
     def prepare(self, store: Any, conf: Any, node: str, host_netns: str | None) -> dict:
         self.prepared.append((conf.name, node))
@@ -59,8 +58,7 @@ class PoolHooks:
 def test_modes() -> Iterator[tuple[modes.Mode, modes.Mode]]:
     SEEN.clear()
     flat = modes.register(modes.Mode("fnatest", test_datapath, needs=("master",)))
-    own = modes.register(modes.Mode("fnatest-pools", test_datapath, pools="test hooks",
-                                    hooks=PoolHooks))
+    own = modes.register(modes.Mode("fnatest-pools", test_datapath, pools="test hooks", hooks=PoolHooks))
     try:
         yield flat, own
     finally:
@@ -69,15 +67,25 @@ def test_modes() -> Iterator[tuple[modes.Mode, modes.Mode]]:
 
 
 def _conf(mode: str, **extra: Any) -> dict:
-    conf: dict[str, Any] = {"cniVersion": "1.1.0", "name": "t", "type": "flatnet", "mode": mode,
-                            "ipam": {"store": {"type": "memory"}}}
+    conf: dict[str, Any] = {
+        "cniVersion": "1.1.0",
+        "name": "t",
+        "type": "flatnet",
+        "mode": mode,
+        "ipam": {"store": {"type": "memory"}},
+    }
     conf.update(extra)
     return conf
 
 
 def _call(svc: Service, verb: str, conf: dict) -> tuple[int, dict]:
-    env = {"CNI_COMMAND": verb, "CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0",
-           "CNI_NETNS": "/run/netns/fna-pod", "CNI_PATH": "/opt/cni/bin"}
+    env = {
+        "CNI_COMMAND": verb,
+        "CNI_CONTAINERID": "c1",
+        "CNI_IFNAME": "eth0",
+        "CNI_NETNS": "/run/netns/fna-pod",
+        "CNI_PATH": "/opt/cni/bin",
+    }
     out = io.StringIO()
     code = dispatch(svc, env, json.dumps(conf).encode(), out, io.StringIO())
     return code, json.loads(out.getvalue()) if out.getvalue().strip() else {}
@@ -95,28 +103,31 @@ def test_builtin_modes_and_their_traits() -> None:
 
 
 def test_registry_and_cni_config_load_no_kernel_code() -> None:
-    code = ("import sys, flatnet.cni.config, flatnet.datapath.modes;"
-            "sys.exit('pyroute2' in sys.modules)")
+    code = "import sys, flatnet.cni.config, flatnet.datapath.modes;sys.exit('pyroute2' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 
 def test_a_new_flat_mode_is_validated_from_its_traits(test_modes: Any) -> None:
     with pytest.raises(ConfigError, match="master"):
-        parse_netconf(json.dumps(_conf("fnatest", ipam={"pools": [
-            {"subnet": "198.18.76.0/24"}]})).encode())
+        parse_netconf(json.dumps(_conf("fnatest", ipam={"pools": [{"subnet": "198.18.76.0/24"}]})).encode())
     with pytest.raises(ConfigError, match="ipam.pools is required in fnatest mode"):
         parse_netconf(json.dumps(_conf("fnatest", master="fna-eth0")).encode())
-    conf = parse_netconf(json.dumps(_conf("fnatest", master="fna-eth0", bridge="ignored",
-                                          ipam={"pools": [{"subnet": "198.18.76.0/24"}]})).encode())
+    conf = parse_netconf(
+        json.dumps(
+            _conf("fnatest", master="fna-eth0", bridge="ignored", ipam={"pools": [{"subnet": "198.18.76.0/24"}]})
+        ).encode()
+    )
     assert conf.mode == "fnatest" and conf.master == "fna-eth0" and conf.bridge is None
     assert isinstance(get_datapath("fnatest"), FakeDatapath)
 
 
 def test_a_new_mode_runs_through_the_agent(test_modes: Any, tmp_path: Any) -> None:
     svc = Service(node="n1", lock_dir=str(tmp_path / "locks"))  # default datapath factory
-    conf = _conf("fnatest", master="fna-eth0", ipam={
-        "pools": [{"subnet": "198.18.76.0/24", "gateway": "198.18.76.1"}],
-        "store": {"type": "memory"}})
+    conf = _conf(
+        "fnatest",
+        master="fna-eth0",
+        ipam={"pools": [{"subnet": "198.18.76.0/24", "gateway": "198.18.76.1"}], "store": {"type": "memory"}},
+    )
     code, res = _call(svc, "ADD", conf)
     assert code == 0, res
     assert res["ips"][0]["address"] == "198.18.76.2/24"

@@ -33,14 +33,27 @@ POOL = {"name": "fno-p4", "subnet": "198.18.7.0/29"}  # 6 usable addresses
 
 
 def conf(store: dict, pools: list | None = None) -> str:
-    return json.dumps({"cniVersion": "1.1.0", "name": "fno-net", "type": "flatnet", "mode": "macvlan",
-                       "master": "vlan100", "ipam": {"pools": pools or [POOL], "store": store}})
+    return json.dumps(
+        {
+            "cniVersion": "1.1.0",
+            "name": "fno-net",
+            "type": "flatnet",
+            "mode": "macvlan",
+            "master": "vlan100",
+            "ipam": {"pools": pools or [POOL], "store": store},
+        }
+    )
 
 
 def env(cid: str, verb: str = "ADD", pod: str = "web") -> dict[str, str]:
-    return {"CNI_COMMAND": verb, "CNI_CONTAINERID": cid, "CNI_IFNAME": "eth0",
-            "CNI_NETNS": f"/run/netns/fno-{cid}", "CNI_PATH": "/opt/cni/bin",
-            "CNI_ARGS": f"K8S_POD_NAMESPACE=fno;K8S_POD_NAME={pod}"}
+    return {
+        "CNI_COMMAND": verb,
+        "CNI_CONTAINERID": cid,
+        "CNI_IFNAME": "eth0",
+        "CNI_NETNS": f"/run/netns/fno-{cid}",
+        "CNI_PATH": "/opt/cni/bin",
+        "CNI_ARGS": f"K8S_POD_NAMESPACE=fno;K8S_POD_NAME={pod}",
+    }
 
 
 class Agent:
@@ -50,21 +63,24 @@ class Agent:
         self.store_cfg = {"type": "sqlite", "path": str(tmp / "ipam.db")}
         self.metrics = AgentMetrics()
         self.factory = instrumented_factory(self.metrics)
-        self.service = Service(node="node1", lock_dir=str(tmp / "locks"),
-                               datapath_factory=lambda mode: FakeDatapath(masters={"vlan100"}),
-                               store_factory=self.factory)
+        self.service = Service(
+            node="node1",
+            lock_dir=str(tmp / "locks"),
+            datapath_factory=lambda mode: FakeDatapath(masters={"vlan100"}),
+            store_factory=self.factory,
+        )
         self.path = str(tmp / "run" / "agent.sock")
         self.server = AgentServer(self.path, self.service, allowed_uids=frozenset({os.getuid()}))
         readiness = instrument(self.server, self.service, self.metrics, None, self.store_cfg)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
         self.http = serve_metrics(self.server, self.metrics, "127.0.0.1", 0, None, readiness)
         self.base = "http://%s:%d" % self.http.address
 
     def cni(self, cid: str, verb: str = "ADD", stdin: str | None = None, pod: str = "web") -> dict:
-        reply = request(self.path, {"v": 1, "env": env(cid, verb, pod), "stdin": stdin or conf(self.store_cfg)},
-                        timeout=30)
+        reply = request(
+            self.path, {"v": 1, "env": env(cid, verb, pod), "stdin": stdin or conf(self.store_cfg)}, timeout=30
+        )
         return {"exit": reply["exit"], "out": json.loads(reply["stdout"]) if reply["stdout"].strip() else {}}
 
     def get(self, path: str) -> tuple[int, str]:
@@ -157,13 +173,18 @@ def test_gc_reclaims_are_counted(agent: Agent) -> None:
         assert agent.cni(f"c{i}")["exit"] == 0
     gc_conf = json.loads(conf(agent.store_cfg))
     gc_conf["cni.dev/valid-attachments"] = [{"containerID": "c0", "ifname": "eth0"}]
-    reply = request(agent.path, {"v": 1, "env": {"CNI_COMMAND": "GC", "CNI_PATH": "/opt/cni/bin"},
-                                 "stdin": json.dumps(gc_conf)}, timeout=30)
+    reply = request(
+        agent.path,
+        {"v": 1, "env": {"CNI_COMMAND": "GC", "CNI_PATH": "/opt/cni/bin"}, "stdin": json.dumps(gc_conf)},
+        timeout=30,
+    )
     assert reply["exit"] == 0, reply
     s = agent.samples()
     assert value(s, "flatnet_gc_reclaimed_attachments_total") == 2
-    assert value(s, "flatnet_cni_request_duration_seconds_count", verb="GC", network="fno-net",
-                 mode="macvlan", result="0") == 1
+    assert (
+        value(s, "flatnet_cni_request_duration_seconds_count", verb="GC", network="fno-net", mode="macvlan", result="0")
+        == 1
+    )
 
 
 def test_healthz_and_readyz_answer_ok(agent: Agent) -> None:
@@ -197,11 +218,30 @@ def test_json_log_line_has_every_request_field(agent: Agent) -> None:
         logging.getLogger().removeHandler(handler)
     lines = [json.loads(l) for l in buf.getvalue().splitlines() if '"verb"' in l]
     ok, bad = lines
-    for key in ("timestamp", "level", "verb", "network", "pod_namespace", "pod_name", "container_id",
-                "ifname", "addresses", "duration_seconds", "result"):
+    for key in (
+        "timestamp",
+        "level",
+        "verb",
+        "network",
+        "pod_namespace",
+        "pod_name",
+        "container_id",
+        "ifname",
+        "addresses",
+        "duration_seconds",
+        "result",
+    ):
         assert key in ok, key
-    assert (ok["verb"], ok["network"], ok["pod_namespace"], ok["pod_name"], ok["container_id"],
-            ok["ifname"], ok["result"], ok["level"]) == ("ADD", "fno-net", "fno", "web-1", "c1", "eth0", 0, "INFO")
+    assert (
+        ok["verb"],
+        ok["network"],
+        ok["pod_namespace"],
+        ok["pod_name"],
+        ok["container_id"],
+        ok["ifname"],
+        ok["result"],
+        ok["level"],
+    ) == ("ADD", "fno-net", "fno", "web-1", "c1", "eth0", 0, "INFO")
     assert ok["addresses"] and ok["addresses"][0].startswith("198.18.7.")
     assert ok["timestamp"][:4].isdigit() and "T" in ok["timestamp"]
     assert bad["result"] == 7 and bad["level"] == "WARNING" and "subnet" in bad["error"]

@@ -23,8 +23,9 @@ FILE_SECRET = "fno-from-a-file-93b2"
 def test_known_and_secret_looking_values_are_masked(tmp_path: Path) -> None:
     pw_file = tmp_path / "etcd-password"
     pw_file.write_text(FILE_SECRET + "\n")
-    remember_config_secrets({"type": "etcd", "username": "flatnet", "password": SECRET,
-                             "tls": {"passwordFile": str(pw_file)}})
+    remember_config_secrets(
+        {"type": "etcd", "username": "flatnet", "password": SECRET, "tls": {"passwordFile": str(pw_file)}}
+    )
     text = redact(f"cannot log in as flatnet with {SECRET}; file said {FILE_SECRET} ({pw_file})")
     assert SECRET not in text and FILE_SECRET not in text
     assert str(pw_file) in text  # the path to a secret is no secret
@@ -45,25 +46,50 @@ def test_agent_never_logs_or_answers_a_store_password(tmp_path: Path) -> None:
     from flatnet.obs.store import instrumented_factory
 
     def leaky_open(cfg: dict) -> None:
-        raise StoreUnavailable(f"etcd login failed with config {json.dumps(cfg)} at "
-                               f"http://flatnet:{cfg['password']}@127.0.0.1:1/")
+        raise StoreUnavailable(
+            f"etcd login failed with config {json.dumps(cfg)} at http://flatnet:{cfg['password']}@127.0.0.1:1/"
+        )
 
     metrics = AgentMetrics()
     factory = instrumented_factory(metrics, opener=leaky_open)  # type: ignore[arg-type]
     default_store = {"type": "etcd", "endpoints": ["http://127.0.0.1:1"], "password": "fno-NeverSeen-5d1"}
-    svc = Service(node="n1", lock_dir=str(tmp_path / "locks"), store_factory=factory, default_store=default_store,
-                  datapath_factory=lambda m: FakeDatapath(masters={"vlan100"}))
+    svc = Service(
+        node="n1",
+        lock_dir=str(tmp_path / "locks"),
+        store_factory=factory,
+        default_store=default_store,
+        datapath_factory=lambda m: FakeDatapath(masters={"vlan100"}),
+    )
     server = AgentServer(str(tmp_path / "run" / "a.sock"), svc, allowed_uids=frozenset({os.getuid()}))
     instrument(server, svc, metrics)
-    stdin = json.dumps({"cniVersion": "1.1.0", "name": "fno-net", "type": "flatnet", "master": "vlan100",
-                        "ipam": {"pools": [{"name": "p", "subnet": "198.18.7.0/29"}]}})
+    stdin = json.dumps(
+        {
+            "cniVersion": "1.1.0",
+            "name": "fno-net",
+            "type": "flatnet",
+            "master": "vlan100",
+            "ipam": {"pools": [{"name": "p", "subnet": "198.18.7.0/29"}]},
+        }
+    )
     for fmt in ("json", "text"):
         buf = io.StringIO()
         handler = setup_logging(fmt, logging.INFO, buf)
         try:
-            reply = server.handle_bytes(json.dumps({"v": 1, "stdin": stdin, "env": {
-                "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0",
-                "CNI_NETNS": "/run/netns/x", "CNI_PATH": "/bin"}}).encode())
+            reply = server.handle_bytes(
+                json.dumps(
+                    {
+                        "v": 1,
+                        "stdin": stdin,
+                        "env": {
+                            "CNI_COMMAND": "ADD",
+                            "CNI_CONTAINERID": "c1",
+                            "CNI_IFNAME": "eth0",
+                            "CNI_NETNS": "/run/netns/x",
+                            "CNI_PATH": "/bin",
+                        },
+                    }
+                ).encode()
+            )
         finally:
             logging.getLogger().removeHandler(handler)
         assert reply["exit"] == 1 and "etcd login failed" in reply["stdout"]
@@ -84,24 +110,54 @@ def test_etcd_credential_files_never_reach_a_log_or_answer(tmp_path: Path) -> No
 
     (tmp_path / "user").write_text("flatnet\n")
     (tmp_path / "password").write_text("fno-EtcdPass-4a7e\n")
-    (tmp_path / "client.key").write_text("-----BEGIN PRIVATE KEY-----\nfnoKEYBODYLINE0123456789\n"
-                                         "-----END PRIVATE KEY-----\n")
-    store = {"type": "etcd", "endpoints": ["https://127.0.0.1:1"], "timeout": 1,
-             "usernameFile": str(tmp_path / "user"), "passwordFile": str(tmp_path / "password"),
-             "keyFile": str(tmp_path / "client.key"), "certFile": str(tmp_path / "client.key")}
+    (tmp_path / "client.key").write_text(
+        "-----BEGIN PRIVATE KEY-----\nfnoKEYBODYLINE0123456789\n-----END PRIVATE KEY-----\n"
+    )
+    store = {
+        "type": "etcd",
+        "endpoints": ["https://127.0.0.1:1"],
+        "timeout": 1,
+        "usernameFile": str(tmp_path / "user"),
+        "passwordFile": str(tmp_path / "password"),
+        "keyFile": str(tmp_path / "client.key"),
+        "certFile": str(tmp_path / "client.key"),
+    }
     metrics = AgentMetrics()
-    svc = Service(node="n1", lock_dir=str(tmp_path / "locks"), store_factory=instrumented_factory(metrics),
-                  datapath_factory=lambda m: FakeDatapath(masters={"vlan100"}))
+    svc = Service(
+        node="n1",
+        lock_dir=str(tmp_path / "locks"),
+        store_factory=instrumented_factory(metrics),
+        datapath_factory=lambda m: FakeDatapath(masters={"vlan100"}),
+    )
     server = AgentServer(str(tmp_path / "run" / "a.sock"), svc, allowed_uids=frozenset({os.getuid()}))
     instrument(server, svc, metrics)
-    stdin = json.dumps({"cniVersion": "1.1.0", "name": "fno-net", "type": "flatnet", "master": "vlan100",
-                        "ipam": {"pools": [{"name": "p", "subnet": "198.18.7.0/29"}], "store": store}})
+    stdin = json.dumps(
+        {
+            "cniVersion": "1.1.0",
+            "name": "fno-net",
+            "type": "flatnet",
+            "master": "vlan100",
+            "ipam": {"pools": [{"name": "p", "subnet": "198.18.7.0/29"}], "store": store},
+        }
+    )
     buf = io.StringIO()
     handler = setup_logging("json", logging.DEBUG, buf)
     try:
-        reply = server.handle_bytes(json.dumps({"v": 1, "stdin": stdin, "env": {
-            "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0",
-            "CNI_NETNS": "/run/netns/x", "CNI_PATH": "/bin"}}).encode())
+        reply = server.handle_bytes(
+            json.dumps(
+                {
+                    "v": 1,
+                    "stdin": stdin,
+                    "env": {
+                        "CNI_COMMAND": "ADD",
+                        "CNI_CONTAINERID": "c1",
+                        "CNI_IFNAME": "eth0",
+                        "CNI_NETNS": "/run/netns/x",
+                        "CNI_PATH": "/bin",
+                    },
+                }
+            ).encode()
+        )
     finally:
         logging.getLogger().removeHandler(handler)
         server.server_close()
@@ -113,15 +169,29 @@ def test_etcd_credential_files_never_reach_a_log_or_answer(tmp_path: Path) -> No
 
 
 def test_cli_error_lines_mask_secrets() -> None:
-    proc = subprocess.run([sys.executable, "-m", "flatnet.cli.main", "ipam", "ls", "--store",
-                           "etcd:http://root:fno-CliSecret-11@127.0.0.1:1"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flatnet.cli.main",
+            "ipam",
+            "ls",
+            "--store",
+            "etcd:http://root:fno-CliSecret-11@127.0.0.1:1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode != 0
     assert "fno-CliSecret-11" not in proc.stderr + proc.stdout, proc.stderr
 
 
-@pytest.mark.parametrize("text,want", [("127.0.0.1:9631", ("127.0.0.1", 9631)),
-                                       ("[::]:0", ("::", 0)), ("198.18.100.11:1", ("198.18.100.11", 1))])
+@pytest.mark.parametrize(
+    "text,want",
+    [("127.0.0.1:9631", ("127.0.0.1", 9631)), ("[::]:0", ("::", 0)), ("198.18.100.11:1", ("198.18.100.11", 1))],
+)
 def test_metrics_address_parses(text: str, want: tuple[str, int]) -> None:
     assert parse_address(text) == want
 
@@ -134,8 +204,23 @@ def test_metrics_address_errors_name_the_fix(text: str) -> None:
 
 
 def test_agent_refuses_a_bad_metrics_address_before_starting(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "flatnet.cli.main", "agent", "--socket",
-                           str(tmp_path / "a.sock"), "--store", "memory", "--metrics-address", "nohost"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flatnet.cli.main",
+            "agent",
+            "--socket",
+            str(tmp_path / "a.sock"),
+            "--store",
+            "memory",
+            "--metrics-address",
+            "nohost",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode != 0 and "--metrics-address" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "a.sock").exists()

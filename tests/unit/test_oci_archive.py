@@ -21,9 +21,13 @@ _spec.loader.exec_module(oci)
 
 def _rootfs(path: Path) -> Path:
     with tarfile.open(path, "w") as tar:
-        for name, kind in (("./", tarfile.DIRTYPE), ("./dev", tarfile.DIRTYPE),
-                           ("./dev/null", tarfile.CHRTYPE), ("./usr", tarfile.DIRTYPE),
-                           ("./usr/bin", tarfile.DIRTYPE)):
+        for name, kind in (
+            ("./", tarfile.DIRTYPE),
+            ("./dev", tarfile.DIRTYPE),
+            ("./dev/null", tarfile.CHRTYPE),
+            ("./usr", tarfile.DIRTYPE),
+            ("./usr/bin", tarfile.DIRTYPE),
+        ):
             info = tarfile.TarInfo(name)
             info.type, info.mode = kind, 0o755
             if kind == tarfile.CHRTYPE:
@@ -46,8 +50,15 @@ def _read(archive: Path) -> dict[str, bytes]:
 
 def _build(tmp: Path, name: str, ref: str = "example.test/fnm/flatnet:9.9.9") -> dict[str, bytes]:
     out = tmp / name
-    oci.build(_rootfs(tmp / "rootfs.tar"), out, ref, cmd=["flatnet", "agent"],
-              env={"A": "1"}, labels={"l": "v"}, mtime=1700000000)
+    oci.build(
+        _rootfs(tmp / "rootfs.tar"),
+        out,
+        ref,
+        cmd=["flatnet", "agent"],
+        env={"A": "1"},
+        labels={"l": "v"},
+        mtime=1700000000,
+    )
     return _read(out)
 
 
@@ -59,8 +70,10 @@ def test_archive_is_a_consistent_oci_layout(tmp_path: Path) -> None:
             assert hashlib.sha256(data).hexdigest() == name.rsplit("/", 1)[1]
     index = json.loads(files["index.json"])
     (desc,) = index["manifests"]
-    assert desc["annotations"] == {"org.opencontainers.image.ref.name": "example.test/fnm/flatnet:9.9.9",
-                                   "io.containerd.image.name": "example.test/fnm/flatnet:9.9.9"}
+    assert desc["annotations"] == {
+        "org.opencontainers.image.ref.name": "example.test/fnm/flatnet:9.9.9",
+        "io.containerd.image.name": "example.test/fnm/flatnet:9.9.9",
+    }
     assert desc["platform"] == {"architecture": "amd64", "os": "linux"}
     manifest = json.loads(files["blobs/sha256/" + desc["digest"].split(":")[1]])
     assert desc["size"] == len(files["blobs/sha256/" + desc["digest"].split(":")[1]])

@@ -85,10 +85,16 @@ def test_about_text() -> None:
     assert f"flatnet plugin v{__version__}" in text and ", ".join(SUPPORTED_VERSIONS) in text
 
 
-@pytest.mark.parametrize("stdin,answered", [(b'{"cniVersion": "0.4.0"}', "0.4.0"),
-                                            (b'{"cniVersion": "1.1.0"}', "1.1.0"),
-                                            (b'{"cniVersion": "9.9.9"}', "1.1.0"),
-                                            (b"{not json", "1.1.0"), (b"", "1.1.0")])
+@pytest.mark.parametrize(
+    "stdin,answered",
+    [
+        (b'{"cniVersion": "0.4.0"}', "0.4.0"),
+        (b'{"cniVersion": "1.1.0"}', "1.1.0"),
+        (b'{"cniVersion": "9.9.9"}', "1.1.0"),
+        (b"{not json", "1.1.0"),
+        (b"", "1.1.0"),
+    ],
+)
 def test_version_is_answered_locally(tmp_path: Path, stdin: bytes, answered: str) -> None:
     """No agent needed; the list is flatnet.SUPPORTED_VERSIONS (the build reads it)."""
     proc = run({"CNI_COMMAND": "VERSION", "FLATNET_AGENT_SOCKET": str(tmp_path / "none.sock")}, stdin)
@@ -96,18 +102,21 @@ def test_version_is_answered_locally(tmp_path: Path, stdin: bytes, answered: str
     assert one_json(proc) == {"cniVersion": answered, "supportedVersions": list(SUPPORTED_VERSIONS)}
 
 
-@pytest.mark.parametrize("stdin,word", [
-    (b"{not json", "not valid JSON"),           # the bug of the Python forwarder: code 100
-    (b'{"cniVersion": "1.0.0", "name": ', "not valid JSON"),
-    (b'{"a": 1} {"b": 2}', "extra data"),
-    (b'{"a": NaN}', "not valid JSON"),
-    (b"[1, 2]", "must be a JSON object"),
-    (b"", "empty"),
-    (b"\xff\xfe{}", "UTF-8"),
-    (b'{"name": "\xed\xa0\x80"}', "UTF-8"),     # an encoded surrogate is not UTF-8
-    (b"[" * 100_000 + b"]" * 100_000, "nested"),
-    (b'{"x": "' + b"a" * (1 << 20) + b'"}', "larger than"),
-])
+@pytest.mark.parametrize(
+    "stdin,word",
+    [
+        (b"{not json", "not valid JSON"),  # the bug of the Python forwarder: code 100
+        (b'{"cniVersion": "1.0.0", "name": ', "not valid JSON"),
+        (b'{"a": 1} {"b": 2}', "extra data"),
+        (b'{"a": NaN}', "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b"", "empty"),
+        (b"\xff\xfe{}", "UTF-8"),
+        (b'{"name": "\xed\xa0\x80"}', "UTF-8"),  # an encoded surrogate is not UTF-8
+        (b"[" * 100_000 + b"]" * 100_000, "nested"),
+        (b'{"x": "' + b"a" * (1 << 20) + b'"}', "larger than"),
+    ],
+)
 def test_undecodable_config_is_code_6(tmp_path: Path, stdin: bytes, word: str) -> None:
     env = cni_env("ADD", FLATNET_AGENT_SOCKET=str(tmp_path / "none.sock"))
     error(run(env, stdin), 6, word)
@@ -124,8 +133,9 @@ def test_no_agent_is_try_again_naming_the_socket_and_the_fix(tmp_path: Path) -> 
     sock = str(tmp_path / "none.sock")
     for where in ({"agentSocket": sock}, {}):
         env = cni_env("ADD", **({} if where else {"FLATNET_AGENT_SOCKET": sock}))
-        doc = error(run(env, json.dumps(conf(**where)).encode()), 11, sock, "flatnet agent --socket",
-                    "FLATNET_INPROCESS")
+        doc = error(
+            run(env, json.dumps(conf(**where)).encode()), 11, sock, "flatnet agent --socket", "FLATNET_INPROCESS"
+        )
         assert doc["cniVersion"] == "1.0.0"
 
 
@@ -153,7 +163,7 @@ def test_request_carries_cni_env_and_stdin_exactly(scripted) -> None:
         conn.sendall(json.dumps({"exit": 0, "stdout": answer_text}).encode() + b"\n")
 
     path = scripted(answer)
-    stdin = json.dumps(conf(agentSocket=path, note="tab\there \"q\" \\ é\u2028 \x01"), ensure_ascii=False).encode()
+    stdin = json.dumps(conf(agentSocket=path, note='tab\there "q" \\ é\u2028 \x01'), ensure_ascii=False).encode()
     env = cni_env("ADD", CNI_ARGS="K8S_POD_NAMESPACE=fnf;K8S_POD_NAME=web-0", UNRELATED="x", FLATNET_NODE="n")
     proc = run(env, stdin)
     assert proc.returncode == 0
@@ -185,9 +195,18 @@ def test_silent_agent_times_out_as_try_again(scripted) -> None:
     error(proc, 11, "did not answer within 1s")
 
 
-@pytest.mark.parametrize("answer", [b"garbage", b"[1]", b'{"exit": "0", "stdout": ""}',
-                                    b'{"exit": 0}', b'{"exit": 0.5, "stdout": ""}', b'{"exit": 0, "stdout": "x"',
-                                    b'{"exit": 0, "stdout": "\xff"}'])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"garbage",
+        b"[1]",
+        b'{"exit": "0", "stdout": ""}',
+        b'{"exit": 0}',
+        b'{"exit": 0.5, "stdout": ""}',
+        b'{"exit": 0, "stdout": "x"',
+        b'{"exit": 0, "stdout": "\xff"}',
+    ],
+)
 def test_malformed_agent_answer_is_106(scripted, answer: bytes) -> None:
     path = scripted(lambda c: (read_request(c), c.sendall(answer)))
     error(run(cni_env("ADD"), json.dumps(conf(agentSocket=path)).encode()), 106, "malformed")
@@ -199,8 +218,10 @@ def test_non_utf8_cni_env_is_code_4(tmp_path: Path) -> None:
     env[b"PATH"] = os.environ.get("PATH", "/usr/bin:/bin").encode()
     from tests.helpers.forwarder import forwarder_path
     import subprocess
-    proc = subprocess.run([forwarder_path()], input=json.dumps(conf()).encode(), env=env, capture_output=True,
-                          timeout=30)
+
+    proc = subprocess.run(
+        [forwarder_path()], input=json.dumps(conf()).encode(), env=env, capture_output=True, timeout=30
+    )
     error(proc, 4, "CNI_ARGS")
 
 
@@ -217,11 +238,14 @@ def test_real_agent_add_check_del(agent) -> None:
     assert a.server.metrics.snapshot()["adds"] == 1
 
 
-@pytest.mark.parametrize("env_over,extra,code,word", [
-    ({"CNI_CONTAINERID": ""}, {}, 4, "CNI_CONTAINERID"),
-    ({"CNI_COMMAND": "FROB"}, {}, 4, "CNI_COMMAND"),
-    ({}, {"mode": "teleport"}, 7, "mode"),
-])
+@pytest.mark.parametrize(
+    "env_over,extra,code,word",
+    [
+        ({"CNI_CONTAINERID": ""}, {}, 4, "CNI_CONTAINERID"),
+        ({"CNI_COMMAND": "FROB"}, {}, 4, "CNI_COMMAND"),
+        ({}, {"mode": "teleport"}, 7, "mode"),
+    ],
+)
 def test_real_agent_errors(agent, env_over: dict, extra: dict, code: int, word: str) -> None:
     path, _ = agent
     error(run({**cni_env("ADD"), **env_over}, json.dumps(conf(agentSocket=path, **extra)).encode()), code, word)
@@ -230,9 +254,11 @@ def test_real_agent_errors(agent, env_over: dict, extra: dict, code: int, word: 
 # ---- no agent: the in-process mode is exec'd, not forwarded to ----
 def _echo_entry(tmp_path: Path) -> str:
     script = tmp_path / "fnf-entry"
-    script.write_text(f"#!{sys.executable}\nimport os, sys, json\n"
-                      "data = sys.stdin.buffer.read()\n"
-                      "print(json.dumps({'stdin': data.decode(), 'cmd': os.environ.get('CNI_COMMAND')}))\n")
+    script.write_text(
+        f"#!{sys.executable}\nimport os, sys, json\n"
+        "data = sys.stdin.buffer.read()\n"
+        "print(json.dumps({'stdin': data.decode(), 'cmd': os.environ.get('CNI_COMMAND')}))\n"
+    )
     script.chmod(0o755)
     return str(script)
 
@@ -257,11 +283,21 @@ def test_real_inprocess_del_without_state_succeeds(tmp_path: Path) -> None:
     """flatnet-inprocess itself: DEL of something never added is a success, nothing printed."""
     from tests.helpers.cnirun import inprocess_env
 
-    body = json.dumps(conf(agentSocket=str(tmp_path / "none.sock"),
-                           ipam={"pools": [{"subnet": "198.18.100.0/24"}],
-                                 "store": {"type": "sqlite", "path": str(tmp_path / "ipam.db")}})).encode()
-    env = {**cni_env("DEL", CNI_NETNS=""), **inprocess_env(), "FLATNET_NODE": "fnf-n1",
-           "FLATNET_LOCK_DIR": str(tmp_path / "locks")}
+    body = json.dumps(
+        conf(
+            agentSocket=str(tmp_path / "none.sock"),
+            ipam={
+                "pools": [{"subnet": "198.18.100.0/24"}],
+                "store": {"type": "sqlite", "path": str(tmp_path / "ipam.db")},
+            },
+        )
+    ).encode()
+    env = {
+        **cni_env("DEL", CNI_NETNS=""),
+        **inprocess_env(),
+        "FLATNET_NODE": "fnf-n1",
+        "FLATNET_LOCK_DIR": str(tmp_path / "locks"),
+    }
     proc = run(env, body, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout == b"" and b"Traceback" not in proc.stderr

@@ -25,8 +25,9 @@ class FakeNet:
         self.port_shift = port_shift
         self.calls: list[tuple[Any, ...]] = []
 
-    def __call__(self, src_ns: str, dst_ns: str, ip: str, port: int, timeout: float = 1.0,
-                 listen_port: int | None = None) -> ProbeResult:
+    def __call__(
+        self, src_ns: str, dst_ns: str, ip: str, port: int, timeout: float = 1.0, listen_port: int | None = None
+    ) -> ProbeResult:
         self.calls.append((src_ns, dst_ns, ip, port, listen_port))
         seen = self.reachable.get((src_ns, ip))
         if seen is None:
@@ -69,7 +70,11 @@ def test_plans_cover_every_row_with_the_right_endpoints() -> None:
     assert by["node-pod"].src.ns == NODE1.ns  # the pod's own node
     svc = by["pod-svc"]
     assert (svc.dial_ip, svc.port, svc.listen_port, svc.dst.ns) == (
-        TOPO.service.vip, TOPO.service.port, TOPO.service.port, POD_B.ns)
+        TOPO.service.vip,
+        TOPO.service.port,
+        TOPO.service.port,
+        POD_B.ns,
+    )
 
 
 def test_correct_flat_network_has_no_mismatch() -> None:
@@ -129,8 +134,9 @@ def test_retry_probes_only_failed_cells_that_should_connect() -> None:
     assert POD_A.ip in retried
 
 
-@pytest.mark.parametrize("seen,expected", [
-    (POD_A.ip, "own"), (NODE1.ipv4, "node"), ("198.18.100.99", "other"), (None, None)])
+@pytest.mark.parametrize(
+    "seen,expected", [(POD_A.ip, "own"), (NODE1.ipv4, "node"), ("198.18.100.99", "other"), (None, None)]
+)
 def test_classify(seen: str | None, expected: str | None) -> None:
     assert reach.classify(seen, POD_A.ip, NODE1.ipv4) == expected
 
@@ -152,15 +158,14 @@ def test_json_lists_mismatches() -> None:
 def test_render_matrix_side_by_side_marks_mismatch() -> None:
     world = overlay_world()
     world[("fnlab-out", POD_A.ip)] = "198.19.200.10"  # an overlay must not do this
-    text = render.to_text(render.matrix_table([matrix("flat", flat_world()),
-                                               matrix("overlay", world)]))
+    text = render.to_text(render.matrix_table([matrix("flat", flat_world()), matrix("overlay", world)]))
     assert "FLAT measured" in text and "OVERLAY measured" in text
     lines = [ln for ln in text.splitlines() if "outside host -> pod" in ln]
     assert len(lines) == 1 and "MISMATCH" in lines[0]
     assert sum("MISMATCH" in ln for ln in text.splitlines()) == 1
     assert render.mismatch_lines([matrix("overlay", world)]) == [
-        "overlay: outside host -> pod: measured 'yes, src 198.19.200.10 (own)', "
-        "expected 'no'"]
+        "overlay: outside host -> pod: measured 'yes, src 198.19.200.10 (own)', expected 'no'"
+    ]
 
 
 def test_render_snat_table_reports_port_rewrite() -> None:

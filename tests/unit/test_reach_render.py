@@ -10,12 +10,19 @@ from flatnet.lab.probe import ProbeResult, _percentile
 
 def test_access_table_shows_direct_and_dnat_paths() -> None:
     rows = [
-        render.AccessRow("flat", "pod address", "198.18.100.40:18080",
-                         ProbeResult(True, "198.19.200.10", 50000, "198.19.200.10", 50000, 0.001)),
-        render.AccessRow("overlay", "pod address", "198.19.1.2:18080",
-                         ProbeResult(False, error="No route to host")),
-        render.AccessRow("overlay", "node:hostPort (DNAT)", "198.18.100.11:30080",
-                         ProbeResult(True, "198.19.200.10", 50001, "198.19.200.10", 50001, 0.001)),
+        render.AccessRow(
+            "flat",
+            "pod address",
+            "198.18.100.40:18080",
+            ProbeResult(True, "198.19.200.10", 50000, "198.19.200.10", 50000, 0.001),
+        ),
+        render.AccessRow("overlay", "pod address", "198.19.1.2:18080", ProbeResult(False, error="No route to host")),
+        render.AccessRow(
+            "overlay",
+            "node:hostPort (DNAT)",
+            "198.18.100.11:30080",
+            ProbeResult(True, "198.19.200.10", 50001, "198.19.200.10", 50001, 0.001),
+        ),
     ]
     lines = render.to_text(render.access_table(rows)).splitlines()
     flat = next(ln for ln in lines if "FLAT" in ln)
@@ -39,8 +46,10 @@ def test_routes_table_one_column_per_node() -> None:
 
 
 def test_perf_table_formats_and_notes_errors() -> None:
-    rows = [render.PerfRow("FLAT pod -> pod", 12.3456, 41.2, 180.9),
-            render.PerfRow("OVERLAY pod -> pod", None, None, None, "iperf3 failed")]
+    rows = [
+        render.PerfRow("FLAT pod -> pod", 12.3456, 41.2, 180.9),
+        render.PerfRow("OVERLAY pod -> pod", None, None, None, "iperf3 failed"),
+    ]
     text = render.to_text(render.perf_table(rows))
     flat = next(ln for ln in text.splitlines() if "FLAT" in ln)
     assert "12.35" in flat and "41" in flat and "181" in flat
@@ -60,6 +69,5 @@ def test_demo_parser_and_pod_names() -> None:
     demo.register_demo(sub)
     args = parser.parse_args(["demo", "--keep", "--seconds", "1.5"])
     assert args.keep is True and args.seconds == 1.5 and args.func is demo.cmd_demo
-    names = {demo.pod_name(n, node, k) for n in demo.NETWORKS for node in ("node1", "node2")
-             for k in demo.GROWTH}
+    names = {demo.pod_name(n, node, k) for n in demo.NETWORKS for node in ("node1", "node2") for k in demo.GROWTH}
     assert len(names) == len(demo.NETWORKS) * 2 * len(demo.GROWTH)  # no collisions

@@ -77,7 +77,7 @@ def test_content_length_answers_reuse_one_connection(serve: Callable[[Reply], Se
 
 
 def test_chunked_answer(serve: Callable[[Reply], Server]) -> None:
-    body = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n6;x=y\r\n:12345\r\n1\r\n}\r\n0\r\n\r\n"
+    body = b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"a"\r\n6;x=y\r\n:12345\r\n1\r\n}\r\n0\r\n\r\n'
     srv = serve(lambda n: body)
     ep = HttpEndpoint(srv.url, 2.0)
     assert ep.post("/x", b"{}") == (200, b'{"a":12345}')

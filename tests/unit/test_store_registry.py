@@ -16,8 +16,7 @@ from flatnet import defaults
 from flatnet.cni import parse_netconf
 from flatnet.errors import ConfigError
 from flatnet.ipam import Ipam, PoolSpec
-from flatnet.ipam.store import (STORES, MemoryStore, open_store, store_config, store_from_url,
-                                store_health)
+from flatnet.ipam.store import STORES, MemoryStore, open_store, store_config, store_from_url, store_health
 from flatnet.ipam.store.etcd_setup import endpoint_health
 
 
@@ -33,8 +32,7 @@ def test_defaults_come_from_one_module() -> None:
     assert store_from_url(f"sqlite:{defaults.SQLITE_PATH}")["path"] == defaults.SQLITE_PATH
     with pytest.raises(ConfigError) as exc:
         store_from_url("bogus:x")
-    assert exc.value.details == (f"use sqlite:{defaults.SQLITE_PATH}, "
-                                 f"etcd:{defaults.ETCD_ENDPOINT} or memory")
+    assert exc.value.details == (f"use sqlite:{defaults.SQLITE_PATH}, etcd:{defaults.ETCD_ENDPOINT} or memory")
 
 
 def test_the_same_rules_wherever_the_config_comes_from() -> None:
@@ -50,19 +48,29 @@ def test_the_same_rules_wherever_the_config_comes_from() -> None:
 def test_a_new_store_is_one_module_and_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     built: list[dict] = []
     fake = types.SimpleNamespace(
-        KEYS=(), URL_EXAMPLE="fnamem",
+        KEYS=(),
+        URL_EXAMPLE="fnamem",
         from_config=lambda d, where: {},
         from_url=lambda rest: {} if rest == "" else None,
         build=lambda cfg: built.append(cfg) or MemoryStore(),
-        health=lambda cfg, timeout: ("ok", "test store"))
+        health=lambda cfg, timeout: ("ok", "test store"),
+    )
     monkeypatch.setitem(STORES, "fnamem", fake)
     assert store_from_url("fnamem") == {"type": "fnamem"}
     assert isinstance(open_store({"type": "fnamem", "timeout": 3}), MemoryStore)
     assert built == [{"type": "fnamem", "timeout": 3.0}]
     assert store_health({"type": "fnamem"}) == ("ok", "test store")
-    conf = parse_netconf(json.dumps({
-        "cniVersion": "1.1.0", "name": "n", "type": "flatnet", "master": "eth1",
-        "ipam": {"pools": [{"subnet": "198.18.9.0/24"}], "store": {"type": "fnamem"}}}).encode())
+    conf = parse_netconf(
+        json.dumps(
+            {
+                "cniVersion": "1.1.0",
+                "name": "n",
+                "type": "flatnet",
+                "master": "eth1",
+                "ipam": {"pools": [{"subnet": "198.18.9.0/24"}], "store": {"type": "fnamem"}},
+            }
+        ).encode()
+    )
     assert conf.store == {"type": "fnamem"}
 
 
@@ -108,9 +116,11 @@ def health_server() -> Iterator[str]:
 
 
 def test_etcd_health_over_http(health_server: str) -> None:
-    _Health.answers = {"/ok/health": (200, b'{"health":"true","reason":""}'),
-                       "/sick/health": (200, b'{"health":"false","reason":"NOSPACE"}'),
-                       "/down/health": (503, b'{"health":"false"}')}
+    _Health.answers = {
+        "/ok/health": (200, b'{"health":"true","reason":""}'),
+        "/sick/health": (200, b'{"health":"false","reason":"NOSPACE"}'),
+        "/down/health": (503, b'{"health":"false"}'),
+    }
     assert endpoint_health(health_server + "/ok", 2.0) is None
     assert "NOSPACE" in str(endpoint_health(health_server + "/sick", 2.0))
     assert str(endpoint_health(health_server + "/down", 2.0)).startswith("HTTP 503")
@@ -130,5 +140,6 @@ def test_ipam_lists_the_pools_it_knows() -> None:
     assert ipam.pools() == []
     spec = PoolSpec(name="fna-p", subnet=ipaddress.ip_network("198.18.5.0/29"))
     from flatnet.ipam import Owner
+
     ipam.allocate([spec], Owner("c1", "eth0", "n"), [])
     assert [p.name for p in ipam.pools()] == ["fna-p"] and ipam.pools()[0].subnet == spec.subnet

@@ -22,8 +22,7 @@ def _worker(path: str, worker: int, count: int) -> list[str]:
     """One 'CNI invocation process' allocating ``count`` addresses on the shared file."""
     store = SqliteStore(path)
     ipam = Ipam(store)
-    out = [str(ipam.allocate([POOL], Owner(f"w{worker}-{i}", "eth0", "n"))[0].address.ip)
-           for i in range(count)]
+    out = [str(ipam.allocate([POOL], Owner(f"w{worker}-{i}", "eth0", "n"))[0].address.ip) for i in range(count)]
     store.close()
     return out
 

@@ -21,12 +21,17 @@ if TYPE_CHECKING:
     from flatnet.agent.server import AgentServer, serve_until_signal
     from flatnet.agent.service import Service
 
-__all__ = ["AgentReplyError", "AgentServer", "ContainerLocks", "NoAgent", "Service", "request",
-           "serve_until_signal"]
+__all__ = ["AgentReplyError", "AgentServer", "ContainerLocks", "NoAgent", "Service", "request", "serve_until_signal"]
 
-_WHERE = {"AgentReplyError": "protocol", "NoAgent": "protocol", "request": "protocol",
-          "AgentServer": "server", "serve_until_signal": "server", "ContainerLocks": "locks",
-          "Service": "service"}
+_WHERE = {
+    "AgentReplyError": "protocol",
+    "NoAgent": "protocol",
+    "request": "protocol",
+    "AgentServer": "server",
+    "serve_until_signal": "server",
+    "ContainerLocks": "locks",
+    "Service": "service",
+}
 
 
 def __getattr__(name: str) -> Any:

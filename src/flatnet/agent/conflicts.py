@@ -43,8 +43,11 @@ def wire_probe(spec: AttachSpec, ip: IPAddress) -> str | None:
 
     link = conflict.probe_link(spec)
     if link is None:
-        log.info("conflict probe: no link for VLAN %s in the node's netns yet; %s not probed",
-                 spec.vlan if spec.vlan is not None else "-", ip)
+        log.info(
+            "conflict probe: no link for VLAN %s in the node's netns yet; %s not probed",
+            spec.vlan if spec.vlan is not None else "-",
+            ip,
+        )
         return None
     return conflict.probe(spec.host_netns, link, ip, PROBE_COUNT, PROBE_INTERVAL, PROBE_WAIT)
 
@@ -71,9 +74,15 @@ def _probe_all(prober: Prober, spec: AttachSpec, leases: list[Lease]) -> list[tu
     return [(l, mac) for n, l in enumerate(leases) if (mac := answers.get(n))]
 
 
-def allocate_probed(ipam: Any, pools: list[PoolSpec], owner: Any, requested: list[Any],
-                    held_before: set[tuple[str, Any]], spec_of: Callable[[list[Lease]], AttachSpec],
-                    prober: Prober | None) -> list[Lease]:
+def allocate_probed(
+    ipam: Any,
+    pools: list[PoolSpec],
+    owner: Any,
+    requested: list[Any],
+    held_before: set[tuple[str, Any]],
+    spec_of: Callable[[list[Lease]], AttachSpec],
+    prober: Prober | None,
+) -> list[Lease]:
     """``ipam.allocate``, then probe what is new; quarantine answered addresses and retry."""
     leases: list[Lease] = ipam.allocate(pools, owner, requested)
     if prober is None:
@@ -82,8 +91,11 @@ def allocate_probed(ipam: Any, pools: list[PoolSpec], owner: Any, requested: lis
     clear: set[tuple[str, Any]] = set()  # probed already, nobody answered
     quarantined: set[tuple[str, Any]] = set()
     while True:
-        new = [l for l in leases if l.pool in probed
-               and (l.pool, l.address) not in held_before and (l.pool, l.address) not in clear]
+        new = [
+            l
+            for l in leases
+            if l.pool in probed and (l.pool, l.address) not in held_before and (l.pool, l.address) not in clear
+        ]
         if not new:
             return leases
         hits = _probe_all(prober, spec_of(leases), new)
@@ -92,21 +104,24 @@ def allocate_probed(ipam: Any, pools: list[PoolSpec], owner: Any, requested: lis
         for lease, mac in hits:
             why = f"{lease.address.ip} answered on the VLAN by {mac}"
             ipam.quarantine(lease, why, mac)
-            log.warning("conflict: %s; quarantined, %s gets the next address", why,
-                        owner.pod or owner.container_id)
+            log.warning("conflict: %s; quarantined, %s gets the next address", why, owner.pod or owner.container_id)
         answered = {(l.pool, l.address) for l, _mac in hits}
         if requested or len(quarantined) + len(hits) >= MAX_CONFLICTS:
-            _release(ipam, [l for l in leases if (l.pool, l.address) not in held_before
-                            and (l.pool, l.address) not in answered])
+            _release(
+                ipam,
+                [l for l in leases if (l.pool, l.address) not in held_before and (l.pool, l.address) not in answered],
+            )
             if requested:
                 lease, mac = hits[0]
                 raise AddressUnavailable(
                     f"requested address {lease.address.ip} is in use on the VLAN (answered by {mac})",
-                    details="find the host with that MAC address, or request another address")
+                    details="find the host with that MAC address, or request another address",
+                )
             raise PoolExhausted(
-                f"{MAX_CONFLICTS} addresses in a row were in use on the VLAN (quarantined, see "
-                "'flatnet ipam ls')", details="hosts outside flatnet use the pool's range: narrow "
-                "rangeStart/rangeEnd or add them to 'exclude'")
+                f"{MAX_CONFLICTS} addresses in a row were in use on the VLAN (quarantined, see 'flatnet ipam ls')",
+                details="hosts outside flatnet use the pool's range: narrow "
+                "rangeStart/rangeEnd or add them to 'exclude'",
+            )
         quarantined |= answered
         clear |= {(l.pool, l.address) for l in new if (l.pool, l.address) not in answered}
         leases = ipam.allocate(pools, owner, requested)

@@ -44,6 +44,8 @@ log = logging.getLogger("flatnet.agent")
 
 DEFAULT_TTL = defaults.HEARTBEAT_TTL
 DEFAULT_GRACE = defaults.DEAD_NODE_GRACE
+
+
 def state_file(state_dir: str, node: str) -> str:
     """Where an agent records that its node was reclaimed (read by ``flatnet doctor node``)."""
     return os.path.join(state_dir, f"reclaimed.{r.q(node)}.json")
@@ -63,10 +65,16 @@ class NodeHeartbeat(Periodic):
 
     thread_name = "heartbeat"
 
-    def __init__(self, service: Any, store_cfg: dict[str, Any], ttl: int = DEFAULT_TTL,
-                 grace: float = DEFAULT_GRACE, state_dir: str | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 on_announced: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        service: Any,
+        store_cfg: dict[str, Any],
+        ttl: int = DEFAULT_TTL,
+        grace: float = DEFAULT_GRACE,
+        state_dir: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_announced: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(max(ttl / 3.0, 0.2))
         self.service, self.store_cfg = service, dict(store_cfg)
         self.store, self.ipam = service.open_store_config(self.store_cfg)
@@ -85,10 +93,12 @@ class NodeHeartbeat(Periodic):
     def announce(self) -> bool:
         """Grant a lease and put ``alive`` with it; False when a fence says we were reclaimed."""
         self.lease_id = self.store.grant_lease(self.ttl)
-        self.alive_value = r.dumps({"node": self.node, "session": self.session,
-                                    "since": round(time.time(), 3)})
-        ok = self.store.txn([Compare(node_key(self.node, "fence"), 0)],
-                            {node_key(self.node, "alive"): self.alive_value}, lease=self.lease_id)
+        self.alive_value = r.dumps({"node": self.node, "session": self.session, "since": round(time.time(), 3)})
+        ok = self.store.txn(
+            [Compare(node_key(self.node, "fence"), 0)],
+            {node_key(self.node, "alive"): self.alive_value},
+            lease=self.lease_id,
+        )
         if ok:
             cur = self.store.get(node_key(self.node, "alive"))
             self.alive_version = cur.version if cur else 0
@@ -112,8 +122,7 @@ class NodeHeartbeat(Periodic):
             if not self.announce():
                 raise FlatnetError(f"node {self.node}: fenced again while recovering; retrying")
         else:
-            log.info("heartbeat: node %s announced in etcd (lease %x, ttl %ss)",
-                     self.node, self.lease_id, self.ttl)
+            log.info("heartbeat: node %s announced in etcd (lease %x, ttl %ss)", self.node, self.lease_id, self.ttl)
             if self._on_announced is not None:
                 self._on_announced()
                 self._on_announced = None
@@ -150,10 +159,12 @@ class NodeHeartbeat(Periodic):
             "NODE %s WAS DECLARED DEAD by node %s at %s (its etcd heartbeat was gone longer than "
             "the grace) and its %d address(es) were reclaimed: %s. The pods holding them lose "
             "their interface now (CHECK fails for them); recreate them (kubectl delete pod).",
-            self.node, info.get("by", "?"), time.strftime("%Y-%m-%d %H:%M:%S",
-                                                          time.gmtime(info.get("at", 0))),
-            len(lost), ", ".join(f"{l.address.ip} ({l.owner.pod or l.owner.container_id[:12]})"
-                                 for l in lost[:20]))
+            self.node,
+            info.get("by", "?"),
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(info.get("at", 0))),
+            len(lost),
+            ", ".join(f"{l.address.ip} ({l.owner.pod or l.owner.container_id[:12]})" for l in lost[:20]),
+        )
         self._write_state(info, lost)
         if fence is not None:
             self.store.txn([Compare(fence.key, fence.version, fence.value)], {}, [fence.key])
@@ -162,12 +173,23 @@ class NodeHeartbeat(Periodic):
         if not self.state_dir:
             return
         os.makedirs(self.state_dir, exist_ok=True)
-        doc = {"node": self.node, "reclaimed_by": info.get("by"), "reclaimed_at": info.get("at"),
-               "noticed_at": round(time.time(), 3),
-               "attachments": [{"container_id": l.owner.container_id, "ifname": l.owner.ifname,
-                                "pod": l.owner.pod, "address": str(l.address),
-                                "netns": l.owner.netns, "network": l.owner.network}
-                               for l in lost]}
+        doc = {
+            "node": self.node,
+            "reclaimed_by": info.get("by"),
+            "reclaimed_at": info.get("at"),
+            "noticed_at": round(time.time(), 3),
+            "attachments": [
+                {
+                    "container_id": l.owner.container_id,
+                    "ifname": l.owner.ifname,
+                    "pod": l.owner.pod,
+                    "address": str(l.address),
+                    "netns": l.owner.netns,
+                    "network": l.owner.network,
+                }
+                for l in lost
+            ],
+        }
         path = state_file(self.state_dir, self.node)
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
@@ -182,21 +204,37 @@ class NodeHeartbeat(Periodic):
             conf = confs.get(lease.owner.network)
             if conf is None:
                 continue  # learnt on this network's first request to the agent
-            spec = AttachSpec(container_id=lease.owner.container_id, ifname=lease.owner.ifname,
-                              netns=lease.owner.netns or "", mode=conf.mode, master=conf.master,
-                              bridge=conf.bridge, vlan=conf.vlan, addresses=(lease.address,),
-                              host_netns=conf.host_netns or self.service.host_netns,
-                              options={**(conf.options or {}), "network": conf.name})
+            spec = AttachSpec(
+                container_id=lease.owner.container_id,
+                ifname=lease.owner.ifname,
+                netns=lease.owner.netns or "",
+                mode=conf.mode,
+                master=conf.master,
+                bridge=conf.bridge,
+                vlan=conf.vlan,
+                addresses=(lease.address,),
+                host_netns=conf.host_netns or self.service.host_netns,
+                options={**(conf.options or {}), "network": conf.name},
+            )
             try:
                 with self.service.locks.hold(lease.owner.container_id, timeout=5):
                     self.service.datapath(conf.mode).delete(spec)
             except Exception as exc:  # noqa: BLE001 - retried on the next beat
-                log.error("heartbeat: could not remove reclaimed %s from %s/%s: %s",
-                          lease.address.ip, lease.owner.container_id[:12], lease.owner.ifname, exc)
+                log.error(
+                    "heartbeat: could not remove reclaimed %s from %s/%s: %s",
+                    lease.address.ip,
+                    lease.owner.container_id[:12],
+                    lease.owner.ifname,
+                    exc,
+                )
                 continue
-            log.error("heartbeat: removed reclaimed address %s from container %s/%s (pod %s)",
-                      lease.address.ip, lease.owner.container_id[:12], lease.owner.ifname,
-                      lease.owner.pod or "-")
+            log.error(
+                "heartbeat: removed reclaimed address %s from container %s/%s (pod %s)",
+                lease.address.ip,
+                lease.owner.container_id[:12],
+                lease.owner.ifname,
+                lease.owner.pod or "-",
+            )
             self.store.txn([Compare(entry.key, entry.version, entry.value)], {}, [entry.key])
 
     # ---- other nodes ----
@@ -232,10 +270,13 @@ class NodeHeartbeat(Periodic):
         if not fenced:
             fence = node_key(node, "fence")
             ok = self.store.txn(
-                [Compare(node_key(node, "alive"), 0), Compare(fence, 0),
-                 Compare(node_key(self.node, "alive"), self.alive_version, self.alive_value)],
-                {fence: r.dumps({"by": self.node, "at": round(time.time(), 3),
-                                 "session": self.session})})
+                [
+                    Compare(node_key(node, "alive"), 0),
+                    Compare(fence, 0),
+                    Compare(node_key(self.node, "alive"), self.alive_version, self.alive_value),
+                ],
+                {fence: r.dumps({"by": self.node, "at": round(time.time(), 3), "session": self.session})},
+            )
             if not ok:
                 return False
         fence = node_key(node, "fence")
@@ -244,19 +285,23 @@ class NodeHeartbeat(Periodic):
             o = r.lease_from_record(entry.value).owner
             if o.node != node:
                 continue
-            lost = node_key(node, "lost", r.q(o.container_id), r.q(o.ifname),
-                            entry.key.rsplit("/", 1)[1])
+            lost = node_key(node, "lost", r.q(o.container_id), r.q(o.ifname), entry.key.rsplit("/", 1)[1])
             self.store.txn([], {lost: entry.value})  # recorded before it is released
             attachments.add((o.container_id, o.ifname))
         n = sum(len(self.ipam.release(cid, ifname)) for cid, ifname in sorted(attachments))
         cur = self.store.get(fence)
         if cur is not None:  # settled: later sweeps skip this node until it comes back
-            self.store.txn([Compare(fence, cur.version, cur.value)],
-                           {fence: r.dumps({**json.loads(cur.value), "done": True})})
+            self.store.txn(
+                [Compare(fence, cur.version, cur.value)], {fence: r.dumps({**json.loads(cur.value), "done": True})}
+            )
         if n or not fenced:
-            log.warning("heartbeat: node %s's heartbeat was gone for more than %.0fs: reclaimed "
-                        "%d lease(s) (sticky addresses stay reserved for their pods)",
-                        node, self.grace, n)
+            log.warning(
+                "heartbeat: node %s's heartbeat was gone for more than %.0fs: reclaimed "
+                "%d lease(s) (sticky addresses stay reserved for their pods)",
+                node,
+                self.grace,
+                n,
+            )
         self.reclaimed_by_me.append(node)
         self._missing.pop(node, None)
         return True
@@ -277,6 +322,3 @@ class NodeHeartbeat(Periodic):
                 self.sweep()
         except Exception as exc:  # noqa: BLE001 - store down: next tick retries
             log.warning("heartbeat: %s", getattr(exc, "msg", exc))
-
-
-

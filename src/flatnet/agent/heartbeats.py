@@ -23,8 +23,9 @@ class Heartbeats:
     otherwise a quiet node would be reclaimed after an agent upgrade.
     """
 
-    def __init__(self, service: Any, ttl: int = DEFAULT_TTL, grace: float = DEFAULT_GRACE,
-                 state_dir: str | None = None) -> None:
+    def __init__(
+        self, service: Any, ttl: int = DEFAULT_TTL, grace: float = DEFAULT_GRACE, state_dir: str | None = None
+    ) -> None:
         self.service, self.ttl, self.grace, self.state_dir = service, ttl, grace, state_dir
         self.beats: dict[str, NodeHeartbeat] = {}
 
@@ -39,8 +40,9 @@ class Heartbeats:
         key = json.dumps(cfg, sort_keys=True)
         if key in self.beats:
             return
-        hb = NodeHeartbeat(self.service, cfg, self.ttl, self.grace, self.state_dir,
-                           on_announced=lambda: self._remember(cfg))
+        hb = NodeHeartbeat(
+            self.service, cfg, self.ttl, self.grace, self.state_dir, on_announced=lambda: self._remember(cfg)
+        )
         self.beats[key] = hb
         hb.start()
 

@@ -30,8 +30,7 @@ def run(env: dict[str, str], stdin: bytes) -> tuple[int, str]:
     kwargs: dict[str, Any] = {}
     if env.get("FLATNET_LOCK_DIR"):
         kwargs["lock_dir"] = env["FLATNET_LOCK_DIR"]
-    service = Service(host_netns=env.get("FLATNET_HOST_NETNS") or None,
-                      node=env.get("FLATNET_NODE") or None, **kwargs)
+    service = Service(host_netns=env.get("FLATNET_HOST_NETNS") or None, node=env.get("FLATNET_NODE") or None, **kwargs)
     out, err = io.StringIO(), io.StringIO()
     try:
         code = dispatch(service, env, stdin, out, err)
@@ -47,8 +46,16 @@ def main() -> None:
         code, out = run(env, sys.stdin.buffer.read())
     except BaseException as exc:  # noqa: BLE001 - last line of defence, even for ^C
         code = 1
-        out = json.dumps({"cniVersion": SUPPORTED_VERSIONS[-1], "code": INTERNAL,
-                          "msg": f"internal error (in-process): {type(exc).__name__}: {exc}"}) + "\n"
+        out = (
+            json.dumps(
+                {
+                    "cniVersion": SUPPORTED_VERSIONS[-1],
+                    "code": INTERNAL,
+                    "msg": f"internal error (in-process): {type(exc).__name__}: {exc}",
+                }
+            )
+            + "\n"
+        )
     try:
         sys.stdout.write(out)
         sys.stdout.flush()

@@ -38,8 +38,7 @@ class ContainerLocks:
         return os.path.join(self.directory, f"{safe}.lock")
 
     @contextmanager
-    def hold(self, container_id: str, remove: bool = False,
-             timeout: float | None = None) -> Iterator[None]:
+    def hold(self, container_id: str, remove: bool = False, timeout: float | None = None) -> Iterator[None]:
         """Hold the lock; with ``remove`` the lock file is unlinked before release (DEL).
 
         ``timeout`` overrides the instance's wait (0: one try); past it, TRY_AGAIN_LATER.
@@ -62,9 +61,10 @@ class ContainerLocks:
                     raise
                 if time.monotonic() >= deadline:
                     raise FlatnetError(
-                        f"container {container_id} is busy: another operation holds its lock "
-                        f"for more than {wait:.0f}s", "try again later",
-                        code=TRY_AGAIN_LATER) from None
+                        f"container {container_id} is busy: another operation holds its lock for more than {wait:.0f}s",
+                        "try again later",
+                        code=TRY_AGAIN_LATER,
+                    ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.1)
                 continue

@@ -30,7 +30,6 @@ import errno
 import os
 
 
-
 def _ident(path: str) -> str | None:
     """``dev.ino`` of what ``path`` resolves to; None when it cannot be read."""
     try:
@@ -61,8 +60,14 @@ def _proc_view() -> str | None:
 def _proc_pid(path: str) -> str | None:
     """The pid of a ``/proc/<pid>/ns/net`` path, else None."""
     parts = path.split("/")
-    if len(parts) == 5 and parts[0] == "" and parts[1] == "proc" and parts[3] == "ns" \
-            and parts[4] == "net" and parts[2].isdigit():
+    if (
+        len(parts) == 5
+        and parts[0] == ""
+        and parts[1] == "proc"
+        and parts[3] == "ns"
+        and parts[4] == "net"
+        and parts[2].isdigit()
+    ):
         return parts[2]
     return None
 

@@ -41,12 +41,13 @@ def join(store: Store, conf: Any, node: str, host_netns: str | None) -> dict[str
     from flatnet.ipam import blocks
 
     if conf.vtep_address is None:
-        raise ConfigError("vxlan mode needs 'vtepAddress': the node's underlay address "
-                          "(the address other nodes reach it at), e.g. \"198.18.100.11\"")
+        raise ConfigError(
+            "vxlan mode needs 'vtepAddress': the node's underlay address "
+            '(the address other nodes reach it at), e.g. "198.18.100.11"'
+        )
     block = blocks.ensure_block(store, conf.name, node, conf.cluster_subnet, conf.node_block_prefix)
     options = dict(conf.options or {})
-    options.update({"network": conf.name, "node": node, "block": str(block),
-                    "vtep": str(conf.vtep_address)})
+    options.update({"network": conf.name, "node": node, "block": str(block), "vtep": str(conf.vtep_address)})
     mac = vxlan.ensure_node(host_netns, options)
     blocks.register_node(store, conf.name, node, str(conf.vtep_address), mac, block)
     options["peers"] = [n.as_peer() for n in blocks.nodes(store, conf.name) if n.node != node]
@@ -78,8 +79,7 @@ class PeerSync(Periodic):
         self._seen: dict[tuple[str, str | None], tuple[ModeHooks, Store, Any, str]] = {}
         self._lock = threading.Lock()
 
-    def remember(self, hooks: ModeHooks, store: Store, conf: Any, node: str,
-                 host_netns: str | None) -> None:
+    def remember(self, hooks: ModeHooks, store: Store, conf: Any, node: str, host_netns: str | None) -> None:
         with self._lock:
             self._seen[(conf.name, host_netns)] = (hooks, store, conf, node)
 

@@ -78,16 +78,21 @@ def decode_request(data: bytes) -> dict[str, Any]:
     if not isinstance(req, dict):
         raise ProtocolError(DECODE_FAILURE, "agent request must be a JSON object")
     if req.get("v") != PROTOCOL_VERSION:
-        raise ProtocolError(AGENT_PROTOCOL, f"agent protocol version {req.get('v')!r} is not "
-                            f"supported (this agent speaks v{PROTOCOL_VERSION}); "
-                            "update the plugin and the agent together")
+        raise ProtocolError(
+            AGENT_PROTOCOL,
+            f"agent protocol version {req.get('v')!r} is not "
+            f"supported (this agent speaks v{PROTOCOL_VERSION}); "
+            "update the plugin and the agent together",
+        )
     if req.get("op") == "status":
         return req
     env, stdin = req.get("env"), req.get("stdin", "")
-    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                            for k, v in env.items()) or not isinstance(stdin, str):
-        raise ProtocolError(DECODE_FAILURE, 'agent request needs "env" (object of strings) '
-                            'and "stdin" (string)')
+    if (
+        not isinstance(env, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+        or not isinstance(stdin, str)
+    ):
+        raise ProtocolError(DECODE_FAILURE, 'agent request needs "env" (object of strings) and "stdin" (string)')
     return req
 
 
@@ -136,16 +141,18 @@ def request(path: str, payload: dict[str, Any] | bytes, timeout: float = 120.0) 
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
         except TimeoutError:
-            raise AgentReplyError(TRY_AGAIN_LATER, f"the agent at {path} did not answer within "
-                                  f"{timeout:.0f}s; try again") from None
+            raise AgentReplyError(
+                TRY_AGAIN_LATER, f"the agent at {path} did not answer within {timeout:.0f}s; try again"
+            ) from None
         except OSError as exc:
             if not chunks and exc.errno not in (errno.EPIPE, errno.ECONNRESET):
                 raise AgentReplyError(AGENT_PROTOCOL, f"the agent at {path} dropped the request: {exc}") from None
     finally:
         sock.close()
     if not chunks:  # the agent died or restarted mid-request: nothing was answered
-        raise AgentReplyError(TRY_AGAIN_LATER, f"the agent at {path} closed the connection "
-                              "without answering (restarting?); try again")
+        raise AgentReplyError(
+            TRY_AGAIN_LATER, f"the agent at {path} closed the connection without answering (restarting?); try again"
+        )
     try:
         return decode_response(b"".join(chunks))
     except ProtocolError as exc:

@@ -66,9 +66,12 @@ class Reconciler(Periodic):
             log.warning("reconcile: pass failed: %s", exc)
             return
         if report.reclaimed or report.errors:
-            log.warning("reconcile: reclaimed %d attachment(s) whose container is gone: %s%s",
-                        len(report.reclaimed), ", ".join(report.reclaimed[:10]),
-                        f"; errors: {'; '.join(report.errors[:5])}" if report.errors else "")
+            log.warning(
+                "reconcile: reclaimed %d attachment(s) whose container is gone: %s%s",
+                len(report.reclaimed),
+                ", ".join(report.reclaimed[:10]),
+                f"; errors: {'; '.join(report.errors[:5])}" if report.errors else "",
+            )
 
     def run_once(self) -> PassReport:
         """One pass over every network this agent has served."""

@@ -19,8 +19,14 @@ import threading
 import time
 from typing import Any
 
-from flatnet.agent.protocol import (MAX_REQUEST, PROTOCOL_VERSION, ProtocolError, decode_request,
-                                    encode_response, error_response)
+from flatnet.agent.protocol import (
+    MAX_REQUEST,
+    PROTOCOL_VERSION,
+    ProtocolError,
+    decode_request,
+    encode_response,
+    error_response,
+)
 from flatnet.errors import AGENT_PROTOCOL
 from flatnet.obs.requests import RequestObserver
 
@@ -34,8 +40,16 @@ class Metrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.started = time.time()
-        self.counts = {"adds": 0, "dels": 0, "checks": 0, "gcs": 0, "statuses": 0,
-                       "errors": 0, "in_flight": 0, "rejected": 0}
+        self.counts = {
+            "adds": 0,
+            "dels": 0,
+            "checks": 0,
+            "gcs": 0,
+            "statuses": 0,
+            "errors": 0,
+            "in_flight": 0,
+            "rejected": 0,
+        }
 
     def bump(self, key: str, by: int = 1) -> None:
         with self._lock:
@@ -68,8 +82,9 @@ class _Handler(socketserver.BaseRequestHandler):
         except _TooLarge:
             response = _error_response(AGENT_PROTOCOL, f"request larger than {MAX_REQUEST} bytes")
         except (socket.timeout, TimeoutError):
-            response = _error_response(AGENT_PROTOCOL, "request not completed in time "
-                                       "(send one JSON object, then shut down the write side)")
+            response = _error_response(
+                AGENT_PROTOCOL, "request not completed in time (send one JSON object, then shut down the write side)"
+            )
         except OSError:
             return  # peer went away; nothing to answer
         self._send(response)
@@ -129,8 +144,9 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     # plugins arrive at once (found by the chaos harness / socket fuzzing)
     request_queue_size = 128
 
-    def __init__(self, path: str, service: Any, allowed_uids: frozenset[int] = frozenset({0}),
-                 io_timeout: float = 10.0) -> None:
+    def __init__(
+        self, path: str, service: Any, allowed_uids: frozenset[int] = frozenset({0}), io_timeout: float = 10.0
+    ) -> None:
         self.path = path
         self.service = service
         self.allowed_uids = allowed_uids
@@ -154,8 +170,7 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         except ProtocolError as exc:
             return _error_response(exc.code, exc.msg)
         if req.get("op") == "status":
-            return {"exit": 0, "stdout": json.dumps(self.metrics.snapshot()),
-                    "metrics": self.metrics.snapshot()}
+            return {"exit": 0, "stdout": json.dumps(self.metrics.snapshot()), "metrics": self.metrics.snapshot()}
         env, stdin = req["env"], req.get("stdin", "")
         return self.run_cni(env, stdin.encode("utf-8"))
 

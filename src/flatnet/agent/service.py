@@ -39,10 +39,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _one_netlink_session(verb: F) -> F:
     """Run a verb inside ``netns.session()``: one netlink handle per netns for all its steps."""
+
     @functools.wraps(verb)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         with netns.session():
             return verb(*args, **kwargs)
+
     return wrapper  # type: ignore[return-value]
 
 
@@ -218,8 +220,13 @@ class Service:
             netns_id=nsproof.record(cmd.netns),
         )
 
-    def _spec(self, cmd: Any, leases: Iterable[Lease], pools: list[PoolSpec] | None = None,
-              options: dict[str, Any] | None = None) -> AttachSpec:
+    def _spec(
+        self,
+        cmd: Any,
+        leases: Iterable[Lease],
+        pools: list[PoolSpec] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> AttachSpec:
         spec = build_spec(cmd, list(leases), pools or [], self.host_netns, self.node)
         spec.options.setdefault("network", cmd.conf.name)
         if options:
@@ -238,8 +245,14 @@ class Service:
             held_before = {(l.pool, l.address) for l in ipam.lookup(cmd.container_id, cmd.ifname)}
             prober = self.conflict_probe if not self._is_overlay(conf.mode) else None
             leases = conflicts.allocate_probed(
-                ipam, pools, self.owner(cmd), requested_ips(cmd), held_before,
-                lambda ls: self._spec(cmd, ls, pools), prober)
+                ipam,
+                pools,
+                self.owner(cmd),
+                requested_ips(cmd),
+                held_before,
+                lambda ls: self._spec(cmd, ls, pools),
+                prober,
+            )
             plumbed: AttachSpec | None = None
             try:
                 spec = self._spec(cmd, leases, pools, self._prepare(conf))
@@ -256,8 +269,7 @@ class Service:
                 raise
 
     @staticmethod
-    def _release_new(ipam: Any, cmd: Any, leases: list[Lease],
-                      held_before: set[tuple[str, Any]]) -> None:
+    def _release_new(ipam: Any, cmd: Any, leases: list[Lease], held_before: set[tuple[str, Any]]) -> None:
         """Release only what this ADD allocated: a lease held before (ADD repeated on a
         live attachment) still belongs to that attachment. Best effort."""
         if not held_before:
@@ -291,8 +303,9 @@ class Service:
         conf = cmd.conf
         prev = conf.prev_result
         if prev is None:
-            raise ConfigError("CHECK needs prevResult in the network config",
-                              "the runtime must pass the result of ADD as prevResult")
+            raise ConfigError(
+                "CHECK needs prevResult in the network config", "the runtime must pass the result of ADD as prevResult"
+            )
         with self.locks.hold(cmd.container_id):
             leases = self.ipam(conf).lookup(cmd.container_id, cmd.ifname)
             held = {l.address for l in leases}
@@ -301,7 +314,9 @@ class Service:
                 raise FlatnetError(
                     f"IPAM holds {sorted(map(str, held)) or 'nothing'} for {cmd.container_id}/"
                     f"{cmd.ifname} but prevResult has {sorted(map(str, want)) or 'nothing'}",
-                    "DEL and ADD the container again", code=STATE_MISMATCH)
+                    "DEL and ADD the container again",
+                    code=STATE_MISMATCH,
+                )
             self.datapath(conf.mode).check(self._spec(cmd, leases))
 
     @_one_netlink_session
@@ -325,25 +340,35 @@ class Service:
                 except FlatnetError as exc:
                     errors.append(f"{cid}/{ifname}: {exc.msg}")
         if errors:
-            raise FlatnetError(f"GC could not clean {len(errors)} attachment(s): " + "; ".join(errors[:5]),
-                               "see the agent log; GC will retry next time")
+            raise FlatnetError(
+                f"GC could not clean {len(errors)} attachment(s): " + "; ".join(errors[:5]),
+                "see the agent log; GC will retry next time",
+            )
 
     def _reclaim(self, conf: Any, cid: str, ifname: str, leases: list[Lease]) -> None:
         """Remove an attachment whose container is gone (no netns): plumbing, then leases.
 
         Caller holds the container lock. A datapath failure keeps the leases (retried later).
         """
-        spec = AttachSpec(container_id=cid, ifname=ifname, netns="", mode=conf.mode,
-                          master=conf.master, bridge=conf.bridge, vlan=conf.vlan,
-                          addresses=tuple(l.address for l in leases),
-                          host_netns=conf.host_netns or self.host_netns,
-                          options={**(conf.options or {}), "network": conf.name})
+        spec = AttachSpec(
+            container_id=cid,
+            ifname=ifname,
+            netns="",
+            mode=conf.mode,
+            master=conf.master,
+            bridge=conf.bridge,
+            vlan=conf.vlan,
+            addresses=tuple(l.address for l in leases),
+            host_netns=conf.host_netns or self.host_netns,
+            options={**(conf.options or {}), "network": conf.name},
+        )
         self.datapath(conf.mode).delete(spec)
         self.ipam(conf).release(cid, ifname)
 
     @_one_netlink_session
-    def reclaim_if_unchanged(self, conf: Any, cid: str, ifname: str, ident: str,
-                             ident_of: Callable[[list[Lease]], str]) -> bool:
+    def reclaim_if_unchanged(
+        self, conf: Any, cid: str, ifname: str, ident: str, ident_of: Callable[[list[Lease]], str]
+    ) -> bool:
         """Reclaim (cid, ifname) if nobody holds its lock and its leases are still ``ident``.
 
         For the leak reconciler: never waits for a lock (an ADD or DEL in flight wins) and
@@ -370,13 +395,20 @@ class Service:
             if self.hooks(conf.mode).ready_by_prepare:  # e.g. an overlay: joined = ready
                 self._prepare(conf)
                 return
-            spec = AttachSpec(container_id="", ifname="", netns="", mode=conf.mode, master=conf.master,
-                              bridge=conf.bridge, vlan=conf.vlan, mtu=conf.mtu,
-                              host_netns=conf.host_netns or self.host_netns,
-                              options=dict(conf.options or {}))
+            spec = AttachSpec(
+                container_id="",
+                ifname="",
+                netns="",
+                mode=conf.mode,
+                master=conf.master,
+                bridge=conf.bridge,
+                vlan=conf.vlan,
+                mtu=conf.mtu,
+                host_netns=conf.host_netns or self.host_netns,
+                options=dict(conf.options or {}),
+            )
             self.datapath(conf.mode).status(spec)
         except FlatnetError as exc:
-            raise FlatnetError(f"flatnet is not available: {exc.msg}", exc.details,
-                               code=NOT_AVAILABLE) from exc
+            raise FlatnetError(f"flatnet is not available: {exc.msg}", exc.details, code=NOT_AVAILABLE) from exc
         except OSError as exc:
             raise FlatnetError(f"flatnet is not available: {exc}", code=NOT_AVAILABLE) from exc

@@ -31,8 +31,10 @@ def requested_ips(cmd: Any) -> list[IPAddress]:
             out.append(ip)
     families = [ip.version for ip in out]
     if len(families) != len(set(families)):
-        raise AddressUnavailable(f"more than one address requested per family: {', '.join(map(str, out))}",
-                                 "request at most one IPv4 and one IPv6 address")
+        raise AddressUnavailable(
+            f"more than one address requested per family: {', '.join(map(str, out))}",
+            "request at most one IPv4 and one IPv6 address",
+        )
     return out
 
 
@@ -53,8 +55,9 @@ def routes_for(leases: Sequence[Lease], pools: Sequence[PoolSpec]) -> tuple[Rout
     return tuple(routes)
 
 
-def build_spec(cmd: Any, leases: Sequence[Lease], pools: Sequence[PoolSpec],
-               default_host_netns: str | None, node: str | None) -> AttachSpec:
+def build_spec(
+    cmd: Any, leases: Sequence[Lease], pools: Sequence[PoolSpec], default_host_netns: str | None, node: str | None
+) -> AttachSpec:
     """The datapath's view of one attachment (pools may be empty on DEL/CHECK)."""
     conf = cmd.conf
     options = dict(conf.options or {})

@@ -16,11 +16,9 @@ def _plt():  # noqa: ANN202 - matplotlib's pyplot module
     return plt
 
 
-def _bars(r: Results, section: str, metrics: list[str], title: str, unit: str,
-          path: str) -> bool:
+def _bars(r: Results, section: str, metrics: list[str], title: str, unit: str, path: str) -> bool:
     """Grouped bars: one group per subject, one bar per metric (median, min-max whiskers)."""
-    subjects = [s for s in r.subjects(section)
-                if any((m := r.get(section, s, x)) and m.summary for x in metrics)]
+    subjects = [s for s in r.subjects(section) if any((m := r.get(section, s, x)) and m.summary for x in metrics)]
     if not subjects:
         return False
     plt = _plt()
@@ -48,15 +46,21 @@ def _bars(r: Results, section: str, metrics: list[str], title: str, unit: str,
 
 
 def _routes(r: Results, path: str) -> bool:
-    subjects = [s for s in r.subjects("routes")
-                if any(m.summary for m in r.measurements if m.section == "routes" and m.subject == s)]
+    subjects = [
+        s
+        for s in r.subjects("routes")
+        if any(m.summary for m in r.measurements if m.section == "routes" and m.subject == s)
+    ]
     if not subjects:
         return False
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
     for s in subjects:
-        pts = sorted((int(m.metric.split()[0]), m.summary.median) for m in r.measurements
-                     if m.section == "routes" and m.subject == s and m.summary)
+        pts = sorted(
+            (int(m.metric.split()[0]), m.summary.median)
+            for m in r.measurements
+            if m.section == "routes" and m.subject == s and m.summary
+        )
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=s)
     ax.set_xlabel("pods per node")
     ax.set_ylabel("routes on node1")
@@ -72,18 +76,32 @@ def write_all(r: Results, directory: str) -> list[str]:
     """Write every chart that has data; return the file names written."""
     os.makedirs(directory, exist_ok=True)
     cp = [m.metric for m in r.measurements if m.section == "control plane"]
-    ipam = list(dict.fromkeys(m.metric for m in r.measurements
-                              if m.section == "ipam" and m.metric.startswith("alloc/s")))
+    ipam = list(
+        dict.fromkeys(m.metric for m in r.measurements if m.section == "ipam" and m.metric.startswith("alloc/s"))
+    )
     plans = [
-        ("throughput.png", lambda p: _bars(r, "data plane", ["TCP 1 stream", "TCP 8 streams", "UDP"],
-                                           "Throughput, node1 -> node2", "Gbit/s", p)),
-        ("latency.png", lambda p: _bars(r, "data plane", ["RR p50", "RR p99"],
-                                        "TCP request/response latency", "µs", p)),
-        ("cni-latency.png", lambda p: _bars(r, "control plane",
-                                            [x for x in dict.fromkeys(cp) if x.endswith(("p50", "p99"))],
-                                            "CNI ADD/DEL latency", "ms", p)),
-        ("ipam-rate.png", lambda p: _bars(r, "ipam", ipam, "IPAM allocations per second",
-                                          "allocations/s", p)),
+        (
+            "throughput.png",
+            lambda p: _bars(
+                r, "data plane", ["TCP 1 stream", "TCP 8 streams", "UDP"], "Throughput, node1 -> node2", "Gbit/s", p
+            ),
+        ),
+        (
+            "latency.png",
+            lambda p: _bars(r, "data plane", ["RR p50", "RR p99"], "TCP request/response latency", "µs", p),
+        ),
+        (
+            "cni-latency.png",
+            lambda p: _bars(
+                r,
+                "control plane",
+                [x for x in dict.fromkeys(cp) if x.endswith(("p50", "p99"))],
+                "CNI ADD/DEL latency",
+                "ms",
+                p,
+            ),
+        ),
+        ("ipam-rate.png", lambda p: _bars(r, "ipam", ipam, "IPAM allocations per second", "allocations/s", p)),
         ("routes.png", lambda p: _routes(r, p)),
     ]
     return [name for name, fn in plans if fn(os.path.join(directory, name))]

@@ -47,9 +47,15 @@ def install_forwarder(directory: str) -> str:
     return path
 
 
-def exec_plugin(binary: str, command: str, call: Call, conf: dict[str, Any],
-                node_ns: str, cni_path: str, extra_env: dict[str, str] | None = None
-                ) -> tuple[float, dict[str, Any]]:
+def exec_plugin(
+    binary: str,
+    command: str,
+    call: Call,
+    conf: dict[str, Any],
+    node_ns: str,
+    cni_path: str,
+    extra_env: dict[str, str] | None = None,
+) -> tuple[float, dict[str, Any]]:
     """Run one verb; return (seconds it took, parsed stdout). FlatnetError on failure."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
@@ -64,11 +70,14 @@ def exec_plugin(binary: str, command: str, call: Call, conf: dict[str, Any],
     argv = [IP, "netns", "exec", node_ns, binary]
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(argv, input=json.dumps(conf).encode(), env=env,
-                              capture_output=True, timeout=PLUGIN_TIMEOUT, check=False)
+        proc = subprocess.run(
+            argv, input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=PLUGIN_TIMEOUT, check=False
+        )
     except subprocess.TimeoutExpired:
-        raise FlatnetError(f"bench: {os.path.basename(binary)} {command} took over "
-                           f"{PLUGIN_TIMEOUT:.0f}s", "the machine may be overloaded") from None
+        raise FlatnetError(
+            f"bench: {os.path.basename(binary)} {command} took over {PLUGIN_TIMEOUT:.0f}s",
+            "the machine may be overloaded",
+        ) from None
     elapsed = time.perf_counter() - t0
     out = proc.stdout.decode(errors="replace")
     doc: Any = None
@@ -82,5 +91,7 @@ def exec_plugin(binary: str, command: str, call: Call, conf: dict[str, Any],
         raise FlatnetError(
             f"bench: {os.path.basename(binary)} {command} failed: "
             f"{msg or (proc.stderr.decode(errors='replace') or out).strip()[-400:]}",
-            "see the message; the bench cleans up its namespaces", code=INTERNAL)
+            "see the message; the bench cleans up its namespaces",
+            code=INTERNAL,
+        )
     return elapsed, doc if isinstance(doc, dict) else {}

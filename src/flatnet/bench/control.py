@@ -63,8 +63,7 @@ def rss_kib(pid: int) -> int:
 class ControlBench:
     """One run of the control-plane measurements; ``scratch`` owns every namespace."""
 
-    def __init__(self, profile: Profile, results: Results, scratch: Scratch, tmp: str,
-                 tick: Tick) -> None:
+    def __init__(self, profile: Profile, results: Results, scratch: Scratch, tmp: str, tick: Tick) -> None:
         self.p, self.r, self.s, self.tmp, self.tick = profile, results, scratch, tmp, tick
         self.node = ""
         self.agent: subprocess.Popen | None = None
@@ -78,24 +77,47 @@ class ControlBench:
         shim = install_forwarder(os.path.join(self.tmp, "bin"))
 
         def flat(pool: str, subnet: str, db: str, sock: str, probe: bool = True) -> dict[str, Any]:
-            return {"cniVersion": CNI_VERSION, "name": f"fnb-{pool}", "type": "flatnet",
-                    "mode": "macvlan", "master": "vp0", "hostNetns": self.node,
-                    "agentSocket": sock,
-                    "ipam": {"pools": [{"name": f"fnb-{pool}", "subnet": subnet,
-                                        "conflictProbe": probe}],
-                             "store": {"type": "sqlite", "path": os.path.join(self.tmp, db)}}}
+            return {
+                "cniVersion": CNI_VERSION,
+                "name": f"fnb-{pool}",
+                "type": "flatnet",
+                "mode": "macvlan",
+                "master": "vp0",
+                "hostNetns": self.node,
+                "agentSocket": sock,
+                "ipam": {
+                    "pools": [{"name": f"fnb-{pool}", "subnet": subnet, "conflictProbe": probe}],
+                    "store": {"type": "sqlite", "path": os.path.join(self.tmp, db)},
+                },
+            }
 
-        inproc_env = {"FLATNET_INPROCESS": forwarder.inprocess_entry(),
-                      "FLATNET_LOCK_DIR": os.path.join(self.tmp, "locks"),
-                      "FLATNET_NODE": "bench", "FLATNET_HOST_NETNS": self.node}
-        ref = {"cniVersion": CNI_VERSION, "name": "fnb-ref", "type": "bridge",
-               "bridge": "fnbb0", "isGateway": False, "ipMasq": False,
-               "ipam": {"type": "host-local", "ranges": [[{"subnet": "198.18.160.0/20"}]],
-                        "dataDir": os.path.join(self.tmp, "host-local")}}
+        inproc_env = {
+            "FLATNET_INPROCESS": forwarder.inprocess_entry(),
+            "FLATNET_LOCK_DIR": os.path.join(self.tmp, "locks"),
+            "FLATNET_NODE": "bench",
+            "FLATNET_HOST_NETNS": self.node,
+        }
+        ref = {
+            "cniVersion": CNI_VERSION,
+            "name": "fnb-ref",
+            "type": "bridge",
+            "bridge": "fnbb0",
+            "isGateway": False,
+            "ipMasq": False,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": "198.18.160.0/20"}]],
+                "dataDir": os.path.join(self.tmp, "host-local"),
+            },
+        }
         return [
             Subject(AGENT, shim, flat("agent", "198.18.128.0/20", "agent.db", self.sock)),
-            Subject(INPROC, shim, flat("inproc", "198.18.144.0/20", "inproc.db",
-                                       os.path.join(self.tmp, "no-agent.sock")), inproc_env),
+            Subject(
+                INPROC,
+                shim,
+                flat("inproc", "198.18.144.0/20", "inproc.db", os.path.join(self.tmp, "no-agent.sock")),
+                inproc_env,
+            ),
             Subject(REF, os.path.join(REF_CNI_DIR, "bridge"), ref),
             Subject(NOPROBE, shim, flat("noprobe", "198.18.176.0/20", "agent.db", self.sock, False)),
         ]
@@ -104,20 +126,35 @@ class ControlBench:
         """Start ``flatnet agent`` serving the node netns; return its pid once it answers."""
         from flatnet.lab.procs import socket_answers
 
-        argv = [sys.executable, "-m", "flatnet.cli.main", "agent", "--socket", self.sock,
-                "--netns", self.node, "--node", "bench", "--quiet",
-                "--store", f"sqlite:{os.path.join(self.tmp, 'agent.db')}",
-                "--lock-dir", os.path.join(self.tmp, "locks")]
+        argv = [
+            sys.executable,
+            "-m",
+            "flatnet.cli.main",
+            "agent",
+            "--socket",
+            self.sock,
+            "--netns",
+            self.node,
+            "--node",
+            "bench",
+            "--quiet",
+            "--store",
+            f"sqlite:{os.path.join(self.tmp, 'agent.db')}",
+            "--lock-dir",
+            os.path.join(self.tmp, "locks"),
+        ]
         log = open(os.path.join(self.tmp, "agent.log"), "ab")  # noqa: SIM115 - child's
         try:
-            self.agent = self.s.track(subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True))
+            self.agent = self.s.track(
+                subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            )
         finally:
             log.close()
-        if not wait_until(lambda: socket_answers(self.sock) or self.agent.poll() is not None,
-                          20.0) or self.agent.poll() is not None:
-            raise FlatnetError("bench: the agent did not start",
-                               f"see {os.path.join(self.tmp, 'agent.log')}")
+        if (
+            not wait_until(lambda: socket_answers(self.sock) or self.agent.poll() is not None, 20.0)
+            or self.agent.poll() is not None
+        ):
+            raise FlatnetError("bench: the agent did not start", f"see {os.path.join(self.tmp, 'agent.log')}")
         return self.agent.pid
 
     # -- one pod -------------------------------------------------------------
@@ -127,13 +164,15 @@ class ControlBench:
         return Call(uuid.uuid4().hex, ns, "eth0", pod=f"p{k}")
 
     def _add(self, sub: Subject, call: Call) -> tuple[float, dict[str, Any]]:
-        return exec_plugin(sub.binary, "ADD", call, sub.conf, self.node,
-                           f"{os.path.dirname(sub.binary)}:{REF_CNI_DIR}", sub.env)
+        return exec_plugin(
+            sub.binary, "ADD", call, sub.conf, self.node, f"{os.path.dirname(sub.binary)}:{REF_CNI_DIR}", sub.env
+        )
 
     def _del(self, sub: Subject, call: Call, prev: dict[str, Any]) -> float:
         conf = {**sub.conf, "prevResult": prev} if prev else sub.conf
-        took, _ = exec_plugin(sub.binary, "DEL", call, conf, self.node,
-                              f"{os.path.dirname(sub.binary)}:{REF_CNI_DIR}", sub.env)
+        took, _ = exec_plugin(
+            sub.binary, "DEL", call, conf, self.node, f"{os.path.dirname(sub.binary)}:{REF_CNI_DIR}", sub.env
+        )
         return took
 
     # -- measurements ----------------------------------------------------------
@@ -159,9 +198,11 @@ class ControlBench:
         self.r.add(SECTION, AGENT, "agent RSS idle", "MiB", idle / 1024)
         for name, fails in self.burst_failures.items():
             n = self.p.cni_burst
-            self.r.notes.append(f"{name}: {len(fails)} of {2 * n * self.p.repeats} calls in "
-                                f"{self.p.repeats} bursts of {n} pods failed (not retried), "
-                                f"e.g. {fails[0][:200]}")
+            self.r.notes.append(
+                f"{name}: {len(fails)} of {2 * n * self.p.repeats} calls in "
+                f"{self.p.repeats} bursts of {n} pods failed (not retried), "
+                f"e.g. {fails[0][:200]}"
+            )
         self.tick(f"control plane: agent memory with {self.p.agent_pods} pods")
         self._loaded_memory(subjects[0], pid)
 
@@ -180,13 +221,16 @@ class ControlBench:
 
     def _floors(self) -> None:
         """p50 of exec'ing nothing: /bin/true, and the plugin's interpreter with -I -S."""
-        for metric, argv in (("/bin/true p50", ["/bin/true"]),
-                             ("python -IS start p50", [sys.executable, "-I", "-S", "-c", "pass"])):
+        for metric, argv in (
+            ("/bin/true p50", ["/bin/true"]),
+            ("python -IS start p50", [sys.executable, "-I", "-S", "-c", "pass"]),
+        ):
             took = []
             for _ in range(self.p.cni_sequential):
                 t0 = time.perf_counter()
-                subprocess.run([IP, "netns", "exec", self.node, *argv], check=True,
-                               stdin=subprocess.DEVNULL, capture_output=True)
+                subprocess.run(
+                    [IP, "netns", "exec", self.node, *argv], check=True, stdin=subprocess.DEVNULL, capture_output=True
+                )
                 took.append(time.perf_counter() - t0)
             self.r.add(SECTION, FLOOR, metric, "ms", percentile(took, 50) * 1e3)
 
@@ -196,8 +240,10 @@ class ControlBench:
         for sub in subjects:
             if sub.name == INPROC:  # the same executable as AGENT answers VERSION
                 continue
-            took = [exec_plugin(sub.binary, "VERSION", call, {"cniVersion": CNI_VERSION}, self.node,
-                                REF_CNI_DIR)[0] for _ in range(self.p.cni_sequential)]
+            took = [
+                exec_plugin(sub.binary, "VERSION", call, {"cniVersion": CNI_VERSION}, self.node, REF_CNI_DIR)[0]
+                for _ in range(self.p.cni_sequential)
+            ]
             self.r.add(SECTION, sub.name, "VERSION p50", "ms", percentile(took, 50) * 1e3)
 
     def _burst(self, sub: Subject) -> None:
@@ -253,9 +299,12 @@ class ControlBench:
             self._direct_leases(direct)
         mib = rss_kib(pid) / 1024
         self.r.add(SECTION, AGENT, f"agent RSS with {target} pods", "MiB", mib)
-        how = (f"{done} real ADDs through the agent" if not direct else
-               f"{done} real ADDs through the agent in the {budget:.0f} s budget, then "
-               f"{direct} leases written straight into the agent's store")
+        how = (
+            f"{done} real ADDs through the agent"
+            if not direct
+            else f"{done} real ADDs through the agent in the {budget:.0f} s budget, then "
+            f"{direct} leases written straight into the agent's store"
+        )
         self.r.notes.append(f"Agent memory with {target} pods: {how}.")
 
     def _direct_leases(self, count: int) -> None:
@@ -268,8 +317,7 @@ class ControlBench:
             ipam = Ipam(store)
             pool = PoolSpec("fnb-agent", ipaddress.ip_network("198.18.128.0/20"))
             for i in range(count):
-                ipam.allocate([pool], Owner(uuid.uuid4().hex, "eth0", "fnb-agent",
-                                            "bench", f"direct{i}", "bench"))
+                ipam.allocate([pool], Owner(uuid.uuid4().hex, "eth0", "fnb-agent", "bench", f"direct{i}", "bench"))
         finally:
             store.close()
 

@@ -36,8 +36,13 @@ IPVLAN = "flat ipvlan"
 BRIDGE_NO_BRNF = "flat bridge (br_netfilter off)"
 BR_NF_KEYS = tuple(f"net/bridge/bridge-nf-call-{t}" for t in ("iptables", "ip6tables", "arptables"))
 Tick = Callable[[str], None]
-METRICS = (("TCP 1 stream", "Gbit/s", "higher"), ("TCP 8 streams", "Gbit/s", "higher"),
-           ("UDP", "Gbit/s", "higher"), ("RR p50", "µs", "lower"), ("RR p99", "µs", "lower"))
+METRICS = (
+    ("TCP 1 stream", "Gbit/s", "higher"),
+    ("TCP 8 streams", "Gbit/s", "higher"),
+    ("UDP", "Gbit/s", "higher"),
+    ("RR p50", "µs", "lower"),
+    ("RR p99", "µs", "lower"),
+)
 
 
 @dataclass(frozen=True)
@@ -52,8 +57,7 @@ class Path:
 
 
 class DataPlaneBench:
-    def __init__(self, profile: Profile, results: Results, scratch: Scratch, tmp: str,
-                 tick: Tick) -> None:
+    def __init__(self, profile: Profile, results: Results, scratch: Scratch, tmp: str, tick: Tick) -> None:
         self.p, self.r, self.s, self.tmp, self.tick = profile, results, scratch, tmp, tick
 
     def run(self) -> None:
@@ -92,8 +96,10 @@ class DataPlaneBench:
                 self.r.add(ROUTES, subject, f"{per_node} pods/node", "routes", c["v4"] + c["v6"])
             setup.delete_pods(network)  # each network is counted alone, from the same start
         self.r.extra["routes_node"] = node.name
-        self.r.notes.append(f"Routes are counted on {node.name} of a {len(topo.nodes)}-node lab; "
-                            "the 0-pods row is the node's own routes (and any other lab pods).")
+        self.r.notes.append(
+            f"Routes are counted on {node.name} of a {len(topo.nodes)}-node lab; "
+            "the 0-pods row is the node's own routes (and any other lab pods)."
+        )
 
     # -- paths -----------------------------------------------------------------
     def _paths(self, topo: Topology, setup: LabSetup) -> list[Path]:
@@ -105,8 +111,7 @@ class DataPlaneBench:
             a, b = setup.pod(network, n1.name, 1), setup.pod(network, n2.name, 1)
             out.append(Path(subject, a.netns, b.netns, b.ip))
             if network == "flat-bridge" and _br_netfilter_on(n1.ns):
-                out.append(Path(BRIDGE_NO_BRNF, a.netns, b.netns, b.ip,
-                                br_nf_off_in=(n1.ns, n2.ns)))
+                out.append(Path(BRIDGE_NO_BRNF, a.netns, b.netns, b.ip, br_nf_off_in=(n1.ns, n2.ns)))
             if network == "flat":
                 out.append(Path("VM -> pod (flat)", vm, b.netns, b.ip))
         self.tick("data plane: ipvlan pods")
@@ -114,8 +119,11 @@ class DataPlaneBench:
             (ns_a, _), (ns_b, ip_b) = setup.ipvlan_pod(n1.name), setup.ipvlan_pod(n2.name)
             out.insert(3, Path(IPVLAN, ns_a, ns_b, ip_b))
         except FlatnetError as exc:
-            reason = ("not available: kernel lacks CONFIG_IPVLAN" if "CONFIG_IPVLAN" in exc.msg
-                      else f"not available: {exc.msg[:160]}")
+            reason = (
+                "not available: kernel lacks CONFIG_IPVLAN"
+                if "CONFIG_IPVLAN" in exc.msg
+                else f"not available: {exc.msg[:160]}"
+            )
             for metric, _, _ in METRICS:
                 self.r.unavailable(SECTION, IPVLAN, metric, reason)
             for per_node in self.p.route_steps:
@@ -123,8 +131,7 @@ class DataPlaneBench:
         self.tick("data plane: userspace UDP tunnel")
         out.append(Path("udp tunnel (userspace)", n1.ns, n2.ns, setup.udp_tunnel(n1.name, n2.name)))
         pm = setup.port_mapped_overlay_pod(n2.name)
-        out.append(Path("VM -> node:port -> pod (overlay)", vm, pm.netns, n2.ipv4,
-                        PM_IPERF, PM_RR))
+        out.append(Path("VM -> node:port -> pod (overlay)", vm, pm.netns, n2.ipv4, PM_IPERF, PM_RR))
         return out
 
     def _measure(self, path: Path) -> None:
@@ -138,13 +145,17 @@ class DataPlaneBench:
     def _measure_now(self, path: Path) -> None:
         secs = int(self.p.iperf_seconds)
         add = self.r.add
-        for metric, streams, udp in (("TCP 1 stream", 1, False), ("TCP 8 streams", 8, False),
-                                     ("UDP", 1, True)):
-            gbps = iperf.throughput(path.src_ns, path.dst_ns, path.ip, secs, streams, udp,
-                                    port=path.iperf_port)
+        for metric, streams, udp in (("TCP 1 stream", 1, False), ("TCP 8 streams", 8, False), ("UDP", 1, True)):
+            gbps = iperf.throughput(path.src_ns, path.dst_ns, path.ip, secs, streams, udp, port=path.iperf_port)
             add(SECTION, path.subject, metric, "Gbit/s", gbps, better="higher")
-        lat = probe.rr_latency(path.src_ns, path.dst_ns, path.ip, n=self.p.rr_samples,
-                               port=path.rr_port, timeout=max(5.0, self.p.rr_samples / 100))
+        lat = probe.rr_latency(
+            path.src_ns,
+            path.dst_ns,
+            path.ip,
+            n=self.p.rr_samples,
+            port=path.rr_port,
+            timeout=max(5.0, self.p.rr_samples / 100),
+        )
         add(SECTION, path.subject, "RR p50", "µs", lat.p50_us)
         add(SECTION, path.subject, "RR p99", "µs", lat.p99_us)
 

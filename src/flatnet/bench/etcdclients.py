@@ -60,6 +60,7 @@ def _http_client(endpoint: str) -> tuple[Callable[[], str], Callable[[], None]]:
     def get() -> str:
         conn.request("POST", "/v3/kv/range", _BODY, headers)
         return _decode(conn.getresponse().read())
+
     return get, conn.close
 
 
@@ -94,6 +95,7 @@ def _aetcd(endpoint: str) -> tuple[Callable[[], str], Callable[[], None]]:
     def close() -> None:
         loop.run_until_complete(client.close())
         loop.close()
+
     return (lambda: loop.run_until_complete(one())), close
 
 
@@ -165,8 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     from flatnet.bench import etcdproc
     from flatnet.bench.nsenv import Scratch
 
-    p = argparse.ArgumentParser(prog="python -m flatnet.bench.etcdclients", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m flatnet.bench.etcdclients",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--calls", type=int, default=2000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--endpoint", help="an etcd to use (default: start a private one)")
@@ -180,8 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"etcd client per call ({args.calls} sequential reads of one key, median of "
-          f"{args.repeats} runs; etcd {etcdproc.version()})")
+    print(
+        f"etcd client per call ({args.calls} sequential reads of one key, median of "
+        f"{args.repeats} runs; etcd {etcdproc.version()})"
+    )
     print(f"{'client':<22} {'client CPU µs':>14} {'wall µs':>10}")
     for name in CANDIDATES:
         ok = [r[name] for r in runs if "error" not in r[name]]

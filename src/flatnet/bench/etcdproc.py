@@ -32,8 +32,7 @@ def version() -> str:
     """``etcd --version``'s first line, or "not installed"."""
     if not os.access(ETCD_BIN, os.X_OK):
         return "not installed"
-    out = subprocess.run([ETCD_BIN, "--version"], capture_output=True, text=True,
-                         timeout=10, check=False).stdout
+    out = subprocess.run([ETCD_BIN, "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
     return out.splitlines()[0].split(":", 1)[-1].strip() if out else "unknown"
 
 
@@ -43,16 +42,30 @@ def start(tmp: str, scratch: Scratch) -> str:
         raise FlatnetError(f"bench: {ETCD_BIN} not found", "apt-get install etcd-server")
     client, peer = _free_port(), _free_port()
     endpoint, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
-    argv = [ETCD_BIN, "--name", "fnb", "--data-dir", os.path.join(tmp, "etcd"),
-            "--listen-client-urls", endpoint, "--advertise-client-urls", endpoint,
-            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-            "--initial-cluster", f"fnb={peer_url}", "--log-level", "warn"]
+    argv = [
+        ETCD_BIN,
+        "--name",
+        "fnb",
+        "--data-dir",
+        os.path.join(tmp, "etcd"),
+        "--listen-client-urls",
+        endpoint,
+        "--advertise-client-urls",
+        endpoint,
+        "--listen-peer-urls",
+        peer_url,
+        "--initial-advertise-peer-urls",
+        peer_url,
+        "--initial-cluster",
+        f"fnb={peer_url}",
+        "--log-level",
+        "warn",
+    ]
     with open(os.path.join(tmp, "etcd.log"), "ab") as log:
-        proc = scratch.track(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                              stderr=log, start_new_session=True))
-    if not wait_until(lambda: proc.poll() is not None or _healthy(endpoint), 20.0) \
-            or proc.poll() is not None:
+        proc = scratch.track(
+            subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        )
+    if not wait_until(lambda: proc.poll() is not None or _healthy(endpoint), 20.0) or proc.poll() is not None:
         stop(proc)
-        raise FlatnetError("bench: etcd did not become healthy in 20 s",
-                           f"see {os.path.join(tmp, 'etcd.log')}")
+        raise FlatnetError("bench: etcd did not become healthy in 20 s", f"see {os.path.join(tmp, 'etcd.log')}")
     return endpoint

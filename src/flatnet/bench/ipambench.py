@@ -33,12 +33,12 @@ def size_label(size: int) -> str:
 def _pool(name: str, size: int) -> Any:
     from flatnet.ipam import PoolSpec
 
-    return PoolSpec(name, ipaddress.ip_network("2001:db8:b::/104"),
-                    range_start=_V6_BASE, range_end=_V6_BASE + size - 1)
+    return PoolSpec(name, ipaddress.ip_network("2001:db8:b::/104"), range_start=_V6_BASE, range_end=_V6_BASE + size - 1)
 
 
-def _worker(cfg: dict[str, Any], pool_name: str, size: int, n: int, first: int, wid: int,
-            nodes: int, barrier: Any, out: Any) -> None:
+def _worker(
+    cfg: dict[str, Any], pool_name: str, size: int, n: int, first: int, wid: int, nodes: int, barrier: Any, out: Any
+) -> None:
     """One client process: wait for the barrier, allocate ``n`` addresses, report."""
     from flatnet.ipam import Ipam, Owner, open_store
 
@@ -52,8 +52,7 @@ def _worker(cfg: dict[str, Any], pool_name: str, size: int, n: int, first: int, 
         t0 = time.monotonic()
         for i in range(n):
             k = first + i
-            owner = Owner(uuid.uuid4().hex, "eth0", "bench", "bench", f"pod-{k}",
-                          node=f"node{k % nodes}")
+            owner = Owner(uuid.uuid4().hex, "eth0", "bench", "bench", f"pod-{k}", node=f"node{k % nodes}")
             s = time.perf_counter()
             try:
                 lease = ipam.allocate([pool], owner)[0]
@@ -71,16 +70,20 @@ def _worker(cfg: dict[str, Any], pool_name: str, size: int, n: int, first: int, 
     out.put((wid, t0, t1, lat, ips, err))
 
 
-def run_clients(cfg: dict[str, Any], pool_name: str, size: int, total: int, clients: int,
-                nodes: int = 100) -> tuple[float, list[float], list[str], list[str]]:
+def run_clients(
+    cfg: dict[str, Any], pool_name: str, size: int, total: int, clients: int, nodes: int = 100
+) -> tuple[float, list[float], list[str], list[str]]:
     """``total`` allocations split over ``clients`` processes: (wall s, latencies, ips, errors)."""
     ctx = mp.get_context("fork")
     barrier, out = ctx.Barrier(clients + 1), ctx.Queue()
     shares = [total // clients + (w < total % clients) for w in range(clients)]
     firsts = [sum(shares[:w]) for w in range(clients)]
-    procs = [ctx.Process(target=_worker, daemon=True,
-                         args=(cfg, pool_name, size, shares[w], firsts[w], w, nodes, barrier, out))
-             for w in range(clients)]
+    procs = [
+        ctx.Process(
+            target=_worker, daemon=True, args=(cfg, pool_name, size, shares[w], firsts[w], w, nodes, barrier, out)
+        )
+        for w in range(clients)
+    ]
     for p in procs:
         p.start()
     try:
@@ -100,8 +103,7 @@ def run_clients(cfg: dict[str, Any], pool_name: str, size: int, total: int, clie
 
 
 class IpamBench:
-    def __init__(self, profile: Profile, results: Results, tick: Tick,
-                 stores: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, profile: Profile, results: Results, tick: Tick, stores: dict[str, dict[str, Any]]) -> None:
         self.p, self.r, self.tick, self.stores = profile, results, tick, stores
         self.errors: list[str] = []
 
@@ -110,8 +112,7 @@ class IpamBench:
             for kind, cfg in self.stores.items():
                 for size in self.p.ipam_pools:
                     for clients in self.p.ipam_clients:
-                        self.tick(f"ipam: {kind}, {clients} clients, {size_label(size)} pool "
-                                  f"(repeat {rep + 1})")
+                        self.tick(f"ipam: {kind}, {clients} clients, {size_label(size)} pool (repeat {rep + 1})")
                         self._one(kind, cfg, size, clients)
         for kind, cfg in self.stores.items():
             self.tick(f"ipam: {self.p.dup_pods} pods on {self.p.dup_nodes} nodes in {kind}")
@@ -135,8 +136,7 @@ class IpamBench:
 
         clients, total = 8, self.p.dup_pods
         name = f"fnb-dup-{uuid.uuid4().hex[:6]}"
-        wall, lat, ips, errs = run_clients(cfg, name, 1_000_000, total, clients,
-                                           nodes=self.p.dup_nodes)
+        wall, lat, ips, errs = run_clients(cfg, name, 1_000_000, total, clients, nodes=self.p.dup_nodes)
         self.errors.extend(errs)
         store = open_store(cfg)
         try:
@@ -149,15 +149,23 @@ class IpamBench:
         self.r.add(SECTION, kind, f"{label}: wall time", "s", wall)
         self.r.add(SECTION, kind, f"{label}: duplicates", "count", dups)
         self.r.extra.setdefault("ipam_dup", {})[kind] = {
-            "pods": total, "allocated": len(ips), "leases_in_store": len(held),
-            "nodes_seen": len(nodes), "duplicates": dups, "wall_s": wall}
+            "pods": total,
+            "allocated": len(ips),
+            "leases_in_store": len(held),
+            "nodes_seen": len(nodes),
+            "duplicates": dups,
+            "wall_s": wall,
+        }
 
 
 def store_configs(tmp: str, etcd_endpoint: str | None) -> dict[str, dict[str, Any]]:
     """The stores to compare: SQLite in the run's tmp dir, and etcd when one is running."""
-    out: dict[str, dict[str, Any]] = {"sqlite": {"type": "sqlite",
-                                                 "path": os.path.join(tmp, "ipam-bench.db")}}
+    out: dict[str, dict[str, Any]] = {"sqlite": {"type": "sqlite", "path": os.path.join(tmp, "ipam-bench.db")}}
     if etcd_endpoint:
-        out["etcd"] = {"type": "etcd", "endpoints": [etcd_endpoint],
-                       "prefix": f"/fnb-{uuid.uuid4().hex[:8]}/", "timeout": 10.0}
+        out["etcd"] = {
+            "type": "etcd",
+            "endpoints": [etcd_endpoint],
+            "prefix": f"/fnb-{uuid.uuid4().hex[:8]}/",
+            "timeout": 10.0,
+        }
     return out

@@ -48,9 +48,11 @@ class LabSetup:
         return pods.add_pod(node, name, network, namespace="bench", **kw)
 
     def port_mapped_overlay_pod(self, node: str) -> pods.Pod:
-        maps = [{"hostPort": PM_IPERF, "containerPort": PM_IPERF, "protocol": "tcp"},
-                {"hostPort": PM_IPERF, "containerPort": PM_IPERF, "protocol": "udp"},
-                {"hostPort": PM_RR, "containerPort": PM_RR, "protocol": "tcp"}]
+        maps = [
+            {"hostPort": PM_IPERF, "containerPort": PM_IPERF, "protocol": "tcp"},
+            {"hostPort": PM_IPERF, "containerPort": PM_IPERF, "protocol": "udp"},
+            {"hostPort": PM_RR, "containerPort": PM_RR, "protocol": "tcp"},
+        ]
         name = f"bench-ovpm-{node}"
         try:
             return pods.get_pod(name)
@@ -75,8 +77,7 @@ class LabSetup:
         shim = install_forwarder(os.path.join(self.tmp, "bin"))
         call = Call(uuid.uuid4().hex, self.s.netns(f"ipv-{node}"), "eth0", pod=f"ipv-{node}")
         node_ns = self.topo.node(node).ns
-        _, result = exec_plugin(shim, "ADD", call, conf, node_ns,
-                                f"{os.path.dirname(shim)}:{REF_CNI_DIR}")
+        _, result = exec_plugin(shim, "ADD", call, conf, node_ns, f"{os.path.dirname(shim)}:{REF_CNI_DIR}")
         self.ipvlan.append((call, node_ns, conf, result))
         return call.netns, result["ips"][0]["address"].split("/")[0]
 
@@ -85,10 +86,22 @@ class LabSetup:
         """Start a forwarder in nodes ``a`` and ``b``; return b's tunnel address."""
         na, nb = self.topo.node(a), self.topo.node(b)
         for me, peer in ((na, nb), (nb, na)):
-            argv = [sys.executable, "-m", "flatnet.bench.udptun", "--tun", "fnbtun0",
-                    "--addr", f"{TUN_NET}.{me.index}/24", "--local", me.ipv4, "--peer", peer.ipv4]
-            proc = self.s.track(labnet.spawn(me.ns, argv, stdout=subprocess.PIPE,
-                                             stderr=subprocess.PIPE, start_new_session=True))
+            argv = [
+                sys.executable,
+                "-m",
+                "flatnet.bench.udptun",
+                "--tun",
+                "fnbtun0",
+                "--addr",
+                f"{TUN_NET}.{me.index}/24",
+                "--local",
+                me.ipv4,
+                "--peer",
+                peer.ipv4,
+            ]
+            proc = self.s.track(
+                labnet.spawn(me.ns, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+            )
             ready, _, _ = select.select([proc.stdout], [], [], 15.0)
             line = proc.stdout.readline().decode().strip() if ready else ""  # type: ignore[union-attr]
             if line != "ready":
@@ -103,8 +116,14 @@ class LabSetup:
         errors = []
         for call, node_ns, conf, result in self.ipvlan:
             try:
-                exec_plugin(install_forwarder(os.path.join(self.tmp, "bin")), "DEL", call,
-                            {**conf, "prevResult": result}, node_ns, REF_CNI_DIR)
+                exec_plugin(
+                    install_forwarder(os.path.join(self.tmp, "bin")),
+                    "DEL",
+                    call,
+                    {**conf, "prevResult": result},
+                    node_ns,
+                    REF_CNI_DIR,
+                )
             except (FlatnetError, OSError) as exc:
                 errors.append(str(exc))
         for name in reversed(self.made):

@@ -20,7 +20,7 @@ def _first_line(argv: list[str]) -> str:
 
 
 def _containerd() -> str:
-    """"containerd github.com/containerd/containerd 1.6.20~ds1 <rev>" -> "1.6.20~ds1"."""
+    """ "containerd github.com/containerd/containerd 1.6.20~ds1 <rev>" -> "1.6.20~ds1"."""
     words = _first_line(["containerd", "--version"]).split()
     return words[2] if len(words) >= 3 and words[0] == "containerd" else " ".join(words)
 

@@ -14,9 +14,14 @@ from flatnet.bench.results import BASELINES, Measurement, Results
 from flatnet.bench.targets import Target
 
 SECTIONS = ("control plane", "cri", "ipam", "etcd client", "data plane", "routes")
-TITLES = {"control plane": "Control plane", "cri": "CRI (containerd)", "ipam": "IPAM",
-          "etcd client": "etcd client (per call)", "data plane": "Data plane",
-          "routes": "Routes per node"}
+TITLES = {
+    "control plane": "Control plane",
+    "cri": "CRI (containerd)",
+    "ipam": "IPAM",
+    "etcd client": "etcd client (per call)",
+    "data plane": "Data plane",
+    "routes": "Routes per node",
+}
 
 
 def fmt(v: float) -> str:
@@ -45,8 +50,7 @@ def rows(r: Results) -> Iterable[tuple[str, ...]]:
             if s is None:
                 yield (section, m.subject, m.metric, "", m.unavailable, "", "", "")
             else:
-                yield (section, m.subject, m.metric, fmt(s.min), fmt(s.median), fmt(s.max),
-                       m.unit, _ratio(r, m))
+                yield (section, m.subject, m.metric, fmt(s.min), fmt(s.median), fmt(s.max), m.unit, _ratio(r, m))
 
 
 def rich_tables(r: Results) -> list[Table]:
@@ -57,11 +61,16 @@ def rich_tables(r: Results) -> list[Table]:
         if not body:
             continue
         base = BASELINES.get(section)
-        t = Table(title=f"{section}" + (f" (baseline: {base})" if base else ""),
-                  title_justify="left")
-        for col, just in (("subject", "left"), ("metric", "left"), ("min", "right"),
-                          ("median", "right"), ("max", "right"), ("unit", "left"),
-                          ("ratio", "right")):
+        t = Table(title=f"{section}" + (f" (baseline: {base})" if base else ""), title_justify="left")
+        for col, just in (
+            ("subject", "left"),
+            ("metric", "left"),
+            ("min", "right"),
+            ("median", "right"),
+            ("max", "right"),
+            ("unit", "left"),
+            ("ratio", "right"),
+        ):
             t.add_column(col, justify=just)  # type: ignore[arg-type]
         last = None
         for row in body:
@@ -79,19 +88,26 @@ def _md_table(header: tuple[str, ...], body: Iterable[tuple[str, ...]]) -> list[
     return lines
 
 
-def markdown(r: Results, machine: dict[str, str], command: str, date: str,
-             targets: list[Target], charts: list[str], profile: str) -> str:
-    out = ["# flatnet benchmarks", "",
-           f"Written by `{command}` on {date} (profile `{profile}`). Do not edit by hand:",
-           "run the command again. Every subject was measured in the same run; ratios are",
-           "the median against the section's baseline measured in that run "
-           f"({', '.join(f'{k}: {v}' for k, v in BASELINES.items() if v)}).", "",
-           "## Machine", ""]
+def markdown(
+    r: Results, machine: dict[str, str], command: str, date: str, targets: list[Target], charts: list[str], profile: str
+) -> str:
+    out = [
+        "# flatnet benchmarks",
+        "",
+        f"Written by `{command}` on {date} (profile `{profile}`). Do not edit by hand:",
+        "run the command again. Every subject was measured in the same run; ratios are",
+        "the median against the section's baseline measured in that run "
+        f"({', '.join(f'{k}: {v}' for k, v in BASELINES.items() if v)}).",
+        "",
+        "## Machine",
+        "",
+    ]
     out += _md_table(("", ""), machine.items())
     out += ["", "## Targets", ""]
-    out += _md_table(("goal", "measured", "holds"),
-                     ((t.goal, t.measured, {True: "yes", False: "**no**", None: "n/a"}[t.holds])
-                      for t in targets))
+    out += _md_table(
+        ("goal", "measured", "holds"),
+        ((t.goal, t.measured, {True: "yes", False: "**no**", None: "n/a"}[t.holds]) for t in targets),
+    )
     for section in SECTIONS:
         body = [row[1:] for row in rows(r) if row[0] == section]
         if not body:

@@ -51,8 +51,9 @@ class Results:
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def add(self, section: str, subject: str, metric: str, unit: str, value: float,
-            better: str = "lower", note: str = "") -> Measurement:
+    def add(
+        self, section: str, subject: str, metric: str, unit: str, value: float, better: str = "lower", note: str = ""
+    ) -> Measurement:
         """Append one repeat's value to its measurement (created on first use)."""
         m = self.get(section, subject, metric)
         if m is None:
@@ -86,5 +87,6 @@ class Results:
         return list(dict.fromkeys(m.subject for m in self.measurements if m.section == section))
 
     def to_json(self) -> str:
-        return json.dumps({"measurements": [asdict(m) for m in self.measurements],
-                           "notes": self.notes, "extra": self.extra}, indent=2)
+        return json.dumps(
+            {"measurements": [asdict(m) for m in self.measurements], "notes": self.notes, "extra": self.extra}, indent=2
+        )

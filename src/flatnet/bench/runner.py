@@ -54,8 +54,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-def measure(profile: Profile, skip: tuple[str, ...] = (),
-            tick: Callable[[str], None] = lambda _m: None) -> Results:
+def measure(profile: Profile, skip: tuple[str, ...] = (), tick: Callable[[str], None] = lambda _m: None) -> Results:
     """Run every section not in ``skip``; everything made is removed before returning."""
     results = Results()
     results.extra["profile"] = profile.name
@@ -96,20 +95,28 @@ def write_report(results: Results, out_dir: str, command: str) -> tuple[str, lis
     with open(os.path.join(chart_dir, "results.json"), "w", encoding="utf-8") as fh:
         fh.write(results.to_json())
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    text = report.markdown(results, machine.describe(), command, date,
-                           targets.judge(results), names, str(results.extra.get("profile")))
+    text = report.markdown(
+        results, machine.describe(), command, date, targets.judge(results), names, str(results.extra.get("profile"))
+    )
     md = os.path.join(out_dir, "BENCHMARKS.md")
     with open(md, "w", encoding="utf-8") as fh:
         fh.write(text)
     return md, [os.path.join(chart_dir, n) for n in names]
 
 
-def run(profile: Profile, out_dir: str, command: str, skip: tuple[str, ...] = (),
-        console: Console | None = None) -> Results:
+def run(
+    profile: Profile, out_dir: str, command: str, skip: tuple[str, ...] = (), console: Console | None = None
+) -> Results:
     """Measure with a live progress line, print the table and targets, write the report."""
     console = console or Console()
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("step {task.completed}"),
-                  TimeElapsedColumn(), console=console, transient=True) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("step {task.completed}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
         task = progress.add_task("starting", total=None)
 
         def tick(msg: str) -> None:

@@ -13,12 +13,18 @@ from flatnet.chaos.scenarios import PROFILES, SCENARIOS, run
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m flatnet.chaos",
-                                description="CNI load with faults injected, then invariant checks.")
+    p = argparse.ArgumentParser(
+        prog="python -m flatnet.chaos", description="CNI load with faults injected, then invariant checks."
+    )
     p.add_argument("--smoke", action="store_true", help="small profile (300 calls, 5 agent kills)")
     p.add_argument("--store", choices=("sqlite", "etcd", "both"), default="both")
-    p.add_argument("--scenario", action="append", default=[],
-                   choices=sorted({s for v in SCENARIOS.values() for s in v}), help="run only these")
+    p.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        choices=sorted({s for v in SCENARIOS.values() for s in v}),
+        help="run only these",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="print each scenario's findings")
     args = p.parse_args(argv)
     if os.geteuid() != 0:

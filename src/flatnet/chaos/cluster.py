@@ -74,8 +74,9 @@ class Cluster:
 
     def build(self) -> None:
         if self.store_kind == "etcd":
-            self.etcd = (EtcdCluster(self.workdir, self.etcd_members, self.tag)
-                         if self.etcd_members > 1 else Etcd(self.workdir))
+            self.etcd = (
+                EtcdCluster(self.workdir, self.etcd_members, self.tag) if self.etcd_members > 1 else Etcd(self.workdir)
+            )
             self.etcd.start()
         sw = self._netns("sw")
         testnet.ensure_bridge(sw, "br0")
@@ -85,8 +86,9 @@ class Cluster:
             testnet.set_master(sw, f"n{i}", "br0")
             testnet.ensure_addresses(ns, "up0", [f"198.18.200.{i}/24"])
             # alternate modes so both kinds of host-side state (routes / veths + nft) are exercised
-            node = Node(f"node{i}", ns, "macvlan" if i % 2 else "bridge",
-                        os.path.join(self.workdir, f"node{i}", "agent.sock"))
+            node = Node(
+                f"node{i}", ns, "macvlan" if i % 2 else "bridge", os.path.join(self.workdir, f"node{i}", "agent.sock")
+            )
             self.nodes.append(node)
             self.start_agent(node)
 
@@ -113,11 +115,27 @@ class Cluster:
         return {"type": "sqlite", "path": os.path.join(self.workdir, "ipam.db")}
 
     def conf(self, node: Node) -> dict:
-        return {"cniVersion": "1.1.0", "name": NETWORK, "type": "flatnet", "mode": node.mode,
-                "master": "up0", "hostNetns": node.ns, "agentSocket": node.socket,
-                "ipam": {"pools": [{"name": NETWORK, "subnet": SUBNET, "rangeStart": RANGE_START,
-                                    "rangeEnd": RANGE_END, "gateway": GATEWAY}],
-                         "store": self.store_config()}}
+        return {
+            "cniVersion": "1.1.0",
+            "name": NETWORK,
+            "type": "flatnet",
+            "mode": node.mode,
+            "master": "up0",
+            "hostNetns": node.ns,
+            "agentSocket": node.socket,
+            "ipam": {
+                "pools": [
+                    {
+                        "name": NETWORK,
+                        "subnet": SUBNET,
+                        "rangeStart": RANGE_START,
+                        "rangeEnd": RANGE_END,
+                        "gateway": GATEWAY,
+                    }
+                ],
+                "store": self.store_config(),
+            },
+        }
 
     def lock_dir(self, node: Node) -> str:
         return os.path.join(self.workdir, node.name, "locks")
@@ -128,10 +146,30 @@ class Cluster:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         log = open(os.path.join(self.workdir, f"{node.name}-agent.log"), "ab")
         node.proc = subprocess.Popen(
-            [sys.executable, "-m", "flatnet.cli.main", "agent", "--socket", node.socket, "--netns", node.ns,
-             "--node", node.name, "--lock-dir", self.lock_dir(node), "--reconcile-every", "1", "-q",
-             "--state-dir", os.path.join(self.workdir, node.name)],
-            env=env, stdout=log, stderr=log, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "flatnet.cli.main",
+                "agent",
+                "--socket",
+                node.socket,
+                "--netns",
+                node.ns,
+                "--node",
+                node.name,
+                "--lock-dir",
+                self.lock_dir(node),
+                "--reconcile-every",
+                "1",
+                "-q",
+                "--state-dir",
+                os.path.join(self.workdir, node.name),
+            ],
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
         log.close()
 
     def wait_agent(self, node: Node, timeout: float = 30.0) -> bool:
@@ -140,8 +178,12 @@ class Cluster:
 
         def answers() -> bool:
             return protocol.status(node.socket, timeout=2) is not None
-        return _wait(lambda: answers() or (node.proc is not None and node.proc.poll() is not None), timeout, 0.1) \
-            and node.proc is not None and node.proc.poll() is None
+
+        return (
+            _wait(lambda: answers() or (node.proc is not None and node.proc.poll() is not None), timeout, 0.1)
+            and node.proc is not None
+            and node.proc.poll() is None
+        )
 
     def kill_agent(self, node: Node) -> None:
         """SIGKILL (no cleanup at all: the socket file stays, in-flight requests die)."""

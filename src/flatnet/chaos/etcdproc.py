@@ -72,15 +72,37 @@ class Member:
     def launch(self) -> None:
         log = open(self.data + ".log", "ab")
         self.proc = subprocess.Popen(
-            [self.binary, "--name", self.name, "--data-dir", self.data,
-             "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
-             "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
-             "--initial-cluster", self.cluster, "--initial-cluster-token", self.token,
-             # a loaded 2-core machine: a wider election timeout than the 1 s default keeps
-             # the leader from flapping under load (the faults here are kills, not slowness)
-             "--heartbeat-interval", "200", "--election-timeout", "2000",
-             "--log-level", "error"],
-            stdout=log, stderr=log, start_new_session=True)
+            [
+                self.binary,
+                "--name",
+                self.name,
+                "--data-dir",
+                self.data,
+                "--listen-client-urls",
+                self.endpoint,
+                "--advertise-client-urls",
+                self.endpoint,
+                "--listen-peer-urls",
+                self.peer_url,
+                "--initial-advertise-peer-urls",
+                self.peer_url,
+                "--initial-cluster",
+                self.cluster,
+                "--initial-cluster-token",
+                self.token,
+                # a loaded 2-core machine: a wider election timeout than the 1 s default keeps
+                # the leader from flapping under load (the faults here are kills, not slowness)
+                "--heartbeat-interval",
+                "200",
+                "--election-timeout",
+                "2000",
+                "--log-level",
+                "error",
+            ],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
         log.close()
 
     def stop(self, sig: int = signal.SIGKILL) -> None:
@@ -136,8 +158,10 @@ class EtcdCluster:
             if not m.running:
                 m.launch()
         if not wait(self.healthy, 60, 0.2):
-            raise FlatnetError("etcd cluster did not become healthy in 60 s "
-                               f"(logs: {', '.join(m.data + '.log' for m in self.members)})")
+            raise FlatnetError(
+                "etcd cluster did not become healthy in 60 s "
+                f"(logs: {', '.join(m.data + '.log' for m in self.members)})"
+            )
 
     def stop(self, sig: int = signal.SIGKILL) -> None:
         for m in self.members:
@@ -148,8 +172,7 @@ class EtcdCluster:
         for m in self.members:
             if not m.running:
                 continue
-            req = urllib.request.Request(m.endpoint + "/v3/maintenance/status", data=b"{}",
-                                         method="POST")
+            req = urllib.request.Request(m.endpoint + "/v3/maintenance/status", data=b"{}", method="POST")
             try:
                 with urllib.request.urlopen(req, timeout=2.0) as resp:
                     st = json.loads(resp.read())

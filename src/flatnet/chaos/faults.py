@@ -42,8 +42,9 @@ def thresholds(count: int, ops: int) -> list[int]:
 class Injector(threading.Thread):
     """Runs ``strike()`` once per threshold; stops early when ``done`` is set."""
 
-    def __init__(self, counters: Counters, points: list[int], strike: Callable[[], None],
-                 done: threading.Event) -> None:
+    def __init__(
+        self, counters: Counters, points: list[int], strike: Callable[[], None], done: threading.Event
+    ) -> None:
         super().__init__(daemon=True)
         self.counters, self.points, self.strike, self.done = counters, points, strike, done
         self.count = 0
@@ -64,26 +65,29 @@ class Injector(threading.Thread):
 
 def kill_agent(cluster: Cluster) -> Callable[[], None]:
     """SIGKILL a random live node's agent, restart it after 0-0.5 s."""
+
     def strike() -> None:
         node = random.choice([n for n in cluster.nodes if not n.lost])
         cluster.kill_agent(node)
         time.sleep(random.uniform(0.0, 0.5))
         cluster.start_agent(node)
+
     return strike
 
 
 def bounce_etcd(cluster: Cluster) -> Callable[[], None]:
     """SIGKILL etcd, keep it down 1-3 s, start it again (same data, same ports)."""
+
     def strike() -> None:
         assert cluster.etcd is not None
         cluster.etcd.stop()
         time.sleep(random.uniform(1.0, 3.0))
         cluster.etcd.start()
+
     return strike
 
 
-def kill_member(cluster: Cluster, counters: Counters, window: int,
-                notes: list[str]) -> Callable[[], None]:
+def kill_member(cluster: Cluster, counters: Counters, window: int, notes: list[str]) -> Callable[[], None]:
     """SIGKILL one member of the three-member etcd (the leader first, then followers) and
     start it again once the load has made ``window`` more calls (at most 20 s later)."""
     strikes = [0]
@@ -96,8 +100,11 @@ def kill_member(cluster: Cluster, counters: Counters, window: int,
         assert isinstance(etcd, EtcdCluster)
         leader = etcd.leader()
         running = [m for m in etcd.members if m.running]
-        victim = leader if (strikes[0] % 2 == 0 and leader is not None) else \
-            random.choice([m for m in running if m is not leader] or running)
+        victim = (
+            leader
+            if (strikes[0] % 2 == 0 and leader is not None)
+            else random.choice([m for m in running if m is not leader] or running)
+        )
         strikes[0] += 1
         victim.stop()
         killed_at, t1 = counters.ops, time.monotonic()
@@ -106,21 +113,24 @@ def kill_member(cluster: Cluster, counters: Counters, window: int,
             time.sleep(0.05)
         served, down = counters.ops - killed_at, time.monotonic() - t1
         etcd.start()
-        notes.append(f"SIGKILLed {victim.name}{' (leader)' if victim is leader else ''} at call "
-                     f"{killed_at} (struck at {at}, {t1 - t0:.1f} s to pick it); {served} calls "
-                     f"made in the {down:.1f} s it was down; restarted")
+        notes.append(
+            f"SIGKILLed {victim.name}{' (leader)' if victim is leader else ''} at call "
+            f"{killed_at} (struck at {at}, {t1 - t0:.1f} s to pick it); {served} calls "
+            f"made in the {down:.1f} s it was down; restarted"
+        )
+
     return strike
 
 
 def kill_sqlite_writer(cluster: Cluster, problems: list[str]) -> Callable[[], None]:
     """A child takes the write lock, writes a poison lease, and is SIGKILLed before COMMIT."""
     db = cluster.store_config()["path"]
-    keys = [rec.ip_key(NETWORK, ipaddress.ip_address(POISON_IP)),
-            rec.owner_key(POISON_CID, "eth0", NETWORK)]
+    keys = [rec.ip_key(NETWORK, ipaddress.ip_address(POISON_IP)), rec.owner_key(POISON_CID, "eth0", NETWORK)]
 
     def strike() -> None:
-        child = subprocess.Popen([sys.executable, "-c", _WRITER, db, *keys], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, db, *keys], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         try:
             assert child.stdout is not None
             line = child.stdout.readline().strip()
@@ -131,4 +141,5 @@ def kill_sqlite_writer(cluster: Cluster, problems: list[str]) -> Callable[[], No
         finally:
             child.kill()
             child.wait(10)
+
     return strike

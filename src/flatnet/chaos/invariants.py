@@ -56,8 +56,11 @@ def _node_state(ns: str) -> tuple[list[str], list[str]]:
     subnet = ipaddress.ip_network(SUBNET)
     with fnetns.ipr(ns) as ip:
         names = [l.get_attr("IFLA_IFNAME") for l in ip.get_links()]
-        dsts = [r.get_attr("RTA_DST") for r in ip.get_routes(family=2, table=254)
-                if r["proto"] == RTPROT_FLATNET and r["dst_len"] == 32]
+        dsts = [
+            r.get_attr("RTA_DST")
+            for r in ip.get_routes(family=2, table=254)
+            if r["proto"] == RTPROT_FLATNET and r["dst_len"] == 32
+        ]
     return names, [d for d in dsts if d and ipaddress.ip_address(d) in subnet]
 
 

@@ -57,20 +57,29 @@ class Counters:
             self.problems.append(text)
 
 
-def call(cluster: Cluster, node: Node, verb: str, pod: Pod, counters: Counters,
-         extra_conf: dict | None = None) -> tuple[bool, dict]:
+def call(
+    cluster: Cluster, node: Node, verb: str, pod: Pod, counters: Counters, extra_conf: dict | None = None
+) -> tuple[bool, dict]:
     """One plugin exec; returns (ok, decoded stdout)."""
     conf = {**cluster.conf(node), **(extra_conf or {})}
-    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-           "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-           "CNI_COMMAND": verb, "CNI_CONTAINERID": pod.cid, "CNI_NETNS": f"/run/netns/{pod.ns}" if pod.ns else "",
-           "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin",
-           "CNI_ARGS": f"K8S_POD_NAMESPACE=chaos;K8S_POD_NAME={pod.cid}",
-           "FLATNET_INPROCESS": forwarder.inprocess_entry(),
-           "FLATNET_LOCK_DIR": cluster.lock_dir(node), "FLATNET_NODE": node.name, "FLATNET_AGENT_TIMEOUT": "30"}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+        "CNI_COMMAND": verb,
+        "CNI_CONTAINERID": pod.cid,
+        "CNI_NETNS": f"/run/netns/{pod.ns}" if pod.ns else "",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": "/opt/cni/bin",
+        "CNI_ARGS": f"K8S_POD_NAMESPACE=chaos;K8S_POD_NAME={pod.cid}",
+        "FLATNET_INPROCESS": forwarder.inprocess_entry(),
+        "FLATNET_LOCK_DIR": cluster.lock_dir(node),
+        "FLATNET_NODE": node.name,
+        "FLATNET_AGENT_TIMEOUT": "30",
+    }
     try:
-        proc = subprocess.run([forwarder.path()], input=json.dumps(conf).encode(),
-                              env=env, capture_output=True, timeout=PLUGIN_TIMEOUT)
+        proc = subprocess.run(
+            [forwarder.path()], input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=PLUGIN_TIMEOUT
+        )
         out = proc.stdout.decode(errors="replace")
         doc = json.loads(out) if out.strip() else {}
         ok = proc.returncode == 0
@@ -126,8 +135,9 @@ def add_with_retries(cluster: Cluster, pod: Pod, counters: Counters, tries: int 
     return "clean"
 
 
-def lifecycle(cluster: Cluster, counters: Counters, live: dict[str, Pod], live_lock: threading.Lock,
-              keep: bool) -> None:
+def lifecycle(
+    cluster: Cluster, counters: Counters, live: dict[str, Pod], live_lock: threading.Lock, keep: bool
+) -> None:
     """One pod: netns, ADD (retried), then DEL and netns removal, unless ``keep``.
 
     A pod whose DEL never succeeded stays in ``live`` (with its netns): as far as the

@@ -29,11 +29,30 @@ class ScenarioResult:
 
 def render(results: list[ScenarioResult], title: str = "flatnet chaos") -> Table:
     table = Table(title=title)
-    for col in ("scenario", "store", "operations", "failed (retried)", "kills", "duplicates",
-                "lost leases", "leaks", "seconds", "result"):
+    for col in (
+        "scenario",
+        "store",
+        "operations",
+        "failed (retried)",
+        "kills",
+        "duplicates",
+        "lost leases",
+        "leaks",
+        "seconds",
+        "result",
+    ):
         table.add_column(col, justify="left" if col in ("scenario", "store", "result") else "right")
     for r in results:
-        table.add_row(r.scenario, r.store, str(r.operations), str(r.failed), str(r.kills),
-                      str(r.duplicates), str(r.lost), str(r.leaks), f"{r.seconds:.1f}",
-                      "[green]ok[/green]" if r.ok else "[red]FAIL[/red]")
+        table.add_row(
+            r.scenario,
+            r.store,
+            str(r.operations),
+            str(r.failed),
+            str(r.kills),
+            str(r.duplicates),
+            str(r.lost),
+            str(r.leaks),
+            f"{r.seconds:.1f}",
+            "[green]ok[/green]" if r.ok else "[red]FAIL[/red]",
+        )
     return table

@@ -44,13 +44,17 @@ class Profile:
 
 
 PROFILES = {
-    "smoke": Profile("smoke", ops=300, concurrency=16, kills=5, side_ops=120, etcd_stops=2, txn_kills=3,
-                     member_kills=1),
-    "full": Profile("full", ops=10_000, concurrency=16, kills=50, side_ops=2_000, etcd_stops=6, txn_kills=25,
-                    member_kills=3),
+    "smoke": Profile(
+        "smoke", ops=300, concurrency=16, kills=5, side_ops=120, etcd_stops=2, txn_kills=3, member_kills=1
+    ),
+    "full": Profile(
+        "full", ops=10_000, concurrency=16, kills=50, side_ops=2_000, etcd_stops=6, txn_kills=25, member_kills=3
+    ),
 }
-SCENARIOS = {"sqlite": ("agent-kill", "sqlite-txn-kill", "node-lost"),
-             "etcd": ("agent-kill", "etcd-restart", "etcd-member-loss", "node-lost")}
+SCENARIOS = {
+    "sqlite": ("agent-kill", "sqlite-txn-kill", "node-lost"),
+    "etcd": ("agent-kill", "etcd-restart", "etcd-member-loss", "node-lost"),
+}
 Log = Callable[[str], None]
 
 
@@ -89,20 +93,24 @@ def _node_lost(cluster: Cluster, counters: Counters, live: dict[str, Pod], resul
         valid = [{"containerID": p.cid, "ifname": "eth0"} for p in live.values() if p.node is node]
         if node.lost:
             valid = []
-        ok, doc = call(cluster, node, "GC", Pod(f"gc-{node.name}", node, ""), counters,
-                       {"cni.dev/valid-attachments": valid})
+        ok, doc = call(
+            cluster, node, "GC", Pod(f"gc-{node.name}", node, ""), counters, {"cni.dev/valid-attachments": valid}
+        )
         if not ok:
             result.notes.append(f"GC on {node.name} failed: {doc.get('msg')}")
-    result.notes.append(f"lost {lost.name} with {len(gone)} pods; GC ran on every node (for "
-                        f"{lost.name} on its behalf, valid list empty)")
+    result.notes.append(
+        f"lost {lost.name} with {len(gone)} pods; GC ran on every node (for "
+        f"{lost.name} on its behalf, valid list empty)"
+    )
     _vanish_without_del(cluster, live, result)
     # life goes on: new pods must not get the addresses of pods still running
     more = _load(cluster, counters, counters.ops + 40, 8, keep=10**6)
     live.update(more)
 
 
-def _vanish_without_del(cluster: Cluster, live: dict[str, Pod], result: ScenarioResult,
-                       count: int = 4, timeout: float = 20.0) -> None:
+def _vanish_without_del(
+    cluster: Cluster, live: dict[str, Pod], result: ScenarioResult, count: int = 4, timeout: float = 20.0
+) -> None:
     """Sandboxes on surviving nodes disappear with no DEL and no GC: only the agents' own
     reconciliation (``--reconcile-every``, agent/reconcile.py) can reclaim them."""
     from flatnet.chaos.invariants import owner_leases
@@ -120,8 +128,10 @@ def _vanish_without_del(cluster: Cluster, live: dict[str, Pod], result: Scenario
             left &= {lease.owner.container_id for lease in owner_leases(store)}
     finally:
         store.close()
-    result.notes.append(f"{len(victims)} sandboxes vanished without DEL on surviving nodes; the "
-                        f"agents reclaimed {len(victims) - len(left)} in {time.monotonic() - started:.1f} s")
+    result.notes.append(
+        f"{len(victims)} sandboxes vanished without DEL on surviving nodes; the "
+        f"agents reclaimed {len(victims) - len(left)} in {time.monotonic() - started:.1f} s"
+    )
 
 
 def run_scenario(name: str, store: str, profile: Profile, log: Log) -> ScenarioResult:
@@ -137,14 +147,18 @@ def run_scenario(name: str, store: str, profile: Profile, log: Log) -> ScenarioR
         ops = profile.ops if name == "agent-kill" else profile.side_ops
         problems: list[str] = []
         problems_info: list[str] = []  # what the injector did (notes, not problems)
-        strike = {"agent-kill": (profile.kills, faults.kill_agent(cluster)),
-                  "etcd-restart": (profile.etcd_stops, faults.bounce_etcd(cluster) if store == "etcd" else None),
-                  "etcd-member-loss": (profile.member_kills,
-                                       faults.kill_member(cluster, counters, max(ops // 4, 20),
-                                                          problems_info) if store == "etcd" else None),
-                  "sqlite-txn-kill": (profile.txn_kills,
-                                      faults.kill_sqlite_writer(cluster, problems) if store == "sqlite" else None),
-                  }.get(name)
+        strike = {
+            "agent-kill": (profile.kills, faults.kill_agent(cluster)),
+            "etcd-restart": (profile.etcd_stops, faults.bounce_etcd(cluster) if store == "etcd" else None),
+            "etcd-member-loss": (
+                profile.member_kills,
+                faults.kill_member(cluster, counters, max(ops // 4, 20), problems_info) if store == "etcd" else None,
+            ),
+            "sqlite-txn-kill": (
+                profile.txn_kills,
+                faults.kill_sqlite_writer(cluster, problems) if store == "sqlite" else None,
+            ),
+        }.get(name)
         injector = None
         if strike and strike[1] is not None:
             points = faults.thresholds(strike[0], ops)
@@ -188,8 +202,9 @@ def run_scenario(name: str, store: str, profile: Profile, log: Log) -> ScenarioR
     return result
 
 
-def run(profile: Profile, stores: list[str], log: Log = lambda _m: None,
-        only: tuple[str, ...] = ()) -> list[ScenarioResult]:
+def run(
+    profile: Profile, stores: list[str], log: Log = lambda _m: None, only: tuple[str, ...] = ()
+) -> list[ScenarioResult]:
     results = []
     for store in stores:
         for name in SCENARIOS[store]:

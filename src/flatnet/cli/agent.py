@@ -32,42 +32,90 @@ Stop with SIGTERM or Ctrl-C: the socket file is removed.
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
     p = subparsers.add_parser(
-        "agent", help="run the node agent (CNI service on a unix socket)",
+        "agent",
+        help="run the node agent (CNI service on a unix socket)",
         description="Run the flatnet node agent in the foreground; one log line per request.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH",
-                   help="unix socket to serve (default: %(default)s)")
-    p.add_argument("--netns", default=None, metavar="NS",
-                   help="the node's network namespace (name or path) when a config has no "
-                        "hostNetns (default: the agent's own)")
-    p.add_argument("--node", default=socket.gethostname(), metavar="NAME",
-                   help="node name recorded with every lease (default: %(default)s)")
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--socket", default=DEFAULT_SOCKET, metavar="PATH", help="unix socket to serve (default: %(default)s)"
+    )
+    p.add_argument(
+        "--netns",
+        default=None,
+        metavar="NS",
+        help="the node's network namespace (name or path) when a config has no hostNetns (default: the agent's own)",
+    )
+    p.add_argument(
+        "--node",
+        default=socket.gethostname(),
+        metavar="NAME",
+        help="node name recorded with every lease (default: %(default)s)",
+    )
     store_arg(p, default=None)
-    p.add_argument("--lock-dir", default=defaults.LOCK_DIR, metavar="DIR",
-                   help="per-container lock files, shared with the plugin (default: %(default)s)")
-    p.add_argument("--allow-uid", type=int, action="append", default=None, metavar="UID",
-                   help="also serve peers with this uid (default: root only)")
-    p.add_argument("--reconcile-every", type=float, default=60.0, metavar="SECONDS",
-                   help="every SECONDS, reclaim this node's leases whose container netns is gone "
-                        "although no DEL came (seen gone twice in a row; 0 turns it off; "
-                        "default: %(default)s)")
-    p.add_argument("--heartbeat-ttl", type=int, default=defaults.HEARTBEAT_TTL, metavar="SECONDS",
-                   help="etcd stores: this node's heartbeat is an etcd lease of SECONDS, kept "
-                        "alive every third of it (default: %(default)s)")
-    p.add_argument("--dead-node-grace", type=float, default=defaults.DEAD_NODE_GRACE, metavar="SECONDS",
-                   help="etcd stores: reclaim the leases of a node whose heartbeat has been gone "
-                        "this long (sticky addresses stay reserved; 0 never reclaims; "
-                        "default: %(default)s)")
-    p.add_argument("--state-dir", default=defaults.STATE_DIR, metavar="DIR",
-                   help="where the agent remembers its etcd stores and records that this node "
-                        "was reclaimed, for 'flatnet doctor node' (default: %(default)s)")
-    p.add_argument("--metrics-address", default=None, metavar="HOST:PORT",
-                   help="serve Prometheus /metrics, /healthz and /readyz on HOST:PORT, in the "
-                        "node's netns (--netns) when given (default: off; the chart uses the "
-                        "node's address and port 9631; docs/OBSERVABILITY.md)")
-    p.add_argument("--log-format", choices=("text", "json"), default="text",
-                   help="text: date, time, level, message; json: one object per line with the "
-                        "request's fields (default: %(default)s)")
+    p.add_argument(
+        "--lock-dir",
+        default=defaults.LOCK_DIR,
+        metavar="DIR",
+        help="per-container lock files, shared with the plugin (default: %(default)s)",
+    )
+    p.add_argument(
+        "--allow-uid",
+        type=int,
+        action="append",
+        default=None,
+        metavar="UID",
+        help="also serve peers with this uid (default: root only)",
+    )
+    p.add_argument(
+        "--reconcile-every",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="every SECONDS, reclaim this node's leases whose container netns is gone "
+        "although no DEL came (seen gone twice in a row; 0 turns it off; "
+        "default: %(default)s)",
+    )
+    p.add_argument(
+        "--heartbeat-ttl",
+        type=int,
+        default=defaults.HEARTBEAT_TTL,
+        metavar="SECONDS",
+        help="etcd stores: this node's heartbeat is an etcd lease of SECONDS, kept "
+        "alive every third of it (default: %(default)s)",
+    )
+    p.add_argument(
+        "--dead-node-grace",
+        type=float,
+        default=defaults.DEAD_NODE_GRACE,
+        metavar="SECONDS",
+        help="etcd stores: reclaim the leases of a node whose heartbeat has been gone "
+        "this long (sticky addresses stay reserved; 0 never reclaims; "
+        "default: %(default)s)",
+    )
+    p.add_argument(
+        "--state-dir",
+        default=defaults.STATE_DIR,
+        metavar="DIR",
+        help="where the agent remembers its etcd stores and records that this node "
+        "was reclaimed, for 'flatnet doctor node' (default: %(default)s)",
+    )
+    p.add_argument(
+        "--metrics-address",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus /metrics, /healthz and /readyz on HOST:PORT, in the "
+        "node's netns (--netns) when given (default: off; the chart uses the "
+        "node's address and port 9631; docs/OBSERVABILITY.md)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text: date, time, level, message; json: one object per line with the "
+        "request's fields (default: %(default)s)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="log errors only")
     p.set_defaults(func=run)
 
@@ -76,12 +124,12 @@ def run(args: argparse.Namespace) -> int:
     from flatnet.agent import AgentServer, Service, serve_until_signal
 
     if args.reconcile_every < 0:
-        print("flatnet agent: --reconcile-every must be >= 0 (0 turns reconciliation off)",
-              file=sys.stderr)
+        print("flatnet agent: --reconcile-every must be >= 0 (0 turns reconciliation off)", file=sys.stderr)
         return 2
     if args.heartbeat_ttl < 2 or args.dead_node_grace < 0:
-        print("flatnet agent: --heartbeat-ttl must be >= 2 and --dead-node-grace >= 0 "
-              "(0 never reclaims)", file=sys.stderr)
+        print(
+            "flatnet agent: --heartbeat-ttl must be >= 2 and --dead-node-grace >= 0 (0 never reclaims)", file=sys.stderr
+        )
         return 2
     from flatnet.obs.http import parse_address
     from flatnet.obs.logs import redact, remember_config_secrets, setup_logging
@@ -97,8 +145,13 @@ def run(args: argparse.Namespace) -> int:
 
         metrics = AgentMetrics()
     factory = instrumented_factory(metrics)
-    service = Service(host_netns=args.netns, node=args.node, default_store=default_store,
-                      lock_dir=args.lock_dir, store_factory=factory)
+    service = Service(
+        host_netns=args.netns,
+        node=args.node,
+        default_store=default_store,
+        lock_dir=args.lock_dir,
+        store_factory=factory,
+    )
     from flatnet.agent import storestate
 
     state = storestate.state_path(args.socket)  # where `flatnet ipam ls` looks for our stores
@@ -133,8 +186,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             service.open_store_config(default_store)
         except Exception as exc:  # noqa: BLE001 - the first request reports it as CNI error
-            logging.getLogger("flatnet.agent").warning("store %s: %s", args.store,
-                                                       getattr(exc, "msg", exc))
+            logging.getLogger("flatnet.agent").warning("store %s: %s", args.store, getattr(exc, "msg", exc))
     uids = frozenset({0, *(args.allow_uid or [])})
     server = AgentServer(args.socket, service, allowed_uids=uids)
     log = logging.getLogger("flatnet.agent")
@@ -147,12 +199,20 @@ def run(args: argparse.Namespace) -> int:
             http = serve_metrics(server, metrics, *metrics_at, args.netns, readiness)
         except OSError as exc:
             server.server_close()
-            print(f"flatnet agent: cannot serve metrics on {args.metrics_address}: {exc} "
-                  "(is the address on this node, in --netns, and the port free?)", file=sys.stderr)
+            print(
+                f"flatnet agent: cannot serve metrics on {args.metrics_address}: {exc} "
+                "(is the address on this node, in --netns, and the port free?)",
+                file=sys.stderr,
+            )
             return 1
         log.info("metrics, /healthz and /readyz on http://%s/", args.metrics_address)
-    log.info("flatnet agent serving %s (node %s, netns %s, store %s)", args.socket, args.node,
-             args.netns or "own", redact(args.store) if args.store else "per network config")
+    log.info(
+        "flatnet agent serving %s (node %s, netns %s, store %s)",
+        args.socket,
+        args.node,
+        args.netns or "own",
+        redact(args.store) if args.store else "per network config",
+    )
     try:
         serve_until_signal(server)
     finally:

@@ -24,16 +24,21 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     from flatnet.bench.runner import SECTIONS
 
     p = subparsers.add_parser(
-        "bench", help="benchmark control plane, IPAM and data plane side by side",
+        "bench",
+        help="benchmark control plane, IPAM and data plane side by side",
         description="Measure every subject in one run and report ratios to the baselines "
-                    "measured in that run (min/median/max over repeats).",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="smoke profile: fewer repeats, shorter iperf3, smaller pools")
-    p.add_argument("--out", default="docs", metavar="DIR",
-                   help="where BENCHMARKS.md and benchmarks/*.png go (default: %(default)s)")
-    p.add_argument("--skip", action="append", choices=SECTIONS, default=[],
-                   help="leave a section out (repeatable)")
+        "measured in that run (min/median/max over repeats).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--quick", action="store_true", help="smoke profile: fewer repeats, shorter iperf3, smaller pools")
+    p.add_argument(
+        "--out",
+        default="docs",
+        metavar="DIR",
+        help="where BENCHMARKS.md and benchmarks/*.png go (default: %(default)s)",
+    )
+    p.add_argument("--skip", action="append", choices=SECTIONS, default=[], help="leave a section out (repeatable)")
     p.set_defaults(func=run)
 
 
@@ -42,10 +47,12 @@ def run(args: argparse.Namespace) -> int:
     from flatnet.bench.runner import run as run_bench
 
     if os.geteuid() != 0:
-        raise FlatnetError("flatnet bench needs root (it creates network namespaces)",
-                           "run it with sudo")
-    command = ("flatnet bench" + (" --quick" if args.quick else "")
-               + (f" --out {args.out}" if args.out != "docs" else "")
-               + "".join(f" --skip {x}" for x in args.skip))
+        raise FlatnetError("flatnet bench needs root (it creates network namespaces)", "run it with sudo")
+    command = (
+        "flatnet bench"
+        + (" --quick" if args.quick else "")
+        + (f" --out {args.out}" if args.out != "docs" else "")
+        + "".join(f" --skip {x}" for x in args.skip)
+    )
     run_bench(QUICK if args.quick else FULL, args.out, command, tuple(args.skip))
     return 0

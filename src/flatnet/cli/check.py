@@ -23,15 +23,25 @@ exit code: 0 every cell as expected, 1 a mismatch (or an error)
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
     p = subparsers.add_parser(
-        "check", help="check the lab against the network models (reach)",
-        description="Checks that measure the running lab.", epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "check",
+        help="check the lab against the network models (reach)",
+        description="Checks that measure the running lab.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.set_defaults(_parser=p)
     sub = p.add_subparsers(dest="check_command", metavar="CHECK")
-    r = sub.add_parser("reach", help="who reaches whom, and with which source address",
-                       description=__doc__.split("\n\n")[1] if __doc__ else None)
-    r.add_argument("--network", choices=CHOICES, default="all",
-                   help="lab network to check (default: %(default)s = flat and overlay)")
+    r = sub.add_parser(
+        "reach",
+        help="who reaches whom, and with which source address",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    r.add_argument(
+        "--network",
+        choices=CHOICES,
+        default="all",
+        help="lab network to check (default: %(default)s = flat and overlay)",
+    )
     r.add_argument("--json", action="store_true", help="machine-readable output")
     r.set_defaults(func=cmd_reach)
 
@@ -44,8 +54,7 @@ def cmd_reach(args: argparse.Namespace) -> int:
     matrices = reach.check_lab(networks)
     bad = render.mismatch_lines(matrices)
     if args.json:
-        print(json.dumps({"ok": not bad, "networks": [m.to_json() for m in matrices]},
-                         indent=2))
+        print(json.dumps({"ok": not bad, "networks": [m.to_json() for m in matrices]}, indent=2))
     else:
         from rich.console import Console
 
@@ -53,8 +62,7 @@ def cmd_reach(args: argparse.Namespace) -> int:
         console.print(render.matrix_table(matrices))
         for line in bad:
             console.print(f"[bold red]mismatch[/bold red] {line}")
-        console.print("[green]every cell as expected[/green]" if not bad else
-                      f"[red]{len(bad)} mismatch(es)[/red]")
+        console.print("[green]every cell as expected[/green]" if not bad else f"[red]{len(bad)} mismatch(es)[/red]")
     return 1 if bad else 0
 
 

@@ -23,28 +23,55 @@ FORWARDER = "/opt/flatnet/bin/flatnet"
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
     p = subparsers.add_parser(
-        "install-cni", help="install the CNI plugin and conflist on this node (init container)",
+        "install-cni",
+        help="install the CNI plugin and conflist on this node (init container)",
         description="Copy the CNI forwarder into BIN_DIR and the conflist into CONF_DIR/NAME, "
-                    "each by temp file + rename; --substitute tokens are filled from the "
-                    "environment first, and the result must parse as a flatnet network config.")
-    p.add_argument("--conflist", required=True, type=Path, metavar="FILE",
-                   help="the conflist template (the chart's ConfigMap, mounted)")
-    p.add_argument("--conf-dir", required=True, type=Path, metavar="DIR",
-                   help="the node's CNI config dir, mounted (e.g. /host/etc/cni/net.d)")
-    p.add_argument("--name", required=True, metavar="NAME",
-                   help="file name in CONF_DIR, e.g. 00-flatnet.conflist")
-    p.add_argument("--bin-dir", required=True, type=Path, metavar="DIR",
-                   help="the node's CNI bin dir, mounted (e.g. /host/opt/cni/bin)")
-    p.add_argument("--plugin", default=FORWARDER, type=Path, metavar="FILE",
-                   help="the forwarder to install as BIN_DIR/flatnet (default: %(default)s)")
-    p.add_argument("--substitute", action="append", default=[], metavar="TOKEN=ENVVAR",
-                   help="replace TOKEN in the conflist with $ENVVAR (e.g. "
-                        "__ETCD_ENDPOINTS__=ETCD_ENDPOINTS); repeatable")
+        "each by temp file + rename; --substitute tokens are filled from the "
+        "environment first, and the result must parse as a flatnet network config.",
+    )
+    p.add_argument(
+        "--conflist",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="the conflist template (the chart's ConfigMap, mounted)",
+    )
+    p.add_argument(
+        "--conf-dir",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="the node's CNI config dir, mounted (e.g. /host/etc/cni/net.d)",
+    )
+    p.add_argument("--name", required=True, metavar="NAME", help="file name in CONF_DIR, e.g. 00-flatnet.conflist")
+    p.add_argument(
+        "--bin-dir",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="the node's CNI bin dir, mounted (e.g. /host/opt/cni/bin)",
+    )
+    p.add_argument(
+        "--plugin",
+        default=FORWARDER,
+        type=Path,
+        metavar="FILE",
+        help="the forwarder to install as BIN_DIR/flatnet (default: %(default)s)",
+    )
+    p.add_argument(
+        "--substitute",
+        action="append",
+        default=[],
+        metavar="TOKEN=ENVVAR",
+        help="replace TOKEN in the conflist with $ENVVAR (e.g. __ETCD_ENDPOINTS__=ETCD_ENDPOINTS); repeatable",
+    )
     p.set_defaults(func=run_install)
     u = subparsers.add_parser(
-        "uninstall-cni", help="remove the CNI plugin and conflist from this node (preStop)",
+        "uninstall-cni",
+        help="remove the CNI plugin and conflist from this node (preStop)",
         description="Remove CONF_DIR/NAME first (the runtime stops calling flatnet), then "
-                    "BIN_DIR/flatnet. Missing files are fine.")
+        "BIN_DIR/flatnet. Missing files are fine.",
+    )
     u.add_argument("--conf-dir", required=True, type=Path, metavar="DIR")
     u.add_argument("--name", required=True, metavar="NAME")
     u.add_argument("--bin-dir", required=True, type=Path, metavar="DIR")
@@ -67,24 +94,31 @@ def render_conflist(template: str, substitutes: list[str], env: dict[str, str]) 
     for item in substitutes:
         token, sep, var = item.partition("=")
         if not sep or not token or not var:
-            raise ConfigError(f"--substitute {item!r} is not TOKEN=ENVVAR",
-                              "e.g. --substitute __ETCD_ENDPOINTS__=ETCD_ENDPOINTS")
+            raise ConfigError(
+                f"--substitute {item!r} is not TOKEN=ENVVAR", "e.g. --substitute __ETCD_ENDPOINTS__=ETCD_ENDPOINTS"
+            )
         if var not in env:
-            raise ConfigError(f"${var} is not set (it fills {token} in the conflist)",
-                              "check the init container's env (the Secret flatnet-etcd)")
+            raise ConfigError(
+                f"${var} is not set (it fills {token} in the conflist)",
+                "check the init container's env (the Secret flatnet-etcd)",
+            )
         text = text.replace(token, env[var])
     try:
         conflist = json.loads(text)
     except ValueError as exc:
-        raise ConfigError(f"the conflist is not JSON after substitution: {exc}",
-                          "check the chart values and the Secret's endpoints (a JSON array)") from None
+        raise ConfigError(
+            f"the conflist is not JSON after substitution: {exc}",
+            "check the chart values and the Secret's endpoints (a JSON array)",
+        ) from None
     plugins = conflist.get("plugins") if isinstance(conflist, dict) else None
     mine = [p for p in plugins or () if isinstance(p, dict) and p.get("type") == "flatnet"]
     if len(mine) != 1:
-        raise ConfigError("the conflist must hold exactly one plugin of type flatnet",
-                          "check the chart's cni-config template")
-    parse_netconf(json.dumps({"cniVersion": conflist.get("cniVersion"),
-                              "name": conflist.get("name"), **mine[0]}).encode())
+        raise ConfigError(
+            "the conflist must hold exactly one plugin of type flatnet", "check the chart's cni-config template"
+        )
+    parse_netconf(
+        json.dumps({"cniVersion": conflist.get("cniVersion"), "name": conflist.get("name"), **mine[0]}).encode()
+    )
     return text
 
 
@@ -109,4 +143,3 @@ def run_uninstall(args: argparse.Namespace) -> int:
     (args.bin_dir / "flatnet").unlink(missing_ok=True)
     print(f"removed {args.conf_dir / args.name} and {args.bin_dir / 'flatnet'}", file=sys.stderr)
     return 0
-

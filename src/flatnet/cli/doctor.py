@@ -28,35 +28,58 @@ exit code: 0 ok, 1 warnings, 2 errors
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
-    p = subparsers.add_parser("doctor", help="check a cluster or a node and say how to fix it",
-                              description=__doc__, epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "doctor",
+        help="check a cluster or a node and say how to fix it",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.set_defaults(func=None, _parser=p)
     sub = p.add_subparsers(dest="doctor_command", metavar="SUBCOMMAND")
 
-    c = sub.add_parser("cluster", help="PVs, claims, storage classes, pending pods, pools",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_argument("--from", dest="source", metavar="FILE",
-                   help="JSON from 'kubectl get nodes,pv,pvc,storageclasses,pods -A -o json' "
-                        "(default: run that command)")
-    c.add_argument("--usage", metavar="FILE",
-                   help='pool usage JSON: {"pools": [{"name", "size", "used"}]}')
+    c = sub.add_parser(
+        "cluster",
+        help="PVs, claims, storage classes, pending pods, pools",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument(
+        "--from",
+        dest="source",
+        metavar="FILE",
+        help="JSON from 'kubectl get nodes,pv,pvc,storageclasses,pods -A -o json' (default: run that command)",
+    )
+    c.add_argument("--usage", metavar="FILE", help='pool usage JSON: {"pools": [{"name", "size", "used"}]}')
     c.add_argument("--ipam-store", metavar="URL", help="read pool usage from this store")
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.set_defaults(func=cmd_cluster)
 
-    n = sub.add_parser("node", help="this node's kernel, sysctls, tools, agent, store, CNI files",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    n = sub.add_parser(
+        "node",
+        help="this node's kernel, sysctls, tools, agent, store, CNI files",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     n.add_argument("--socket", default=DEFAULT_SOCKET, metavar="PATH", help="agent socket")
-    n.add_argument("--store", metavar="URL", help="sqlite:/path | etcd:http://host:port "
-                   "(default: the store named in the flatnet CNI config)")
-    n.add_argument("--node-json", metavar="FILE", help="this node's object (kubectl get node "
-                   "NAME -o json) to compare the hostname label")
+    n.add_argument(
+        "--store",
+        metavar="URL",
+        help="sqlite:/path | etcd:http://host:port (default: the store named in the flatnet CNI config)",
+    )
+    n.add_argument(
+        "--node-json",
+        metavar="FILE",
+        help="this node's object (kubectl get node NAME -o json) to compare the hostname label",
+    )
     n.add_argument("--cni-conf-dir", default=defaults.CNI_CONF_DIR, metavar="DIR")
     n.add_argument("--cni-bin-dir", default=defaults.CNI_BIN_DIR, metavar="DIR")
-    n.add_argument("--state-dir", default=defaults.STATE_DIR, metavar="DIR",
-                   help="the agent's --state-dir: was this node declared dead and reclaimed? "
-                        "(default: %(default)s)")
+    n.add_argument(
+        "--state-dir",
+        default=defaults.STATE_DIR,
+        metavar="DIR",
+        help="the agent's --state-dir: was this node declared dead and reclaimed? (default: %(default)s)",
+    )
     n.add_argument("--no-probe", action="store_true", help="skip the kernel probes (not root)")
     n.add_argument("--json", action="store_true", help="machine-readable output")
     n.set_defaults(func=cmd_node)
@@ -69,8 +92,7 @@ def _read_json(path: str, option: str) -> Any:
     except OSError as exc:
         raise ConfigError(f"{option} {path}: {exc.strerror}", "give a readable JSON file") from None
     except ValueError as exc:
-        raise ConfigError(f"{option} {path} is not JSON: {exc}",
-                          "produce it with kubectl ... -o json") from None
+        raise ConfigError(f"{option} {path} is not JSON: {exc}", "produce it with kubectl ... -o json") from None
 
 
 def _emit(kind: str, title: str, findings: list, as_json: bool, show_ok: bool) -> int:
@@ -89,7 +111,10 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     from flatnet.doctor.cluster import KUBECTL_ARGS, analyze
     from flatnet.doctor.findings import Finding
     from flatnet.doctor.pools import (
-        check_pools, check_quarantined, quarantined_from_store, usage_from_store,
+        check_pools,
+        check_quarantined,
+        quarantined_from_store,
+        usage_from_store,
     )
     from flatnet.doctor.kubectl import kubectl_json
 
@@ -104,10 +129,16 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             findings += check_pools(usage_from_store(store))
             findings += check_quarantined(quarantined_from_store(store))
         except Exception as exc:  # noqa: BLE001 - an unreachable store skips one check
-            findings.append(Finding("warn", "pools-skipped", "Pool/*",
-                                    f"pool usage not checked: {type(exc).__name__}: {exc}",
-                                    "exhausted pools make new pods fail their CNI ADD",
-                                    "check --ipam-store, or pass --usage FILE"))
+            findings.append(
+                Finding(
+                    "warn",
+                    "pools-skipped",
+                    "Pool/*",
+                    f"pool usage not checked: {type(exc).__name__}: {exc}",
+                    "exhausted pools make new pods fail their CNI ADD",
+                    "check --ipam-store, or pass --usage FILE",
+                )
+            )
     src = args.source or "kubectl"
     return _emit("cluster", f"flatnet doctor cluster ({src})", findings, args.json, show_ok=False)
 
@@ -119,13 +150,10 @@ def cmd_node(args: argparse.Namespace) -> int:
     from flatnet.doctor.nodefacts import gather
 
     store = parse_store_url(args.store) if args.store else None
-    node = pick_node(_read_json(args.node_json, "--node-json"), _socket.gethostname()) \
-        if args.node_json else None
-    facts = gather(args.socket, store, args.cni_conf_dir, args.cni_bin_dir, node,
-                   probe=not args.no_probe)
+    node = pick_node(_read_json(args.node_json, "--node-json"), _socket.gethostname()) if args.node_json else None
+    facts = gather(args.socket, store, args.cni_conf_dir, args.cni_bin_dir, node, probe=not args.no_probe)
     findings = evaluate(facts, args.socket)
     from flatnet.doctor.reclaimed import reclaimed_findings
 
     findings += reclaimed_findings(args.state_dir)
-    return _emit("node", f"flatnet doctor node ({facts.hostname})", findings, args.json,
-                 show_ok=True)
+    return _emit("node", f"flatnet doctor node ({facts.hostname})", findings, args.json, show_ok=True)

@@ -10,7 +10,11 @@ import time
 from typing import Any
 
 from flatnet.cli.common import (
-    DEFAULT_SOCKET, DEFAULT_STORE_PATH, DEFAULT_STORE_URL, parse_store_url, store_arg,
+    DEFAULT_SOCKET,
+    DEFAULT_STORE_PATH,
+    DEFAULT_STORE_URL,
+    parse_store_url,
+    store_arg,
 )
 from flatnet.errors import ConfigError
 
@@ -31,14 +35,20 @@ examples:
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
-    p = subparsers.add_parser("ipam", help="inspect and repair address leases",
-                              description="Inspect and repair flatnet's address store.",
-                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "ipam",
+        help="inspect and repair address leases",
+        description="Inspect and repair flatnet's address store.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.set_defaults(func=None, _parser=p)
     sub = p.add_subparsers(dest="ipam_command", metavar="SUBCOMMAND")
 
-    ls = sub.add_parser("ls", help="list leases (pool, address, container, ifname, pod, node), "
-                                   "sticky reservations and per-pool counters")
+    ls = sub.add_parser(
+        "ls",
+        help="list leases (pool, address, container, ifname, pod, node), sticky reservations and per-pool counters",
+    )
     store_arg(ls, default=None)
     ls.add_argument("--pool", help="only this pool")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
@@ -49,14 +59,20 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     store_arg(show, default=None)
     show.set_defaults(func=cmd_show)
 
-    rel = sub.add_parser("release", help="free addresses by hand (a leaked attachment)",
-                         epilog="give --container with --ifname, or --pool with --ip")
+    rel = sub.add_parser(
+        "release",
+        help="free addresses by hand (a leaked attachment)",
+        epilog="give --container with --ifname, or --pool with --ip",
+    )
     rel.add_argument("--container", metavar="ID")
     rel.add_argument("--ifname", metavar="IF")
     rel.add_argument("--pool", metavar="P")
     rel.add_argument("--ip", metavar="IP")
-    rel.add_argument("--forget-sticky", metavar="NS/NAME",
-                     help="also drop the pod's sticky address in that pool so others may get it")
+    rel.add_argument(
+        "--forget-sticky",
+        metavar="NS/NAME",
+        help="also drop the pod's sticky address in that pool so others may get it",
+    )
     store_arg(rel, default=None)
     rel.set_defaults(func=cmd_release)
 
@@ -76,25 +92,32 @@ def describe(cfg: dict) -> str:
     if cfg.get("type") == "sqlite":
         return f"sqlite:{cfg.get('path', DEFAULT_STORE_PATH)}"
     if cfg.get("type") == "etcd":
-        return "etcd:" + ",".join(cfg.get("endpoints") or []) + (
-            f" (prefix {cfg['prefix']})" if cfg.get("prefix") else "")
+        return (
+            "etcd:" + ",".join(cfg.get("endpoints") or []) + (f" (prefix {cfg['prefix']})" if cfg.get("prefix") else "")
+        )
     return str(cfg.get("type"))
 
 
 def _open_existing(cfg: dict) -> Any:
     """An ``Ipam`` over an existing store; a read or repair never creates one."""
     if cfg.get("type") == "memory":
-        raise ConfigError("--store memory holds nothing outside the process that made it",
-                          "give the store the agent uses: sqlite:/path/to/ipam.db or etcd:http://host:2379")
+        raise ConfigError(
+            "--store memory holds nothing outside the process that made it",
+            "give the store the agent uses: sqlite:/path/to/ipam.db or etcd:http://host:2379",
+        )
     if cfg.get("type") == "sqlite":
         path = cfg.get("path") or DEFAULT_STORE_PATH
         if not os.path.isfile(path):
-            where = "its directory does not exist either" if not os.path.isdir(os.path.dirname(path)) \
+            where = (
+                "its directory does not exist either"
+                if not os.path.isdir(os.path.dirname(path))
                 else "the file does not exist"
+            )
             raise ConfigError(
                 f"no flatnet store exists at {path} ({where}); nothing was created",
                 "check the path: the agent records its store in /run/flatnet/stores.json; "
-                "give it as --store sqlite:/var/lib/flatnet/ipam.db or --store etcd:http://host:2379")
+                "give it as --store sqlite:/var/lib/flatnet/ipam.db or --store etcd:http://host:2379",
+            )
     from flatnet.ipam import Ipam
     from flatnet.ipam.store import open_store
 
@@ -129,16 +152,17 @@ def cmd_ls(args: argparse.Namespace) -> int:
         reservations = ipam.reservations(args.pool)
         quarantined = ipam.quarantined(args.pool) if hasattr(ipam, "quarantined") else []
         out["leases"] += [_lease_json(l, where) for l in leases]
-        out["reservations"] += [{"store": where, "pool": x.pool, "address": str(x.ip), "pod": x.pod,
-                                 "since": x.since, "until": x.until} for x in reservations]
+        out["reservations"] += [
+            {"store": where, "pool": x.pool, "address": str(x.ip), "pod": x.pod, "since": x.since, "until": x.until}
+            for x in reservations
+        ]
         out["quarantined"] += [{"store": where, **q} for q in quarantined]
-        for name in ([args.pool] if args.pool else ipam.pool_names()):
+        for name in [args.pool] if args.pool else ipam.pool_names():
             stats = ipam.stats(name)
             if stats:
                 out["pools"][name] = stats
         if not args.json:
-            _table(f"{len(leases)} lease(s)" + (f" in {args.pool}" if args.pool else "")
-                   + f" — {where}", leases)
+            _table(f"{len(leases)} lease(s)" + (f" in {args.pool}" if args.pool else "") + f" — {where}", leases)
             _reservation_table(reservations, quarantined)
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
@@ -150,9 +174,18 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def _lease_json(lease: Any, where: str) -> dict[str, Any]:
     o = lease.owner
-    return {"store": where, "pool": lease.pool, "address": str(lease.address),
-            "container": o.container_id, "ifname": o.ifname, "network": o.network, "pod": o.pod,
-            "node": o.node, "sticky": lease.sticky, "since": lease.extra.get("time")}
+    return {
+        "store": where,
+        "pool": lease.pool,
+        "address": str(lease.address),
+        "container": o.container_id,
+        "ifname": o.ifname,
+        "network": o.network,
+        "pod": o.pod,
+        "node": o.node,
+        "sticky": lease.sticky,
+        "since": lease.extra.get("time"),
+    }
 
 
 def _reservation_table(reservations: list[Any], quarantined: list[dict]) -> None:
@@ -167,12 +200,22 @@ def _reservation_table(reservations: list[Any], quarantined: list[dict]) -> None
         table.add_column(col)
     for x in reservations:
         left = x.until - now
-        table.add_row(x.pool, str(x.ip), x.pod, "sticky (pod gone)",
-                      f"in {_dur(left)}" if left > 0 else f"expired {_dur(-left)} ago (reusable)")
+        table.add_row(
+            x.pool,
+            str(x.ip),
+            x.pod,
+            "sticky (pod gone)",
+            f"in {_dur(left)}" if left > 0 else f"expired {_dur(-left)} ago (reusable)",
+        )
     for q in quarantined:
         left = float(q.get("until", 0)) - now
-        table.add_row(q["pool"], q["address"], "-", f"conflict: {q.get('why', '?')}",
-                      f"retry in {_dur(left)}" if left > 0 else "retry due")
+        table.add_row(
+            q["pool"],
+            q["address"],
+            "-",
+            f"conflict: {q.get('why', '?')}",
+            f"retry in {_dur(left)}" if left > 0 else "retry due",
+        )
     Console().print(table)
 
 

@@ -57,9 +57,12 @@ def _unavailable(name: str, missing: str) -> Callable[[argparse.Namespace], int]
     """A command whose optional dependency is not installed: say what to install."""
 
     def func(_args: argparse.Namespace) -> int:
-        print(f"flatnet: error: 'flatnet {name}' needs the Python package {missing!r}, which "
-              f"is not installed: install flatnet with its extras, e.g. "
-              f"pip install '{DIST_NAME}[lab]'", file=sys.stderr)
+        print(
+            f"flatnet: error: 'flatnet {name}' needs the Python package {missing!r}, which "
+            f"is not installed: install flatnet with its extras, e.g. "
+            f"pip install '{DIST_NAME}[lab]'",
+            file=sys.stderr,
+        )
         return 1
 
     return func
@@ -73,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-V", "--version", action="version",
-                        version=f"flatnet {__version__} (CNI {', '.join(SUPPORTED_VERSIONS)})")
+    parser.add_argument(
+        "-V", "--version", action="version", version=f"flatnet {__version__} (CNI {', '.join(SUPPORTED_VERSIONS)})"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     ver = sub.add_parser("version", help="show flatnet's version and the CNI versions it speaks")
     ver.add_argument("--json", action="store_true", help="machine-readable output")

@@ -47,8 +47,9 @@ def obj(d: object, where: str, error: type[FlatnetError] = ConfigError) -> dict[
     return d
 
 
-def string(d: object, where: str, required: bool = False, example: str = "",
-           error: type[FlatnetError] = ConfigError) -> str | None:
+def string(
+    d: object, where: str, required: bool = False, example: str = "", error: type[FlatnetError] = ConfigError
+) -> str | None:
     """A string field; None when absent (or "" and not required)."""
     hint = f" such as {example!r}" if example else ""
     if d is None or d == "":
@@ -95,8 +96,7 @@ def address(d: object, where: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(text)
     except ValueError:
-        raise ConfigError(f"{where} must be an IP address such as \"198.18.0.1\", "
-                          f"got {text!r}") from None
+        raise ConfigError(f'{where} must be an IP address such as "198.18.0.1", got {text!r}') from None
 
 
 def network(d: object, where: str, required: bool = False) -> IPNetwork | None:
@@ -105,8 +105,9 @@ def network(d: object, where: str, required: bool = False) -> IPNetwork | None:
     if text is None:
         return None
     if "/" not in text:
-        raise ConfigError(f"{where} must be a network in CIDR form such as "
-                          f"\"198.18.0.0/24\", got {text!r} (add the prefix length)")
+        raise ConfigError(
+            f'{where} must be a network in CIDR form such as "198.18.0.0/24", got {text!r} (add the prefix length)'
+        )
     try:
         return ipaddress.ip_network(text)
     except ValueError:
@@ -114,10 +115,8 @@ def network(d: object, where: str, required: bool = False) -> IPNetwork | None:
     try:
         fixed = ipaddress.ip_network(text, strict=False)
     except ValueError:
-        raise ConfigError(f"{where} must be a network in CIDR form such as "
-                          f"\"198.18.0.0/24\", got {text!r}") from None
-    raise ConfigError(f"{where} {text!r} has host bits set; did you mean "
-                      f"\"{fixed.with_prefixlen}\"?")
+        raise ConfigError(f'{where} must be a network in CIDR form such as "198.18.0.0/24", got {text!r}') from None
+    raise ConfigError(f'{where} {text!r} has host bits set; did you mean "{fixed.with_prefixlen}"?')
 
 
 def mac(d: object, where: str) -> str | None:
@@ -126,11 +125,12 @@ def mac(d: object, where: str) -> str | None:
     if text is None:
         return None
     if not _MAC_RE.fullmatch(text):
-        raise ConfigError(f"{where} must be a MAC address such as \"02:00:c6:12:00:05\", "
-                          f"got {text!r}")
+        raise ConfigError(f'{where} must be a MAC address such as "02:00:c6:12:00:05", got {text!r}')
     if int(text[:2], 16) & 1:
-        raise ConfigError(f"{where} {text!r} is a multicast address; the first octet must "
-                          f"be even (e.g. 02:...) for an interface address")
+        raise ConfigError(
+            f"{where} {text!r} is a multicast address; the first octet must "
+            f"be even (e.g. 02:...) for an interface address"
+        )
     return text.lower()
 
 

@@ -16,9 +16,14 @@ from flatnet import defaults
 from flatnet.cni import _fields as f
 from flatnet.cni import version as _v
 from flatnet.cni.ipamconf import parse_ipam
-from flatnet.cni.runtimeconf import (RequestedIP, RuntimeConfig, ValidAttachment,
-                                     parse_args_cni, parse_runtime_config,
-                                     parse_valid_attachments)
+from flatnet.cni.runtimeconf import (
+    RequestedIP,
+    RuntimeConfig,
+    ValidAttachment,
+    parse_args_cni,
+    parse_runtime_config,
+    parse_valid_attachments,
+)
 from flatnet.cni.types import DNS, Result
 from flatnet.datapath import modes
 from flatnet.errors import ConfigError, DecodeError
@@ -85,8 +90,7 @@ def decode_json(data: bytes, what: str = "network configuration") -> Any:
         try:
             text = bytes(data).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise DecodeError(f"{what} is not valid UTF-8 (bad byte at offset {exc.start})") \
-                from None
+            raise DecodeError(f"{what} is not valid UTF-8 (bad byte at offset {exc.start})") from None
     if not text.strip():
         raise DecodeError(f"{what} is empty: the runtime must pass it as JSON on stdin")
 
@@ -96,8 +100,7 @@ def decode_json(data: bytes, what: str = "network configuration") -> Any:
     try:
         return json.loads(text, parse_constant=no_constants)
     except json.JSONDecodeError as exc:
-        raise DecodeError(f"{what} is not valid JSON: {exc.msg} "
-                          f"(line {exc.lineno}, column {exc.colno})") from None
+        raise DecodeError(f"{what} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
     except (ValueError, RecursionError) as exc:
         raise DecodeError(f"{what} is not valid JSON: {exc}"[:300]) from None
 
@@ -108,46 +111,51 @@ def config_version(conf: dict[str, Any]) -> str:
         return _v.check_supported(conf["cniVersion"])
     if isinstance(conf.get("cniVersions"), list):
         return _v.pick_conflist_version(conf["cniVersions"])
-    raise ConfigError(f"cniVersion is required: set it to one of "
-                      f"{', '.join(_v.SUPPORTED)} (e.g. \"{_v.LATEST}\")")
+    raise ConfigError(f'cniVersion is required: set it to one of {", ".join(_v.SUPPORTED)} (e.g. "{_v.LATEST}")')
 
 
 def parse_netconf(stdin: bytes) -> NetConf:
     """Decode and validate one plugin configuration (see module doc)."""
     raw = decode_json(stdin)
     if not isinstance(raw, dict):
-        raise DecodeError(f"network configuration must be a JSON object, "
-                          f"got a JSON {type(raw).__name__}")
+        raise DecodeError(f"network configuration must be a JSON object, got a JSON {type(raw).__name__}")
     version = config_version(raw)
     name = f.string(raw.get("name"), "name", required=True, example="flat100")
     assert name is not None
     if not f.is_spec_id(name):
-        raise ConfigError(f"name {name!r} is not a valid network name: it must start with a "
-                          f"letter or digit, followed by letters, digits, '_', '.' or '-'")
+        raise ConfigError(
+            f"name {name!r} is not a valid network name: it must start with a "
+            f"letter or digit, followed by letters, digits, '_', '.' or '-'"
+        )
     ptype = f.string(raw.get("type"), "type", required=True, example="flatnet")
     mode = f.string(raw.get("mode"), "mode", example="macvlan") or "macvlan"
     traits = modes.get(mode)  # the registry says what this mode needs
     master = f.ifname(raw.get("master"), "master", required="master" in traits.needs)
-    bridge = ((f.ifname(raw.get("bridge"), "bridge") or traits.defaults.get("bridge"))
-              if "bridge" in traits.keys else None)
+    bridge = (
+        (f.ifname(raw.get("bridge"), "bridge") or traits.defaults.get("bridge")) if "bridge" in traits.keys else None
+    )
     pools, store = parse_ipam(raw.get("ipam"), name, mode, traits.pools_from_config)
     args_ips, args_mac = parse_args_cni(raw.get("args"))
     prev = raw.get("prevResult")
     conf = NetConf(
-        cni_version=version, name=name, type=str(ptype), mode=mode, master=master,
+        cni_version=version,
+        name=name,
+        type=str(ptype),
+        mode=mode,
+        master=master,
         bridge=bridge,
         mtu=f.integer(raw.get("mtu"), "mtu", 68, 65535),
         vlan=f.integer(raw.get("vlan"), "vlan", 1, 4094),
         host_netns=_netns(raw.get("hostNetns")),
         agent_socket=_socket(raw.get("agentSocket")),
         mac=f.mac(raw.get("mac"), "mac"),
-        pools=pools, store=store,
-        dns=DNS() if raw.get("dns") is None
-        else DNS.from_json(raw["dns"], "dns", ConfigError),
+        pools=pools,
+        store=store,
+        dns=DNS() if raw.get("dns") is None else DNS.from_json(raw["dns"], "dns", ConfigError),
         runtime_config=parse_runtime_config(raw.get("runtimeConfig")),
-        args_ips=args_ips, args_mac=args_mac,
-        prev_result=None if prev is None
-        else Result.from_json(prev, version, "prevResult", ConfigError),
+        args_ips=args_ips,
+        args_mac=args_mac,
+        prev_result=None if prev is None else Result.from_json(prev, version, "prevResult", ConfigError),
         valid_attachments=parse_valid_attachments(raw),
         raw=raw,
     )
@@ -179,30 +187,33 @@ def _netns(raw: object) -> str | None:
         return None
     if "/" in text:
         if not text.startswith("/") or "\0" in text:
-            raise ConfigError(f"hostNetns {text!r} must be a netns name such as \"fn-node1\" "
-                              f"or an absolute path such as \"/run/netns/fn-node1\"")
+            raise ConfigError(
+                f'hostNetns {text!r} must be a netns name such as "fn-node1" '
+                f'or an absolute path such as "/run/netns/fn-node1"'
+            )
     elif text in (".", "..") or any(c.isspace() or not c.isprintable() for c in text):
-        raise ConfigError(f"hostNetns {text!r} is not a valid netns name; use a name such "
-                          f"as \"fn-node1\" or a path under /run/netns")
+        raise ConfigError(
+            f'hostNetns {text!r} is not a valid netns name; use a name such as "fn-node1" or a path under /run/netns'
+        )
     return text
 
 
 def _socket(raw: object) -> str:
     text = f.string(raw, "agentSocket", example=DEFAULT_AGENT_SOCKET) or DEFAULT_AGENT_SOCKET
     if not text.startswith("/"):
-        raise ConfigError(f"agentSocket {text!r} must be an absolute path, "
-                          f"e.g. {DEFAULT_AGENT_SOCKET!r}")
+        raise ConfigError(f"agentSocket {text!r} must be an absolute path, e.g. {DEFAULT_AGENT_SOCKET!r}")
     if len(text.encode()) > _SUN_PATH_MAX:
-        raise ConfigError(f"agentSocket is {len(text.encode())} bytes long; a unix socket "
-                          f"path must be at most {_SUN_PATH_MAX} bytes: use a shorter path")
+        raise ConfigError(
+            f"agentSocket is {len(text.encode())} bytes long; a unix socket "
+            f"path must be at most {_SUN_PATH_MAX} bytes: use a shorter path"
+        )
     return text
 
 
 def _overlay(conf: NetConf, raw: dict[str, Any]) -> None:
     """Fill the overlay (vxlan) fields and mirror them into ``conf.options`` for the datapath."""
     conf.vni = f.integer(raw.get("vni"), "vni", 1, 16777215, default=defaults.VNI) or defaults.VNI
-    conf.vxlan_port = (f.integer(raw.get("vxlanPort"), "vxlanPort", 1, 65535, defaults.VXLAN_PORT)
-                       or defaults.VXLAN_PORT)
+    conf.vxlan_port = f.integer(raw.get("vxlanPort"), "vxlanPort", 1, 65535, defaults.VXLAN_PORT) or defaults.VXLAN_PORT
     subnet = f.network(raw.get("clusterSubnet"), "clusterSubnet", required=True)
     assert subnet is not None
     conf.cluster_subnet = subnet
@@ -210,15 +221,17 @@ def _overlay(conf: NetConf, raw: dict[str, Any]) -> None:
     conf.node_name = f.string(raw.get("nodeName"), "nodeName", example="node1")
     conf.vtep_address = f.address(raw.get("vtepAddress"), "vtepAddress")
     conf.snat = f.boolean(raw.get("snat"), "snat", True)
-    conf.options.update({
-        "vni": conf.vni,
-        "port": conf.vxlan_port,
-        "vtep": str(conf.vtep_address) if conf.vtep_address else None,
-        "clusterSubnet": subnet.with_prefixlen,
-        "nodeBlockPrefix": conf.node_block_prefix,
-        "nodeName": conf.node_name,
-        "snat": conf.snat,
-    })
+    conf.options.update(
+        {
+            "vni": conf.vni,
+            "port": conf.vxlan_port,
+            "vtep": str(conf.vtep_address) if conf.vtep_address else None,
+            "clusterSubnet": subnet.with_prefixlen,
+            "nodeBlockPrefix": conf.node_block_prefix,
+            "nodeName": conf.node_name,
+            "snat": conf.snat,
+        }
+    )
 
 
 def _block_prefix(raw: object, subnet: IPNetwork) -> int:
@@ -230,9 +243,11 @@ def _block_prefix(raw: object, subnet: IPNetwork) -> int:
     value = f.integer(raw, "nodeBlockPrefix", 1, top, default)
     assert value is not None
     if value <= subnet.prefixlen:
-        raise ConfigError(f"nodeBlockPrefix /{value} must be longer than clusterSubnet "
-                          f"{subnet} so each node gets a block of it (e.g. "
-                          f"/{min(top, max(subnet.prefixlen + 1, default))})")
+        raise ConfigError(
+            f"nodeBlockPrefix /{value} must be longer than clusterSubnet "
+            f"{subnet} so each node gets a block of it (e.g. "
+            f"/{min(top, max(subnet.prefixlen + 1, default))})"
+        )
     return value
 
 
@@ -265,14 +280,20 @@ def parse_conflist(data: bytes) -> ConfList:
     name = f.string(raw.get("name"), "name", required=True, example="flat100")
     assert name is not None
     if not f.is_spec_id(name):
-        raise ConfigError(f"name {name!r} is not a valid network name: it must start with a "
-                          f"letter or digit, followed by letters, digits, '_', '.' or '-'")
+        raise ConfigError(
+            f"name {name!r} is not a valid network name: it must start with a "
+            f"letter or digit, followed by letters, digits, '_', '.' or '-'"
+        )
     plugins = f.array(raw.get("plugins"), "plugins")
     if not plugins:
         raise ConfigError('plugins is required: a non-empty array such as [{"type": "flatnet"}]')
     for n, plugin in enumerate(plugins):
-        f.string(f.obj(plugin, f"plugins[{n}]").get("type"), f"plugins[{n}].type",
-                 required=True, example="flatnet")
-    return ConfList(name, version, [dict(p) for p in plugins],
-                    f.boolean(raw.get("disableCheck"), "disableCheck", False),
-                    f.boolean(raw.get("disableGC"), "disableGC", False), raw)
+        f.string(f.obj(plugin, f"plugins[{n}]").get("type"), f"plugins[{n}].type", required=True, example="flatnet")
+    return ConfList(
+        name,
+        version,
+        [dict(p) for p in plugins],
+        f.boolean(raw.get("disableCheck"), "disableCheck", False),
+        f.boolean(raw.get("disableGC"), "disableGC", False),
+        raw,
+    )

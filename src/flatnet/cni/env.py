@@ -31,8 +31,15 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "VERSION": (),
 }
 #: CNI_ARGS keys we understand; others need IgnoreUnknown=1 (as in the reference libs).
-KNOWN_ARGS = ("IgnoreUnknown", "IP", "MAC", "K8S_POD_NAMESPACE", "K8S_POD_NAME",
-              "K8S_POD_INFRA_CONTAINER_ID", "K8S_POD_UID")
+KNOWN_ARGS = (
+    "IgnoreUnknown",
+    "IP",
+    "MAC",
+    "K8S_POD_NAMESPACE",
+    "K8S_POD_NAME",
+    "K8S_POD_INFRA_CONTAINER_ID",
+    "K8S_POD_UID",
+)
 _TRUE = ("1", "true", "True")
 _FALSE = ("0", "false", "False")
 
@@ -62,8 +69,9 @@ class CmdArgs:
     def path_dirs(self) -> list[str]:
         return [p for p in self.path.split(":") if p]
 
-    def env_ips(self) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface
-                              | ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    def env_ips(
+        self,
+    ) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface | ipaddress.IPv4Address | ipaddress.IPv6Address]:
         """The CNI_ARGS ``IP=`` addresses (validated by parse_env)."""
         return [_ip(p) for p in self.args.get("IP", "").split(",") if p.strip()]
 
@@ -76,8 +84,7 @@ class CmdArgs:
         return out
 
 
-def _ip(text: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface \
-        | ipaddress.IPv4Address | ipaddress.IPv6Address:
+def _ip(text: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface | ipaddress.IPv4Address | ipaddress.IPv6Address:
     text = text.strip()
     return ipaddress.ip_interface(text) if "/" in text else ipaddress.ip_address(text)
 
@@ -92,10 +99,10 @@ def parse_env(env: Mapping[str, str]) -> CmdArgs:
     required = REQUIRED[command]
     missing = [name for name in required if not env.get(name)]
     if missing:
-        raise EnvError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
-                       f"required for {command} but not set")
-    cmd = CmdArgs(command=command, args=parse_cni_args(env.get("CNI_ARGS", "")),
-                  path=env.get("CNI_PATH", ""))
+        raise EnvError(
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required for {command} but not set"
+        )
+    cmd = CmdArgs(command=command, args=parse_cni_args(env.get("CNI_ARGS", "")), path=env.get("CNI_PATH", ""))
     if command in ("ADD", "DEL", "CHECK"):
         cmd.container_id = _container_id(env["CNI_CONTAINERID"])
         cmd.ifname = _ifname(env["CNI_IFNAME"])
@@ -107,8 +114,10 @@ def parse_env(env: Mapping[str, str]) -> CmdArgs:
 
 def _container_id(value: str) -> str:
     if not is_spec_id(value):
-        raise EnvError(f"CNI_CONTAINERID {value[:80]!r} is invalid: it must start with a "
-                       f"letter or digit, followed by letters, digits, '_', '.' or '-'")
+        raise EnvError(
+            f"CNI_CONTAINERID {value[:80]!r} is invalid: it must start with a "
+            f"letter or digit, followed by letters, digits, '_', '.' or '-'"
+        )
     return value
 
 
@@ -127,8 +136,7 @@ def parse_cni_args(text: str) -> dict[str, str]:
             continue
         key, sep, value = pair.partition("=")
         if not sep or not key or "=" in value:
-            raise EnvError(f"CNI_ARGS has a malformed pair {pair[:80]!r}: "
-                           f"expected KEY=VALUE pairs separated by ';'")
+            raise EnvError(f"CNI_ARGS has a malformed pair {pair[:80]!r}: expected KEY=VALUE pairs separated by ';'")
         out[key] = value
     ignore = out.get("IgnoreUnknown", "0")
     if ignore not in _TRUE + _FALSE:
@@ -136,14 +144,18 @@ def parse_cni_args(text: str) -> dict[str, str]:
     if ignore not in _TRUE:
         unknown = [k for k in out if k not in KNOWN_ARGS]
         if unknown:
-            raise EnvError(f"CNI_ARGS key {unknown[0][:40]!r} is unknown (known: "
-                           f"{', '.join(KNOWN_ARGS)}); add IgnoreUnknown=1 to pass others")
+            raise EnvError(
+                f"CNI_ARGS key {unknown[0][:40]!r} is unknown (known: "
+                f"{', '.join(KNOWN_ARGS)}); add IgnoreUnknown=1 to pass others"
+            )
     for part in out.get("IP", "").split(","):
         if not part.strip():
             continue
         try:
             _ip(part)
         except ValueError:
-            raise EnvError(f"CNI_ARGS IP has {part[:60]!r}, which is not an IP address; "
-                           f"use IP=198.18.100.40 (comma-separate several)") from None
+            raise EnvError(
+                f"CNI_ARGS IP has {part[:60]!r}, which is not an IP address; "
+                f"use IP=198.18.100.40 (comma-separate several)"
+            ) from None
     return out

@@ -17,14 +17,26 @@ from flatnet.ipam.api import DEFAULT_STICKY_HOLD, IPAddress, IPNetwork, PoolSpec
 from flatnet.ipam.store import STORE_KEYS, store_config
 
 IPAM_KEYS = ("type", "pools", "store")
-POOL_KEYS = ("name", "subnet", "rangeStart", "rangeEnd", "gateway", "exclude", "vlan",
-             "sticky", "stickyHold", "conflictProbe", "routes")
+POOL_KEYS = (
+    "name",
+    "subnet",
+    "rangeStart",
+    "rangeEnd",
+    "gateway",
+    "exclude",
+    "vlan",
+    "sticky",
+    "stickyHold",
+    "conflictProbe",
+    "routes",
+)
 MAX_STICKY_HOLD = 365 * 86400  # a year: longer is almost surely seconds mistaken for something else
 ROUTE_KEYS = ("dst", "gw")
 
 
-def parse_ipam(raw: object, netname: str, mode: str,
-               pools_required: bool = True) -> tuple[list[PoolSpec], dict[str, Any]]:
+def parse_ipam(
+    raw: object, netname: str, mode: str, pools_required: bool = True
+) -> tuple[list[PoolSpec], dict[str, Any]]:
     """Return (pools, store config). Pools may be omitted when the mode provides them
     (``pools_required`` False: the mode registry's node-block pool provider, vxlan)."""
     section = f.obj({} if raw is None else raw, "ipam")
@@ -40,8 +52,9 @@ def parse_ipam(raw: object, netname: str, mode: str,
     seen: set[str] = set()
     for n, pool in enumerate(pools):
         if pool.name in seen:
-            raise ConfigError(f"ipam.pools[{n}].name {pool.name!r} is used by an earlier pool; "
-                              f"pool names must be unique")
+            raise ConfigError(
+                f"ipam.pools[{n}].name {pool.name!r} is used by an earlier pool; pool names must be unique"
+            )
         seen.add(pool.name)
     return pools, _store(section.get("store"))
 
@@ -60,8 +73,7 @@ def _pool(raw: object, where: str, netname: str) -> PoolSpec:
     start = _host(d.get("rangeStart"), f"{where}.rangeStart", subnet)
     end = _host(d.get("rangeEnd"), f"{where}.rangeEnd", subnet)
     if start is not None and end is not None and int(start) > int(end):  # both in the subnet
-        raise ConfigError(f"{where}.rangeStart {start} is after rangeEnd {end}; "
-                          f"swap them or fix the range")
+        raise ConfigError(f"{where}.rangeStart {start} is after rangeEnd {end}; swap them or fix the range")
     gateway = _host(d.get("gateway"), f"{where}.gateway", subnet)
     exclude = frozenset(
         _host(x, f"{where}.exclude[{n}]", subnet, allow_edges=True)
@@ -78,8 +90,9 @@ def _pool(raw: object, where: str, netname: str) -> PoolSpec:
         sticky=f.boolean(d.get("sticky"), f"{where}.sticky", False),
         sticky_hold=_hold(d.get("stickyHold"), f"{where}.stickyHold"),
         conflict_probe=f.boolean(d.get("conflictProbe"), f"{where}.conflictProbe", True),
-        routes=tuple(_route(r, f"{where}.routes[{n}]", subnet)
-                     for n, r in enumerate(f.array(d.get("routes"), f"{where}.routes"))),
+        routes=tuple(
+            _route(r, f"{where}.routes[{n}]", subnet) for n, r in enumerate(f.array(d.get("routes"), f"{where}.routes"))
+        ),
     )
 
 
@@ -88,29 +101,33 @@ def _hold(raw: object, where: str) -> float:
     if raw is None:
         return DEFAULT_STICKY_HOLD
     if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 <= raw <= MAX_STICKY_HOLD:
-        raise ConfigError(f"{where} {raw!r} must be a number of seconds from 0 to {MAX_STICKY_HOLD}, "
-                          f"e.g. 3600 (how long a deleted pod's sticky address waits for it; "
-                          f"default {int(DEFAULT_STICKY_HOLD)})")
+        raise ConfigError(
+            f"{where} {raw!r} must be a number of seconds from 0 to {MAX_STICKY_HOLD}, "
+            f"e.g. 3600 (how long a deleted pod's sticky address waits for it; "
+            f"default {int(DEFAULT_STICKY_HOLD)})"
+        )
     return float(raw)
 
 
-def _host(raw: object, where: str, subnet: IPNetwork,
-          allow_edges: bool = False) -> IPAddress | None:
+def _host(raw: object, where: str, subnet: IPNetwork, allow_edges: bool = False) -> IPAddress | None:
     """An address that must lie inside ``subnet`` (and not be its network/broadcast)."""
     addr = f.address(raw, where)
     if addr is None:
         return None
     if addr.version != subnet.version or addr not in subnet:
-        raise ConfigError(f"{where} {addr} is outside the pool's subnet {subnet}; "
-                          f"use an address inside it")
+        raise ConfigError(f"{where} {addr} is outside the pool's subnet {subnet}; use an address inside it")
     small = subnet.prefixlen >= subnet.max_prefixlen - 1  # /31, /32, /127, /128
     if not allow_edges and not small:
         if addr == subnet.network_address:
-            raise ConfigError(f"{where} {addr} is the network address of {subnet}; "
-                              f"use a host address such as {subnet.network_address + 1}")
+            raise ConfigError(
+                f"{where} {addr} is the network address of {subnet}; "
+                f"use a host address such as {subnet.network_address + 1}"
+            )
         if subnet.version == 4 and addr == subnet.broadcast_address:
-            raise ConfigError(f"{where} {addr} is the broadcast address of {subnet}; "
-                              f"use a host address such as {subnet.broadcast_address - 1}")
+            raise ConfigError(
+                f"{where} {addr} is the broadcast address of {subnet}; "
+                f"use a host address such as {subnet.broadcast_address - 1}"
+            )
     return addr
 
 
@@ -121,8 +138,10 @@ def _route(raw: object, where: str, subnet: IPNetwork) -> tuple[IPNetwork, IPAdd
     assert dst is not None
     gw = f.address(d.get("gw"), f"{where}.gw")
     if dst.version != subnet.version:
-        raise ConfigError(f"{where}.dst {dst} is IPv{dst.version} but the pool's subnet "
-                          f"{subnet} is IPv{subnet.version}; put it in a pool of that family")
+        raise ConfigError(
+            f"{where}.dst {dst} is IPv{dst.version} but the pool's subnet "
+            f"{subnet} is IPv{subnet.version}; put it in a pool of that family"
+        )
     if gw is not None and gw.version != dst.version:
         raise ConfigError(f"{where}.gw {gw} is not the same IP family as dst {dst}")
     return dst, gw
@@ -138,18 +157,17 @@ def _store(raw: object) -> dict[str, Any]:
     return store_config(d, "ipam.store")
 
 
-def parse_ip_list(items: list[Any], where: str) -> list[ipaddress.IPv4Interface
-                                                       | ipaddress.IPv6Interface
-                                                       | IPAddress]:
+def parse_ip_list(items: list[Any], where: str) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface | IPAddress]:
     """Requested addresses: "addr/prefix" (an interface) or "addr" (an address)."""
     out: list[Any] = []
     for n, item in enumerate(items):
         text = f.string(item, f"{where}[{n}]", required=True, example="198.18.100.40/24")
         assert text is not None  # required
         try:
-            out.append(ipaddress.ip_interface(text) if "/" in str(text)
-                       else ipaddress.ip_address(text))
+            out.append(ipaddress.ip_interface(text) if "/" in str(text) else ipaddress.ip_address(text))
         except ValueError:
-            raise ConfigError(f"{where}[{n}] must be an IP address, optionally with a "
-                              f"prefix, such as \"198.18.100.40/24\"; got {text!r}") from None
+            raise ConfigError(
+                f"{where}[{n}] must be an IP address, optionally with a "
+                f'prefix, such as "198.18.100.40/24"; got {text!r}'
+            ) from None
     return out

@@ -21,8 +21,7 @@ PROTOCOLS = ("tcp", "udp", "sctp")
 #: Key the spec defines for GC, and the name libcni also sends for older plugins.
 VALID_ATTACHMENTS_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
 
-RequestedIP = ipaddress.IPv4Interface | ipaddress.IPv6Interface | ipaddress.IPv4Address \
-    | ipaddress.IPv6Address
+RequestedIP = ipaddress.IPv4Interface | ipaddress.IPv6Interface | ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True)
@@ -35,8 +34,11 @@ class PortMapping:
     host_ip: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"hostPort": self.host_port, "containerPort": self.container_port,
-                               "protocol": self.protocol}
+        out: dict[str, Any] = {
+            "hostPort": self.host_port,
+            "containerPort": self.container_port,
+            "protocol": self.protocol,
+        }
         if self.host_ip:
             out["hostIP"] = self.host_ip
         return out
@@ -66,8 +68,10 @@ def parse_runtime_config(raw: object) -> RuntimeConfig:
     d = f.obj(raw, "runtimeConfig")
     return RuntimeConfig(
         ips=parse_ip_list(f.array(d.get("ips"), "runtimeConfig.ips"), "runtimeConfig.ips"),
-        port_mappings=[_port_mapping(x, f"runtimeConfig.portMappings[{n}]") for n, x in
-                       enumerate(f.array(d.get("portMappings"), "runtimeConfig.portMappings"))],
+        port_mappings=[
+            _port_mapping(x, f"runtimeConfig.portMappings[{n}]")
+            for n, x in enumerate(f.array(d.get("portMappings"), "runtimeConfig.portMappings"))
+        ],
         mac=f.mac(d.get("mac"), "runtimeConfig.mac"),
         raw=dict(d),
     )
@@ -95,8 +99,7 @@ def parse_valid_attachments(conf: dict[str, Any]) -> list[ValidAttachment] | Non
     for n, item in enumerate(f.array(conf[key], key)):
         where = f"{key}[{n}]"
         d = f.obj(item, where)
-        cid = f.string(d.get("containerID"), f"{where}.containerID", required=True,
-                       example="3f6940ab5ab4")
+        cid = f.string(d.get("containerID"), f"{where}.containerID", required=True, example="3f6940ab5ab4")
         ifname = f.string(d.get("ifname"), f"{where}.ifname", required=True, example="eth0")
         out.append(ValidAttachment(str(cid), str(ifname)))
     return out
@@ -111,7 +114,6 @@ def _port_mapping(raw: object, where: str) -> PortMapping:
         raise ConfigError(f"{where}.{missing} is required: a port number between 1 and 65535")
     proto = (f.string(d.get("protocol"), f"{where}.protocol", example="tcp") or "tcp").lower()
     if proto not in PROTOCOLS:
-        raise ConfigError(f"{where}.protocol {proto!r} is not supported; "
-                          f"use one of: {', '.join(PROTOCOLS)}")
+        raise ConfigError(f"{where}.protocol {proto!r} is not supported; use one of: {', '.join(PROTOCOLS)}")
     host_ip = f.address(d.get("hostIP"), f"{where}.hostIP")
     return PortMapping(host, cont, proto, str(host_ip) if host_ip is not None else None)

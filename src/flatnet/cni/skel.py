@@ -38,8 +38,14 @@ class Handler(Protocol):
     def status(self, cmd: CmdArgs) -> None: ...
 
 
-def dispatch(handler: Handler, env: Mapping[str, str], stdin: bytes, stdout: TextIO,
-             stderr: TextIO | None = None, about: str = ABOUT) -> int:
+def dispatch(
+    handler: Handler,
+    env: Mapping[str, str],
+    stdin: bytes,
+    stdout: TextIO,
+    stderr: TextIO | None = None,
+    about: str = ABOUT,
+) -> int:
     """Run one CNI invocation; return the process exit code (0 success, 1 error).
 
     No CNI_COMMAND: print ``about`` and the supported versions to stderr and succeed
@@ -53,12 +59,12 @@ def dispatch(handler: Handler, env: Mapping[str, str], stdin: bytes, stdout: Tex
         return 1
 
 
-def _dispatch(handler: Handler, env: Mapping[str, str], stdin: bytes, stdout: TextIO,
-              stderr: TextIO | None, about: str) -> int:
+def _dispatch(
+    handler: Handler, env: Mapping[str, str], stdin: bytes, stdout: TextIO, stderr: TextIO | None, about: str
+) -> int:
     if not env.get("CNI_COMMAND") and about:
         if stderr is not None:
-            stderr.write(f"{about}\nCNI protocol versions supported: "
-                         f"{', '.join(_v.SUPPORTED)}\n")
+            stderr.write(f"{about}\nCNI protocol versions supported: {', '.join(_v.SUPPORTED)}\n")
         return 0
     version = _sniff_version(stdin)
     try:

@@ -25,8 +25,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
-_ROUTE_EXTRAS = (("mtu", "mtu"), ("advmss", "advmss"), ("priority", "priority"),
-                 ("table", "table"), ("scope", "scope"))
+_ROUTE_EXTRAS = (("mtu", "mtu"), ("advmss", "advmss"), ("priority", "priority"), ("table", "table"), ("scope", "scope"))
 
 
 @dataclass
@@ -83,8 +82,7 @@ class DNS:
         return out
 
     @classmethod
-    def from_json(cls, d: object, where: str = "dns",
-                  error: type[FlatnetError] = DecodeError) -> DNS:
+    def from_json(cls, d: object, where: str = "dns", error: type[FlatnetError] = DecodeError) -> DNS:
         obj = _obj(d, where, error)
         return cls(
             nameservers=_str_list(obj.get("nameservers"), f"{where}.nameservers", error),
@@ -120,8 +118,9 @@ class Result:
         return out
 
     @classmethod
-    def from_json(cls, d: object, version: str | None = None, where: str = "result",
-                  error: type[FlatnetError] = DecodeError) -> Result:
+    def from_json(
+        cls, d: object, version: str | None = None, where: str = "result", error: type[FlatnetError] = DecodeError
+    ) -> Result:
         """Read a result of any supported version.
 
         ``version`` is used when ``d`` has no ``cniVersion`` (a prevResult inherits the
@@ -135,18 +134,25 @@ class Result:
         except FlatnetError as exc:
             raise error(exc.msg) from None
         old = not _v.at_least(ver, "1.0.0")
-        ifaces = [_iface_from(x, f"{where}.interfaces[{n}]", error)
-                  for n, x in enumerate(_list(obj.get("interfaces"), f"{where}.interfaces", error))]
-        ips = [_ip_from(x, f"{where}.ips[{n}]", old, len(ifaces), error)
-               for n, x in enumerate(_list(obj.get("ips"), f"{where}.ips", error))]
-        routes = [_route_from(x, f"{where}.routes[{n}]", error)
-                  for n, x in enumerate(_list(obj.get("routes"), f"{where}.routes", error))]
+        ifaces = [
+            _iface_from(x, f"{where}.interfaces[{n}]", error)
+            for n, x in enumerate(_list(obj.get("interfaces"), f"{where}.interfaces", error))
+        ]
+        ips = [
+            _ip_from(x, f"{where}.ips[{n}]", old, len(ifaces), error)
+            for n, x in enumerate(_list(obj.get("ips"), f"{where}.ips", error))
+        ]
+        routes = [
+            _route_from(x, f"{where}.routes[{n}]", error)
+            for n, x in enumerate(_list(obj.get("routes"), f"{where}.routes", error))
+        ]
         dns_raw = obj.get("dns")
         dns = DNS() if dns_raw is None else DNS.from_json(dns_raw, f"{where}.dns", error)
         return cls(ifaces, ips, routes, dns, cni_version=ver)
 
 
 # ---------------------------------------------------------------- writers
+
 
 def _iface_json(i: Interface, rich: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"name": i.name}
@@ -188,6 +194,7 @@ def _route_json(r: Route, rich: bool) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- readers
+
 
 def _obj(d: object, where: str, error: type[FlatnetError]) -> dict[str, Any]:
     if not isinstance(d, dict):
@@ -241,8 +248,7 @@ def _iface_from(d: object, where: str, error: type[FlatnetError]) -> Interface:
     )
 
 
-def _ip_from(d: object, where: str, old: bool, n_ifaces: int,
-             error: type[FlatnetError]) -> IPConfig:
+def _ip_from(d: object, where: str, old: bool, n_ifaces: int, error: type[FlatnetError]) -> IPConfig:
     obj = _obj(d, where, error)
     raw = _opt_str(obj.get("address"), f"{where}.address", error)
     try:
@@ -250,18 +256,20 @@ def _ip_from(d: object, where: str, old: bool, n_ifaces: int,
             raise ValueError("no prefix length")
         address = ipaddress.ip_interface(raw)
     except ValueError:
-        raise error(f"{where}.address must be an address with prefix such as "
-                    f"\"198.18.0.5/24\", got {raw!r}") from None
+        raise error(f'{where}.address must be an address with prefix such as "198.18.0.5/24", got {raw!r}') from None
     gateway = _addr(obj.get("gateway"), f"{where}.gateway", error)
     if gateway is not None and gateway.version != address.version:
         raise error(f"{where}.gateway {gateway} is not the same IP family as {address}")
     index = _opt_int(obj.get("interface"), f"{where}.interface", error)
     if index is not None and not 0 <= index < n_ifaces:
-        raise error(f"{where}.interface is {index} but the result has {n_ifaces} "
-                    f"interface(s); it must index the interfaces list")
+        raise error(
+            f"{where}.interface is {index} but the result has {n_ifaces} "
+            f"interface(s); it must index the interfaces list"
+        )
     if old and "version" in obj and obj["version"] != str(address.version):
-        raise error(f"{where}.version is {obj['version']!r} but {raw} is IPv{address.version}; "
-                    f"set it to \"{address.version}\"")
+        raise error(
+            f'{where}.version is {obj["version"]!r} but {raw} is IPv{address.version}; set it to "{address.version}"'
+        )
     return IPConfig(address=address, gateway=gateway, interface=index)
 
 
@@ -281,7 +289,7 @@ def _route_from(d: object, where: str, error: type[FlatnetError]) -> Route:
     try:
         dst = ipaddress.ip_network(raw, strict=False)
     except ValueError:
-        raise error(f"{where}.dst must be a network such as \"0.0.0.0/0\", got {raw!r}") from None
+        raise error(f'{where}.dst must be a network such as "0.0.0.0/0", got {raw!r}') from None
     gw = _addr(obj.get("gw"), f"{where}.gw", error)
     if gw is not None and gw.version != dst.version:
         raise error(f"{where}.gw {gw} is not the same IP family as {dst}")

@@ -31,16 +31,10 @@ def parse_version(text: str) -> tuple[int, int, int]:
     version we cannot order is a version we cannot reason about.
     """
     if not isinstance(text, str) or not text:
-        raise VersionError(
-            f"malformed CNI version {text!r}: expected MAJOR.MINOR.PATCH, "
-            f"one of: {_SUPPORTED_TEXT}"
-        )
+        raise VersionError(f"malformed CNI version {text!r}: expected MAJOR.MINOR.PATCH, one of: {_SUPPORTED_TEXT}")
     parts = text.split(".")
     if len(parts) > 3 or not all(p.isascii() and p.isdigit() for p in parts):
-        raise VersionError(
-            f"malformed CNI version {text!r}: expected MAJOR.MINOR.PATCH, "
-            f"one of: {_SUPPORTED_TEXT}"
-        )
+        raise VersionError(f"malformed CNI version {text!r}: expected MAJOR.MINOR.PATCH, one of: {_SUPPORTED_TEXT}")
     nums = [int(p) for p in parts] + [0] * (3 - len(parts))
     return nums[0], nums[1], nums[2]
 
@@ -60,7 +54,7 @@ def check_supported(version: object, field: str = "cniVersion") -> str:
     """Return ``version`` if we speak it, else raise VersionError naming our list."""
     if not isinstance(version, str):
         raise VersionError(
-            f"{field} must be a string such as \"{LATEST}\", got {type(version).__name__}; "
+            f'{field} must be a string such as "{LATEST}", got {type(version).__name__}; '
             f"supported versions: {_SUPPORTED_TEXT}"
         )
     parse_version(version)  # malformed -> its own message
@@ -81,8 +75,7 @@ def require_verb(verb: str, version: str) -> None:
     minimum = VERB_MIN_VERSION.get(verb)
     if minimum is not None and not at_least(version, minimum):
         raise VersionError(
-            f"config version does not allow {verb}: cniVersion is {version!r} but {verb} "
-            f"needs cniVersion >= {minimum}"
+            f"config version does not allow {verb}: cniVersion is {version!r} but {verb} needs cniVersion >= {minimum}"
         )
 
 

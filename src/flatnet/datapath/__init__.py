@@ -19,7 +19,5 @@ def get_datapath(mode: str) -> Datapath:
     """The datapath for a registered ``mode`` (see ``modes.py``); ConfigError otherwise."""
     found = modes.find(mode)
     if found is None:
-        raise errors.ConfigError(
-            f"unknown datapath mode {mode!r}; use one of: {', '.join(modes.names())}"
-        )
+        raise errors.ConfigError(f"unknown datapath mode {mode!r}; use one of: {', '.join(modes.names())}")
     return found.new_datapath()

@@ -50,8 +50,10 @@ def chain_name(host_ifname: str) -> str:
 def _check_ifname(host_ifname: str) -> str:
     # the name is pasted into ruleset text: only characters an interface name may hold
     if not isinstance(host_ifname, str) or not _IFNAME.match(host_ifname):
-        raise ConfigError(f"anti-spoofing: host interface name {host_ifname!r} is not a valid "
-                          "Linux interface name (1-15 of letters, digits, '_', '.', '-')")
+        raise ConfigError(
+            f"anti-spoofing: host interface name {host_ifname!r} is not a valid "
+            "Linux interface name (1-15 of letters, digits, '_', '.', '-')"
+        )
     return host_ifname
 
 
@@ -85,8 +87,7 @@ def _skeleton() -> str:
 
 def _base_rule_lines() -> str:
     # the single dispatch rule; flushed and re-added so it exists exactly once
-    return (f"flush chain {FAMILY} {TABLE} {BASE}\n"
-            f"add rule {FAMILY} {TABLE} {BASE} iifname vmap @{MAP}\n")
+    return f"flush chain {FAMILY} {TABLE} {BASE}\nadd rule {FAMILY} {TABLE} {BASE} iifname vmap @{MAP}\n"
 
 
 def port_rules(mac: str, ips: Iterable[IPLike]) -> list[str]:
@@ -119,14 +120,19 @@ def install(host_netns: str | None, host_ifname: str, mac: str, ips: Iterable[IP
     name = _check_ifname(host_ifname)
     chain = chain_name(name)
     body = port_rules(mac, ips)
-    text = [_skeleton(), _base_rule_lines(),
-            f"add chain {FAMILY} {TABLE} {chain}\n",
-            f"flush chain {FAMILY} {TABLE} {chain}\n"]
+    text = [
+        _skeleton(),
+        _base_rule_lines(),
+        f"add chain {FAMILY} {TABLE} {chain}\n",
+        f"flush chain {FAMILY} {TABLE} {chain}\n",
+    ]
     text += [f"add rule {FAMILY} {TABLE} {chain} {rule}\n" for rule in body]
     # replace the map element (delete after an add makes the delete safe when absent)
-    text += [f'add element {FAMILY} {TABLE} {MAP} {{ "{name}" : jump {chain} }}\n',
-             f'delete element {FAMILY} {TABLE} {MAP} {{ "{name}" }}\n',
-             f'add element {FAMILY} {TABLE} {MAP} {{ "{name}" : jump {chain} }}\n']
+    text += [
+        f'add element {FAMILY} {TABLE} {MAP} {{ "{name}" : jump {chain} }}\n',
+        f'delete element {FAMILY} {TABLE} {MAP} {{ "{name}" }}\n',
+        f'add element {FAMILY} {TABLE} {MAP} {{ "{name}" : jump {chain} }}\n',
+    ]
     nft.apply(host_netns, "".join(text))
 
 
@@ -138,14 +144,20 @@ def remove(host_netns: str | None, host_ifname: str) -> None:
         return
     name = _check_ifname(host_ifname)
     chain = chain_name(name)
-    nft.apply(host_netns, "".join([
-        _skeleton(), _base_rule_lines(),
-        f"add chain {FAMILY} {TABLE} {chain}\n",
-        f'add element {FAMILY} {TABLE} {MAP} {{ "{name}" : jump {chain} }}\n',
-        f'delete element {FAMILY} {TABLE} {MAP} {{ "{name}" }}\n',
-        f"flush chain {FAMILY} {TABLE} {chain}\n",
-        f"delete chain {FAMILY} {TABLE} {chain}\n",
-    ]))
+    nft.apply(
+        host_netns,
+        "".join(
+            [
+                _skeleton(),
+                _base_rule_lines(),
+                f"add chain {FAMILY} {TABLE} {chain}\n",
+                f'add element {FAMILY} {TABLE} {MAP} {{ "{name}" : jump {chain} }}\n',
+                f'delete element {FAMILY} {TABLE} {MAP} {{ "{name}" }}\n',
+                f"flush chain {FAMILY} {TABLE} {chain}\n",
+                f"delete chain {FAMILY} {TABLE} {chain}\n",
+            ]
+        ),
+    )
 
 
 def ports(host_netns: str | None) -> dict[str, int]:

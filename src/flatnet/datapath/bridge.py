@@ -72,8 +72,7 @@ class BridgeDatapath:
         validate_spec(spec)
         if spec.vlan is not None and not spec.master:
             raise errors.ConfigError(
-                "bridge mode with 'vlan' needs 'master': the VLAN sub-interface of master "
-                "becomes the bridge's uplink"
+                "bridge mode with 'vlan' needs 'master': the VLAN sub-interface of master becomes the bridge's uplink"
             )
 
     def _ensure_bridge(self, spec: AttachSpec) -> LinkInfo:
@@ -129,8 +128,12 @@ class BridgeDatapath:
             # a node without an address in the pod subnet: Services via an onlink gateway
             services.answer_on_link(spec, bridge.index, bridge.name, undo, host_routes=True)
         return Attachment(
-            ifname=spec.ifname, mac=mac, sandbox=spec.netns, mtu=mtu,
-            host_ifname=host, host_mac=host_info.mac,
+            ifname=spec.ifname,
+            mac=mac,
+            sandbox=spec.netns,
+            mtu=mtu,
+            host_ifname=host,
+            host_mac=host_info.mac,
         )
 
     @staticmethod
@@ -153,8 +156,11 @@ class BridgeDatapath:
         ns_path = require_container_netns(spec)
         host = host_veth_name(spec.container_id, spec.ifname)
         with translate("inspecting the bridge", spec.host_netns), netns.ipr(spec.host_netns) as ip:
-            aware = spec.vlan is not None and not spec.bridge and (
-                (b := links.find(ip, DEFAULT_BRIDGE)) is not None and vlanbridge.filtering(ip, b))
+            aware = (
+                spec.vlan is not None
+                and not spec.bridge
+                and ((b := links.find(ip, DEFAULT_BRIDGE)) is not None and vlanbridge.filtering(ip, b))
+            )
             name = bridge_name(spec, aware)
             bridge = links.find(ip, name)
         if bridge is None:

@@ -64,8 +64,7 @@ def vlan_ifname(master: str, vlan: int) -> str:
     name = f"{master}.{vlan}"
     if len(name) > IFNAMSIZ:
         raise errors.ConfigError(
-            f"vlan sub-interface name {name!r} is longer than {IFNAMSIZ} characters; "
-            "use a shorter master link name"
+            f"vlan sub-interface name {name!r} is longer than {IFNAMSIZ} characters; use a shorter master link name"
         )
     return name
 
@@ -74,8 +73,7 @@ def validate_spec(spec: AttachSpec) -> None:
     """Reject specs no mode can plumb before any kernel step is taken."""
     if not spec.ifname or len(spec.ifname) > IFNAMSIZ or "/" in spec.ifname or " " in spec.ifname:
         raise errors.ConfigError(
-            f"ifname {spec.ifname!r} is not a valid Linux interface name "
-            f"(1-{IFNAMSIZ} characters, no '/' or spaces)"
+            f"ifname {spec.ifname!r} is not a valid Linux interface name (1-{IFNAMSIZ} characters, no '/' or spaces)"
         )
     if spec.vlan is not None and not 1 <= spec.vlan <= 4094:
         raise errors.ConfigError(f"vlan {spec.vlan} is out of range; use 1-4094")
@@ -88,8 +86,7 @@ def require_container_netns(spec: AttachSpec) -> str:
     path = netns.ns_path(spec.netns)
     if not path or not os.path.exists(path):
         raise errors.DatapathError(
-            f"container netns {spec.netns!r} does not exist; is the container running "
-            "and CNI_NETNS correct?",
+            f"container netns {spec.netns!r} does not exist; is the container running and CNI_NETNS correct?",
             code=errors.UNKNOWN_CONTAINER,
         )
     return path

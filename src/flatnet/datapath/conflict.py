@@ -101,8 +101,7 @@ def nd_conflict(frame: bytes, addr: ipaddress.IPv6Address, own_mac: bytes) -> st
     return None
 
 
-def _probe(ifname: str, addr: IPAddress, count: int, interval: float,
-           wait: float) -> tuple[str | None, socket.socket]:
+def _probe(ifname: str, addr: IPAddress, count: int, interval: float, wait: float) -> tuple[str | None, socket.socket]:
     v4 = addr.version == 4
     proto = ETH_P_ARP if v4 else ETH_P_IPV6
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
@@ -112,8 +111,11 @@ def _probe(ifname: str, addr: IPAddress, count: int, interval: float,
         if not v4:  # the NA for a DAD probe goes to ff02::1: make sure the link lets it in
             mreq = struct.pack("iHH8s", socket.if_nametoindex(ifname), PACKET_MR_ALLMULTI, 0, b"")
             sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
-        frame = (arp_probe_frame(mac_text(own), addr) if v4  # type: ignore[arg-type]
-                 else dad_ns_frame(mac_text(own), addr))  # type: ignore[arg-type]
+        frame = (
+            arp_probe_frame(mac_text(own), addr)
+            if v4  # type: ignore[arg-type]
+            else dad_ns_frame(mac_text(own), addr)
+        )  # type: ignore[arg-type]
         check = arp_conflict if v4 else nd_conflict
         start = time.monotonic()
         deadline = start + wait
@@ -147,14 +149,14 @@ def _probe(ifname: str, addr: IPAddress, count: int, interval: float,
         raise
 
 
-def probe(host_ns: str | None, ifname: str, addr: IPAddress, count: int = 2,
-          interval: float = 0.01, wait: float = 0.03) -> str | None:
+def probe(
+    host_ns: str | None, ifname: str, addr: IPAddress, count: int = 2, interval: float = 0.01, wait: float = 0.03
+) -> str | None:
     """The MAC of a host that answers for ``addr`` on ``ifname`` (in ``host_ns``), or None.
 
     Raises OSError when the probe cannot be sent (no such link, no permission).
     """
-    got, _sock = netns.run_in_then(host_ns, _probe, lambda res: res[1].close(),
-                                   ifname, addr, count, interval, wait)
+    got, _sock = netns.run_in_then(host_ns, _probe, lambda res: res[1].close(), ifname, addr, count, interval, wait)
     return got
 
 

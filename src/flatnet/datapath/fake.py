@@ -52,15 +52,22 @@ class FakeDatapath:
             self.calls.append(("add", spec.container_id, spec.ifname))
             self._take("fail_add")
             if self.masters is not None and spec.master and spec.master not in self.masters:
-                raise ParentMissing(f"parent link {spec.master!r} not found",
-                                    "create it or fix 'master' in the network config")
+                raise ParentMissing(
+                    f"parent link {spec.master!r} not found", "create it or fix 'master' in the network config"
+                )
             key = (spec.netns, spec.ifname)
             if key in self.attachments:
-                raise InterfaceExists(f"interface {spec.ifname!r} already exists in {spec.netns}",
-                                      "choose another CNI_IFNAME or DEL the old attachment")
+                raise InterfaceExists(
+                    f"interface {spec.ifname!r} already exists in {spec.netns}",
+                    "choose another CNI_IFNAME or DEL the old attachment",
+                )
             self.attachments[key] = spec
-            return Attachment(ifname=spec.ifname, mac=spec.mac or _mac_for(f"{spec.netns}/{spec.ifname}"),
-                              sandbox=spec.netns, mtu=spec.mtu or self.mtu)
+            return Attachment(
+                ifname=spec.ifname,
+                mac=spec.mac or _mac_for(f"{spec.netns}/{spec.ifname}"),
+                sandbox=spec.netns,
+                mtu=spec.mtu or self.mtu,
+            )
 
     def _find(self, spec: AttachSpec) -> tuple[str, str] | None:
         """DEL may come without a netns: then match on container id + ifname."""
@@ -85,13 +92,14 @@ class FakeDatapath:
             self._take("fail_check")
             key = self._find(spec)
             if key is None:
-                raise DatapathError(f"interface {spec.ifname!r} not found in {spec.netns}",
-                                    code=STATE_MISMATCH)
+                raise DatapathError(f"interface {spec.ifname!r} not found in {spec.netns}", code=STATE_MISMATCH)
             held = self.attachments[key]
             if set(held.addresses) != set(spec.addresses):
                 raise DatapathError(
                     f"addresses on {spec.ifname} are {sorted(map(str, held.addresses))}, "
-                    f"expected {sorted(map(str, spec.addresses))}", code=STATE_MISMATCH)
+                    f"expected {sorted(map(str, spec.addresses))}",
+                    code=STATE_MISMATCH,
+                )
 
     def status(self, spec: AttachSpec) -> None:
         with self._lock:
@@ -105,8 +113,7 @@ class FakeDatapath:
         with self._lock:
             held = self.attachments[(netns, ifname)]
             rest = tuple(a for a in held.addresses if a != address)
-            self.attachments[(netns, ifname)] = AttachSpec(
-                **{**held.__dict__, "addresses": rest})
+            self.attachments[(netns, ifname)] = AttachSpec(**{**held.__dict__, "addresses": rest})
 
 
 __all__ = ["FakeDatapath"]

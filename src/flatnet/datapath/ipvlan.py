@@ -22,6 +22,5 @@ class IpvlanDatapath(ChildLinkDatapath):
         super()._validate(spec)
         if spec.mac:
             raise errors.ConfigError(
-                "ipvlan pods share the parent's MAC address, so 'mac' cannot be set; "
-                "remove it or use macvlan mode"
+                "ipvlan pods share the parent's MAC address, so 'mac' cannot be set; remove it or use macvlan mode"
             )

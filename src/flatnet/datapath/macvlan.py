@@ -37,9 +37,7 @@ class ChildLinkDatapath:
     def _validate(self, spec: AttachSpec) -> None:
         validate_spec(spec)
         if not spec.master:
-            raise errors.ConfigError(
-                f"{self.kind} mode needs 'master': the node link on the pods' L2 segment"
-            )
+            raise errors.ConfigError(f"{self.kind} mode needs 'master': the node link on the pods' L2 segment")
 
     def _parent_name(self, spec: AttachSpec) -> str:
         assert spec.master is not None
@@ -48,9 +46,7 @@ class ChildLinkDatapath:
     def _parent(self, spec: AttachSpec, create: bool) -> LinkInfo:
         """The link the child hangs off; creates the VLAN sub-interface if asked to."""
         assert spec.master is not None
-        with translate(f"preparing parent of {self.kind} link", spec.host_netns), netns.ipr(
-            spec.host_netns
-        ) as ip:
+        with translate(f"preparing parent of {self.kind} link", spec.host_netns), netns.ipr(spec.host_netns) as ip:
             master = links.require(ip, spec.master, spec.host_netns)
             if spec.vlan is None:
                 return master
@@ -70,9 +66,10 @@ class ChildLinkDatapath:
         spec = services.with_service_routes(spec, parent.index)
         tmp = tmp_name(spec.container_id, spec.ifname)
         with undo_on_error() as undo:
-            with translate(f"creating {self.kind} link on {parent.name!r}", spec.host_netns), netns.ipr(
-                spec.host_netns
-            ) as ip:
+            with (
+                translate(f"creating {self.kind} link on {parent.name!r}", spec.host_netns),
+                netns.ipr(spec.host_netns) as ip,
+            ):
                 mac = spec.mac if self.kind == "macvlan" else None
                 # born in the pod netns: no tmp link in the node netns, no slow netns move
                 links.create_child_in(ip, self.kind, tmp, parent.index, spec.mtu or parent.mtu, mac, ns_path)

@@ -42,8 +42,7 @@ class ModeHooks(Protocol):
 
     def pools(self, store: Store, conf: Any, node: str) -> list[PoolSpec]: ...
 
-    def prepare(self, store: Store, conf: Any, node: str,
-                host_netns: str | None) -> dict[str, Any] | None: ...
+    def prepare(self, store: Store, conf: Any, node: str, host_netns: str | None) -> dict[str, Any] | None: ...
 
 
 class ConfigPools:
@@ -53,12 +52,10 @@ class ConfigPools:
 
     def pools(self, store: Store, conf: Any, node: str) -> list[PoolSpec]:
         if not conf.pools:
-            raise ConfigError("ipam.pools is empty",
-                              'add e.g. "ipam": {"pools": [{"subnet": "198.18.100.0/24"}]}')
+            raise ConfigError("ipam.pools is empty", 'add e.g. "ipam": {"pools": [{"subnet": "198.18.100.0/24"}]}')
         return list(conf.pools)
 
-    def prepare(self, store: Store, conf: Any, node: str,
-                host_netns: str | None) -> dict[str, Any] | None:
+    def prepare(self, store: Store, conf: Any, node: str, host_netns: str | None) -> dict[str, Any] | None:
         return None
 
 
@@ -137,7 +134,15 @@ def get(name: str) -> Mode:
 # ---- the modes: one line each ----
 register(Mode("macvlan", "flatnet.datapath.macvlan:MacvlanDatapath", needs=("master",)))
 register(Mode("ipvlan", "flatnet.datapath.ipvlan:IpvlanDatapath", needs=("master",)))
-register(Mode("bridge", "flatnet.datapath.bridge:BridgeDatapath", keys=("bridge",),
-              defaults={"bridge": defaults.BRIDGE}))
-register(Mode("vxlan", "flatnet.datapath.vxlan:VxlanDatapath", overlay=True,
-              pools=POOLS_FROM_NODE_BLOCK, hooks="flatnet.agent.overlay:OverlayHooks"))
+register(
+    Mode("bridge", "flatnet.datapath.bridge:BridgeDatapath", keys=("bridge",), defaults={"bridge": defaults.BRIDGE})
+)
+register(
+    Mode(
+        "vxlan",
+        "flatnet.datapath.vxlan:VxlanDatapath",
+        overlay=True,
+        pools=POOLS_FROM_NODE_BLOCK,
+        hooks="flatnet.agent.overlay:OverlayHooks",
+    )
+)

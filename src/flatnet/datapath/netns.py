@@ -128,8 +128,7 @@ def run_in(ns: str | None, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T
     return run_in_then(ns, fn, None, *args, **kwargs)
 
 
-def run_in_then(ns: str | None, fn: Callable[..., T], tail: Callable[[T], None] | None,
-                *args: Any, **kwargs: Any) -> T:
+def run_in_then(ns: str | None, fn: Callable[..., T], tail: Callable[[T], None] | None, *args: Any, **kwargs: Any) -> T:
     """Like ``run_in``, then ``tail(result)`` on the same thread *after* the caller has the result.
 
     For work whose cleanup is slow and of no interest to the caller: closing a packet socket

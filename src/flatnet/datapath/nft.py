@@ -57,7 +57,9 @@ class Rule:
 def require_nft() -> str:
     found = shutil.which("nft") or next((p for p in ("/usr/sbin/nft", "/sbin/nft") if os.path.exists(p)), None)
     if found is None:
-        raise DatapathError("nft (nftables) is not installed; overlay SNAT and port mapping need it: apt-get install nftables")
+        raise DatapathError(
+            "nft (nftables) is not installed; overlay SNAT and port mapping need it: apt-get install nftables"
+        )
     return found
 
 
@@ -103,28 +105,36 @@ def _snat_chain(network: str) -> str:
     return f"snat-{_tag(network)}"
 
 
-def ensure_snat(ns: str | None, network: str, cluster_subnet: str | ipaddress.IPv4Network | ipaddress.IPv6Network) -> None:
+def ensure_snat(
+    ns: str | None, network: str, cluster_subnet: str | ipaddress.IPv4Network | ipaddress.IPv6Network
+) -> None:
     """Masquerade traffic from the cluster subnet to anything outside it. Idempotent."""
     cluster = ipaddress.ip_network(cluster_subnet)
     fam, chain = _family(cluster), _snat_chain(network)
-    apply(ns, (
-        f"add table {fam} {TABLE}\n"
-        f"add chain {fam} {TABLE} {chain} {{ type nat hook postrouting priority srcnat; policy accept; }}\n"
-        f"flush chain {fam} {TABLE} {chain}\n"
-        f"add rule {fam} {TABLE} {chain} {fam} saddr {cluster} {fam} daddr != {cluster} masquerade "
-        f'comment "fnsnat {_tag(network)}"\n'
-    ))
+    apply(
+        ns,
+        (
+            f"add table {fam} {TABLE}\n"
+            f"add chain {fam} {TABLE} {chain} {{ type nat hook postrouting priority srcnat; policy accept; }}\n"
+            f"flush chain {fam} {TABLE} {chain}\n"
+            f"add rule {fam} {TABLE} {chain} {fam} saddr {cluster} {fam} daddr != {cluster} masquerade "
+            f'comment "fnsnat {_tag(network)}"\n'
+        ),
+    )
 
 
 def remove_snat(ns: str | None, network: str) -> None:
     """Remove the network's SNAT chain in both families. Idempotent (add-then-delete)."""
     chain = _snat_chain(network)
-    apply(ns, "".join(
-        f"add table {fam} {TABLE}\n"
-        f"add chain {fam} {TABLE} {chain} {{ type nat hook postrouting priority srcnat; policy accept; }}\n"
-        f"delete chain {fam} {TABLE} {chain}\n"
-        for fam in ("ip", "ip6")
-    ))
+    apply(
+        ns,
+        "".join(
+            f"add table {fam} {TABLE}\n"
+            f"add chain {fam} {TABLE} {chain} {{ type nat hook postrouting priority srcnat; policy accept; }}\n"
+            f"delete chain {fam} {TABLE} {chain}\n"
+            for fam in ("ip", "ip6")
+        ),
+    )
 
 
 def _mapping_rules(fam: str, pod: ipaddress.IPv4Address | ipaddress.IPv6Address, mappings: list[dict]) -> list[str]:
@@ -133,7 +143,9 @@ def _mapping_rules(fam: str, pod: ipaddress.IPv4Address | ipaddress.IPv6Address,
     for i, m in enumerate(mappings):
         where = f"portMappings[{i}]"
         if not isinstance(m, dict):
-            raise ConfigError(f"{where} must be an object like {{\"hostPort\": 8080, \"containerPort\": 80, \"protocol\": \"tcp\"}}")
+            raise ConfigError(
+                f'{where} must be an object like {{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}}'
+            )
         ports = {}
         for key in ("hostPort", "containerPort"):
             v = m.get(key)
@@ -142,13 +154,15 @@ def _mapping_rules(fam: str, pod: ipaddress.IPv4Address | ipaddress.IPv6Address,
             ports[key] = v
         proto = str(m.get("protocol") or "tcp").lower()
         if proto not in ("tcp", "udp"):
-            raise ConfigError(f"{where}.protocol must be \"tcp\" or \"udp\", got {m.get('protocol')!r}")
+            raise ConfigError(f'{where}.protocol must be "tcp" or "udp", got {m.get("protocol")!r}')
         host_ip = m.get("hostIP") or m.get("hostIp")
         if host_ip:
             try:
                 hip = ipaddress.ip_address(host_ip)
             except ValueError:
-                raise ConfigError(f"{where}.hostIP {host_ip!r} is not an IP address; omit it to listen on every node address") from None
+                raise ConfigError(
+                    f"{where}.hostIP {host_ip!r} is not an IP address; omit it to listen on every node address"
+                ) from None
             if hip.version != pod.version:
                 continue  # a v6 hostIP does not apply to a v4 pod address (and vice versa)
             match = f"{fam} daddr {hip}"
@@ -215,7 +229,9 @@ def list_rules(ns: str | None) -> list[Rule]:
         for item in json.loads(raw).get("nftables", []):
             r = item.get("rule")
             if r:
-                out.append(Rule(r["family"], r["table"], r["chain"], int(r["handle"]), r.get("comment", ""), r.get("expr", [])))
+                out.append(
+                    Rule(r["family"], r["table"], r["chain"], int(r["handle"]), r.get("comment", ""), r.get("expr", []))
+                )
     return out
 
 

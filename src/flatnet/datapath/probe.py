@@ -81,20 +81,15 @@ def _bridge_vlan_filtering(ip: IPRoute) -> None:
     data = info.get_attr("IFLA_INFO_DATA") if info is not None else None
     value = data.get_attr("IFLA_BR_VLAN_FILTERING") if data is not None else None
     if value != 1:
-        raise OSError(95, "bridge accepted vlan_filtering=1 but reports it off "
-                          "(CONFIG_BRIDGE_VLAN_FILTERING not set)")
+        raise OSError(95, "bridge accepted vlan_filtering=1 but reports it off (CONFIG_BRIDGE_VLAN_FILTERING not set)")
 
 
 def _makers(parent: int) -> dict[str, Callable[[IPRoute], None]]:
     return {
-        "macvlan": lambda ip: ip.link("add", ifname="fndmv", kind="macvlan", link=parent,
-                                      macvlan_mode="bridge"),
-        "ipvlan": lambda ip: ip.link("add", ifname="fndiv", kind="ipvlan", link=parent,
-                                     ipvlan_mode=0),
-        "vxlan": lambda ip: ip.link("add", ifname="fndvx", kind="vxlan", vxlan_id=4242,
-                                    vxlan_port=4789),
-        "8021q": lambda ip: ip.link("add", ifname="fndvl", kind="vlan", link=parent,
-                                    vlan_id=100),
+        "macvlan": lambda ip: ip.link("add", ifname="fndmv", kind="macvlan", link=parent, macvlan_mode="bridge"),
+        "ipvlan": lambda ip: ip.link("add", ifname="fndiv", kind="ipvlan", link=parent, ipvlan_mode=0),
+        "vxlan": lambda ip: ip.link("add", ifname="fndvx", kind="vxlan", vxlan_id=4242, vxlan_port=4789),
+        "8021q": lambda ip: ip.link("add", ifname="fndvl", kind="vlan", link=parent, vlan_id=100),
         "bridge": lambda ip: ip.link("add", ifname="fndbr", kind="bridge"),
         "bridge_vlan_filtering": _bridge_vlan_filtering,
     }
@@ -117,8 +112,7 @@ def probe_nftables(nft: str = NFT) -> ProbeResult:
     ruleset = "table inet fnd_probe {\n chain c { type filter hook input priority 0; }\n}\n"
 
     def apply() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([nft, "-f", "-"], input=ruleset, capture_output=True,
-                              text=True, timeout=10, check=False)
+        return subprocess.run([nft, "-f", "-"], input=ruleset, capture_output=True, text=True, timeout=10, check=False)
 
     with throwaway_netns() as ns:
         proc = run_in(ns, apply)

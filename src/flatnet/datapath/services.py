@@ -48,8 +48,7 @@ def with_service_routes(spec: AttachSpec, node_link_index: int) -> AttachSpec:
         if any(r.dst == net for r in spec.routes):
             continue
         pod_nets = [a.network for a in spec.addresses if a.version == net.version]
-        same_family = [a for a in node_addrs if a.version == net.version
-                       and not a.ip.is_loopback]
+        same_family = [a for a in node_addrs if a.version == net.version and not a.ip.is_loopback]
         via = next((a.ip for a in same_family if any(a.ip in n for n in pod_nets)), None)
         if via is not None:
             extra.append(Route(dst=net, gw=via))
@@ -57,9 +56,9 @@ def with_service_routes(spec: AttachSpec, node_link_index: int) -> AttachSpec:
             extra.append(Route(dst=net, gw=same_family[0].ip, onlink=True))
         else:
             raise errors.ConfigError(
-                f"serviceCidrs has {net} but the node has no IPv{net.version} address to route "
-                f"it through",
-                f"give the node an IPv{net.version} address, or drop {net} from serviceCidrs")
+                f"serviceCidrs has {net} but the node has no IPv{net.version} address to route it through",
+                f"give the node an IPv{net.version} address, or drop {net} from serviceCidrs",
+            )
     if not extra:
         return spec
     return dataclasses.replace(spec, routes=tuple(spec.routes) + tuple(extra))
@@ -70,10 +69,7 @@ def offlink_gateways(spec: AttachSpec) -> list[IPAddress]:
     return [r.gw for r in spec.routes if r.onlink and r.gw is not None]
 
 
-
-
-def answer_on_link(spec: AttachSpec, link_index: int, link_name: str, undo: Undo,
-                   host_routes: bool) -> None:
+def answer_on_link(spec: AttachSpec, link_index: int, link_name: str, undo: Undo, host_routes: bool) -> None:
     """The node side for onlink service gateways, on the link the pod's frames reach.
 
     IPv6 neighbour solicitations are answered only for addresses on the receiving link, so
@@ -93,8 +89,7 @@ def answer_on_link(spec: AttachSpec, link_index: int, link_name: str, undo: Undo
         if host_routes:
             for a in spec.addresses:
                 routes.add_host(ip, link_index, a.ip)
-                undo.push(f"delete host route {a.ip}",
-                          lambda addr=a.ip: remove_host_routes(spec.host_netns, [addr]))
+                undo.push(f"delete host route {a.ip}", lambda addr=a.ip: remove_host_routes(spec.host_netns, [addr]))
 
 
 def remove_host_routes(host_ns: str | None, pod_ips: list[IPAddress]) -> None:

@@ -44,8 +44,9 @@ def ensure(host_ns: str | None, kind: str, parent: LinkInfo) -> int:
     return link.index
 
 
-def add_pod(host_ns: str | None, shim: int, parent: LinkInfo, pod_ips: list[IPAddress], undo: Undo,
-            kind: str = "macvlan") -> None:
+def add_pod(
+    host_ns: str | None, shim: int, parent: LinkInfo, pod_ips: list[IPAddress], undo: Undo, kind: str = "macvlan"
+) -> None:
     """Host routes to the pod through the shim, and proxy-NDP for the node's own v6 addresses."""
     with translate("adding host routes to the pod", host_ns), netns.ipr(host_ns) as ip:
         for addr in pod_ips:
@@ -76,13 +77,5 @@ def missing_routes(host_ns: str | None, parent: str, pod_ips: list[IPAddress]) -
         index = links.lookup(ip, name)
         if index is None:
             return [f"shim link {name!r} on parent {parent!r}"]
-        have = {
-            (r.dst.network_address, r.dst.prefixlen)
-            for r in routes.list_(ip, index)
-            if r.proto == RTPROT_FLATNET
-        }
-    return [
-        f"host route {a}/{a.max_prefixlen} via {name}"
-        for a in pod_ips
-        if (a, a.max_prefixlen) not in have
-    ]
+        have = {(r.dst.network_address, r.dst.prefixlen) for r in routes.list_(ip, index) if r.proto == RTPROT_FLATNET}
+    return [f"host route {a}/{a.max_prefixlen} via {name}" for a in pod_ips if (a, a.max_prefixlen) not in have]

@@ -29,8 +29,17 @@ from flatnet import defaults, errors
 from flatnet.datapath import addrs, links, netns, nft, pod, routes, sysctl
 from flatnet.datapath.api import AttachSpec, Attachment, IPNetwork, Route
 from flatnet.datapath.common import (
-    RTPROT_FLATNET, feature_missing, infra_lock, is_errno, ns_label, require_container_netns,
-    require_host_netns, tmp_name, translate, undo_on_error, validate_spec,
+    RTPROT_FLATNET,
+    feature_missing,
+    infra_lock,
+    is_errno,
+    ns_label,
+    require_container_netns,
+    require_host_netns,
+    tmp_name,
+    translate,
+    undo_on_error,
+    validate_spec,
 )
 
 DEFAULT_BRIDGE = defaults.OVERLAY_BRIDGE
@@ -67,7 +76,7 @@ class Opts:
     def mac(self) -> str:
         """Locally administered unicast MAC, stable for (vtep, vni)."""
         h = hashlib.sha1(f"{self.vtep}/{self.vni}".encode()).hexdigest()[:10]
-        return "0e:" + ":".join(h[i:i + 2] for i in range(0, 10, 2))
+        return "0e:" + ":".join(h[i : i + 2] for i in range(0, 10, 2))
 
 
 def parse_options(options: dict) -> Opts:
@@ -86,15 +95,20 @@ def parse_options(options: dict) -> Opts:
         block = ipaddress.ip_network(need("block"))
         cluster = ipaddress.ip_network(options["clusterSubnet"]) if options.get("clusterSubnet") else None
     except ValueError as exc:
-        raise errors.ConfigError(f"vxlan options: {exc}; use addresses like 198.18.100.11 and CIDRs like 198.19.1.0/24") from None
+        raise errors.ConfigError(
+            f"vxlan options: {exc}; use addresses like 198.18.100.11 and CIDRs like 198.19.1.0/24"
+        ) from None
     if cluster is not None and (cluster.version != block.version or not block.subnet_of(cluster)):  # type: ignore[arg-type]
         raise errors.ConfigError(f"vxlan option 'block' {block} is not inside 'clusterSubnet' {cluster}")
     mtu = options.get("underlayMtu")
     return Opts(
         vni=port_like("vni", need("vni"), 1, 2**24 - 1),
         port=port_like("port", options.get("port", defaults.VXLAN_PORT), 1, 65535),
-        vtep=vtep, block=block, cluster=cluster,
-        network=str(options.get("network") or "flatnet"), node=options.get("node"),
+        vtep=vtep,
+        block=block,
+        cluster=cluster,
+        network=str(options.get("network") or "flatnet"),
+        node=options.get("node"),
         bridge=str(options.get("bridge") or DEFAULT_BRIDGE),
         underlay_mtu=None if mtu is None else port_like("underlayMtu", mtu, 68 + 70, 65535),
     )
@@ -130,8 +144,15 @@ def _ensure_infra(ns: str | None, o: Opts) -> tuple[int, links.LinkInfo]:
         vx = links.find(ip, o.vx_name)
         if vx is None:
             local = "vxlan_local" if o.vtep.version == 4 else "vxlan_local6"
-            attrs = {"vxlan_id": o.vni, "vxlan_port": o.port, "vxlan_learning": 0, "vxlan_link": under.index,
-                     local: str(o.vtep), "mtu": mtu, "address": o.mac}
+            attrs = {
+                "vxlan_id": o.vni,
+                "vxlan_port": o.port,
+                "vxlan_learning": 0,
+                "vxlan_link": under.index,
+                local: str(o.vtep),
+                "mtu": mtu,
+                "address": o.mac,
+            }
             try:
                 links.create(ip, "vxlan", o.vx_name, **attrs)
             except NetlinkError as exc:
@@ -175,7 +196,9 @@ def _peers(o: Opts, raw: object) -> dict[IPNetwork, tuple[str, str, str]]:
         try:
             block, vtep, mac = ipaddress.ip_network(p["block"]), ipaddress.ip_address(p["vtep"]), str(p["mac"]).lower()
         except (KeyError, TypeError, ValueError) as exc:
-            raise errors.ConfigError(f"vxlan option peers[{i}] is malformed ({exc}); expected {{node, vtep, mac, block}}") from None
+            raise errors.ConfigError(
+                f"vxlan option peers[{i}] is malformed ({exc}); expected {{node, vtep, mac, block}}"
+            ) from None
         if vtep == o.vtep or block == o.block or (o.node and p.get("node") == o.node):
             continue
         if block.version != o.block.version or block.overlaps(o.block):
@@ -237,7 +260,9 @@ class VxlanDatapath:
         o = parse_options(spec.options)
         for iface in spec.addresses:
             if iface.version == o.block.version and iface.ip not in o.block:
-                raise errors.ConfigError(f"pod address {iface} is outside this node's block {o.block}; allocate from block_pool()")
+                raise errors.ConfigError(
+                    f"pod address {iface} is outside this node's block {o.block}; allocate from block_pool()"
+                )
         mappings = spec.options.get("portMappings") or []
         pod_ip = next((a.ip for a in spec.addresses if a.version == o.block.version), None)
         if mappings:
@@ -249,7 +274,9 @@ class VxlanDatapath:
         pod.check_absent(spec, ns_path)
         mtu, bridge = _ensure_infra(spec.host_netns, o)
         if spec.mtu is not None and spec.mtu > mtu:
-            raise errors.ConfigError(f"mtu {spec.mtu} exceeds the overlay MTU {mtu} (underlay - {o.overhead}); lower it or omit it")
+            raise errors.ConfigError(
+                f"mtu {spec.mtu} exceeds the overlay MTU {mtu} (underlay - {o.overhead}); lower it or omit it"
+            )
         mtu = spec.mtu or mtu
         if "peers" in spec.options:
             sync_peers(spec.host_netns, spec.options)
@@ -267,9 +294,13 @@ class VxlanDatapath:
                 links.set_up(ip, host_info.index)
             mac, mtu = pod.adopt(spec, ns_path, tmp, spec.mac, undo)
             if mappings:
-                undo.push("remove port mappings", lambda: nft.remove_portmaps(spec.host_netns, o.network, spec.container_id))
+                undo.push(
+                    "remove port mappings", lambda: nft.remove_portmaps(spec.host_netns, o.network, spec.container_id)
+                )
                 nft.add_portmaps(spec.host_netns, o.network, spec.container_id, str(pod_ip), mappings)
-        return Attachment(ifname=spec.ifname, mac=mac, sandbox=spec.netns, mtu=mtu, host_ifname=host, host_mac=host_info.mac)
+        return Attachment(
+            ifname=spec.ifname, mac=mac, sandbox=spec.netns, mtu=mtu, host_ifname=host, host_mac=host_info.mac
+        )
 
     def delete(self, spec: AttachSpec) -> None:
         if netns.exists(spec.host_netns):
@@ -290,7 +321,9 @@ class VxlanDatapath:
             facts = _vxlan_facts(ip, vx.index) if vx else None
             bridge_addrs = addrs.list_(ip, bridge.index) if bridge else []
         if vx is None or facts != (o.vni, o.port, str(o.vtep)) or not vx.up:
-            raise pod.mismatch(f"vxlan device {o.vx_name!r} is missing, down or not (vni {o.vni}, port {o.port}, local {o.vtep})")
+            raise pod.mismatch(
+                f"vxlan device {o.vx_name!r} is missing, down or not (vni {o.vni}, port {o.port}, local {o.vtep})"
+            )
         if bridge is None or o.gateway not in bridge_addrs:
             raise pod.mismatch(f"bridge {o.bridge!r} is missing or lacks gateway {o.gateway}")
         pod.check(spec, ns_path, spec.mtu or vx.mtu, "veth")

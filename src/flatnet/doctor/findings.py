@@ -56,5 +56,11 @@ def report_json(kind: str, findings: Iterable[Finding], **extra: Any) -> dict[st
     """The ``--json`` document: {"check", "status", "exitCode", "counts", "findings", ...}."""
     items = ordered(findings)
     counts = {s: sum(1 for f in items if f.severity == s) for s in SEVERITIES}
-    return {"check": kind, "status": worst(items), "exitCode": exit_code(items),
-            "counts": counts, "findings": [f.to_json() for f in items], **extra}
+    return {
+        "check": kind,
+        "status": worst(items),
+        "exitCode": exit_code(items),
+        "counts": counts,
+        "findings": [f.to_json() for f in items],
+        **extra,
+    }

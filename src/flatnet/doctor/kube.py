@@ -13,8 +13,10 @@ from typing import Any
 from flatnet.errors import DecodeError
 
 HOSTNAME = "kubernetes.io/hostname"
-DEFAULT_CLASS_ANNOTATIONS = ("storageclass.kubernetes.io/is-default-class",
-                             "storageclass.beta.kubernetes.io/is-default-class")
+DEFAULT_CLASS_ANNOTATIONS = (
+    "storageclass.kubernetes.io/is-default-class",
+    "storageclass.beta.kubernetes.io/is-default-class",
+)
 NO_PROVISIONER = "kubernetes.io/no-provisioner"
 
 
@@ -71,8 +73,13 @@ class Cluster:
         return out
 
 
-_KINDS = {"Node": "nodes", "PersistentVolume": "pvs", "PersistentVolumeClaim": "pvcs",
-          "StorageClass": "classes", "Pod": "pods"}
+_KINDS = {
+    "Node": "nodes",
+    "PersistentVolume": "pvs",
+    "PersistentVolumeClaim": "pvcs",
+    "StorageClass": "classes",
+    "Pod": "pods",
+}
 _NAMESPACED = {"PersistentVolumeClaim", "Pod"}
 
 
@@ -86,8 +93,10 @@ def load(doc: Any) -> Cluster:
         for part in doc:
             items.extend(part["items"] if isinstance(part, dict) and "items" in part else [part])
     else:
-        raise DecodeError("the cluster dump is not a Kubernetes List",
-                          "produce it with: kubectl get nodes,pv,pvc,storageclasses,pods -A -o json")
+        raise DecodeError(
+            "the cluster dump is not a Kubernetes List",
+            "produce it with: kubectl get nodes,pv,pvc,storageclasses,pods -A -o json",
+        )
     cluster = Cluster()
     for obj in items:
         if not isinstance(obj, dict):
@@ -131,8 +140,7 @@ def term_matches(term: dict[str, Any], node: str, lab: dict[str, str]) -> bool:
         return False  # an empty term matches nothing (Kubernetes semantics)
     if not all(expr_matches(e, lab) for e in exprs):
         return False
-    return all(expr_matches({**f, "key": "metadata.name"}, {"metadata.name": node})
-               for f in fields)
+    return all(expr_matches({**f, "key": "metadata.name"}, {"metadata.name": node}) for f in fields)
 
 
 def pv_terms(pv: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -147,5 +155,4 @@ def pv_nodes(cluster: Cluster, pv: dict[str, Any]) -> list[str] | None:
     terms = pv_terms(pv)
     if terms is None:
         return None
-    return [n for n in cluster.nodes
-            if any(term_matches(t, n, cluster.node_labels(n)) for t in terms)]
+    return [n for n in cluster.nodes if any(term_matches(t, n, cluster.node_labels(n)) for t in terms)]

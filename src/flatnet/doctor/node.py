@@ -21,13 +21,16 @@ KERNEL: dict[str, tuple[str, str | None, str]] = {
     "vxlan": ("CONFIG_VXLAN", "vxlan", "mode vxlan (the overlay fallback)"),
     "8021q": ("CONFIG_VLAN_8021Q", "8021q", "pools/configs with a vlan id (<master>.<vlan>)"),
     "bridge": ("CONFIG_BRIDGE", "bridge", "mode bridge"),
-    "bridge_vlan_filtering": ("CONFIG_BRIDGE_VLAN_FILTERING", None,
-                              "mode bridge with VLANs (VLAN-aware bridge)"),
+    "bridge_vlan_filtering": ("CONFIG_BRIDGE_VLAN_FILTERING", None, "mode bridge with VLANs (VLAN-aware bridge)"),
 }
 #: tool -> (Debian package, why it is needed, required)
 TOOLS: dict[str, tuple[str, str, bool]] = {
-    "socat": ("socat", "kubectl port-forward (and Helm 2's tunnel to Tiller) runs socat on the "
-              "node: without it 'unable to do port forwarding: socat not found'", True),
+    "socat": (
+        "socat",
+        "kubectl port-forward (and Helm 2's tunnel to Tiller) runs socat on the "
+        "node: without it 'unable to do port forwarding: socat not found'",
+        True,
+    ),
     "nsenter": ("util-linux", "port-forward and debugging enter pod namespaces with it", True),
     "conntrack": ("conntrack", "kube-proxy clears stale UDP NAT entries with it", True),
     "ip": ("iproute2", "operators inspect pod links and routes with it", True),
@@ -49,10 +52,16 @@ def _needed(facts: NodeFacts) -> set[str]:
 
 def kernel_findings(facts: NodeFacts) -> list[Finding]:
     if facts.links is None:
-        return [Finding("warn", "kernel-probe-skipped", "node/kernel",
-                        f"kernel link types not probed ({facts.probe_error or 'disabled'})",
-                        "only creating a link proves the kernel supports it",
-                        "run 'flatnet doctor node' as root")]
+        return [
+            Finding(
+                "warn",
+                "kernel-probe-skipped",
+                "node/kernel",
+                f"kernel link types not probed ({facts.probe_error or 'disabled'})",
+                "only creating a link proves the kernel supports it",
+                "run 'flatnet doctor node' as root",
+            )
+        ]
     out, need = [], _needed(facts)
     for feature, res in facts.links.items():
         option, module, user = KERNEL[feature]
@@ -61,18 +70,32 @@ def kernel_findings(facts: NodeFacts) -> list[Finding]:
             out.append(Finding("ok", "kernel-feature", obj, f"{feature}: supported", user))
             continue
         conf = (facts.kconfig or {}).get(option)
-        hint = {"n": f"kernel config: {option} is not set",
-                "m": f"kernel config: {option}=m (a module)",
-                "y": f"kernel config: {option}=y"}.get(conf or "", "no /proc/config.gz hint")
+        hint = {
+            "n": f"kernel config: {option} is not set",
+            "m": f"kernel config: {option}=m (a module)",
+            "y": f"kernel config: {option}=y",
+        }.get(conf or "", "no /proc/config.gz hint")
         if conf == "n" or module is None:
-            fix = (f"use a kernel built with {option}=" + ("y" if module is None else "m")
-                   + (f", then 'modprobe {module}'" if module else ""))
+            fix = (
+                f"use a kernel built with {option}="
+                + ("y" if module is None else "m")
+                + (f", then 'modprobe {module}'" if module else "")
+            )
         else:
-            fix = (f"modprobe {module} (and add it to /etc/modules-load.d/flatnet.conf); "
-                   f"if that fails, the kernel lacks {option}")
-        out.append(Finding("error" if feature in need else "warn", "kernel-feature-missing", obj,
-                           f"{feature}: the kernel cannot create it ({res.detail}; {hint})",
-                           f"needed by {user}", fix))
+            fix = (
+                f"modprobe {module} (and add it to /etc/modules-load.d/flatnet.conf); "
+                f"if that fails, the kernel lacks {option}"
+            )
+        out.append(
+            Finding(
+                "error" if feature in need else "warn",
+                "kernel-feature-missing",
+                obj,
+                f"{feature}: the kernel cannot create it ({res.detail}; {hint})",
+                f"needed by {user}",
+                fix,
+            )
+        )
     return out
 
 
@@ -81,23 +104,33 @@ def sysctl_findings(facts: NodeFacts) -> list[Finding]:
     fwd = facts.sysctls.get("net.ipv4.ip_forward")
     overlay = "vxlan" in _needed(facts)
     if fwd != "1":
-        out.append(Finding("error" if overlay else "warn", "sysctl-ip-forward",
-                           "sysctl/net.ipv4.ip_forward", f"net.ipv4.ip_forward = {fwd}",
-                           "the vxlan overlay routes pod traffic through the node",
-                           "sysctl -w net.ipv4.ip_forward=1 and persist it in "
-                           "/etc/sysctl.d/90-flatnet.conf"))
+        out.append(
+            Finding(
+                "error" if overlay else "warn",
+                "sysctl-ip-forward",
+                "sysctl/net.ipv4.ip_forward",
+                f"net.ipv4.ip_forward = {fwd}",
+                "the vxlan overlay routes pod traffic through the node",
+                "sysctl -w net.ipv4.ip_forward=1 and persist it in /etc/sysctl.d/90-flatnet.conf",
+            )
+        )
     else:
         out.append(Finding("ok", "sysctl-ip-forward", "sysctl/net.ipv4.ip_forward", "= 1"))
     for name in ("net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"):
         value = facts.sysctls.get(name)
         if value == "1":
-            out.append(Finding("warn", "sysctl-rp-filter", f"sysctl/{name}",
-                               f"{name} = 1 (strict reverse-path filtering)",
-                               "strict rp_filter drops packets that arrive on another interface "
-                               "than the route back, e.g. overlay return paths or hosts with "
-                               "several links on the pod VLAN",
-                               f"sysctl -w {name}=2 (loose) and persist it in "
-                               "/etc/sysctl.d/90-flatnet.conf"))
+            out.append(
+                Finding(
+                    "warn",
+                    "sysctl-rp-filter",
+                    f"sysctl/{name}",
+                    f"{name} = 1 (strict reverse-path filtering)",
+                    "strict rp_filter drops packets that arrive on another interface "
+                    "than the route back, e.g. overlay return paths or hosts with "
+                    "several links on the pod VLAN",
+                    f"sysctl -w {name}=2 (loose) and persist it in /etc/sysctl.d/90-flatnet.conf",
+                )
+            )
         else:
             out.append(Finding("ok", "sysctl-rp-filter", f"sysctl/{name}", f"= {value}"))
     out += _br_netfilter_findings(facts)
@@ -111,35 +144,60 @@ def _br_netfilter_findings(facts: NodeFacts) -> list[Finding]:
     """Mode bridge: bridged pod frames through the IP netfilter hooks cost throughput."""
     value = facts.sysctls.get(BR_NF)
     if "bridge" not in _needed(facts) or value != "1":
-        return [Finding("ok", "sysctl-br-netfilter", f"sysctl/{BR_NF}",
-                        f"= {value}" if value is not None else "br_netfilter not loaded")]
-    return [Finding(
-        "warn", "sysctl-br-netfilter", f"sysctl/{BR_NF}",
-        f"{BR_NF} = 1: every frame bridged between pods and the uplink passes the IP "
-        "netfilter hooks (and conntrack)",
-        "it is what keeps mode bridge below the wire: 'flatnet bench' measures 'flat bridge' "
-        "and 'flat bridge (br_netfilter off)' side by side (docs/BENCHMARKS.md)",
-        "if nothing filters bridged traffic with iptables on this node -- kube-proxy relies on "
-        "it when a pod reaches a Service whose backend sits on the same bridge, unless "
-        "--masquerade-all; Docker relies on it for icc=false -- run sysctl -w "
-        f"{BR_NF}=0 net.bridge.bridge-nf-call-ip6tables=0 and persist it in "
-        "/etc/sysctl.d/90-flatnet.conf; otherwise keep it, or use mode macvlan")]
+        return [
+            Finding(
+                "ok",
+                "sysctl-br-netfilter",
+                f"sysctl/{BR_NF}",
+                f"= {value}" if value is not None else "br_netfilter not loaded",
+            )
+        ]
+    return [
+        Finding(
+            "warn",
+            "sysctl-br-netfilter",
+            f"sysctl/{BR_NF}",
+            f"{BR_NF} = 1: every frame bridged between pods and the uplink passes the IP "
+            "netfilter hooks (and conntrack)",
+            "it is what keeps mode bridge below the wire: 'flatnet bench' measures 'flat bridge' "
+            "and 'flat bridge (br_netfilter off)' side by side (docs/BENCHMARKS.md)",
+            "if nothing filters bridged traffic with iptables on this node -- kube-proxy relies on "
+            "it when a pod reaches a Service whose backend sits on the same bridge, unless "
+            "--masquerade-all; Docker relies on it for icc=false -- run sysctl -w "
+            f"{BR_NF}=0 net.bridge.bridge-nf-call-ip6tables=0 and persist it in "
+            "/etc/sysctl.d/90-flatnet.conf; otherwise keep it, or use mode macvlan",
+        )
+    ]
 
 
 def tool_findings(facts: NodeFacts) -> list[Finding]:
     out = []
     if facts.nft is not None:
-        out.append(Finding("ok" if facts.nft.ok else "error", "nftables", "tool/nft",
-                           f"nftables: {facts.nft.detail}",
-                           "flatnet does SNAT and port mapping for the overlay with nftables",
-                           "" if facts.nft.ok else "apt-get install nftables (kernel: CONFIG_NF_TABLES)"))
+        out.append(
+            Finding(
+                "ok" if facts.nft.ok else "error",
+                "nftables",
+                "tool/nft",
+                f"nftables: {facts.nft.detail}",
+                "flatnet does SNAT and port mapping for the overlay with nftables",
+                "" if facts.nft.ok else "apt-get install nftables (kernel: CONFIG_NF_TABLES)",
+            )
+        )
     for tool, (pkg, why, required) in TOOLS.items():
         path = facts.tools.get(tool)
         if path:
             out.append(Finding("ok", "tool", f"tool/{tool}", f"{tool}: {path}", why))
         else:
-            out.append(Finding("warn" if required else "ok", "tool-missing", f"tool/{tool}",
-                               f"{tool} not found in PATH", why, f"apt-get install {pkg}"))
+            out.append(
+                Finding(
+                    "warn" if required else "ok",
+                    "tool-missing",
+                    f"tool/{tool}",
+                    f"{tool} not found in PATH",
+                    why,
+                    f"apt-get install {pkg}",
+                )
+            )
     return out
 
 
@@ -149,27 +207,47 @@ def service_findings(facts: NodeFacts, socket_path: str) -> list[Finding]:
     if state == "ok":
         out.append(Finding("ok", "agent", "agent", f"agent answers on {socket_path}"))
     elif state == "absent":
-        out.append(Finding("warn", "agent-absent", "agent",
-                           f"no agent listening on {socket_path} ({detail})",
-                           "without the agent the plugin runs each ADD in-process: slower, and "
-                           "no leak reconciliation or metrics",
-                           "start it: kubectl -n flatnet rollout status ds/flatnet-agent, or "
-                           "'flatnet agent' (--socket if the path differs)"))
+        out.append(
+            Finding(
+                "warn",
+                "agent-absent",
+                "agent",
+                f"no agent listening on {socket_path} ({detail})",
+                "without the agent the plugin runs each ADD in-process: slower, and no leak reconciliation or metrics",
+                "start it: kubectl -n flatnet rollout status ds/flatnet-agent, or "
+                "'flatnet agent' (--socket if the path differs)",
+            )
+        )
     elif state == "broken":
-        out.append(Finding("error", "agent-broken", "agent", f"agent at {socket_path}: {detail}",
-                           "the plugin cannot complete ADDs through a broken agent",
-                           "check the agent's log (kubectl -n flatnet logs ds/flatnet-agent) "
-                           "and restart it"))
+        out.append(
+            Finding(
+                "error",
+                "agent-broken",
+                "agent",
+                f"agent at {socket_path}: {detail}",
+                "the plugin cannot complete ADDs through a broken agent",
+                "check the agent's log (kubectl -n flatnet logs ds/flatnet-agent) and restart it",
+            )
+        )
     state, detail = facts.store
     if state == "skipped":
-        out.append(Finding("ok", "store-skipped", "store",
-                           "store not checked: no --store and no flatnet CNI config names one"))
+        out.append(
+            Finding("ok", "store-skipped", "store", "store not checked: no --store and no flatnet CNI config names one")
+        )
     else:
         sev = {"ok": "ok", "absent": "warn"}.get(state, "error")
-        out.append(Finding(sev, f"store-{state}", "store", f"address store: {detail}",
-                           "every ADD allocates from the store; unreachable means no new pods",
-                           "" if sev == "ok" else "check --store / ipam.store in the CNI config; "
-                           "for etcd: etcdctl endpoint health"))
+        out.append(
+            Finding(
+                sev,
+                f"store-{state}",
+                "store",
+                f"address store: {detail}",
+                "every ADD allocates from the store; unreachable means no new pods",
+                ""
+                if sev == "ok"
+                else "check --store / ipam.store in the CNI config; for etcd: etcdctl endpoint health",
+            )
+        )
     return out
 
 
@@ -177,64 +255,111 @@ def cni_findings(facts: NodeFacts) -> list[Finding]:
     cni = facts.cni
     if cni is None:
         return []
-    out = [Finding("error", "cni-bad-file", p.split(": ")[0], f"unreadable: {p}",
-                   "the runtime skips or fails on broken config files", "fix or remove it")
-           for p in cni.errors]
+    out = [
+        Finding(
+            "error",
+            "cni-bad-file",
+            p.split(": ")[0],
+            f"unreadable: {p}",
+            "the runtime skips or fails on broken config files",
+            "fix or remove it",
+        )
+        for p in cni.errors
+    ]
     if not cni.flatnet_files:
-        out.append(Finding("error", "cni-no-flatnet", cni.conf_dir,
-                           f"no network config with a \"type\": \"flatnet\" plugin in {cni.conf_dir}",
-                           "the container runtime never calls flatnet for pods",
-                           "install the DaemonSet (deploy/) whose init container writes "
-                           "10-flatnet.conflist, or copy it there by hand"))
+        out.append(
+            Finding(
+                "error",
+                "cni-no-flatnet",
+                cni.conf_dir,
+                f'no network config with a "type": "flatnet" plugin in {cni.conf_dir}',
+                "the container runtime never calls flatnet for pods",
+                "install the DaemonSet (deploy/) whose init container writes "
+                "10-flatnet.conflist, or copy it there by hand",
+            )
+        )
     elif cni.files and cni.files[0] not in cni.flatnet_files:
-        out.append(Finding("warn", "cni-not-first", cni.conf_dir,
-                           f"{cni.files[0]} sorts before the flatnet config",
-                           "kubelet/containerd use the first file in name order",
-                           "rename the flatnet file to sort first (e.g. 00-flatnet.conflist)"))
+        out.append(
+            Finding(
+                "warn",
+                "cni-not-first",
+                cni.conf_dir,
+                f"{cni.files[0]} sorts before the flatnet config",
+                "kubelet/containerd use the first file in name order",
+                "rename the flatnet file to sort first (e.g. 00-flatnet.conflist)",
+            )
+        )
     else:
-        out.append(Finding("ok", "cni-config", cni.conf_dir,
-                           f"flatnet config: {', '.join(cni.flatnet_files)}"))
+        out.append(Finding("ok", "cni-config", cni.conf_dir, f"flatnet config: {', '.join(cni.flatnet_files)}"))
     plugin = f"{cni.bin_dir}/flatnet"
-    out.append(Finding("ok", "cni-plugin", plugin, f"{plugin} present") if cni.plugin_ok
-               else Finding("error", "cni-plugin-missing", plugin,
-                            f"{plugin} missing or not executable",
-                            "the runtime fails every ADD with 'failed to find plugin \"flatnet\"'",
-                            "install the DaemonSet (its init container copies the plugin) or "
-                            f"install -m 0755 the flatnet plugin as {plugin}"))
+    out.append(
+        Finding("ok", "cni-plugin", plugin, f"{plugin} present")
+        if cni.plugin_ok
+        else Finding(
+            "error",
+            "cni-plugin-missing",
+            plugin,
+            f"{plugin} missing or not executable",
+            "the runtime fails every ADD with 'failed to find plugin \"flatnet\"'",
+            "install the DaemonSet (its init container copies the plugin) or "
+            f"install -m 0755 the flatnet plugin as {plugin}",
+        )
+    )
     return out
 
 
 def hostname_findings(facts: NodeFacts) -> list[Finding]:
     host, out = facts.hostname, []
     if host != host.lower():
-        out.append(Finding("error", "hostname-case", "node/hostname",
-                           f"hostname {host!r} is not lower case",
-                           "kubelet registers the node as the lower-case name; PVs and "
-                           "nodeSelectors written with this spelling match no node",
-                           f"use {host.lower()!r} in every kubernetes.io/hostname value "
-                           f"(or: hostnamectl set-hostname {host.lower()})"))
+        out.append(
+            Finding(
+                "error",
+                "hostname-case",
+                "node/hostname",
+                f"hostname {host!r} is not lower case",
+                "kubelet registers the node as the lower-case name; PVs and "
+                "nodeSelectors written with this spelling match no node",
+                f"use {host.lower()!r} in every kubernetes.io/hostname value "
+                f"(or: hostnamectl set-hostname {host.lower()})",
+            )
+        )
     if facts.node is None:
-        out.append(Finding("ok", "hostname-label-skipped", "node/hostname",
-                           "kubernetes.io/hostname label not compared (no --node-json)"))
+        out.append(
+            Finding(
+                "ok",
+                "hostname-label-skipped",
+                "node/hostname",
+                "kubernetes.io/hostname label not compared (no --node-json)",
+            )
+        )
         return out
     label = ((facts.node.get("metadata") or {}).get("labels") or {}).get("kubernetes.io/hostname")
     if label != host.lower():
-        out.append(Finding("error", "hostname-label", "node/hostname",
-                           f"node label kubernetes.io/hostname={label!r}, hostname is {host!r}",
-                           "local PVs must name the label's value; a mismatch is the seed's "
-                           "Pending-pod trap",
-                           f"write PVs with values: [\"{label}\"] (python -m "
-                           "flatnet.doctor.pvgen takes names from the nodes)"))
+        out.append(
+            Finding(
+                "error",
+                "hostname-label",
+                "node/hostname",
+                f"node label kubernetes.io/hostname={label!r}, hostname is {host!r}",
+                "local PVs must name the label's value; a mismatch is the seed's Pending-pod trap",
+                f'write PVs with values: ["{label}"] (python -m flatnet.doctor.pvgen takes names from the nodes)',
+            )
+        )
     else:
-        out.append(Finding("ok", "hostname-label", "node/hostname",
-                           f"kubernetes.io/hostname={label!r} matches"))
+        out.append(Finding("ok", "hostname-label", "node/hostname", f"kubernetes.io/hostname={label!r} matches"))
     return out
 
 
 def evaluate(facts: NodeFacts, socket_path: str) -> list[Finding]:
     """Every node finding, in checklist order (kernel, sysctls, tools, services, CNI, name)."""
-    return (kernel_findings(facts) + sysctl_findings(facts) + tool_findings(facts)
-            + service_findings(facts, socket_path) + cni_findings(facts) + hostname_findings(facts))
+    return (
+        kernel_findings(facts)
+        + sysctl_findings(facts)
+        + tool_findings(facts)
+        + service_findings(facts, socket_path)
+        + cni_findings(facts)
+        + hostname_findings(facts)
+    )
 
 
 def pick_node(doc: Any, hostname: str) -> dict[str, Any] | None:

@@ -20,8 +20,12 @@ from typing import Any
 from flatnet.datapath.probe import ProbeResult
 
 KCONFIG = "/proc/config.gz"
-SYSCTLS = ("net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter",
-           "net.bridge.bridge-nf-call-iptables")
+SYSCTLS = (
+    "net.ipv4.ip_forward",
+    "net.ipv4.conf.all.rp_filter",
+    "net.ipv4.conf.default.rp_filter",
+    "net.bridge.bridge-nf-call-iptables",
+)
 TOOLS = ("socat", "nsenter", "conntrack", "ip", "iperf3")
 
 
@@ -68,7 +72,7 @@ def read_kconfig(path: str = KCONFIG) -> dict[str, str] | None:
             k, _, v = line.partition("=")
             out[k] = v
         elif line.startswith("# CONFIG_") and line.endswith(" is not set"):
-            out[line[2:-len(" is not set")]] = "n"
+            out[line[2 : -len(" is not set")]] = "n"
     return out
 
 
@@ -99,8 +103,7 @@ def scan_cni(conf_dir: str, bin_dir: str) -> CniFacts:
                 facts.flatnet_files.append(path)
                 facts.modes.append(str(plugin.get("mode") or "macvlan"))
                 pools = (plugin.get("ipam") or {}).get("pools") or []
-                facts.vlans |= bool(plugin.get("vlan")) or any(
-                    isinstance(p, dict) and p.get("vlan") for p in pools)
+                facts.vlans |= bool(plugin.get("vlan")) or any(isinstance(p, dict) and p.get("vlan") for p in pools)
                 facts.store = facts.store or (plugin.get("ipam") or {}).get("store")
     plugin = os.path.join(bin_dir, "flatnet")
     facts.plugin_ok = os.path.isfile(plugin) and os.access(plugin, os.X_OK)
@@ -127,8 +130,14 @@ def check_store(cfg: dict[str, Any], timeout: float = 3.0) -> tuple[str, str]:
     return store_health(cfg, timeout)
 
 
-def gather(socket_path: str, store: dict[str, Any] | None, conf_dir: str, bin_dir: str,
-           node: dict[str, Any] | None, probe: bool = True) -> NodeFacts:
+def gather(
+    socket_path: str,
+    store: dict[str, Any] | None,
+    conf_dir: str,
+    bin_dir: str,
+    node: dict[str, Any] | None,
+    probe: bool = True,
+) -> NodeFacts:
     """Collect every fact; probe failures (not root) become ``probe_error``, not a crash."""
     from flatnet.datapath import probe as kprobe
 
@@ -140,8 +149,7 @@ def gather(socket_path: str, store: dict[str, Any] | None, conf_dir: str, bin_di
         except (OSError, Exception) as exc:  # noqa: BLE001 - reported as a finding
             facts.probe_error = f"{type(exc).__name__}: {exc}"
     facts.sysctls = {n: read_sysctl(n) for n in SYSCTLS}
-    facts.tools = {t: shutil.which(t, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
-                   for t in TOOLS}
+    facts.tools = {t: shutil.which(t, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") for t in TOOLS}
     facts.agent = check_agent(socket_path)
     facts.cni = scan_cni(conf_dir, bin_dir)
     cfg = store or facts.cni.store

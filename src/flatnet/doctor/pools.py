@@ -34,8 +34,10 @@ def parse_usage(doc: Any) -> list[tuple[str, int, int]]:
     except (KeyError, TypeError, ValueError):
         rows = None
     if rows is None:
-        raise DecodeError("the pool usage file has the wrong shape",
-                          'expected {"pools": [{"name": "flat-v4", "size": 254, "used": 12}]}')
+        raise DecodeError(
+            "the pool usage file has the wrong shape",
+            'expected {"pools": [{"name": "flat-v4", "size": 254, "used": 12}]}',
+        )
     return out
 
 
@@ -49,13 +51,18 @@ def check_pools(usage: list[tuple[str, int, int]]) -> list[Finding]:
         if share < WARN_AT:
             continue
         sev = "error" if share >= ERROR_AT or used >= size else "warn"
-        out.append(Finding(
-            sev, "pool-near-exhaustion", f"Pool/{pool}",
-            f"{used} of {size} addresses in use ({share:.0%}), {max(size - used, 0)} left",
-            "when a pool is empty every new pod on this network fails its CNI ADD with "
-            "code 101 (pool exhausted) and stays in ContainerCreating",
-            f"add a range or a second pool to the network config, or release leaked "
-            f"addresses: flatnet ipam ls --pool {pool}; flatnet ipam release ..."))
+        out.append(
+            Finding(
+                sev,
+                "pool-near-exhaustion",
+                f"Pool/{pool}",
+                f"{used} of {size} addresses in use ({share:.0%}), {max(size - used, 0)} left",
+                "when a pool is empty every new pod on this network fails its CNI ADD with "
+                "code 101 (pool exhausted) and stays in ContainerCreating",
+                f"add a range or a second pool to the network config, or release leaked "
+                f"addresses: flatnet ipam ls --pool {pool}; flatnet ipam release ...",
+            )
+        )
     return out
 
 
@@ -86,15 +93,20 @@ def check_quarantined(quarantined: list[dict[str, Any]]) -> list[Finding]:
     out = []
     for q in quarantined:
         left = float(q.get("until") or 0) - time.time()
-        out.append(Finding(
-            "warn", "address-conflict", f"Pool/{q['pool']}",
-            f"{q['address']} is in use on the VLAN by a host flatnet does not manage "
-            f"({q.get('mac') or 'unknown MAC'}): quarantined, "
-            + (f"retried in {int(left)} s" if left > 0 else "retried when the pool needs it"),
-            "an address configured by hand inside the pool's range would break both that host "
-            "and the pod given it; flatnet skips it while something answers for it",
-            f"find the host with MAC {q.get('mac') or '?'} and move it out of the range, or add "
-            f"{q['address']} to the pool's 'exclude'"))
+        out.append(
+            Finding(
+                "warn",
+                "address-conflict",
+                f"Pool/{q['pool']}",
+                f"{q['address']} is in use on the VLAN by a host flatnet does not manage "
+                f"({q.get('mac') or 'unknown MAC'}): quarantined, "
+                + (f"retried in {int(left)} s" if left > 0 else "retried when the pool needs it"),
+                "an address configured by hand inside the pool's range would break both that host "
+                "and the pod given it; flatnet skips it while something answers for it",
+                f"find the host with MAC {q.get('mac') or '?'} and move it out of the range, or add "
+                f"{q['address']} to the pool's 'exclude'",
+            )
+        )
     return out
 
 

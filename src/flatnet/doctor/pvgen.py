@@ -31,8 +31,9 @@ def choose(cluster: Cluster, wanted: Sequence[str]) -> list[str]:
     """The hostname label values to pin PVs to; a typo or wrong case is an error naming the fix."""
     known = hostnames(cluster)
     if not known:
-        raise ConfigError("the node list holds no nodes",
-                          "pass --nodes-from kubectl or a file from 'kubectl get nodes -o json'")
+        raise ConfigError(
+            "the node list holds no nodes", "pass --nodes-from kubectl or a file from 'kubectl get nodes -o json'"
+        )
     if not wanted:
         return known
     out = []
@@ -41,14 +42,16 @@ def choose(cluster: Cluster, wanted: Sequence[str]) -> list[str]:
             out.append(w)
             continue
         case = [k for k in known if k.lower() == w.lower()]
-        hint = (f"case mismatch: the node is {case[0]!r} (Kubernetes node names are lower case)"
-                if case else f"known nodes: {', '.join(known)}")
+        hint = (
+            f"case mismatch: the node is {case[0]!r} (Kubernetes node names are lower case)"
+            if case
+            else f"known nodes: {', '.join(known)}"
+        )
         raise ConfigError(f"--node {w!r} is not a node's {HOSTNAME}", hint)
     return out
 
 
-def pv_yaml(name: str, host: str, path: str, size: str, storage_class: str,
-            access_mode: str, reclaim: str) -> str:
+def pv_yaml(name: str, host: str, path: str, size: str, storage_class: str, access_mode: str, reclaim: str) -> str:
     """One PV document; values are JSON-quoted, which YAML reads as the same strings."""
     q = json.dumps
     return f"""apiVersion: v1
@@ -79,33 +82,45 @@ spec:
 def _nodes_doc(source: str) -> Any:
     if source == "kubectl":
         from flatnet.doctor.kubectl import kubectl_json
+
         return kubectl_json(("get", "nodes", "-o", "json"))
     try:
         with open(source) as fh:
             return json.load(fh)
     except OSError as exc:
-        raise ConfigError(f"--nodes-from {source}: {exc.strerror}",
-                          "give a file from 'kubectl get nodes -o json', or 'kubectl'") from None
+        raise ConfigError(
+            f"--nodes-from {source}: {exc.strerror}", "give a file from 'kubectl get nodes -o json', or 'kubectl'"
+        ) from None
     except ValueError as exc:
         raise ConfigError(f"--nodes-from {source} is not JSON: {exc}") from None
 
 
-def generate(doc: Any, path: str, size: str, storage_class: str, name: str,
-             nodes: Sequence[str] = (), access_mode: str = "ReadWriteOnce",
-             reclaim: str = "Retain") -> str:
+def generate(
+    doc: Any,
+    path: str,
+    size: str,
+    storage_class: str,
+    name: str,
+    nodes: Sequence[str] = (),
+    access_mode: str = "ReadWriteOnce",
+    reclaim: str = "Retain",
+) -> str:
     """Multi-document YAML: one PV per chosen node (``name`` alone if just one)."""
     parse_quantity(size)  # reject "8GB" and friends before writing anything
     if not path.startswith("/"):
         raise ConfigError(f"--path {path!r} must be absolute", "e.g. /app/kelu/local-storage/redis")
     chosen = choose(load(doc), nodes)
-    docs = [pv_yaml(name if len(chosen) == 1 else f"{name}-{h}", h, path, size,
-                    storage_class, access_mode, reclaim) for h in chosen]
+    docs = [
+        pv_yaml(name if len(chosen) == 1 else f"{name}-{h}", h, path, size, storage_class, access_mode, reclaim)
+        for h in chosen
+    ]
     return "---\n".join(docs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m flatnet.doctor.pvgen", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m flatnet.doctor.pvgen", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--nodes-from", required=True, metavar="FILE|kubectl")
     p.add_argument("--path", required=True, help="directory on the node (local.path)")
     p.add_argument("--size", required=True, help="capacity, e.g. 8Gi")
@@ -116,11 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--reclaim", default="Retain", choices=("Retain", "Delete", "Recycle"))
     a = p.parse_args(argv)
     try:
-        sys.stdout.write(generate(_nodes_doc(a.nodes_from), a.path, a.size, a.storage_class,
-                                  a.name, a.node, a.access_mode, a.reclaim))
+        sys.stdout.write(
+            generate(
+                _nodes_doc(a.nodes_from), a.path, a.size, a.storage_class, a.name, a.node, a.access_mode, a.reclaim
+            )
+        )
     except FlatnetError as exc:
-        print(f"pvgen: error: {exc.msg}" + (f" ({exc.details})" if exc.details else ""),
-              file=sys.stderr)
+        print(f"pvgen: error: {exc.msg}" + (f" ({exc.details})" if exc.details else ""), file=sys.stderr)
         return 1
     return 0
 

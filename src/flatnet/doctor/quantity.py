@@ -12,8 +12,18 @@ from decimal import Decimal, InvalidOperation
 from flatnet.errors import ConfigError
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": 1,
-            "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+_DECIMAL = {
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+}
 _RE = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$")
 
 
@@ -23,8 +33,10 @@ def parse_quantity(text: str | int | float) -> Decimal:
         return Decimal(str(text))
     m = _RE.match(str(text).strip())
     if not m:
-        raise ConfigError(f"{text!r} is not a Kubernetes quantity",
-                          "write e.g. 8Gi, 500Mi, 10G or 1e9 (suffixes Ki Mi Gi Ti Pi Ei k M G T P E)")
+        raise ConfigError(
+            f"{text!r} is not a Kubernetes quantity",
+            "write e.g. 8Gi, 500Mi, 10G or 1e9 (suffixes Ki Mi Gi Ti Pi Ei k M G T P E)",
+        )
     try:
         number = Decimal(m.group(1))
     except InvalidOperation as exc:  # pragma: no cover - the regex admits only numbers

@@ -17,8 +17,7 @@ _STYLE = {"error": "bold red", "warn": "yellow", "ok": "green"}
 _LABEL = {"error": "ERROR", "warn": "WARN ", "ok": "ok   "}
 
 
-def render(title: str, findings: Iterable[Finding], console: Console | None = None,
-           show_ok: bool = True) -> None:
+def render(title: str, findings: Iterable[Finding], console: Console | None = None, show_ok: bool = True) -> None:
     """Print a report; ``show_ok`` False hides passing checks (the cluster view)."""
     con = console or Console()
     items = ordered(findings)
@@ -26,8 +25,9 @@ def render(title: str, findings: Iterable[Finding], console: Console | None = No
     problems = [f for f in items if f.severity != "ok"]
     notes = [f for f in items if f.severity == "ok"]
     for f in problems:
-        con.print(f"[{_STYLE[f.severity]}]{_LABEL[f.severity]}[/] [bold]{escape(f.object)}[/bold]"
-                  f" [dim]({f.code})[/dim]")
+        con.print(
+            f"[{_STYLE[f.severity]}]{_LABEL[f.severity]}[/] [bold]{escape(f.object)}[/bold] [dim]({f.code})[/dim]"
+        )
         con.print(f"  {escape(f.what)}", highlight=False)
         if f.why:
             con.print(f"  [dim]why:[/dim] {escape(f.why)}", highlight=False)
@@ -35,8 +35,7 @@ def render(title: str, findings: Iterable[Finding], console: Console | None = No
             con.print(f"  [cyan]fix:[/cyan] {escape(f.fix)}", highlight=False)
     if show_ok or not problems:
         for f in notes:
-            con.print(f"[green]{_LABEL['ok']}[/] {escape(f.object)}: {escape(f.what)}",
-                      highlight=False)
+            con.print(f"[green]{_LABEL['ok']}[/] {escape(f.object)}: {escape(f.what)}", highlight=False)
     errors = sum(f.severity == "error" for f in items)
     warns = sum(f.severity == "warn" for f in items)
     verdict = "no problems found" if not problems else f"{errors} error(s), {warns} warning(s)"

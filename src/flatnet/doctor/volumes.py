@@ -12,16 +12,15 @@ from decimal import Decimal
 from typing import Any
 
 from flatnet.doctor.findings import Finding
-from flatnet.doctor.kube import (HOSTNAME, NO_PROVISIONER, Cluster, expr_matches, labels, name,
-                                 pv_nodes, pv_terms)
+from flatnet.doctor.kube import HOSTNAME, NO_PROVISIONER, Cluster, expr_matches, labels, name, pv_nodes, pv_terms
 from flatnet.doctor.quantity import human, parse_quantity
 
-PVGEN = ("python -m flatnet.doctor.pvgen --nodes-from kubectl --storage-class {cls} "
-         "--size {size} --path /PATH/ON/NODE")
+PVGEN = "python -m flatnet.doctor.pvgen --nodes-from kubectl --storage-class {cls} --size {size} --path /PATH/ON/NODE"
 BINDING_WHY = (
     "WaitForFirstConsumer delays binding until a pod using the claim is scheduled, so the "
     "scheduler picks a node and a PV together (needed for local volumes); Immediate binds "
-    "at once, before anyone knows where the pod will run.")
+    "at once, before anyone knows where the pod will run."
+)
 
 
 def _hostname_values(pv: dict[str, Any]) -> list[str]:
@@ -45,30 +44,43 @@ def check_pv_affinity(cluster: Cluster) -> list[Finding]:
         values = _hostname_values(pv)
         case = [(v, h) for v in values for h in hostnames if v != h and v.lower() == h.lower()]
         obj = f"PersistentVolume/{pvname}"
-        why = ("the scheduler can place a pod using this volume only on a node that matches "
-               "its nodeAffinity; none does, so such pods stay Pending "
-               "(\"didn't find available persistent volumes to bind\" or "
-               "\"had volume node affinity conflict\")")
-        recreate = ("nodeAffinity of a PV cannot be changed in place: kubectl delete pv "
-                    f"{pvname}, then apply it again with ")
+        why = (
+            "the scheduler can place a pod using this volume only on a node that matches "
+            "its nodeAffinity; none does, so such pods stay Pending "
+            '("didn\'t find available persistent volumes to bind" or '
+            '"had volume node affinity conflict")'
+        )
+        recreate = (
+            f"nodeAffinity of a PV cannot be changed in place: kubectl delete pv {pvname}, then apply it again with "
+        )
         if case:
             wrong, right = case[0]
-            out.append(Finding(
-                "error", "pv-hostname-case", obj,
-                f"nodeAffinity names node {wrong!r}, but the node is {right!r}: a case "
-                "mismatch (Kubernetes shows node names in lower case; "
-                "kubectl get nodes -o wide)",
-                why + "; label values compare exactly, so case matters",
-                recreate + f"values: [\"{right}\"] under key {HOSTNAME} (reclaim policy "
-                "Retain keeps the data on the node)"))
+            out.append(
+                Finding(
+                    "error",
+                    "pv-hostname-case",
+                    obj,
+                    f"nodeAffinity names node {wrong!r}, but the node is {right!r}: a case "
+                    "mismatch (Kubernetes shows node names in lower case; "
+                    "kubectl get nodes -o wide)",
+                    why + "; label values compare exactly, so case matters",
+                    recreate + f'values: ["{right}"] under key {HOSTNAME} (reclaim policy '
+                    "Retain keeps the data on the node)",
+                )
+            )
             continue
         known = ", ".join(sorted(hostnames)) or "(none)"
         shown = ", ".join(values) if values else "its nodeSelectorTerms"
-        out.append(Finding(
-            "error", "pv-no-node", obj,
-            f"nodeAffinity ({shown}) matches no existing node; nodes are: {known}",
-            why,
-            recreate + f"a {HOSTNAME} value that is one of: {known}"))
+        out.append(
+            Finding(
+                "error",
+                "pv-no-node",
+                obj,
+                f"nodeAffinity ({shown}) matches no existing node; nodes are: {known}",
+                why,
+                recreate + f"a {HOSTNAME} value that is one of: {known}",
+            )
+        )
     return out
 
 
@@ -78,13 +90,17 @@ def check_classes(cluster: Cluster) -> list[Finding]:
     for cname, sc in sorted(cluster.classes.items()):
         mode = sc.get("volumeBindingMode") or "Immediate"
         if sc.get("provisioner") == NO_PROVISIONER and mode == "Immediate":
-            out.append(Finding(
-                "warn", "class-immediate-local", f"StorageClass/{cname}",
-                "static class (kubernetes.io/no-provisioner) with volumeBindingMode Immediate",
-                BINDING_WHY + " With local PVs, Immediate can bind a claim to a PV on a node "
-                "the pod can never run on (\"had volume node affinity conflict\").",
-                "StorageClass fields are immutable: recreate it with "
-                "volumeBindingMode: WaitForFirstConsumer"))
+            out.append(
+                Finding(
+                    "warn",
+                    "class-immediate-local",
+                    f"StorageClass/{cname}",
+                    "static class (kubernetes.io/no-provisioner) with volumeBindingMode Immediate",
+                    BINDING_WHY + " With local PVs, Immediate can bind a claim to a PV on a node "
+                    'the pod can never run on ("had volume node affinity conflict").',
+                    "StorageClass fields are immutable: recreate it with volumeBindingMode: WaitForFirstConsumer",
+                )
+            )
     return out
 
 
@@ -101,8 +117,7 @@ def _selector_ok(pvc: dict[str, Any], pv: dict[str, Any]) -> bool:
     return all(expr_matches(e, lab) for e in sel.get("matchExpressions") or [])
 
 
-def mismatches(cluster: Cluster, key: str, pvc: dict[str, Any], pv: dict[str, Any],
-               cls: str) -> list[str]:
+def mismatches(cluster: Cluster, key: str, pvc: dict[str, Any], pv: dict[str, Any], cls: str) -> list[str]:
     """Why ``pv`` cannot serve ``pvc``, each reason naming the field; [] means it fits."""
     spec, pvspec = pvc.get("spec", {}), pv.get("spec", {})
     why: list[str] = []
@@ -115,8 +130,10 @@ def mismatches(cluster: Cluster, key: str, pvc: dict[str, Any], pv: dict[str, An
         why.append(f"size: PV holds {human(have)}, claim asks {human(need)}")
     missing = [m for m in spec.get("accessModes") or [] if m not in (pvspec.get("accessModes") or [])]
     if missing:
-        why.append(f"access mode: claim asks {', '.join(missing)}, PV offers "
-                   f"{', '.join(pvspec.get('accessModes') or ['none'])}")
+        why.append(
+            f"access mode: claim asks {', '.join(missing)}, PV offers "
+            f"{', '.join(pvspec.get('accessModes') or ['none'])}"
+        )
     want_mode, pv_mode = spec.get("volumeMode") or "Filesystem", pvspec.get("volumeMode") or "Filesystem"
     if want_mode != pv_mode:
         why.append(f"volume mode: claim asks {want_mode}, PV is {pv_mode}")
@@ -142,15 +159,18 @@ def check_claims(cluster: Cluster) -> list[Finding]:
         sc = cluster.classes.get(cls)
         if cls and sc is None:
             have = ", ".join(sorted(cluster.classes)) or "(none)"
-            out.append(Finding(
-                "error", "pvc-class-missing", obj,
-                f"claim asks for StorageClass {cls!r}, which does not exist "
-                f"(classes: {have})",
-                "nothing will provision or bind this claim until the class exists; pods "
-                "using it stay Pending",
-                f"create StorageClass {cls!r} (for local volumes: provisioner "
-                f"{NO_PROVISIONER}, volumeBindingMode WaitForFirstConsumer), or recreate the "
-                f"claim with storageClassName set to one of: {have}"))
+            out.append(
+                Finding(
+                    "error",
+                    "pvc-class-missing",
+                    obj,
+                    f"claim asks for StorageClass {cls!r}, which does not exist (classes: {have})",
+                    "nothing will provision or bind this claim until the class exists; pods using it stay Pending",
+                    f"create StorageClass {cls!r} (for local volumes: provisioner "
+                    f"{NO_PROVISIONER}, volumeBindingMode WaitForFirstConsumer), or recreate the "
+                    f"claim with storageClassName set to one of: {have}",
+                )
+            )
             continue
         if sc is not None and sc.get("provisioner") != NO_PROVISIONER:
             continue  # a dynamic provisioner makes the PV; nothing static to match
@@ -158,17 +178,25 @@ def check_claims(cluster: Cluster) -> list[Finding]:
     return out
 
 
-def _static_claim(cluster: Cluster, key: str, pvc: dict[str, Any], cls: str,
-                  sc: dict[str, Any] | None) -> list[Finding]:
+def _static_claim(
+    cluster: Cluster, key: str, pvc: dict[str, Any], cls: str, sc: dict[str, Any] | None
+) -> list[Finding]:
     obj = f"PersistentVolumeClaim/{key}"
     reasons = {pvn: mismatches(cluster, key, pvc, pv, cls) for pvn, pv in sorted(cluster.pvs.items())}
     if any(not r for r in reasons.values()):
         mode = (sc or {}).get("volumeBindingMode") or "Immediate"
         users = [p for p, pod in cluster.pods.items() if key in cluster.pod_claims(pod)]
         if mode == "WaitForFirstConsumer" and not users:
-            return [Finding("ok", "pvc-waiting-consumer", obj,
-                            "Pending, and that is normal: no pod uses it yet", BINDING_WHY,
-                            "nothing to fix; it binds when a pod using it is scheduled")]
+            return [
+                Finding(
+                    "ok",
+                    "pvc-waiting-consumer",
+                    obj,
+                    "Pending, and that is normal: no pod uses it yet",
+                    BINDING_WHY,
+                    "nothing to fix; it binds when a pod using it is scheduled",
+                )
+            ]
         return []
     same = {p: r for p, r in reasons.items() if not r[0].startswith("class:")}
     near = {p: r for p, r in reasons.items() if r[0].startswith("class:") and len(r) == 1}
@@ -178,16 +206,23 @@ def _static_claim(cluster: Cluster, key: str, pvc: dict[str, Any], cls: str,
     spec = pvc.get("spec", {})
     size = human(_request(pvc))
     example = PVGEN.format(cls=cls or '""', size=size)
-    only_affinity = bool(same) and all(r == ["node affinity: PV is pinned to no existing node"]
-                                 for r in same.values())
-    fix = ("fix the nodeAffinity of the PV(s) named here (see their findings); or "
-           if only_affinity else "")
-    fix += (f"create a PV with storageClassName {cls!r}, capacity >= {size}, accessModes "
-            f"{spec.get('accessModes') or []}, volumeMode {spec.get('volumeMode') or 'Filesystem'} "
-            f"and a nodeAffinity naming a real node, e.g. {example}")
+    only_affinity = bool(same) and all(r == ["node affinity: PV is pinned to no existing node"] for r in same.values())
+    fix = "fix the nodeAffinity of the PV(s) named here (see their findings); or " if only_affinity else ""
+    fix += (
+        f"create a PV with storageClassName {cls!r}, capacity >= {size}, accessModes "
+        f"{spec.get('accessModes') or []}, volumeMode {spec.get('volumeMode') or 'Filesystem'} "
+        f"and a nodeAffinity naming a real node, e.g. {example}"
+    )
     related = tuple(f"PersistentVolume/{p}" for p in (same or near))
-    return [Finding("error", "pvc-never-binds", obj,
-                    "claim can never bind: " + " | ".join(lines),
-                    "a claim binds only to a PV of the same class with enough capacity, every "
-                    "requested access mode and the same volume mode; pods using it stay Pending",
-                    fix, related)]
+    return [
+        Finding(
+            "error",
+            "pvc-never-binds",
+            obj,
+            "claim can never bind: " + " | ".join(lines),
+            "a claim binds only to a PV of the same class with enough capacity, every "
+            "requested access mode and the same volume mode; pods using it stay Pending",
+            fix,
+            related,
+        )
+    ]

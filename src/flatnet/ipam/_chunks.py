@@ -85,8 +85,7 @@ class ChunkSource:
                     return outcome, lease
             return self._claim_chunk(pr, key, ch, trusted), None
 
-        return self.txns.retry(
-            f"allocating from the chunk of node {owner.node!r} in pool {pr.spec.name!r}", step)
+        return self.txns.retry(f"allocating from the chunk of node {owner.node!r} in pool {pr.spec.name!r}", step)
 
     def _claim_chunk(self, pr: PoolRange, key: str, ch: Entry | None, trusted: bool) -> Outcome:
         """Move the next ``size`` offsets of the pool cursor into the node's chunk.
@@ -112,9 +111,7 @@ class ChunkSource:
     def _guard(key: str, ch: Entry | None) -> Compare:
         return Compare(key, ch.version, ch.value) if ch else Compare(key, 0)
 
-    def _take_from(
-        self, pr: PoolRange, owner: Owner, sticky_absent: bool, ch: Entry, trusted: bool
-    ) -> Step[Lease]:
+    def _take_from(self, pr: PoolRange, owner: Owner, sticky_absent: bool, ch: Entry, trusted: bool) -> Step[Lease]:
         """One address from chunk ``ch``: DONE, EMPTY, STEPPED (over a taken one) or LOST."""
         store = self.txns.store
         c = json.loads(ch.value)
@@ -125,8 +122,9 @@ class ChunkSource:
         ikey = r.ip_key(pr.spec.name, ip)
         value = r.dumps({"start": c["start"], "end": c["end"], "cursor": off + 1})
         guard = self._guard(ch.key, ch)
-        outcome, lease = self.txns.commit_claim(pr, ip, owner, [guard, Compare(ikey, 0)],
-                                                {ch.key: value}, [], sticky_absent)
+        outcome, lease = self.txns.commit_claim(
+            pr, ip, owner, [guard, Compare(ikey, 0)], {ch.key: value}, [], sticky_absent
+        )
         if outcome is Outcome.DONE:
             self._remember(ch.key, value, ch.version + 1, trusted)
             return outcome, lease
@@ -141,6 +139,7 @@ class ChunkSource:
 
     def leftover(self, pr: PoolRange, owner: Owner, sticky_absent: bool) -> Lease | None:
         """Last fresh resort: an unused address left in any node's chunk."""
+
         def step() -> Step[Lease]:
             for ch in self.txns.store.range(r.chunk_prefix(pr.spec.name)):
                 outcome, lease = self._take_from(pr, owner, sticky_absent, ch, False)

@@ -52,8 +52,8 @@ class CursorSource:
             new_state = r.dumps({"cursor": off + 1, "seq": state["seq"]})
             guard = Compare(skey, st.version if st else 0)
             outcome, lease = self.txns.commit_claim(
-                pr, ip, owner, [guard, Compare(r.ip_key(name, ip), 0)], {skey: new_state}, [],
-                sticky_absent)
+                pr, ip, owner, [guard, Compare(r.ip_key(name, ip), 0)], {skey: new_state}, [], sticky_absent
+            )
             if outcome is Outcome.LOST and store.get(r.ip_key(name, ip)) is not None:
                 # an explicit request took this one ahead of the cursor: step over it
                 store.txn([guard], {skey: new_state})

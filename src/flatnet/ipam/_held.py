@@ -48,8 +48,7 @@ class Held:
         """Compares and puts that make ``ip`` a reservation for ``pod`` (in a release txn)."""
         until = time.time() + hold
         hkey = r.held_key(name, until, ip)
-        return [Compare(hkey, 0)], {r.ip_key(name, ip): r.reserved_record(name, ip, pod, until, hkey),
-                                    hkey: pod}
+        return [Compare(hkey, 0)], {r.ip_key(name, ip): r.reserved_record(name, ip, pod, until, hkey), hkey: pod}
 
     def _sticky_drop(self, name: str, pod: str, ip: IPAddress, cmp: list[Compare]) -> list[str]:
         """The former pod's sticky record, when it still points at ``ip``: guard it, delete it."""
@@ -103,14 +102,18 @@ class Held:
                 return Outcome.STEPPED, None
             expired = float(res.get("until", 0)) <= time.time()
             s_cmp, s_put = self._count(name, "expired" if expired else "takeovers")
-            outcome, lease = self.txns.commit_claim(pr, ip, owner, cmp + s_cmp, s_put, deletes,
-                                                    sticky_absent)
+            outcome, lease = self.txns.commit_claim(pr, ip, owner, cmp + s_cmp, s_put, deletes, sticky_absent)
             if outcome is Outcome.DONE:
                 (log.info if expired else log.warning)(
-                    "ipam: pool %r has no fresh or released address left: %s took over %s, "
-                    "reserved for pod %s%s", name, owner.pod or owner.container_id, ip,
-                    res["reserved_for"], " (its hold had expired)" if expired else
-                    " within its hold (that pod gets a new address if it comes back)")
+                    "ipam: pool %r has no fresh or released address left: %s took over %s, reserved for pod %s%s",
+                    name,
+                    owner.pod or owner.container_id,
+                    ip,
+                    res["reserved_for"],
+                    " (its hold had expired)"
+                    if expired
+                    else " within its hold (that pod gets a new address if it comes back)",
+                )
             return outcome, lease
 
         return self.txns.retry(f"taking over a reserved address in pool {name!r}", step)
@@ -129,12 +132,14 @@ class Held:
             until = since + pr.spec.sticky_hold
             hkey = r.held_key(name, until, ip)
             rec = r.reserved_record(name, ip, res["reserved_for"], until, hkey, since=since)
-            n += store.txn([Compare(ie.key, ie.version, ie.value), Compare(hkey, 0)],
-                           {ie.key: rec, hkey: res["reserved_for"]})
+            n += store.txn(
+                [Compare(ie.key, ie.version, ie.value), Compare(hkey, 0)], {ie.key: rec, hkey: res["reserved_for"]}
+            )
         return n
 
-    def take_over_one(self, pr: PoolRange, ip: IPAddress, owner: Owner,
-                      ie: Entry) -> tuple[list[Compare], list[str], dict[str, str]]:
+    def take_over_one(
+        self, pr: PoolRange, ip: IPAddress, owner: Owner, ie: Entry
+    ) -> tuple[list[Compare], list[str], dict[str, str]]:
         """Compares, deletes and puts that end the reservation in ``ie`` as part of a claim
         of that very address (a requested address reserved for another pod)."""
         res = r.reservation_of(ie.value) or {}
@@ -144,8 +149,13 @@ class Held:
             deletes.append(res["held"])
         expired = float(res.get("until", 0)) <= time.time()
         s_cmp, s_put = self._count(pr.spec.name, "expired" if expired else "takeovers")
-        log.warning("ipam: requested address %s in pool %r was reserved for pod %s: taken over by %s",
-                    ip, pr.spec.name, res.get("reserved_for"), owner.pod or owner.container_id)
+        log.warning(
+            "ipam: requested address %s in pool %r was reserved for pod %s: taken over by %s",
+            ip,
+            pr.spec.name,
+            res.get("reserved_for"),
+            owner.pod or owner.container_id,
+        )
         return cmp + s_cmp, deletes, s_put
 
     def sweep(self, name: str, net: int, limit: int = 2) -> int:
@@ -167,8 +177,12 @@ class Held:
                 s_cmp, s_put = self._count(name, "expired")
                 if store.txn(cmp + f_cmp + s_cmp, {**f_puts, **s_put}, deletes):
                     done += 1
-                    log.info("ipam: reservation of %s for pod %s in pool %r expired; the address "
-                             "is free again", ip, res["reserved_for"], name)
+                    log.info(
+                        "ipam: reservation of %s for pod %s in pool %r expired; the address is free again",
+                        ip,
+                        res["reserved_for"],
+                        name,
+                    )
         except FlatnetError as exc:  # the release itself succeeded; the next one sweeps again
             log.debug("ipam: sweeping expired reservations of %r: %s", name, exc)
         return done

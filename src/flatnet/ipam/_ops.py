@@ -37,8 +37,12 @@ class PoolOps:
     """The store-level steps, shared by every public ``Ipam`` method."""
 
     def __init__(
-        self, store: Store, attempts: int = 100, rng: random.Random | None = None,
-        chunk_min_pool: int = CHUNK_MIN_POOL, chunk_size: int = CHUNK_SIZE,
+        self,
+        store: Store,
+        attempts: int = 100,
+        rng: random.Random | None = None,
+        chunk_min_pool: int = CHUNK_MIN_POOL,
+        chunk_size: int = CHUNK_SIZE,
     ) -> None:
         self.store = store
         self.txns = Txns(store, attempts, rng)
@@ -135,17 +139,14 @@ class PoolOps:
                     # held again without passing through this entry (a node's chunk handed it
                     # out after a request-and-release): the entry is stale, drop it while still
                     # held; whoever holds it pushes a fresh entry on release
-                    self.store.txn([Compare(entry.key, entry.version), Compare(ikey, held.version)],
-                                   {}, [entry.key])
+                    self.store.txn([Compare(entry.key, entry.version), Compare(ikey, held.version)], {}, [entry.key])
                     return Outcome.STEPPED, None
             return outcome, lease
 
         return self.txns.retry(f"allocating a released address from pool {name!r}", step)
 
     # -- release -------------------------------------------------------------
-    def _push_free(
-        self, name: str, ip: IPAddress, net: int
-    ) -> tuple[list[Compare], dict[str, str]]:
+    def _push_free(self, name: str, ip: IPAddress, net: int) -> tuple[list[Compare], dict[str, str]]:
         """Compares and puts that return ``ip`` to the FIFO, unless the cursor has not reached it."""
         skey = r.pool_key(name, "state")
         st = self.store.get(skey)
@@ -222,5 +223,6 @@ class PoolOps:
             return (Outcome.DONE, ip) if ok else (Outcome.LOST, None)
 
         # mypy solves T of a union alias to the addresses' common base: say which it is
-        return cast("IPAddress | None",
-                    self.txns.retry(f"forgetting the sticky address of {pod} in pool {name!r}", step))
+        return cast(
+            "IPAddress | None", self.txns.retry(f"forgetting the sticky address of {pod} in pool {name!r}", step)
+        )

@@ -82,8 +82,7 @@ class Quarantine:
                     store.txn(cmp, {}, [entry.key])  # ended another way: a stale entry
                     continue
                 f_cmp, f_puts = self.push_free(name, ip, net)
-                if store.txn(cmp + [Compare(ie.key, ie.version, ie.value)] + f_cmp, f_puts,
-                             [entry.key, ie.key]):
+                if store.txn(cmp + [Compare(ie.key, ie.version, ie.value)] + f_cmp, f_puts, [entry.key, ie.key]):
                     done += 1
                     log.info("ipam: quarantine of %s in pool %r is over; it will be probed again", ip, name)
         except FlatnetError as exc:
@@ -97,6 +96,14 @@ class Quarantine:
             ie = self.txns.store.get(r.ip_key(name, ip))
             q = r.quarantine_of(ie.value) if ie else None
             if q is not None and q.get("held") == entry.key:
-                out.append({"pool": name, "address": str(ip), "why": q["quarantined"],
-                            "mac": q.get("mac"), "since": q.get("time"), "until": q.get("until")})
+                out.append(
+                    {
+                        "pool": name,
+                        "address": str(ip),
+                        "why": q["quarantined"],
+                        "mac": q.get("mac"),
+                        "since": q.get("time"),
+                        "until": q.get("until"),
+                    }
+                )
         return out

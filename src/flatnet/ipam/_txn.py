@@ -26,11 +26,11 @@ T = TypeVar("T")
 class Outcome(enum.Enum):
     """How one optimistic step went."""
 
-    DONE = "done"        #: committed (or found nothing to do): the step's value is the answer
-    LOST = "lost"        #: a compare failed because another allocator moved: back off, retry
+    DONE = "done"  #: committed (or found nothing to do): the step's value is the answer
+    LOST = "lost"  #: a compare failed because another allocator moved: back off, retry
     STEPPED = "stepped"  #: progress without an answer (stepped over a taken address, dropped a
     #:                      stale entry): retry at once, it does not count as a lost race
-    EMPTY = "empty"      #: this source has nothing (left) to give
+    EMPTY = "empty"  #: this source has nothing (left) to give
 
 
 Step = tuple[Outcome, T | None]
@@ -85,8 +85,14 @@ class Txns:
         return [Compare(key, cur.version, cur.value)], {}, cur.value == str(ip)
 
     def commit_claim(
-        self, pr: PoolRange, ip: IPAddress, owner: Owner, compares: list[Compare],
-        puts: dict[str, str], deletes: list[str], sticky_absent: bool,
+        self,
+        pr: PoolRange,
+        ip: IPAddress,
+        owner: Owner,
+        compares: list[Compare],
+        puts: dict[str, str],
+        deletes: list[str],
+        sticky_absent: bool,
     ) -> Step[Lease]:
         """Add the lease records (and sticky record) to a claim txn and commit it.
 

@@ -15,13 +15,25 @@ from typing import Any, Sequence
 from urllib.parse import unquote
 
 from flatnet.errors import (
-    AddressUnavailable, ConfigError, EnvError, FlatnetError, PoolExhausted, StoreUnavailable,
+    AddressUnavailable,
+    ConfigError,
+    EnvError,
+    FlatnetError,
+    PoolExhausted,
+    StoreUnavailable,
 )
 from flatnet.ipam import records as r
 from flatnet.ipam._chunks import CHUNK_MIN_POOL, CHUNK_SIZE
 from flatnet.ipam._ops import OwnerHolds, PoolOps
 from flatnet.ipam.api import (
-    DEFAULT_QUARANTINE, Compare, IPAddress, Lease, Owner, PoolSpec, Reservation, Store,
+    DEFAULT_QUARANTINE,
+    Compare,
+    IPAddress,
+    Lease,
+    Owner,
+    PoolSpec,
+    Reservation,
+    Store,
 )
 from flatnet.ipam.pool import PoolRange
 
@@ -30,13 +42,16 @@ class Ipam:
     """Allocate, look up and release leases; safe to use from many processes and nodes at once."""
 
     def __init__(
-        self, store: Store, attempts: int = 100, rng: random.Random | None = None,
-        chunk_min_pool: int = CHUNK_MIN_POOL, chunk_size: int = CHUNK_SIZE,
+        self,
+        store: Store,
+        attempts: int = 100,
+        rng: random.Random | None = None,
+        chunk_min_pool: int = CHUNK_MIN_POOL,
+        chunk_size: int = CHUNK_SIZE,
     ) -> None:
         """``chunk_min_pool``/``chunk_size``: see ``flatnet.ipam._chunks`` (tests make them small)."""
         self.store = store
-        self._ops = PoolOps(store, attempts=attempts, rng=rng,
-                            chunk_min_pool=chunk_min_pool, chunk_size=chunk_size)
+        self._ops = PoolOps(store, attempts=attempts, rng=rng, chunk_min_pool=chunk_min_pool, chunk_size=chunk_size)
         self._ranges: dict[str, tuple[str, PoolRange]] = {}
 
     # -- pool definitions ----------------------------------------------------
@@ -70,14 +85,10 @@ class Ipam:
         return pr
 
     # -- allocate ------------------------------------------------------------
-    def allocate(
-        self, pools: Sequence[PoolSpec], owner: Owner, requested: Sequence[IPAddress] = ()
-    ) -> list[Lease]:
+    def allocate(self, pools: Sequence[PoolSpec], owner: Owner, requested: Sequence[IPAddress] = ()) -> list[Lease]:
         """One lease per family in ``pools``; all or nothing; repeat calls return the same leases."""
         if not owner.container_id or not owner.ifname:
-            raise EnvError(
-                "ipam: container id and interface name are required (CNI_CONTAINERID, CNI_IFNAME)"
-            )
+            raise EnvError("ipam: container id and interface name are required (CNI_CONTAINERID, CNI_IFNAME)")
         if not pools:
             raise ConfigError("ipam: no pools configured; add at least one entry to 'pools'")
         names = [p.name for p in pools]
@@ -98,9 +109,7 @@ class Ipam:
                     f"requested address {ip} is not available: no IPv{ip.version} pool is configured"
                 )
             wanted[ip.version] = ip
-        if not wanted and len(ranges) == len(families) and not (
-            owner.pod and any(p.sticky for p in pools)
-        ):
+        if not wanted and len(ranges) == len(families) and not (owner.pod and any(p.sticky for p in pools)):
             got = self._allocate_unlooked(ranges, owner)
             if got is not None:
                 return got
@@ -123,8 +132,7 @@ class Ipam:
                 raise
             return out
         raise StoreUnavailable(
-            f"ipam: concurrent ADDs of container {owner.container_id} {owner.ifname} keep racing; "
-            "retry later",
+            f"ipam: concurrent ADDs of container {owner.container_id} {owner.ifname} keep racing; retry later",
         )
 
     def _allocate_unlooked(self, ranges: list[PoolRange], owner: Owner) -> list[Lease] | None:
@@ -177,12 +185,16 @@ class Ipam:
             for pr in ranges:
                 if pr.why_unusable(want) is None:
                     return self._ops.claim(pr, want, owner, "requested address"), True
-            reasons = [why for pr in ranges if want in pr.spec.subnet
-                       if (why := pr.why_unusable(want)) is not None]
+            reasons = [why for pr in ranges if want in pr.spec.subnet if (why := pr.why_unusable(want)) is not None]
             raise AddressUnavailable(
                 f"requested address {want} is not available: "
-                + (reasons[0] if reasons else "it is outside every pool ("
-                   + ", ".join(f"{pr.spec.name}={pr.spec.subnet}" for pr in ranges) + ")")
+                + (
+                    reasons[0]
+                    if reasons
+                    else "it is outside every pool ("
+                    + ", ".join(f"{pr.spec.name}={pr.spec.subnet}" for pr in ranges)
+                    + ")"
+                )
             )
         sticky_absent: set[str] = set()
         if owner.pod:
@@ -202,8 +214,10 @@ class Ipam:
                     return lease, True
         raise PoolExhausted(
             "no free address: "
-            + "; ".join(f"pool {pr.spec.name!r} ({pr.spec.subnet}) has all {pr.total} usable "
-                        "addresses in use by live pods" for pr in ranges),
+            + "; ".join(
+                f"pool {pr.spec.name!r} ({pr.spec.subnet}) has all {pr.total} usable addresses in use by live pods"
+                for pr in ranges
+            ),
             details="delete unused pods, run GC, or widen rangeStart/rangeEnd or add a pool",
         )
 
@@ -249,8 +263,7 @@ class Ipam:
 
     def pools(self) -> list[PoolSpec]:
         """Every pool the store knows: each records its definition at first use."""
-        return [r.spec_from_json(e.value) for e in self.store.range("pools/")
-                if e.key.endswith("/def")]
+        return [r.spec_from_json(e.value) for e in self.store.range("pools/") if e.key.endswith("/def")]
 
     def usage(self, pool: PoolSpec) -> tuple[int, int]:
         """(addresses in use or reserved, usable addresses) of the pool as configured now."""
@@ -267,7 +280,7 @@ class Ipam:
         prefix = r.pool_key(name, "sticky/")
         out = {}
         for e in self.store.range(prefix):
-            ns, pod = e.key[len(prefix):].split("/", 1)
+            ns, pod = e.key[len(prefix) :].split("/", 1)
             out[f"{unquote(ns)}/{unquote(pod)}"] = ipaddress.ip_address(e.value)
         return out
 
@@ -284,12 +297,10 @@ class Ipam:
                 ie = self.store.get(r.ip_key(name, ip))
                 res = r.reservation_of(ie.value) if ie else None
                 if res is not None and res.get("held") == e.key:
-                    out.append(Reservation(name, ip, res["reserved_for"], float(res["time"]),
-                                           float(res["until"])))
+                    out.append(Reservation(name, ip, res["reserved_for"], float(res["time"]), float(res["until"])))
         return out
 
-    def quarantine(self, lease: Lease, why: str, mac: str | None = None,
-                   hold: float = DEFAULT_QUARANTINE) -> bool:
+    def quarantine(self, lease: Lease, why: str, mac: str | None = None, hold: float = DEFAULT_QUARANTINE) -> bool:
         """Take ``lease``'s address out of use for ``hold`` seconds (it answered a conflict
         probe on the VLAN); the attachment no longer holds it. False if the lease changed."""
         entry = self.store.get(r.ip_key(lease.pool, lease.address.ip))

@@ -122,7 +122,9 @@ def node_block(store: Store, network: str, node: str) -> IPNetwork | None:
     return ipaddress.ip_network(entry.value) if entry else None
 
 
-def register_node(store: Store, network: str, node: str, vtep_ip: str, vtep_mac: str, block: IPNetwork | str) -> NodeInfo:
+def register_node(
+    store: Store, network: str, node: str, vtep_ip: str, vtep_mac: str, block: IPNetwork | str
+) -> NodeInfo:
     """Publish (or update) the node's VTEP so peers can route its block to it.
 
     The block must be the one the node owns: publishing someone else's block would
@@ -131,7 +133,9 @@ def register_node(store: Store, network: str, node: str, vtep_ip: str, vtep_mac:
     try:
         ip = ipaddress.ip_address(vtep_ip)
     except ValueError:
-        raise ConfigError(f"vtep address {vtep_ip!r} of node {node!r} is not an IP address: pass the node's underlay IP") from None
+        raise ConfigError(
+            f"vtep address {vtep_ip!r} of node {node!r} is not an IP address: pass the node's underlay IP"
+        ) from None
     mac = vtep_mac.lower()
     if not _MAC_RE.match(mac):
         raise ConfigError(f"vtep MAC {vtep_mac!r} of node {node!r} is malformed: expected aa:bb:cc:dd:ee:ff")
@@ -156,7 +160,9 @@ def nodes(store: Store, network: str) -> list[NodeInfo]:
     out = []
     for entry in store.range(f"{_base(network)}nodes/"):
         d = json.loads(entry.value)
-        out.append(NodeInfo(node=d["node"], vtep_ip=d["vtep"], vtep_mac=d["mac"], block=ipaddress.ip_network(d["block"])))
+        out.append(
+            NodeInfo(node=d["node"], vtep_ip=d["vtep"], vtep_mac=d["mac"], block=ipaddress.ip_network(d["block"]))
+        )
     return sorted(out, key=lambda n: n.node)
 
 

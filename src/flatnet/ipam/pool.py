@@ -48,11 +48,10 @@ class PoolRange:
             lo = max(lo, self.offset(spec.range_start))
         if spec.range_end is not None:
             hi = min(hi, self.offset(spec.range_end))
-        if (spec.range_start is not None and spec.range_end is not None
-                and int(spec.range_start) > int(spec.range_end)):  # both inside the subnet: one family
-            raise ConfigError(
-                f"{where}: rangeStart {spec.range_start} is after rangeEnd {spec.range_end}; swap them"
-            )
+        if (
+            spec.range_start is not None and spec.range_end is not None and int(spec.range_start) > int(spec.range_end)
+        ):  # both inside the subnet: one family
+            raise ConfigError(f"{where}: rangeStart {spec.range_start} is after rangeEnd {spec.range_end}; swap them")
         self.first, self.last = lo, hi
         reserved: set[int] = set()
         if spec.gateway is not None:
@@ -64,9 +63,7 @@ class PoolRange:
             reserved.add(self.offset(spec.gateway))
         for ip in spec.exclude:
             if ip.version != spec.family or ip not in spec.subnet:
-                raise ConfigError(
-                    f"{where}: exclude entry {ip} is outside the subnet; remove it from 'exclude'"
-                )
+                raise ConfigError(f"{where}: exclude entry {ip} is outside the subnet; remove it from 'exclude'")
             reserved.add(self.offset(ip))
         self.reserved = frozenset(o for o in reserved if lo <= o <= hi)
         self.total = max(0, hi - lo + 1) - len(self.reserved)
@@ -107,10 +104,7 @@ class PoolRange:
             lo, hi = _bounds(spec)
             if not lo <= off <= hi:
                 return f"it is the network or broadcast address of {spec.subnet}"
-            return (
-                f"it is outside the range {self.address(self.first)}-{self.address(self.last)} "
-                f"of pool {spec.name!r}"
-            )
+            return f"it is outside the range {self.address(self.first)}-{self.address(self.last)} of pool {spec.name!r}"
         return None
 
     def contains(self, ip: IPAddress) -> bool:

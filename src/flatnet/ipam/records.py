@@ -79,10 +79,18 @@ def quar_key(pool: str, until: float, ip: IPAddress) -> str:
     return pool_key(pool, "quar", f"{max(0, int(until * 1_000_000)):017d}", q(str(ip)))
 
 
-def quarantine_record(pool: str, ip: IPAddress, why: str, mac: str | None, until: float,
-                      held: str) -> str:
-    return dumps({"pool": pool, "ip": str(ip), "quarantined": why, "mac": mac,
-                  "time": round(time.time(), 3), "until": round(until, 3), "held": held})
+def quarantine_record(pool: str, ip: IPAddress, why: str, mac: str | None, until: float, held: str) -> str:
+    return dumps(
+        {
+            "pool": pool,
+            "ip": str(ip),
+            "quarantined": why,
+            "mac": mac,
+            "time": round(time.time(), 3),
+            "until": round(until, 3),
+            "held": held,
+        }
+    )
 
 
 def quarantine_of(text: str) -> dict[str, Any] | None:
@@ -145,9 +153,7 @@ def spec_from_json(text: str) -> PoolSpec:
         sticky=bool(d.get("sticky")),
         sticky_hold=float(d.get("stickyHold", DEFAULT_STICKY_HOLD)),
         conflict_probe=bool(d.get("conflictProbe", True)),
-        routes=tuple(
-            (ipaddress.ip_network(dst), ip(gw) if gw else None) for dst, gw in d.get("routes", ())
-        ),
+        routes=tuple((ipaddress.ip_network(dst), ip(gw) if gw else None) for dst, gw in d.get("routes", ())),
     )
 
 
@@ -193,12 +199,18 @@ def _lease_dict(spec: PoolSpec, ip: IPAddress, owner: Owner, sticky: bool) -> di
     return d
 
 
-def reserved_record(pool: str, ip: IPAddress, pod: str, until: float, held: str,
-                    since: float | None = None) -> str:
+def reserved_record(pool: str, ip: IPAddress, pod: str, until: float, held: str, since: float | None = None) -> str:
     """A sticky hold: ``ip`` kept for ``pod`` until ``until``; ``held`` is its queue key."""
-    return dumps({"pool": pool, "ip": str(ip), "reserved_for": pod,
-                  "time": round(time.time() if since is None else since, 3),
-                  "until": round(until, 3), "held": held})
+    return dumps(
+        {
+            "pool": pool,
+            "ip": str(ip),
+            "reserved_for": pod,
+            "time": round(time.time() if since is None else since, 3),
+            "until": round(until, 3),
+            "held": held,
+        }
+    )
 
 
 def lease_from_record(text: str) -> Lease:

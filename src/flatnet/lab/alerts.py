@@ -45,8 +45,9 @@ def rule_file(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     def sub(m: re.Match[str]) -> str:
         value = _lookup(values, m.group(1))
         for pipe in (p.strip() for p in m.group(2).split("|") if p.strip()):
-            value = json.dumps(value, sort_keys=True, separators=(",", ":")) if pipe == "toJson" \
-                else json.dumps(str(value))
+            value = (
+                json.dumps(value, sort_keys=True, separators=(",", ":")) if pipe == "toJson" else json.dumps(str(value))
+            )
         return str(value)
 
     lines = [l for l in TEMPLATE.read_text().splitlines() if not _CONTROL.match(l)]

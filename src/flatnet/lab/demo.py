@@ -46,10 +46,13 @@ class Demo:
         name = pod_name(network, node, k)
         pods.del_pod(name)  # leftover of an interrupted demo
         kwargs: dict[str, Any] = {}
-        if network == "overlay" and k == 1 and node == self.topo.nodes[0].name \
-                and "port_mappings" in inspect.signature(pods.add_pod).parameters:
-            kwargs["port_mappings"] = [{"hostPort": HOST_PORT, "containerPort":
-                                        reach.PROBE_PORT, "protocol": "tcp"}]
+        if (
+            network == "overlay"
+            and k == 1
+            and node == self.topo.nodes[0].name
+            and "port_mappings" in inspect.signature(pods.add_pod).parameters
+        ):
+            kwargs["port_mappings"] = [{"hostPort": HOST_PORT, "containerPort": reach.PROBE_PORT, "protocol": "tcp"}]
             self.port_mapped = name
         self.made.append(name)
         return pods.add_pod(node, name, network, **kwargs)
@@ -63,11 +66,13 @@ class Demo:
             for k in range(1, per_node + 1):
                 if pod_name(network, node.name, k) not in have:
                     self.add(network, node.name, k)
-        counts = {n.name: probe.count_routes(n.ns, route_devices(network, n))
-                  for n in self.topo.nodes}
-        return render.RouteSample(network, per_node,
-                                  {n: c["v4"] + c["v6"] for n, c in counts.items()},
-                                  {n: c["host"] for n, c in counts.items()})
+        counts = {n.name: probe.count_routes(n.ns, route_devices(network, n)) for n in self.topo.nodes}
+        return render.RouteSample(
+            network,
+            per_node,
+            {n: c["v4"] + c["v6"] for n, c in counts.items()},
+            {n: c["host"] for n, c in counts.items()},
+        )
 
     def cleanup(self) -> list[str]:
         """Delete every pod this run made; return the errors instead of raising them."""
@@ -85,14 +90,19 @@ class Demo:
     def access(self, network: str, pod: Any) -> list[render.AccessRow]:
         """Outside host -> pod: at its own address; for the overlay also node:hostPort."""
         out = next(h for h in self.topo.hosts if h.role == "outside").ns
-        rows = [render.AccessRow(network, "pod address", f"{pod.ip}:{reach.PROBE_PORT}",
-                                 probe.tcp_probe(out, pod.netns, pod.ip, reach.PROBE_PORT))]
+        rows = [
+            render.AccessRow(
+                network,
+                "pod address",
+                f"{pod.ip}:{reach.PROBE_PORT}",
+                probe.tcp_probe(out, pod.netns, pod.ip, reach.PROBE_PORT),
+            )
+        ]
         if network == "overlay":
             node_ip = self.topo.node(pod.node).ipv4
             target = f"{node_ip}:{HOST_PORT}"
             if self.port_mapped == pod.name:
-                res = probe.tcp_probe(out, pod.netns, node_ip, HOST_PORT,
-                                      listen_port=reach.PROBE_PORT)
+                res = probe.tcp_probe(out, pod.netns, node_ip, HOST_PORT, listen_port=reach.PROBE_PORT)
             else:
                 res = probe.ProbeResult(False, error="lab pods cannot take portMappings yet")
             rows.append(render.AccessRow(network, "node:hostPort (DNAT)", target, res))
@@ -123,8 +133,7 @@ def route_devices(network: str, node: Any) -> tuple[str, ...]:
     return (node.flat_master, "fns-")  # the parent (subnet route) and the node->pod shim
 
 
-def run(console: Console, keep: bool = False, seconds: float = 2.0,
-        networks: tuple[str, ...] = NETWORKS) -> int:
+def run(console: Console, keep: bool = False, seconds: float = 2.0, networks: tuple[str, ...] = NETWORKS) -> int:
     """The whole demo; exit code 0 when every measured cell matched its model."""
     from flatnet.lab import manager
 
@@ -132,17 +141,18 @@ def run(console: Console, keep: bool = False, seconds: float = 2.0,
         return _run_locked(console, keep, seconds, networks)
 
 
-def _run_locked(console: Console, keep: bool, seconds: float,
-                networks: tuple[str, ...]) -> int:
+def _run_locked(console: Console, keep: bool, seconds: float, networks: tuple[str, ...]) -> int:
     """The demo while holding the lab lock (no test or other demo can tear the lab down)."""
     from flatnet.lab import manager
 
     brought_up = manager.state() is None
     if brought_up:
-        console.print("[bold]bringing the lab up[/bold] (it will go down again at the end"
-                      + (", --keep: it stays" if keep else "") + ")")
-        manager.up(progress=lambda msg, done, total: console.print(
-            f"[dim]  [{done}/{total}] {msg}[/dim]"))
+        console.print(
+            "[bold]bringing the lab up[/bold] (it will go down again at the end"
+            + (", --keep: it stays" if keep else "")
+            + ")"
+        )
+        manager.up(progress=lambda msg, done, total: console.print(f"[dim]  [{done}/{total}] {msg}[/dim]"))
     try:
         topo = reach.require_lab()
         demo = Demo(console, topo, seconds)
@@ -200,19 +210,24 @@ def _measure_and_show(demo: Demo, networks: tuple[str, ...]) -> int:
 
 NOTES = {
     "a": "flat: pods sit on the VMs' VLAN, so VMs, the outside world and other pods reach "
-         "them directly; only VLAN 200 (same subnet, other L2) must fail.",
+    "them directly; only VLAN 200 (same subnet, other L2) must fail.",
     "b": "the seed's flannel table: with the overlay the VM sees the node, not the pod; "
-         "a registry entry with the pod address is useless to it.",
+    "a registry entry with the pod address is useless to it.",
     "c": "overlay: the only way in is a DNAT port on a node (NodePort / hostPort).",
     "d": "flat: the subnet route plus one host route per address of each *local* pod (the "
-         "node->pod shim); nothing for pods on other nodes. overlay: one route per peer node "
-         "block plus the local block, constant as pods grow. A per-pod route model (Calico "
-         "BGP) would carry one route per pod in the whole cluster.",
+    "node->pod shim); nothing for pods on other nodes. overlay: one route per peer node "
+    "block plus the local block, constant as pods grow. A per-pod route model (Calico "
+    "BGP) would carry one route per pod in the whole cluster.",
 }
 
 
-def _show(c: Console, matrices: list[reach.Matrix], access: list[render.AccessRow],
-          samples: list[render.RouteSample], perf: list[render.PerfRow]) -> None:
+def _show(
+    c: Console,
+    matrices: list[reach.Matrix],
+    access: list[render.AccessRow],
+    samples: list[render.RouteSample],
+    perf: list[render.PerfRow],
+) -> None:
     c.rule("(a) reachability")
     c.print(render.matrix_table(matrices))
     c.print(NOTES["a"])
@@ -246,11 +261,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def register_demo(lab_subparsers: "argparse._SubParsersAction") -> None:
     """Add ``flatnet lab demo`` to the ``lab`` command's sub-parsers."""
     p = lab_subparsers.add_parser(
-        "demo", help="flat vs overlay, measured: reachability, SNAT, routes, speed",
-        description=__doc__.split("\n\n")[1] if __doc__ else None)
-    p.add_argument("--keep", action="store_true",
-                   help="leave the lab up at the end (pods are removed either way)")
-    p.add_argument("--seconds", type=float, default=2.0,
-                   help="iperf3 duration per path (default: %(default)s)")
+        "demo",
+        help="flat vs overlay, measured: reachability, SNAT, routes, speed",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    p.add_argument("--keep", action="store_true", help="leave the lab up at the end (pods are removed either way)")
+    p.add_argument("--seconds", type=float, default=2.0, help="iperf3 duration per path (default: %(default)s)")
     p.set_defaults(func=cmd_demo)
-

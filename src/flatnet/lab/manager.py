@@ -55,8 +55,7 @@ class LabStatus:
 
 def require_root() -> None:
     if os.geteuid() != 0:
-        raise FlatnetError("the lab needs root (it creates network namespaces)",
-                           "run it with sudo")
+        raise FlatnetError("the lab needs root (it creates network namespaces)", "run it with sudo")
 
 
 @contextmanager
@@ -76,8 +75,10 @@ def exclusive(timeout: float = 300.0) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise FlatnetError(f"the lab is held by another user of {LOCK_PATH}",
-                                       "wait for it to finish, then retry ('flatnet lab down --force' tears it down anyway)") from None
+                    raise FlatnetError(
+                        f"the lab is held by another user of {LOCK_PATH}",
+                        "wait for it to finish, then retry ('flatnet lab down --force' tears it down anyway)",
+                    ) from None
                 time.sleep(0.2)
         yield
     finally:
@@ -99,8 +100,7 @@ def current_topology() -> Topology:
     return default_topology(int(st["nodes"]), st.get("shape", "per-vlan")) if st else default_topology(3)
 
 
-def up(nodes: int = 3, store: str = "sqlite", progress: Progress | None = None,
-       agents: bool = True) -> Topology:
+def up(nodes: int = 3, store: str = "sqlite", progress: Progress | None = None, agents: bool = True) -> Topology:
     """Build (or complete) the lab; return its topology. ``agents=False``: network only."""
     require_root()
     if store not in STORES:
@@ -112,11 +112,17 @@ def up(nodes: int = 3, store: str = "sqlite", progress: Progress | None = None,
     topo = default_topology(nodes, shape)
     if old and (old.get("nodes") != nodes or old.get("store") != store):
         raise ConfigError(
-            f"the lab is already up with {old.get('nodes')} nodes and store "
-            f"{old.get('store')}", "run 'flatnet lab down' first to rebuild it differently")
+            f"the lab is already up with {old.get('nodes')} nodes and store {old.get('store')}",
+            "run 'flatnet lab down' first to rebuild it differently",
+        )
     procs.ensure_dir()
-    st: dict[str, Any] = {"nodes": nodes, "store": store, "etcd_port": (old or {}).get("etcd_port"),
-                          "shape": shape, "complete": False}  # True only once every step below is done
+    st: dict[str, Any] = {
+        "nodes": nodes,
+        "store": store,
+        "etcd_port": (old or {}).get("etcd_port"),
+        "shape": shape,
+        "complete": False,
+    }  # True only once every step below is done
     procs.write_json(procs.path("state.json"), st)
     steps = _build_steps(topo)
     extra = (1 if store == "etcd" else 0) + 1 + (len(topo.nodes) if agents else 0)
@@ -167,20 +173,24 @@ def _build_steps(topo: Topology) -> list[tuple[str, Callable[[], None]]]:
     aware = topo.shape == "vlan-aware"
     for br in dict.fromkeys(s.bridge for s in topo.segments):
         vlans = ", ".join(str(s.vlan) for s in topo.segments if s.bridge == br)
-        steps.append((f"switch {'VLAN-filtering bridge' if aware else 'segment'} {br} (VLAN {vlans})",
-                      lambda b=br: labnet.ensure_bridge(topo.switch_ns, b, vlan_filtering=aware)))
+        steps.append(
+            (
+                f"switch {'VLAN-filtering bridge' if aware else 'segment'} {br} (VLAN {vlans})",
+                lambda b=br: labnet.ensure_bridge(topo.switch_ns, b, vlan_filtering=aware),
+            )
+        )
     bridges = {s.vlan: s.bridge for s in topo.segments}
     all_vlans = tuple(s.vlan for s in topo.segments)
     done_pairs: set[frozenset[tuple[str, str]]] = set()
     for host in topo.hosts:
+
         def wire(host=host) -> None:  # noqa: ANN001 - bound loop variable
             for iface in host.ifaces:
                 if iface.segment is not None:
                     assert iface.switch_port is not None
                     port = iface.trunk or iface.name
                     labnet.ensure_veth(host.ns, port, topo.switch_ns, iface.switch_port)
-                    labnet.set_master(topo.switch_ns, iface.switch_port,
-                                      bridges[iface.segment])
+                    labnet.set_master(topo.switch_ns, iface.switch_port, bridges[iface.segment])
                     if aware and iface.trunk:  # a trunk port, the iface its 802.1Q sub-interface
                         labnet.set_port_vlans(topo.switch_ns, iface.switch_port, tagged=all_vlans)
                         labnet.ensure_vlan_link(host.ns, iface.trunk, iface.name, iface.segment)
@@ -192,14 +202,17 @@ def _build_steps(topo: Topology) -> list[tuple[str, Callable[[], None]]]:
                         labnet.ensure_veth(host.ns, iface.name, *iface.peer)
                         done_pairs.add(pair)
                 labnet.ensure_addresses(host.ns, iface.name, iface.addresses)
+
         steps.append((f"links of {host.ns} ({host.role})", wire))
     for host in topo.hosts:
+
         def routes(host=host) -> None:  # noqa: ANN001
             fwd = "1" if host.forwarding else "0"
             labnet.set_sysctl(host.ns, "net.ipv4.ip_forward", fwd)
             labnet.set_sysctl(host.ns, "net.ipv6.conf.all.forwarding", fwd)
             for r in host.routes:
                 labnet.ensure_route(host.ns, r.dst, r.gw)
+
         steps.append((f"routes of {host.ns}", routes))
     return steps
 
@@ -209,17 +222,21 @@ def status() -> LabStatus:
     st = state()
     namespaces = labnet.list_namespaces(PREFIX)
     # a state file without "complete" predates the flag: trust it as before
-    out = LabStatus(up=st is not None and st.get("complete", True) is not False,
-                    store=(st or {}).get("store"), shape=(st or {}).get("shape"),
-                    namespaces=namespaces,
-                    processes=procs.lab_pids())
+    out = LabStatus(
+        up=st is not None and st.get("complete", True) is not False,
+        store=(st or {}).get("store"),
+        shape=(st or {}).get("shape"),
+        namespaces=namespaces,
+        processes=procs.lab_pids(),
+    )
     if st:
         for node in default_topology(int(st["nodes"]), st.get("shape", "per-vlan")).nodes:
             sock = procs.agent_socket(node.name)
             pid = procs.read_pid(node.name)
             alive = procs.pid_alive(pid, sock)
-            out.nodes.append(NodeStatus(node.name, node.ns, node.ns in namespaces, pid, alive,
-                                        alive and procs.socket_answers(sock)))
+            out.nodes.append(
+                NodeStatus(node.name, node.ns, node.ns in namespaces, pid, alive, alive and procs.socket_answers(sock))
+            )
         if st.get("store") == "etcd":
             out.etcd_alive = procs.pid_alive(procs.read_pid("etcd"), procs.path("etcd"))
     pod_dir = procs.path("pods")
@@ -259,8 +276,7 @@ def down(progress: Progress | None = None) -> dict[str, int]:
     return {"namespaces": len(namespaces), "processes": stopped}
 
 
-def install_service(backends: list[str], port: int | None = None,
-                    backend_port: int | None = None) -> dict[str, str]:
+def install_service(backends: list[str], port: int | None = None, backend_port: int | None = None) -> dict[str, str]:
     """DNAT the Service VIP on every node to a backend pod on *another* node.
 
     ``backends`` are lab pod names (see ``flatnet.lab.pods``); each node gets the first
@@ -272,20 +288,21 @@ def install_service(backends: list[str], port: int | None = None,
     topo = current_topology()
     svc = topo.service
     if not backends:
-        raise ConfigError("install_service needs at least one backend pod name",
-                          "add a pod first: flatnet.lab.pods.add_pod(...)")
+        raise ConfigError(
+            "install_service needs at least one backend pod name", "add a pod first: flatnet.lab.pods.add_pod(...)"
+        )
     recs = [pods.get_pod(b) for b in backends]
     chosen: dict[str, str] = {}
     for node in topo.nodes:
         rec = next((r for r in recs if r.node != node.name), recs[0])
-        labnet.install_service(node.ns, svc.vip, port or svc.port, rec.ip,
-                               backend_port or port or svc.port)
+        labnet.install_service(node.ns, svc.vip, port or svc.port, rec.ip, backend_port or port or svc.port)
         chosen[node.name] = rec.ip
     return chosen
 
 
-def exec_in(host: str, argv: list[str], timeout: float = 30.0,
-            input: str | None = None) -> "subprocess.CompletedProcess[str]":
+def exec_in(
+    host: str, argv: list[str], timeout: float = 30.0, input: str | None = None
+) -> "subprocess.CompletedProcess[str]":
     """Run ``argv`` in a lab host: "vm1", "node2", "rtr", "out", "vlan200" or "fnlab-...".
 
     For pods use ``flatnet.lab.pods.exec_in_pod``.

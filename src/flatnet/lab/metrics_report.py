@@ -29,8 +29,7 @@ def burst(topo: Topology, names: list[str], network: str = "flat", workers: int 
     """Add ``names`` as pods, round-robin over the nodes, ``workers`` ADDs in flight at once."""
     nodes = [n.name for n in topo.nodes]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(pods.add_pod, nodes[i % len(nodes)], name, network)
-                   for i, name in enumerate(names)]
+        futures = [pool.submit(pods.add_pod, nodes[i % len(nodes)], name, network) for i, name in enumerate(names)]
         return [f.result() for f in futures]
 
 
@@ -63,13 +62,17 @@ def draw(prom: LabPrometheus, start: float, end: float, path: str, marks: dict[s
     usage = prom.query_range(USAGE, start, end, step)
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     for series in rate:
-        ax1.plot([float(t) - start for t, _ in series["values"]], [float(v) for _, v in series["values"]],
-                 color="tab:blue")
+        ax1.plot(
+            [float(t) - start for t, _ in series["values"]], [float(v) for _, v in series["values"]], color="tab:blue"
+        )
     ax1.set_ylabel("ADDs / s (5 s rate)")
     ax1.set_title("flatnet lab: CNI ADD rate and pool usage, from Prometheus query_range")
     for series in sorted(usage, key=lambda s: s["metric"].get("pool", "")):
-        ax2.plot([float(t) - start for t, _ in series["values"]],
-                 [100 * float(v) for _, v in series["values"]], label=series["metric"].get("pool", "?"))
+        ax2.plot(
+            [float(t) - start for t, _ in series["values"]],
+            [100 * float(v) for _, v in series["values"]],
+            label=series["metric"].get("pool", "?"),
+        )
     ax2.axhline(90, color="tab:red", linestyle="--", linewidth=1, label=f"{ALERT} threshold (90%)")
     ax2.set_ylabel("allocated / size (%)")
     ax2.set_xlabel("seconds since the start of the run")
@@ -85,8 +88,11 @@ def draw(prom: LabPrometheus, start: float, end: float, path: str, marks: dict[s
 
 
 def firing(prom: LabPrometheus, pool: str) -> list[dict[str, Any]]:
-    return [a for a in prom.alerts() if a["labels"].get("alertname") == ALERT
-            and a["labels"].get("pool") == pool and a["state"] == "firing"]
+    return [
+        a
+        for a in prom.alerts()
+        if a["labels"].get("alertname") == ALERT and a["labels"].get("pool") == pool and a["state"] == "firing"
+    ]
 
 
 def run(out: str, count: int = 24, say: Callable[[str], None] = print) -> dict[str, Any]:
@@ -121,8 +127,10 @@ def run(out: str, count: int = 24, say: Callable[[str], None] = print) -> dict[s
             end = time.time()
             draw(prom, start, end, out, marks)
             figures = {"adds": (prom.value(ADDS) or 0) - before, "alert": alert[0]}
-            say(f"ADDs seen by Prometheus after the warm-up: {figures['adds']:.0f}; {ALERT} firing for pool small-v4; "
-                f"chart written to {out}")
+            say(
+                f"ADDs seen by Prometheus after the warm-up: {figures['adds']:.0f}; {ALERT} firing for pool small-v4; "
+                f"chart written to {out}"
+            )
             return figures
         finally:
             for name in made:

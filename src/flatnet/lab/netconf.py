@@ -40,39 +40,85 @@ def store_url(store: str, etcd_port: int | None) -> str:
 def _flat_pools(topo: Topology) -> list[dict[str, Any]]:
     fp = topo.flat
     return [
-        {"name": "flat-v4", "subnet": fp.v4_subnet, "rangeStart": fp.v4_start,
-         "rangeEnd": fp.v4_end, "gateway": fp.v4_gateway, "sticky": True},
-        {"name": "flat-v6", "subnet": fp.v6_subnet, "rangeStart": fp.v6_start,
-         "rangeEnd": fp.v6_end, "gateway": fp.v6_gateway, "sticky": True},
+        {
+            "name": "flat-v4",
+            "subnet": fp.v4_subnet,
+            "rangeStart": fp.v4_start,
+            "rangeEnd": fp.v4_end,
+            "gateway": fp.v4_gateway,
+            "sticky": True,
+        },
+        {
+            "name": "flat-v6",
+            "subnet": fp.v6_subnet,
+            "rangeStart": fp.v6_start,
+            "rangeEnd": fp.v6_end,
+            "gateway": fp.v6_gateway,
+            "sticky": True,
+        },
     ]
 
 
 def _small_pools(topo: Topology) -> list[dict[str, Any]]:
     fp = topo.flat
-    return [{"name": "small-v4", "subnet": fp.v4_subnet, "rangeStart": fp.small_start,
-             "rangeEnd": fp.small_end, "gateway": fp.v4_gateway}]
+    return [
+        {
+            "name": "small-v4",
+            "subnet": fp.v4_subnet,
+            "rangeStart": fp.small_start,
+            "rangeEnd": fp.small_end,
+            "gateway": fp.v4_gateway,
+        }
+    ]
 
 
 def node_configs(topo: Topology, node: Node, store: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """network name -> plugin config for ``node``."""
-    common = {"cniVersion": CNI_VERSION, "type": "flatnet", "hostNetns": node.ns,
-              "agentSocket": procs.agent_socket(node.name)}
+    common = {
+        "cniVersion": CNI_VERSION,
+        "type": "flatnet",
+        "hostNetns": node.ns,
+        "agentSocket": procs.agent_socket(node.name),
+    }
     ov = topo.overlay
     return {
-        "flat": {**common, "name": "flat", "mode": "macvlan", "master": node.flat_master,
-                 "serviceCidrs": [topo.service.cidr],
-                 "ipam": {"pools": _flat_pools(topo), "store": store}},
-        "flat-bridge": {**common, "name": "flat-bridge", "mode": "bridge",
-                        "master": node.bridge_master, "bridge": "fnbr100",
-                        "serviceCidrs": [topo.service.cidr],
-                        "ipam": {"pools": _flat_pools(topo), "store": store}},
-        "overlay": {**common, "name": "overlay", "mode": "vxlan", "vni": ov.vni,
-                    "vxlanPort": ov.port, "clusterSubnet": ov.cluster_subnet,
-                    "nodeBlockPrefix": ov.node_block_prefix, "nodeName": node.name,
-                    "vtepAddress": node.ipv4, "ipam": {"store": store}},
-        "flat-small": {**common, "name": "flat-small", "mode": "macvlan", "master": node.flat_master,
-                       "serviceCidrs": [topo.service.cidr],
-                       "ipam": {"pools": _small_pools(topo), "store": store}},
+        "flat": {
+            **common,
+            "name": "flat",
+            "mode": "macvlan",
+            "master": node.flat_master,
+            "serviceCidrs": [topo.service.cidr],
+            "ipam": {"pools": _flat_pools(topo), "store": store},
+        },
+        "flat-bridge": {
+            **common,
+            "name": "flat-bridge",
+            "mode": "bridge",
+            "master": node.bridge_master,
+            "bridge": "fnbr100",
+            "serviceCidrs": [topo.service.cidr],
+            "ipam": {"pools": _flat_pools(topo), "store": store},
+        },
+        "overlay": {
+            **common,
+            "name": "overlay",
+            "mode": "vxlan",
+            "vni": ov.vni,
+            "vxlanPort": ov.port,
+            "clusterSubnet": ov.cluster_subnet,
+            "nodeBlockPrefix": ov.node_block_prefix,
+            "nodeName": node.name,
+            "vtepAddress": node.ipv4,
+            "ipam": {"store": store},
+        },
+        "flat-small": {
+            **common,
+            "name": "flat-small",
+            "mode": "macvlan",
+            "master": node.flat_master,
+            "serviceCidrs": [topo.service.cidr],
+            "ipam": {"pools": _small_pools(topo), "store": store},
+        },
     }
 
 

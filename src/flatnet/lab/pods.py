@@ -83,12 +83,12 @@ def _node_config(node: str, network: str) -> dict[str, Any]:
     topo = default_topology(int(st["nodes"]))
     topo.node(node)  # raises ConfigError naming the known nodes
     if network not in netconf.NETWORKS:
-        raise ConfigError(f"network {network!r} is not a lab network",
-                          f"use one of: {', '.join(netconf.NETWORKS)}")
+        raise ConfigError(f"network {network!r} is not a lab network", f"use one of: {', '.join(netconf.NETWORKS)}")
     conf = procs.read_json(netconf.config_path(node, network))
     if conf is None:
-        raise FlatnetError(f"no config for network {network} on {node}",
-                           "run 'flatnet lab up' again to rewrite the configs")
+        raise FlatnetError(
+            f"no config for network {network} on {node}", "run 'flatnet lab up' again to rewrite the configs"
+        )
     return conf
 
 
@@ -109,11 +109,20 @@ def _exec_plugin(command: str, pod: Pod, conf: dict[str, Any]) -> dict[str, Any]
         "FLATNET_HOST_NETNS": conf.get("hostNetns", ""),
     }
     try:
-        proc = subprocess.run([forwarder.path()], input=json.dumps(conf), env=env, text=True,
-                              capture_output=True, timeout=PLUGIN_TIMEOUT, check=False)
+        proc = subprocess.run(
+            [forwarder.path()],
+            input=json.dumps(conf),
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=PLUGIN_TIMEOUT,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
-        raise FlatnetError(f"CNI {command} of pod {pod.name} took over {PLUGIN_TIMEOUT:.0f}s",
-                           f"see the agent log {procs.path(pod.node + '.log')}") from None
+        raise FlatnetError(
+            f"CNI {command} of pod {pod.name} took over {PLUGIN_TIMEOUT:.0f}s",
+            f"see the agent log {procs.path(pod.node + '.log')}",
+        ) from None
     out: Any = None
     if proc.stdout.strip():
         try:
@@ -122,10 +131,12 @@ def _exec_plugin(command: str, pod: Pod, conf: dict[str, Any]) -> dict[str, Any]
             out = None
     if proc.returncode != 0:
         if isinstance(out, dict) and "code" in out:
-            raise FlatnetError(str(out.get("msg", "")), str(out.get("details", "")),
-                               code=int(out["code"]))
-        raise FlatnetError(f"CNI {command} of pod {pod.name} failed (exit {proc.returncode})",
-                           (proc.stderr or proc.stdout).strip()[-500:], code=INTERNAL)
+            raise FlatnetError(str(out.get("msg", "")), str(out.get("details", "")), code=int(out["code"]))
+        raise FlatnetError(
+            f"CNI {command} of pod {pod.name} failed (exit {proc.returncode})",
+            (proc.stderr or proc.stdout).strip()[-500:],
+            code=INTERNAL,
+        )
     return out if isinstance(out, dict) else {}
 
 
@@ -136,20 +147,34 @@ def network_status(node: str, network: str) -> None:
     routed), so the lab runs it on every node before the first pod is created.
     """
     conf = {**_node_config(node, network), "cniVersion": "1.1.0"}  # STATUS: 1.1.0 on
-    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-           "CNI_COMMAND": "STATUS", "CNI_PATH": CNI_PATH,
-           "FLATNET_INPROCESS": forwarder.inprocess_entry(),
-           "FLATNET_LOCK_DIR": procs.path("locks"), "FLATNET_NODE": node,
-           "FLATNET_HOST_NETNS": conf.get("hostNetns", "")}
-    proc = subprocess.run([forwarder.path()], input=json.dumps(conf), env=env, text=True,
-                          capture_output=True, timeout=PLUGIN_TIMEOUT, check=False)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "CNI_COMMAND": "STATUS",
+        "CNI_PATH": CNI_PATH,
+        "FLATNET_INPROCESS": forwarder.inprocess_entry(),
+        "FLATNET_LOCK_DIR": procs.path("locks"),
+        "FLATNET_NODE": node,
+        "FLATNET_HOST_NETNS": conf.get("hostNetns", ""),
+    }
+    proc = subprocess.run(
+        [forwarder.path()],
+        input=json.dumps(conf),
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=PLUGIN_TIMEOUT,
+        check=False,
+    )
     if proc.returncode != 0:
         try:
             out = json.loads(proc.stdout)
         except ValueError:
             out = {}
-        raise FlatnetError(f"{network} on {node} is not ready: {out.get('msg', proc.stderr.strip()[-300:])}",
-                           str(out.get("details", "")), code=int(out.get("code", INTERNAL)))
+        raise FlatnetError(
+            f"{network} on {node} is not ready: {out.get('msg', proc.stderr.strip()[-300:])}",
+            str(out.get("details", "")),
+            code=int(out.get("code", INTERNAL)),
+        )
 
 
 def _with_runtime(conf: dict[str, Any], pod: Pod) -> dict[str, Any]:
@@ -158,21 +183,34 @@ def _with_runtime(conf: dict[str, Any], pod: Pod) -> dict[str, Any]:
     return conf
 
 
-def add_pod(node: str, name: str, network: str = "flat", namespace: str = "default",
-            port_mappings: list[dict[str, Any]] | None = None) -> Pod:
+def add_pod(
+    node: str,
+    name: str,
+    network: str = "flat",
+    namespace: str = "default",
+    port_mappings: list[dict[str, Any]] | None = None,
+) -> Pod:
     """Create pod ``name`` on ``node`` attached to ``network``; return it (``pod.ip``).
 
     ``port_mappings`` are CNI portMappings ({"hostPort", "containerPort", "protocol"}),
     honoured by the overlay (DNAT on the node), as a runtime's ``-p`` would ask.
     """
     if not _NAME_RE.match(name):
-        raise ConfigError(f"pod name {name!r} is invalid",
-                          "use lower-case letters, digits and '-', at most 40 characters")
+        raise ConfigError(
+            f"pod name {name!r} is invalid", "use lower-case letters, digits and '-', at most 40 characters"
+        )
     conf = _node_config(node, network)
     if os.path.exists(_record_path(name)):
         raise ConfigError(f"pod {name!r} already exists", "delete it first (del_pod)")
-    pod = Pod(name, node, network, namespace, f"{POD_NS_PREFIX}{name}", uuid.uuid4().hex,
-              port_mappings=list(port_mappings or []))
+    pod = Pod(
+        name,
+        node,
+        network,
+        namespace,
+        f"{POD_NS_PREFIX}{name}",
+        uuid.uuid4().hex,
+        port_mappings=list(port_mappings or []),
+    )
     labnet.ensure_netns(pod.netns)
     try:
         pod.result = _exec_plugin("ADD", pod, _with_runtime(conf, pod))
@@ -200,8 +238,9 @@ def del_pod(name: str) -> None:
     os.unlink(_record_path(name))
 
 
-def exec_in_pod(name: str, argv: Sequence[str], timeout: float = 30.0,
-                input: str | None = None) -> subprocess.CompletedProcess[str]:
+def exec_in_pod(
+    name: str, argv: Sequence[str], timeout: float = 30.0, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a command inside the pod's netns and wait (bounded) for it."""
     return labnet.run_cmd(get_pod(name).netns, argv, timeout=timeout, input=input)
 

@@ -73,8 +73,10 @@ def _listener(ns: str | None, family: socket.AddressFamily, port: int) -> socket
         srv.listen(4)
     except OSError as exc:
         srv.close()
-        raise FlatnetError(f"probe: cannot listen on port {port} in {ns}: {exc.strerror}",
-                           "pick another port or stop what listens there") from exc
+        raise FlatnetError(
+            f"probe: cannot listen on port {port} in {ns}: {exc.strerror}",
+            "pick another port or stop what listens there",
+        ) from exc
     return srv
 
 
@@ -114,8 +116,9 @@ def _unmap(ip: str) -> str:
     return str(mapped or addr)
 
 
-def tcp_probe(src_ns: str | None, dst_ns: str | None, dst_ip: str, port: int,
-              timeout: float = 1.0, listen_port: int | None = None) -> ProbeResult:
+def tcp_probe(
+    src_ns: str | None, dst_ns: str | None, dst_ip: str, port: int, timeout: float = 1.0, listen_port: int | None = None
+) -> ProbeResult:
     """Connect from ``src_ns`` to ``dst_ip:port``; a server in ``dst_ns`` answers.
 
     ``listen_port`` (default ``port``) differs from ``port`` when a DNAT sits in between
@@ -169,15 +172,15 @@ def ping(src_ns: str | None, ip: str, count: int = 1, timeout: int = 1) -> bool:
     """ICMP echo from ``src_ns`` with the ping binary (bounded: count x timeout)."""
     argv = [PING, "-n", "-q", "-c", str(count), "-W", str(timeout), ip]
     try:
-        proc = run_in(src_ns, subprocess.run, argv, capture_output=True,
-                      timeout=count * (timeout + 1) + 5, check=False)
+        proc = run_in(src_ns, subprocess.run, argv, capture_output=True, timeout=count * (timeout + 1) + 5, check=False)
     except subprocess.TimeoutExpired:
         return False
     return proc.returncode == 0
 
 
-def rr_latency(src_ns: str | None, dst_ns: str | None, ip: str, n: int = 200,
-               port: int = 5299, timeout: float = 5.0) -> Latency:
+def rr_latency(
+    src_ns: str | None, dst_ns: str | None, ip: str, n: int = 200, port: int = 5299, timeout: float = 5.0
+) -> Latency:
     """Round trips of 1-byte messages over one TCP connection: p50 and p99 (µs).
 
     One connection, so the handshake is not measured; TCP_NODELAY, so Nagle does not add
@@ -203,8 +206,10 @@ def rr_latency(src_ns: str | None, dst_ns: str | None, ip: str, n: int = 200,
                 break
             samples.append((time.perf_counter() - t0) * 1e6)
     except OSError as exc:
-        raise FlatnetError(f"latency probe {src_ns} -> {ip}:{port} failed: {exc.strerror}",
-                           "check reachability first: flatnet check reach") from exc
+        raise FlatnetError(
+            f"latency probe {src_ns} -> {ip}:{port} failed: {exc.strerror}",
+            "check reachability first: flatnet check reach",
+        ) from exc
     finally:
         cli.close()
         _stop(srv, server, abort=not samples, timeout=timeout + 1.0)
@@ -246,47 +251,75 @@ def _gbps(data: dict[str, Any], udp: bool) -> float:
     return float(s["bits_per_second"]) * (1 - float(s.get("lost_percent", 0)) / 100) / 1e9
 
 
-def iperf3(src_ns: str | None, dst_ns: str | None, ip: str, seconds: float = 2.0,
-           streams: int = 1, udp: bool = False, port: int = 5201,
-           timeout_pad: float = 20.0) -> float:
+def iperf3(
+    src_ns: str | None,
+    dst_ns: str | None,
+    ip: str,
+    seconds: float = 2.0,
+    streams: int = 1,
+    udp: bool = False,
+    port: int = 5201,
+    timeout_pad: float = 20.0,
+) -> float:
     """Gbit/s received at ``ip`` (in ``dst_ns``) from an iperf3 client in ``src_ns``.
 
     The server runs one-off (``-s -1``) in ``dst_ns`` and is always killed afterwards; the
     client has a hard subprocess timeout of ``seconds + timeout_pad``.
     """
-    server = run_in(dst_ns, subprocess.Popen, [IPERF3, "-s", "-1", "-p", str(port)],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL)
+    server = run_in(
+        dst_ns,
+        subprocess.Popen,
+        [IPERF3, "-s", "-1", "-p", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 5.0
         while not run_in(dst_ns, listening, port):
             if server.poll() is not None or time.monotonic() > deadline:
-                raise FlatnetError(f"iperf3 server did not start in {dst_ns} on port {port}",
-                                   f"is port {port} free there? is {IPERF3} installed?")
+                raise FlatnetError(
+                    f"iperf3 server did not start in {dst_ns} on port {port}",
+                    f"is port {port} free there? is {IPERF3} installed?",
+                )
             time.sleep(0.05)
-        argv = [IPERF3, "-c", ip, "-p", str(port), "-t", str(max(1, int(seconds))), "-J",
-                "-P", str(streams), "--connect-timeout", "2000"]
+        argv = [
+            IPERF3,
+            "-c",
+            ip,
+            "-p",
+            str(port),
+            "-t",
+            str(max(1, int(seconds))),
+            "-J",
+            "-P",
+            str(streams),
+            "--connect-timeout",
+            "2000",
+        ]
         if udp:
             argv += ["-u", "-b", "0", "-l", str(UDP_LEN)]
-        proc = run_in(src_ns, subprocess.run, argv, capture_output=True, text=True,
-                      timeout=seconds + timeout_pad, check=False)
+        proc = run_in(
+            src_ns, subprocess.run, argv, capture_output=True, text=True, timeout=seconds + timeout_pad, check=False
+        )
         data: dict[str, Any] = json.loads(proc.stdout or "{}")
         if proc.returncode != 0 or "error" in data:
-            raise FlatnetError(f"iperf3 {src_ns} -> {ip} failed: "
-                               f"{data.get('error') or proc.stderr.strip()}",
-                               "check reachability first: flatnet check reach")
+            raise FlatnetError(
+                f"iperf3 {src_ns} -> {ip} failed: {data.get('error') or proc.stderr.strip()}",
+                "check reachability first: flatnet check reach",
+            )
         return _gbps(data, udp)
     except (subprocess.TimeoutExpired, json.JSONDecodeError, KeyError) as exc:
-        raise FlatnetError(f"iperf3 {src_ns} -> {ip} gave no result: {exc}",
-                           "retry; the machine may be overloaded") from exc
+        raise FlatnetError(
+            f"iperf3 {src_ns} -> {ip} gave no result: {exc}", "retry; the machine may be overloaded"
+        ) from exc
     finally:
         if server.poll() is None:
             server.kill()
         server.wait(timeout=5)
 
 
-def bandwidth(src_ns: str | None, dst_ns: str | None, ip: str, seconds: float = 2.0,
-              port: int = 5201) -> float:
+def bandwidth(src_ns: str | None, dst_ns: str | None, ip: str, seconds: float = 2.0, port: int = 5201) -> float:
     """TCP throughput ``src_ns`` -> ``ip`` in Gbit/s, measured by iperf3 (one stream)."""
     return iperf3(src_ns, dst_ns, ip, seconds, port=port, timeout_pad=15.0)
 

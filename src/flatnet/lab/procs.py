@@ -133,8 +133,9 @@ def socket_answers(sock_path: str, timeout: float = 2.0) -> bool:
 def _spawn(name: str, argv: list[str]) -> subprocess.Popen:
     log = open(path(f"{name}.log"), "ab")  # noqa: SIM115 - handed to the child
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True, close_fds=True)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True
+        )
     finally:
         log.close()
     with open(path(f"{name}.pid"), "w", encoding="ascii") as fh:
@@ -168,9 +169,24 @@ def start_agent(node: str, ns: str, store_url: str, metrics_address: str | None 
         stop_pid(pid, sock)
     if os.path.exists(sock):
         os.unlink(sock)  # stale socket of a dead agent
-    argv = [sys.executable, "-m", "flatnet.cli.main", "agent", "--socket", sock,
-            "--netns", ns, "--node", node, "--store", store_url,
-            "--lock-dir", path("locks"), "--log-format", "json"]
+    argv = [
+        sys.executable,
+        "-m",
+        "flatnet.cli.main",
+        "agent",
+        "--socket",
+        sock,
+        "--netns",
+        ns,
+        "--node",
+        node,
+        "--store",
+        store_url,
+        "--lock-dir",
+        path("locks"),
+        "--log-format",
+        "json",
+    ]
     if metrics_address:
         argv += ["--metrics-address", metrics_address]
     proc = _spawn(node, argv)
@@ -179,13 +195,15 @@ def start_agent(node: str, ns: str, store_url: str, metrics_address: str | None 
         if socket_answers(sock):
             return proc.pid
         if proc.poll() is not None:  # (its cmdline is not the agent's until exec: poll)
-            raise FlatnetError(f"lab: the agent of {node} exited at start",
-                               f"log {path(node + '.log')}: {log_tail(node)}")
+            raise FlatnetError(
+                f"lab: the agent of {node} exited at start", f"log {path(node + '.log')}: {log_tail(node)}"
+            )
         time.sleep(0.1)
     stop_pid(proc.pid, sock)
-    raise FlatnetError(f"lab: the agent of {node} did not answer on {sock} "
-                       f"within {AGENT_READY_TIMEOUT:.0f}s",
-                       f"log {path(node + '.log')}: {log_tail(node)}")
+    raise FlatnetError(
+        f"lab: the agent of {node} did not answer on {sock} within {AGENT_READY_TIMEOUT:.0f}s",
+        f"log {path(node + '.log')}: {log_tail(node)}",
+    )
 
 
 def _free_port() -> int:
@@ -212,14 +230,28 @@ def start_etcd(port: int | None) -> int:
     if pid:
         stop_pid(pid, data)
     if not os.access(ETCD_BIN, os.X_OK):
-        raise FlatnetError(f"lab: {ETCD_BIN} not found", "apt-get install etcd-server, "
-                           "or use --store sqlite")
+        raise FlatnetError(f"lab: {ETCD_BIN} not found", "apt-get install etcd-server, or use --store sqlite")
     port, peer = _free_port(), _free_port()
     client_url, peer_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{peer}"
-    argv = [ETCD_BIN, "--name", "fnlab", "--data-dir", data,
-            "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
-            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-            "--initial-cluster", f"fnlab={peer_url}", "--initial-cluster-state", "new"]
+    argv = [
+        ETCD_BIN,
+        "--name",
+        "fnlab",
+        "--data-dir",
+        data,
+        "--listen-client-urls",
+        client_url,
+        "--advertise-client-urls",
+        client_url,
+        "--listen-peer-urls",
+        peer_url,
+        "--initial-advertise-peer-urls",
+        peer_url,
+        "--initial-cluster",
+        f"fnlab={peer_url}",
+        "--initial-cluster-state",
+        "new",
+    ]
     proc = _spawn("etcd", argv)
     deadline = time.monotonic() + ETCD_READY_TIMEOUT
     while time.monotonic() < deadline:
@@ -229,8 +261,7 @@ def start_etcd(port: int | None) -> int:
             raise FlatnetError("lab: etcd exited at start", log_tail("etcd"))
         time.sleep(0.2)
     stop_pid(pid, data)
-    raise FlatnetError(f"lab: etcd not healthy within {ETCD_READY_TIMEOUT:.0f}s",
-                       log_tail("etcd"))
+    raise FlatnetError(f"lab: etcd not healthy within {ETCD_READY_TIMEOUT:.0f}s", log_tail("etcd"))
 
 
 def lab_markers() -> tuple[str, ...]:

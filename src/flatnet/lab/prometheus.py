@@ -45,14 +45,16 @@ class LabPrometheus:
 
         interval = f"{int(self.scrape_interval * 1000)}ms"
         return {
-            "global": {"scrape_interval": interval, "evaluation_interval": interval,
-                       "scrape_timeout": interval},
+            "global": {"scrape_interval": interval, "evaluation_interval": interval, "scrape_timeout": interval},
             "rule_files": rule_files,
-            "scrape_configs": [{
-                "job_name": "flatnet-agent",
-                "static_configs": [{"targets": [metrics_address(n)], "labels": {"node": n.name}}
-                                   for n in self.topo.nodes],
-            }],
+            "scrape_configs": [
+                {
+                    "job_name": "flatnet-agent",
+                    "static_configs": [
+                        {"targets": [metrics_address(n)], "labels": {"node": n.name}} for n in self.topo.nodes
+                    ],
+                }
+            ],
         }
 
     def start(self, rules: dict[str, Any] | None = None) -> "LabPrometheus":
@@ -74,11 +76,22 @@ class LabPrometheus:
 
         log = open(procs.path("prometheus.log"), "ab")  # noqa: SIM115 - handed to the child
         try:
-            self.proc = labnet.spawn(self.ns, [
-                PROM_BIN, f"--config.file={cfg_path}", f"--storage.tsdb.path={self.dir}/data",
-                f"--web.listen-address=127.0.0.1:{API_PORT}", "--storage.tsdb.retention.time=1d",
-                "--log.level=warn"], stdin=open(os.devnull, "rb"), stdout=log, stderr=log,
-                start_new_session=True, close_fds=True)
+            self.proc = labnet.spawn(
+                self.ns,
+                [
+                    PROM_BIN,
+                    f"--config.file={cfg_path}",
+                    f"--storage.tsdb.path={self.dir}/data",
+                    f"--web.listen-address=127.0.0.1:{API_PORT}",
+                    "--storage.tsdb.retention.time=1d",
+                    "--log.level=warn",
+                ],
+                stdin=open(os.devnull, "rb"),
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                close_fds=True,
+            )
         finally:
             log.close()
         with open(procs.path("prometheus.pid"), "w", encoding="ascii") as fh:
@@ -94,8 +107,9 @@ class LabPrometheus:
                 pass
             time.sleep(0.2)
         self.stop()
-        raise FlatnetError(f"the lab's Prometheus was not ready within {READY_TIMEOUT:.0f}s",
-                           procs.log_tail("prometheus"))
+        raise FlatnetError(
+            f"the lab's Prometheus was not ready within {READY_TIMEOUT:.0f}s", procs.log_tail("prometheus")
+        )
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -165,5 +179,6 @@ class LabPrometheus:
             if last:
                 return last
             time.sleep(self.scrape_interval / 2)
-        raise FlatnetError(f"Prometheus: {what} not seen within {timeout:.0f}s (last: {last!r})",
-                           procs.log_tail("prometheus"))
+        raise FlatnetError(
+            f"Prometheus: {what} not seen within {timeout:.0f}s (last: {last!r})", procs.log_tail("prometheus")
+        )

@@ -141,15 +141,17 @@ class Matrix:
         return next((c for c in self.cells if c.key == key), None)
 
     def to_json(self) -> dict[str, Any]:
-        return {"network": self.network, "kind": self.kind,
-                "cells": [c.to_json() for c in self.cells],
-                "mismatches": [c.key for c in self.mismatches]}
+        return {
+            "network": self.network,
+            "kind": self.kind,
+            "cells": [c.to_json() for c in self.cells],
+            "mismatches": [c.key for c in self.mismatches],
+        }
 
 
 def kind_of(network: str) -> str:
     if network not in KIND:
-        raise ConfigError(f"network {network!r} has no reachability model",
-                          f"use one of: {', '.join(KIND)}")
+        raise ConfigError(f"network {network!r} has no reachability model", f"use one of: {', '.join(KIND)}")
     return KIND[network]
 
 
@@ -192,23 +194,27 @@ def plans(topo: Topology, pod_a: Endpoint, pod_b: Endpoint) -> list[Plan]:
     ]
 
 
-def run(network: str, plan_list: list[Plan], probe: ProbeFn = tcp_probe,
-        timeout: float = 1.0) -> Matrix:
+def run(network: str, plan_list: list[Plan], probe: ProbeFn = tcp_probe, timeout: float = 1.0) -> Matrix:
     """Measure every plan (one bounded probe each) and compare with the network's model."""
     kind = kind_of(network)
     matrix = Matrix(network, kind)
     for p in plan_list:
-        res = probe(p.src.ns, p.dst.ns, p.dial_ip, p.port, timeout=timeout,
-                    listen_port=p.listen_port)
-        matrix.cells.append(Cell(
-            p.row.key, p.row.label, p.src.label, f"{p.dst.label} {p.dial_ip}:{p.port}",
-            p.row.expect(kind), res,
-            classify(res.seen_src_ip, p.src.ip, p.src.node_ip) if res.ok else None))
+        res = probe(p.src.ns, p.dst.ns, p.dial_ip, p.port, timeout=timeout, listen_port=p.listen_port)
+        matrix.cells.append(
+            Cell(
+                p.row.key,
+                p.row.label,
+                p.src.label,
+                f"{p.dst.label} {p.dial_ip}:{p.port}",
+                p.row.expect(kind),
+                res,
+                classify(res.seen_src_ip, p.src.ip, p.src.node_ip) if res.ok else None,
+            )
+        )
     return matrix
 
 
-def retry_failed(matrix: Matrix, plan_list: list[Plan], probe: ProbeFn = tcp_probe,
-                 timeout: float = 1.0) -> Matrix:
+def retry_failed(matrix: Matrix, plan_list: list[Plan], probe: ProbeFn = tcp_probe, timeout: float = 1.0) -> Matrix:
     """Probe once more the cells that should connect but did not.
 
     A fresh macvlan or VXLAN path may lose its very first SYN to neighbour resolution;
@@ -232,12 +238,15 @@ def require_lab() -> Topology:
     from flatnet.lab import manager
 
     if manager.state() is None:
-        raise FlatnetError("no lab is up", "start one with 'flatnet lab up' (or run "
-                           "'flatnet lab demo', which brings it up itself)")
+        raise FlatnetError(
+            "no lab is up", "start one with 'flatnet lab up' (or run 'flatnet lab demo', which brings it up itself)"
+        )
     topo = manager.current_topology()
     if len(topo.nodes) < 2:
-        raise ConfigError(f"the lab has {len(topo.nodes)} node; the matrix needs 2",
-                          "rebuild it: flatnet lab down && flatnet lab up --nodes 3")
+        raise ConfigError(
+            f"the lab has {len(topo.nodes)} node; the matrix needs 2",
+            "rebuild it: flatnet lab down && flatnet lab up --nodes 3",
+        )
     return topo
 
 
@@ -259,8 +268,7 @@ def probe_pods(topo: Topology, network: str, prefix: str = "chk") -> Iterator[tu
             pods.del_pod(name)
 
 
-def measure(topo: Topology, network: str, pod_a: Any, pod_b: Any,
-            probe: ProbeFn = tcp_probe) -> Matrix:
+def measure(topo: Topology, network: str, pod_a: Any, pod_b: Any, probe: ProbeFn = tcp_probe) -> Matrix:
     """The matrix of ``network`` on the live lab: Service VIP pointed at ``pod_b`` meanwhile."""
     from flatnet.testbed import net as labnet
     from flatnet.lab import manager

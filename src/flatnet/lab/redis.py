@@ -25,8 +25,7 @@ NETWORKS = ("flat", "overlay")
 DEFAULT_KEYS = 1000
 
 
-def run_network(topo: Topology, network: str, keys: int, console: Console | None = None
-                ) -> Outcome:
+def run_network(topo: Topology, network: str, keys: int, console: Console | None = None) -> Outcome:
     """One network's scenario (the lab must be up and held: ``manager.exclusive()``)."""
     say = (lambda m: console.print(f"[dim]… {m}[/dim]")) if console else (lambda m: None)
     return Scenario(topo, network, keys, say).run()
@@ -39,11 +38,12 @@ def problems(out: Outcome, keys: int) -> list[str]:
     bad = [out.error] if out.error else []
     rows = {r.step[:1]: r for r in out.rows}
     if out.network == "flat":
-        expect = {"1": (keys, {"redis-0": keys, "redis-1": keys, "redis-2": keys}),
-                  "2": (2 * keys, {"redis-1": 2 * keys, "redis-2": 2 * keys}),
-                  "3": (2 * keys, {"redis-0": keys}),
-                  "4": (3 * keys, {"redis-0": 3 * keys, "redis-1": 3 * keys,
-                                   "redis-2": 3 * keys})}
+        expect = {
+            "1": (keys, {"redis-0": keys, "redis-1": keys, "redis-2": keys}),
+            "2": (2 * keys, {"redis-1": 2 * keys, "redis-2": 2 * keys}),
+            "3": (2 * keys, {"redis-0": keys}),
+            "4": (3 * keys, {"redis-0": 3 * keys, "redis-1": 3 * keys, "redis-2": 3 * keys}),
+        }
         for step, (written, found) in expect.items():
             row = rows.get(step)
             if row is None:
@@ -57,38 +57,37 @@ def problems(out: Outcome, keys: int) -> list[str]:
         if out.aof_keys != keys:
             bad.append(f"redis-0 loaded {out.aof_keys} keys from its AOF, expected {keys}")
         if out.redis0_ip_after != out.redis0_ip_before:
-            bad.append(f"redis-0 came back at {out.redis0_ip_after}, "
-                       f"not {out.redis0_ip_before}")
+            bad.append(f"redis-0 came back at {out.redis0_ip_after}, not {out.redis0_ip_before}")
         if len(set(out.masters[:2])) != 2:
             bad.append("the VM did not see a new master after the failover")
     else:
         first = out.rows[0] if out.rows else None
         if first is None or first.vm_reach == "ok":
             bad.append("the VM reached the overlay master (expected: unreachable)")
-        elif ipaddress.ip_address(first.master.rsplit(":", 1)[0]) not in \
-                ipaddress.ip_network("198.19.0.0/16"):
+        elif ipaddress.ip_address(first.master.rsplit(":", 1)[0]) not in ipaddress.ip_network("198.19.0.0/16"):
             bad.append(f"Sentinel announced {first.master}, not an overlay address")
     return bad
 
 
 def steps_table(out: Outcome) -> Table:
-    t = Table(title=f"{out.network.upper()}: the VM asks Sentinel at {out.sentinels_how} "
-                    f"{out.sentinels_at}; keys found are read from the VM",
-              title_justify="left")
-    for col in ("step", "master (Sentinel)", "VM->master", "written",
-                "redis-0", "redis-1", "redis-2"):
+    t = Table(
+        title=f"{out.network.upper()}: the VM asks Sentinel at {out.sentinels_how} "
+        f"{out.sentinels_at}; keys found are read from the VM",
+        title_justify="left",
+    )
+    for col in ("step", "master (Sentinel)", "VM->master", "written", "redis-0", "redis-1", "redis-2"):
         t.add_column(col, no_wrap=col != "VM->master")
     t.add_column("note")
     for r in out.rows:
         reach = r.vm_reach if r.vm_reach in ("ok", "-") else f"[red]{r.vm_reach}[/red]"
-        t.add_row(r.step, r.master, reach, str(r.written),
-                  *(str(r.found.get(f"redis-{k}", "-")) for k in range(3)), r.note)
+        t.add_row(
+            r.step, r.master, reach, str(r.written), *(str(r.found.get(f"redis-{k}", "-")) for k in range(3)), r.note
+        )
     return t
 
 
 def side_by_side(outs: list[Outcome]) -> Table:
-    t = Table("", *(o.network.upper() for o in outs), title="side by side",
-              title_justify="left")
+    t = Table("", *(o.network.upper() for o in outs), title="side by side", title_justify="left")
 
     def cell(o: Outcome, fn: Callable[[Outcome], object]) -> str:
         if not o.available:
@@ -104,8 +103,7 @@ def side_by_side(outs: list[Outcome]) -> Table:
         ("VM -> announced master", lambda o: o.rows[0].vm_reach),
         ("master after failover", lambda o: o.rows[1].master),
         ("VM -> new master", lambda o: o.rows[1].vm_reach),
-        ("redis-0 address before / after", lambda o: f"{o.redis0_ip_before} / "
-                                                     f"{o.redis0_ip_after}"),
+        ("redis-0 address before / after", lambda o: f"{o.redis0_ip_before} / {o.redis0_ip_after}"),
         ("redis-0 after its restart", lambda o: o.rows[-1].note),
         ("keys the VM wrote", lambda o: o.rows[-1].written),
     ]
@@ -114,8 +112,7 @@ def side_by_side(outs: list[Outcome]) -> Table:
     return t
 
 
-def run(console: Console, networks: tuple[str, ...] = NETWORKS, keys: int = DEFAULT_KEYS,
-        keep: bool = False) -> int:
+def run(console: Console, networks: tuple[str, ...] = NETWORKS, keys: int = DEFAULT_KEYS, keep: bool = False) -> int:
     """The whole command; 0 when every available network behaved as its model says."""
     from flatnet.lab import manager, reach
 
@@ -166,12 +163,16 @@ def cmd_redis(args: argparse.Namespace) -> int:
 def register_redis(lab_subparsers: "argparse._SubParsersAction") -> None:
     """Add ``flatnet lab redis`` to the ``lab`` command's sub-parsers."""
     p = lab_subparsers.add_parser(
-        "redis", help="Redis + Sentinel on node-local volumes, used and failed over from a VM",
-        description=__doc__.split("\n\n")[1] if __doc__ else None)
-    p.add_argument("--network", choices=("flat", "overlay", "both"), default="both",
-                   help="which network the pods use (default: %(default)s)")
-    p.add_argument("--keys", type=int, default=DEFAULT_KEYS,
-                   help="keys written per step (default: %(default)s)")
-    p.add_argument("--keep", action="store_true",
-                   help="leave the lab up at the end (pods are removed either way)")
+        "redis",
+        help="Redis + Sentinel on node-local volumes, used and failed over from a VM",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    p.add_argument(
+        "--network",
+        choices=("flat", "overlay", "both"),
+        default="both",
+        help="which network the pods use (default: %(default)s)",
+    )
+    p.add_argument("--keys", type=int, default=DEFAULT_KEYS, help="keys written per step (default: %(default)s)")
+    p.add_argument("--keep", action="store_true", help="leave the lab up at the end (pods are removed either way)")
     p.set_defaults(func=cmd_redis)

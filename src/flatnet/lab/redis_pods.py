@@ -65,8 +65,7 @@ def volume(node: str, pod: str) -> str:
     return os.path.join(volumes_root(), node, pod)
 
 
-def wait_until(what: str, check: Callable[[], T | None], timeout: float,
-               interval: float = 0.3) -> T:
+def wait_until(what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.3) -> T:
     """Poll ``check`` until it returns a truthy value (bounded); FlatnetError on timeout."""
     deadline = time.monotonic() + timeout
     while True:
@@ -74,8 +73,9 @@ def wait_until(what: str, check: Callable[[], T | None], timeout: float,
         if got:
             return got
         if time.monotonic() > deadline:
-            raise FlatnetError(f"timed out after {timeout:.0f}s waiting for {what}",
-                               f"see the logs under {volumes_root()}")
+            raise FlatnetError(
+                f"timed out after {timeout:.0f}s waiting for {what}", f"see the logs under {volumes_root()}"
+            )
         time.sleep(interval)
 
 
@@ -99,8 +99,7 @@ class Deployment:
         """Run ``fn`` inside pod ``name``'s netns: the in-cluster view (kubectl exec)."""
         return run_in(pods.get_pod(name).netns, fn, *args)
 
-    def add_pod(self, name: str, node: str, port_mappings: list[dict[str, Any]] | None = None
-                ) -> pods.Pod:
+    def add_pod(self, name: str, node: str, port_mappings: list[dict[str, Any]] | None = None) -> pods.Pod:
         pods.del_pod(name)  # a leftover of an interrupted run
         self.made.append(name)
         kw: dict[str, Any] = {"port_mappings": port_mappings} if port_mappings else {}
@@ -116,10 +115,13 @@ class Deployment:
         if not os.path.exists(conf):  # kept across restarts: Redis/Sentinel rewrite it
             with open(conf, "w", encoding="utf-8") as fh:
                 fh.write(conf_text)
-        self.procs[name] = pods.spawn_in_pod(name, [REDIS_BIN, conf, *extra],
-                                             stdin=subprocess.DEVNULL,
-                                             stdout=subprocess.DEVNULL,
-                                             stderr=subprocess.DEVNULL)
+        self.procs[name] = pods.spawn_in_pod(
+            name,
+            [REDIS_BIN, conf, *extra],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def start_redis(self, name: str, master: str | None) -> pods.Pod:
         """Start redis-server in pod ``name`` (a replica of ``master`` if given); wait ready."""
@@ -141,19 +143,22 @@ class Deployment:
                 info = self.in_pod(name, rc.replication, me)
             except (OSError, rc.ReplyError):
                 return False
-            return (info.get("role") == "slave" and info.get("master_host") == master
-                    and info.get("master_link_status") == "up")
+            return (
+                info.get("role") == "slave"
+                and info.get("master_host") == master
+                and info.get("master_link_status") == "up"
+            )
 
         wait_until(f"{name} to sync with the master {master}", synced, timeout, 0.3)
 
     def start_sentinel(self, name: str, master: str) -> pods.Pod:
         pod = pods.get_pod(name)
-        text = SENTINEL_CONF.format(port=SENTINEL_PORT, dir=volume(pod.node, name),
-                                    name=rc.MASTER_NAME, master=master, mport=REDIS_PORT)
+        text = SENTINEL_CONF.format(
+            port=SENTINEL_PORT, dir=volume(pod.node, name), name=rc.MASTER_NAME, master=master, mport=REDIS_PORT
+        )
         self._spawn(name, text, "sentinel.conf", ["--sentinel"])
         me = rc.Addr(pod.ip, SENTINEL_PORT)
-        wait_until(f"sentinel in pod {name} to answer", lambda: self.in_pod(name, rc.ping, me),
-                   15)
+        wait_until(f"sentinel in pod {name} to answer", lambda: self.in_pod(name, rc.ping, me), 15)
         return pod
 
     def deploy(self, sentinel_port_mappings: bool) -> None:

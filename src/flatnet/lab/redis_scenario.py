@@ -72,8 +72,7 @@ def _err(exc: BaseException) -> str:
 class Scenario:
     """One network's run; ``run`` never raises FlatnetError (it records it in the outcome)."""
 
-    def __init__(self, topo: Topology, network: str, keys: int,
-                 say: Callable[[str], None] = lambda m: None) -> None:
+    def __init__(self, topo: Topology, network: str, keys: int, say: Callable[[str], None] = lambda m: None) -> None:
         self.topo, self.keys, self.say = topo, keys, say
         self.vm_ns = next(h.ns for h in topo.hosts if h.role == "vm")
         self.dep = Deployment(topo, network)
@@ -92,8 +91,7 @@ class Scenario:
             self.out.error = _err(exc)
         except FlatnetError as exc:
             if self.dep.added == 0:  # not a single pod: the network is not usable here
-                self.out.available, self.out.reason = False, "; ".join(
-                    x for x in (exc.msg, exc.details) if x)
+                self.out.available, self.out.reason = False, "; ".join(x for x in (exc.msg, exc.details) if x)
             else:
                 self.out.error = f"{exc.msg} {exc.details}".strip()
         finally:
@@ -147,11 +145,9 @@ class Scenario:
                 found[name] = "unreachable" if isinstance(exc, OSError) else _err(exc)
         return found
 
-    def record(self, step: str, master: rc.Addr, reach: str, names: list[str],
-               note: str = "") -> None:
+    def record(self, step: str, master: rc.Addr, reach: str, names: list[str], note: str = "") -> None:
         self.out.masters.append(str(master))
-        self.out.rows.append(Row(step, str(master), reach, self.written, self.count(names),
-                                 note))
+        self.out.rows.append(Row(step, str(master), reach, self.written, self.count(names), note))
 
     # -- the steps ----------------------------------------------------------------------
 
@@ -161,13 +157,14 @@ class Scenario:
         self.say(f"{net}: pods redis-0..{dep.replicas - 1}, sentinel-0..{dep.sentinels - 1}")
         dep.deploy(sentinel_port_mappings=(net == "overlay"))
         if net == "overlay":  # the usual way in: a NodePort/hostPort on every node
-            self.sentinels = [rc.Addr(self.topo.node(pods.get_pod(f"sentinel-{k}").node).ipv4,
-                                      SENTINEL_PORT) for k in range(dep.sentinels)]
+            self.sentinels = [
+                rc.Addr(self.topo.node(pods.get_pod(f"sentinel-{k}").node).ipv4, SENTINEL_PORT)
+                for k in range(dep.sentinels)
+            ]
             self.out.sentinels_how = "node:hostPort"
             self.out.sentinels_at = ", ".join(map(str, self.sentinels))
         else:
-            self.sentinels = [rc.Addr(pods.get_pod(f"sentinel-{k}").ip, SENTINEL_PORT)
-                              for k in range(dep.sentinels)]
+            self.sentinels = [rc.Addr(pods.get_pod(f"sentinel-{k}").ip, SENTINEL_PORT) for k in range(dep.sentinels)]
             self.out.sentinels_how = "pod addresses"
             self.out.sentinels_at = ", ".join(map(str, self.sentinels))
         self.out.ips = {p: pods.get_pod(p).ip for p in all_pods}
@@ -192,8 +189,7 @@ class Scenario:
         master = wait_until("Sentinel to announce a new master", new_master, FAILOVER_TIMEOUT)
         survivors = all_pods[1:]
         reach = self.write(master, self.keys, dep.replicas - 2)
-        self.record("2 master killed", master, reach, survivors,
-                    "failover; VM asked Sentinel again")
+        self.record("2 master killed", master, reach, survivors, "failover; VM asked Sentinel again")
 
         self.say(f"{net}: redis-0 back on {dep.node_of(0)} with its node-local volume")
         before_kill = self.written - self.keys
@@ -204,8 +200,9 @@ class Scenario:
         self.out.aof_keys = dep.in_pod("redis-0", rc.count_keys, me, 0, before_kill)
         same = back.ip == self.out.redis0_ip_before
         where = "same address" if same else f"NEW address {back.ip}"
-        self.record("3 redis-0 back", master, "-", all_pods,
-                    f"{back.node}, {where}, {self.out.aof_keys} keys from its AOF")
+        self.record(
+            "3 redis-0 back", master, "-", all_pods, f"{back.node}, {where}, {self.out.aof_keys} keys from its AOF"
+        )
 
         if same:
             self.say(f"{net}: wait for Sentinel to turn redis-0 into a replica and resync it")
@@ -216,8 +213,7 @@ class Scenario:
                 note = exc.msg
         else:  # Sentinel only knows the old address: nobody will ever reconfigure it
             role = dep.in_pod("redis-0", rc.replication, me).get("role", "?")
-            note = (f"Sentinel knows only {self.out.redis0_ip_before}: redis-0 stays "
-                    f"role={role}: two masters")
+            note = f"Sentinel knows only {self.out.redis0_ip_before}: redis-0 stays role={role}: two masters"
         master, _ = self.master_now()
         reach = self.write(master, self.keys, dep.replicas - (1 if same else 2))
         self.record("4 rejoined" if same else "4 not rejoined", master, reach, all_pods, note)

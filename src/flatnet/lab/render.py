@@ -94,11 +94,15 @@ def snat_table(matrices: list[Matrix]) -> Table:
         if not r.ok:
             table.add_row(m.network.upper(), "-", f"no connection ({r.error})", "-", "-")
             continue
-        addr = {"own": "kept (the pod's own)", "node": "rewritten to the node (SNAT)"}.get(
-            c.src_kind or "", "other")
+        addr = {"own": "kept (the pod's own)", "node": "rewritten to the node (SNAT)"}.get(c.src_kind or "", "other")
         port = "kept" if r.seen_src_port == r.client_src_port else "rewritten"
-        table.add_row(m.network.upper(), _hostport(r.client_src_ip, r.client_src_port),
-                      _hostport(r.seen_src_ip, r.seen_src_port), addr, port)
+        table.add_row(
+            m.network.upper(),
+            _hostport(r.client_src_ip, r.client_src_port),
+            _hostport(r.seen_src_ip, r.seen_src_port),
+            addr,
+            port,
+        )
     return table
 
 
@@ -109,9 +113,13 @@ def access_table(rows: list[AccessRow]) -> Table:
         table.add_column(col)
     for a in rows:
         r = a.result
-        table.add_row(a.network.upper(), a.how, a.target,
-                      "[green]connected[/green]" if r.ok else f"[red]no[/red] ({r.error})",
-                      _hostport(r.seen_src_ip, r.seen_src_port) if r.ok else "-")
+        table.add_row(
+            a.network.upper(),
+            a.how,
+            a.target,
+            "[green]connected[/green]" if r.ok else f"[red]no[/red] ({r.error})",
+            _hostport(r.seen_src_ip, r.seen_src_port) if r.ok else "-",
+        )
     return table
 
 
@@ -126,8 +134,9 @@ def routes_table(samples: list[RouteSample]) -> Table:
     table.add_column("of which host routes", justify="right")
     for s in samples:
         per_node = [str(s.routes.get(n, "-")) for n in nodes]
-        table.add_row(s.network.upper(), str(s.pods_per_node), *per_node,
-                      "/".join(str(s.host_routes.get(n, "-")) for n in nodes))
+        table.add_row(
+            s.network.upper(), str(s.pods_per_node), *per_node, "/".join(str(s.host_routes.get(n, "-")) for n in nodes)
+        )
     return table
 
 
@@ -137,19 +146,26 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def perf_table(rows: list[PerfRow]) -> Table:
     table = Table(title="pod -> pod across nodes (iperf3 one stream; 1-byte TCP round trips)")
-    for col, just in (("path", "left"), ("Gbit/s", "right"), ("p50 µs", "right"),
-                      ("p99 µs", "right"), ("note", "left")):
+    for col, just in (
+        ("path", "left"),
+        ("Gbit/s", "right"),
+        ("p50 µs", "right"),
+        ("p99 µs", "right"),
+        ("note", "left"),
+    ):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for p in rows:
-        table.add_row(p.label, _fmt(p.gbps, ".2f"), _fmt(p.p50_us, ".0f"),
-                      _fmt(p.p99_us, ".0f"), p.error)
+        table.add_row(p.label, _fmt(p.gbps, ".2f"), _fmt(p.p50_us, ".0f"), _fmt(p.p99_us, ".0f"), p.error)
     return table
 
 
 def mismatch_lines(matrices: list[Matrix]) -> list[str]:
     """One line per cell that broke its model, naming the path and what was seen."""
-    return [f"{m.network}: {c.label}: measured '{c.text()}', expected '{c.expected.text()}'"
-            for m in matrices for c in m.mismatches]
+    return [
+        f"{m.network}: {c.label}: measured '{c.text()}', expected '{c.expected.text()}'"
+        for m in matrices
+        for c in m.mismatches
+    ]
 
 
 def to_text(*renderables: object, width: int = 200) -> str:

@@ -147,10 +147,14 @@ class Topology:
     def describe(self) -> str:
         """One line saying which switch this is (``lab up`` prints it)."""
         if self.shape == "vlan-aware":
-            return ("switch: one VLAN-filtering bridge (br0); nodes on 802.1Q trunks "
-                    "(VLANs 100, 200 tagged), VMs/router/VLAN-200 host on access ports")
-        return ("switch: one plain bridge per VLAN (br100, br200), every port an access port "
-                "(this kernel lacks 8021q or bridge vlan_filtering)")
+            return (
+                "switch: one VLAN-filtering bridge (br0); nodes on 802.1Q trunks "
+                "(VLANs 100, 200 tagged), VMs/router/VLAN-200 host on access ports"
+            )
+        return (
+            "switch: one plain bridge per VLAN (br100, br200), every port an access port "
+            "(this kernel lacks 8021q or bridge vlan_filtering)"
+        )
 
     @property
     def namespaces(self) -> tuple[str, ...]:
@@ -184,9 +188,7 @@ def _flat_host(ns: str, role: str, port: str, v4: str, v6: str, segment: int = 1
 def default_topology(nodes: int = 3, shape: str = "per-vlan") -> Topology:
     """The default lab: switch, ``nodes`` nodes, two VMs, a VLAN-200 host, router, outside."""
     if not 1 <= nodes <= MAX_NODES:
-        raise ConfigError(
-            f"nodes={nodes} is out of range", f"the lab supports 1..{MAX_NODES} nodes"
-        )
+        raise ConfigError(f"nodes={nodes} is out of range", f"the lab supports 1..{MAX_NODES} nodes")
     if shape not in SHAPES:
         raise ConfigError(f"switch shape {shape!r} is unknown", f"use one of {', '.join(SHAPES)}")
     aware = shape == "vlan-aware"
@@ -194,39 +196,54 @@ def default_topology(nodes: int = 3, shape: str = "per-vlan") -> Topology:
     node_list: list[Node] = []
     hosts: list[Host] = []
     for k in range(1, nodes + 1):
-        node = Node(f"node{k}", k, f"{PREFIX}node{k}", f"198.18.100.{10 + k}",
-                    f"2001:db8:100::{10 + k}")
+        node = Node(f"node{k}", k, f"{PREFIX}node{k}", f"198.18.100.{10 + k}", f"2001:db8:100::{10 + k}")
         node_list.append(node)
-        hosts.append(Host(
-            node.ns, "node",
-            (
-                Iface(node.flat_master, (f"{node.ipv4}/24", f"{node.ipv6}/64"),
-                      segment=100, switch_port=f"n{k}-v100",
-                      trunk=f"t-{node.flat_master}" if aware else None),
-                # no address: bridge mode enslaves it to the node's pod bridge
-                Iface(node.bridge_master, (), segment=100, switch_port=f"n{k}-v100b",
-                      trunk=f"t-{node.bridge_master}" if aware else None),
-            ),
-            (RouteSpec("default", "198.18.100.1"), RouteSpec("default", "2001:db8:100::1")),
-            forwarding=True,  # bridge and overlay pods are routed through the node
-        ))
+        hosts.append(
+            Host(
+                node.ns,
+                "node",
+                (
+                    Iface(
+                        node.flat_master,
+                        (f"{node.ipv4}/24", f"{node.ipv6}/64"),
+                        segment=100,
+                        switch_port=f"n{k}-v100",
+                        trunk=f"t-{node.flat_master}" if aware else None,
+                    ),
+                    # no address: bridge mode enslaves it to the node's pod bridge
+                    Iface(
+                        node.bridge_master,
+                        (),
+                        segment=100,
+                        switch_port=f"n{k}-v100b",
+                        trunk=f"t-{node.bridge_master}" if aware else None,
+                    ),
+                ),
+                (RouteSpec("default", "198.18.100.1"), RouteSpec("default", "2001:db8:100::1")),
+                forwarding=True,  # bridge and overlay pods are routed through the node
+            )
+        )
     hosts.append(_flat_host(f"{PREFIX}vm1", "vm", "vm1", "198.18.100.201", "2001:db8:100::201"))
     hosts.append(_flat_host(f"{PREFIX}vm2", "vm", "vm2", "198.18.100.202", "2001:db8:100::202"))
-    hosts.append(_flat_host(f"{PREFIX}vlan200", "isolated", "h200", "198.18.100.210",
-                            "2001:db8:100::210", segment=200))
+    hosts.append(_flat_host(f"{PREFIX}vlan200", "isolated", "h200", "198.18.100.210", "2001:db8:100::210", segment=200))
     rtr, out = f"{PREFIX}rtr", f"{PREFIX}out"
-    hosts.append(Host(
-        rtr, "router",
-        (
-            Iface("vlan100", ("198.18.100.1/24", "2001:db8:100::1/64"),
-                  segment=100, switch_port="rtr"),
-            Iface("outside", ("198.19.200.1/24", "2001:db8:200::1/64"), peer=(out, "eth0")),
-        ),
-        forwarding=True,
-    ))
-    hosts.append(Host(
-        out, "outside",
-        (Iface("eth0", ("198.19.200.10/24", "2001:db8:200::10/64"), peer=(rtr, "outside")),),
-        (RouteSpec("default", "198.19.200.1"), RouteSpec("default", "2001:db8:200::1")),
-    ))
+    hosts.append(
+        Host(
+            rtr,
+            "router",
+            (
+                Iface("vlan100", ("198.18.100.1/24", "2001:db8:100::1/64"), segment=100, switch_port="rtr"),
+                Iface("outside", ("198.19.200.1/24", "2001:db8:200::1/64"), peer=(out, "eth0")),
+            ),
+            forwarding=True,
+        )
+    )
+    hosts.append(
+        Host(
+            out,
+            "outside",
+            (Iface("eth0", ("198.19.200.10/24", "2001:db8:200::10/64"), peer=(rtr, "outside")),),
+            (RouteSpec("default", "198.19.200.1"), RouteSpec("default", "2001:db8:200::1")),
+        )
+    )
     return Topology(SWITCH_NS, segments, tuple(hosts), tuple(node_list), shape=shape)

@@ -14,10 +14,14 @@ Public API::
 from typing import Any
 
 _EXPORTS = {
-    "AgentMetrics": "flatnet.obs.metrics", "InstrumentedStore": "flatnet.obs.store",
-    "MetricsServer": "flatnet.obs.http", "RequestObserver": "flatnet.obs.requests",
-    "instrumented_factory": "flatnet.obs.store", "parse_address": "flatnet.obs.http",
-    "redact": "flatnet.obs.logs", "remember_secret": "flatnet.obs.logs",
+    "AgentMetrics": "flatnet.obs.metrics",
+    "InstrumentedStore": "flatnet.obs.store",
+    "MetricsServer": "flatnet.obs.http",
+    "RequestObserver": "flatnet.obs.requests",
+    "instrumented_factory": "flatnet.obs.store",
+    "parse_address": "flatnet.obs.http",
+    "redact": "flatnet.obs.logs",
+    "remember_secret": "flatnet.obs.logs",
     "setup_logging": "flatnet.obs.logs",
 }
 __all__ = sorted(_EXPORTS)  # noqa: PLE0605 - sorted() gives a list of the names

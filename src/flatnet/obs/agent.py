@@ -43,6 +43,7 @@ def count_gc_reclaims(service: Any, metrics: AgentMetrics) -> None:
 
 def agent_socket_check(path: str, timeout: float = 3.0) -> Check:
     """Liveness: a STATUS request answered through the agent's own socket and dispatch."""
+
     def agent_socket() -> str | None:
         from flatnet.agent.protocol import AgentReplyError, NoAgent, request
 
@@ -59,6 +60,7 @@ def agent_socket_check(path: str, timeout: float = 3.0) -> Check:
 
 def store_check(stores: Callable[[], list[Any]]) -> Check:
     """Readiness: every store the agent uses answers a read (so ADD can allocate)."""
+
     def stores_answer() -> str | None:
         for store in stores():
             try:
@@ -71,8 +73,9 @@ def store_check(stores: Callable[[], list[Any]]) -> Check:
     return stores_answer
 
 
-def instrument(server: Any, service: Any, metrics: AgentMetrics, reconciler: Any = None,
-               default_store: dict | None = None) -> list[Check]:
+def instrument(
+    server: Any, service: Any, metrics: AgentMetrics, reconciler: Any = None, default_store: dict | None = None
+) -> list[Check]:
     """Hook metrics and logs into ``server``/``service``; return the readiness checks.
 
     Readiness probes every store the service has open, and the agent's ``--store``
@@ -82,6 +85,7 @@ def instrument(server: Any, service: Any, metrics: AgentMetrics, reconciler: Any
     count_gc_reclaims(service, metrics)
     metrics.register(PoolCollector(service))
     metrics.register(AgentCollector(server.metrics.snapshot, reconciler))
+
     def stores() -> list[Any]:
         found = list(service.stores())
         if default_store is not None:
@@ -94,8 +98,10 @@ def instrument(server: Any, service: Any, metrics: AgentMetrics, reconciler: Any
     return [store_check(stores)]
 
 
-def serve_metrics(server: Any, metrics: AgentMetrics, host: str, port: int, netns: str | None,
-                  readiness: list[Check]) -> MetricsServer:
+def serve_metrics(
+    server: Any, metrics: AgentMetrics, host: str, port: int, netns: str | None, readiness: list[Check]
+) -> MetricsServer:
     """Start the HTTP endpoint for an instrumented agent."""
-    return MetricsServer(metrics.registry, host, port, netns=netns,
-                         liveness=[agent_socket_check(server.path)], readiness=readiness).start()
+    return MetricsServer(
+        metrics.registry, host, port, netns=netns, liveness=[agent_socket_check(server.path)], readiness=readiness
+    ).start()

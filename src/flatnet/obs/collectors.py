@@ -52,31 +52,58 @@ def pool_figures(ipam: Any, spec: Any) -> dict[str, int]:
             ip = ipaddress.ip_address(unquote(entry.key.rsplit("/", 1)[1]))
             allocated += ip.version == spec.family and pr.usable(pr.offset(ip))
     stats = ipam.stats(spec)
-    return {"size": pr.total, "allocated": allocated, "in_use": kinds["lease"],
-            "reserved": kinds["reserved"], "quarantined": kinds["quarantined"],
-            "takeovers": int(stats.get("takeovers", 0)), "expired": int(stats.get("expired", 0))}
+    return {
+        "size": pr.total,
+        "allocated": allocated,
+        "in_use": kinds["lease"],
+        "reserved": kinds["reserved"],
+        "quarantined": kinds["quarantined"],
+        "takeovers": int(stats.get("takeovers", 0)),
+        "expired": int(stats.get("expired", 0)),
+    }
 
 
 _POOL_GAUGES = (
-    ("size", "flatnet_ipam_pool_size_addresses",
-     "Usable addresses of the pool (its range less gateway, exclusions, network/broadcast)."),
-    ("allocated", "flatnet_ipam_pool_allocated_addresses",
-     "Addresses of the pool a new pod cannot get: leases and quarantined addresses in its "
-     "range. allocated/size is the pool's usage."),
-    ("in_use", "flatnet_ipam_pool_in_use_addresses",
-     "Addresses leased to an attachment (what 'flatnet ipam ls --pool P' lists)."),
-    ("quarantined", "flatnet_ipam_pool_quarantined_addresses",
-     "Addresses set aside after something else answered on them on the VLAN (the ADD's "
-     "conflict probe); retried when the pool needs them after the quarantine."),
-    ("reserved", "flatnet_ipam_pool_sticky_reserved_addresses",
-     "Addresses held for a sticky pod that is away (until its stickyHold ends, or the pool "
-     "runs dry and the oldest hold is taken over)."),
+    (
+        "size",
+        "flatnet_ipam_pool_size_addresses",
+        "Usable addresses of the pool (its range less gateway, exclusions, network/broadcast).",
+    ),
+    (
+        "allocated",
+        "flatnet_ipam_pool_allocated_addresses",
+        "Addresses of the pool a new pod cannot get: leases and quarantined addresses in its "
+        "range. allocated/size is the pool's usage.",
+    ),
+    (
+        "in_use",
+        "flatnet_ipam_pool_in_use_addresses",
+        "Addresses leased to an attachment (what 'flatnet ipam ls --pool P' lists).",
+    ),
+    (
+        "quarantined",
+        "flatnet_ipam_pool_quarantined_addresses",
+        "Addresses set aside after something else answered on them on the VLAN (the ADD's "
+        "conflict probe); retried when the pool needs them after the quarantine.",
+    ),
+    (
+        "reserved",
+        "flatnet_ipam_pool_sticky_reserved_addresses",
+        "Addresses held for a sticky pod that is away (until its stickyHold ends, or the pool "
+        "runs dry and the oldest hold is taken over).",
+    ),
 )
 _POOL_COUNTERS = (
-    ("takeovers", "flatnet_ipam_pool_sticky_takeovers",
-     "Sticky holds taken over by another pod before their hold ended, because the pool ran dry."),
-    ("expired", "flatnet_ipam_pool_sticky_expired",
-     "Sticky holds that ended after their stickyHold and went back to the free addresses."),
+    (
+        "takeovers",
+        "flatnet_ipam_pool_sticky_takeovers",
+        "Sticky holds taken over by another pod before their hold ended, because the pool ran dry.",
+    ),
+    (
+        "expired",
+        "flatnet_ipam_pool_sticky_expired",
+        "Sticky holds that ended after their stickyHold and went back to the free addresses.",
+    ),
 )
 
 
@@ -90,10 +117,12 @@ class PoolCollector:
         return []
 
     def collect(self) -> Iterable[Any]:
-        fams: dict[str, Any] = {key: GaugeMetricFamily(name, doc, labels=["pool", "store"])
-                                for key, name, doc in _POOL_GAUGES}
-        fams.update({key: CounterMetricFamily(name, doc, labels=["pool", "store"])
-                     for key, name, doc in _POOL_COUNTERS})
+        fams: dict[str, Any] = {
+            key: GaugeMetricFamily(name, doc, labels=["pool", "store"]) for key, name, doc in _POOL_GAUGES
+        }
+        fams.update(
+            {key: CounterMetricFamily(name, doc, labels=["pool", "store"]) for key, name, doc in _POOL_COUNTERS}
+        )
         seen: set[tuple[int, str]] = set()
         for conf in self.service.served_networks():
             try:
@@ -113,8 +142,7 @@ class PoolCollector:
 class AgentCollector:
     """The socket server's own counters and the leak reconciler's passes."""
 
-    def __init__(self, server_metrics: Callable[[], dict[str, Any]] | None = None,
-                 reconciler: Any = None) -> None:
+    def __init__(self, server_metrics: Callable[[], dict[str, Any]] | None = None, reconciler: Any = None) -> None:
         self.server_metrics = server_metrics
         self.reconciler = reconciler
 
@@ -127,17 +155,21 @@ class AgentCollector:
             g = GaugeMetricFamily("flatnet_cni_requests_in_flight", "CNI requests being answered now.")
             g.add_metric([], snap.get("in_flight", 0))
             yield g
-            c = CounterMetricFamily("flatnet_agent_rejected_connections",
-                                    "Connections refused because the peer's uid may not use the agent.")
+            c = CounterMetricFamily(
+                "flatnet_agent_rejected_connections",
+                "Connections refused because the peer's uid may not use the agent.",
+            )
             c.add_metric([], snap.get("rejected", 0))
             yield c
         if self.reconciler is not None:
-            p = CounterMetricFamily("flatnet_reconcile_passes",
-                                    "Completed passes of the leak reconciler over this node's leases.")
+            p = CounterMetricFamily(
+                "flatnet_reconcile_passes", "Completed passes of the leak reconciler over this node's leases."
+            )
             p.add_metric([], getattr(self.reconciler, "passes", 0))
             yield p
-            r = CounterMetricFamily("flatnet_reconcile_reclaimed_attachments",
-                                    "Attachments whose container netns vanished without a DEL, "
-                                    "reclaimed by the leak reconciler.")
+            r = CounterMetricFamily(
+                "flatnet_reconcile_reclaimed_attachments",
+                "Attachments whose container netns vanished without a DEL, reclaimed by the leak reconciler.",
+            )
             r.add_metric([], getattr(self.reconciler, "reclaimed_total", 0))
             yield r

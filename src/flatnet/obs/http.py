@@ -41,9 +41,11 @@ def parse_address(text: str) -> tuple[str, int]:
         if not 0 <= number <= 65535:
             raise ValueError
     except ValueError:
-        raise ConfigError(f"--metrics-address {text!r} is not HOST:PORT",
-                          f"give an IP address and a port, e.g. 0.0.0.0:{DEFAULT_PORT}, "
-                          f"198.18.100.11:{DEFAULT_PORT} or [::]:{DEFAULT_PORT}") from None
+        raise ConfigError(
+            f"--metrics-address {text!r} is not HOST:PORT",
+            f"give an IP address and a port, e.g. 0.0.0.0:{DEFAULT_PORT}, "
+            f"198.18.100.11:{DEFAULT_PORT} or [::]:{DEFAULT_PORT}",
+        ) from None
     return host, number
 
 
@@ -96,9 +98,16 @@ class _Server(ThreadingHTTPServer):
 class MetricsServer:
     """Serves ``registry`` and the health checks on a background thread until ``stop``."""
 
-    def __init__(self, registry: Any, host: str, port: int, netns: str | None = None,
-                 liveness: list[Check] | None = None, readiness: list[Check] | None = None,
-                 probe_timeout: float = 4.0) -> None:
+    def __init__(
+        self,
+        registry: Any,
+        host: str,
+        port: int,
+        netns: str | None = None,
+        liveness: list[Check] | None = None,
+        readiness: list[Check] | None = None,
+        probe_timeout: float = 4.0,
+    ) -> None:
         self.registry = registry
         self.liveness = list(liveness or [])
         self.readiness = list(readiness or [])
@@ -117,8 +126,9 @@ class MetricsServer:
         return str(host), int(port)
 
     def start(self) -> "MetricsServer":
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="metrics-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="metrics-http", daemon=True
+        )
         self._thread.start()
         return self
 

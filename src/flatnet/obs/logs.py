@@ -22,12 +22,17 @@ import threading
 from typing import Any
 
 MASK = "***"
-_SECRET_KEY = re.compile(r"password|passwd|secret|token|credential|api[_-]?key|private[_-]?key"
-                         r"|(?:^|[_-])key(?:file|_file|path)?$", re.I)
+_SECRET_KEY = re.compile(
+    r"password|passwd|secret|token|credential|api[_-]?key|private[_-]?key"
+    r"|(?:^|[_-])key(?:file|_file|path)?$",
+    re.I,
+)
 _FILE_KEY = re.compile(r"(file|path)$", re.I)
 _PAIR = re.compile(
     r"""(?P<key>["']?[\w.-]*(?:password|passwd|secret|token|credential|api[_-]?key)[\w.-]*["']?)"""
-    r"""(?P<sep>\s*[:=]\s*)(?P<val>"(?:[^"\\]|\\.)*"|'[^']*'|[^\s,;&}\])]+)""", re.I)
+    r"""(?P<sep>\s*[:=]\s*)(?P<val>"(?:[^"\\]|\\.)*"|'[^']*'|[^\s,;&}\])]+)""",
+    re.I,
+)
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^/\s@]+@", re.I)
 _secrets: set[str] = set()
 _lock = threading.Lock()
@@ -114,8 +119,8 @@ def make_formatter(fmt: str) -> logging.Formatter:
         from pythonjsonlogger.json import JsonFormatter
 
         inner: logging.Formatter = JsonFormatter(
-            "%(levelname)s %(name)s %(message)s",
-            rename_fields={"levelname": "level", "name": "logger"}, timestamp=True)
+            "%(levelname)s %(name)s %(message)s", rename_fields={"levelname": "level", "name": "logger"}, timestamp=True
+        )
     elif fmt == "text":
         inner = _TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     else:

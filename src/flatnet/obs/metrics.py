@@ -37,29 +37,40 @@ class AgentMetrics:
             "flatnet_cni_request_duration_seconds",
             "Time the agent took to answer a CNI request, by verb, network, mode and result "
             "(the CNI error code; 0 is success). _count is the number of requests.",
-            ["verb", "network", "mode", "result"], buckets=CNI_BUCKETS, registry=r)
+            ["verb", "network", "mode", "result"],
+            buckets=CNI_BUCKETS,
+            registry=r,
+        )
         self.store_duration = Histogram(
             "flatnet_store_request_duration_seconds",
             "Time of one call to the address store, by store type and operation (get, range, txn).",
-            ["store", "op"], buckets=STORE_BUCKETS, registry=r)
+            ["store", "op"],
+            buckets=STORE_BUCKETS,
+            registry=r,
+        )
         self.store_errors = Counter(
             "flatnet_store_errors_total",
             "Store calls that raised, by store type, operation and error class.",
-            ["store", "op", "error"], registry=r)
+            ["store", "op", "error"],
+            registry=r,
+        )
         self.store_conflicts = Counter(
             "flatnet_store_txn_conflicts_total",
             "Store transactions whose compares failed because another writer came first; "
             "the IPAM re-reads and retries each one.",
-            ["store"], registry=r)
+            ["store"],
+            registry=r,
+        )
         self.gc_reclaimed = Counter(
             "flatnet_gc_reclaimed_attachments_total",
-            "Attachments (plumbing + leases) removed by the CNI GC verb because the runtime "
-            "no longer holds them.", registry=r)
-        self.start_time = Gauge(
-            "flatnet_agent_start_time_seconds", "Unix time the agent started.", registry=r)
+            "Attachments (plumbing + leases) removed by the CNI GC verb because the runtime no longer holds them.",
+            registry=r,
+        )
+        self.start_time = Gauge("flatnet_agent_start_time_seconds", "Unix time the agent started.", registry=r)
         self.start_time.set(time.time())
         Info("flatnet_build", "Version of the running agent.", registry=r).info(
-            {"version": _version(), "python": platform.python_version()})
+            {"version": _version(), "python": platform.python_version()}
+        )
         self._networks: set[str] = set()
         self._lock = threading.Lock()
 
@@ -78,8 +89,9 @@ class AgentMetrics:
 
     def observe_cni(self, verb: str, network: str, mode: str, code: int, seconds: float) -> None:
         verb = verb if verb in VERBS else "other"
-        self.cni_duration.labels(verb, self.network_label(network), (mode or "")[:MAX_LABEL],
-                                 str(code)).observe(seconds)
+        self.cni_duration.labels(verb, self.network_label(network), (mode or "")[:MAX_LABEL], str(code)).observe(
+            seconds
+        )
 
     def register(self, collector: Any) -> None:
         self.registry.register(collector)

@@ -61,8 +61,7 @@ class RequestObserver:
     def __init__(self, metrics: "AgentMetrics | None" = None) -> None:
         self.metrics = metrics
 
-    def __call__(self, env: dict[str, str], stdin: bytes, code: int, stdout: str,
-                 seconds: float) -> str:
+    def __call__(self, env: dict[str, str], stdin: bytes, code: int, stdout: str, seconds: float) -> str:
         verb = env.get("CNI_COMMAND", "")
         network, mode = _config_fields(stdin)
         result = _error_code(code, stdout)
@@ -73,19 +72,33 @@ class RequestObserver:
         args = _cni_args(env)
         addresses, error = _outcome(code, stdout)
         fields: dict[str, Any] = {
-            "verb": verb or "?", "network": network, "mode": mode,
-            "pod_namespace": args.get("K8S_POD_NAMESPACE", ""), "pod_name": args.get("K8S_POD_NAME", ""),
-            "container_id": env.get("CNI_CONTAINERID", ""), "ifname": env.get("CNI_IFNAME", ""),
-            "addresses": addresses, "duration_seconds": seconds, "result": result,
+            "verb": verb or "?",
+            "network": network,
+            "mode": mode,
+            "pod_namespace": args.get("K8S_POD_NAMESPACE", ""),
+            "pod_name": args.get("K8S_POD_NAME", ""),
+            "container_id": env.get("CNI_CONTAINERID", ""),
+            "ifname": env.get("CNI_IFNAME", ""),
+            "addresses": addresses,
+            "duration_seconds": seconds,
+            "result": result,
         }
         if error:
             fields["error"] = error
         pod = f"{fields['pod_namespace']}/{fields['pod_name']}" if fields["pod_name"] else "-"
         outcome = f"error {result}: {error}" if code else ("ok " + ",".join(addresses)).strip()
-        log.log(logging.WARNING if code else logging.INFO,
-                "%-6s %s pod %s %s/%s -> %s (%.0f ms)", fields["verb"], network or "-", pod,
-                fields["container_id"][:12] or "-", fields["ifname"] or "-", outcome,
-                seconds * 1000, extra=fields)
+        log.log(
+            logging.WARNING if code else logging.INFO,
+            "%-6s %s pod %s %s/%s -> %s (%.0f ms)",
+            fields["verb"],
+            network or "-",
+            pod,
+            fields["container_id"][:12] or "-",
+            fields["ifname"] or "-",
+            outcome,
+            seconds * 1000,
+            extra=fields,
+        )
         return stdout
 
 

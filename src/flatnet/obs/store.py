@@ -45,8 +45,7 @@ class InstrumentedStore:
     def range(self, prefix: str, limit: int | None = None) -> list[Entry]:
         return self._call("range", self.inner.range, prefix, limit)
 
-    def txn(self, compares: Sequence[Compare], puts: dict[str, str] | None = None,
-            deletes: Iterable[str] = ()) -> bool:
+    def txn(self, compares: Sequence[Compare], puts: dict[str, str] | None = None, deletes: Iterable[str] = ()) -> bool:
         ok = self._call("txn", self.inner.txn, compares, puts, deletes)
         if not ok:
             self._conflicts.inc()
@@ -60,13 +59,15 @@ class InstrumentedStore:
         return getattr(self.inner, name)
 
 
-def instrumented_factory(metrics: AgentMetrics | None,
-                         opener: Callable[[dict], Store] | None = None) -> Callable[[dict], Store]:
+def instrumented_factory(
+    metrics: AgentMetrics | None, opener: Callable[[dict], Store] | None = None
+) -> Callable[[dict], Store]:
     """A ``Service`` store factory: open the store as usual, then wrap it (``metrics`` None: don't).
 
     Secrets in the store config (password, token, ...) are remembered first, so that no
     log line or error message can carry them (``flatnet.obs.logs.redact``).
     """
+
     def factory(cfg: dict) -> Store:
         remember_config_secrets(cfg)
         if opener is None:
@@ -92,9 +93,11 @@ class StoreRetriesCollector:
         return []
 
     def collect(self) -> Iterable[Any]:
-        fam = CounterMetricFamily("flatnet_store_internal_retries",
-                                  "Retries inside a store call (reconnects, endpoint failover), "
-                                  "for stores that count them.", labels=["store"])
+        fam = CounterMetricFamily(
+            "flatnet_store_internal_retries",
+            "Retries inside a store call (reconnects, endpoint failover), for stores that count them.",
+            labels=["store"],
+        )
         totals: dict[str, int] = {}
         for store in self._stores():
             inner = getattr(store, "inner", store)

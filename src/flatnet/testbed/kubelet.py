@@ -85,9 +85,13 @@ class DaemonSetPod:
 
     def _env(self, c: dict[str, Any]) -> dict[str, str]:
         env: dict[str, str] = {}
-        fields = {"spec.nodeName": self.node_name, "status.hostIP": self.node.node_ip,
-                  "status.podIP": self.node.node_ip, "metadata.name": self.pod_name,
-                  "metadata.namespace": self.namespace}
+        fields = {
+            "spec.nodeName": self.node_name,
+            "status.hostIP": self.node.node_ip,
+            "status.podIP": self.node.node_ip,
+            "metadata.name": self.pod_name,
+            "metadata.namespace": self.namespace,
+        }
         for e in c.get("env") or ():
             src = e.get("valueFrom")
             if src is None:
@@ -138,12 +142,19 @@ class DaemonSetPod:
 
     # --- pod lifecycle -------------------------------------------------------------------------
     def _sandbox(self) -> PodSpec:
-        privileged = any((c.get("securityContext") or {}).get("privileged")
-                         for c in [*self.spec.get("initContainers", []), *self.spec["containers"]])
-        return PodSpec(name=self.pod_name, namespace=self.namespace, uid=f"uid-{self.pod_name}",
-                       host_network=bool(self.spec.get("hostNetwork")), privileged=privileged,
-                       labels=self.template["metadata"].get("labels") or {},
-                       annotations=self.template["metadata"].get("annotations") or {})
+        privileged = any(
+            (c.get("securityContext") or {}).get("privileged")
+            for c in [*self.spec.get("initContainers", []), *self.spec["containers"]]
+        )
+        return PodSpec(
+            name=self.pod_name,
+            namespace=self.namespace,
+            uid=f"uid-{self.pod_name}",
+            host_network=bool(self.spec.get("hostNetwork")),
+            privileged=privileged,
+            labels=self.template["metadata"].get("labels") or {},
+            annotations=self.template["metadata"].get("annotations") or {},
+        )
 
     def start(self, timeout: float = 120.0) -> None:
         """Sandbox, every init container to completion (in order), then the containers."""
@@ -174,23 +185,39 @@ class DaemonSetPod:
         pb = cri.pb
         env = self._env(c)
         expand = lambda s: _VAR.sub(lambda m: env.get(m.group(1), m.group(0)), s)  # noqa: E731
-        props = {"HostToContainer": pb.PROPAGATION_HOST_TO_CONTAINER,
-                 "Bidirectional": pb.PROPAGATION_BIDIRECTIONAL, None: pb.PROPAGATION_PRIVATE}
-        mounts = [pb.Mount(host_path=self.mounts[m["name"]], container_path=m["mountPath"],
-                           readonly=bool(m.get("readOnly")), propagation=props[m.get("mountPropagation")])
-                  for m in c.get("volumeMounts") or ()]
+        props = {
+            "HostToContainer": pb.PROPAGATION_HOST_TO_CONTAINER,
+            "Bidirectional": pb.PROPAGATION_BIDIRECTIONAL,
+            None: pb.PROPAGATION_PRIVATE,
+        }
+        mounts = [
+            pb.Mount(
+                host_path=self.mounts[m["name"]],
+                container_path=m["mountPath"],
+                readonly=bool(m.get("readOnly")),
+                propagation=props[m.get("mountPropagation")],
+            )
+            for m in c.get("volumeMounts") or ()
+        ]
         privileged = bool((c.get("securityContext") or {}).get("privileged"))
         cfg = pb.ContainerConfig(
-            metadata=pb.ContainerMetadata(name=c["name"]), image=pb.ImageSpec(image=c["image"]),
+            metadata=pb.ContainerMetadata(name=c["name"]),
+            image=pb.ImageSpec(image=c["image"]),
             command=[expand(a) for a in c.get("command") or ()],
             args=[expand(a) for a in c.get("args") or ()],
-            envs=[pb.KeyValue(key=k, value=v) for k, v in env.items()], mounts=mounts,
+            envs=[pb.KeyValue(key=k, value=v) for k, v in env.items()],
+            mounts=mounts,
             log_path=f"{c['name']}.log",
-            linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
-                privileged=privileged,
-                namespace_options=pb.NamespaceOption(network=2 if self.sandbox.host_network else 0))))
-        req = pb.CreateContainerRequest(pod_sandbox_id=self.pod_id, config=cfg,
-                                        sandbox_config=cri.sandbox_config(self.sandbox))
+            linux=pb.LinuxContainerConfig(
+                security_context=pb.LinuxContainerSecurityContext(
+                    privileged=privileged,
+                    namespace_options=pb.NamespaceOption(network=2 if self.sandbox.host_network else 0),
+                )
+            ),
+        )
+        req = pb.CreateContainerRequest(
+            pod_sandbox_id=self.pod_id, config=cfg, sandbox_config=cri.sandbox_config(self.sandbox)
+        )
         return str(cri.call("CreateContainer", req).container_id)
 
     def _hook(self, c: Container, which: str) -> None:
@@ -221,8 +248,10 @@ class DaemonSetPod:
 
     def logs(self, _cid: str = "") -> str:
         """The tail of every container log of the pod (CRI log format)."""
-        out = [f"{f.name}: {f.read_text(errors='replace')[-1500:]}"
-               for f in sorted((self.volume_dir / "logs").glob("*.log"))]
+        out = [
+            f"{f.name}: {f.read_text(errors='replace')[-1500:]}"
+            for f in sorted((self.volume_dir / "logs").glob("*.log"))
+        ]
         return "\n".join(out) or "(no log)"
 
     # --- probes ----------------------------------------------------------------------------------
@@ -265,8 +294,9 @@ class DaemonSetPod:
                 else:
                     c.live_failures += 1
                     if c.live_failures >= live.get("failureThreshold", 3):
-                        self.events.append(f"container {c.spec['name']} failed liveness "
-                                           f"{c.live_failures} times: restarting")
+                        self.events.append(
+                            f"container {c.spec['name']} failed liveness {c.live_failures} times: restarting"
+                        )
                         self._restart(c)
                         continue
             ready = c.spec.get("readinessProbe")
@@ -301,9 +331,11 @@ class DaemonSetPod:
 
     def container_pid(self, index: int = 0) -> int:
         cri = self._cri()
-        r = cri.call("ContainerStatus", cri.pb.ContainerStatusRequest(
-            container_id=self.containers[index].id, verbose=True))
+        r = cri.call(
+            "ContainerStatus", cri.pb.ContainerStatusRequest(container_id=self.containers[index].id, verbose=True)
+        )
         import json
+
         return int(json.loads(r.info["info"])["pid"])
 
     def stop(self) -> None:

@@ -184,8 +184,7 @@ def vlan_switch_supported() -> bool:
         with ipr(name) as ip:
             ip.link("add", ifname="probe-br", kind="bridge", br_vlan_filtering=1)
             ip.link("add", ifname="probe-a", kind="veth", peer={"ifname": "probe-b"})
-            ip.link("add", ifname="probe-a.7", kind="vlan", link=ip.link_lookup(ifname="probe-a")[0],
-                    vlan_id=7)
+            ip.link("add", ifname="probe-a.7", kind="vlan", link=ip.link_lookup(ifname="probe-a")[0], vlan_id=7)
         return True
     except NetlinkError:
         return False
@@ -204,8 +203,7 @@ def ensure_veth(ns_a: str, name_a: str, ns_b: str, name_b: str) -> None:
                 for ip, name in ((ipa, name_a), (ipb, name_b)):
                     for idx in ip.link_lookup(ifname=name):
                         ip.link("del", index=idx)
-                ipa.link("add", ifname=name_a, kind="veth",
-                         peer={"ifname": name_b, "net_ns_fd": ns_path(ns_b)})
+                ipa.link("add", ifname=name_a, kind="veth", peer={"ifname": name_b, "net_ns_fd": ns_path(ns_b)})
     except NetlinkError as exc:
         raise _fail(f"creating veth {ns_a}/{name_a} <-> {ns_b}/{name_b}", exc) from exc
     link_up(ns_a, name_a)
@@ -237,8 +235,7 @@ def ensure_addresses(ns: str, ifname: str, cidrs: Sequence[str]) -> None:
             for cidr in cidrs:
                 iface = ipaddress.ip_interface(cidr)
                 try:
-                    ip.addr("add", index=idx, address=str(iface.ip),
-                            prefixlen=iface.network.prefixlen)
+                    ip.addr("add", index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
                 except NetlinkError as exc:
                     if exc.code != errno.EEXIST:
                         raise
@@ -260,8 +257,7 @@ def ensure_route(ns: str, dst: str, gw: str) -> None:
 
 
 def _nft(ruleset: str) -> None:
-    proc = subprocess.run([NFT, "-f", "-"], input=ruleset, text=True,
-                          capture_output=True, timeout=20, check=False)
+    proc = subprocess.run([NFT, "-f", "-"], input=ruleset, text=True, capture_output=True, timeout=20, check=False)
     if proc.returncode != 0:
         raise DatapathError(f"lab: nft failed: {proc.stderr.strip()}", ruleset)
 
@@ -311,11 +307,13 @@ def configure_link(ns: str | None, ifname: str, cidr: str, mtu: int) -> None:
         raise _fail(f"configuring {ifname} in {ns or 'this netns'}", exc) from exc
 
 
-def run_cmd(ns: str, argv: Sequence[str], timeout: float = 30.0,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cmd(
+    ns: str, argv: Sequence[str], timeout: float = 30.0, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` inside ``ns`` (the child is forked from a thread that joined it)."""
-    return run_in(ns, subprocess.run, list(argv), input=input, text=True,
-                  capture_output=True, timeout=timeout, check=False)
+    return run_in(
+        ns, subprocess.run, list(argv), input=input, text=True, capture_output=True, timeout=timeout, check=False
+    )
 
 
 def spawn(ns: str, argv: Sequence[str], **popen_kwargs: object) -> subprocess.Popen:

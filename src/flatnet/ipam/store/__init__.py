@@ -22,8 +22,18 @@ from flatnet.ipam.store.etcd import EtcdStore
 from flatnet.ipam.store.memory import MemoryStore
 from flatnet.ipam.store.sqlite import SqliteStore
 
-__all__ = ["open_store", "store_config", "store_from_url", "store_health", "STORES",
-           "STORE_KEYS", "DEFAULT_STORE", "MemoryStore", "SqliteStore", "EtcdStore"]
+__all__ = [
+    "open_store",
+    "store_config",
+    "store_from_url",
+    "store_health",
+    "STORES",
+    "STORE_KEYS",
+    "DEFAULT_STORE",
+    "MemoryStore",
+    "SqliteStore",
+    "EtcdStore",
+]
 
 #: store type -> its module (see the module doc); the first is the default
 STORES: dict[str, ModuleType] = {
@@ -34,8 +44,7 @@ STORES: dict[str, ModuleType] = {
 #: keys every store type accepts
 COMMON_KEYS = ("type", "prefix", "timeout")
 #: every key an ``ipam.store`` section may hold
-STORE_KEYS = (COMMON_KEYS[0], *dict.fromkeys(k for m in STORES.values() for k in m.KEYS),
-              *COMMON_KEYS[1:])
+STORE_KEYS = (COMMON_KEYS[0], *dict.fromkeys(k for m in STORES.values() for k in m.KEYS), *COMMON_KEYS[1:])
 DEFAULT_STORE: dict[str, Any] = {"type": "sqlite", "path": defaults.SQLITE_PATH}
 
 
@@ -49,8 +58,7 @@ def store_config(section: dict[str, Any] | None, where: str = "ipam.store") -> d
     kind = _conf.text(section, "type", where, example="sqlite") or "sqlite"
     module = STORES.get(kind)
     if module is None:
-        raise ConfigError(f"{where}.type {kind!r} is not supported; "
-                          f"use one of: {', '.join(STORES)}")
+        raise ConfigError(f"{where}.type {kind!r} is not supported; use one of: {', '.join(STORES)}")
     for other, mod in STORES.items():
         stray = [k for k in getattr(mod, "EXCLUSIVE_KEYS", ()) if k in section]
         if other != kind and stray:
@@ -59,8 +67,7 @@ def store_config(section: dict[str, Any] | None, where: str = "ipam.store") -> d
     prefix = _conf.text(section, "prefix", where, example=defaults.ETCD_PREFIX)
     if prefix is not None:
         out["prefix"] = prefix
-    timeout = _conf.seconds(section, "timeout", where, "how long a store call may wait: "
-                            "SQLite's lock, etcd's answer")
+    timeout = _conf.seconds(section, "timeout", where, "how long a store call may wait: SQLite's lock, etcd's answer")
     if timeout is not None:
         out["timeout"] = timeout
     return out
@@ -81,8 +88,7 @@ def store_from_url(url: str, what: str = "--store") -> dict[str, Any]:
     settings = module.from_url(rest) if module is not None else None
     if settings is None:
         examples = [m.URL_EXAMPLE for m in STORES.values()]
-        raise ConfigError(f"{what} {url!r} is not a store URL",
-                          f"use {', '.join(examples[:-1])} or {examples[-1]}")
+        raise ConfigError(f"{what} {url!r} is not a store URL", f"use {', '.join(examples[:-1])} or {examples[-1]}")
     return {"type": kind, **settings}
 
 
@@ -92,12 +98,14 @@ def _from_json(text: str, what: str) -> dict[str, Any]:
     try:
         cfg = json.loads(text)
     except ValueError as exc:
-        raise ConfigError(f"{what}: not valid JSON: {exc}",
-                          'e.g. {"type": "etcd", "endpoints": ["https://h:2379"], '
-                          '"caFile": "/etc/flatnet/etcd/ca.crt"}') from None
+        raise ConfigError(
+            f"{what}: not valid JSON: {exc}",
+            'e.g. {"type": "etcd", "endpoints": ["https://h:2379"], "caFile": "/etc/flatnet/etcd/ca.crt"}',
+        ) from None
     if not isinstance(cfg, dict) or cfg.get("type") not in STORES:
-        raise ConfigError(f"{what}: a JSON store must be an object with \"type\": "
-                          f"{', '.join(list(STORES)[:-1])} or {list(STORES)[-1]}")
+        raise ConfigError(
+            f'{what}: a JSON store must be an object with "type": {", ".join(list(STORES)[:-1])} or {list(STORES)[-1]}'
+        )
     return cfg
 
 

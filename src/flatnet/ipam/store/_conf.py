@@ -12,8 +12,7 @@ from typing import Any
 from flatnet.errors import ConfigError
 
 
-def text(d: dict[str, Any], key: str, where: str, example: str = "",
-         required: bool = False) -> str | None:
+def text(d: dict[str, Any], key: str, where: str, example: str = "", required: bool = False) -> str | None:
     """``d[key]`` as a string; None when absent or "" (unless ``required``)."""
     value = d.get(key)
     hint = f" such as {example!r}" if example else ""
@@ -22,8 +21,7 @@ def text(d: dict[str, Any], key: str, where: str, example: str = "",
             raise ConfigError(f"{where}.{key} is required: set it to a string{hint}")
         return None
     if not isinstance(value, str):
-        raise ConfigError(f"{where}.{key} must be a string{hint}, "
-                          f"got {type(value).__name__} {value!r}")
+        raise ConfigError(f"{where}.{key} must be a string{hint}, got {type(value).__name__} {value!r}")
     return value
 
 
@@ -33,6 +31,5 @@ def seconds(d: dict[str, Any], key: str, where: str, use: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 600:
-        raise ConfigError(f"{where}.{key} {value!r} must be a number of seconds in (0, 600], "
-                          f"e.g. 2 ({use})")
+        raise ConfigError(f"{where}.{key} {value!r} must be a number of seconds in (0, 600], e.g. 2 ({use})")
     return float(value)

@@ -19,8 +19,7 @@ from urllib.parse import urlsplit
 
 from flatnet.errors import ConfigError
 
-ETCD_KEYS = ("endpoints", "prefix", "timeout", "caFile", "certFile", "keyFile",
-             "usernameFile", "passwordFile")
+ETCD_KEYS = ("endpoints", "prefix", "timeout", "caFile", "certFile", "keyFile", "usernameFile", "passwordFile")
 FILE_KEYS = ("caFile", "certFile", "keyFile", "usernameFile", "passwordFile")
 EXAMPLE = '["https://198.18.0.10:2379", "https://198.18.0.11:2379"]'
 
@@ -42,16 +41,18 @@ def check_endpoints(raw: object, where: str = "ipam.store.endpoints") -> list[st
     out = []
     for n, url in enumerate(raw):
         if not isinstance(url, str):
-            raise ConfigError(f"{where}[{n}] must be a URL string such as "
-                              f"\"https://198.18.0.10:2379\", got {type(url).__name__}")
+            raise ConfigError(
+                f'{where}[{n}] must be a URL string such as "https://198.18.0.10:2379", got {type(url).__name__}'
+            )
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"{where}[{n}] {redact(url)!r} must be a URL such as "
-                              f"\"https://198.18.0.10:2379\"")
+            raise ConfigError(f'{where}[{n}] {redact(url)!r} must be a URL such as "https://198.18.0.10:2379"')
         if "@" in parts.netloc:
-            raise ConfigError(f"{where}[{n}] {redact(url)!r} carries credentials in the URL; "
-                              "put the user name and password in files and name them with "
-                              "usernameFile and passwordFile")
+            raise ConfigError(
+                f"{where}[{n}] {redact(url)!r} carries credentials in the URL; "
+                "put the user name and password in files and name them with "
+                "usernameFile and passwordFile"
+            )
         try:
             _ = parts.port  # raises on a port that is not a number in range
         except ValueError:
@@ -59,8 +60,9 @@ def check_endpoints(raw: object, where: str = "ipam.store.endpoints") -> list[st
         out.append(url.rstrip("/"))
     schemes = {urlsplit(u).scheme for u in out}
     if len(schemes) > 1:
-        raise ConfigError(f"{where} mixes http:// and https:// endpoints; members of one etcd "
-                          "cluster speak the same scheme")
+        raise ConfigError(
+            f"{where} mixes http:// and https:// endpoints; members of one etcd cluster speak the same scheme"
+        )
     return out
 
 
@@ -79,8 +81,11 @@ class EtcdSecurity:
         return self.username_file is not None
 
     def as_config(self) -> dict[str, str]:
-        pairs = zip(FILE_KEYS, (self.ca_file, self.cert_file, self.key_file,
-                                self.username_file, self.password_file), strict=True)
+        pairs = zip(
+            FILE_KEYS,
+            (self.ca_file, self.cert_file, self.key_file, self.username_file, self.password_file),
+            strict=True,
+        )
         return {k: v for k, v in pairs if v is not None}
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -88,8 +93,10 @@ class EtcdSecurity:
         try:
             ctx = ssl.create_default_context(cafile=self.ca_file)
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"ipam.store.caFile {self.ca_file!r} cannot be used as a CA "
-                              f"bundle: {_why(exc)}", "give a PEM file of CA certificates") from None
+            raise ConfigError(
+                f"ipam.store.caFile {self.ca_file!r} cannot be used as a CA bundle: {_why(exc)}",
+                "give a PEM file of CA certificates",
+            ) from None
         if self.cert_file:
             try:
                 ctx.load_cert_chain(self.cert_file, self.key_file)
@@ -97,7 +104,8 @@ class EtcdSecurity:
                 raise ConfigError(
                     f"ipam.store.certFile {self.cert_file!r} / keyFile {self.key_file!r} cannot "
                     f"be loaded as a client certificate and its key: {_why(exc)}",
-                    "give the PEM certificate and the matching unencrypted PEM key") from None
+                    "give the PEM certificate and the matching unencrypted PEM key",
+                ) from None
         return ctx
 
     def credentials(self) -> tuple[str, str]:
@@ -111,8 +119,9 @@ def _read(path: str, key: str) -> str:
         with open(path, encoding="utf-8") as fh:
             text = fh.read().rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"ipam.store.{key} {path!r} cannot be read: {_why(exc)}",
-                          "mount the Secret holding it, or fix the path") from None
+        raise ConfigError(
+            f"ipam.store.{key} {path!r} cannot be read: {_why(exc)}", "mount the Secret holding it, or fix the path"
+        ) from None
     if not text:
         raise ConfigError(f"ipam.store.{key} {path!r} is empty")
     return text
@@ -130,18 +139,21 @@ def check_security(cfg: dict[str, Any], endpoints: list[str]) -> EtcdSecurity:
     for key in FILE_KEYS:
         v = cfg.get(key)
         if v is not None and (not isinstance(v, str) or not os.path.isabs(v)):
-            raise ConfigError(f"ipam.store.{key} must be an absolute file path, e.g. "
-                              f"\"/etc/flatnet/etcd/{key[:-4].lower()}\", got {v!r}")
+            raise ConfigError(
+                f"ipam.store.{key} must be an absolute file path, e.g. "
+                f'"/etc/flatnet/etcd/{key[:-4].lower()}", got {v!r}'
+            )
         vals[key] = v
     if (vals["certFile"] is None) != (vals["keyFile"] is None):
-        raise ConfigError("ipam.store.certFile and ipam.store.keyFile go together: a client "
-                          "certificate needs its key; set both or neither")
+        raise ConfigError(
+            "ipam.store.certFile and ipam.store.keyFile go together: a client "
+            "certificate needs its key; set both or neither"
+        )
     if (vals["usernameFile"] is None) != (vals["passwordFile"] is None):
-        raise ConfigError("ipam.store.usernameFile and ipam.store.passwordFile go together; "
-                          "set both or neither")
+        raise ConfigError("ipam.store.usernameFile and ipam.store.passwordFile go together; set both or neither")
     tls_files = [k for k in ("caFile", "certFile") if vals[k]]
     if tls_files and not endpoints[0].startswith("https://"):
-        raise ConfigError(f"ipam.store.{tls_files[0]} is set but the endpoints are http://; "
-                          "use https:// endpoints for TLS")
-    return EtcdSecurity(vals["caFile"], vals["certFile"], vals["keyFile"],
-                        vals["usernameFile"], vals["passwordFile"])
+        raise ConfigError(
+            f"ipam.store.{tls_files[0]} is set but the endpoints are http://; use https:// endpoints for TLS"
+        )
+    return EtcdSecurity(vals["caFile"], vals["certFile"], vals["keyFile"], vals["usernameFile"], vals["passwordFile"])

@@ -17,8 +17,14 @@ import ssl
 from flatnet.errors import FlatnetError
 from flatnet.ipam.store._etcdconf import EtcdSecurity
 
-_CLIENT_CERT_ALERTS = ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA",
-                       "CERTIFICATE_UNKNOWN", "ACCESS_DENIED", "HANDSHAKE_FAILURE")
+_CLIENT_CERT_ALERTS = (
+    "CERTIFICATE_REQUIRED",
+    "BAD_CERTIFICATE",
+    "UNKNOWN_CA",
+    "CERTIFICATE_UNKNOWN",
+    "ACCESS_DENIED",
+    "HANDSHAKE_FAILURE",
+)
 
 
 class Refused(Exception):
@@ -29,27 +35,38 @@ def explain_oserror(exc: BaseException, url: str, sec: EtcdSecurity) -> tuple[st
     """(message, is_refusal) for a transport error of one call to ``url``."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         trust = f"caFile {sec.ca_file!r}" if sec.ca_file else "the system's CA store (no caFile set)"
-        return (f"TLS: the certificate of etcd at {url} is not trusted by {trust} "
-                f"({exc.verify_message or exc.reason}); set ipam.store.caFile to the CA bundle "
-                "that signed etcd's server certificate", True)
+        return (
+            f"TLS: the certificate of etcd at {url} is not trusted by {trust} "
+            f"({exc.verify_message or exc.reason}); set ipam.store.caFile to the CA bundle "
+            "that signed etcd's server certificate",
+            True,
+        )
     if isinstance(exc, ssl.SSLEOFError) and sec.cert_file:
         # TLS 1.3: the handshake is done on our side before etcd checks our certificate,
         # so a rejected one shows as the connection ending at the first read
-        return (f"TLS: etcd at {url} ended the connection after the handshake: it most "
-                f"likely rejected the client certificate certFile {sec.cert_file!r}; it must "
-                "be signed by a CA etcd's --trusted-ca-file trusts", True)
+        return (
+            f"TLS: etcd at {url} ended the connection after the handshake: it most "
+            f"likely rejected the client certificate certFile {sec.cert_file!r}; it must "
+            "be signed by a CA etcd's --trusted-ca-file trusts",
+            True,
+        )
     if isinstance(exc, ssl.SSLError):
         reason = str(exc.reason or exc)
         if "WRONG_VERSION_NUMBER" in reason or "RECORD_LAYER_FAILURE" in reason:
-            return (f"TLS: etcd at {url} does not speak TLS; use an http:// endpoint or "
-                    "enable TLS on etcd", True)
+            return (f"TLS: etcd at {url} does not speak TLS; use an http:// endpoint or enable TLS on etcd", True)
         if any(alert in reason for alert in _CLIENT_CERT_ALERTS):
             if not sec.cert_file:
-                return (f"TLS: etcd at {url} requires a client certificate ({reason}); set "
-                        "ipam.store.certFile and ipam.store.keyFile", True)
-            return (f"TLS: etcd at {url} rejected the client certificate certFile "
-                    f"{sec.cert_file!r} ({reason}); it must be signed by a CA etcd's "
-                    "--trusted-ca-file trusts", True)
+                return (
+                    f"TLS: etcd at {url} requires a client certificate ({reason}); set "
+                    "ipam.store.certFile and ipam.store.keyFile",
+                    True,
+                )
+            return (
+                f"TLS: etcd at {url} rejected the client certificate certFile "
+                f"{sec.cert_file!r} ({reason}); it must be signed by a CA etcd's "
+                "--trusted-ca-file trusts",
+                True,
+            )
         return f"TLS: {reason}", False
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (is etcd running there?)", False
@@ -58,8 +75,11 @@ def explain_oserror(exc: BaseException, url: str, sec: EtcdSecurity) -> tuple[st
     if url.startswith("http://") and "closed the connection without answering" in str(exc):
         return (f"{exc} (if etcd serves TLS at {url}, use an https:// endpoint)", False)
     if isinstance(exc, ConnectionResetError) and url.startswith("https://") and not sec.cert_file:
-        return (f"TLS: etcd at {url} reset the connection; if it requires a client "
-                "certificate, set ipam.store.certFile and ipam.store.keyFile", False)
+        return (
+            f"TLS: etcd at {url} reset the connection; if it requires a client "
+            "certificate, set ipam.store.certFile and ipam.store.keyFile",
+            False,
+        )
     return f"{type(exc).__name__}: {exc}", False
 
 
@@ -73,8 +93,9 @@ def _error_text(body: bytes) -> str:
     return str(d)[:200]
 
 
-def explain_refusal(status: int, body: bytes, url: str, sec: EtcdSecurity, prefix: str,
-                    user: str | None = None) -> Refused | FlatnetError | None:
+def explain_refusal(
+    status: int, body: bytes, url: str, sec: EtcdSecurity, prefix: str, user: str | None = None
+) -> Refused | FlatnetError | None:
     """A 4xx answer: ``Refused`` (security), None (auth token expired: authenticate
     again) or a plain ``FlatnetError`` (a request etcd found malformed)."""
     text = _error_text(body)
@@ -84,17 +105,24 @@ def explain_refusal(status: int, body: bytes, url: str, sec: EtcdSecurity, prefi
     if "invalid auth token" in low or "auth store is old" in low:
         return None
     if "user name is empty" in low or ("user name" in low and not sec.auth):
-        return Refused(f"etcd at {url} requires authentication ({text}); set "
-                       "ipam.store.usernameFile and ipam.store.passwordFile")
+        return Refused(
+            f"etcd at {url} requires authentication ({text}); set ipam.store.usernameFile and ipam.store.passwordFile"
+        )
     if "authentication failed" in low or "invalid user id or password" in low:
-        return Refused(f"etcd at {url} rejected the user name or password ({text}); check "
-                       f"usernameFile {sec.username_file!r} and passwordFile "
-                       f"{sec.password_file!r}")
+        return Refused(
+            f"etcd at {url} rejected the user name or password ({text}); check "
+            f"usernameFile {sec.username_file!r} and passwordFile "
+            f"{sec.password_file!r}"
+        )
     if "permission denied" in low:
-        who = f"user {user!r}" if user else (
-            f"the user in usernameFile {sec.username_file!r}" if sec.auth else "this client")
-        return Refused(f"etcd at {url} denied {who} access ({text}); grant it a role with "
-                       f"readwrite on the key prefix {prefix!r}")
+        who = (
+            f"user {user!r}"
+            if user
+            else (f"the user in usernameFile {sec.username_file!r}" if sec.auth else "this client")
+        )
+        return Refused(
+            f"etcd at {url} denied {who} access ({text}); grant it a role with readwrite on the key prefix {prefix!r}"
+        )
     if "certificate" in low:
         return Refused(f"etcd at {url} refused the client certificate ({text})")
     return FlatnetError(f"etcd refused the request: HTTP {status}: {text}", details=url)

@@ -46,8 +46,9 @@ class _Stale(ConnectionError):
 class HttpEndpoint:
     """One ``http(s)://host:port`` endpoint; ``post`` is safe to call from many threads."""
 
-    def __init__(self, url: str, timeout: float, ssl_context: ssl.SSLContext | None = None,
-                 connect_timeout: float | None = None) -> None:
+    def __init__(
+        self, url: str, timeout: float, ssl_context: ssl.SSLContext | None = None, connect_timeout: float | None = None
+    ) -> None:
         """``connect_timeout`` (default ``timeout``) bounds TCP connect + TLS handshake, so a
         dead member is skipped quickly while a slow answer still gets ``timeout``."""
         parts = urlsplit(url)
@@ -99,8 +100,7 @@ class HttpEndpoint:
 
         ``headers``: extra header lines, each ending in CRLF (the etcd auth token).
         """
-        request = (f"POST {self.base}{path} HTTP/1.1\r\n{headers}{self._head}{len(body)}"
-                   "\r\n\r\n".encode() + body)
+        request = f"POST {self.base}{path} HTTP/1.1\r\n{headers}{self._head}{len(body)}\r\n\r\n".encode() + body
         while True:
             conn, reused = self._take()
             if conn is None:

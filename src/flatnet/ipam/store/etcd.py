@@ -83,8 +83,7 @@ class EtcdStore:
     def _order(self) -> list[int]:
         n, now = len(self._http), time.monotonic()
         order = [(self._preferred + i) % n for i in range(n)]
-        return [i for i in order if self._down_until[i] <= now] + \
-               [i for i in order if self._down_until[i] > now]
+        return [i for i in order if self._down_until[i] <= now] + [i for i in order if self._down_until[i] > now]
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST to the first member that answers; StoreUnavailable when none does.
@@ -164,11 +163,15 @@ class EtcdStore:
                 if b"authentication is not enabled" in text:
                     self._tokens[idx] = ""
                     return ""
-                problem = explain_refusal(status, text, ep.url, self.security, self.prefix,
-                                          user=user)
-                raise problem if isinstance(problem, Refused) else Refused(
-                    f"etcd at {ep.url} refused to authenticate the user in usernameFile "
-                    f"{self.security.username_file!r}: HTTP {status}")
+                problem = explain_refusal(status, text, ep.url, self.security, self.prefix, user=user)
+                raise (
+                    problem
+                    if isinstance(problem, Refused)
+                    else Refused(
+                        f"etcd at {ep.url} refused to authenticate the user in usernameFile "
+                        f"{self.security.username_file!r}: HTTP {status}"
+                    )
+                )
             token = str(json.loads(text).get("token") or "")
             self._tokens[idx] = token
             return token
@@ -178,7 +181,7 @@ class EtcdStore:
 
     def _entry(self, kv: dict[str, Any]) -> Entry:
         return Entry(
-            _unb64(kv.get("key"))[len(self.prefix):],
+            _unb64(kv.get("key"))[len(self.prefix) :],
             _unb64(kv.get("value")),
             int(kv.get("version", 0)),
         )
@@ -223,8 +226,7 @@ class EtcdStore:
                 cmp.append({"key": key, "result": "EQUAL", "target": "VALUE", "value": _b64(c.value)})
         extra = {"lease": str(lease)} if lease else {}
         ops: list[dict[str, Any]] = [
-            {"request_put": {"key": _b64(self._full(k)), "value": _b64(v), **extra}}
-            for k, v in puts.items()
+            {"request_put": {"key": _b64(self._full(k)), "value": _b64(v), **extra}} for k, v in puts.items()
         ]
         ops += [{"request_delete_range": {"key": _b64(self._full(k))}} for k in dels]
         out = self._post("/v3/kv/txn", {"compare": cmp, "success": ops, "failure": []})

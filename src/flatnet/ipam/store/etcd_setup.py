@@ -24,8 +24,7 @@ URL_EXAMPLE = f"etcd:{defaults.ETCD_ENDPOINT}"
 def from_config(d: dict[str, Any], where: str) -> dict[str, Any]:
     """The checked settings of an ``ipam.store`` section of type etcd (files not read yet)."""
     if d.get("endpoints") in (None, [], ""):
-        raise ConfigError(f'{where}.endpoints is required for an etcd store, e.g. '
-                          '["http://198.18.0.10:2379"]')
+        raise ConfigError(f'{where}.endpoints is required for an etcd store, e.g. ["http://198.18.0.10:2379"]')
     endpoints = check_endpoints(d.get("endpoints"), f"{where}.endpoints")
     return {"endpoints": endpoints, **check_security(d, endpoints).as_config()}
 
@@ -40,9 +39,12 @@ def from_url(rest: str) -> dict[str, Any] | None:
 
 def build(cfg: dict[str, Any]) -> EtcdStore:
     endpoints = cfg["endpoints"]
-    return EtcdStore(endpoints, prefix=cfg.get("prefix", defaults.ETCD_PREFIX),
-                     timeout=cfg.get("timeout", defaults.ETCD_TIMEOUT),
-                     security=check_security(cfg, endpoints))
+    return EtcdStore(
+        endpoints,
+        prefix=cfg.get("prefix", defaults.ETCD_PREFIX),
+        timeout=cfg.get("timeout", defaults.ETCD_TIMEOUT),
+        security=check_security(cfg, endpoints),
+    )
 
 
 def endpoint_health(endpoint: str, timeout: float, cfg: dict[str, Any] | None = None) -> str | None:

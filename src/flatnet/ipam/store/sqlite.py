@@ -27,9 +27,7 @@ from flatnet.ipam.store._common import check_txn, compare_holds, prefix_upper
 DEFAULT_PATH = defaults.SQLITE_PATH
 
 _SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS kv ("
-    " key TEXT PRIMARY KEY, value TEXT NOT NULL, version INTEGER NOT NULL"
-    ") WITHOUT ROWID"
+    "CREATE TABLE IF NOT EXISTS kv ( key TEXT PRIMARY KEY, value TEXT NOT NULL, version INTEGER NOT NULL) WITHOUT ROWID"
 )
 
 
@@ -41,8 +39,7 @@ class SqliteStore:
     *at once*, not one per thread it ever started (that leaked a file descriptor each).
     """
 
-    def __init__(self, path: str | os.PathLike[str] = DEFAULT_PATH,
-                 timeout: float = defaults.SQLITE_TIMEOUT) -> None:
+    def __init__(self, path: str | os.PathLike[str] = DEFAULT_PATH, timeout: float = defaults.SQLITE_TIMEOUT) -> None:
         self.path = Path(path)
         self.timeout = timeout
         self._idle: list[sqlite3.Connection] = []
@@ -92,9 +89,7 @@ class SqliteStore:
 
     def _open_once(self) -> sqlite3.Connection:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-        )
+        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
@@ -160,17 +155,16 @@ class SqliteStore:
         with self._use() as conn:
             return self._txn(conn, compares, puts, dels)
 
-    def _txn(self, conn: sqlite3.Connection, compares: Sequence[Compare],
-             puts: dict[str, str], dels: Sequence[str]) -> bool:
+    def _txn(
+        self, conn: sqlite3.Connection, compares: Sequence[Compare], puts: dict[str, str], dels: Sequence[str]
+    ) -> bool:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
         try:
             for c in compares:
-                row = conn.execute(
-                    "SELECT value, version FROM kv WHERE key = ?", (c.key,)
-                ).fetchone()
+                row = conn.execute("SELECT value, version FROM kv WHERE key = ?", (c.key,)).fetchone()
                 if not compare_holds(c, (row[0], row[1]) if row else None):
                     conn.execute("ROLLBACK")
                     return False

@@ -22,5 +22,15 @@ from flatnet.testbed.cri.client import CriClient, CriError, PodSpec, PodStatus, 
 from flatnet.testbed.cri.containerd import Containerd, ContainerdError
 from flatnet.testbed.cri.node import BUSYBOX_IMAGE, PAUSE_IMAGE, CriNode
 
-__all__ = ["CriNode", "CriClient", "CriError", "PodSpec", "PodStatus", "PortMap", "Containerd",
-           "ContainerdError", "PAUSE_IMAGE", "BUSYBOX_IMAGE"]
+__all__ = [
+    "CriNode",
+    "CriClient",
+    "CriError",
+    "PodSpec",
+    "PodStatus",
+    "PortMap",
+    "Containerd",
+    "ContainerdError",
+    "PAUSE_IMAGE",
+    "BUSYBOX_IMAGE",
+]

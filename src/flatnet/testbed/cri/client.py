@@ -113,14 +113,23 @@ class CriClient:
             )
         )
         return pb.PodSandboxConfig(
-            metadata=pb.PodSandboxMetadata(name=spec.name, uid=spec.uid,
-                                           namespace=spec.namespace, attempt=spec.attempt),
+            metadata=pb.PodSandboxMetadata(
+                name=spec.name, uid=spec.uid, namespace=spec.namespace, attempt=spec.attempt
+            ),
             hostname="" if spec.host_network else spec.name[:63],
             log_directory=spec.log_directory,
-            port_mappings=[pb.PortMapping(protocol=protos[p.protocol], container_port=p.container_port,
-                                          host_port=p.host_port, host_ip=p.host_ip)
-                           for p in spec.port_mappings],
-            labels=dict(spec.labels), annotations=dict(spec.annotations), linux=linux,
+            port_mappings=[
+                pb.PortMapping(
+                    protocol=protos[p.protocol],
+                    container_port=p.container_port,
+                    host_port=p.host_port,
+                    host_ip=p.host_ip,
+                )
+                for p in spec.port_mappings
+            ],
+            labels=dict(spec.labels),
+            annotations=dict(spec.annotations),
+            linux=linux,
         )
 
     def run_pod(self, spec: PodSpec, timeout: float | None = None) -> str:
@@ -143,8 +152,7 @@ class CriClient:
 
     def pod_status(self, pod_id: str) -> PodStatus:
         """PodSandboxStatus (verbose, for the netns path)."""
-        r = self.call("PodSandboxStatus", self.pb.PodSandboxStatusRequest(pod_sandbox_id=pod_id,
-                                                                          verbose=True))
+        r = self.call("PodSandboxStatus", self.pb.PodSandboxStatusRequest(pod_sandbox_id=pod_id, verbose=True))
         s = r.status
         netns = ""
         try:
@@ -154,9 +162,15 @@ class CriClient:
                     netns = ns.get("path", "")
         except (ValueError, AttributeError):
             pass
-        return PodStatus(s.id, s.metadata.name, s.metadata.namespace,
-                         s.state == self.pb.SANDBOX_READY, s.network.ip,
-                         tuple(p.ip for p in s.network.additional_ips), netns)
+        return PodStatus(
+            s.id,
+            s.metadata.name,
+            s.metadata.namespace,
+            s.state == self.pb.SANDBOX_READY,
+            s.network.ip,
+            tuple(p.ip for p in s.network.additional_ips),
+            netns,
+        )
 
     def list_pods(self, ready_only: bool = False) -> list[tuple[str, str, str, bool]]:
         """ListPodSandbox: (id, namespace, name, ready) of every sandbox."""
@@ -164,15 +178,22 @@ class CriClient:
         if ready_only:
             flt.state.state = self.pb.SANDBOX_READY
         r = self.call("ListPodSandbox", self.pb.ListPodSandboxRequest(filter=flt))
-        return [(p.id, p.metadata.namespace, p.metadata.name, p.state == self.pb.SANDBOX_READY)
-                for p in r.items]
+        return [(p.id, p.metadata.namespace, p.metadata.name, p.state == self.pb.SANDBOX_READY) for p in r.items]
 
     # --- containers ---------------------------------------------------------------------------
-    def create_container(self, pod_id: str, spec: PodSpec, name: str, image: str,
-                         command: Sequence[str] = (), args: Sequence[str] = (),
-                         env: Mapping[str, str] | None = None,
-                         mounts: Sequence[tuple[str, str, bool]] = (),
-                         privileged: bool = False, log_path: str = "") -> str:
+    def create_container(
+        self,
+        pod_id: str,
+        spec: PodSpec,
+        name: str,
+        image: str,
+        command: Sequence[str] = (),
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        mounts: Sequence[tuple[str, str, bool]] = (),
+        privileged: bool = False,
+        log_path: str = "",
+    ) -> str:
         """CreateContainer in ``pod_id`` (``spec`` is the sandbox's PodSpec); the container id.
 
         ``mounts`` are (host path, container path, read-only) bind mounts; ``log_path`` is
@@ -180,25 +201,28 @@ class CriClient:
         """
         pb = self.pb
         cfg = pb.ContainerConfig(
-            metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image=image),
-            command=list(command), args=list(args),
+            metadata=pb.ContainerMetadata(name=name),
+            image=pb.ImageSpec(image=image),
+            command=list(command),
+            args=list(args),
             envs=[pb.KeyValue(key=k, value=v) for k, v in (env or {}).items()],
             mounts=[pb.Mount(host_path=h, container_path=c, readonly=ro) for h, c, ro in mounts],
             log_path=log_path,
-            linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
-                privileged=privileged,
-                namespace_options=pb.NamespaceOption(network=NODE if spec.host_network else 0))),
+            linux=pb.LinuxContainerConfig(
+                security_context=pb.LinuxContainerSecurityContext(
+                    privileged=privileged,
+                    namespace_options=pb.NamespaceOption(network=NODE if spec.host_network else 0),
+                )
+            ),
         )
-        req = pb.CreateContainerRequest(pod_sandbox_id=pod_id, config=cfg,
-                                        sandbox_config=self.sandbox_config(spec))
+        req = pb.CreateContainerRequest(pod_sandbox_id=pod_id, config=cfg, sandbox_config=self.sandbox_config(spec))
         return str(self.call("CreateContainer", req).container_id)
 
     def start_container(self, container_id: str) -> None:
         self.call("StartContainer", self.pb.StartContainerRequest(container_id=container_id))
 
     def stop_container(self, container_id: str, timeout: int = 0) -> None:
-        self.call("StopContainer", self.pb.StopContainerRequest(container_id=container_id,
-                                                                timeout=timeout))
+        self.call("StopContainer", self.pb.StopContainerRequest(container_id=container_id, timeout=timeout))
 
     def remove_container(self, container_id: str) -> None:
         self.call("RemoveContainer", self.pb.RemoveContainerRequest(container_id=container_id))
@@ -216,6 +240,7 @@ class CriClient:
 
     def exec_sync(self, container_id: str, cmd: Sequence[str], timeout: int = 10) -> tuple[int, bytes, bytes]:
         """ExecSync: (exit code, stdout, stderr) of ``cmd`` run in the container."""
-        r = self.call("ExecSync", self.pb.ExecSyncRequest(container_id=container_id, cmd=list(cmd),
-                                                          timeout=timeout), timeout + 15)
+        r = self.call(
+            "ExecSync", self.pb.ExecSyncRequest(container_id=container_id, cmd=list(cmd), timeout=timeout), timeout + 15
+        )
         return int(r.exit_code), bytes(r.stdout), bytes(r.stderr)

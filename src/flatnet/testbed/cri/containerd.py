@@ -73,9 +73,16 @@ class Containerd:
     ``shutdown()`` stops containerd and then the shims it left.
     """
 
-    def __init__(self, workdir: Path, netns: str, bin_dir: Path, conf_dir: Path,
-                 sandbox_image: str, log_level: str = "warn",
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        netns: str,
+        bin_dir: Path,
+        conf_dir: Path,
+        sandbox_image: str,
+        log_level: str = "warn",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.netns = netns
         self.bin_dir, self.conf_dir = bin_dir, conf_dir
@@ -85,9 +92,18 @@ class Containerd:
         self.log = workdir / "containerd.log"
         self.proc: subprocess.Popen | None = None
         self.env = {**os.environ, **(env or {})}  # CNI plugins inherit containerd's environment
-        self.config.write_text(CONFIG.format(
-            root=workdir / "root", state=workdir / "state", sock=self.socket, runc=RUNC,
-            sandbox_image=sandbox_image, bin_dir=bin_dir, conf_dir=conf_dir, log_level=log_level))
+        self.config.write_text(
+            CONFIG.format(
+                root=workdir / "root",
+                state=workdir / "state",
+                sock=self.socket,
+                runc=RUNC,
+                sandbox_image=sandbox_image,
+                bin_dir=bin_dir,
+                conf_dir=conf_dir,
+                log_level=log_level,
+            )
+        )
 
     def start(self) -> None:
         """Start containerd in the namespace; return when its CRI answers (bounded)."""
@@ -99,7 +115,12 @@ class Containerd:
         try:
             self.proc = subprocess.Popen(
                 ["nsenter", f"--net=/run/netns/{self.netns}", CONTAINERD, "--config", str(self.config)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=self.env)
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=self.env,
+            )
         finally:
             log.close()
         from flatnet.testbed.cri.client import CriClient, CriError  # grpc only when used
@@ -108,8 +129,7 @@ class Containerd:
         with CriClient(self.socket, timeout=2.0) as cri:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    raise ContainerdError(f"containerd exited at start ({self.proc.returncode}):\n"
-                                          + self.log_tail())
+                    raise ContainerdError(f"containerd exited at start ({self.proc.returncode}):\n" + self.log_tail())
                 if os.path.exists(self.socket):
                     try:
                         cri.version()
@@ -117,8 +137,9 @@ class Containerd:
                     except CriError:
                         pass
                 time.sleep(0.1)
-        raise ContainerdError(f"containerd did not answer on {self.socket} within "
-                              f"{READY_TIMEOUT:.0f}s:\n{self.log_tail()}")
+        raise ContainerdError(
+            f"containerd did not answer on {self.socket} within {READY_TIMEOUT:.0f}s:\n{self.log_tail()}"
+        )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
         """Stop the daemon only (its shims, so the pods, keep running)."""
@@ -175,8 +196,9 @@ class Containerd:
 
     def ctr(self, *args: str, timeout: float = 120.0) -> str:
         """Run ``ctr`` against this containerd in the k8s.io namespace; its stdout."""
-        proc = subprocess.run([CTR, "-a", self.socket, "-n", K8S_NS, *args],
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            [CTR, "-a", self.socket, "-n", K8S_NS, *args], capture_output=True, text=True, timeout=timeout, check=False
+        )
         if proc.returncode != 0:
             raise ContainerdError(f"ctr {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc.stdout

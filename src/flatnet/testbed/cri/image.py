@@ -48,8 +48,13 @@ def pause_rootfs(dest: Path, cc: str = "musl-gcc") -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     src = dest.parent / "pause.c"
     src.write_text(PAUSE_C)
-    proc = subprocess.run([cc, "-static", "-Os", "-s", "-o", str(dest / "pause"), str(src)],
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [cc, "-static", "-Os", "-s", "-o", str(dest / "pause"), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     src.unlink()
     if proc.returncode != 0:
         raise ImageError(f"compiling pause failed: {proc.stderr.strip()}")
@@ -101,13 +106,15 @@ def _blob(tar: tarfile.TarFile, data: bytes) -> tuple[str, int]:
     return digest, len(data)
 
 
-def oci_archive(rootfs: Path, name: str, entrypoint: Sequence[str], out: Path,
-                env: Sequence[str] = ("PATH=/bin",)) -> Path:
+def oci_archive(
+    rootfs: Path, name: str, entrypoint: Sequence[str], out: Path, env: Sequence[str] = ("PATH=/bin",)
+) -> Path:
     """Write ``rootfs`` as a one-layer linux/amd64 OCI image named ``name`` to ``out`` (a tar)."""
     layer = _layer(rootfs)
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
     config = {
-        "architecture": arch, "os": "linux",
+        "architecture": arch,
+        "os": "linux",
         "config": {"Entrypoint": list(entrypoint), "Env": list(env), "WorkingDir": "/"},
         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]},
     }
@@ -115,18 +122,27 @@ def oci_archive(rootfs: Path, name: str, entrypoint: Sequence[str], out: Path,
         ldig, lsize = _blob(tar, layer)
         cdig, csize = _blob(tar, json.dumps(config).encode())
         manifest = {
-            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": cdig, "size": csize},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                        "digest": ldig, "size": lsize}],
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cdig, "size": csize},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ldig, "size": lsize}],
         }
         mdig, msize = _blob(tar, json.dumps(manifest).encode())
-        index = {"schemaVersion": 2, "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": mdig,
-            "size": msize, "platform": {"architecture": arch, "os": "linux"},
-            "annotations": {"io.containerd.image.name": name,
-                            "org.opencontainers.image.ref.name": name.rsplit(":", 1)[-1]}}]}
+        index = {
+            "schemaVersion": 2,
+            "manifests": [
+                {
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": mdig,
+                    "size": msize,
+                    "platform": {"architecture": arch, "os": "linux"},
+                    "annotations": {
+                        "io.containerd.image.name": name,
+                        "org.opencontainers.image.ref.name": name.rsplit(":", 1)[-1],
+                    },
+                }
+            ],
+        }
         for fname, doc in (("oci-layout", {"imageLayoutVersion": "1.0.0"}), ("index.json", index)):
             data = json.dumps(doc).encode()
             info = tarfile.TarInfo(fname)

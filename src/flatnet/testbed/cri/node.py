@@ -36,8 +36,14 @@ INSTALLED_PLUGIN = Path("/opt/cni/bin/flatnet")
 PAUSE_IMAGE = "docker.io/flatnet/pause:test"
 BUSYBOX_IMAGE = "docker.io/flatnet/busybox:test"
 NODE_ADDR, VM_ADDR = "198.18.100.11/23", "198.18.101.250/23"
-POOL = {"name": "cri-v4", "subnet": "198.18.100.0/23", "rangeStart": "198.18.100.20",
-        "rangeEnd": "198.18.101.200", "gateway": "198.18.100.1", "sticky": True}
+POOL = {
+    "name": "cri-v4",
+    "subnet": "198.18.100.0/23",
+    "rangeStart": "198.18.100.20",
+    "rangeEnd": "198.18.101.200",
+    "gateway": "198.18.100.1",
+    "sticky": True,
+}
 BRIDGE_SUBNET = "198.19.0.0/24"
 AGENT_READY_TIMEOUT = 20.0
 
@@ -51,8 +57,7 @@ def plugin_path() -> Path:
         return Path(env)
     tree = Path(__file__).resolve().parents[4] / "native" / "forwarder"
     if (tree / "Makefile").exists():
-        proc = subprocess.run(["make", "-s", "-C", str(tree)], capture_output=True, text=True,
-                              timeout=300, check=False)
+        proc = subprocess.run(["make", "-s", "-C", str(tree)], capture_output=True, text=True, timeout=300, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"building the CNI forwarder failed: {proc.stderr.strip()}")
         return tree / "build" / "flatnet"
@@ -72,8 +77,14 @@ class CriNode:
     removes every sandbox, then stops containerd, its shims, the agent, and the namespaces.
     """
 
-    def __init__(self, network: str = "flatnet", prefix: str | None = None, portmap: bool = True,
-                 plugin: Path | None = None, reconcile_every: float = 0.0) -> None:
+    def __init__(
+        self,
+        network: str = "flatnet",
+        prefix: str | None = None,
+        portmap: bool = True,
+        plugin: Path | None = None,
+        reconcile_every: float = 0.0,
+    ) -> None:
         if network not in ("flatnet", "bridge", "none"):
             raise ValueError(f"network must be 'flatnet', 'bridge' or 'none', not {network!r}")
         self.network = network
@@ -88,9 +99,14 @@ class CriNode:
         self.db = self.work / "ipam.db"
         self.agent_socket = str(self.work / "agent.sock")
         self.agent_proc: subprocess.Popen | None = None
-        self.containerd = Containerd(self.work, self.ns, self.bin_dir, self.conf_dir, PAUSE_IMAGE,
-                                     env={"FLATNET_LOCK_DIR": str(self.work / "locks"),
-                                          "FLATNET_NODE": f"{self.prefix}-node"})
+        self.containerd = Containerd(
+            self.work,
+            self.ns,
+            self.bin_dir,
+            self.conf_dir,
+            PAUSE_IMAGE,
+            env={"FLATNET_LOCK_DIR": str(self.work / "locks"), "FLATNET_NODE": f"{self.prefix}-node"},
+        )
         self.cri: CriClient | None = None
         self._namespaces: list[str] = []
 
@@ -170,13 +186,25 @@ class CriNode:
     def conflist(self) -> dict[str, Any]:
         if self.network == "flatnet":
             main: dict[str, Any] = {
-                "type": "flatnet", "mode": "macvlan", "master": "eth0", "hostNetns": self.ns,
+                "type": "flatnet",
+                "mode": "macvlan",
+                "master": "eth0",
+                "hostNetns": self.ns,
                 "agentSocket": self.agent_socket,
-                "ipam": {"pools": [POOL], "store": {"type": "sqlite", "path": str(self.db)}}}
+                "ipam": {"pools": [POOL], "store": {"type": "sqlite", "path": str(self.db)}},
+            }
         else:
-            main = {"type": "bridge", "bridge": "fncbr0", "isGateway": True, "ipMasq": False,
-                    "ipam": {"type": "host-local", "ranges": [[{"subnet": BRIDGE_SUBNET}]],
-                             "dataDir": str(self.work / "host-local")}}
+            main = {
+                "type": "bridge",
+                "bridge": "fncbr0",
+                "isGateway": True,
+                "ipMasq": False,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": BRIDGE_SUBNET}]],
+                    "dataDir": str(self.work / "host-local"),
+                },
+            }
         plugins = [main]
         if self.portmap:
             plugins.append({"type": "portmap", "capabilities": {"portMappings": True}})
@@ -192,10 +220,29 @@ class CriNode:
         log = open(self.work / "agent.log", "ab")  # noqa: SIM115 - handed to the child
         try:
             self.agent_proc = subprocess.Popen(
-                [sys.executable, "-m", "flatnet.cli.main", "agent", "--socket", self.agent_socket,
-                 "--netns", self.ns, "--node", f"{self.prefix}-node", "--store", f"sqlite:{self.db}",
-                 "--lock-dir", str(self.work / "locks"), "--reconcile-every", str(self.reconcile_every)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "flatnet.cli.main",
+                    "agent",
+                    "--socket",
+                    self.agent_socket,
+                    "--netns",
+                    self.ns,
+                    "--node",
+                    f"{self.prefix}-node",
+                    "--store",
+                    f"sqlite:{self.db}",
+                    "--lock-dir",
+                    str(self.work / "locks"),
+                    "--reconcile-every",
+                    str(self.reconcile_every),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
         finally:
             log.close()
         deadline = time.monotonic() + AGENT_READY_TIMEOUT
@@ -232,8 +279,9 @@ class CriNode:
         spec = PodSpec(name=name, namespace=namespace, **kw)
         return self.cri.run_pod(spec), spec
 
-    def run_container(self, pod_id: str, spec: PodSpec, name: str, args: list[str],
-                      image_name: str = BUSYBOX_IMAGE) -> str:
+    def run_container(
+        self, pod_id: str, spec: PodSpec, name: str, args: list[str], image_name: str = BUSYBOX_IMAGE
+    ) -> str:
         """Create + start a busybox container ``sh -c ARGS``-style in ``pod_id``; its id."""
         assert self.cri is not None
         cid = self.cri.create_container(pod_id, spec, name, image_name, command=args)

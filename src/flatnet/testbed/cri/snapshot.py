@@ -38,13 +38,14 @@ def _links_routes_neigh(ns: str) -> tuple[frozenset[str], frozenset[str], frozen
         routes = set()
         for m in ip.route("dump", table=254):
             fam_any = "0.0.0.0" if m["family"] == 2 else "::"
-            routes.add(f"{m.get_attr('RTA_DST') or fam_any}/{m['dst_len']} "
-                       f"dev {names.get(m.get_attr('RTA_OIF'), '?')}")
+            routes.add(f"{m.get_attr('RTA_DST') or fam_any}/{m['dst_len']} dev {names.get(m.get_attr('RTA_OIF'), '?')}")
         neigh = set()
         for m in ip.neigh("dump"):
             if m["state"] & NUD_PERMANENT or m["flags"] & NTF_PROXY:
-                neigh.add(f"{m.get_attr('NDA_DST')} dev {names.get(m['ifindex'], '?')} "
-                          f"{'proxy' if m['flags'] & NTF_PROXY else 'permanent'}")
+                neigh.add(
+                    f"{m.get_attr('NDA_DST')} dev {names.get(m['ifindex'], '?')} "
+                    f"{'proxy' if m['flags'] & NTF_PROXY else 'permanent'}"
+                )
     return frozenset(names.values()), frozenset(routes), frozenset(neigh)
 
 
@@ -53,8 +54,9 @@ def nft_rules(ns: str) -> frozenset[str]:
     proc = labnet.run_cmd(ns, ["nft", "list", "ruleset"])
     if proc.returncode != 0:
         raise RuntimeError(f"nft list ruleset in {ns} failed: {proc.stderr.strip()}")
-    return frozenset(_VOLATILE.sub("", ln).strip() for ln in proc.stdout.splitlines()
-                     if ln.strip() and ln.strip() != "}")
+    return frozenset(
+        _VOLATILE.sub("", ln).strip() for ln in proc.stdout.splitlines() if ln.strip() and ln.strip() != "}"
+    )
 
 
 def leases(db: str) -> frozenset[str]:
@@ -65,8 +67,7 @@ def leases(db: str) -> frozenset[str]:
 
     store = open_store({"type": "sqlite", "path": db})
     try:
-        return frozenset(f"{le.address.ip} {le.owner.pod} {le.owner.container_id}"
-                         for le in Ipam(store).leases())
+        return frozenset(f"{le.address.ip} {le.owner.pod} {le.owner.container_id}" for le in Ipam(store).leases())
     finally:
         store.close()
 
