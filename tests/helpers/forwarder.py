@@ -12,7 +12,9 @@ import json
 import os
 import subprocess
 import threading
-from typing import Any
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
 
 from flatnet.agent.server import AgentServer
 from flatnet.agent.service import Service
@@ -102,3 +104,14 @@ class Agent:
         self.server.server_close()
         self.thread.join(5)
         self.service.close()
+
+
+@contextmanager
+def running_agent(tmp_dir: Path) -> Iterator[tuple[str, Agent]]:
+    """An ``Agent`` on ``tmp_dir/run/agent.sock`` (locks in ``tmp_dir/locks``), closed on exit."""
+    path = str(tmp_dir / "run" / "agent.sock")
+    a = Agent(path, str(tmp_dir / "locks"))
+    try:
+        yield path, a
+    finally:
+        a.close()

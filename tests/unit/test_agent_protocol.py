@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -15,6 +14,7 @@ import pytest
 
 from flatnet.agent import protocol
 from flatnet.agent.protocol import AgentReplyError, NoAgent, ProtocolError
+from tests.helpers.sockets import Behaviour, scripted_servers
 
 
 def test_request_round_trip_keeps_only_cni_env() -> None:
@@ -53,33 +53,9 @@ def test_response_round_trip_and_malformed_answers() -> None:
 
 
 @pytest.fixture
-def one_shot(tmp_path: Path) -> Iterator[Callable[[Callable[[socket.socket], None]], str]]:
-    threads: list[tuple[socket.socket, threading.Thread]] = []
-
-    def make(behaviour: Callable[[socket.socket], None]) -> str:
-        path = str(tmp_path / f"fnf-p{len(threads)}.sock")
-        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        srv.bind(path)
-        srv.listen(1)
-        srv.settimeout(20)
-
-        def serve() -> None:
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            with conn:
-                behaviour(conn)
-
-        t = threading.Thread(target=serve, daemon=True)
-        t.start()
-        threads.append((srv, t))
-        return path
-
-    yield make
-    for srv, t in threads:
-        srv.close()
-        t.join(10)
+def one_shot(tmp_path: Path) -> Iterator[Callable[[Behaviour], str]]:
+    with scripted_servers(tmp_path, "fnf-p", backlog=1) as make:
+        yield make
 
 
 def _drain(conn: socket.socket) -> None:

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flatnet import SUPPORTED_VERSIONS
-from tests.helpers.forwarder import Agent, cni_env, conf, forwarder_path, one_json, run
+from tests.helpers.forwarder import Agent, cni_env, conf, forwarder_path, one_json, run, running_agent
 
 SPEC_CODES = {1, 2, 3, 4, 5, 6, 7, 11, 50, 51, *range(101, 109)}  # 100 = internal error: a bug
 CHECK_FROM, GC_FROM = "0.4.0", "1.1.0"
@@ -31,13 +31,8 @@ def at_least(version: str, minimum: str) -> bool:
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Agent]]:
-    tmp = tmp_path_factory.mktemp("fnf-proto")
-    path = str(tmp / "run" / "agent.sock")
-    a = Agent(path, str(tmp / "locks"))
-    try:
-        yield path, a
-    finally:
-        a.close()
+    with running_agent(tmp_path_factory.mktemp("fnf-proto")) as pa:
+        yield pa
 
 
 @pytest.mark.parametrize("version", SUPPORTED_VERSIONS)

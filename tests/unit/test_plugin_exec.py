@@ -18,7 +18,8 @@ from typing import Callable, Iterator
 import pytest
 
 from flatnet import SUPPORTED_VERSIONS, __version__
-from tests.helpers.forwarder import Agent, cni_env, conf, one_json, run
+from tests.helpers.forwarder import Agent, cni_env, conf, one_json, run, running_agent
+from tests.helpers.sockets import Behaviour, scripted_servers
 
 
 def error(proc, code: int, *words: str) -> dict:
@@ -32,43 +33,15 @@ def error(proc, code: int, *words: str) -> dict:
 
 @pytest.fixture
 def agent(tmp_path: Path) -> Iterator[tuple[str, Agent]]:
-    path = str(tmp_path / "run" / "agent.sock")
-    a = Agent(path, str(tmp_path / "locks"))
-    try:
-        yield path, a
-    finally:
-        a.close()
+    with running_agent(tmp_path) as pa:
+        yield pa
 
 
 @pytest.fixture
-def scripted(tmp_path: Path) -> Iterator[Callable[[Callable[[socket.socket], None]], str]]:
+def scripted(tmp_path: Path) -> Iterator[Callable[[Behaviour], str]]:
     """scripted(behaviour) -> socket path; ``behaviour(conn)`` plays the agent once."""
-    servers: list[tuple[socket.socket, threading.Thread]] = []
-
-    def make(behaviour: Callable[[socket.socket], None]) -> str:
-        path = str(tmp_path / f"fnf-{len(servers)}.sock")
-        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        srv.bind(path)
-        srv.listen(4)
-        srv.settimeout(20)
-
-        def serve() -> None:
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            with conn:
-                behaviour(conn)
-
-        t = threading.Thread(target=serve, daemon=True)
-        t.start()
-        servers.append((srv, t))
-        return path
-
-    yield make
-    for srv, t in servers:
-        srv.close()
-        t.join(10)
+    with scripted_servers(tmp_path, "fnf-", backlog=4) as make:
+        yield make
 
 
 def read_request(conn: socket.socket) -> bytes:
