@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from tests.helpers.cli import spawn_agent, stop_agent, wait_for_socket
 from tests.helpers.cnirun import CniError, Runner, inprocess_env, install_forwarder
 from tests.helpers.net import ping, sh
 
@@ -165,42 +166,16 @@ def test_add_check_del_in_process(topo: Topo) -> None:
 
 
 def test_add_check_del_through_agent(topo: Topo) -> None:
-    sock = str(topo.tmp / "agent" / "agent.sock")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    agent = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flatnet.cli.main",
-            "agent",
-            "--socket",
-            sock,
-            "--node",
-            "node1",
-            "--lock-dir",
-            str(topo.tmp / "locks"),
-        ],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    agent, sock = _start_agent(topo)
     try:
         from flatnet.agent.protocol import request
 
-        deadline = time.monotonic() + 20
-        while not os.path.exists(sock) and agent.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
         pod = topo.pod()
         _add_check_del(topo, topo.runner([topo.conf(agentSocket=sock)], pod), pod)
         metrics = request(sock, {"v": 1, "op": "status"}, timeout=10)["metrics"]
         assert (metrics["adds"], metrics["checks"], metrics["dels"]) == (1, 1, 2)
     finally:
-        agent.terminate()
-        try:
-            agent.wait(20)
-        except subprocess.TimeoutExpired:
-            agent.kill()
-            agent.wait(10)
+        stop_agent(agent)
     assert not os.path.exists(sock)
 
 
@@ -303,30 +278,10 @@ def test_add_twice_same_ifname_keeps_first(topo: Topo) -> None:
     assert topo.leases() == []
 
 
-def _start_agent(topo: Topo, *extra: str) -> tuple[subprocess.Popen, str]:
+def _start_agent(topo: Topo, *extra: str) -> tuple[subprocess.Popen[str], str]:
     sock = str(topo.tmp / "agent" / "agent.sock")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    agent = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flatnet.cli.main",
-            "agent",
-            "--socket",
-            sock,
-            "--node",
-            "node1",
-            "--lock-dir",
-            str(topo.tmp / "locks"),
-            *extra,
-        ],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 20
-    while not os.path.exists(sock) and agent.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    agent = spawn_agent(sock, "--node", "node1", "--lock-dir", str(topo.tmp / "locks"), *extra)
+    wait_for_socket(agent, sock, 20)
     return agent, sock
 
 

@@ -6,15 +6,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from flatnet.ipam import Ipam, Owner, PoolSpec
 from flatnet.ipam.store import open_store
+from tests.helpers.cli import spawn_agent, stop_agent, wait_for_socket
 
 
 def flatnet(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -81,35 +80,22 @@ def test_ls_finds_the_store_of_the_nodes_agent(tmp_path: Path) -> None:
     db.parent.mkdir()
     _sticky_store(db)
     sock = tmp_path / "run" / "agent.sock"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    agent = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flatnet.cli.main",
-            "agent",
-            "--socket",
-            str(sock),
-            "--store",
-            f"sqlite:{db}",
-            "--lock-dir",
-            str(tmp_path / "locks"),
-            "--node",
-            "node1",
-            "--reconcile-every",
-            "0",
-            "-q",
-            "--state-dir",
-            str(tmp_path / "agent-state"),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+    agent = spawn_agent(
+        str(sock),
+        "--store",
+        f"sqlite:{db}",
+        "--lock-dir",
+        str(tmp_path / "locks"),
+        "--node",
+        "node1",
+        "--reconcile-every",
+        "0",
+        "-q",
+        "--state-dir",
+        str(tmp_path / "agent-state"),
     )
     try:
-        deadline = time.monotonic() + 30
-        while not sock.exists() and time.monotonic() < deadline and agent.poll() is None:
-            time.sleep(0.05)
+        wait_for_socket(agent, str(sock), 30)
         assert sock.exists(), agent.stderr.read() if agent.poll() is not None else "no socket"
         state: dict[str, Any] = json.loads((sock.parent / "stores.json").read_text())
         assert state["stores"] == [{"type": "sqlite", "path": str(db)}]
@@ -119,9 +105,4 @@ def test_ls_finds_the_store_of_the_nodes_agent(tmp_path: Path) -> None:
         assert [l["container"] for l in data["leases"]] == ["c-api"]
         assert data["leases"][0]["store"] == f"sqlite:{db}"
     finally:
-        agent.send_signal(signal.SIGTERM)
-        try:
-            agent.wait(20)
-        except subprocess.TimeoutExpired:
-            agent.kill()
-            agent.wait(10)
+        stop_agent(agent)

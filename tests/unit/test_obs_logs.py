@@ -6,8 +6,6 @@ import io
 import json
 import logging
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from flatnet.errors import ConfigError
 from flatnet.obs.http import parse_address
 from flatnet.obs.logs import redact, remember_config_secrets, setup_logging
+from tests.helpers.cli import flatnet_cli
 
 SECRET = "fno-Pa55w0rd-7c1e"
 FILE_SECRET = "fno-from-a-file-93b2"
@@ -169,19 +168,11 @@ def test_etcd_credential_files_never_reach_a_log_or_answer(tmp_path: Path) -> No
 
 
 def test_cli_error_lines_mask_secrets() -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flatnet.cli.main",
-            "ipam",
-            "ls",
-            "--store",
-            "etcd:http://root:fno-CliSecret-11@127.0.0.1:1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    proc = flatnet_cli(
+        "ipam",
+        "ls",
+        "--store",
+        "etcd:http://root:fno-CliSecret-11@127.0.0.1:1",
         check=False,
     )
     assert proc.returncode != 0
@@ -204,22 +195,14 @@ def test_metrics_address_errors_name_the_fix(text: str) -> None:
 
 
 def test_agent_refuses_a_bad_metrics_address_before_starting(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flatnet.cli.main",
-            "agent",
-            "--socket",
-            str(tmp_path / "a.sock"),
-            "--store",
-            "memory",
-            "--metrics-address",
-            "nohost",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    proc = flatnet_cli(
+        "agent",
+        "--socket",
+        str(tmp_path / "a.sock"),
+        "--store",
+        "memory",
+        "--metrics-address",
+        "nohost",
         check=False,
     )
     assert proc.returncode != 0 and "--metrics-address" in proc.stderr
