@@ -20,6 +20,7 @@ from tests.helpers.lab import CLIENT, SERVER, fresh_lab
 from flatnet.testbed import net as labnet
 from flatnet.lab import netconf, pods
 from flatnet.lab.topology import PREFIX, Topology
+from tests.helpers.cli import flatnet_cli
 
 pytestmark = [
     pytest.mark.netns,
@@ -55,20 +56,12 @@ def test_a_hand_configured_vm_address_is_skipped_and_the_vm_keeps_it(topo: Topol
         assert second.ip != taken, f"the pod got {taken}, which the VM answers for"
         print(f"\nconflict: vm1 configured {taken} by hand; pod fni-c2 probed it, got {second.ip} instead")
 
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "flatnet.cli.main",
-                "ipam",
-                "ls",
-                "--json",
-                "--store",
-                f"sqlite:{netconf.store_config('sqlite', None)['path']}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
+        proc = flatnet_cli(
+            "ipam",
+            "ls",
+            "--json",
+            "--store",
+            f"sqlite:{netconf.store_config('sqlite', None)['path']}",
             check=True,
         )
         quarantined = json.loads(proc.stdout)["quarantined"]

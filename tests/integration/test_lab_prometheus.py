@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -30,6 +28,7 @@ from flatnet.lab.alerts import rule_file
 from flatnet.lab.prometheus import LabPrometheus
 from flatnet.lab.topology import Topology
 from flatnet.obs.metrics import CNI_BUCKETS
+from tests.helpers.cli import flatnet_cli
 
 pytestmark = [
     pytest.mark.netns,
@@ -65,22 +64,14 @@ def expected_quantile(q: float, durations: list[float]) -> float:
 
 def ipam_ls_count(pool: str) -> int:
     """How many leases ``flatnet ipam ls --pool POOL --json`` lists."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flatnet.cli.main",
-            "ipam",
-            "ls",
-            "--store",
-            f"sqlite:{procs.path('ipam.db')}",
-            "--pool",
-            pool,
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    proc = flatnet_cli(
+        "ipam",
+        "ls",
+        "--store",
+        f"sqlite:{procs.path('ipam.db')}",
+        "--pool",
+        pool,
+        "--json",
         check=True,
     )
     return len(json.loads(proc.stdout)["leases"])
