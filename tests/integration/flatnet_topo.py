@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from flatnet.datapath import netns as fnetns
 from flatnet.errors import FlatnetError
 from flatnet.testbed import net as testnet
+from flatnet.testbed.net import BuiltOnEnter
 from tests.helpers.net import sh
 
 SERVER = r"""
@@ -95,7 +96,7 @@ class Node:
 
 
 @dataclass
-class Topology:
+class Topology(BuiltOnEnter):
     """Build with ``with Topology() as topo:``; see the module docstring for the layout."""
 
     nodes_n: int = 2
@@ -117,17 +118,6 @@ class Topology:
     @property
     def v200(self) -> str:
         return f"fnt-{self.tag}-v200"
-
-    def __enter__(self) -> "Topology":
-        try:
-            self.build()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _ns(self, name: str, quiet: bool = True) -> str:
         """A netns with lo up; ``quiet``: IPv6 DAD off (addresses are unique by construction)."""

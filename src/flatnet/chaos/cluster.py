@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from flatnet.chaos.etcdproc import Etcd, EtcdCluster, stop_proc, wait
 from flatnet.errors import FlatnetError
 from flatnet.testbed import net as testnet
+from flatnet.testbed.net import BuiltOnEnter
 
 NETWORK = "fnkchaos"
 SUBNET, RANGE_START, RANGE_END, GATEWAY = "198.18.200.0/24", "198.18.200.10", "198.18.200.250", "198.18.200.1"
@@ -39,7 +40,7 @@ class Node:
 
 
 @dataclass
-class Cluster:
+class Cluster(BuiltOnEnter):
     """Build with ``with Cluster(nodes=3, store="sqlite") as c``."""
 
     nodes_n: int = 3
@@ -52,17 +53,6 @@ class Cluster:
     etcd: Etcd | EtcdCluster | None = None
 
     # ---- build / close ----
-    def __enter__(self) -> "Cluster":
-        try:
-            self.build()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def ns_name(self, part: str) -> str:
         return f"fnk-{self.tag}-{part}"
 

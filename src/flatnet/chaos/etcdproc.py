@@ -18,6 +18,7 @@ from typing import Callable
 
 from flatnet.errors import FlatnetError
 from flatnet.ipam.store.etcd_setup import endpoint_health
+from flatnet.testbed.net import stop_proc
 
 
 def free_port() -> int:
@@ -33,17 +34,6 @@ def wait(pred: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
             return True
         time.sleep(step)
     return pred()
-
-
-def stop_proc(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
 
 
 def _binary() -> str:

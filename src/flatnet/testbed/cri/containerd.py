@@ -19,6 +19,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from flatnet.testbed.net import stop_proc
+
 CONTAINERD = "/usr/bin/containerd"
 CTR = "/usr/bin/ctr"
 RUNC = "/usr/sbin/runc"
@@ -144,14 +146,7 @@ class Containerd:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
         """Stop the daemon only (its shims, so the pods, keep running)."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_proc(proc, sig, timeout, kill_wait=5)
 
     def restart(self) -> None:
         self.stop()

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from flatnet.testbed import net as labnet
+from flatnet.testbed.net import BuiltOnEnter
 from flatnet.testbed.cri import image
 from flatnet.testbed.cri.client import CriClient, PodSpec
 from flatnet.testbed.cri.containerd import Containerd
@@ -66,7 +67,7 @@ def plugin_path() -> Path:
     raise RuntimeError("no flatnet CNI plugin: run scripts/setup.sh (installs /opt/cni/bin/flatnet)")
 
 
-class CriNode:
+class CriNode(BuiltOnEnter):
     """A node with containerd + (for ``network="flatnet"``) a flatnet agent; see module doc.
 
     ``with CriNode(network="flatnet") as node:`` builds everything, imports the images and
@@ -111,18 +112,7 @@ class CriNode:
         self._namespaces: list[str] = []
 
     # --- lifecycle ----------------------------------------------------------------------------
-    def __enter__(self) -> "CriNode":
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def start(self) -> None:
+    def build(self) -> None:
         self._topology()
         self._bin_dir()
         self.conf_dir.mkdir()
