@@ -29,6 +29,7 @@ from flatnet.errors import STATE_MISMATCH
 from flatnet.ipam import Ipam, Owner, PoolSpec
 from flatnet.ipam import records as r
 from flatnet.ipam.store import open_store
+from flatnet.testbed.net import stop_proc
 
 pytestmark = [pytest.mark.etcd, pytest.mark.timeout(180)]
 
@@ -217,12 +218,7 @@ def two_agents(etcd_shared, etcd_prefix, tmp_path) -> Iterator[tuple]:
     finally:
         for proc, _ in procs:
             proc.send_signal(signal.SIGCONT)
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            stop_proc(proc, signal.SIGTERM, timeout=10)
         store.close()
 
 

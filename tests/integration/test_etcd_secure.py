@@ -11,6 +11,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from flatnet.datapath.fake import FakeDatapath
 from flatnet.errors import INVALID_CONFIG, StoreAccessDenied, StoreUnavailable
 from flatnet.ipam import Ipam, Owner, PoolSpec
 from flatnet.ipam.store import open_store
+from flatnet.testbed.net import stop_proc
 from tests.helpers.certs import make_pki
 from tests.helpers.etcd import EtcdServer
 
@@ -103,8 +105,9 @@ def _refused(cfg: dict) -> StoreAccessDenied:
 
 
 # ---- TLS + client certificates --------------------------------------------------------
-def test_mtls_with_the_right_ca_and_client_certificate_allocates(tls_etcd, pki) -> None:
-    cfg = {
+def _mtls_cfg(tls_etcd, pki) -> dict:
+    """The TLS etcd with the right CA and client certificate."""
+    return {
         "type": "etcd",
         "endpoints": [tls_etcd.endpoint],
         "prefix": "/fne-mtls/",
@@ -112,6 +115,10 @@ def test_mtls_with_the_right_ca_and_client_certificate_allocates(tls_etcd, pki) 
         "certFile": pki["client_cert"],
         "keyFile": pki["client_key"],
     }
+
+
+def test_mtls_with_the_right_ca_and_client_certificate_allocates(tls_etcd, pki) -> None:
+    cfg = _mtls_cfg(tls_etcd, pki)
     assert _allocate(cfg).startswith("198.18.120.")
     assert "fne-mtls" in tls_etcd.etcdctl("get", "--prefix", "/fne-mtls/", "--keys-only")
 
@@ -125,14 +132,7 @@ def test_mtls_with_the_right_ca_and_client_certificate_allocates(tls_etcd, pki) 
     ],
 )
 def test_mtls_refusals_name_the_setting(tls_etcd, pki, change, words) -> None:
-    cfg = {
-        "type": "etcd",
-        "endpoints": [tls_etcd.endpoint],
-        "prefix": "/fne-mtls/",
-        "caFile": pki["ca"],
-        "certFile": pki["client_cert"],
-        "keyFile": pki["client_key"],
-    }
+    cfg = _mtls_cfg(tls_etcd, pki)
     for k, v in change.items():
         if v is None:
             cfg.pop(k)
@@ -262,12 +262,7 @@ def agent(tmp_path) -> Iterator[tuple[str, Path]]:
         assert os.path.exists(sock), log.read_text()
         yield sock, log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_proc(proc, signal.SIGTERM, timeout=10)
 
 
 def test_plugin_through_a_real_agent_names_the_password_file(auth_etcd, agent) -> None:

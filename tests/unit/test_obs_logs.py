@@ -19,6 +19,23 @@ SECRET = "fno-Pa55w0rd-7c1e"
 FILE_SECRET = "fno-from-a-file-93b2"
 
 
+def _add_request(stdin: str) -> bytes:
+    """The agent request a forwarder sends for ``CNI_COMMAND=ADD`` with ``stdin``."""
+    return json.dumps(
+        {
+            "v": 1,
+            "stdin": stdin,
+            "env": {
+                "CNI_COMMAND": "ADD",
+                "CNI_CONTAINERID": "c1",
+                "CNI_IFNAME": "eth0",
+                "CNI_NETNS": "/run/netns/x",
+                "CNI_PATH": "/bin",
+            },
+        }
+    ).encode()
+
+
 def test_known_and_secret_looking_values_are_masked(tmp_path: Path) -> None:
     pw_file = tmp_path / "etcd-password"
     pw_file.write_text(FILE_SECRET + "\n")
@@ -74,21 +91,7 @@ def test_agent_never_logs_or_answers_a_store_password(tmp_path: Path) -> None:
         buf = io.StringIO()
         handler = setup_logging(fmt, logging.INFO, buf)
         try:
-            reply = server.handle_bytes(
-                json.dumps(
-                    {
-                        "v": 1,
-                        "stdin": stdin,
-                        "env": {
-                            "CNI_COMMAND": "ADD",
-                            "CNI_CONTAINERID": "c1",
-                            "CNI_IFNAME": "eth0",
-                            "CNI_NETNS": "/run/netns/x",
-                            "CNI_PATH": "/bin",
-                        },
-                    }
-                ).encode()
-            )
+            reply = server.handle_bytes(_add_request(stdin))
         finally:
             logging.getLogger().removeHandler(handler)
         assert reply["exit"] == 1 and "etcd login failed" in reply["stdout"]
@@ -142,21 +145,7 @@ def test_etcd_credential_files_never_reach_a_log_or_answer(tmp_path: Path) -> No
     buf = io.StringIO()
     handler = setup_logging("json", logging.DEBUG, buf)
     try:
-        reply = server.handle_bytes(
-            json.dumps(
-                {
-                    "v": 1,
-                    "stdin": stdin,
-                    "env": {
-                        "CNI_COMMAND": "ADD",
-                        "CNI_CONTAINERID": "c1",
-                        "CNI_IFNAME": "eth0",
-                        "CNI_NETNS": "/run/netns/x",
-                        "CNI_PATH": "/bin",
-                    },
-                }
-            ).encode()
-        )
+        reply = server.handle_bytes(_add_request(stdin))
     finally:
         logging.getLogger().removeHandler(handler)
         server.server_close()
