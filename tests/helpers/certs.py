@@ -21,11 +21,11 @@ def _openssl(*args: str) -> None:
         raise RuntimeError(f"openssl {args[0]}: {res.stderr.strip()}")
 
 
-def make_ca(d: Path, name: str) -> tuple[str, str]:
-    crt, key = d / f"{name}.crt", d / f"{name}.key"
+def _req(key: Path, out: Path, name: str, self_signed: bool) -> None:
+    """A fresh P-256 key in ``key``; ``out``: a 2-day self-signed certificate, else a CSR."""
     _openssl(
         "req",
-        "-x509",
+        *(["-x509"] if self_signed else []),
         "-newkey",
         "ec",
         "-pkeyopt",
@@ -34,12 +34,16 @@ def make_ca(d: Path, name: str) -> tuple[str, str]:
         "-keyout",
         str(key),
         "-out",
-        str(crt),
-        "-days",
-        "2",
+        str(out),
+        *(["-days", "2"] if self_signed else []),
         "-subj",
         f"/CN=fne-{name}",
     )
+
+
+def make_ca(d: Path, name: str) -> tuple[str, str]:
+    crt, key = d / f"{name}.crt", d / f"{name}.key"
+    _req(key, crt, name, self_signed=True)
     return str(crt), str(key)
 
 
@@ -50,20 +54,7 @@ def make_cert(d: Path, name: str, ca: tuple[str, str], server: bool) -> tuple[st
         if server
         else "extendedKeyUsage=clientAuth\n"
     )
-    _openssl(
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        str(key),
-        "-out",
-        str(csr),
-        "-subj",
-        f"/CN=fne-{name}",
-    )
+    _req(key, csr, name, self_signed=False)
     _openssl(
         "x509",
         "-req",
