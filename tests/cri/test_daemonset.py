@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from typing import Any
 
@@ -26,6 +25,7 @@ import pytest
 from flatnet.testbed.cri import CriNode
 from flatnet.testbed.cri.node import POOL, plugin_path
 from flatnet.testbed.kubelet import DaemonSetPod
+from tests.helpers.cli import flatnet_cli
 from tests.helpers.helm import Chart
 from tests.helpers.image import ROOT, ensure_image
 
@@ -67,20 +67,12 @@ def _ping(node: CriNode, ip: str) -> bool:
 
 def _leases(node: CriNode) -> dict[str, str]:
     """ip -> owner pod, read from the store the agent keeps in the node's state dir."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flatnet.cli.main",
-            "ipam",
-            "ls",
-            "--json",
-            "--store",
-            f"sqlite:{node.work / 'state' / 'ipam.db'}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    proc = flatnet_cli(
+        "ipam",
+        "ls",
+        "--json",
+        "--store",
+        f"sqlite:{node.work / 'state' / 'ipam.db'}",
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
