@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from flatnet import SUPPORTED_VERSIONS, __version__
 from flatnet.cli.common import parse_store_url
 from flatnet.cli.main import main
 from flatnet.errors import ConfigError
+from tests.helpers.cli import spawn_agent, wait_for_socket
 
 
 def flatnet(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -106,32 +106,11 @@ def test_ipam_ls_show_release_on_sqlite(tmp_path: Any) -> None:
 
 def test_agent_runs_answers_and_stops_on_sigterm(tmp_path: Any) -> None:
     sock = tmp_path / "run" / "agent.sock"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flatnet.cli.main",
-            "agent",
-            "--socket",
-            str(sock),
-            "--store",
-            "memory",
-            "--lock-dir",
-            str(tmp_path / "locks"),
-            "--node",
-            "n1",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = spawn_agent(str(sock), "--store", "memory", "--lock-dir", str(tmp_path / "locks"), "--node", "n1")
     try:
         from flatnet.agent.protocol import request
 
-        deadline = time.monotonic() + 20
-        while not sock.exists() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
+        wait_for_socket(proc, str(sock), 20)
         reply = request(str(sock), {"v": 1, "op": "status"}, timeout=10)
         assert reply["exit"] == 0 and reply["metrics"]["adds"] == 0
         proc.send_signal(signal.SIGTERM)
