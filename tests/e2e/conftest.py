@@ -80,6 +80,9 @@ def flatnet_conflist(network: str, seg: seg_mod.Segment, work: Path) -> dict:
                 "master": seg.parent,
                 "hostNetns": seg.node,
                 "agentSocket": str(work / "no-agent.sock"),  # absent: the in-process mode runs
+                # in the config, not only in podman's environment: podman's exit cleanup
+                # (conmon -> `podman container cleanup`) runs DEL without that environment
+                "inProcess": inprocess_env()["FLATNET_INPROCESS"],
                 "ipam": {
                     "pools": [
                         {
