@@ -92,32 +92,40 @@ def _node_config(node: str, network: str) -> dict[str, Any]:
     return conf
 
 
-def _exec_plugin(command: str, pod: Pod, conf: dict[str, Any]) -> dict[str, Any]:
-    """Exec the plugin once; the parsed stdout JSON, or FlatnetError with the plugin's code."""
+def _run_forwarder(node: str, conf: dict[str, Any], cni_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Exec the plugin once for ``node`` with ``cni_env`` (CNI_COMMAND and friends) and ``conf``."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        **cni_env,
+        "CNI_PATH": CNI_PATH,
+        # used only when the node's agent is not running (the forwarder execs the in-process mode)
+        "FLATNET_INPROCESS": forwarder.inprocess_entry(),
+        "FLATNET_LOCK_DIR": procs.path("locks"),
+        "FLATNET_NODE": node,
+        "FLATNET_HOST_NETNS": conf.get("hostNetns", ""),
+    }
+    return subprocess.run(
+        [forwarder.path()],
+        input=json.dumps(conf),
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=PLUGIN_TIMEOUT,
+        check=False,
+    )
+
+
+def _exec_plugin(command: str, pod: Pod, conf: dict[str, Any]) -> dict[str, Any]:
+    """Exec the plugin once; the parsed stdout JSON, or FlatnetError with the plugin's code."""
+    cni_env = {
         "CNI_COMMAND": command,
         "CNI_CONTAINERID": pod.container_id,
         "CNI_NETNS": f"/run/netns/{pod.netns}",
         "CNI_IFNAME": "eth0",
         "CNI_ARGS": f"K8S_POD_NAMESPACE={pod.namespace};K8S_POD_NAME={pod.name}",
-        "CNI_PATH": CNI_PATH,
-        # used only when the node's agent is not running (the forwarder execs the in-process mode)
-        "FLATNET_INPROCESS": forwarder.inprocess_entry(),
-        "FLATNET_LOCK_DIR": procs.path("locks"),
-        "FLATNET_NODE": pod.node,
-        "FLATNET_HOST_NETNS": conf.get("hostNetns", ""),
     }
     try:
-        proc = subprocess.run(
-            [forwarder.path()],
-            input=json.dumps(conf),
-            env=env,
-            text=True,
-            capture_output=True,
-            timeout=PLUGIN_TIMEOUT,
-            check=False,
-        )
+        proc = _run_forwarder(pod.node, conf, cni_env)
     except subprocess.TimeoutExpired:
         raise FlatnetError(
             f"CNI {command} of pod {pod.name} took over {PLUGIN_TIMEOUT:.0f}s",
@@ -147,24 +155,7 @@ def network_status(node: str, network: str) -> None:
     routed), so the lab runs it on every node before the first pod is created.
     """
     conf = {**_node_config(node, network), "cniVersion": "1.1.0"}  # STATUS: 1.1.0 on
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-        "CNI_COMMAND": "STATUS",
-        "CNI_PATH": CNI_PATH,
-        "FLATNET_INPROCESS": forwarder.inprocess_entry(),
-        "FLATNET_LOCK_DIR": procs.path("locks"),
-        "FLATNET_NODE": node,
-        "FLATNET_HOST_NETNS": conf.get("hostNetns", ""),
-    }
-    proc = subprocess.run(
-        [forwarder.path()],
-        input=json.dumps(conf),
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=PLUGIN_TIMEOUT,
-        check=False,
-    )
+    proc = _run_forwarder(node, conf, {"CNI_COMMAND": "STATUS"})
     if proc.returncode != 0:
         try:
             out = json.loads(proc.stdout)
