@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from flatnet.datapath.fake import FakeDatapath
 from test_agent_service import Harness, make_conf
 
 POOLS = [
@@ -24,9 +25,10 @@ def h(tmp_path: Any) -> Harness:
 def _wire(h: Harness, taken: set[str]) -> list[str]:
     asked: list[str] = []
 
-    def probe(spec: Any, ip: Any) -> str | None:
+    def probe(spec: Any, ip: Any) -> Any:
         asked.append(str(ip))
-        return "02:00:00:00:00:99" if str(ip) in taken else None
+        answer = "02:00:00:00:00:99" if str(ip) in taken else None
+        return lambda: answer
 
     h.svc.conflict_probe = probe
     return asked
@@ -78,3 +80,38 @@ def test_too_many_conflicts_in_a_row_is_an_error_that_says_why(h: Harness) -> No
     code, res = h.call("ADD", conf, cid="p1")
     assert code == 1 and res["code"] == 101 and "in use on the VLAN" in res["msg"]
     assert h.leases(conf) == [] and not h.dp.attachments
+
+
+class GatedDatapath(FakeDatapath):
+    """A datapath that, like the real ones (datapath/pod.py adopt), awaits the probes before
+    the pod's link goes up and records what went up: the gate's raise must stop it there."""
+
+    def __init__(self) -> None:
+        super().__init__(masters={"vlan100"})
+        self.went_up: list[str] = []
+
+    def add(self, spec: Any) -> Any:
+        if spec.address_gate is not None:
+            spec.address_gate()
+        self.went_up += [str(a.ip) for a in spec.addresses]
+        return super().add(spec)
+
+
+def test_the_datapath_awaits_the_probe_before_the_link_goes_up(h: Harness) -> None:
+    h.dp = gated = GatedDatapath()
+    conf = make_conf(pools=POOLS[:1])
+    waited: list[str] = []
+
+    def probe(spec: Any, ip: Any) -> Any:
+        def answer() -> str | None:
+            waited.append(str(ip))
+            return "02:00:00:00:00:99" if str(ip) == "198.18.100.32" else None
+
+        return answer  # nothing awaited yet: the answer comes when the datapath asks
+
+    h.svc.conflict_probe = probe
+    code, res = h.call("ADD", conf, cid="p1")
+    assert code == 0 and res["ips"][0]["address"] == "198.18.100.33/24"
+    assert waited == ["198.18.100.32", "198.18.100.33"]
+    assert gated.went_up == ["198.18.100.33"]  # the answered address never went up
+    assert [k for k in gated.attachments] == [("/run/netns/pod1", "eth0")]

@@ -1,21 +1,25 @@
-"""ADD's allocation with a conflict probe: no address goes to a pod while something on the
-VLAN answers for it.
+"""ADD's allocation with a conflict probe: no address goes live on a pod while something on
+the VLAN answers for it.
 
 After the allocator picked the addresses, each one new to this attachment (in a pool with
 ``conflictProbe`` on, in a flat mode) is probed on the pod's VLAN from the node's link
-(``flatnet.datapath.conflict``; all of them at once, each bounded by ``wait``). One that is
-answered is quarantined in its pool (``Ipam.quarantine``: visible in ``flatnet ipam ls`` and
-``flatnet doctor``, retried after ``DEFAULT_QUARANTINE``) and the allocator is asked again:
-the pod gets the next address. A requested address (runtimeConfig ips) that is answered is
-an error: the caller asked for exactly that one. When the node's link on that VLAN does not
-exist yet (the first pod on it) or a probe cannot be sent, nothing is decided: the address
-is handed out as without the probe, and the agent log says so.
+(``flatnet.datapath.conflict``; all of them at once, each bounded by ``PROBE_WAIT``). The
+probes run on their own threads while ADD plumbs the pod: the answer is awaited only by the
+``Gate`` that the datapath calls after the pod's addresses are set on its still-down link and
+before the link goes up (``AttachSpec.address_gate``), so nothing is announced and the probe's
+wait overlaps the plumbing instead of adding to it. An answered address raises ``Answered``
+there; the datapath undoes its work, the address is quarantined in its pool
+(``Ipam.quarantine``: visible in ``flatnet ipam ls`` and ``flatnet doctor``, retried after
+``DEFAULT_QUARANTINE``) and ADD starts over with the allocator's next address. A requested
+address (runtimeConfig ips) that is answered is an error: the caller asked for exactly that
+one. When the node's link on that VLAN does not exist yet (the first pod on it) or a probe
+cannot be sent, nothing is decided: the address is handed out as without the probe, and the
+agent log says so.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any, Callable
 
 from flatnet.datapath.api import AttachSpec
@@ -27,17 +31,25 @@ log = logging.getLogger("flatnet.agent")
 #: how long a probe waits for an answer (seconds): 2 probes, 4 ms apart, 10 ms in all. LAN
 #: hosts answer ARP/NS in well under a millisecond; what a busy node adds on its side does
 #: not count (frames that arrived while the prober was not scheduled are read at the end).
-#: Measured cost on ADD p50: docs/BENCHMARKS.md, "conflict probe cost".
+#: The wait runs while ADD plumbs the pod. Measured cost on ADD p50: docs/BENCHMARKS.md,
+#: "conflict probe cost".
 PROBE_WAIT = 0.01
 PROBE_COUNT = 2
 PROBE_INTERVAL = 0.004
 #: addresses in a row found in use before the ADD gives up (each one is quarantined)
 MAX_CONFLICTS = 8
 
-Prober = Callable[[AttachSpec, IPAddress], "str | None"]
+#: the answer of one probe, awaited later: the answering MAC or None (OSError: not sent)
+Answer = Callable[[], "str | None"]
+#: starts a probe of one address for one attachment; returns at once
+Prober = Callable[[AttachSpec, IPAddress], Answer]
 
 
-def wire_probe(spec: AttachSpec, ip: IPAddress) -> str | None:
+def _unprobed() -> None:
+    return None
+
+
+def wire_probe(spec: AttachSpec, ip: IPAddress) -> Answer:
     """The real probe: ARP / DAD-style NS from the node's link on the pod's VLAN."""
     from flatnet.datapath import conflict
 
@@ -48,70 +60,105 @@ def wire_probe(spec: AttachSpec, ip: IPAddress) -> str | None:
             spec.vlan if spec.vlan is not None else "-",
             ip,
         )
-        return None
-    return conflict.probe(spec.host_netns, link, ip, PROBE_COUNT, PROBE_INTERVAL, PROBE_WAIT)
+        return _unprobed
+    return conflict.start(spec.host_netns, link, ip, PROBE_COUNT, PROBE_INTERVAL, PROBE_WAIT).result
 
 
-def _probe_all(prober: Prober, spec: AttachSpec, leases: list[Lease]) -> list[tuple[Lease, str]]:
-    """Probe every lease at once (dual stack: v4 and v6 side by side); the answered ones."""
-    answers: dict[int, str | None] = {}
+class Answered(Exception):
+    """Raised by ``Gate.wait``: these leases' addresses are in use on the VLAN (lease, MAC)."""
 
-    def one(n: int, lease: Lease) -> None:
-        try:
-            answers[n] = prober(spec, lease.address.ip)
-        except OSError as exc:
-            log.warning("conflict probe of %s not sent: %s", lease.address.ip, exc)
-            answers[n] = None
-
-    threads = [threading.Thread(target=one, args=(n, l), daemon=True) for n, l in enumerate(leases)]
-    if len(threads) == 1:
-        one(0, leases[0])
-    else:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    return [(l, mac) for n, l in enumerate(leases) if (mac := answers.get(n))]
+    def __init__(self, hits: list[tuple[Lease, str]]) -> None:
+        super().__init__(", ".join(f"{l.address.ip} answered by {mac}" for l, mac in hits))
+        self.hits = hits
 
 
-def allocate_probed(
-    ipam: Any,
-    pools: list[PoolSpec],
-    owner: Any,
-    requested: list[Any],
-    held_before: set[tuple[str, Any]],
-    spec_of: Callable[[list[Lease]], AttachSpec],
-    prober: Prober | None,
-) -> list[Lease]:
-    """``ipam.allocate``, then probe what is new; quarantine answered addresses and retry."""
-    leases: list[Lease] = ipam.allocate(pools, owner, requested)
-    if prober is None:
+class Gate:
+    """The probes of one ADD attempt. ``wait()`` blocks until all of them are over and raises
+    ``Answered`` if any was answered; it is idempotent (the datapath calls it before the
+    addresses go live, the agent once more after plumbing for modes that have no such step)."""
+
+    def __init__(self, answers: list[tuple[Lease, Answer]]) -> None:
+        self._answers = answers
+        self._hits: list[tuple[Lease, str]] | None = None
+
+    def wait(self) -> None:
+        if self._hits is None:
+            hits = []
+            for lease, answer in self._answers:
+                try:
+                    mac = answer()
+                except OSError as exc:
+                    log.warning("conflict probe of %s not sent: %s", lease.address.ip, exc)
+                    mac = None
+                if mac:
+                    hits.append((lease, mac))
+            self._hits = hits
+        if self._hits:
+            raise Answered(self._hits)
+
+
+class ProbedAllocation:
+    """``ipam.allocate`` for one ADD, with the probes of what it hands out and the retries."""
+
+    def __init__(
+        self,
+        ipam: Any,
+        pools: list[PoolSpec],
+        owner: Any,
+        requested: list[Any],
+        held_before: set[tuple[str, Any]],
+        prober: Prober | None,
+    ) -> None:
+        self.ipam, self.pools, self.owner, self.requested = ipam, pools, owner, requested
+        self.held_before, self.prober = held_before, prober
+        self._probed = {p.name for p in pools if p.conflict_probe}
+        self._clear: set[tuple[str, Any]] = set()  # probed already, nobody answered
+        self._quarantined: set[tuple[str, Any]] = set()
+
+    def allocate(self) -> list[Lease]:
+        leases: list[Lease] = self.ipam.allocate(self.pools, self.owner, self.requested)
         return leases
-    probed = {p.name for p in pools if p.conflict_probe}
-    clear: set[tuple[str, Any]] = set()  # probed already, nobody answered
-    quarantined: set[tuple[str, Any]] = set()
-    while True:
+
+    def start(self, spec: AttachSpec, leases: list[Lease]) -> Gate | None:
+        """Put the probes of the leases new to this attachment on the wire (None: nothing to probe)."""
+        if self.prober is None:
+            return None
         new = [
             l
             for l in leases
-            if l.pool in probed and (l.pool, l.address) not in held_before and (l.pool, l.address) not in clear
+            if l.pool in self._probed
+            and (key := (l.pool, l.address)) not in self.held_before
+            and key not in self._clear
         ]
         if not new:
-            return leases
-        hits = _probe_all(prober, spec_of(leases), new)
-        if not hits:
-            return leases
+            return None
+        answers: list[tuple[Lease, Answer]] = []
+        for lease in new:
+            try:
+                answers.append((lease, self.prober(spec, lease.address.ip)))
+            except OSError as exc:
+                log.warning("conflict probe of %s not sent: %s", lease.address.ip, exc)
+        self._clear |= {(l.pool, l.address) for l in new}
+        return Gate(answers)
+
+    def retry(self, answered: Answered, leases: list[Lease]) -> list[Lease]:
+        """Quarantine what was answered and allocate again; raise (having released what this
+        ADD allocated) for a requested address or after ``MAX_CONFLICTS`` in a row."""
+        hits = answered.hits
         for lease, mac in hits:
             why = f"{lease.address.ip} answered on the VLAN by {mac}"
-            ipam.quarantine(lease, why, mac)
-            log.warning("conflict: %s; quarantined, %s gets the next address", why, owner.pod or owner.container_id)
-        answered = {(l.pool, l.address) for l, _mac in hits}
-        if requested or len(quarantined) + len(hits) >= MAX_CONFLICTS:
-            _release(
-                ipam,
-                [l for l in leases if (l.pool, l.address) not in held_before and (l.pool, l.address) not in answered],
+            self.ipam.quarantine(lease, why, mac)
+            log.warning(
+                "conflict: %s; quarantined, %s gets the next address", why, self.owner.pod or self.owner.container_id
             )
-            if requested:
+        keys = {(l.pool, l.address) for l, _mac in hits}
+        self._clear -= keys
+        if self.requested or len(self._quarantined) + len(hits) >= MAX_CONFLICTS:
+            _release(
+                self.ipam,
+                [l for l in leases if (key := (l.pool, l.address)) not in self.held_before and key not in keys],
+            )
+            if self.requested:
                 lease, mac = hits[0]
                 raise AddressUnavailable(
                     f"requested address {lease.address.ip} is in use on the VLAN (answered by {mac})",
@@ -122,9 +169,8 @@ def allocate_probed(
                 details="hosts outside flatnet use the pool's range: narrow "
                 "rangeStart/rangeEnd or add them to 'exclude'",
             )
-        quarantined |= answered
-        clear |= {(l.pool, l.address) for l in new if (l.pool, l.address) not in answered}
-        leases = ipam.allocate(pools, owner, requested)
+        self._quarantined |= keys
+        return self.allocate()
 
 
 def _release(ipam: Any, leases: list[Lease]) -> None:

@@ -11,6 +11,8 @@ plumbs) is the mode's hooks, looked up in the mode registry (``datapath/modes.py
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import ipaddress
 import json
@@ -244,29 +246,37 @@ class Service:
             ipam = self.ipam(conf)
             held_before = {(l.pool, l.address) for l in ipam.lookup(cmd.container_id, cmd.ifname)}
             prober = self.conflict_probe if not self._is_overlay(conf.mode) else None
-            leases = conflicts.allocate_probed(
-                ipam,
-                pools,
-                self.owner(cmd),
-                requested_ips(cmd),
-                held_before,
-                lambda ls: self._spec(cmd, ls, pools),
-                prober,
-            )
-            plumbed: AttachSpec | None = None
-            try:
-                spec = self._spec(cmd, leases, pools, self._prepare(conf))
-                attachment = self.datapath(conf.mode).add(spec)  # undoes its own partial work
-                plumbed = spec
-                return build_result(spec, attachment, leases)
-            except BaseException:
-                if plumbed is not None:
-                    try:
-                        self.datapath(conf.mode).delete(plumbed)
-                    except Exception:  # noqa: BLE001 - the original error matters more
-                        pass
-                self._release_new(ipam, cmd, leases, held_before)
-                raise
+            alloc = conflicts.ProbedAllocation(ipam, pools, self.owner(cmd), requested_ips(cmd), held_before, prober)
+            leases = alloc.allocate()
+            while True:
+                plumbed: AttachSpec | None = None
+                try:
+                    # the probes run while the pod is plumbed; the datapath awaits them
+                    # (address_gate) before the pod's link goes up
+                    gate = alloc.start(self._spec(cmd, leases, pools), leases)
+                    spec = self._spec(cmd, leases, pools, self._prepare(conf))
+                    if gate is not None:
+                        spec = dataclasses.replace(spec, address_gate=gate.wait)
+                    attachment = self.datapath(conf.mode).add(spec)  # undoes its own partial work
+                    plumbed = spec
+                    if gate is not None:
+                        gate.wait()  # a mode without the gate step: before the answer, at least
+                    return build_result(spec, attachment, leases)
+                except conflicts.Answered as answered:
+                    if plumbed is not None:
+                        self._unplumb(conf.mode, plumbed)
+                    leases = alloc.retry(answered, leases)  # releases this ADD's leases if it gives up
+                except BaseException:
+                    if plumbed is not None:
+                        self._unplumb(conf.mode, plumbed)
+                    self._release_new(ipam, cmd, leases, held_before)
+                    raise
+
+    def _unplumb(self, mode: str, spec: AttachSpec) -> None:
+        try:
+            self.datapath(mode).delete(spec)
+        except Exception:  # noqa: BLE001 - the original error matters more
+            pass
 
     @staticmethod
     def _release_new(ipam: Any, cmd: Any, leases: list[Lease], held_before: set[tuple[str, Any]]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -50,6 +50,10 @@ class AttachSpec:
     host_netns: str | None = None
     # mode-specific options from the network config (e.g. vxlan vni/port, node block)
     options: dict = field(default_factory=dict, compare=False, hash=False)
+    # called once the pod's addresses are set on its link and before the link goes up (so
+    # before anything is announced); raising aborts ADD, which undoes its work. The agent's
+    # VLAN conflict probe waits for its answer here (agent/conflicts.py)
+    address_gate: Callable[[], None] | None = field(default=None, compare=False, hash=False, repr=False)
 
 
 @dataclass(frozen=True)

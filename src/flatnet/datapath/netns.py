@@ -20,6 +20,7 @@ import ctypes
 import os
 import socket
 import threading
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -135,33 +136,37 @@ def run_in_then(ns: str | None, fn: Callable[..., T], tail: Callable[[T], None] 
     waits for an RCU grace period (~10-20 ms), and an ADD need not wait for that. Errors in
     ``tail`` are ignored (it is cleanup).
     """
+    if ns_path(ns) is None and tail is None:
+        return fn(*args, **kwargs)
+    return spawn_in(ns, fn, tail, *args, **kwargs).result()
+
+
+def spawn_in(
+    ns: str | None, fn: Callable[..., T], tail: Callable[[T], None] | None, *args: Any, **kwargs: Any
+) -> Future[T]:
+    """Start ``fn(*args, **kwargs)`` inside netns ``ns`` on a new thread; its result as a Future.
+
+    The caller goes on meanwhile (the conflict probe waits for the wire while ADD plumbs).
+    ``tail(result)`` runs on that thread once the Future is resolved (see ``run_in_then``).
+    """
     path = ns_path(ns)
-    box: dict[str, Any] = {}
-    done = threading.Event()
+    future: Future[T] = Future()
+    future.set_running_or_notify_cancel()
 
     def target() -> None:
         try:
             if path is not None:
                 _enter(path)
-            box["result"] = fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = exc
-        finally:
-            done.set()
-        if tail is not None and "result" in box:
+            future.set_exception(exc)
+            return
+        future.set_result(result)
+        if tail is not None:
             try:
-                tail(box["result"])
+                tail(result)
             except Exception:  # noqa: BLE001 - cleanup only
                 pass
 
-    if path is None and tail is None:
-        return fn(*args, **kwargs)
-    worker = threading.Thread(target=target, name=f"netns:{path or 'own'}", daemon=True)
-    worker.start()
-    if tail is None:
-        worker.join()
-    else:
-        done.wait()
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
+    threading.Thread(target=target, name=f"netns:{path or 'own'}", daemon=True).start()
+    return future

@@ -55,6 +55,9 @@ def adopt(spec: AttachSpec, ns_path: str, tmp: str, mac: str | None, undo: Undo)
     with translate(f"addressing {spec.ifname!r}", ns_path), netns.ipr(ns_path) as ip:
         for iface in spec.addresses:
             addrs.add(ip, index, iface)
+    if spec.address_gate is not None:
+        spec.address_gate()  # the link is still down: nothing about these addresses left the pod
+    with translate(f"bringing up {spec.ifname!r}", ns_path), netns.ipr(ns_path) as ip:
         links.set_up(ip, index)
         for route in spec.routes:
             try:
