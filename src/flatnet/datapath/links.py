@@ -60,6 +60,12 @@ def _get_by_name(ip: IPRoute, name: str) -> Any | None:
         raise
 
 
+def indexes(ip: IPRoute) -> dict[str, int]:
+    """Name -> index of every link in ``ip``'s netns (one dump; for a netns with few links,
+    such as a pod's, where it replaces several lookups by name)."""
+    return {str(msg.get("ifname")): int(msg["index"]) for msg in ip.link("dump")}
+
+
 def lookup(ip: IPRoute, name: str) -> int | None:
     """Index of link ``name`` or None."""
     msg = _get_by_name(ip, name)
@@ -198,6 +204,11 @@ def delete(ip: IPRoute, name: str) -> bool:
     index = lookup(ip, name)
     if index is None:
         return False
+    return delete_index(ip, index)
+
+
+def delete_index(ip: IPRoute, index: int) -> bool:
+    """Delete link #``index`` if still present; True if something was deleted (idempotent)."""
     try:
         ip.link("del", index=index)
     except NetlinkError as exc:

@@ -23,12 +23,15 @@ def check_absent(spec: AttachSpec, ns_path: str) -> None:
     killed before the rename; it is removed so the new ADD can move its own link in.
     """
     with translate(f"looking up {spec.ifname!r}", ns_path), netns.ipr(ns_path) as ip:
-        if links.lookup(ip, spec.ifname) is not None:
+        present = links.indexes(ip)  # one dump: a fresh pod netns holds little more than lo
+        if spec.ifname in present:
             raise errors.InterfaceExists(
                 f"interface {spec.ifname!r} already exists in container netns {ns_path}; "
                 "pick another ifname (CNI_IFNAME) or DEL the previous attachment first"
             )
-        links.delete(ip, tmp_name(spec.container_id, spec.ifname))
+        tmp = tmp_name(spec.container_id, spec.ifname)
+        if tmp in present:
+            links.delete_index(ip, present[tmp])
 
 
 def adopt(spec: AttachSpec, ns_path: str, tmp: str, mac: str | None, undo: Undo) -> tuple[str, int]:
@@ -37,9 +40,10 @@ def adopt(spec: AttachSpec, ns_path: str, tmp: str, mac: str | None, undo: Undo)
     Returns (mac, mtu) as the kernel reports them. Registers the link's removal on ``undo``.
     """
     with translate(f"configuring {spec.ifname!r}", ns_path), netns.ipr(ns_path) as ip:
-        index = links.lookup(ip, tmp)
-        if index is None:
+        arrived = links.find(ip, tmp)
+        if arrived is None:
             raise errors.DatapathError(f"link {tmp!r} did not arrive in container netns {ns_path}")
+        index = arrived.index
         undo.push(f"delete pod link #{index}", lambda: _delete_index(ns_path, index))
         try:
             ip.link("set", index=index, ifname=spec.ifname)
@@ -67,9 +71,10 @@ def adopt(spec: AttachSpec, ns_path: str, tmp: str, mac: str | None, undo: Undo)
                     f"adding route {route.dst} via {route.gw or 'link'} on {spec.ifname!r} in "
                     f"{ns_path} failed ({exc}); is the gateway inside one of the pod's subnets?"
                 ) from exc
-        final = links.info(ip, index)
-    neigh.announce(ns_path, spec.ifname, final.mac, spec.addresses)
-    return final.mac, final.mtu
+    # a rename and bringing it up change neither: no second read of the link
+    final_mac = (mac or arrived.mac).lower()
+    neigh.announce(ns_path, spec.ifname, final_mac, spec.addresses)
+    return final_mac, arrived.mtu
 
 
 def delete_named(ns_path: str, name: str) -> None:
@@ -100,8 +105,11 @@ def remove(spec: AttachSpec) -> list[IPAddress]:
         return []
     found: list[IPAddress] = []
     with translate(f"removing {spec.ifname!r}", path), netns.ipr(path) as ip:
-        links.delete(ip, tmp_name(spec.container_id, spec.ifname))  # a killed ADD's half-made link
-        index = links.lookup(ip, spec.ifname)
+        present = links.indexes(ip)  # one dump: a pod netns holds little more than lo
+        tmp = tmp_name(spec.container_id, spec.ifname)
+        if tmp in present:
+            links.delete_index(ip, present[tmp])  # a killed ADD's half-made link
+        index = present.get(spec.ifname)
         if index is None:
             return []
         found = [iface.ip for iface in addrs.list_(ip, index)]
