@@ -309,3 +309,34 @@ def test_store_wrapper_counts_errors_and_lost_races() -> None:
     assert 'flatnet_store_errors_total{error="StoreUnavailable",op="range",store="etcd"} 1.0' in text
     assert 'flatnet_store_request_duration_seconds_count{op="txn",store="etcd"} 2.0' in text
     assert st.get("k").value == "v"
+
+
+def test_store_internal_retries_come_from_the_stores_own_count() -> None:
+    """flatnet_store_internal_retries_total sums ``retries`` of the stores (wrapped or not);
+    stores that do not count (sqlite, memory) add no series."""
+    from prometheus_client import generate_latest
+
+    from flatnet.ipam.store.memory import MemoryStore
+    from flatnet.obs.store import InstrumentedStore, StoreRetriesCollector
+
+    class Counting(MemoryStore):
+        retries = 0
+
+    metrics = AgentMetrics()
+    a, b = Counting(), Counting()
+    stores = [InstrumentedStore(a, "etcd", metrics), b, MemoryStore()]
+    metrics.registry.register(StoreRetriesCollector(lambda: stores))
+
+    def series() -> dict[tuple[str, ...], float]:
+        text = generate_latest(metrics.registry).decode()
+        return {
+            tuple(s.labels.values()): s.value
+            for fam in text_string_to_metric_families(text)
+            if fam.name == "flatnet_store_internal_retries"
+            for s in fam.samples
+        }
+
+    a.retries, b.retries = 3, 1
+    assert series() == {("etcd",): 3.0, ("Counting",): 1.0}
+    a.retries = 5
+    assert series()[("etcd",)] == 5.0

@@ -78,6 +78,11 @@ class EtcdStore:
         self._down_until = [0.0] * len(self._http)
         self._tokens: dict[int, str] = {}
         self._auth_lock = threading.Lock()
+        #: requests sent again inside one store call: to the next member after a failure
+        #: (failover), or once more after re-authenticating. Exported by the agent as
+        #: flatnet_store_internal_retries_total (obs/store.py).
+        self.retries = 0
+        self._retries_lock = threading.Lock()
 
     # -- transport: failover, TLS and auth -------------------------------------
     def _order(self) -> list[int]:
@@ -95,8 +100,10 @@ class EtcdStore:
         data = json.dumps(body, separators=(",", ":")).encode()
         problems: list[str] = []
         refusal: Refused | None = None
-        for idx in self._order():
+        for attempt, idx in enumerate(self._order()):
             ep = self._http[idx]
+            if attempt:
+                self._count_retry()
             try:
                 out = self._call(idx, path, data)
             except Refused as exc:
@@ -122,6 +129,10 @@ class EtcdStore:
             details="; ".join(problems),
         )
 
+    def _count_retry(self) -> None:
+        with self._retries_lock:
+            self.retries += 1
+
     def _call(self, idx: int, path: str, data: bytes, retry_auth: bool = True) -> dict[str, Any]:
         """One request to member ``idx`` (authenticating first when the store has a user)."""
         ep = self._http[idx]
@@ -138,6 +149,7 @@ class EtcdStore:
             if problem is None:  # the token expired (or etcd restarted): authenticate again
                 self._tokens.pop(idx, None)
                 if retry_auth and self.security.auth:
+                    self._count_retry()
                     return self._call(idx, path, data, retry_auth=False)
                 problem = Refused(f"etcd at {ep.url} does not accept our auth token")
             raise problem
