@@ -109,3 +109,22 @@ def test_node_chunk_allocation_cost_does_not_depend_on_pool_size() -> None:
         results.append(costs)
     assert results[0] == results[1]
     assert sum(results[0][1].values()) <= 3  # owner lookup + one txn: the chunk is cached
+
+
+def test_lost_chunk_race_rereads_the_chunk_once() -> None:
+    """Two allocators of one node: the one whose cached chunk went stale loses one txn, and
+    retries with the chunk read after the loss (no second read of the same key)."""
+    store = CountingStore()
+    a, b = Ipam(store), Ipam(store)
+    pool = v6pool(1_000_000)
+    got = [str(a.allocate([pool], Owner("a0", "eth0", "n", node="node-a"))[0].address.ip)]
+    got.append(str(b.allocate([pool], Owner("b0", "eth0", "n", node="node-a"))[0].address.ip))
+    store.calls.clear()
+    got.append(str(a.allocate([pool], Owner("a1", "eth0", "n", node="node-a"))[0].address.ip))
+    # a lost txn, reads of the owner key (not held) and of the chunk, then the winning txn
+    assert (store.calls["txn"], store.calls["get"]) == (2, 2)
+    assert len(set(got)) == 3
+    store.calls.clear()
+    got.append(str(a.allocate([pool], Owner("a2", "eth0", "n", node="node-a"))[0].address.ip))
+    assert (store.calls["txn"], store.calls["get"]) == (1, 1)  # distrusted: read, then one txn
+    assert len(set(got)) == 4

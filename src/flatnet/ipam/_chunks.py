@@ -47,6 +47,9 @@ class ChunkSource:
         self.min_pool = min_pool
         self.size = size
         self._cache: dict[str, tuple[Entry, bool]] = {}  # chunk key -> (entry, trusted)
+        #: chunk key -> the entry a lost race just read: the retry uses it instead of reading
+        #: the chunk again (once; it never makes the cache trusted)
+        self._fresh: dict[str, Entry] = {}
 
     def serves(self, pr: PoolRange, owner: Owner) -> bool:
         return bool(owner.node) and pr.total >= self.min_pool
@@ -57,11 +60,12 @@ class ChunkSource:
         cached = self._cache.get(key)
         if cached is not None and cached[1]:
             return cached
-        cur = self.txns.store.get(key)
+        fresh = self._fresh.pop(key, None)
+        cur = fresh if fresh is not None else self.txns.store.get(key)
         if cur is None:
             self._cache.pop(key, None)
             return None, False
-        trusted = cached is not None and cached[0] == cur
+        trusted = fresh is None and cached is not None and cached[0] == cur
         self._cache[key] = (cur, trusted)
         return cur, trusted
 
@@ -111,8 +115,13 @@ class ChunkSource:
     def _guard(key: str, ch: Entry | None) -> Compare:
         return Compare(key, ch.version, ch.value) if ch else Compare(key, 0)
 
-    def _take_from(self, pr: PoolRange, owner: Owner, sticky_absent: bool, ch: Entry, trusted: bool) -> Step[Lease]:
-        """One address from chunk ``ch``: DONE, EMPTY, STEPPED (over a taken one) or LOST."""
+    def _take_from(
+        self, pr: PoolRange, owner: Owner, sticky_absent: bool, ch: Entry, trusted: bool, keep_fresh: bool = True
+    ) -> Step[Lease]:
+        """One address from chunk ``ch``: DONE, EMPTY, STEPPED (over a taken one) or LOST.
+
+        ``keep_fresh``: on LOST, keep the chunk as just read for the retry (``_read``).
+        """
         store = self.txns.store
         c = json.loads(ch.value)
         off = pr.next_usable(c["cursor"])
@@ -135,6 +144,8 @@ class ChunkSource:
             if store.txn([guard], {ch.key: value}):
                 self._remember(ch.key, value, ch.version + 1, False)
             return Outcome.STEPPED, None
+        if cur is not None and keep_fresh:
+            self._fresh[ch.key] = cur
         return Outcome.LOST, None
 
     def leftover(self, pr: PoolRange, owner: Owner, sticky_absent: bool) -> Lease | None:
@@ -142,7 +153,7 @@ class ChunkSource:
 
         def step() -> Step[Lease]:
             for ch in self.txns.store.range(r.chunk_prefix(pr.spec.name)):
-                outcome, lease = self._take_from(pr, owner, sticky_absent, ch, False)
+                outcome, lease = self._take_from(pr, owner, sticky_absent, ch, False, keep_fresh=False)
                 if outcome is not Outcome.EMPTY:
                     return outcome, lease  # LOST/STEPPED: the chunks moved, read them again
             return Outcome.EMPTY, None

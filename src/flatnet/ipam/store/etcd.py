@@ -19,6 +19,7 @@ the next call opens a new one, so nothing has to be restarted once etcd is back.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import threading
 import time
@@ -40,8 +41,13 @@ DOWN_FOR = 5.0
 CONNECT_TIMEOUT = 1.0
 
 
+#: one encoder for every request body (``json.dumps`` with options builds a new one per call)
+_BODY = json.JSONEncoder(separators=(",", ":"))
+
+
 def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
+    # binascii directly: base64.b64encode's checks cost as much as the encoding, ~10 times a txn
+    return binascii.b2a_base64(text.encode(), newline=False).decode("ascii")
 
 
 def _unb64(data: str | None) -> str:
@@ -97,7 +103,7 @@ class EtcdStore:
         not "down": if no member answers, the refusal is what the caller hears, as
         ``StoreAccessDenied`` naming the setting to fix.
         """
-        data = json.dumps(body, separators=(",", ":")).encode()
+        data = _BODY.encode(body).encode()
         problems: list[str] = []
         refusal: Refused | None = None
         for attempt, idx in enumerate(self._order()):

@@ -30,6 +30,11 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS kv ( key TEXT PRIMARY KEY, value TEXT NOT NULL, version INTEGER NOT NULL) WITHOUT ROWID"
 )
 
+_UPSERT = (
+    "INSERT INTO kv(key, value, version) VALUES (?, ?, 1) "
+    "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = kv.version + 1"
+)
+
 
 class SqliteStore:
     """Store over a SQLite file; opened lazily, with a small pool of connections.
@@ -168,12 +173,10 @@ class SqliteStore:
                 if not compare_holds(c, (row[0], row[1]) if row else None):
                     conn.execute("ROLLBACK")
                     return False
-            conn.executemany(
-                "INSERT INTO kv(key, value, version) VALUES (?, ?, 1) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = kv.version + 1",
-                list(puts.items()),
-            )
-            conn.executemany("DELETE FROM kv WHERE key = ?", [(k,) for k in dels])
+            if puts:
+                conn.executemany(_UPSERT, list(puts.items()))
+            if dels:
+                conn.executemany("DELETE FROM kv WHERE key = ?", [(k,) for k in dels])
             conn.execute("COMMIT")
             return True
         except sqlite3.Error as exc:
