@@ -169,3 +169,58 @@ def store_configs(tmp: str, etcd_endpoint: str | None) -> dict[str, dict[str, An
             "timeout": 10.0,
         }
     return out
+
+
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Just the "N pods / 100 nodes" rows, for profiling the allocator without the whole bench."""
+    import argparse
+    import shutil
+    import tempfile
+
+    from flatnet.bench import etcdproc
+    from flatnet.bench.nsenv import Scratch
+
+    p = argparse.ArgumentParser(
+        prog="python -m flatnet.bench.ipambench",
+        description="The bench's duplicate-check rows alone: N allocations by 8 client processes "
+        "for pods spread over 100 nodes, in SQLite and a private etcd (started and stopped here).",
+    )
+    p.add_argument("stores", nargs="*", default=["sqlite", "etcd"], help="sqlite and/or etcd")
+    p.add_argument("--pods", type=int, default=10_000)
+    p.add_argument("--nodes", type=int, default=100)
+    p.add_argument("--clients", type=int, default=8)
+    args = p.parse_args(argv)
+    scratch, tmp = Scratch(), tempfile.mkdtemp(prefix="fnb-ipam-")
+    try:
+        endpoint = etcdproc.start(tmp, scratch) if "etcd" in args.stores else None
+        etcd_pid = scratch.procs[-1].pid if endpoint else 0
+        configs = store_configs(tmp, endpoint)
+        for kind in args.stores:
+            name = f"fnb-dup-{uuid.uuid4().hex[:6]}"
+            t0, e0 = os.times(), _proc_cpu(etcd_pid) if kind == "etcd" else 0.0
+            wall, lat, ips, errs = run_clients(configs[kind], name, 1_000_000, args.pods, args.clients, args.nodes)
+            t1, e1 = os.times(), _proc_cpu(etcd_pid) if kind == "etcd" else 0.0
+            n = max(1, len(ips))
+            clients_ms = (t1.children_user + t1.children_system - t0.children_user - t0.children_system) * 1e3 / n
+            server = f", etcd CPU {(e1 - e0) * 1e3 / n:.2f} ms/alloc" if kind == "etcd" else ""
+            print(
+                f"{kind}: {args.pods} pods / {args.nodes} nodes: wall {wall:.2f} s, {len(ips)} allocated, "
+                f"{len(ips) - len(set(ips))} duplicates, p99 {percentile(lat, 99) * 1e3:.1f} ms, "
+                f"clients CPU {clients_ms:.2f} ms/alloc{server}" + (f"; errors: {errs[:2]}" if errs else ""),
+                flush=True,
+            )
+    finally:
+        scratch.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
