@@ -168,9 +168,11 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
         try:
-            for c in compares:
-                row = conn.execute("SELECT value, version FROM kv WHERE key = ?", (c.key,)).fetchone()
-                if not compare_holds(c, (row[0], row[1]) if row else None):
+            if compares:  # one statement for all of them (an allocation compares three keys)
+                keys = list({c.key: None for c in compares})
+                sql = f"SELECT key, value, version FROM kv WHERE key IN ({','.join('?' * len(keys))})"
+                rows = {k: (v, ver) for k, v, ver in conn.execute(sql, keys)}
+                if not all(compare_holds(c, rows.get(c.key)) for c in compares):
                     conn.execute("ROLLBACK")
                     return False
             if puts:
