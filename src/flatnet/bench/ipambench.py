@@ -5,6 +5,10 @@ Clients are *processes* (forked), each with its own store connection, as CNI plu
 agents on many nodes would be; a barrier starts them together and the wall time runs from
 the first allocation to the last. Pools are IPv6 ranges so 1,000 and 1,000,000 addresses
 are the same kind of pool; each measurement uses a fresh pool name (an empty pool).
+
+``python -m flatnet.bench.ipambench [sqlite] [etcd] [--pods N]`` runs the duplicate-check rows
+alone (a private etcd is started and stopped) and prints the CPU per allocation of the
+client processes and of etcd next to the wall time: the figures to profile the allocator with.
 """
 
 from __future__ import annotations

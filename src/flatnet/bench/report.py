@@ -145,14 +145,18 @@ METHOD = """\
   ranges of 1,000 and 1,000,000 addresses, fresh per measurement. The duplicate check
   spreads the pods over simulated nodes (Owner.node) with 8 processes, then compares the
   addresses handed out and the leases in the store. etcd is a private single-member etcd
-  with its data in the run's tmp dir (on disk, fsync on).
+  with its data in the run's tmp dir (on disk, fsync on). Those rows alone, with the CPU per
+  allocation of the clients and of etcd: `python -m flatnet.bench.ipambench`.
 - etcd client (per call): which client the etcd store uses is decided by these rows
   (`flatnet.bench.etcdclients`; alone: `python -m flatnet.bench.etcdclients`). Against the
   same private etcd, each candidate reads one 200-byte key sequentially over one kept-alive
   connection (after a warm-up) and decodes it: the store's own `_http` client, the standard
   library's `http.client`, `httpx`, `etcd3gw` (JSON gateway over requests) and `aetcd`
   (asyncio gRPC). `client CPU per call` is this process's CPU time (all threads) per call --
-  what a node pays; etcd's work is the same for all. The store keeps the cheapest.
+  what a node pays. etcd's own work is the same for the JSON-gateway clients; gRPC skips the
+  gateway (on the 2-core bench machine etcd spent ~0.43 ms of CPU per read over gRPC against
+  ~0.8 ms through the gateway, while the gRPC client spent ~2x more). The store keeps the
+  cheapest client.
 - Data plane: on the lab (`flatnet lab`), node1 -> node2. iperf3 (one-off server, bounded
   duration), UDP with 1300-byte datagrams at unlimited rate (received rate reported); RR =
   1-byte request/response over one TCP connection (TCP_NODELAY), p50/p99. The userspace
