@@ -40,8 +40,28 @@ def _pool(name: str, size: int) -> Any:
     return PoolSpec(name, ipaddress.ip_network("2001:db8:b::/104"), range_start=_V6_BASE, range_end=_V6_BASE + size - 1)
 
 
+def client_nodes(wid: int, clients: int, nodes: int, mixed: bool = False) -> list[int]:
+    """The simulated nodes client ``wid`` allocates for.
+
+    As in a cluster, where each node's agent is the only allocator for its pods, client
+    ``wid`` serves nodes wid, wid + clients, ... (disjoint sets; every node served). With
+    ``mixed`` (the shape before stop 10) every client allocates for every node: a stress
+    shape no flatnet cluster produces, in which each client's node chunks are always stale.
+    """
+    mine = list(range(nodes)) if mixed or clients > nodes else list(range(wid, nodes, clients))
+    return mine
+
+
 def _worker(
-    cfg: dict[str, Any], pool_name: str, size: int, n: int, first: int, wid: int, nodes: int, barrier: Any, out: Any
+    cfg: dict[str, Any],
+    pool_name: str,
+    size: int,
+    n: int,
+    first: int,
+    wid: int,
+    nodes: list[int],
+    barrier: Any,
+    out: Any,
 ) -> None:
     """One client process: wait for the barrier, allocate ``n`` addresses, report."""
     from flatnet.ipam import Ipam, Owner, open_store
@@ -56,7 +76,7 @@ def _worker(
         t0 = time.monotonic()
         for i in range(n):
             k = first + i
-            owner = Owner(uuid.uuid4().hex, "eth0", "bench", "bench", f"pod-{k}", node=f"node{k % nodes}")
+            owner = Owner(uuid.uuid4().hex, "eth0", "bench", "bench", f"pod-{k}", node=f"node{nodes[k % len(nodes)]}")
             s = time.perf_counter()
             try:
                 lease = ipam.allocate([pool], owner)[0]
@@ -75,16 +95,19 @@ def _worker(
 
 
 def run_clients(
-    cfg: dict[str, Any], pool_name: str, size: int, total: int, clients: int, nodes: int = 100
+    cfg: dict[str, Any], pool_name: str, size: int, total: int, clients: int, nodes: int = 100, mixed: bool = False
 ) -> tuple[float, list[float], list[str], list[str]]:
-    """``total`` allocations split over ``clients`` processes: (wall s, latencies, ips, errors)."""
+    """``total`` allocations split over ``clients`` processes, each the allocator of its own
+    share of ``nodes`` simulated nodes (``client_nodes``): (wall s, latencies, ips, errors)."""
     ctx = mp.get_context("fork")
     barrier, out = ctx.Barrier(clients + 1), ctx.Queue()
     shares = [total // clients + (w < total % clients) for w in range(clients)]
     firsts = [sum(shares[:w]) for w in range(clients)]
     procs = [
         ctx.Process(
-            target=_worker, daemon=True, args=(cfg, pool_name, size, shares[w], firsts[w], w, nodes, barrier, out)
+            target=_worker,
+            daemon=True,
+            args=(cfg, pool_name, size, shares[w], firsts[w], w, client_nodes(w, clients, nodes, mixed), barrier, out),
         )
         for w in range(clients)
     ]
@@ -194,12 +217,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m flatnet.bench.ipambench",
         description="The bench's duplicate-check rows alone: N allocations by 8 client processes "
-        "for pods spread over 100 nodes, in SQLite and a private etcd (started and stopped here).",
+        "for pods spread over 100 nodes (each client the allocator of its own nodes, as an agent "
+        "is), in SQLite and a private etcd (started and stopped here).",
     )
     p.add_argument("stores", nargs="*", default=["sqlite", "etcd"], help="sqlite and/or etcd")
     p.add_argument("--pods", type=int, default=10_000)
     p.add_argument("--nodes", type=int, default=100)
     p.add_argument("--clients", type=int, default=8)
+    p.add_argument(
+        "--mixed",
+        action="store_true",
+        help="every client allocates for every node (the pre-stop-10 stress shape) instead of "
+        "each client being the only allocator of its own nodes, as an agent is",
+    )
     args = p.parse_args(argv)
     scratch, tmp = Scratch(), tempfile.mkdtemp(prefix="fnb-ipam-")
     try:
@@ -209,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         for kind in args.stores:
             name = f"fnb-dup-{uuid.uuid4().hex[:6]}"
             t0, e0 = os.times(), _proc_cpu(etcd_pid) if kind == "etcd" else 0.0
-            wall, lat, ips, errs = run_clients(configs[kind], name, 1_000_000, args.pods, args.clients, args.nodes)
+            wall, lat, ips, errs = run_clients(
+                configs[kind], name, 1_000_000, args.pods, args.clients, args.nodes, args.mixed
+            )
             t1, e1 = os.times(), _proc_cpu(etcd_pid) if kind == "etcd" else 0.0
             n = max(1, len(ips))
             clients_ms = (t1.children_user + t1.children_system - t0.children_user - t0.children_system) * 1e3 / n

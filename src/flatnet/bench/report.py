@@ -143,8 +143,11 @@ METHOD = """\
 - IPAM: clients are forked processes, each with its own store connection, started together
   by a barrier; rate = allocations / wall time from the first to the last. Pools are IPv6
   ranges of 1,000 and 1,000,000 addresses, fresh per measurement. The duplicate check
-  spreads the pods over simulated nodes (Owner.node) with 8 processes, then compares the
-  addresses handed out and the leases in the store. etcd is a private single-member etcd
+  spreads the pods over 100 simulated nodes (Owner.node) with 8 processes, each the only
+  allocator of its own nodes (nodes w, w+8, ...), as each node's agent is in a cluster, then
+  compares the addresses handed out and the leases in the store. (Until stop 10 every process
+  allocated for every node, a shape no cluster produces in which every node chunk a process
+  cached was always stale; `python -m flatnet.bench.ipambench --mixed` still runs it.) etcd is a private single-member etcd
   with its data in the run's tmp dir (on disk, fsync on). Those rows alone, with the CPU per
   allocation of the clients and of etcd: `python -m flatnet.bench.ipambench`.
 - etcd client (per call): which client the etcd store uses is decided by these rows
