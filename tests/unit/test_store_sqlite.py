@@ -82,6 +82,48 @@ def test_a_writer_waits_for_a_lock_held_briefly(tmp_path: Path) -> None:
         store.close()
 
 
+def test_threads_of_one_process_queue_for_the_write_lock_instead_of_polling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent serves each request on a thread: its writers wait on an in-process lock
+    (asleep in C), never meet at SQLite's file lock and never poll for it. (Polling 100
+    threads made a burst of 100 ADDs 5x slower.) Two store objects on one file share it."""
+    import flatnet.ipam.store.sqlite as mod
+
+    polls: list[float] = []
+    real_sleep = mod.time.sleep
+    monkeypatch.setattr(mod.time, "sleep", lambda s: (polls.append(s), real_sleep(s)))
+    db = tmp_path / "ipam.db"
+    stores = [SqliteStore(db), SqliteStore(db)]
+    stores[0].txn([], {"n": "0"})
+    errors: list[BaseException] = []
+
+    def bump(store: SqliteStore) -> None:
+        try:
+            for _ in range(20):
+                while True:
+                    cur = store.get("n")
+                    assert cur is not None
+                    if store.txn([Compare("n", cur.version, cur.value)], {"n": str(int(cur.value) + 1)}):
+                        break
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=bump, args=(stores[i % 2],)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert not errors, errors
+        got = stores[1].get("n")
+        assert got is not None and got.value == str(16 * 20)  # no lost update
+        assert polls == []  # nobody met the file lock
+    finally:
+        for store in stores:
+            store.close()
+
+
 def test_unreadable_file_is_io_error_naming_the_path(tmp_path: Path) -> None:
     bad = tmp_path / "junk.db"
     bad.write_bytes(b"this is not a database" * 100)
