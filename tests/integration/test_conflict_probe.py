@@ -78,3 +78,49 @@ def test_probe_link_is_the_parent_that_exists(pair: tuple[str, str, str]) -> Non
         container_id="c", ifname="eth0", netns="", mode="macvlan", master="fniv0", vlan=300, host_netns=node
     )
     assert conflict.probe_link(missing) is None
+
+
+@pytest.fixture
+def kept() -> Iterator[None]:
+    conflict.keep_sockets()
+    try:
+        yield
+    finally:
+        conflict._kept.enabled = False
+        conflict._kept.close_all()  # they pin the test's netns
+
+
+def _kept_socket() -> object:
+    """The one kept socket, once the probe's thread has given it back (bounded wait)."""
+    import time
+
+    for _ in range(200):
+        got = conflict._kept.kept()
+        if got:
+            assert len(got) == 1
+            return got[0]
+        time.sleep(0.01)
+    raise AssertionError("the probe's socket was not kept")
+
+
+def test_kept_sockets_are_reused_and_frames_from_before_a_probe_are_no_conflict(
+    pair: tuple[str, str, str], kept: None
+) -> None:
+    """The agent keeps probe sockets open (closing one per probe slowed the node). A kept
+    socket queues every ARP on the link between probes; those predate the next probe (say,
+    of a pod that used the address before) and must not count as an answer."""
+    node, host, mac = pair
+    taken, free = ipaddress.ip_address("198.18.140.5"), ipaddress.ip_address("198.18.140.6")
+    assert conflict.probe(node, "fniv0", free, wait=0.05) is None
+    first = _kept_socket()
+    # the host uses .6 for a moment: its ARP requests (sender .6) queue on the kept socket
+    sh(IP, "-n", host, "addr", "add", "198.18.140.6/24", "dev", "fniv1")
+    subprocess.run(
+        [IP, "netns", "exec", host, "ping", "-c", "1", "-W", "1", "-I", "198.18.140.6", "198.18.140.7"],
+        capture_output=True,
+        timeout=10,
+    )
+    sh(IP, "-n", host, "addr", "del", "198.18.140.6/24", "dev", "fniv1")
+    assert conflict.probe(node, "fniv0", free, wait=0.05) is None  # the queued frames were dropped
+    assert _kept_socket() is first  # and the socket was the kept one
+    assert conflict.probe(node, "fniv0", taken, wait=1.0) == mac  # a live answer still counts

@@ -64,6 +64,14 @@ def wire_probe(spec: AttachSpec, ip: IPAddress) -> Answer:
     return conflict.start(spec.host_netns, link, ip, PROBE_COUNT, PROBE_INTERVAL, PROBE_WAIT).result
 
 
+def keep_probe_sockets() -> None:
+    """For the agent daemon: probe sockets stay open between ADDs, one set per node link
+    (``datapath.conflict.keep_sockets``: closing one after every probe slowed the node)."""
+    from flatnet.datapath import conflict
+
+    conflict.keep_sockets()
+
+
 class Answered(Exception):
     """Raised by ``Gate.wait``: these leases' addresses are in use on the VLAN (lease, MAC)."""
 

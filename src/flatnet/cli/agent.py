@@ -152,7 +152,9 @@ def run(args: argparse.Namespace) -> int:
         lock_dir=args.lock_dir,
         store_factory=factory,
     )
-    from flatnet.agent import storestate
+    from flatnet.agent import conflicts, storestate
+
+    conflicts.keep_probe_sockets()
 
     state = storestate.state_path(args.socket)  # where `flatnet ipam ls` looks for our stores
 

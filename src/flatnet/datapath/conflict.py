@@ -22,9 +22,11 @@ The frame builders and parsers are pure functions (unit-tested without root).
 from __future__ import annotations
 
 import ipaddress
+import os
 import select
 import socket
 import struct
+import threading
 import time
 from concurrent.futures import Future
 
@@ -102,25 +104,123 @@ def nd_conflict(frame: bytes, addr: ipaddress.IPv6Address, own_mac: bytes) -> st
     return None
 
 
-def _probe(ifname: str, addr: IPAddress, count: int, interval: float, wait: float) -> tuple[str | None, socket.socket]:
-    v4 = addr.version == 4
-    proto = ETH_P_ARP if v4 else ETH_P_IPV6
+#: probe sockets kept per (node netns, link, protocol) between probes, at most this many each
+KEEP_PER_LINK = 8
+#: frames already queued on a kept socket when a probe starts are dropped, at most this many
+#: (they predate the probe: an ARP of a pod that used the address before is no conflict)
+STALE_MAX = 4096
+
+
+class _Kept:
+    """Probe sockets kept open between probes, for a process that opts in (the agent daemon,
+    ``keep_sockets``). Closing a packet socket waits for an RCU grace period (10-20 ms; an
+    IPv6 one also takes the RTNL lock to leave its multicast group), and done after every
+    probe it slowed what ran next on the node: measured through containerd's CRI, a sandbox
+    start was ~7 ms slower with a close per probe than with kept sockets. A kept socket is
+    used by one probe at a time (borrowed, given back), so concurrent probes need no
+    demultiplexing. Kept sockets pin the node netns, hence the opt-in: a test's Service may
+    outlive its netns; the agent's node netns lives as long as the agent."""
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self._idle: dict[tuple[int, int, int], list[socket.socket]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: tuple[int, int, int] | None) -> socket.socket | None:
+        if key is None:
+            return None
+        with self._lock:
+            idle = self._idle.get(key)
+            return idle.pop() if idle else None
+
+    def give(self, key: tuple[int, int, int] | None, sock: socket.socket) -> None:
+        if key is not None and self.enabled:
+            with self._lock:
+                idle = self._idle.setdefault(key, [])
+                if len(idle) < KEEP_PER_LINK:
+                    idle.append(sock)
+                    return
+        sock.close()
+
+    def close_all(self) -> None:
+        """Close every kept socket (a test done with its netns; the agent at exit)."""
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for socks in idle.values():
+            for sock in socks:
+                sock.close()
+
+    def kept(self) -> list[socket.socket]:
+        with self._lock:
+            return [sock for socks in self._idle.values() for sock in socks]
+
+
+_kept = _Kept()
+
+
+def keep_sockets() -> None:
+    """Keep probe sockets open between probes in this process (the agent daemon does)."""
+    _kept.enabled = True
+
+
+def _key(ifname: str, proto: int) -> tuple[int, int, int] | None:
+    """(netns inode, link index, protocol) as seen from the calling thread, or None when
+    sockets are not kept. A re-created link has a new index: its old sockets are not used."""
+    if not _kept.enabled:
+        return None
+    return (os.stat("/proc/thread-self/ns/net").st_ino, socket.if_nametoindex(ifname), proto)
+
+
+def _open(ifname: str, proto: int, v4: bool) -> socket.socket:
     # protocol 0 at creation, the real one at bind: a socket created with a protocol is
     # hooked in at once, and bind() to a link then unhooks it again, which waits for an RCU
     # grace period (synchronize_net, 8-15 ms measured) on every probe
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
         sock.bind((ifname, proto))
-        own = sock.getsockname()[4][:6]
         if not v4:  # the NA for a DAD probe goes to ff02::1: make sure the link lets it in
             mreq = struct.pack("iHH8s", socket.if_nametoindex(ifname), PACKET_MR_ALLMULTI, 0, b"")
             sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _drop_stale(sock: socket.socket) -> None:
+    sock.setblocking(False)
+    for _ in range(STALE_MAX):
+        try:
+            sock.recv(2048)
+        except BlockingIOError:
+            return
+
+
+def _socket_for(ifname: str, proto: int, v4: bool) -> tuple[socket.socket, tuple[int, int, int] | None]:
+    """A kept socket bound to ``ifname`` (its stale frames dropped) or a new one; its key."""
+    key = _key(ifname, proto)
+    sock = _kept.take(key)
+    if sock is not None:
+        _drop_stale(sock)
+        return sock, key
+    return _open(ifname, proto, v4), key
+
+
+def _probe(
+    ifname: str, addr: IPAddress, count: int, interval: float, wait: float
+) -> tuple[str | None, socket.socket, tuple[int, int, int] | None]:
+    v4 = addr.version == 4
+    proto = ETH_P_ARP if v4 else ETH_P_IPV6
+    sock, key = _socket_for(ifname, proto, v4)
+    try:
+        own = sock.getsockname()[4][:6]
         frame = (
             arp_probe_frame(mac_text(own), addr)
             if v4  # type: ignore[arg-type]
             else dad_ns_frame(mac_text(own), addr)
         )  # type: ignore[arg-type]
         check = arp_conflict if v4 else nd_conflict
+        sock.setblocking(True)
         start = time.monotonic()
         deadline = start + wait
         sent = 0
@@ -137,7 +237,7 @@ def _probe(ifname: str, addr: IPAddress, count: int, interval: float, wait: floa
             if ready:
                 got = check(sock.recv(2048), addr, own)  # type: ignore[arg-type]
                 if got is not None:
-                    return got, sock
+                    return got, sock, key
         # what arrived while this thread was not running counts too: the wait bounds the
         # wire's answer, not our scheduling
         sock.setblocking(False)
@@ -145,11 +245,11 @@ def _probe(ifname: str, addr: IPAddress, count: int, interval: float, wait: floa
             try:
                 got = check(sock.recv(2048), addr, own)  # type: ignore[arg-type]
             except BlockingIOError:
-                return None, sock
+                return None, sock, key
             if got is not None:
-                return got, sock
+                return got, sock, key
     except BaseException:
-        sock.close()
+        sock.close()  # a kept socket whose link went away, too: not kept again
         raise
 
 
@@ -162,7 +262,7 @@ class Pending:
     permission).
     """
 
-    def __init__(self, future: Future[tuple[str | None, socket.socket]]) -> None:
+    def __init__(self, future: Future[tuple[str | None, socket.socket, tuple[int, int, int] | None]]) -> None:
         self._future = future
 
     def result(self) -> str | None:
@@ -174,9 +274,10 @@ def start(
 ) -> Pending:
     """Start probing ``addr`` on ``ifname`` (in ``host_ns``); returns at once.
 
-    The first frame is on the wire within a thread start of the call. The socket is closed
-    after the answer is known, on the probe's thread: a packet socket's close waits for an
-    RCU grace period (10-20 ms) that nobody needs to wait for.
+    The first frame is on the wire within a thread start of the call. After the answer is
+    known the socket is kept for the next probe on that link (``keep_sockets``) or closed
+    on the probe's thread: a packet socket's close waits for an RCU grace period (10-20 ms)
+    that nobody needs to wait for.
     """
     return Pending(netns.spawn_in(host_ns, _probe, _close, ifname, addr, count, interval, wait))
 
@@ -191,8 +292,8 @@ def probe(
     return start(host_ns, ifname, addr, count, interval, wait).result()
 
 
-def _close(result: tuple[str | None, socket.socket]) -> None:
-    result[1].close()
+def _close(result: tuple[str | None, socket.socket, tuple[int, int, int] | None]) -> None:
+    _kept.give(result[2], result[1])
 
 
 def probe_link(spec: AttachSpec) -> str | None:
