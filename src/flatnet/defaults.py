@@ -17,6 +17,8 @@ SQLITE_TIMEOUT = 5.0
 #: runtime state that a reboot clears: the agent's socket and the per-container locks
 RUN_DIR = "/run/flatnet"
 AGENT_SOCKET = f"{RUN_DIR}/agent.sock"
+#: CNI requests the agent serves at once (``flatnet agent --max-parallel``); more wait their turn
+AGENT_MAX_PARALLEL = 4
 LOCK_DIR = f"{RUN_DIR}/locks"
 
 #: etcd's client port and the endpoint used when a config names none

@@ -195,3 +195,23 @@ def test_refuses_second_agent_and_replaces_stale_socket(served: Any, tmp_path: A
     s.close()  # a socket file with nobody listening, as after a crash
     server = AgentServer(stale, SlowHandler())
     server.server_close()
+
+
+def test_at_most_max_parallel_requests_are_served_at_once(tmp_path: Any) -> None:
+    """--max-parallel: the others wait their turn (and are all answered)."""
+    handler = SlowHandler()
+    path = str(tmp_path / "run" / "agent.sock")
+    server = AgentServer(path, handler, max_parallel=2)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            replies = list(
+                pool.map(lambda n: request(path, {"v": 1, "env": env(f"c{n}"), "stdin": CONF}, timeout=30), range(6))
+            )
+        assert [r["exit"] for r in replies] == [0] * 6
+        assert handler.peak == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

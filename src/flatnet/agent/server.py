@@ -27,6 +27,7 @@ from flatnet.agent.protocol import (
     encode_response,
     error_response,
 )
+from flatnet import defaults
 from flatnet.errors import AGENT_PROTOCOL
 from flatnet.obs.requests import RequestObserver
 
@@ -145,12 +146,22 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     request_queue_size = 128
 
     def __init__(
-        self, path: str, service: Any, allowed_uids: frozenset[int] = frozenset({0}), io_timeout: float = 10.0
+        self,
+        path: str,
+        service: Any,
+        allowed_uids: frozenset[int] = frozenset({0}),
+        io_timeout: float = 10.0,
+        max_parallel: int = defaults.AGENT_MAX_PARALLEL,
     ) -> None:
         self.path = path
         self.service = service
         self.allowed_uids = allowed_uids
         self.io_timeout = io_timeout
+        #: CNI requests served at once; the others wait their turn asleep. Every request has
+        #: its thread, but a storm of ADDs all working at once spent the CPU in contention for
+        #: the GIL and the kernel's locks (bench burst of 100 ADD+DEL: ~30% more agent CPU
+        #: with 100 at once than with 4)
+        self._slots = threading.BoundedSemaphore(max(1, max_parallel))
         self.metrics = Metrics()
         #: called with every answered CNI request: the log line, and Prometheus metrics
         #: when the agent serves them (flatnet.obs); returns the answer with secrets masked
@@ -182,7 +193,8 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.metrics.bump("in_flight")
         started = time.monotonic()
         try:
-            code = dispatch(self.service, env, stdin, out, err)
+            with self._slots:
+                code = dispatch(self.service, env, stdin, out, err)
         finally:
             self.metrics.bump("in_flight", -1)
         self.metrics.bump(_VERB_KEY.get(verb, "other"))
