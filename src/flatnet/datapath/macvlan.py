@@ -5,8 +5,9 @@ ADD plan, each step undone on failure:
   2. parent: ``master`` or its 802.1Q sub-interface ``<master>.<vlan>`` (created on demand, kept)
   3. child link with a temporary name, created directly inside the container netns (the
      kernel is told the parent's index in the host netns; MTU defaults to the parent's),
-     then ``pod.adopt`` (rename, MAC, addrs, up, routes, announce)
-  4. node side: shim sibling + ``<pod ip>/32`` and ``/128`` routes through it
+     then ``pod.adopt``: rename, MAC, addresses, then the node side (shim sibling +
+     ``<pod ip>/32`` and ``/128`` routes through it) while the pod's link is still down,
+     then the conflict probe's answer (``AttachSpec.address_gate``), up, routes, announce
 DEL removes the pod link and the host routes; the shim and VLAN sub-interface stay for other pods.
 """
 
@@ -74,10 +75,15 @@ class ChildLinkDatapath:
                 # born in the pod netns: no tmp link in the node netns, no slow netns move
                 links.create_child_in(ip, self.kind, tmp, parent.index, spec.mtu or parent.mtu, mac, ns_path)
                 undo.push(f"delete {tmp} in the pod", lambda: pod.delete_named(ns_path, tmp))
-            mac, mtu = pod.adopt(spec, ns_path, tmp, None, undo)
-            shim_index = shim.ensure(spec.host_netns, self.kind, parent)
-            shim.add_pod(spec.host_netns, shim_index, parent, [a.ip for a in spec.addresses], undo, self.kind)
-            services.answer_on_link(spec, shim_index, shim_name(parent.name), undo, host_routes=False)
+            pod_spec = spec  # (the name ``spec`` is rebound above; the closure wants this one)
+
+            def node_side() -> None:  # before the pod's link goes up (and while the probe waits)
+                shim_index = shim.ensure(pod_spec.host_netns, self.kind, parent)
+                ips = [a.ip for a in pod_spec.addresses]
+                shim.add_pod(pod_spec.host_netns, shim_index, parent, ips, undo, self.kind)
+                services.answer_on_link(pod_spec, shim_index, shim_name(parent.name), undo, host_routes=False)
+
+            mac, mtu = pod.adopt(spec, ns_path, tmp, None, undo, node_side)
         return Attachment(ifname=spec.ifname, mac=mac, sandbox=spec.netns, mtu=mtu)
 
     def delete(self, spec: AttachSpec) -> None:

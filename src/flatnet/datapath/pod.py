@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from typing import Callable
 
 from flatnet import errors
 from flatnet.datapath import addrs, links, neigh, netns, routes, sysctl
@@ -34,10 +35,19 @@ def check_absent(spec: AttachSpec, ns_path: str) -> None:
             links.delete_index(ip, present[tmp])
 
 
-def adopt(spec: AttachSpec, ns_path: str, tmp: str, mac: str | None, undo: Undo) -> tuple[str, int]:
+def adopt(
+    spec: AttachSpec,
+    ns_path: str,
+    tmp: str,
+    mac: str | None,
+    undo: Undo,
+    node_side: Callable[[], None] | None = None,
+) -> tuple[str, int]:
     """Turn link ``tmp`` (just moved into the container netns) into the configured pod iface.
 
     Returns (mac, mtu) as the kernel reports them. Registers the link's removal on ``undo``.
+    ``node_side`` (the mode's node-side steps that need no MAC) runs once the addresses are
+    set and before ``spec.address_gate``: the conflict probe's wait overlaps it too.
     """
     with translate(f"configuring {spec.ifname!r}", ns_path), netns.ipr(ns_path) as ip:
         arrived = links.find(ip, tmp)
@@ -59,6 +69,8 @@ def adopt(spec: AttachSpec, ns_path: str, tmp: str, mac: str | None, undo: Undo)
     with translate(f"addressing {spec.ifname!r}", ns_path), netns.ipr(ns_path) as ip:
         for iface in spec.addresses:
             addrs.add(ip, index, iface)
+    if node_side is not None:
+        node_side()  # routes towards a pod whose link is still down: nothing reaches it yet
     if spec.address_gate is not None:
         spec.address_gate()  # the link is still down: nothing about these addresses left the pod
     with translate(f"bringing up {spec.ifname!r}", ns_path), netns.ipr(ns_path) as ip:
