@@ -38,7 +38,9 @@ SUBJECTS = {
     ],
     "Routes per node": ["flat macvlan", "flat bridge", "vxlan overlay"],
 }
-NUMBER = r"\d[\d,]*(\.\d+)?"
+# a difference row ("conflict probe cost", on - off) is negative when the cost is below the
+# run's noise
+NUMBER = r"-?\d[\d,]*(\.\d+)?"
 
 
 def _namespaces(prefix: str) -> set[str]:
