@@ -12,7 +12,6 @@ plumbs) is the mode's hooks, looked up in the mode registry (``datapath/modes.py
 from __future__ import annotations
 
 import dataclasses
-
 import functools
 import ipaddress
 import json
@@ -253,8 +252,8 @@ class Service:
                 try:
                     # the probes run while the pod is plumbed; the datapath awaits them
                     # (address_gate) before the pod's link goes up
-                    gate = alloc.start(self._spec(cmd, leases, pools), leases)
                     spec = self._spec(cmd, leases, pools, self._prepare(conf))
+                    gate = alloc.start(spec, leases)
                     if gate is not None:
                         spec = dataclasses.replace(spec, address_gate=gate.wait)
                     attachment = self.datapath(conf.mode).add(spec)  # undoes its own partial work

@@ -48,8 +48,7 @@ def client_nodes(wid: int, clients: int, nodes: int, mixed: bool = False) -> lis
     ``mixed`` (the shape before stop 10) every client allocates for every node: a stress
     shape no flatnet cluster produces, in which each client's node chunks are always stale.
     """
-    mine = list(range(nodes)) if mixed or clients > nodes else list(range(wid, nodes, clients))
-    return mine
+    return list(range(nodes)) if mixed or clients > nodes else list(range(wid, nodes, clients))
 
 
 def _worker(

@@ -75,13 +75,12 @@ class ChildLinkDatapath:
                 # born in the pod netns: no tmp link in the node netns, no slow netns move
                 links.create_child_in(ip, self.kind, tmp, parent.index, spec.mtu or parent.mtu, mac, ns_path)
                 undo.push(f"delete {tmp} in the pod", lambda: pod.delete_named(ns_path, tmp))
-            pod_spec = spec  # (the name ``spec`` is rebound above; the closure wants this one)
 
             def node_side() -> None:  # before the pod's link goes up (and while the probe waits)
-                shim_index = shim.ensure(pod_spec.host_netns, self.kind, parent)
-                ips = [a.ip for a in pod_spec.addresses]
-                shim.add_pod(pod_spec.host_netns, shim_index, parent, ips, undo, self.kind)
-                services.answer_on_link(pod_spec, shim_index, shim_name(parent.name), undo, host_routes=False)
+                shim_index = shim.ensure(spec.host_netns, self.kind, parent)
+                ips = [a.ip for a in spec.addresses]
+                shim.add_pod(spec.host_netns, shim_index, parent, ips, undo, self.kind)
+                services.answer_on_link(spec, shim_index, shim_name(parent.name), undo, host_routes=False)
 
             mac, mtu = pod.adopt(spec, ns_path, tmp, None, undo, node_side)
         return Attachment(ifname=spec.ifname, mac=mac, sandbox=spec.netns, mtu=mtu)
