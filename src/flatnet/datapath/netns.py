@@ -49,9 +49,7 @@ def exists(ns: str | None) -> bool:
 
 NETLINK_ROUTE = 0
 # the handles of the current session() (one per netns path; "" is the caller's own netns)
-_session: contextvars.ContextVar[dict[str, IPRoute] | None] = contextvars.ContextVar(
-    "flatnet_netns_session", default=None
-)
+_session: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("flatnet_netns_session", default=None)
 
 
 def _netlink_fd() -> int:
@@ -59,12 +57,26 @@ def _netlink_fd() -> int:
     return sock.detach()
 
 
-def open_ipr(path: str | None) -> IPRoute:
-    """A new netlink handle whose socket was created inside netns ``path`` (None: our own).
+def open_ipr(path: str | None) -> Any:
+    """A netlink handle whose socket was created inside netns ``path`` (None: our own).
 
-    The socket is made on a thread that joined the netns (``run_in``); an ``IPRoute()``
-    constructed on such a thread would *not* do: pyroute2 creates its socket later, elsewhere.
+    A ``rtnl.Handle``: the calls every pod ADD/DEL makes go straight to the socket, the rest to
+    a pyroute2 ``IPRoute`` it opens on first need (``_pyroute2``).
     """
+    from flatnet.datapath.rtnl import Handle
+
+    fd = run_in(path, _netlink_fd) if path else _netlink_fd()
+    try:
+        return Handle(fd, lambda: _pyroute2(path))
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _pyroute2(path: str | None) -> IPRoute:
+    """pyroute2's handle in netns ``path``, its socket made on a thread that joined the netns
+    (``run_in``); an ``IPRoute()`` constructed on such a thread would *not* do: pyroute2
+    creates its socket later, elsewhere."""
     if not path:
         return IPRoute()
     fd = run_in(path, _netlink_fd)
@@ -85,7 +97,7 @@ def session() -> Iterator[None]:
     if _session.get() is not None:
         yield
         return
-    handles: dict[str, IPRoute] = {}
+    handles: dict[str, Any] = {}
     token = _session.set(handles)
     try:
         yield
@@ -96,7 +108,7 @@ def session() -> Iterator[None]:
 
 
 @contextmanager
-def ipr(ns: str | None = None) -> Iterator[IPRoute]:
+def ipr(ns: str | None = None) -> Iterator[Any]:
     """A netlink handle bound to ``ns`` (None: the caller's own netns)."""
     path = ns_path(ns)
     handles = _session.get()
