@@ -9,8 +9,9 @@ so the caller's own namespace never changes.
 Opening a netlink handle in another netns is the datapath's main fixed cost: pyroute2's own
 ``IPRoute(netns=...)`` forks a helper process to create the socket there (~7 ms). flatnet
 instead creates the socket on a short-lived thread that has joined the netns (a socket stays
-in the netns it was created in) and hands its fd to pyroute2. And inside ``session()`` (one
-CNI operation) each netns gets one handle, reused by every step instead of reopened.
+in the netns it was created in) and wraps it in an ``rtnl.Handle``: the calls of a pod ADD/DEL
+go straight to that socket, the rest to a pyroute2 ``IPRoute`` opened on first need. And inside
+``session()`` (one CNI operation) each netns gets one handle, reused by every step.
 """
 
 from __future__ import annotations
