@@ -13,9 +13,9 @@ import uuid
 from typing import Any, Callable, Iterator
 
 import pytest
-from pyroute2.netlink.exceptions import NetlinkError
 
 from flatnet.datapath import links, netns
+from flatnet.datapath.rtnl import NetlinkError
 
 MAC = "02:00:5e:00:53:07"
 
@@ -171,6 +171,8 @@ def test_errors_and_reads_match_pyroute2(two_netns: tuple[str, str]) -> None:
             ]
         handle.link("add", ifname="br0", kind="bridge")  # not a pod call: pyroute2 makes it
         assert handle.counts["slow"] == 1 and links.find(handle, "br0") is not None
-        handle.neigh("dump")  # anything else too
+        handle.neigh("dump")  # anything else too, with pyroute2's errors translated:
+        assert _errno(lambda: handle.link("add", ifname="br0", kind="bridge")) == errno.EEXIST
+        assert _errno(lambda: handle.get_links(99999)) == errno.ENODEV
     finally:
         handle.close()

@@ -16,3 +16,21 @@ MODULES = sorted(m.name for m in pkgutil.walk_packages(flatnet.__path__, "flatne
 @pytest.mark.parametrize("name", MODULES)
 def test_module_imports(name: str) -> None:
     importlib.import_module(name)
+
+
+def test_a_plugin_call_does_not_load_pyroute2() -> None:
+    """``flatnet-inprocess`` runs once per CNI call: importing pyroute2 (~0.3 s on the test VM)
+    was most of its time. The agent's service and every mode's datapath must not need it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import flatnet.agent.inprocess, flatnet.agent.service, flatnet.cni\n"
+        "from flatnet.datapath import get_datapath, netns, rtnl\n"
+        "from flatnet.datapath.modes import names\n"
+        "for name in names(): get_datapath(name)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pyroute2'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]", out.stdout[:300]

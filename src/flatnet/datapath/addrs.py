@@ -10,16 +10,15 @@ from __future__ import annotations
 import errno
 import ipaddress
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
+from flatnet.datapath.rtnl import Handle, NetlinkError
 from flatnet.datapath.api import IPInterface
 
 IFA_F_NODAD = 0x02
 RT_SCOPE_UNIVERSE = 0
 
 
-def add(ip: IPRoute, index: int, iface: IPInterface) -> None:
+def add(ip: Handle, index: int, iface: IPInterface) -> None:
     """Add ``iface`` (address + prefix) to link ``index``; an identical address is fine."""
     kwargs: dict = {"index": index, "address": str(iface.ip), "prefixlen": iface.network.prefixlen}
     if iface.version == 6:
@@ -33,7 +32,7 @@ def add(ip: IPRoute, index: int, iface: IPInterface) -> None:
             raise
 
 
-def remove(ip: IPRoute, index: int, iface: IPInterface) -> None:
+def remove(ip: Handle, index: int, iface: IPInterface) -> None:
     """Remove ``iface`` from link ``index`` if present (idempotent)."""
     try:
         ip.addr("del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
@@ -42,7 +41,7 @@ def remove(ip: IPRoute, index: int, iface: IPInterface) -> None:
             raise
 
 
-def list_(ip: IPRoute, index: int, global_only: bool = True) -> list[IPInterface]:
+def list_(ip: Handle, index: int, global_only: bool = True) -> list[IPInterface]:
     """Addresses on link ``index``; by default only global scope (no link-local, no host)."""
     out: list[IPInterface] = []
     for msg in ip.addr("dump", index=index):

@@ -13,8 +13,8 @@ so DEL finds it without stored state. Node-to-pod traffic works natively over th
 
 from __future__ import annotations
 
-from pyroute2 import IPRoute
 
+from flatnet.datapath.rtnl import Handle
 from flatnet import defaults, errors
 from flatnet.datapath import addrs, antispoof, links, netns, pod, routes, services, vlanbridge
 from flatnet.datapath.api import AttachSpec, Attachment
@@ -41,14 +41,14 @@ def bridge_name(spec: AttachSpec, vlan_aware: bool = False) -> str:
     return DEFAULT_BRIDGE if spec.vlan is None or vlan_aware else f"fnbr{spec.vlan}"
 
 
-def _vlan_aware(ip: IPRoute, spec: AttachSpec) -> bool:
+def _vlan_aware(ip: Handle, spec: AttachSpec) -> bool:
     """Does this spec's VLAN go through the VLAN-aware ``fnbr0``? (made so if the kernel can)"""
     if spec.vlan is None or spec.bridge:
         return False
     return vlanbridge.ensure_aware(ip, DEFAULT_BRIDGE)
 
 
-def migrate_port(ip: IPRoute, port: LinkInfo, bridge: LinkInfo) -> None:
+def migrate_port(ip: Handle, port: LinkInfo, bridge: LinkInfo) -> None:
     """Enslave ``port`` to ``bridge``, moving its global addresses and non-kernel routes along."""
     moved_addrs = addrs.list_(ip, port.index)
     moved_routes = [r for r in routes.list_(ip, port.index) if r.proto != routes.RTPROT_KERNEL]

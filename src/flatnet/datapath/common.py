@@ -15,8 +15,8 @@ import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from pyroute2.netlink.exceptions import NetlinkError
 
+from flatnet.datapath.rtnl import NetlinkError
 from flatnet import errors
 from flatnet.datapath import netns
 from flatnet.datapath.api import AttachSpec

@@ -1,6 +1,6 @@
 """Link steps over an open pyroute2 handle: look up, create, move, rename, delete.
 
-Functions take an ``IPRoute`` bound to the right netns (``netns.ipr(ns)``) and raw
+Functions take an ``Handle`` bound to the right netns (``netns.ipr(ns)``) and raw
 pyroute2/OS errors escape; callers wrap them in ``common.translate`` so the message names
 the step and the namespace. Creation of a link *kind* the kernel lacks is turned into
 ``KernelFeatureMissing`` here, because only here do we know which kind was asked for.
@@ -14,9 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
+from flatnet.datapath.rtnl import Handle, NetlinkError
 from flatnet import errors
 from flatnet.datapath.common import feature_missing, ns_label
 
@@ -45,7 +44,7 @@ class LinkInfo:
     up: bool
 
 
-def _get_by_name(ip: IPRoute, name: str) -> Any | None:
+def _get_by_name(ip: Handle, name: str) -> Any | None:
     """The kernel's RTM_NEWLINK message for ``name``, or None (ENODEV).
 
     One RTM_GETLINK carrying IFLA_IFNAME: the kernel looks the name up itself. (pyroute2's
@@ -60,19 +59,19 @@ def _get_by_name(ip: IPRoute, name: str) -> Any | None:
         raise
 
 
-def indexes(ip: IPRoute) -> dict[str, int]:
+def indexes(ip: Handle) -> dict[str, int]:
     """Name -> index of every link in ``ip``'s netns (one dump; for a netns with few links,
     such as a pod's, where it replaces several lookups by name)."""
     return {str(msg.get("ifname")): int(msg["index"]) for msg in ip.link("dump")}
 
 
-def lookup(ip: IPRoute, name: str) -> int | None:
+def lookup(ip: Handle, name: str) -> int | None:
     """Index of link ``name`` or None."""
     msg = _get_by_name(ip, name)
     return int(msg["index"]) if msg is not None else None
 
 
-def info(ip: IPRoute, index: int) -> LinkInfo:
+def info(ip: Handle, index: int) -> LinkInfo:
     """Read a link's kind, MTU, MAC, master and admin state."""
     return _info(ip.link("get", index=index)[0])
 
@@ -90,13 +89,13 @@ def _info(msg: Any) -> LinkInfo:
     )
 
 
-def find(ip: IPRoute, name: str) -> LinkInfo | None:
+def find(ip: Handle, name: str) -> LinkInfo | None:
     """LinkInfo of ``name`` or None when it does not exist."""
     msg = _get_by_name(ip, name)
     return _info(msg) if msg is not None else None
 
 
-def require(ip: IPRoute, name: str, ns: str | None, role: str = "master") -> LinkInfo:
+def require(ip: Handle, name: str, ns: str | None, role: str = "master") -> LinkInfo:
     """The link ``name``, or ParentMissing naming the link and the netns."""
     found = find(ip, name)
     if found is None:
@@ -107,7 +106,7 @@ def require(ip: IPRoute, name: str, ns: str | None, role: str = "master") -> Lin
     return found
 
 
-def _add(ip: IPRoute, kind: str, name: str, attrs: dict[str, object]) -> None:
+def _add(ip: Handle, kind: str, name: str, attrs: dict[str, object]) -> None:
     attrs = {k: v for k, v in attrs.items() if v is not None}
     try:
         ip.link("add", ifname=name, kind=kind, **attrs)
@@ -118,7 +117,7 @@ def _add(ip: IPRoute, kind: str, name: str, attrs: dict[str, object]) -> None:
         raise
 
 
-def create(ip: IPRoute, kind: str, name: str, **attrs: object) -> int:
+def create(ip: Handle, kind: str, name: str, **attrs: object) -> int:
     """Create a link of ``kind`` and return its index; missing kernel support is named."""
     _add(ip, kind, name, attrs)
     index = lookup(ip, name)
@@ -147,7 +146,7 @@ def netns_fd(ns_path: str) -> Iterator[int]:
 
 
 def create_child_in(
-    ip: IPRoute, kind: str, name: str, parent: int, mtu: int | None, mac: str | None, ns_path: str
+    ip: Handle, kind: str, name: str, parent: int, mtu: int | None, mac: str | None, ns_path: str
 ) -> None:
     """A macvlan/ipvlan child of ``parent`` (in ``ip``'s netns) born inside netns ``ns_path``.
 
@@ -159,13 +158,13 @@ def create_child_in(
         _add(ip, kind, name, {**child_attrs(kind, parent, mtu, mac), "net_ns_fd": fd})
 
 
-def create_veth_into(ip: IPRoute, name: str, peer: str, mtu: int | None, ns_path: str) -> None:
+def create_veth_into(ip: Handle, name: str, peer: str, mtu: int | None, ns_path: str) -> None:
     """veth ``name`` here whose peer ``peer`` is born inside netns ``ns_path`` (no move)."""
     with netns_fd(ns_path) as fd:
         _add(ip, "veth", name, {"mtu": mtu, "peer": {"ifname": peer, "mtu": mtu, "net_ns_fd": fd}})
 
 
-def ensure(ip: IPRoute, kind: str, name: str, **attrs: object) -> tuple[LinkInfo, bool]:
+def ensure(ip: Handle, kind: str, name: str, **attrs: object) -> tuple[LinkInfo, bool]:
     """Link ``name`` of ``kind``, created if missing, up; (link, created by this call).
 
     Shared node links (bridge, shim, VLAN sub-interface) are ensured, never assumed: a
@@ -194,12 +193,12 @@ def ensure(ip: IPRoute, kind: str, name: str, **attrs: object) -> tuple[LinkInfo
     return info(ip, existing.index), created
 
 
-def ensure_vlan(ip: IPRoute, master: LinkInfo, name: str, vlan: int) -> tuple[LinkInfo, bool]:
+def ensure_vlan(ip: Handle, master: LinkInfo, name: str, vlan: int) -> tuple[LinkInfo, bool]:
     """The 802.1Q sub-interface ``name`` on ``master``, created if needed; (link, created)."""
     return ensure(ip, "vlan", name, link=master.index, vlan_id=vlan)
 
 
-def delete(ip: IPRoute, name: str) -> bool:
+def delete(ip: Handle, name: str) -> bool:
     """Delete link ``name`` if present; True if something was deleted (idempotent)."""
     index = lookup(ip, name)
     if index is None:
@@ -207,7 +206,7 @@ def delete(ip: IPRoute, name: str) -> bool:
     return delete_index(ip, index)
 
 
-def delete_index(ip: IPRoute, index: int) -> bool:
+def delete_index(ip: Handle, index: int) -> bool:
     """Delete link #``index`` if still present; True if something was deleted (idempotent)."""
     try:
         ip.link("del", index=index)
@@ -218,5 +217,5 @@ def delete_index(ip: IPRoute, index: int) -> bool:
     return True
 
 
-def set_up(ip: IPRoute, index: int) -> None:
+def set_up(ip: Handle, index: int) -> None:
     ip.link("set", index=index, state="up")

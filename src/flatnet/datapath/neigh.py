@@ -14,9 +14,8 @@ import ipaddress
 import socket
 import struct
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
+from flatnet.datapath.rtnl import Handle, NetlinkError
 from flatnet.datapath import netns
 from flatnet.datapath.api import IPAddress, IPInterface
 
@@ -111,7 +110,7 @@ def announce(ns: str, ifname: str, mac: str, addresses: tuple[IPInterface, ...])
         return 0
 
 
-def add_proxy(ip: IPRoute, index: int, addr: IPAddress) -> None:
+def add_proxy(ip: Handle, index: int, addr: IPAddress) -> None:
     """Proxy-NDP entry: answer neighbour solicitations for ``addr`` on link ``index``."""
     try:
         ip.neigh("add", dst=str(addr), ifindex=index, flags=NTF_PROXY)
@@ -120,7 +119,7 @@ def add_proxy(ip: IPRoute, index: int, addr: IPAddress) -> None:
             raise
 
 
-def list_proxies(ip: IPRoute, index: int) -> set[IPAddress]:
+def list_proxies(ip: Handle, index: int) -> set[IPAddress]:
     """Addresses that have a proxy-NDP entry on link ``index``."""
     out: set[IPAddress] = set()
     for msg in ip.neigh("dump", family=socket.AF_INET6, flags=NTF_PROXY):
@@ -132,7 +131,7 @@ def list_proxies(ip: IPRoute, index: int) -> set[IPAddress]:
 NUD_PERMANENT = 0x80
 
 
-def set_static(ip: IPRoute, index: int, addr: IPAddress, mac: str) -> None:
+def set_static(ip: Handle, index: int, addr: IPAddress, mac: str) -> None:
     """A permanent neighbour entry ``addr`` -> ``mac`` on link ``index`` (idempotent).
 
     The ipvlan shim needs it: every ipvlan child shares the parent's MAC, and a pod's answer
@@ -143,7 +142,7 @@ def set_static(ip: IPRoute, index: int, addr: IPAddress, mac: str) -> None:
     ip.neigh("replace", dst=str(addr), lladdr=mac, ifindex=index, state=NUD_PERMANENT, family=family)
 
 
-def drop_static(ip: IPRoute, addr: IPAddress) -> None:
+def drop_static(ip: Handle, addr: IPAddress) -> None:
     """Remove permanent neighbour entries for ``addr`` on any link (absent is fine)."""
     family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
     for msg in ip.neigh("dump", family=family):

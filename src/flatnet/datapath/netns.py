@@ -25,8 +25,6 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
-from pyroute2 import IPRoute
-
 NETNS_RUN_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
 T = TypeVar("T")
@@ -74,10 +72,12 @@ def open_ipr(path: str | None) -> Any:
         raise
 
 
-def _pyroute2(path: str | None) -> IPRoute:
+def _pyroute2(path: str | None) -> Any:
     """pyroute2's handle in netns ``path``, its socket made on a thread that joined the netns
     (``run_in``); an ``IPRoute()`` constructed on such a thread would *not* do: pyroute2
     creates its socket later, elsewhere."""
+    from pyroute2 import IPRoute  # here, not at the top: a plugin run need not load pyroute2
+
     if not path:
         return IPRoute()
     fd = run_in(path, _netlink_fd)

@@ -10,9 +10,8 @@ import errno
 import ipaddress
 from dataclasses import dataclass
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
+from flatnet.datapath.rtnl import Handle, NetlinkError
 from flatnet.datapath.api import IPAddress, IPNetwork, Route
 from flatnet.datapath.common import RTPROT_FLATNET
 
@@ -41,7 +40,7 @@ def _dst(route: Route) -> str:
     return str(route.dst)
 
 
-def add(ip: IPRoute, index: int, route: Route) -> None:
+def add(ip: Handle, index: int, route: Route) -> None:
     """Add ``route`` out of link ``index``; an identical existing route is fine."""
     kwargs: dict = {"dst": _dst(route), "oif": index}
     if route.gw is not None:
@@ -62,7 +61,7 @@ def host_route_dst(addr: IPAddress) -> str:
     return f"{addr}/{addr.max_prefixlen}"
 
 
-def add_host(ip: IPRoute, index: int, addr: IPAddress) -> None:
+def add_host(ip: Handle, index: int, addr: IPAddress) -> None:
     """Node route ``addr/32`` (or /128) straight out of link ``index``, tagged as ours."""
     kwargs: dict = {"dst": host_route_dst(addr), "oif": index, "proto": RTPROT_FLATNET}
     if addr.version == 4:
@@ -74,7 +73,7 @@ def add_host(ip: IPRoute, index: int, addr: IPAddress) -> None:
             raise
 
 
-def del_host(ip: IPRoute, addr: IPAddress) -> bool:
+def del_host(ip: Handle, addr: IPAddress) -> bool:
     """Remove our host route(s) to ``addr`` if present; True if one was removed (idempotent).
 
     Deleted by key (dst, proto ours, and for IPv4 the link scope add_host gives it): the
@@ -96,7 +95,7 @@ def del_host(ip: IPRoute, addr: IPAddress) -> bool:
     return removed
 
 
-def list_(ip: IPRoute, index: int | None, family: int | None = None) -> list[RouteEntry]:
+def list_(ip: Handle, index: int | None, family: int | None = None) -> list[RouteEntry]:
     """Main-table unicast routes, optionally only those out of link ``index``."""
     out: list[RouteEntry] = []
     for msg in ip.route("dump", table=MAIN_TABLE):
@@ -124,7 +123,7 @@ def list_(ip: IPRoute, index: int | None, family: int | None = None) -> list[Rou
     return out
 
 
-def readd_on(ip: IPRoute, entry: RouteEntry, index: int) -> None:
+def readd_on(ip: Handle, entry: RouteEntry, index: int) -> None:
     """Recreate ``entry`` out of link ``index`` (used to move a node's routes to its bridge)."""
     kwargs: dict = {"dst": str(entry.dst), "oif": index, "proto": entry.proto, "scope": entry.scope}
     if entry.gw is not None:
@@ -140,7 +139,7 @@ def readd_on(ip: IPRoute, entry: RouteEntry, index: int) -> None:
             raise
 
 
-def remove(ip: IPRoute, entry: RouteEntry) -> None:
+def remove(ip: Handle, entry: RouteEntry) -> None:
     """Delete ``entry`` if still present (idempotent)."""
     kwargs: dict = {"dst": str(entry.dst), "oif": entry.oif, "scope": entry.scope}
     if entry.gw is not None:

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import errno
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
+from flatnet.datapath.rtnl import Handle, NetlinkError
 from flatnet.datapath import links
 from flatnet.datapath.links import LinkInfo
 
@@ -27,14 +26,14 @@ DEFAULT_VID = 1  # the bridge's default PVID: what untagged frames of the node's
 _NO_FILTERING = (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL)
 
 
-def filtering(ip: IPRoute, bridge: LinkInfo) -> bool:
+def filtering(ip: Handle, bridge: LinkInfo) -> bool:
     """True when ``bridge`` has vlan_filtering on."""
     msg = ip.link("get", index=bridge.index)[0]
     data = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
     return bool(data and data.get("IFLA_BR_VLAN_FILTERING"))
 
 
-def _create_filtering(ip: IPRoute, name: str) -> bool:
+def _create_filtering(ip: Handle, name: str) -> bool:
     """Try to create bridge ``name`` with vlan_filtering; False (nothing made) if the kernel
     cannot. Not through links.ensure: its EOPNOTSUPP means "no bridge at all" there."""
     try:
@@ -47,7 +46,7 @@ def _create_filtering(ip: IPRoute, name: str) -> bool:
     return True
 
 
-def ensure_aware(ip: IPRoute, name: str) -> bool:
+def ensure_aware(ip: Handle, name: str) -> bool:
     """True if bridge ``name`` is (or could now be made) VLAN-aware; nothing made otherwise."""
     found = links.find(ip, name)
     if found is not None:
@@ -55,7 +54,7 @@ def ensure_aware(ip: IPRoute, name: str) -> bool:
     return _create_filtering(ip, name)
 
 
-def ensure(ip: IPRoute, name: str) -> tuple[LinkInfo, bool]:
+def ensure(ip: Handle, name: str) -> tuple[LinkInfo, bool]:
     """Bridge ``name`` (up), made VLAN-aware if the kernel allows; (bridge, has vlan_filtering).
 
     An existing bridge is taken as it is (its shape was chosen when it was made).
@@ -67,12 +66,12 @@ def ensure(ip: IPRoute, name: str) -> tuple[LinkInfo, bool]:
     return bridge, filtering(ip, bridge)
 
 
-def trunk(ip: IPRoute, port: LinkInfo, vid: int) -> None:
+def trunk(ip: Handle, port: LinkInfo, vid: int) -> None:
     """Let ``port`` (the uplink) carry VLAN ``vid`` tagged (idempotent)."""
     _vlan(ip, "add", port.index, vid, access=False)
 
 
-def access(ip: IPRoute, port: LinkInfo, vid: int) -> None:
+def access(ip: Handle, port: LinkInfo, vid: int) -> None:
     """Make ``port`` (a pod's veth) an access port: untagged in ``vid`` only."""
     _vlan(ip, "add", port.index, vid, access=True)
     if vid != DEFAULT_VID:
@@ -83,7 +82,7 @@ def access(ip: IPRoute, port: LinkInfo, vid: int) -> None:
                 raise
 
 
-def _vlan(ip: IPRoute, command: str, index: int, vid: int, access: bool) -> None:
+def _vlan(ip: Handle, command: str, index: int, vid: int, access: bool) -> None:
     info: dict[str, object] = {"vid": vid}
     if access:
         info["flags"] = ["pvid", "untagged"]

@@ -22,9 +22,8 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
+from flatnet.datapath.rtnl import Handle, NetlinkError
 from flatnet import defaults, errors
 from flatnet.datapath import addrs, links, netns, nft, pod, routes, sysctl
 from flatnet.datapath.api import AttachSpec, Attachment, IPNetwork, Route
@@ -119,7 +118,7 @@ def overlay_veth_name(container_id: str, ifname: str) -> str:
     return "fv" + hashlib.sha1(f"{container_id}/{ifname}".encode()).hexdigest()[:11]
 
 
-def _underlay(ip: IPRoute, o: Opts, ns: str | None) -> links.LinkInfo:
+def _underlay(ip: Handle, o: Opts, ns: str | None) -> links.LinkInfo:
     for msg in ip.addr("dump"):
         if msg.get("address") == str(o.vtep):
             return links.info(ip, msg["index"])
@@ -128,7 +127,7 @@ def _underlay(ip: IPRoute, o: Opts, ns: str | None) -> links.LinkInfo:
     )
 
 
-def _vxlan_facts(ip: IPRoute, index: int) -> tuple[int | None, int | None, str | None]:
+def _vxlan_facts(ip: Handle, index: int) -> tuple[int | None, int | None, str | None]:
     data = ip.link("get", index=index)[0].get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
     if data is None:
         return None, None, None

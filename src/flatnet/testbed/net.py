@@ -21,9 +21,9 @@ import subprocess
 from typing import Self, Sequence
 
 from pyroute2 import netns as pr_netns
-from pyroute2.netlink.exceptions import NetlinkError
 
 from flatnet.datapath.netns import NETNS_RUN_DIR, ipr, ns_path, run_in
+from flatnet.datapath.rtnl import NetlinkError  # what netns.ipr handles raise
 from flatnet.errors import DatapathError
 
 NFT = "/usr/sbin/nft"
