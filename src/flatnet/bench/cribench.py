@@ -4,10 +4,10 @@ Two private containerd nodes (``flatnet.testbed.cri.CriNode``), one per subject,
 chain shape (main plugin + portmap) and the same pause image:
   flatnet (agent)     flatnet in mode macvlan through its agent
   bridge+host-local   the reference plugins (the baseline)
-Per repeat and subject, ``cri_pods`` pods one after the other: RunPodSandbox timed (its
-answer comes once the network is up), then StopPodSandbox + RemovePodSandbox timed as one;
-the per-repeat p50s are the samples. Subjects alternate within each repeat so that a noisy
-minute hits both. Each node runs two untimed pods first (its first pod creates node
+Per repeat, ``cri_pods`` pods per subject: RunPodSandbox timed (its answer comes once the
+network is up), then StopPodSandbox + RemovePodSandbox timed as one; the per-repeat p50s are
+the samples. The subjects take turns pod by pod (who goes first flips every repeat), so that
+a noisy second on this shared machine hits both alike, not one subject's whole block. Each node runs two untimed pods first (its first pod creates node
 infrastructure: flatnet's shim, portmap's base chains).
 """
 
@@ -51,19 +51,22 @@ class CriBench:
                     nodes[subject].cri.stop_remove(pod_id)
             for rep in range(self.p.repeats):
                 order = (AGENT, REF) if rep % 2 == 0 else (REF, AGENT)
-                for subject in order:
-                    self.tick(f"cri: {subject}, repeat {rep + 1}/{self.p.repeats}")
-                    self._measure(nodes[subject], subject, rep)
+                self.tick(f"cri: repeat {rep + 1}/{self.p.repeats}, {self.p.cri_pods} pods each")
+                self._measure(nodes, order, rep)
 
-    def _measure(self, node: object, subject: str, rep: int) -> None:
-        runs, stops = [], []
+    def _measure(self, nodes: dict[str, object], order: tuple[str, str], rep: int) -> None:
+        runs: dict[str, list[float]] = {subject: [] for subject in order}
+        stops: dict[str, list[float]] = {subject: [] for subject in order}
         for i in range(self.p.cri_pods):
-            t0 = time.perf_counter()
-            pod_id, _ = node.run_pod(f"pod-{rep}-{i}", "bench")  # type: ignore[attr-defined]
-            t1 = time.perf_counter()
-            node.cri.stop_remove(pod_id)  # type: ignore[attr-defined]
-            t2 = time.perf_counter()
-            runs.append((t1 - t0) * 1000)
-            stops.append((t2 - t1) * 1000)
-        self.r.add(SECTION, subject, RUN, "ms", percentile(runs, 50))
-        self.r.add(SECTION, subject, STOP, "ms", percentile(stops, 50))
+            for subject in order:
+                node = nodes[subject]
+                t0 = time.perf_counter()
+                pod_id, _ = node.run_pod(f"pod-{rep}-{i}", "bench")  # type: ignore[attr-defined]
+                t1 = time.perf_counter()
+                node.cri.stop_remove(pod_id)  # type: ignore[attr-defined]
+                t2 = time.perf_counter()
+                runs[subject].append((t1 - t0) * 1000)
+                stops[subject].append((t2 - t1) * 1000)
+        for subject in order:
+            self.r.add(SECTION, subject, RUN, "ms", percentile(runs[subject], 50))
+            self.r.add(SECTION, subject, STOP, "ms", percentile(stops[subject], 50))
