@@ -8,6 +8,7 @@ read back with pyroute2 and compared; every call of the script must have taken t
 from __future__ import annotations
 
 import errno
+import os
 import subprocess
 import uuid
 from typing import Any, Callable, Iterator
@@ -62,6 +63,13 @@ def script(ip: Any) -> None:
     ip.route("del", dst="198.18.7.2/32", proto=201, table=254, scope=253)
     ip.route("del", dst="2001:db8:7::2/128", proto=201, table=254)
     ip.route("del", dst="198.18.6.0/24", oif=m0, scope=253)
+    ip.neigh("add", dst="2001:db8:5::9", ifindex=p1, flags=0x08)  # proxy NDP (the shim's)
+    for dst, fam in (("198.18.7.1", 2), ("198.18.7.3", 2), ("2001:db8:7::1", 10)):
+        ip.neigh("replace", dst=dst, lladdr=MAC, ifindex=p1, state=0x80, family=fam)
+    ip.neigh("replace", dst="198.18.7.1", lladdr="02:00:5e:00:53:08", ifindex=p1, state=0x80, family=2)
+    for msg in ip.neigh("dump", family=2):
+        if msg.get("dst") == "198.18.7.3" and msg.get("state") & 0x80:
+            ip.neigh("del", dst="198.18.7.3", ifindex=msg.get("ifindex"), family=2)
 
 
 def state(path: str) -> dict[str, Any]:
@@ -118,7 +126,17 @@ def state(path: str) -> dict[str, Any]:
                 ),
                 key=repr,
             ),
+            "neigh": sorted(
+                (m["family"], m.get("dst"), m.get("lladdr"), m["state"], names.get(m["ifindex"]))
+                for m in ip.neigh("dump")
+                if m["state"] & 0x80
+            ),
         }
+    ns = os.path.basename(path)
+    proxies = subprocess.run(
+        ["ip", "-n", ns, "-6", "neigh", "show", "proxy"], capture_output=True, text=True, timeout=15
+    )
+    got["proxies"] = proxies.stdout.split()
     return got
 
 
@@ -138,6 +156,8 @@ def test_short_path_leaves_what_pyroute2_leaves(two_netns: tuple[str, str]) -> N
     assert fast["mac"] == [MAC] and ("eth7", "macvlan", 1300, 1, "p0") in fast["links"]
     assert any(r[1] == "198.18.7.1" and r[3] == 201 for r in fast["routes"])
     assert not any(r[1] in ("198.18.7.2", "2001:db8:7::2", "198.18.6.0") for r in fast["routes"])
+    assert [n[1:3] for n in fast["neigh"] if n[0] == 2] == [("198.18.7.1", "02:00:5e:00:53:08")]
+    assert "2001:db8:5::9" in fast["proxies"]
 
 
 def _errno(call: Callable[[], Any]) -> int:

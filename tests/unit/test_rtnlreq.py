@@ -91,3 +91,32 @@ def test_what_the_short_path_leaves_to_pyroute2() -> None:
     assert rq.route_request("dump", {"table": 254}) is None
     assert rq.route_request("add", {"dst": "198.18.0.0/24", "oif": 2, "table": 100}) is None
     assert rq.route_request("add", {"dst": "default", "oif": 2}) is None
+
+
+def test_neighbours_as_pyroute2_sends_them() -> None:
+    from pyroute2.netlink.rtnl.ndmsg import ndmsg
+
+    static = rq.neigh_request(
+        "replace", {"dst": "198.18.7.1", "lladdr": "02:00:5e:00:53:07", "ifindex": 4, "state": 0x80, "family": 2}
+    )
+    assert static is not None and static[1] & rq.F_REPLACE
+    msg = _decode(ndmsg, static)
+    assert (msg["family"], msg["ifindex"], msg["state"]) == (socket.AF_INET, 4, 0x80)  # type: ignore[index]
+    assert msg.get("dst") == "198.18.7.1" and msg.get("lladdr") == "02:00:5e:00:53:07"  # type: ignore[attr-defined]
+    proxy = rq.neigh_request("add", {"dst": "2001:db8::9", "ifindex": 4, "flags": 0x08})
+    assert proxy is not None and proxy[1] & rq.F_EXCL
+    msg = _decode(ndmsg, proxy)
+    assert msg["family"] == socket.AF_INET6 and msg["flags"] == 0x08  # type: ignore[index]
+    assert rq.neigh_request("dump", {"family": 10, "flags": 0x08}) is None  # a proxy dump: pyroute2's
+
+
+def test_names_and_words_go_to_pyroute2() -> None:
+    """pyroute2 takes words where the kernel wants numbers; the short path leaves those to it."""
+    assert (
+        rq.neigh_request("add", {"dst": "198.18.0.9", "ifindex": 2, "lladdr": "02:00:00:00:00:01", "state": "stale"})
+        is None
+    )
+    assert rq.route_request("add", {"dst": "198.18.0.0/24", "oif": 2, "scope": "link"}) is None
+    assert rq.route_request("add", {"dst": "198.18.0.0/24", "oif": 2, "proto": "static"}) is None
+    assert rq.addr_request("add", {"index": "eth0", "address": "198.18.0.1", "prefixlen": 24}) is None
+    assert rq.link_request("set", {"index": 2, "master": "br0"}) is None

@@ -119,15 +119,6 @@ def add_proxy(ip: Handle, index: int, addr: IPAddress) -> None:
             raise
 
 
-def list_proxies(ip: Handle, index: int) -> set[IPAddress]:
-    """Addresses that have a proxy-NDP entry on link ``index``."""
-    out: set[IPAddress] = set()
-    for msg in ip.neigh("dump", family=socket.AF_INET6, flags=NTF_PROXY):
-        if msg.get("ifindex") == index and msg.get("dst"):
-            out.add(ipaddress.ip_address(msg.get("dst")))
-    return out
-
-
 NUD_PERMANENT = 0x80
 
 

@@ -41,8 +41,12 @@ from flatnet.datapath.rtnlreq import (
     NLMSG_ERROR,
     NLMSGHDR,
     U32,
+    NDA_DST,
+    NDA_LLADDR,
+    NDMSG,
     addr_request,
     link_request,
+    neigh_request,
     route_request,
 )
 
@@ -174,6 +178,29 @@ def _addr_msg(raw: bytes) -> Msg:
     )
 
 
+def _neigh_msg(raw: bytes) -> Msg:
+    family, ifindex, state, flags, kind = NDMSG.unpack_from(raw, NLMSGHDR.size)
+    a = attrs(raw, NLMSGHDR.size + NDMSG.size)
+    mac = a.get(NDA_LLADDR)
+
+    def decode() -> Any:
+        from pyroute2.netlink.rtnl.ndmsg import ndmsg
+
+        msg = ndmsg(raw)
+        msg.decode()
+        return msg
+
+    return Msg(
+        raw,
+        {"family": family, "ifindex": ifindex, "state": state, "flags": flags, "ndm_type": kind},
+        {
+            "dst": str(ipaddress.ip_address(a[NDA_DST])) if NDA_DST in a else None,
+            "lladdr": ":".join(f"{b:02x}" for b in mac) if mac else None,
+        },
+        decode,
+    )
+
+
 class Handle:
     """An ``IPRoute`` look-alike over one netlink socket (see the module docstring).
 
@@ -220,6 +247,12 @@ class Handle:
             return list(_translated(self.slow().route)(cmd, **kw))
         self.request(*req)
         return []
+
+    def neigh(self, cmd: str, **kw: Any) -> list[Any]:
+        req = neigh_request(cmd, kw)
+        if req is None:
+            return list(_translated(self.slow().neigh)(cmd, **kw))
+        return [_neigh_msg(raw) for raw in self.request(*req)]
 
     def request(self, kind: int, flags: int, body: bytes) -> list[bytes]:
         """Send one request; its data replies (raw messages) once acknowledged or done."""

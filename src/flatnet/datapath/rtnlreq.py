@@ -19,6 +19,7 @@ NLMSG_ERROR, NLMSG_DONE = 2, 3
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
+RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
 F_REQUEST, F_MULTI, F_ACK = 0x1, 0x2, 0x4
 F_REPLACE, F_EXCL, F_CREATE, F_DUMP = 0x100, 0x200, 0x400, 0x300
 IFF_UP = 0x1
@@ -29,10 +30,12 @@ IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST, IFA_FLAGS = 1, 2, 4, 8
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
 RTPROT_STATIC, RTN_UNICAST, MAIN_TABLE = 4, 1, 254
+NDA_DST, NDA_LLADDR, NUD_PERMANENT = 1, 2, 0x80
 NLMSGHDR = struct.Struct("=IHHII")
 IFINFOMSG = struct.Struct("=BxHiII")
 IFADDRMSG = struct.Struct("=BBBBI")
 RTMSG = struct.Struct("=BBBBBBBBI")
+NDMSG = struct.Struct("=BxxxiHBB")
 NLA = struct.Struct("=HH")
 U32 = struct.Struct("=I")
 
@@ -100,11 +103,16 @@ def _link_data(kw: dict[str, Any]) -> bytes | None:
     return None
 
 
+_NUMERIC = {"index", "link", "mtu", "master", "net_ns_fd", "prefixlen", "flags", "oif", "scope", "proto"}
+_NUMERIC |= {"priority", "table", "ifindex", "family"}  # and a neighbour's state (a link's is "up")
+
+
 def _plain(kw: dict[str, Any]) -> bool:
-    """Numbers where the kernel wants numbers (pyroute2 also takes names and paths)."""
-    numeric = ("index", "link", "mtu", "master", "net_ns_fd")
+    """Numbers where the kernel wants numbers: pyroute2 also takes names ("link", "stale"),
+    paths and the like, which the short path leaves to it."""
     peer = kw.get("peer")
-    return all(isinstance(kw.get(k, 0), int) for k in numeric) and (not isinstance(peer, dict) or _plain(peer))
+    numbers = all(isinstance(v, int) for k, v in kw.items() if k in _NUMERIC and v is not None)
+    return numbers and (not isinstance(peer, dict) or _plain(peer))
 
 
 def link_request(cmd: str, kw: dict[str, Any]) -> Request | None:
@@ -135,6 +143,8 @@ def link_request(cmd: str, kw: dict[str, Any]) -> Request | None:
 def addr_request(cmd: str, kw: dict[str, Any]) -> Request | None:
     """The request for ``IPRoute.addr(cmd, **kw)``, or None."""
     keys = set(kw)
+    if not _plain(kw):
+        return None
     if cmd == "dump" and keys <= {"index"}:
         return RTM_GETADDR, F_REQUEST | F_DUMP, IFADDRMSG.pack(0, 0, 0, 0, 0)
     if cmd == "add" and {"index", "address", "prefixlen"} <= keys <= {
@@ -165,6 +175,8 @@ def _route_dst(dst: str) -> tuple[int, int, bytes]:
 def route_request(cmd: str, kw: dict[str, Any]) -> Request | None:
     """The request for ``IPRoute.route(cmd, **kw)``, or None."""
     keys = set(kw)
+    if not _plain(kw):
+        return None
     if "dst" not in keys or not isinstance(kw["dst"], str) or "/" not in kw["dst"]:
         return None
     family, dst_len, dst = _route_dst(kw["dst"])
@@ -185,4 +197,27 @@ def route_request(cmd: str, kw: dict[str, Any]) -> Request | None:
         table = kw.get("table", MAIN_TABLE)
         head = (family, dst_len, 0, 0, table, kw.get("proto", 0), kw.get("scope", 0), 0, 0)
         return RTM_DELROUTE, _ACKED, RTMSG.pack(*head) + dst + (_u32(RTA_TABLE, table) if "table" in kw else b"") + tail
+    return None
+
+
+_NEIGH_SET = {"dst", "ifindex", "family", "lladdr", "state", "flags"}
+
+
+def neigh_request(cmd: str, kw: dict[str, Any]) -> Request | None:
+    """The request for ``IPRoute.neigh(cmd, **kw)``, or None."""
+    keys = set(kw)
+    if not _plain(kw) or not isinstance(kw.get("state", 0), int):
+        return None
+    if cmd == "dump" and keys <= {"family"}:
+        return RTM_GETNEIGH, F_REQUEST | F_DUMP, NDMSG.pack(kw.get("family", 0), 0, 0, 0, 0)
+    if not {"dst", "ifindex"} <= keys or not isinstance(kw["ifindex"], int):
+        return None
+    family = kw.get("family") or _family(kw["dst"])
+    dst = _ip(NDA_DST, kw["dst"])
+    if cmd == "del" and keys <= {"dst", "ifindex", "family"}:
+        return RTM_DELNEIGH, _ACKED, NDMSG.pack(family, kw["ifindex"], NUD_PERMANENT, 0, 0) + dst
+    if cmd in ("add", "replace") and keys <= _NEIGH_SET:
+        head = NDMSG.pack(family, kw["ifindex"], kw.get("state", NUD_PERMANENT), kw.get("flags", 0), 0)
+        mac = _nla(NDA_LLADDR, bytes.fromhex(kw["lladdr"].replace(":", ""))) if kw.get("lladdr") else b""
+        return RTM_NEWNEIGH, _ACKED | F_CREATE | (F_EXCL if cmd == "add" else F_REPLACE), head + dst + mac
     return None
