@@ -97,14 +97,18 @@ class Msg:
     """A reply message: header fields by ``[name]``; ``get``/``get_attr``/``get_nested`` as in
     pyroute2, parsed here for the attributes the datapath reads, by pyroute2 for any other."""
 
-    def __init__(self, raw: bytes, header: dict[str, int], fast: dict[str, Any], decoder: Callable[[], Any]) -> None:
-        self.raw, self.header, self.fast, self._decoder = raw, header, fast, decoder
+    def __init__(self, raw: bytes, header: dict[str, int], fast: dict[str, Any], kind: str) -> None:
+        #: ``kind``: pyroute2's class for the message, in ``pyroute2.netlink.rtnl.<kind>``
+        self.raw, self.header, self.fast, self.kind = raw, header, fast, kind
         self._full: Any = None
 
     def full(self) -> Any:
         """pyroute2's decoding of the whole message (made once, on first need)."""
         if self._full is None:
-            self._full = self._decoder()
+            import importlib
+
+            self._full = getattr(importlib.import_module(f"pyroute2.netlink.rtnl.{self.kind}"), self.kind)(self.raw)
+            self._full.decode()
         return self._full
 
     def __getitem__(self, key: str) -> Any:
@@ -129,18 +133,14 @@ class Msg:
         return self.full().get_nested(*names)
 
 
+def _mac_text(raw: bytes | None) -> str | None:
+    return ":".join(f"{b:02x}" for b in raw) if raw else None
+
+
 def _link_msg(raw: bytes) -> Msg:
     family, kind, index, flags, change = IFINFOMSG.unpack_from(raw, NLMSGHDR.size)
     a = attrs(raw, NLMSGHDR.size + IFINFOMSG.size)
     info = attrs(a[IFLA_LINKINFO]) if IFLA_LINKINFO in a else {}
-    mac = a.get(IFLA_ADDRESS)
-
-    def decode() -> Any:
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-
-        msg = ifinfmsg(raw)
-        msg.decode()
-        return msg
 
     return Msg(
         raw,
@@ -148,11 +148,11 @@ def _link_msg(raw: bytes) -> Msg:
         {
             "ifname": a[IFLA_IFNAME].rstrip(b"\0").decode() if IFLA_IFNAME in a else None,
             "mtu": U32.unpack(a[IFLA_MTU])[0] if IFLA_MTU in a else None,
-            "address": ":".join(f"{b:02x}" for b in mac) if mac else None,
+            "address": _mac_text(a.get(IFLA_ADDRESS)),
             "master": U32.unpack(a[IFLA_MASTER])[0] if IFLA_MASTER in a else None,
             "kind": info[IFLA_INFO_KIND].rstrip(b"\0").decode() if IFLA_INFO_KIND in info else None,
         },
-        decode,
+        "ifinfmsg",
     )
 
 
@@ -163,41 +163,26 @@ def _addr_msg(raw: bytes) -> Msg:
     def text(kind: int) -> str | None:
         return str(ipaddress.ip_address(a[kind])) if kind in a else None
 
-    def decode() -> Any:
-        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-
-        msg = ifaddrmsg(raw)
-        msg.decode()
-        return msg
-
     return Msg(
         raw,
         {"family": family, "prefixlen": prefixlen, "flags": flags, "scope": scope, "index": index},
         {"address": text(IFA_ADDRESS), "local": text(IFA_LOCAL)},
-        decode,
+        "ifaddrmsg",
     )
 
 
 def _neigh_msg(raw: bytes) -> Msg:
     family, ifindex, state, flags, kind = NDMSG.unpack_from(raw, NLMSGHDR.size)
     a = attrs(raw, NLMSGHDR.size + NDMSG.size)
-    mac = a.get(NDA_LLADDR)
-
-    def decode() -> Any:
-        from pyroute2.netlink.rtnl.ndmsg import ndmsg
-
-        msg = ndmsg(raw)
-        msg.decode()
-        return msg
 
     return Msg(
         raw,
         {"family": family, "ifindex": ifindex, "state": state, "flags": flags, "ndm_type": kind},
         {
             "dst": str(ipaddress.ip_address(a[NDA_DST])) if NDA_DST in a else None,
-            "lladdr": ":".join(f"{b:02x}" for b in mac) if mac else None,
+            "lladdr": _mac_text(a.get(NDA_LLADDR)),
         },
-        decode,
+        "ndmsg",
     )
 
 
