@@ -51,6 +51,7 @@ from flatnet.datapath.rtnlreq import (
 )
 
 _RECV = 1 << 18
+_FIRST_RTM = 16  # message types below are netlink's own (NOOP, ERROR, DONE, OVERRUN)
 
 
 class NetlinkError(OSError):
@@ -258,7 +259,8 @@ class Handle:
                         if code > 0:
                             raise NetlinkError(code, os.strerror(code))
                         return out
-                    out.append(data[off : off + length])
+                    if mtype >= _FIRST_RTM:  # not NLMSG_NOOP / NLMSG_OVERRUN
+                        out.append(data[off : off + length])
                 off += (length + 3) & ~3
 
     def close(self) -> None:
