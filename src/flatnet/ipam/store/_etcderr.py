@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import socket
-import ssl
 
 from flatnet.errors import FlatnetError
 from flatnet.ipam.store._etcdconf import EtcdSecurity
@@ -33,6 +32,8 @@ class Refused(Exception):
 
 def explain_oserror(exc: BaseException, url: str, sec: EtcdSecurity) -> tuple[str, bool]:
     """(message, is_refusal) for a transport error of one call to ``url``."""
+    import ssl  # here: a plugin call that meets no error need not load it (~14 ms)
+
     if isinstance(exc, ssl.SSLCertVerificationError):
         trust = f"caFile {sec.ca_file!r}" if sec.ca_file else "the system's CA store (no caFile set)"
         return (
