@@ -33,16 +33,13 @@ from concurrent.futures import Future
 from flatnet.datapath import links, netns
 from flatnet.datapath.api import AttachSpec, IPAddress
 from flatnet.datapath.common import vlan_ifname
-from flatnet.datapath.neigh import BROADCAST, ETH_P_ARP, ETH_P_IPV6, _checksum, mac_bytes
+from flatnet.datapath.neigh import BROADCAST, ETH_P_ARP, ETH_P_IPV6, _checksum
+from flatnet.datapath.rtnlreq import mac_bytes, mac_text
 
 UNSPEC6 = ipaddress.IPv6Address("::")
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_ALLMULTI = 2
-
-
-def mac_text(raw: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in raw)
 
 
 def solicited_node(addr: ipaddress.IPv6Address) -> ipaddress.IPv6Address:

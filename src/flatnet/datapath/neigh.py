@@ -16,6 +16,7 @@ import struct
 
 
 from flatnet.datapath.rtnl import Handle, NetlinkError
+from flatnet.datapath.rtnlreq import mac_bytes
 from flatnet.datapath import netns
 from flatnet.datapath.api import IPAddress, IPInterface
 
@@ -25,10 +26,6 @@ NTF_PROXY = 0x08
 BROADCAST = b"\xff" * 6
 ALL_NODES_MAC = bytes.fromhex("333300000001")
 ALL_NODES = ipaddress.IPv6Address("ff02::1")
-
-
-def mac_bytes(mac: str) -> bytes:
-    return bytes.fromhex(mac.replace(":", ""))
 
 
 def garp_frame(mac: str, addr: ipaddress.IPv4Address) -> bytes:

@@ -23,7 +23,10 @@ import socket
 import threading
 from concurrent.futures import Future
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
+
+if TYPE_CHECKING:
+    from flatnet.datapath.rtnl import Handle
 
 NETNS_RUN_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
@@ -48,7 +51,9 @@ def exists(ns: str | None) -> bool:
 
 NETLINK_ROUTE = 0
 # the handles of the current session() (one per netns path; "" is the caller's own netns)
-_session: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("flatnet_netns_session", default=None)
+_session: contextvars.ContextVar[dict[str, Handle] | None] = contextvars.ContextVar(
+    "flatnet_netns_session", default=None
+)
 
 
 def _netlink_fd() -> int:
@@ -56,7 +61,7 @@ def _netlink_fd() -> int:
     return sock.detach()
 
 
-def open_ipr(path: str | None) -> Any:
+def open_ipr(path: str | None) -> Handle:
     """A netlink handle whose socket was created inside netns ``path`` (None: our own).
 
     A ``rtnl.Handle``: the calls every pod ADD/DEL makes go straight to the socket, the rest to
@@ -98,7 +103,7 @@ def session() -> Iterator[None]:
     if _session.get() is not None:
         yield
         return
-    handles: dict[str, Any] = {}
+    handles: dict[str, Handle] = {}
     token = _session.set(handles)
     try:
         yield
@@ -109,7 +114,7 @@ def session() -> Iterator[None]:
 
 
 @contextmanager
-def ipr(ns: str | None = None) -> Iterator[Any]:
+def ipr(ns: str | None = None) -> Iterator[Handle]:
     """A netlink handle bound to ``ns`` (None: the caller's own netns)."""
     path = ns_path(ns)
     handles = _session.get()

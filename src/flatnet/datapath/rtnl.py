@@ -6,9 +6,10 @@ carries its statistics and dozens of per-family settings). That is ~0.6-0.9 ms o
 per call on the project's 2-core test VM, and a pod ADD makes about ten of them: most of the
 agent's CPU in a burst of pod starts (``docs/BENCHMARKS.md``; profile in the stop-11 note).
 
-``Handle`` answers ``link``/``addr``/``route`` calls whose arguments it knows with one
-``sendto`` and the replies read straight from the socket, encoding requests the way pyroute2
-does (the unit tests compare the bytes with pyroute2's own encoding). Replies are wrapped in
+``Handle`` answers ``link``/``addr``/``route``/``neigh`` calls whose arguments it knows with
+one ``send`` and the replies read straight from the socket, encoding requests the way pyroute2
+does (``rtnlreq``: the unit tests decode them with pyroute2's message classes, and a kernel
+test compares what both paths leave in a namespace). Replies are wrapped in
 ``Msg``: the few attributes the datapath reads are parsed directly; asking for any other
 hands the raw bytes to pyroute2's decoder. Every other call — and any argument the short
 path does not know — goes to a pyroute2 ``IPRoute`` opened on first use in the same netns.
@@ -44,8 +45,10 @@ from flatnet.datapath.rtnlreq import (
     NDA_DST,
     NDA_LLADDR,
     NDMSG,
+    Request,
     addr_request,
     link_request,
+    mac_text,
     neigh_request,
     route_request,
 )
@@ -134,8 +137,8 @@ class Msg:
         return self.full().get_nested(*names)
 
 
-def _mac_text(raw: bytes | None) -> str | None:
-    return ":".join(f"{b:02x}" for b in raw) if raw else None
+def _mac(raw: bytes | None) -> str | None:
+    return mac_text(raw) if raw else None
 
 
 def _link_msg(raw: bytes) -> Msg:
@@ -149,7 +152,7 @@ def _link_msg(raw: bytes) -> Msg:
         {
             "ifname": a[IFLA_IFNAME].rstrip(b"\0").decode() if IFLA_IFNAME in a else None,
             "mtu": U32.unpack(a[IFLA_MTU])[0] if IFLA_MTU in a else None,
-            "address": _mac_text(a.get(IFLA_ADDRESS)),
+            "address": _mac(a.get(IFLA_ADDRESS)),
             "master": U32.unpack(a[IFLA_MASTER])[0] if IFLA_MASTER in a else None,
             "kind": info[IFLA_INFO_KIND].rstrip(b"\0").decode() if IFLA_INFO_KIND in info else None,
         },
@@ -181,7 +184,7 @@ def _neigh_msg(raw: bytes) -> Msg:
         {"family": family, "ifindex": ifindex, "state": state, "flags": flags, "ndm_type": kind},
         {
             "dst": str(ipaddress.ip_address(a[NDA_DST])) if NDA_DST in a else None,
-            "lladdr": _mac_text(a.get(NDA_LLADDR)),
+            "lladdr": _mac(a.get(NDA_LLADDR)),
         },
         "ndmsg",
     )
@@ -215,30 +218,29 @@ class Handle:
         return _translated(attr) if callable(attr) else attr
 
     def link(self, cmd: str, **kw: Any) -> list[Any]:
-        req = link_request(cmd, kw)
-        if req is None:
-            return list(_translated(self.slow().link)(cmd, **kw))
-        return [_link_msg(raw) for raw in self.request(*req)]
+        return self._either("link", link_request(cmd, kw), _link_msg, cmd, kw)
 
     def addr(self, cmd: str, **kw: Any) -> list[Any]:
         req = addr_request(cmd, kw)
-        if req is None:
-            return list(_translated(self.slow().addr)(cmd, **kw))
-        msgs = [_addr_msg(raw) for raw in self.request(*req)]
-        return [m for m in msgs if "index" not in kw or m["index"] == kw["index"]]
+        msgs = self._either("addr", req, _addr_msg, cmd, kw)
+        if req is None or "index" not in kw:
+            return msgs
+        return [m for m in msgs if m["index"] == kw["index"]]  # the kernel dumps every link's
 
     def route(self, cmd: str, **kw: Any) -> list[Any]:
-        req = route_request(cmd, kw)
-        if req is None:
-            return list(_translated(self.slow().route)(cmd, **kw))
-        self.request(*req)
-        return []
+        return self._either("route", route_request(cmd, kw), None, cmd, kw)
 
     def neigh(self, cmd: str, **kw: Any) -> list[Any]:
-        req = neigh_request(cmd, kw)
+        return self._either("neigh", neigh_request(cmd, kw), _neigh_msg, cmd, kw)
+
+    def _either(
+        self, verb: str, req: Request | None, parse: Callable[[bytes], Msg] | None, cmd: str, kw: dict[str, Any]
+    ) -> list[Any]:
+        """``req`` sent here (replies parsed by ``parse``), or, with no ``req``, pyroute2's ``verb``."""
         if req is None:
-            return list(_translated(self.slow().neigh)(cmd, **kw))
-        return [_neigh_msg(raw) for raw in self.request(*req)]
+            return list(_translated(getattr(self.slow(), verb))(cmd, **kw))
+        replies = self.request(*req)
+        return [parse(raw) for raw in replies] if parse is not None else []
 
     def request(self, kind: int, flags: int, body: bytes) -> list[bytes]:
         """Send one request; its data replies (raw messages) once acknowledged or done."""

@@ -1,9 +1,10 @@
 """Requests of ``rtnl.Handle``'s short path: rtnetlink messages for the calls it knows.
 
 Each builder takes the arguments of the pyroute2 call it stands for (``IPRoute.link``,
-``addr``, ``route``) and returns the message type, netlink flags and body encoded as pyroute2
-0.9 encodes them (the same attributes, defaults and flags: the kernel-backed tests compare
-what each leaves in a namespace), or None when the arguments are not ones it knows: the
+``addr``, ``route``, ``neigh``) and returns the message type, netlink flags and body encoded as pyroute2
+0.9 encodes them (the same attributes, defaults and flags: ``tests/unit/test_rtnlreq.py``
+decodes them with pyroute2's message classes, ``tests/integration/test_rtnl.py`` compares what
+each path leaves in a namespace), or None when the arguments are not ones it knows: the
 caller then goes through pyroute2.
 """
 
@@ -57,8 +58,14 @@ def _ip(kind: int, value: Any) -> bytes:
     return _nla(kind, ipaddress.ip_address(value).packed)
 
 
-def _mac(value: str) -> bytes:
-    return _nla(IFLA_ADDRESS, bytes.fromhex(value.replace(":", "")))
+def mac_bytes(mac: str) -> bytes:
+    """``"02:00:5e:00:53:07"`` -> its six bytes."""
+    return bytes.fromhex(mac.replace(":", ""))
+
+
+def mac_text(raw: bytes) -> str:
+    """Six bytes -> ``"02:00:5e:00:53:07"``."""
+    return ":".join(f"{b:02x}" for b in raw)
 
 
 def _family(value: Any) -> int:
@@ -83,7 +90,7 @@ def _link_common(kw: dict[str, Any]) -> bytes:
     if kw.get("mtu") is not None:
         out += _u32(IFLA_MTU, kw["mtu"])
     if kw.get("address") is not None:
-        out += _mac(kw["address"])
+        out += _nla(IFLA_ADDRESS, mac_bytes(kw["address"]))
     if kw.get("master") is not None:
         out += _u32(IFLA_MASTER, kw["master"])
     if kw.get("net_ns_fd") is not None:
@@ -218,6 +225,6 @@ def neigh_request(cmd: str, kw: dict[str, Any]) -> Request | None:
         return RTM_DELNEIGH, _ACKED, NDMSG.pack(family, kw["ifindex"], NUD_PERMANENT, 0, 0) + dst
     if cmd in ("add", "replace") and keys <= _NEIGH_SET:
         head = NDMSG.pack(family, kw["ifindex"], kw.get("state", NUD_PERMANENT), kw.get("flags", 0), 0)
-        mac = _nla(NDA_LLADDR, bytes.fromhex(kw["lladdr"].replace(":", ""))) if kw.get("lladdr") else b""
+        mac = _nla(NDA_LLADDR, mac_bytes(kw["lladdr"])) if kw.get("lladdr") else b""
         return RTM_NEWNEIGH, _ACKED | F_CREATE | (F_EXCL if cmd == "add" else F_REPLACE), head + dst + mac
     return None
