@@ -194,5 +194,18 @@ def test_errors_and_reads_match_pyroute2(two_netns: tuple[str, str]) -> None:
         handle.neigh("dump")  # anything else too, with pyroute2's errors translated:
         assert _errno(lambda: handle.link("add", ifname="br0", kind="bridge")) == errno.EEXIST
         assert _errno(lambda: handle.get_links(99999)) == errno.ENODEV
+        # a bridge port's state, read here as pyroute2 reads it (bridge mode awaits forwarding)
+        bridge, p1 = links.lookup(handle, "br0"), links.lookup(handle, "p1")
+        assert bridge is not None and p1 is not None
+        handle.link("set", index=index, master=bridge)
+        for up in (bridge, p1, index):
+            handle.link("set", index=up, state="up")
+        assert links.await_forwarding(handle, index, timeout=5.0)
+        port = ("IFLA_LINKINFO", "IFLA_INFO_SLAVE_DATA", "IFLA_BRPORT_STATE")
+        with netns._pyroute2(fast_ns) as ip:
+            assert handle.link("get", index=index)[0].get_nested(*port) == ip.link("get", index=index)[0].get_nested(
+                *port
+            )
+        assert handle.link("get", index=p1)[0].get_nested(*port) is None  # not a port
     finally:
         handle.close()

@@ -120,7 +120,12 @@ class BridgeDatapath:
                 if spec.vlan is not None and bridge.name == DEFAULT_BRIDGE and vlanbridge.filtering(ip, bridge):
                     vlanbridge.access(ip, host_info, spec.vlan)  # untagged in the pod's VLAN only
                 links.set_up(ip, host_info.index)
-            mac, mtu = pod.adopt(spec, ns_path, tmp, spec.mac, undo)
+
+            def port_forwarding() -> None:  # else the bridge drops the pod's announcements
+                with translate(f"waiting for bridge port {host!r}", spec.host_netns), netns.ipr(spec.host_netns) as ip:
+                    links.await_forwarding(ip, host_info.index)
+
+            mac, mtu = pod.adopt(spec, ns_path, tmp, spec.mac, undo, before_announce=port_forwarding)
             # the pod may send only as itself from its port (datapath/antispoof.py)
             with translate(f"installing anti-spoofing rules on {host!r}", spec.host_netns):
                 antispoof.install(spec.host_netns, host, mac, [a.ip for a in spec.addresses])

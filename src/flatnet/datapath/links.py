@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -219,3 +220,24 @@ def delete_index(ip: Handle, index: int) -> bool:
 
 def set_up(ip: Handle, index: int) -> None:
     ip.link("set", index=index, state="up")
+
+
+BR_STATE_FORWARDING = 3
+
+
+def await_forwarding(ip: Handle, index: int, timeout: float = 1.0) -> bool:
+    """Wait until bridge port #``index`` forwards; False if it does not within ``timeout``.
+
+    A veth port gets its carrier when the pod's end comes up, but the bridge hears of it
+    later, from the kernel's link-watch work: frames the pod sends meanwhile (its ARP/NA
+    announcements) are dropped at the port. Bounded: a bridge running STP keeps a new port
+    in listening/learning for seconds, and an announcement is worth no longer a wait.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = ip.link("get", index=index)[0]
+        if msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_SLAVE_DATA", "IFLA_BRPORT_STATE") == BR_STATE_FORWARDING:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.001)

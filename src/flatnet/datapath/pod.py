@@ -42,12 +42,15 @@ def adopt(
     mac: str | None,
     undo: Undo,
     node_side: Callable[[], None] | None = None,
+    before_announce: Callable[[], None] | None = None,
 ) -> tuple[str, int]:
     """Turn link ``tmp`` (just moved into the container netns) into the configured pod iface.
 
     Returns (mac, mtu) as the kernel reports them. Registers the link's removal on ``undo``.
     ``node_side`` (the mode's node-side steps that need no MAC) runs once the addresses are
     set and before ``spec.address_gate``: the conflict probe's wait overlaps it too.
+    ``before_announce`` runs once the link is up, before the announcements: where the
+    pod's frames need the node side to be ready too (a bridge port), it waits for that.
     """
     with translate(f"configuring {spec.ifname!r}", ns_path), netns.ipr(ns_path) as ip:
         arrived = links.find(ip, tmp)
@@ -85,6 +88,8 @@ def adopt(
                 ) from exc
     # a rename and bringing it up change neither: no second read of the link
     final_mac = (mac or arrived.mac).lower()
+    if before_announce is not None:
+        before_announce()
     neigh.announce(ns_path, spec.ifname, final_mac, spec.addresses)
     return final_mac, arrived.mtu
 

@@ -32,8 +32,10 @@ from flatnet.datapath.rtnlreq import (
     IFADDRMSG,
     IFINFOMSG,
     IFLA_ADDRESS,
+    IFLA_BRPORT_STATE,
     IFLA_IFNAME,
     IFLA_INFO_KIND,
+    IFLA_INFO_SLAVE_DATA,
     IFLA_LINKINFO,
     IFLA_MASTER,
     IFLA_MTU,
@@ -134,6 +136,8 @@ class Msg:
     def get_nested(self, *names: str) -> Any:
         if names == ("IFLA_LINKINFO", "IFLA_INFO_KIND"):
             return self.fast["kind"]
+        if names == ("IFLA_LINKINFO", "IFLA_INFO_SLAVE_DATA", "IFLA_BRPORT_STATE"):
+            return self.fast["brport_state"]
         return self.full().get_nested(*names)
 
 
@@ -145,6 +149,7 @@ def _link_msg(raw: bytes) -> Msg:
     family, kind, index, flags, change = IFINFOMSG.unpack_from(raw, NLMSGHDR.size)
     a = attrs(raw, NLMSGHDR.size + IFINFOMSG.size)
     info = attrs(a[IFLA_LINKINFO]) if IFLA_LINKINFO in a else {}
+    port = attrs(info[IFLA_INFO_SLAVE_DATA]) if IFLA_INFO_SLAVE_DATA in info else {}
 
     return Msg(
         raw,
@@ -155,6 +160,7 @@ def _link_msg(raw: bytes) -> Msg:
             "address": _mac(a.get(IFLA_ADDRESS)),
             "master": U32.unpack(a[IFLA_MASTER])[0] if IFLA_MASTER in a else None,
             "kind": info[IFLA_INFO_KIND].rstrip(b"\0").decode() if IFLA_INFO_KIND in info else None,
+            "brport_state": port[IFLA_BRPORT_STATE][0] if IFLA_BRPORT_STATE in port else None,
         },
         "ifinfmsg",
     )
