@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV  := .venv
 WR    := scripts/with-root
-LINT_PATHS   := src tests
+LINT_PATHS   := src tooling/src tests
 
 .PHONY: help setup forwarder demo test test-fast test-kernel lint bench chaos image clean
 help:
@@ -48,7 +48,7 @@ bench:
 	@$(WR) bash -c 'scripts/setup.sh && $(VENV)/bin/flatnet bench'
 
 chaos:
-	@$(WR) bash -c 'scripts/setup.sh && $(VENV)/bin/python -m flatnet.chaos --store both'
+	@$(WR) bash -c 'scripts/setup.sh && $(VENV)/bin/python -m flatnet_lab.chaos --store both'
 
 image:
 	@$(WR) bash -c 'scripts/setup.sh && scripts/image/build.sh'

@@ -12,7 +12,7 @@ APT_PKGS=(iproute2 nftables iputils-ping iperf3 etcd-server etcd-client podman r
           containernetworking-plugins busybox-static redis-server redis-tools socat conntrack
           util-linux netcat-openbsd python3-venv procps psmisc openssl prometheus
           make musl-tools  # musl-tools: musl-gcc for the static CNI forwarder and the test pause image
-          containerd iptables  # the CRI tests and bench (flatnet.testbed.cri); iptables: portmap
+          containerd iptables  # the CRI tests and bench (flatnet_lab.testbed.cri); iptables: portmap
           mmdebstrap  # mmdebstrap: the image's root filesystem (make image, scripts/image/) and the VM's
           qemu-system-x86 cpio)  # the kernel tier's VM (scripts/vm/, make test-kernel)
 
@@ -29,7 +29,7 @@ fi
 # The Debian etcd-server package starts a system etcd on 2379; flatnet's tests and lab run
 # their own on free ports, so the system one is not needed (and must not hold the ports).
 if systemctl is-active --quiet etcd 2>/dev/null; then systemctl stop etcd || true; fi
-# Likewise containerd: the CRI tests and bench (flatnet.testbed.cri) start private ones with
+# Likewise containerd: the CRI tests and bench (flatnet_lab.testbed.cri) start private ones with
 # their own root, state, socket and CNI dirs; and prometheus: the lab's Prometheus test runs its
 # own (own config and data dir, in a lab namespace). The system services are not wanted.
 for svc in containerd prometheus; do
@@ -39,12 +39,12 @@ done
 
 PY=${PYTHON:-python3}
 stamp=.venv/.flatnet-installed
-want=$(sha256sum pyproject.toml | cut -c1-16)
+want=$(cat pyproject.toml tooling/pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "==> venv: .venv (flatnet-cni + lab, test and lint dependencies)"
+  echo "==> venv: .venv (flatnet-cni, flatnet-lab from tooling/, test and lint dependencies)"
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[test,lab,lint]' 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -c 'import flatnet, pyroute2, rich, matplotlib, pytest, hypothesis, grpc, grpc_tools, prometheus_client, pythonjsonlogger.json, httpx, etcd3gw, aetcd, mypy, importlinter'
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[test,lint]" -e ./tooling 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c 'import flatnet, flatnet_lab, pyroute2, rich, matplotlib, pytest, hypothesis, grpc, grpc_tools, prometheus_client, pythonjsonlogger.json, httpx, etcd3gw, aetcd, mypy, importlinter'
   .venv/bin/ruff --version >/dev/null
   echo "$want" > "$stamp"
 fi

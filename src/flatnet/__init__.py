@@ -2,7 +2,9 @@
 
 Public entry points: the ``flatnet`` command (``flatnet.cli``) and the agent
 (``flatnet.agent``); the CNI plugin runtimes exec is the native forwarder in
-native/forwarder/ (``flatnet.forwarder`` finds it). Errors live in ``flatnet.errors``.
+native/forwarder/. Errors live in ``flatnet.errors``. The lab, bench, chaos harness and
+test-bed are a separate distribution (``flatnet-lab``, package ``flatnet_lab``) that the
+runtime never imports.
 """
 
 __version__ = "0.1.0"

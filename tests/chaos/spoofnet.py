@@ -20,7 +20,7 @@ from flatnet.datapath import get_datapath
 from flatnet.datapath.api import AttachSpec, Attachment, Route
 from flatnet.datapath.common import host_veth_name
 from flatnet.errors import FlatnetError
-from flatnet.testbed import net as testnet
+from flatnet_lab.testbed import net as testnet
 from tests.helpers.net import sh
 
 SEG = {100: ("198.18.100", "eth0"), 200: ("198.18.101", "eth1")}

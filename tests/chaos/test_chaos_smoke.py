@@ -1,6 +1,6 @@
 """The chaos harness's smoke profile: load + faults on real namespaces, then invariants.
 
-Full runs (10,000 calls, >= 50 agent kills): ``python -m flatnet.chaos`` (see
+Full runs (10,000 calls, >= 50 agent kills): ``python -m flatnet_lab.chaos`` (see
 docs/RELIABILITY.md). Here: 300 calls with 5 agent SIGKILLs, a SQLite writer killed in
 its transaction, a node lost then GC; and on etcd, etcd killed and restarted mid-load.
 Each scenario must also prove its faults really struck (kills counted, calls made).
@@ -20,8 +20,8 @@ pytestmark = [
     pytest.mark.timeout(600),
 ]
 
-from flatnet.chaos import PROFILES, run  # noqa: E402
-from flatnet.chaos.report import ScenarioResult  # noqa: E402
+from flatnet_lab.chaos import PROFILES, run  # noqa: E402
+from flatnet_lab.chaos.report import ScenarioResult  # noqa: E402
 
 SMOKE = PROFILES["smoke"]
 

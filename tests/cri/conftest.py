@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from flatnet.testbed.cri import CriNode, PortMap, snapshot
+from flatnet_lab.testbed.cri import CriNode, PortMap, snapshot
 
 TOOLS = ("containerd", "ctr", "runc", "musl-gcc", "busybox", "nsenter", "nft", "iptables")
 

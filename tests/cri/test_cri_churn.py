@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from flatnet.testbed.cri import CriError, CriNode, PodSpec, PodStatus, snapshot
+from flatnet_lab.testbed.cri import CriError, CriNode, PodSpec, PodStatus, snapshot
 
 from .conftest import assert_clean
 from .traffic import ping

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from flatnet.testbed.cri import CriNode, PodSpec
+from flatnet_lab.testbed.cri import CriNode, PodSpec
 
 from .conftest import require_tools
 

@@ -12,7 +12,7 @@ import secrets
 
 import pytest
 
-from flatnet.testbed.cri import CriError, CriNode, PortMap, snapshot
+from flatnet_lab.testbed.cri import CriError, CriNode, PortMap, snapshot
 
 from .conftest import assert_clean
 from .traffic import http_get, httpd_args, ping

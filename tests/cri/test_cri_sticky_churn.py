@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from flatnet.testbed.cri import CriNode, PodSpec
+from flatnet_lab.testbed.cri import CriNode, PodSpec
 
 from .conftest import require_tools
 

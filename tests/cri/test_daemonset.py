@@ -2,7 +2,7 @@
 
 The chart is rendered as Helm would (tests/helpers/helm.py) with the node paths pointed at
 the CRI node's directories (what an operator does on k3s) and a SQLite store in the node's
-state dir; the image is the one ``make image`` builds. ``flatnet.testbed.kubelet`` runs the
+state dir; the image is the one ``make image`` builds. ``flatnet_lab.testbed.kubelet`` runs the
 pod from those manifests: host network, init container, agent, probes, preStop. The node
 starts as kubeadm leaves it — no conflist, no flatnet plugin, no Python of flatnet's — and:
 ordinary sandboxes get flat addresses from that agent; a wedged agent fails liveness and
@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from flatnet.testbed.cri import CriNode
-from flatnet.testbed.cri.node import POOL, plugin_path
-from flatnet.testbed.kubelet import DaemonSetPod
+from flatnet_lab.testbed.cri import CriNode
+from flatnet_lab.testbed.cri.node import POOL, plugin_path
+from flatnet_lab.testbed.kubelet import DaemonSetPod
 from tests.helpers.cli import flatnet_cli
 from tests.helpers.helm import Chart
 from tests.helpers.image import ROOT, ensure_image

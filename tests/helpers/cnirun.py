@@ -118,7 +118,7 @@ def install_forwarder(directory: str) -> str:
     Tests exec the working tree's forwarder (``make -C native/forwarder``, a no-op when up
     to date), not whatever /opt/cni/bin holds.
     """
-    from flatnet import forwarder
+    from flatnet_lab import forwarder
 
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "flatnet")
@@ -129,6 +129,6 @@ def install_forwarder(directory: str) -> str:
 
 def inprocess_env() -> dict[str, str]:
     """What makes the forwarder run the no-agent mode when no agent listens."""
-    from flatnet import forwarder
+    from flatnet_lab import forwarder
 
     return {"FLATNET_INPROCESS": forwarder.inprocess_entry(), "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}

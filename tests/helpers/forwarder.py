@@ -24,7 +24,7 @@ EXEC_TIMEOUT = 30.0
 
 
 def forwarder_path() -> str:
-    from flatnet import forwarder
+    from flatnet_lab import forwarder
 
     return forwarder.path()
 

@@ -31,7 +31,7 @@ _RESULTS_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
 
 JOB = """\
 cd /opt/flatnet/wt
-export FLATNET_KERNEL_TIER=vm PYTHONPATH=/opt/flatnet/wt/src:/opt/flatnet/wt:/opt/flatnet/site
+export FLATNET_KERNEL_TIER=vm PYTHONPATH=/opt/flatnet/wt/src:/opt/flatnet/wt/tooling/src:/opt/flatnet/wt:/opt/flatnet/site
 export PYTHONDONTWRITEBYTECODE=1 HYPOTHESIS_STORAGE_DIRECTORY=/tmp/hypothesis
 stty -F {port} raw -echo 2>/dev/null
 python3 -m pytest -p no:cacheprovider -rA --tb=short -v \\

@@ -5,9 +5,9 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from flatnet.testbed import net as labnet
-from flatnet.lab import manager
-from flatnet.lab.topology import PREFIX, Topology
+from flatnet_lab.testbed import net as labnet
+from flatnet_lab.lab import manager
+from flatnet_lab.lab.topology import PREFIX, Topology
 
 #: a TCP server that answers every connection with "<tag> <peer address it saw>" (30 s idle cap)
 SERVER = """

@@ -83,7 +83,7 @@ def _site_packages() -> Path:
 def _stage(stage: Path, job: str, files: dict[str, str]) -> None:
     app = stage / "opt" / "flatnet"
     wt = app / "wt"
-    for part in ("src", "tests"):
+    for part in ("src", "tests", "tooling/src"):
         shutil.copytree(ROOT / part, wt / part, ignore=SKIP_TREE)
     shutil.copy2(ROOT / "pyproject.toml", wt / "pyproject.toml")
     site = _site_packages()

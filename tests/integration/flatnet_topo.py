@@ -8,7 +8,7 @@
     v200 netns:   on br200, 198.18.100.201/24 - same subnet, other L2 segment
     pod netns:    made like a runtime would (a named netns with lo up), one per ``pod()`` call
 
-Built from the test-bed's steps (``flatnet.testbed.net``). Everything is named
+Built from the test-bed's steps (``flatnet_lab.testbed.net``). Everything is named
 ``fnt-<6 hex>-*`` and removed by ``close()`` (also on failure: use it as
 a context manager). Traffic helpers are bounded in count and time.
 """
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 from flatnet.datapath import netns as fnetns
 from flatnet.errors import FlatnetError
-from flatnet.testbed import net as testnet
-from flatnet.testbed.net import BuiltOnEnter
+from flatnet_lab.testbed import net as testnet
+from flatnet_lab.testbed.net import BuiltOnEnter
 from tests.helpers.net import sh
 
 SERVER = r"""

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from flatnet.bench import etcdclients
-from flatnet.bench.results import Results
+from flatnet_lab.bench import etcdclients
+from flatnet_lab.bench.results import Results
 
 pytestmark = [pytest.mark.etcd, pytest.mark.timeout(120)]
 

@@ -29,7 +29,7 @@ from flatnet.datapath.fake import FakeDatapath
 from flatnet.errors import INVALID_CONFIG, StoreAccessDenied, StoreUnavailable
 from flatnet.ipam import Ipam, Owner, PoolSpec
 from flatnet.ipam.store import open_store
-from flatnet.testbed.net import stop_proc
+from flatnet_lab.testbed.net import stop_proc
 from tests.helpers.certs import make_pki
 from tests.helpers.etcd import EtcdServer
 

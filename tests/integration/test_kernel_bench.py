@@ -2,7 +2,7 @@
 
 ``flatnet bench`` on this machine reports ipvlan as unavailable (no CONFIG_IPVLAN) and has no
 802.1Q row (no 8021q). Here, inside the VM booting Debian's kernel, the same measurement
-functions (flatnet.bench.iperf, flatnet.lab.probe) run over the same kind of topology
+functions (flatnet_lab.bench.iperf, flatnet_lab.lab.probe) run over the same kind of topology
 (tests/integration/flatnet_topo.py: two nodes on one segment), pod on node 1 -> pod on
 node 2, side by side with the wire (node 1 -> node 2) and macvlan. Under TCG emulation
 absolute figures mean nothing, so only ratios to the wire and to macvlan are reported
@@ -16,10 +16,10 @@ import os
 import pytest
 from flatnet_topo import Topology, pod_addrs
 
-from flatnet.bench import iperf
+from flatnet_lab.bench import iperf
 from flatnet.datapath import get_datapath, netns
 from flatnet.datapath.api import AttachSpec
-from flatnet.lab import probe
+from flatnet_lab.lab import probe
 
 pytestmark = [
     pytest.mark.netns,

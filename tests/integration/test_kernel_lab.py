@@ -1,7 +1,7 @@
 """The lab's switch in its real shape: one VLAN-filtering bridge, nodes on 802.1Q trunks.
 
 Runs in the kernel tier's VM (marker ``kernel``), where ``lab up`` finds 8021q and bridge
-vlan_filtering and so builds the ``vlan-aware`` shape (flatnet.lab.topology); on this
+vlan_filtering and so builds the ``vlan-aware`` shape (flatnet_lab.lab.topology); on this
 machine's kernel it builds ``per-vlan`` (tests/integration/test_lab_*.py cover that one).
 """
 
@@ -14,8 +14,8 @@ import pytest
 from vlan_topo import capture, wait_listening
 
 from tests.helpers.net import ping, sh
-from flatnet.testbed import net as labnet
-from flatnet.lab import manager
+from flatnet_lab.testbed import net as labnet
+from flatnet_lab.lab import manager
 
 pytestmark = [
     pytest.mark.netns,

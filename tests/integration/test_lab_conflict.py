@@ -17,9 +17,9 @@ import pytest
 
 from tests.helpers.lab import CLIENT, SERVER, fresh_lab
 
-from flatnet.testbed import net as labnet
-from flatnet.lab import netconf, pods
-from flatnet.lab.topology import PREFIX, Topology
+from flatnet_lab.testbed import net as labnet
+from flatnet_lab.lab import netconf, pods
+from flatnet_lab.lab.topology import PREFIX, Topology
 from tests.helpers.cli import flatnet_cli
 
 pytestmark = [

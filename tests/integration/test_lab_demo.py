@@ -16,9 +16,9 @@ import pytest
 
 from tests.helpers.lab import fresh_lab
 
-from flatnet.testbed import net as labnet
-from flatnet.lab import manager, reach
-from flatnet.lab.topology import POD_NS_PREFIX, PREFIX, Topology
+from flatnet_lab.testbed import net as labnet
+from flatnet_lab.lab import manager, reach
+from flatnet_lab.lab.topology import POD_NS_PREFIX, PREFIX, Topology
 
 pytestmark = [
     pytest.mark.netns,

@@ -14,11 +14,11 @@ from typing import Iterator
 
 import pytest
 
-from flatnet.testbed import net as labnet
+from flatnet_lab.testbed import net as labnet
 from tests.helpers.net import ping
 from flatnet.datapath.netns import ipr
-from flatnet.lab import manager, procs
-from flatnet.lab.topology import PREFIX, default_topology
+from flatnet_lab.lab import manager, procs
+from flatnet_lab.lab.topology import PREFIX, default_topology
 
 pytestmark = [
     pytest.mark.netns,
@@ -172,7 +172,7 @@ def test_cli_needs_root_message() -> None:
 
     code = (
         "import os, sys; from flatnet.cli.main import main, build_parser; "
-        "import flatnet.cli.lab; build_parser(); os.setuid(65534); "
+        "import flatnet_lab.cli.lab; build_parser(); os.setuid(65534); "
         "sys.exit(main(['lab', 'status']))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False)

@@ -11,9 +11,9 @@ import pytest
 
 from tests.helpers.lab import CLIENT, SERVER, fresh_lab
 
-from flatnet.testbed import net as labnet
+from flatnet_lab.testbed import net as labnet
 from tests.helpers.net import ping
-from flatnet.lab.topology import PREFIX, Topology
+from flatnet_lab.lab.topology import PREFIX, Topology
 
 pytestmark = [
     pytest.mark.netns,

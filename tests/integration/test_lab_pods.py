@@ -12,11 +12,11 @@ import pytest
 
 from tests.helpers.lab import CLIENT, SERVER, fresh_lab
 
-from flatnet.testbed import net as labnet
+from flatnet_lab.testbed import net as labnet
 from tests.helpers.net import ping
 from flatnet.errors import FlatnetError
-from flatnet.lab import manager, pods
-from flatnet.lab.topology import POD_NS_PREFIX, PREFIX, Topology
+from flatnet_lab.lab import manager, pods
+from flatnet_lab.lab.topology import POD_NS_PREFIX, PREFIX, Topology
 
 pytestmark = [
     pytest.mark.netns,

@@ -22,11 +22,11 @@ import pytest
 
 from tests.helpers.lab import fresh_lab
 
-from flatnet.lab import metrics_report as mr
-from flatnet.lab import procs
-from flatnet.lab.alerts import rule_file
-from flatnet.lab.prometheus import LabPrometheus
-from flatnet.lab.topology import Topology
+from flatnet_lab.lab import metrics_report as mr
+from flatnet_lab.lab import procs
+from flatnet_lab.lab.alerts import rule_file
+from flatnet_lab.lab.prometheus import LabPrometheus
+from flatnet_lab.lab.topology import Topology
 from flatnet.obs.metrics import CNI_BUCKETS
 from tests.helpers.cli import flatnet_cli
 

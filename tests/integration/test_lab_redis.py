@@ -17,9 +17,9 @@ import pytest
 
 from tests.helpers.lab import fresh_lab
 
-from flatnet.testbed import net as labnet
-from flatnet.lab import pods, redis, redis_pods
-from flatnet.lab.topology import POD_NS_PREFIX, Topology
+from flatnet_lab.testbed import net as labnet
+from flatnet_lab.lab import pods, redis, redis_pods
+from flatnet_lab.lab.topology import POD_NS_PREFIX, Topology
 
 pytestmark = [
     pytest.mark.netns,

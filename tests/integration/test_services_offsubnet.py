@@ -26,7 +26,7 @@ from flatnet_topo import sh, tcp_exchange
 
 from flatnet import errors
 from flatnet.datapath import get_datapath
-from flatnet.testbed import net as labnet
+from flatnet_lab.testbed import net as labnet
 from flatnet.datapath.api import AttachSpec, Route
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")]

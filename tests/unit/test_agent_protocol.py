@@ -81,7 +81,7 @@ def test_client_errors(tmp_path: Path, one_shot) -> None:
 def test_light_modules_do_not_import_the_service() -> None:
     """protocol (and the agent package itself) load without the service, cni or pyroute2."""
     code = (
-        "import sys, flatnet.agent, flatnet.agent.protocol, flatnet.forwarder; "
+        "import sys, flatnet.agent, flatnet.agent.protocol, flatnet_lab.forwarder; "
         "print([m for m in sys.modules if m.split('.')[0] in ('pyroute2', 'httpx', 'rich') or "
         "m.startswith(('flatnet.agent.service', 'flatnet.agent.server', 'flatnet.cni', "
         "'flatnet.ipam', 'flatnet.datapath'))])"

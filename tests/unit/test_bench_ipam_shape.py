@@ -1,8 +1,8 @@
-"""The IPAM bench's client/node shape (flatnet.bench.ipambench.client_nodes)."""
+"""The IPAM bench's client/node shape (flatnet_lab.bench.ipambench.client_nodes)."""
 
 from __future__ import annotations
 
-from flatnet.bench.ipambench import client_nodes
+from flatnet_lab.bench.ipambench import client_nodes
 
 
 def test_each_node_has_exactly_one_allocating_client() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from flatnet.bench import charts, report, targets
-from flatnet.bench.results import Results
+from flatnet_lab.bench import charts, report, targets
+from flatnet_lab.bench.results import Results
 
 
 def sample_results() -> Results:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from flatnet.bench.runner import _sigterm_as_interrupt
+from flatnet_lab.bench.runner import _sigterm_as_interrupt
 
 
 def test_sigterm_becomes_keyboardinterrupt_in_the_bench_process() -> None:

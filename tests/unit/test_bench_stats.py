@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flatnet.bench.results import Results
-from flatnet.bench.stats import percentile, ratio, summarize
+from flatnet_lab.bench.results import Results
+from flatnet_lab.bench.stats import percentile, ratio, summarize
 
 
 def test_percentile_is_nearest_rank() -> None:

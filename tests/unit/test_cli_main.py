@@ -131,28 +131,42 @@ def test_agent_refuses_a_negative_reconcile_interval_before_starting(tmp_path: A
     assert not sock.parent.exists()  # nothing was set up
 
 
-def test_a_missing_extra_names_the_package_and_an_own_import_error_is_raised(
+def test_tooling_commands_come_from_flatnet_lab_and_say_how_to_install_it_when_absent(
     monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
-    import importlib
-
+    """lab/check/bench are flatnet-lab's entry points; without them each name still parses and
+    says how to install the tooling, and the runtime's own commands still work."""
     import flatnet.cli.main as cli_main
 
-    real = importlib.import_module
-
-    def fake(name: str, missing: str) -> Any:
-        def imp(mod: str, *a: Any) -> Any:
-            if mod == name:
-                raise ModuleNotFoundError(f"No module named {missing!r}", name=missing)
-            return real(mod, *a)
-
-        return imp
-
-    monkeypatch.setattr(cli_main.importlib, "import_module", fake("flatnet.cli.bench", "matplotlib"))
-    assert cli_main.main(["bench"]) == 1
+    found = {ep.name: ep.value for ep in cli_main.entry_points(group="flatnet.commands")}
+    assert found == {
+        "lab": "flatnet_lab.cli.lab:register",
+        "check": "flatnet_lab.cli.check:register",
+        "bench": "flatnet_lab.cli.bench:register",
+    }
+    monkeypatch.setattr(cli_main, "entry_points", lambda group: [])
+    assert cli_main.main(["bench", "--quick"]) == 1
     err = capsys.readouterr().err
-    assert "'flatnet bench' needs the Python package 'matplotlib'" in err and "[lab]" in err
+    assert "'flatnet bench' is part of the tooling (flatnet-lab), which is not installed" in err
+    assert "pip install ./tooling" in err and "Traceback" not in err
     assert cli_main.main(["version"]) == 0  # the other commands still work
-    monkeypatch.setattr(cli_main.importlib, "import_module", fake("flatnet.cli.lab", "flatnet.lab.gone"))
+
+
+def test_a_tooling_dependency_missing_names_it_and_an_own_import_error_is_raised(
+    monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    import flatnet.cli.main as cli_main
+
+    class Ep:
+        def __init__(self, name: str, missing: str) -> None:
+            self.name, self.missing = name, missing
+
+        def load(self) -> Any:
+            raise ModuleNotFoundError(f"No module named {self.missing!r}", name=self.missing)
+
+    monkeypatch.setattr(cli_main, "entry_points", lambda group: [Ep("bench", "matplotlib")])
+    assert cli_main.main(["bench"]) == 1
+    assert "whose dependency 'matplotlib' is not installed" in capsys.readouterr().err
+    monkeypatch.setattr(cli_main, "entry_points", lambda group: [Ep("lab", "flatnet_lab.lab.gone")])
     with pytest.raises(ModuleNotFoundError):
         cli_main.build_parser()

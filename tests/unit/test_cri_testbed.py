@@ -7,8 +7,8 @@ import json
 import tarfile
 from pathlib import Path
 
-from flatnet.testbed.cri import PodSpec, PortMap, image
-from flatnet.testbed.cri.client import CriClient
+from flatnet_lab.testbed.cri import PodSpec, PortMap, image
+from flatnet_lab.testbed.cri.client import CriClient
 
 
 def test_oci_archive_is_self_consistent(tmp_path: Path) -> None:

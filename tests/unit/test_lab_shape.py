@@ -1,11 +1,11 @@
-"""The lab switch's two shapes, as data (flatnet.lab.topology): no kernel needed."""
+"""The lab switch's two shapes, as data (flatnet_lab.lab.topology): no kernel needed."""
 
 from __future__ import annotations
 
 import pytest
 
 from flatnet.errors import ConfigError
-from flatnet.lab.topology import default_topology
+from flatnet_lab.lab.topology import default_topology
 
 
 def test_per_vlan_shape_is_one_plain_bridge_per_vlan_and_access_ports_only() -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from tests.unit.test_manifests import _validate_all, render_chart
 
-from flatnet.lab.alerts import rule_file
+from flatnet_lab.lab.alerts import rule_file
 from flatnet.obs.http import DEFAULT_PORT
 
 yaml = pytest.importorskip("yaml")

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from flatnet.errors import ConfigError
-from flatnet.lab import reach, render
-from flatnet.lab.probe import ProbeResult
-from flatnet.lab.topology import default_topology
+from flatnet_lab.lab import reach, render
+from flatnet_lab.lab.probe import ProbeResult
+from flatnet_lab.lab.topology import default_topology
 
 TOPO = default_topology(3)
 NODE1, NODE2 = TOPO.nodes[0], TOPO.nodes[1]

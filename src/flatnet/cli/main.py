@@ -1,10 +1,11 @@
 """The ``flatnet`` command: one entry point, subcommands found by module.
 
-Each subcommand lives in ``flatnet.cli.<name>`` and exposes ``register(subparsers)``,
-which adds its parser(s) and sets ``func`` (``func(args) -> int``). Every module is
-imported; the only failure tolerated is a missing third-party package of an optional
-part (the lab/bench extra): that command then says what to install, the others work.
-Any other import error is a bug and surfaces as one.
+Each runtime subcommand lives in ``flatnet.cli.<name>`` and exposes ``register(subparsers)``,
+which adds its parser(s) and sets ``func`` (``func(args) -> int``). The tooling's commands
+(``lab``, ``check``, ``bench``) live in the separate ``flatnet-lab`` distribution and arrive
+through the ``flatnet.commands`` entry-point group; when it is not installed (a node's image)
+those names still parse and say how to install it. Any import error of a runtime module is a
+bug and surfaces as one.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import importlib
 import json
 import sys
+from importlib.metadata import entry_points
 from typing import Callable
 
 from flatnet import SUPPORTED_VERSIONS, __version__
@@ -20,8 +22,16 @@ from flatnet.cli.common import run_command
 
 #: the distribution's name on PyPI (the import name is flatnet)
 DIST_NAME = "flatnet-cni"
-#: subcommand modules, in the order they appear in --help
-SUBCOMMAND_MODULES = ("agent", "ipam", "lab", "check", "bench", "doctor", "cniinstall")
+#: the tooling's distribution (tooling/): the lab, bench and chaos, never needed on a node
+LAB_DIST = "flatnet-lab"
+#: runtime subcommand modules, in the order they appear in --help
+SUBCOMMAND_MODULES = ("agent", "ipam", "doctor", "cniinstall")
+#: the tooling's commands, registered by flatnet-lab's ``flatnet.commands`` entry points
+TOOLING_COMMANDS = {
+    "lab": "build and run the multi-node lab (needs flatnet-lab)",
+    "check": "measured reachability checks in the lab (needs flatnet-lab)",
+    "bench": "data plane and control plane benchmarks (needs flatnet-lab)",
+}
 
 DESCRIPTION = """\
 flatnet gives pods addresses on the same VLAN / L2 plane as the VMs and servers
@@ -53,19 +63,42 @@ def _cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unavailable(name: str, missing: str) -> Callable[[argparse.Namespace], int]:
-    """A command whose optional dependency is not installed: say what to install."""
+def _unavailable(name: str, why: str) -> Callable[[argparse.Namespace], int]:
+    """A tooling command that cannot load here: say what to install."""
 
     def func(_args: argparse.Namespace) -> int:
         print(
-            f"flatnet: error: 'flatnet {name}' needs the Python package {missing!r}, which "
-            f"is not installed: install flatnet with its extras, e.g. "
-            f"pip install '{DIST_NAME}[lab]'",
+            f"flatnet: error: 'flatnet {name}' is part of the tooling ({LAB_DIST}), {why}: "
+            f"install it beside flatnet (from a source tree: pip install ./tooling, or make setup); "
+            f"a node needs only the runtime",
             file=sys.stderr,
         )
         return 1
 
     return func
+
+
+def _register_tooling(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add flatnet-lab's commands, or stand-ins that say how to get them."""
+    found = {ep.name: ep for ep in entry_points(group="flatnet.commands")}
+    for name, help_text in TOOLING_COMMANDS.items():
+        ep = found.pop(name, None)
+        why = "which is not installed"
+        if ep is not None:
+            try:
+                register = ep.load()
+            except ModuleNotFoundError as exc:
+                if exc.name and exc.name.partition(".")[0] in ("flatnet", "flatnet_lab"):
+                    raise  # our own module is missing: a packaging bug, not an option
+                why = f"whose dependency {exc.name!r} is not installed"
+            else:
+                register(sub)
+                continue
+        # every argument is taken as a word (no option prefix), so `flatnet bench --quick` reaches
+        # the message instead of an argparse error about an option it cannot know
+        p = sub.add_parser(name, help=f"({LAB_DIST} not installed) {help_text}", add_help=False, prefix_chars="\0")
+        p.set_defaults(func=_unavailable(name, why))
+        p.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,16 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--json", action="store_true", help="machine-readable output")
     ver.set_defaults(func=_cmd_version)
     for name in SUBCOMMAND_MODULES:
-        modname = f"flatnet.cli.{name}"
-        try:
-            module = importlib.import_module(modname)
-        except ModuleNotFoundError as exc:
-            if not exc.name or exc.name.partition(".")[0] == "flatnet":
-                raise  # our own module is missing: a packaging bug, not an option
-            p = sub.add_parser(name, help=f"(needs {exc.name}: not installed)")
-            p.set_defaults(func=_unavailable(name, exc.name))
-            continue
-        module.register(sub)
+        importlib.import_module(f"flatnet.cli.{name}").register(sub)
+    _register_tooling(sub)
     return parser
 
 

@@ -1,0 +1,261 @@
+"""IPAM: allocations/s and p99 latency for SQLite and etcd, 1..32 concurrent clients,
+pools of 1,000 and 1,000,000 addresses, and a duplicate check of 10,000 pods on 100 nodes.
+
+Clients are *processes* (forked), each with its own store connection, as CNI plugins and
+agents on many nodes would be; a barrier starts them together and the wall time runs from
+the first allocation to the last. Pools are IPv6 ranges so 1,000 and 1,000,000 addresses
+are the same kind of pool; each measurement uses a fresh pool name (an empty pool).
+
+``python -m flatnet_lab.bench.ipambench [sqlite] [etcd] [--pods N]`` runs the duplicate-check rows
+alone (a private etcd is started and stopped) and prints the CPU per allocation of the
+client processes and of etcd next to the wall time: the figures to profile the allocator with.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import multiprocessing as mp
+import os
+import time
+import uuid
+from typing import Any, Callable
+
+from flatnet_lab.bench.profile import Profile
+from flatnet_lab.bench.results import Results
+from flatnet_lab.bench.stats import percentile
+from flatnet.errors import FlatnetError
+
+SECTION = "ipam"
+Tick = Callable[[str], None]
+_V6_BASE = ipaddress.ip_address("2001:db8:b::1")
+
+
+def size_label(size: int) -> str:
+    return f"{size // 1_000_000}M" if size >= 1_000_000 else f"{size // 1_000}k"
+
+
+def _pool(name: str, size: int) -> Any:
+    from flatnet.ipam import PoolSpec
+
+    return PoolSpec(name, ipaddress.ip_network("2001:db8:b::/104"), range_start=_V6_BASE, range_end=_V6_BASE + size - 1)
+
+
+def client_nodes(wid: int, clients: int, nodes: int, mixed: bool = False) -> list[int]:
+    """The simulated nodes client ``wid`` allocates for.
+
+    As in a cluster, where each node's agent is the only allocator for its pods, client
+    ``wid`` serves nodes wid, wid + clients, ... (disjoint sets; every node served). With
+    ``mixed`` (the shape before stop 10) every client allocates for every node: a stress
+    shape no flatnet cluster produces, in which each client's node chunks are always stale.
+    """
+    return list(range(nodes)) if mixed or clients > nodes else list(range(wid, nodes, clients))
+
+
+def _worker(
+    cfg: dict[str, Any],
+    pool_name: str,
+    size: int,
+    n: int,
+    first: int,
+    wid: int,
+    nodes: list[int],
+    barrier: Any,
+    out: Any,
+) -> None:
+    """One client process: wait for the barrier, allocate ``n`` addresses, report."""
+    from flatnet.ipam import Ipam, Owner, open_store
+
+    lat: list[float] = []
+    ips: list[str] = []
+    err = ""
+    store = open_store(cfg)
+    try:
+        ipam, pool = Ipam(store), _pool(pool_name, size)
+        barrier.wait(60)
+        t0 = time.monotonic()
+        for i in range(n):
+            k = first + i
+            owner = Owner(uuid.uuid4().hex, "eth0", "bench", "bench", f"pod-{k}", node=f"node{nodes[k % len(nodes)]}")
+            s = time.perf_counter()
+            try:
+                lease = ipam.allocate([pool], owner)[0]
+            except FlatnetError as exc:
+                err = exc.msg
+                break
+            lat.append(time.perf_counter() - s)
+            ips.append(str(lease.address.ip))
+        t1 = time.monotonic()
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, never lost
+        t0 = t1 = time.monotonic()
+        err = f"{type(exc).__name__}: {exc}"
+    finally:
+        store.close()
+    out.put((wid, t0, t1, lat, ips, err))
+
+
+def run_clients(
+    cfg: dict[str, Any], pool_name: str, size: int, total: int, clients: int, nodes: int = 100, mixed: bool = False
+) -> tuple[float, list[float], list[str], list[str]]:
+    """``total`` allocations split over ``clients`` processes, each the allocator of its own
+    share of ``nodes`` simulated nodes (``client_nodes``): (wall s, latencies, ips, errors)."""
+    ctx = mp.get_context("fork")
+    barrier, out = ctx.Barrier(clients + 1), ctx.Queue()
+    shares = [total // clients + (w < total % clients) for w in range(clients)]
+    firsts = [sum(shares[:w]) for w in range(clients)]
+    procs = [
+        ctx.Process(
+            target=_worker,
+            daemon=True,
+            args=(cfg, pool_name, size, shares[w], firsts[w], w, client_nodes(w, clients, nodes, mixed), barrier, out),
+        )
+        for w in range(clients)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        barrier.wait(120)
+        got = [out.get(timeout=600) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=5)
+    wall = max(g[2] for g in got) - min(g[1] for g in got)
+    lat = [x for g in got for x in g[3]]
+    ips = [x for g in got for x in g[4]]
+    errs = [g[5] for g in got if g[5]]
+    return wall, lat, ips, errs
+
+
+class IpamBench:
+    def __init__(self, profile: Profile, results: Results, tick: Tick, stores: dict[str, dict[str, Any]]) -> None:
+        self.p, self.r, self.tick, self.stores = profile, results, tick, stores
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        for rep in range(self.p.repeats):
+            for kind, cfg in self.stores.items():
+                for size in self.p.ipam_pools:
+                    for clients in self.p.ipam_clients:
+                        self.tick(f"ipam: {kind}, {clients} clients, {size_label(size)} pool (repeat {rep + 1})")
+                        self._one(kind, cfg, size, clients)
+        for kind, cfg in self.stores.items():
+            self.tick(f"ipam: {self.p.dup_pods} pods on {self.p.dup_nodes} nodes in {kind}")
+            self._duplicates(kind, cfg)
+        if self.errors:
+            self.r.notes.append("IPAM client errors: " + "; ".join(sorted(set(self.errors)))[:600])
+
+    def _one(self, kind: str, cfg: dict[str, Any], size: int, clients: int) -> None:
+        total = min(self.p.ipam_allocs, int(size * 0.9))
+        name = f"fnb-{uuid.uuid4().hex[:8]}"
+        wall, lat, _ips, errs = run_clients(cfg, name, size, total, clients)
+        self.errors.extend(errs)
+        if not lat:
+            raise FlatnetError(f"bench: no allocation succeeded in {kind}", "; ".join(errs)[:300])
+        cond = f"{clients} cl, {size_label(size)} pool"
+        self.r.add(SECTION, kind, f"alloc/s ({cond})", "1/s", len(lat) / wall, better="higher")
+        self.r.add(SECTION, kind, f"alloc p99 ({cond})", "ms", percentile(lat, 99) * 1e3)
+
+    def _duplicates(self, kind: str, cfg: dict[str, Any]) -> None:
+        from flatnet.ipam import Ipam, open_store
+
+        clients, total = 8, self.p.dup_pods
+        name = f"fnb-dup-{uuid.uuid4().hex[:6]}"
+        wall, lat, ips, errs = run_clients(cfg, name, 1_000_000, total, clients, nodes=self.p.dup_nodes)
+        self.errors.extend(errs)
+        store = open_store(cfg)
+        try:
+            held = [str(lease.address.ip) for lease in Ipam(store).leases(name)]
+            nodes = {lease.owner.node for lease in Ipam(store).leases(name)}
+        finally:
+            store.close()
+        dups = (len(ips) - len(set(ips))) + (len(held) - len(set(held)))
+        label = f"{total} pods / {self.p.dup_nodes} nodes"
+        self.r.add(SECTION, kind, f"{label}: wall time", "s", wall)
+        self.r.add(SECTION, kind, f"{label}: duplicates", "count", dups)
+        self.r.extra.setdefault("ipam_dup", {})[kind] = {
+            "pods": total,
+            "allocated": len(ips),
+            "leases_in_store": len(held),
+            "nodes_seen": len(nodes),
+            "duplicates": dups,
+            "wall_s": wall,
+        }
+
+
+def store_configs(tmp: str, etcd_endpoint: str | None) -> dict[str, dict[str, Any]]:
+    """The stores to compare: SQLite in the run's tmp dir, and etcd when one is running."""
+    out: dict[str, dict[str, Any]] = {"sqlite": {"type": "sqlite", "path": os.path.join(tmp, "ipam-bench.db")}}
+    if etcd_endpoint:
+        out["etcd"] = {
+            "type": "etcd",
+            "endpoints": [etcd_endpoint],
+            "prefix": f"/fnb-{uuid.uuid4().hex[:8]}/",
+            "timeout": 10.0,
+        }
+    return out
+
+
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Just the "N pods / 100 nodes" rows, for profiling the allocator without the whole bench."""
+    import argparse
+    import shutil
+    import tempfile
+
+    from flatnet_lab.bench import etcdproc
+    from flatnet_lab.bench.nsenv import Scratch
+
+    p = argparse.ArgumentParser(
+        prog="python -m flatnet_lab.bench.ipambench",
+        description="The bench's duplicate-check rows alone: N allocations by 8 client processes "
+        "for pods spread over 100 nodes (each client the allocator of its own nodes, as an agent "
+        "is), in SQLite and a private etcd (started and stopped here).",
+    )
+    p.add_argument("stores", nargs="*", default=["sqlite", "etcd"], help="sqlite and/or etcd")
+    p.add_argument("--pods", type=int, default=10_000)
+    p.add_argument("--nodes", type=int, default=100)
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument(
+        "--mixed",
+        action="store_true",
+        help="every client allocates for every node (the pre-stop-10 stress shape) instead of "
+        "each client being the only allocator of its own nodes, as an agent is",
+    )
+    args = p.parse_args(argv)
+    scratch, tmp = Scratch(), tempfile.mkdtemp(prefix="fnb-ipam-")
+    try:
+        endpoint = etcdproc.start(tmp, scratch) if "etcd" in args.stores else None
+        etcd_pid = scratch.procs[-1].pid if endpoint else 0
+        configs = store_configs(tmp, endpoint)
+        for kind in args.stores:
+            name = f"fnb-dup-{uuid.uuid4().hex[:6]}"
+            t0, e0 = os.times(), _proc_cpu(etcd_pid) if kind == "etcd" else 0.0
+            wall, lat, ips, errs = run_clients(
+                configs[kind], name, 1_000_000, args.pods, args.clients, args.nodes, args.mixed
+            )
+            t1, e1 = os.times(), _proc_cpu(etcd_pid) if kind == "etcd" else 0.0
+            n = max(1, len(ips))
+            clients_ms = (t1.children_user + t1.children_system - t0.children_user - t0.children_system) * 1e3 / n
+            server = f", etcd CPU {(e1 - e0) * 1e3 / n:.2f} ms/alloc" if kind == "etcd" else ""
+            print(
+                f"{kind}: {args.pods} pods / {args.nodes} nodes: wall {wall:.2f} s, {len(ips)} allocated, "
+                f"{len(ips) - len(set(ips))} duplicates, p99 {percentile(lat, 99) * 1e3:.1f} ms, "
+                f"clients CPU {clients_ms:.2f} ms/alloc{server}" + (f"; errors: {errs[:2]}" if errs else ""),
+                flush=True,
+            )
+    finally:
+        scratch.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

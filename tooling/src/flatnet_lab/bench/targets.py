@@ -1,0 +1,158 @@
+"""The goals of issue 4, judged against this run's numbers (goals, not asserts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flatnet_lab.bench.results import Results
+
+#: store -> seconds allowed for 10,000 allocations
+TEN_K_GOAL = {"sqlite": 3.0, "etcd": 10.0}
+FLAT_BAND = (0.67, 1.5)  # 1M/1k allocation-rate ratio counted as "flat"
+FLAT_MODES = ("flat macvlan", "flat bridge", "flat bridge (br_netfilter off)", "flat ipvlan")
+TCP_GOAL, LATENCY_GOAL = 0.97, 1.1  # of the wire's TCP 1-stream throughput / RR p50
+ADD_GOAL = 1.5  # agent ADD p50 over the reference bridge+host-local ADD p50
+BURST_GOAL = 1.2  # agent burst ADD total over the reference's
+VERSION_GOAL = 1.0  # forwarder VERSION p50 over the reference plugin's (both answer it alone)
+AGENT, REF = "flatnet (agent)", "bridge+host-local"
+#: through containerd's CRI: RunPodSandbox p50 and Stop+Remove p50 over bridge+host-local
+CRI_GOALS = {"RunPodSandbox p50": 1.1, "Stop+Remove p50": 1.2}
+
+
+@dataclass(frozen=True)
+class Target:
+    goal: str
+    measured: str
+    holds: bool | None  # None: not measured in this run
+
+
+def judge(r: Results) -> list[Target]:
+    out: list[Target] = []
+    dup = r.extra.get("ipam_dup", {})
+    for store, goal in TEN_K_GOAL.items():
+        d = dup.get(store)
+        if not d:
+            out.append(Target(f"10k allocations <= {goal:g} s ({store})", "not measured", None))
+            continue
+        per_10k = d["wall_s"] * 10_000 / max(1, d["allocated"])
+        how = f"{d['wall_s']:.2f} s for {d['allocated']} pods" + (
+            "" if d["allocated"] >= 10_000 else f" (projected 10k: {per_10k:.1f} s)"
+        )
+        out.append(Target(f"10k allocations <= {goal:g} s ({store}, 8 client processes)", how, per_10k <= goal))
+        out.append(
+            Target(
+                f"no duplicate addresses ({store}, {d['nodes_seen']} nodes)",
+                f"{d['duplicates']} duplicates in {d['leases_in_store']} leases",
+                d["duplicates"] == 0,
+            )
+        )
+    for store in ("sqlite", "etcd"):
+        small = _median(r, "ipam", store, "alloc/s (1 cl, 1k pool)")
+        big = _median(r, "ipam", store, "alloc/s (1 cl, 1M pool)")
+        if small and big is not None:
+            q = big / small
+            out.append(
+                Target(
+                    f"allocation cost flat from 1k to 1M addresses ({store})",
+                    f"1M/1k rate ratio {q:.2f}",
+                    FLAT_BAND[0] <= q <= FLAT_BAND[1],
+                )
+            )
+    out += _data_plane(r) + _control_plane(r) + _cri(r)
+    return out
+
+
+def _median(r: Results, section: str, subject: str, metric: str) -> float | None:
+    m = r.get(section, subject, metric)
+    return m.summary.median if m is not None and m.summary is not None else None
+
+
+def _data_plane(r: Results) -> list[Target]:
+    """Each flat mode against the wire of the same run: TCP 1 stream and RR p50."""
+    out: list[Target] = []
+    wire_tcp = _median(r, "data plane", "wire", "TCP 1 stream")
+    wire_rr = _median(r, "data plane", "wire", "RR p50")
+    for mode in FLAT_MODES:
+        tcp = _median(r, "data plane", mode, "TCP 1 stream")
+        rr = _median(r, "data plane", mode, "RR p50")
+        if wire_tcp and tcp is not None:
+            q = tcp / wire_tcp
+            out.append(
+                Target(
+                    f"{mode}: TCP >= {TCP_GOAL:.0%} of the wire",
+                    f"{tcp:.1f} vs {wire_tcp:.1f} Gbit/s ({q:.0%})",
+                    q >= TCP_GOAL,
+                )
+            )
+        if wire_rr and rr is not None:
+            q = rr / wire_rr
+            out.append(
+                Target(
+                    f"{mode}: latency <= {LATENCY_GOAL:g}x the wire (RR p50)",
+                    f"{rr:.1f} vs {wire_rr:.1f} µs ({q:.2f}x)",
+                    q <= LATENCY_GOAL,
+                )
+            )
+    return out
+
+
+def _control_plane(r: Results) -> list[Target]:
+    """ADD p50 within 1.5x of the reference, the burst within 1.2x, VERSION no slower."""
+    out: list[Target] = []
+    sec = "control plane"
+    add, ref_add = _median(r, sec, AGENT, "ADD p50"), _median(r, sec, REF, "ADD p50")
+    if add is not None and ref_add:
+        out.append(
+            Target(
+                f"ADD p50 with the agent <= {ADD_GOAL:g}x bridge+host-local",
+                f"{add:.1f} vs {ref_add:.1f} ms ({add / ref_add:.2f}x)",
+                add <= ADD_GOAL * ref_add,
+            )
+        )
+    burst = next(
+        (
+            m.metric
+            for m in r.measurements
+            if m.section == sec
+            and m.subject == AGENT
+            and m.metric.startswith("burst")
+            and m.metric.endswith("ADD total")
+        ),
+        None,
+    )
+    if burst:
+        mine, ref = _median(r, sec, AGENT, burst), _median(r, sec, REF, burst)
+        if mine is not None and ref:
+            out.append(
+                Target(
+                    f"{burst.replace(' total', '')} (agent) <= {BURST_GOAL:g}x bridge+host-local",
+                    f"{mine:.2f} vs {ref:.2f} s ({mine / ref:.2f}x)",
+                    mine <= BURST_GOAL * ref,
+                )
+            )
+    ver, ref_ver = _median(r, sec, AGENT, "VERSION p50"), _median(r, sec, REF, "VERSION p50")
+    if ver is not None and ref_ver:
+        out.append(
+            Target(
+                f"VERSION p50 (the forwarder alone) <= {VERSION_GOAL:g}x the reference plugin's",
+                f"{ver:.2f} vs {ref_ver:.2f} ms ({ver / ref_ver:.2f}x)",
+                ver <= VERSION_GOAL * ref_ver,
+            )
+        )
+    return out
+
+
+def _cri(r: Results) -> list[Target]:
+    """A pod sandbox through containerd: flatnet within the goal ratio of bridge+host-local."""
+    out: list[Target] = []
+    for metric, goal in CRI_GOALS.items():
+        mine, ref = _median(r, "cri", AGENT, metric), _median(r, "cri", REF, metric)
+        if mine is not None and ref:
+            out.append(
+                Target(
+                    f"CRI {metric} (agent) <= {goal:g}x bridge+host-local",
+                    f"{mine:.1f} vs {ref:.1f} ms ({mine / ref:.2f}x)",
+                    mine <= goal * ref,
+                )
+            )
+    return out

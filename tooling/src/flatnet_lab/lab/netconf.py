@@ -1,0 +1,138 @@
+"""The lab's CNI network configurations, one set per node.
+
+Three networks, as a cluster admin would define them:
+  ``flat``         macvlan on the node's ``vlan100``: pods on the VMs' plane (the point)
+  ``flat-bridge``  the same plane through a Linux bridge enslaving ``vlan100b``
+  ``overlay``      the VXLAN fallback (SNAT out, its own cluster subnet)
+  ``flat-small``   macvlan like ``flat``, on a pool of 8 addresses (``small-v4``): the pool
+                   that the observability test fills to watch the pool-usage alert fire
+The two flat networks name the same pools ("flat-v4", "flat-v6"), so they share one
+address space: a macvlan pod and a bridge pod can never get the same address. Files go
+to ``net.d/<node>/NN-<network>.conf`` with ``hostNetns`` and ``agentSocket`` per node.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flatnet_lab.lab import procs
+from flatnet_lab.lab.topology import Node, Topology
+
+NETWORKS = ("flat", "flat-bridge", "overlay", "flat-small")
+CNI_VERSION = "1.1.0"
+
+
+def store_config(store: str, etcd_port: int | None) -> dict[str, Any]:
+    """The ``ipam.store`` section for the lab's store choice."""
+    if store == "etcd":
+        return {"type": "etcd", "endpoints": [f"http://127.0.0.1:{etcd_port}"]}
+    return {"type": "sqlite", "path": procs.path("ipam.db")}
+
+
+def store_url(store: str, etcd_port: int | None) -> str:
+    """The agent's ``--store`` URL for the same store."""
+    if store == "etcd":
+        return f"etcd:http://127.0.0.1:{etcd_port}"
+    return f"sqlite:{procs.path('ipam.db')}"
+
+
+def _flat_pools(topo: Topology) -> list[dict[str, Any]]:
+    fp = topo.flat
+    return [
+        {
+            "name": "flat-v4",
+            "subnet": fp.v4_subnet,
+            "rangeStart": fp.v4_start,
+            "rangeEnd": fp.v4_end,
+            "gateway": fp.v4_gateway,
+            "sticky": True,
+        },
+        {
+            "name": "flat-v6",
+            "subnet": fp.v6_subnet,
+            "rangeStart": fp.v6_start,
+            "rangeEnd": fp.v6_end,
+            "gateway": fp.v6_gateway,
+            "sticky": True,
+        },
+    ]
+
+
+def _small_pools(topo: Topology) -> list[dict[str, Any]]:
+    fp = topo.flat
+    return [
+        {
+            "name": "small-v4",
+            "subnet": fp.v4_subnet,
+            "rangeStart": fp.small_start,
+            "rangeEnd": fp.small_end,
+            "gateway": fp.v4_gateway,
+        }
+    ]
+
+
+def node_configs(topo: Topology, node: Node, store: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """network name -> plugin config for ``node``."""
+    common = {
+        "cniVersion": CNI_VERSION,
+        "type": "flatnet",
+        "hostNetns": node.ns,
+        "agentSocket": procs.agent_socket(node.name),
+    }
+    ov = topo.overlay
+    return {
+        "flat": {
+            **common,
+            "name": "flat",
+            "mode": "macvlan",
+            "master": node.flat_master,
+            "serviceCidrs": [topo.service.cidr],
+            "ipam": {"pools": _flat_pools(topo), "store": store},
+        },
+        "flat-bridge": {
+            **common,
+            "name": "flat-bridge",
+            "mode": "bridge",
+            "master": node.bridge_master,
+            "bridge": "fnbr100",
+            "serviceCidrs": [topo.service.cidr],
+            "ipam": {"pools": _flat_pools(topo), "store": store},
+        },
+        "overlay": {
+            **common,
+            "name": "overlay",
+            "mode": "vxlan",
+            "vni": ov.vni,
+            "vxlanPort": ov.port,
+            "clusterSubnet": ov.cluster_subnet,
+            "nodeBlockPrefix": ov.node_block_prefix,
+            "nodeName": node.name,
+            "vtepAddress": node.ipv4,
+            "ipam": {"store": store},
+        },
+        "flat-small": {
+            **common,
+            "name": "flat-small",
+            "mode": "macvlan",
+            "master": node.flat_master,
+            "serviceCidrs": [topo.service.cidr],
+            "ipam": {"pools": _small_pools(topo), "store": store},
+        },
+    }
+
+
+def config_path(node: str, network: str) -> str:
+    return procs.path("net.d", node, f"{10 * (NETWORKS.index(network) + 1)}-{network}.conf")
+
+
+def write_all(topo: Topology, store: dict[str, Any]) -> list[str]:
+    """Write every node's configs; return the paths written."""
+    written = []
+    for node in topo.nodes:
+        os.makedirs(procs.path("net.d", node.name), exist_ok=True)
+        for network, conf in node_configs(topo, node, store).items():
+            p = config_path(node.name, network)
+            procs.write_json(p, conf)
+            written.append(p)
+    return written
