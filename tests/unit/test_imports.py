@@ -1,4 +1,4 @@
-"""Every module of the package imports: a module moved or renamed leaves no stale import behind
+"""Every module of both packages (the runtime and the tooling) imports: a module moved or renamed leaves no stale import behind
 (ruff and import-linter do not notice an import of a module that no longer exists)."""
 
 from __future__ import annotations
@@ -9,8 +9,14 @@ import pkgutil
 import pytest
 
 import flatnet
+import flatnet_lab
 
-MODULES = sorted(m.name for m in pkgutil.walk_packages(flatnet.__path__, "flatnet.") if not m.name.endswith("__main__"))
+MODULES = sorted(
+    m.name
+    for pkg in (flatnet, flatnet_lab)
+    for m in pkgutil.walk_packages(pkg.__path__, f"{pkg.__name__}.")
+    if not m.name.endswith("__main__")
+)
 
 
 @pytest.mark.parametrize("name", MODULES)
