@@ -1,7 +1,7 @@
-"""Link steps over an open pyroute2 handle: look up, create, move, rename, delete.
+"""Link steps over an open ``rtnl.Handle``: look up, create, move, rename, delete.
 
-Functions take an ``Handle`` bound to the right netns (``netns.ipr(ns)``) and raw
-pyroute2/OS errors escape; callers wrap them in ``common.translate`` so the message names
+Functions take a ``Handle`` bound to the right netns (``netns.ipr(ns)``: the short netlink
+path, pyroute2 behind it for what that path does not encode) and raw netlink/OS errors escape; callers wrap them in ``common.translate`` so the message names
 the step and the namespace. Creation of a link *kind* the kernel lacks is turned into
 ``KernelFeatureMissing`` here, because only here do we know which kind was asked for.
 """
