@@ -74,6 +74,17 @@ def test_namespace_is_created_only_when_asked_and_everything_goes_to_the_release
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
 
 
+def test_helm_is_the_pinned_binary_setup_installs() -> None:
+    """The helm the tests run is the one scripts/k8s-tools.sha256 names (not any on PATH)."""
+    import hashlib
+
+    sums = dict(reversed(line.split()) for line in (ROOT / "scripts" / "k8s-tools.sha256").read_text().splitlines())
+    digest = hashlib.sha256(Path(chart.helm()).read_bytes()).hexdigest()
+    assert digest == sums["helm"], f"{chart.helm()} is not the pinned helm: run scripts/install-k8s-tools.sh"
+    out = subprocess.run([chart.helm(), "version", "--short"], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.startswith("v4."), out.stdout
+
+
 def test_helm_lint_strict_passes_with_default_and_non_default_values() -> None:
     for overrides in ({}, NON_DEFAULT):
         report = chart.lint(overrides)
