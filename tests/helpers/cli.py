@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+from flatnet_lab.launch import agent_argv, child_env
+
 
 def flatnet_cli(*argv: str, check: bool = False, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """``python -m flatnet.cli.main ARGV...``, output captured as text."""
@@ -21,10 +23,9 @@ def flatnet_cli(*argv: str, check: bool = False, timeout: float = 60) -> subproc
 
 def spawn_agent(sock: str, *argv: str) -> subprocess.Popen[str]:
     """``flatnet agent --socket SOCK ARGV...`` with this interpreter's sys.path; stderr piped."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     return subprocess.Popen(
-        [sys.executable, "-m", "flatnet.cli.main", "agent", "--socket", sock, *argv],
-        env=env,
+        agent_argv(sock, extra=argv),
+        env=child_env(),
         stderr=subprocess.PIPE,
         text=True,
     )

@@ -11,8 +11,10 @@ arguments, and none of them asserts on timing.
 from __future__ import annotations
 
 import subprocess
-import time
-from typing import Callable
+
+from flatnet_lab.launch import wait_until
+
+__all__ = ["ping", "sh", "wait_until"]
 
 
 def sh(ns: str, *cmd: str, timeout: float = 15) -> subprocess.CompletedProcess[str]:
@@ -30,14 +32,3 @@ def ping(
         args += ["-i", str(interval)]
     bound = count * (wait + (interval or 1)) + 5
     return any(sh(ns, *args, *extra, dst, timeout=bound).returncode == 0 for _ in range(tries))
-
-
-def wait_until(pred: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
-    """Poll ``pred`` until it is true (True) or ``timeout`` seconds passed (False)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if pred():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(step)

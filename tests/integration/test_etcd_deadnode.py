@@ -29,7 +29,7 @@ from flatnet.errors import STATE_MISMATCH
 from flatnet.ipam import Ipam, Owner, PoolSpec
 from flatnet.ipam import records as r
 from flatnet.ipam.store import open_store
-from flatnet_lab.testbed.net import stop_proc
+from flatnet_lab.launch import stop_proc
 
 pytestmark = [pytest.mark.etcd, pytest.mark.timeout(180)]
 

@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,7 +28,7 @@ from flatnet.datapath.fake import FakeDatapath
 from flatnet.errors import INVALID_CONFIG, StoreAccessDenied, StoreUnavailable
 from flatnet.ipam import Ipam, Owner, PoolSpec
 from flatnet.ipam.store import open_store
-from flatnet_lab.testbed.net import stop_proc
+from flatnet_lab.launch import agent_argv, child_env, spawn, stop_proc
 from tests.helpers.certs import make_pki
 from tests.helpers.etcd import EtcdServer
 
@@ -234,26 +233,10 @@ def test_agent_handler_answers_a_cni_error_naming_the_ca(tls_etcd, pki, tmp_path
 def agent(tmp_path) -> Iterator[tuple[str, Path]]:
     """A real `flatnet agent` process on a socket in tmp (no kernel work is reached)."""
     sock, log = str(tmp_path / "fne-agent.sock"), tmp_path / "agent.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            [
-                os.path.join(os.path.dirname(sys.executable), "flatnet"),
-                "agent",
-                "--socket",
-                sock,
-                "--node",
-                "fne-n1",
-                "--lock-dir",
-                str(tmp_path / "locks"),
-                "--reconcile-every",
-                "0",
-                "--state-dir",
-                str(tmp_path / "state"),
-            ],
-            stdout=fh,
-            stderr=fh,
-            start_new_session=True,
-        )
+    argv = agent_argv(
+        sock, node="fne-n1", lock_dir=str(tmp_path / "locks"), reconcile_every=0, state_dir=str(tmp_path / "state")
+    )
+    proc = spawn(argv, str(log), env=child_env())
     try:
         for _ in range(200):
             if os.path.exists(sock) or proc.poll() is not None:

@@ -2,7 +2,7 @@
 
 ``flatnet bench`` on this machine reports ipvlan as unavailable (no CONFIG_IPVLAN) and has no
 802.1Q row (no 8021q). Here, inside the VM booting Debian's kernel, the same measurement
-functions (flatnet_lab.bench.iperf, flatnet_lab.lab.probe) run over the same kind of topology
+functions (flatnet_lab.bench.iperf, flatnet_lab.lab.traffic) run over the same kind of topology
 (tests/integration/flatnet_topo.py: two nodes on one segment), pod on node 1 -> pod on
 node 2, side by side with the wire (node 1 -> node 2) and macvlan. Under TCG emulation
 absolute figures mean nothing, so only ratios to the wire and to macvlan are reported
@@ -19,7 +19,7 @@ from flatnet_topo import Topology, pod_addrs
 from flatnet_lab.bench import iperf
 from flatnet.datapath import get_datapath, netns
 from flatnet.datapath.api import AttachSpec
-from flatnet_lab.lab import probe
+from flatnet_lab.lab import traffic
 
 pytestmark = [
     pytest.mark.netns,
@@ -40,7 +40,7 @@ SECONDS = int(os.environ.get("FLATNET_VM_BENCH_SECONDS", "3"))
 def _measure(src: str, dst: str, ip: str) -> tuple[float, float]:
     """(TCP 1-stream Gbit/s, RR p50 µs): the bench's own measurement calls."""
     gbps = iperf.throughput(src, dst, ip, SECONDS, 1, False, port=5401)
-    lat = probe.rr_latency(src, dst, ip, n=200, port=5499, timeout=30)
+    lat = traffic.rr_latency(src, dst, ip, n=200, port=5499, timeout=30)
     return gbps, lat.p50_us
 
 

@@ -17,6 +17,7 @@ import pytest
 from flatnet_lab.testbed import net as labnet
 from tests.helpers.net import ping
 from flatnet.datapath.netns import ipr
+from flatnet_lab.etcd import ETCD_BIN
 from flatnet_lab.lab import manager, procs
 from flatnet_lab.lab.topology import PREFIX, default_topology
 
@@ -151,7 +152,7 @@ def test_down_with_only_some_namespaces(lab: None) -> None:
 
 
 @pytest.mark.etcd
-@pytest.mark.skipif(not os.access(procs.ETCD_BIN, os.X_OK), reason="no etcd binary")
+@pytest.mark.skipif(not os.access(ETCD_BIN, os.X_OK), reason="no etcd binary")
 def test_up_with_etcd_store(lab: None) -> None:
     manager.up(nodes=1, store="etcd")
     st = manager.status()

@@ -1,18 +1,17 @@
 """deploy/, the Helm chart and examples/redis validated against the Kubernetes schemas.
 
-Helm is not installable from Debian or PyPI here: the chart is rendered by
-tests/helpers/helm.py, which implements exactly the template subset the chart uses (and
-refuses anything else); tests/unit/test_helm_subset.py pins each construct to Helm's
-documented behaviour. deploy/ is the chart rendered with its default values plus
-``createNamespace: true`` into namespace flatnet: regenerate with
-``.venv/bin/python -m tests.unit.test_manifests --write-deploy``.
-Schemas ship inside the kubernetes-validate package: no network at test time.
+The chart is linted and rendered by real Helm (tests/helpers/chart.py; the binary comes from
+scripts/install-k8s-tools.sh). deploy/ is what scripts/render-deploy.sh writes: ``helm template``
+with the default values plus ``createNamespace=true`` into namespace flatnet; a test renders it
+again and fails while deploy/ differs. Schemas ship inside the kubernetes-validate package: no
+network at test time. PrometheusRule is a CRD (not in those schemas): promtool checks its rules
+(tests/unit/test_manifests_obs.py).
 """
 
 from __future__ import annotations
 
 import json
-import sys
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 yaml = pytest.importorskip("yaml")
 kv = pytest.importorskip("kubernetes_validate")
 
-from tests.helpers.helm import Chart  # noqa: E402  (needs yaml)
+from tests.helpers import chart  # noqa: E402  (needs yaml)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "flatnet"
@@ -32,11 +31,12 @@ K8S_VERSIONS = ("1.28.0", "1.33.0")
 CRD_KINDS = {"PrometheusRule"}
 #: what deploy/ is: the defaults, and the Namespace made by the manifests themselves
 DEPLOY_OVERRIDES = {"createNamespace": True}
+RENDER_DEPLOY = ROOT / "scripts" / "render-deploy.sh"
 
 
 def render_chart(overrides: dict[str, Any] | None = None, namespace: str = "flatnet") -> list[dict[str, Any]]:
-    """The chart's objects for ``overrides`` ("a.b": value), as ``helm template -n NS``."""
-    return Chart(CHART).docs(overrides, namespace=namespace)
+    """The chart's objects for ``overrides`` ("a.b": value), from ``helm template -n NS``."""
+    return chart.docs(overrides, namespace=namespace)
 
 
 def load_dir(path: Path) -> list[dict[str, Any]]:
@@ -74,13 +74,96 @@ def test_namespace_is_created_only_when_asked_and_everything_goes_to_the_release
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
 
 
-def test_deploy_validates_and_equals_rendered_chart() -> None:
+def test_helm_is_the_pinned_binary_setup_installs() -> None:
+    """The helm the tests run is the one scripts/k8s-tools.sha256 names (not any on PATH)."""
+    import hashlib
+
+    sums = dict(reversed(line.split()) for line in (ROOT / "scripts" / "k8s-tools.sha256").read_text().splitlines())
+    digest = hashlib.sha256(Path(chart.helm()).read_bytes()).hexdigest()
+    assert digest == sums["helm"], f"{chart.helm()} is not the pinned helm: run scripts/install-k8s-tools.sh"
+    out = subprocess.run([chart.helm(), "version", "--short"], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.startswith("v4."), out.stdout
+
+
+def test_helm_lint_strict_passes_with_default_and_non_default_values() -> None:
+    for overrides in ({}, NON_DEFAULT):
+        report = chart.lint(overrides)
+        assert "0 chart(s) failed" in report, report
+
+
+def test_helm_lint_fails_a_broken_chart(tmp_path: Path) -> None:
+    """helm lint must reject what helm install would (else the test above proves nothing)."""
+    import shutil
+
+    broken = tmp_path / "flatnet"
+    shutil.copytree(CHART, broken)
+    ds = broken / "templates" / "daemonset.yaml"
+    ds.write_text(ds.read_text().replace("{{- end }}", "", 1))  # an unclosed {{ if }}
+    proc = subprocess.run([chart.helm(), "lint", str(broken)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "daemonset.yaml" in proc.stdout + proc.stderr, proc.stdout
+
+
+def test_deploy_validates_and_is_what_render_deploy_writes(tmp_path: Path) -> None:
     deployed = load_dir(DEPLOY)
     _validate_all(deployed)
     assert "Namespace" in {d["kind"] for d in deployed}  # kubectl apply -f deploy/ needs it
-    assert sorted(deployed, key=_key) == sorted(render_chart(DEPLOY_OVERRIDES), key=_key), (
-        "deploy/ drifted from the chart: run .venv/bin/python -m tests.unit.test_manifests --write-deploy"
+    assert sorted(deployed, key=_key) == sorted(render_chart(DEPLOY_OVERRIDES), key=_key)
+    out = tmp_path / "deploy"
+    subprocess.run(
+        [str(RENDER_DEPLOY), str(out)], check=True, timeout=120, env={"HELM": chart.helm(), "PATH": "/usr/bin:/bin"}
     )
+    want = {f.name: f.read_text() for f in out.glob("*.yaml")}
+    have = {f.name: f.read_text() for f in DEPLOY.glob("*.yaml")}
+    assert set(want) == set(have), f"deploy/ has other files than the chart renders: run {RENDER_DEPLOY.name}"
+    for name in want:
+        assert have[name] == want[name], f"deploy/{name} drifted from the chart: run scripts/render-deploy.sh"
+
+
+#: every value a user is likely to change, set to something other than its default at once
+NON_DEFAULT: dict[str, Any] = {
+    "createNamespace": True,
+    "image.tag": "0.1.0-custom",
+    "image.pullPolicy": "Always",
+    "cni.cniVersion": "1.1.0",
+    "cni.uninstall": False,
+    "network.mode": "ipvlan",
+    "network.master": "bond0.100",
+    "network.mtu": 9000,
+    "network.serviceCidrs": ["198.19.128.0/24", "2001:db8:128::/112"],
+    "agent.metricsPort": 9700,
+    "agent.logFormat": "json",
+    "agent.resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+    "prometheusRule.enabled": True,
+    "prometheusRule.labels": {"release": "kube-prometheus-stack"},
+    "prometheusRule.poolUsageThreshold": 0.8,
+    "prometheusRule.for": "10m",
+    "prometheusRule.severity": "critical",
+}
+
+
+def test_chart_with_non_default_values_validates_and_carries_them() -> None:
+    """etcd TLS and users, dual-stack service CIDRs, metrics port and log format, the
+    PrometheusRule: every object validated against the Kubernetes schemas, the values seen."""
+    from flatnet.cni.config import parse_netconf
+
+    docs = render_chart({**NON_DEFAULT, "store": TLS_STORE, "etcdSecret": {"ca.crt": "PEM", "password": "pw"}})
+    _validate_all(docs)
+    kinds = {d["kind"] for d in docs}
+    assert kinds == {"Namespace", "ServiceAccount", "Secret", "ConfigMap", "DaemonSet", "PrometheusRule"}
+    conflist = _installed_conflist(docs)
+    plugin = next(p for p in conflist["plugins"] if p["type"] == "flatnet")
+    conf = parse_netconf(json.dumps({"cniVersion": conflist["cniVersion"], "name": "flat", **plugin}).encode())
+    assert (conf.mode, conf.options["serviceCidrs"]) == ("ipvlan", NON_DEFAULT["network.serviceCidrs"])
+    assert conf.store["caFile"] == TLS_STORE["caFile"]
+    agent = next(d for d in docs if d["kind"] == "DaemonSet")["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "metrics", "containerPort": 9700, "protocol": "TCP"} in agent["ports"]
+    assert agent["command"][agent["command"].index("--log-format") + 1] == "json"
+    assert agent["image"] == "ghcr.io/flatnet/flatnet:0.1.0-custom" and "lifecycle" not in agent
+    rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+    # Helm merges maps into the defaults (the hand-written renderer replaced them)
+    assert rule["metadata"]["labels"] == {"app.kubernetes.io/name": "flatnet", "release": "kube-prometheus-stack"}
+    alert = rule["spec"]["groups"][0]["rules"][0]
+    assert (alert["for"], alert["labels"]["severity"], alert["expr"].endswith("> 0.8")) == ("10m", "critical", True)
 
 
 def test_schema_validation_catches_a_broken_manifest() -> None:
@@ -204,14 +287,14 @@ def test_a_config_change_rolls_the_daemonset_and_nothing_else_does() -> None:
     import hashlib
 
     base = _checksums({})
-    cm_text = Chart(CHART).render()["templates/cni-config.yaml"]
+    cm_text = chart.template_body("cni-config.yaml")
     assert base["checksum/cni-config"] == hashlib.sha256(cm_text.encode()).hexdigest()
     mtu = _checksums({"network.mtu": 9000})
     assert mtu["checksum/cni-config"] != base["checksum/cni-config"]
     assert mtu["checksum/store"] == base["checksum/store"]
     secret = _checksums({"etcdSecret": {"password": "fne-new"}})
     assert secret["checksum/store"] != base["checksum/store"]
-    assert _checksums({"agent.resources": {}}) == base
+    assert _checksums({"agent.resources": {"limits": {"memory": "1Gi"}}}) == base
 
 
 def _installed_conflist(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -324,18 +407,3 @@ def test_redis_values_use_sticky_flatnet_addresses() -> None:
     assert values["useHostnames"] is False  # consumers outside the cluster get routable IPs
     chart_values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert all(p.get("sticky") is True for p in chart_values["pools"])
-
-
-def write_deploy() -> None:
-    """Regenerate deploy/ from the chart (defaults + createNamespace), one file per template."""
-    for old in DEPLOY.glob("*.yaml"):
-        old.unlink()
-    for name, text in Chart(CHART).render(DEPLOY_OVERRIDES).items():
-        if any(yaml.safe_load_all(text)):  # a template switched off renders nothing
-            header = f"# Generated from charts/flatnet/{name} (default values, createNamespace: true).\n"
-            (DEPLOY / name.split("/", 1)[1]).write_text(header + text.lstrip("\n"))
-
-
-if __name__ == "__main__" and "--write-deploy" in sys.argv:
-    DEPLOY.mkdir(exist_ok=True)
-    write_deploy()

@@ -8,7 +8,7 @@ import pytest
 
 from flatnet.errors import ConfigError
 from flatnet_lab.lab import reach, render
-from flatnet_lab.lab.probe import ProbeResult
+from flatnet_lab.lab.traffic import ProbeResult
 from flatnet_lab.lab.topology import default_topology
 
 TOPO = default_topology(3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from flatnet_lab.lab import demo, render
-from flatnet_lab.lab.probe import ProbeResult, _percentile
+from flatnet_lab.lab.traffic import ProbeResult, _percentile
 
 
 def test_access_table_shows_direct_and_dnat_paths() -> None:

@@ -14,8 +14,7 @@ from typing import Any, Iterable
 
 from flatnet.errors import ConfigError, FlatnetError
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from flatnet.iptypes import IPAddress as IPAddress, IPNetwork as IPNetwork
 
 #: Spec charset for network names and container IDs: alnum first, then alnum _ . -
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")

@@ -40,7 +40,7 @@ class NetConf:
     cni_version: str
     name: str
     type: str
-    mode: str = "macvlan"
+    mode: str = defaults.MODE
     master: str | None = None
     bridge: str | None = None
     mtu: int | None = None
@@ -128,7 +128,7 @@ def parse_netconf(stdin: bytes) -> NetConf:
             f"letter or digit, followed by letters, digits, '_', '.' or '-'"
         )
     ptype = f.string(raw.get("type"), "type", required=True, example="flatnet")
-    mode = f.string(raw.get("mode"), "mode", example="macvlan") or "macvlan"
+    mode = f.string(raw.get("mode"), "mode", example="macvlan") or defaults.MODE
     traits = modes.get(mode)  # the registry says what this mode needs
     master = f.ifname(raw.get("master"), "master", required="master" in traits.needs)
     bridge = (

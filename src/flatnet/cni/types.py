@@ -21,9 +21,7 @@ from typing import Any
 from flatnet.cni import version as _v
 from flatnet.errors import DecodeError, FlatnetError
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+from flatnet.iptypes import IPAddress as IPAddress, IPInterface as IPInterface, IPNetwork as IPNetwork
 
 _ROUTE_EXTRAS = (("mtu", "mtu"), ("advmss", "advmss"), ("priority", "priority"), ("table", "table"), ("scope", "scope"))
 

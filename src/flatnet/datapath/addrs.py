@@ -1,4 +1,4 @@
-"""Address steps over an open pyroute2 handle.
+"""Address steps over an open ``rtnl.Handle`` (the short netlink path, pyroute2 behind it).
 
 IPv6 addresses are added with IFA_F_NODAD: a pod address comes from IPAM, so it is unique by
 construction, and waiting ~1-2 s for Duplicate Address Detection would delay every pod start

@@ -1,7 +1,7 @@
-"""Link steps over an open pyroute2 handle: look up, create, move, rename, delete.
+"""Link steps over an open ``rtnl.Handle``: look up, create, move, rename, delete.
 
-Functions take an ``Handle`` bound to the right netns (``netns.ipr(ns)``) and raw
-pyroute2/OS errors escape; callers wrap them in ``common.translate`` so the message names
+Functions take a ``Handle`` bound to the right netns (``netns.ipr(ns)``: the short netlink
+path, pyroute2 behind it for what that path does not encode) and raw netlink/OS errors escape; callers wrap them in ``common.translate`` so the message names
 the step and the namespace. Creation of a link *kind* the kernel lacks is turned into
 ``KernelFeatureMissing`` here, because only here do we know which kind was asked for.
 """
@@ -18,16 +18,9 @@ from typing import Any, Iterator
 
 from flatnet.datapath.rtnl import Handle, NetlinkError
 from flatnet import errors
+from flatnet.datapath import kernel
 from flatnet.datapath.common import feature_missing, ns_label
 
-# kind -> (kernel config option, module) for KernelFeatureMissing messages
-KERNEL_FEATURES = {
-    "macvlan": ("CONFIG_MACVLAN", "macvlan"),
-    "ipvlan": ("CONFIG_IPVLAN", "ipvlan"),
-    "vlan": ("CONFIG_VLAN_8021Q", "8021q"),
-    "bridge": ("CONFIG_BRIDGE", "bridge"),
-    "veth": ("CONFIG_VETH", "veth"),
-}
 # errno values the kernel answers when a link kind is not compiled in or not loadable
 _NO_KIND = (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EAFNOSUPPORT, errno.ENOENT)
 
@@ -112,9 +105,9 @@ def _add(ip: Handle, kind: str, name: str, attrs: dict[str, object]) -> None:
     try:
         ip.link("add", ifname=name, kind=kind, **attrs)
     except NetlinkError as exc:
-        if exc.code in _NO_KIND and kind in KERNEL_FEATURES:
-            config, module = KERNEL_FEATURES[kind]
-            raise feature_missing(kind, config, module) from exc
+        feature = kernel.for_kind(kind)  # the config option and module to name
+        if exc.code in _NO_KIND and feature is not None:
+            raise feature_missing(kind, feature.config, feature.module or kind) from exc
         raise
 
 

@@ -19,11 +19,12 @@ from typing import Callable, Iterator
 from pyroute2 import IPRoute
 from pyroute2 import netns as pr_netns
 
+from flatnet.datapath import kernel
 from flatnet.datapath.netns import ipr, run_in
 
 NFT = "/usr/sbin/nft"
-#: link kinds the doctor asks about; "bridge_vlan_filtering" is a bridge option, not a kind
-LINK_FEATURES = ("macvlan", "ipvlan", "vxlan", "8021q", "bridge", "bridge_vlan_filtering")
+#: what the doctor asks about (datapath/kernel.py); "bridge_vlan_filtering" is a bridge option
+LINK_FEATURES = kernel.PROBED
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Route steps over an open pyroute2 handle (main table only).
+"""Route steps over an open ``rtnl.Handle`` (main table only): the short netlink path, pyroute2
+behind it for what that path does not encode.
 
 Routes flatnet installs in the node's netns carry protocol ``RTPROT_FLATNET`` so DEL and
 CHECK can recognise them; pod routes come straight from the IPAM result (``spec.routes``).

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from flatnet import defaults
+from flatnet.datapath.kernel import FEATURES
 from flatnet.doctor.findings import Finding
 from flatnet.doctor.nodefacts import NodeFacts
 
-#: feature -> (CONFIG option, module to load or None, who needs it)
+#: feature -> (CONFIG option, module to load or None, who needs it): datapath/kernel.py's table
 KERNEL: dict[str, tuple[str, str | None, str]] = {
-    "macvlan": ("CONFIG_MACVLAN", "macvlan", "mode macvlan (pods on the VLAN, the default)"),
-    "ipvlan": ("CONFIG_IPVLAN", "ipvlan", "mode ipvlan (one MAC per switch port)"),
-    "vxlan": ("CONFIG_VXLAN", "vxlan", "mode vxlan (the overlay fallback)"),
-    "8021q": ("CONFIG_VLAN_8021Q", "8021q", "pools/configs with a vlan id (<master>.<vlan>)"),
-    "bridge": ("CONFIG_BRIDGE", "bridge", "mode bridge"),
-    "bridge_vlan_filtering": ("CONFIG_BRIDGE_VLAN_FILTERING", None, "mode bridge with VLANs (VLAN-aware bridge)"),
+    name: (f.config, f.module, f.user) for name, f in FEATURES.items() if f.probed
 }
 #: tool -> (Debian package, why it is needed, required)
 TOOLS: dict[str, tuple[str, str, bool]] = {
@@ -39,9 +36,9 @@ TOOLS: dict[str, tuple[str, str, bool]] = {
 
 
 def _needed(facts: NodeFacts) -> set[str]:
-    """Features the configured networks use (macvlan if nothing is configured)."""
+    """Features the configured networks use (the default mode if nothing is configured)."""
     cni = facts.cni
-    modes = set(cni.modes) if cni and cni.modes else {"macvlan"}
+    modes = set(cni.modes) if cni and cni.modes else {defaults.MODE}
     need = {m for m in modes if m in KERNEL}
     if cni and cni.vlans:
         need.add("8021q")

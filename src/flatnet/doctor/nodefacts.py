@@ -17,6 +17,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from flatnet import defaults
 from flatnet.datapath.probe import ProbeResult
 
 KCONFIG = "/proc/config.gz"
@@ -101,7 +102,7 @@ def scan_cni(conf_dir: str, bin_dir: str) -> CniFacts:
         for plugin in plugins:
             if isinstance(plugin, dict) and plugin.get("type") == "flatnet":
                 facts.flatnet_files.append(path)
-                facts.modes.append(str(plugin.get("mode") or "macvlan"))
+                facts.modes.append(str(plugin.get("mode") or defaults.MODE))
                 pools = (plugin.get("ipam") or {}).get("pools") or []
                 facts.vlans |= bool(plugin.get("vlan")) or any(isinstance(p, dict) and p.get("vlan") for p in pools)
                 facts.store = facts.store or (plugin.get("ipam") or {}).get("store")

@@ -5,7 +5,8 @@ When a pod of a sticky pool is deleted, its address stays reserved for that pod
 recreated under the same name gets it back. Every pod name ever seen would otherwise hold an
 address forever, and Deployment churn (random pod names) would exhaust the pool. So:
 
-- reservations queue up in order of expiry under ``pools/<pool>/held/<ms>/<ip>``;
+- reservations queue up in order of expiry under ``pools/<pool>/held/<us>/<ip>`` (µs since the
+  epoch, ``records.held_key``);
 - an ADD that finds no fresh and no released address takes over the head of that queue —
   the oldest reservation, expired or not (``take_over``): logged, and counted in
   ``pools/<pool>/stats`` ("takeovers" when still within its hold, "expired" after). The

@@ -12,6 +12,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from flatnet import defaults
 from flatnet.obs.logs import redact
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def _config_fields(stdin: bytes) -> tuple[str, str]:
         return "", ""
     if not isinstance(doc, dict):
         return "", ""
-    name, mode = doc.get("name"), doc.get("mode") or "macvlan"
+    name, mode = doc.get("name"), doc.get("mode") or defaults.MODE
     return (name if isinstance(name, str) else ""), (mode if isinstance(mode, str) else "")
 
 

@@ -27,8 +27,9 @@ from typing import Any, Callable
 
 from flatnet_lab import forwarder
 from flatnet_lab.bench.cniexec import IP, REF_CNI_DIR, Call, exec_plugin, install_forwarder
-from flatnet_lab.bench.nsenv import Scratch, stop, wait_until
+from flatnet_lab.bench.nsenv import Scratch
 from flatnet_lab.bench.profile import Profile
+from flatnet_lab.launch import agent_argv, spawn, stop_proc, wait_agent
 from flatnet_lab.bench.results import Results
 from flatnet_lab.bench.stats import percentile
 from flatnet.errors import FlatnetError
@@ -124,37 +125,17 @@ class ControlBench:
 
     def start_agent(self) -> int:
         """Start ``flatnet agent`` serving the node netns; return its pid once it answers."""
-        from flatnet_lab.lab.procs import socket_answers
-
-        argv = [
-            sys.executable,
-            "-m",
-            "flatnet.cli.main",
-            "agent",
-            "--socket",
+        argv = agent_argv(
             self.sock,
-            "--netns",
-            self.node,
-            "--node",
-            "bench",
-            "--quiet",
-            "--store",
-            f"sqlite:{os.path.join(self.tmp, 'agent.db')}",
-            "--lock-dir",
-            os.path.join(self.tmp, "locks"),
-        ]
-        log = open(os.path.join(self.tmp, "agent.log"), "ab")  # noqa: SIM115 - child's
-        try:
-            self.agent = self.s.track(
-                subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-            )
-        finally:
-            log.close()
-        if (
-            not wait_until(lambda: socket_answers(self.sock) or self.agent.poll() is not None, 20.0)
-            or self.agent.poll() is not None
-        ):
-            raise FlatnetError("bench: the agent did not start", f"see {os.path.join(self.tmp, 'agent.log')}")
+            netns=self.node,
+            node="bench",
+            quiet=True,
+            store=f"sqlite:{os.path.join(self.tmp, 'agent.db')}",
+            lock_dir=os.path.join(self.tmp, "locks"),
+        )
+        log = os.path.join(self.tmp, "agent.log")
+        self.agent = self.s.track(spawn(argv, log))
+        wait_agent(self.agent, self.sock, 20.0, log)  # FlatnetError naming the log if it does not
         return self.agent.pid
 
     # -- one pod -------------------------------------------------------------
@@ -323,4 +304,4 @@ class ControlBench:
 
     def close(self) -> None:
         if self.agent is not None:
-            stop(self.agent)
+            stop_proc(self.agent, timeout=5.0, kill_wait=5.0)

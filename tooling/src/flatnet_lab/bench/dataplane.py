@@ -28,7 +28,7 @@ from flatnet_lab.bench.profile import Profile
 from flatnet_lab.bench.results import Results
 from flatnet.datapath import sysctl
 from flatnet.errors import FlatnetError
-from flatnet_lab.lab import manager, probe
+from flatnet_lab.lab import manager, traffic
 from flatnet_lab.lab.topology import Topology
 
 SECTION, ROUTES = "data plane", "routes"
@@ -92,7 +92,7 @@ class DataPlaneBench:
                 for n in topo.nodes:
                     for k in range(1, per_node + 1):
                         setup.pod(network, n.name, k)
-                c = probe.count_routes(node.ns)
+                c = traffic.count_routes(node.ns)
                 self.r.add(ROUTES, subject, f"{per_node} pods/node", "routes", c["v4"] + c["v6"])
             setup.delete_pods(network)  # each network is counted alone, from the same start
         self.r.extra["routes_node"] = node.name
@@ -148,7 +148,7 @@ class DataPlaneBench:
         for metric, streams, udp in (("TCP 1 stream", 1, False), ("TCP 8 streams", 8, False), ("UDP", 1, True)):
             gbps = iperf.throughput(path.src_ns, path.dst_ns, path.ip, secs, streams, udp, port=path.iperf_port)
             add(SECTION, path.subject, metric, "Gbit/s", gbps, better="higher")
-        lat = probe.rr_latency(
+        lat = traffic.rr_latency(
             path.src_ns,
             path.dst_ns,
             path.ip,

@@ -1,6 +1,6 @@
 """iperf3 between two namespaces for the bench: TCP with 1 or N streams, and UDP.
 
-The runner itself is ``flatnet_lab.lab.probe.iperf3`` (shared with the lab demo's one-stream
+The runner itself is ``flatnet_lab.lab.traffic.iperf3`` (shared with the lab demo's one-stream
 ``bandwidth``): one-off server killed in ``finally``, client with a hard timeout.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import subprocess
 
-from flatnet_lab.lab.probe import IPERF3, iperf3
+from flatnet_lab.lab.traffic import IPERF3, iperf3
 
 
 def version() -> str:

@@ -15,7 +15,8 @@ import uuid
 from typing import Any
 
 from flatnet_lab.bench.cniexec import REF_CNI_DIR, Call, exec_plugin, install_forwarder
-from flatnet_lab.bench.nsenv import Scratch, stop
+from flatnet_lab.bench.nsenv import Scratch
+from flatnet_lab.launch import stop_proc
 from flatnet_lab.testbed import net as labnet
 from flatnet.errors import FlatnetError
 from flatnet_lab.lab import netconf, pods, procs
@@ -105,7 +106,7 @@ class LabSetup:
             ready, _, _ = select.select([proc.stdout], [], [], 15.0)
             line = proc.stdout.readline().decode().strip() if ready else ""  # type: ignore[union-attr]
             if line != "ready":
-                stop(proc)
+                stop_proc(proc, timeout=5.0, kill_wait=5.0)
                 err = proc.stderr.read().decode()[-300:] if proc.stderr else ""  # type: ignore[union-attr]
                 raise FlatnetError(f"bench: the UDP tunnel in {me.ns} did not start", err)
         return f"{TUN_NET}.{nb.index}"

@@ -12,9 +12,8 @@ import os
 import secrets
 import signal
 import subprocess
-import time
-from typing import Callable
 
+from flatnet_lab.launch import stop_proc
 from flatnet_lab.testbed import net as labnet
 
 PREFIX = "fnb-"
@@ -58,7 +57,7 @@ class Scratch:
     def close(self) -> None:
         """Stop our processes (TERM, then KILL), then remove our namespaces."""
         for proc in self.procs:
-            stop(proc)
+            stop_proc(proc, timeout=5.0, kill_wait=5.0)
         self.procs.clear()
         for ns in reversed(self.namespaces):
             for pid in labnet.pids_in_netns(ns):
@@ -71,32 +70,6 @@ class Scratch:
         self.namespaces.clear()
 
 
-def stop(proc: subprocess.Popen, timeout: float = 5.0) -> None:
-    """SIGTERM the process (its session, when it leads one), wait bounded, then SIGKILL."""
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        try:
-            os.kill(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def leftovers() -> list[str]:
     """Bench namespaces that exist now (an interrupted earlier run leaves none, normally)."""
     return labnet.list_namespaces(PREFIX)
-
-
-def wait_until(pred: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
-    """Poll ``pred`` until true or ``timeout`` seconds pass (bounded); return the last answer."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return bool(pred())

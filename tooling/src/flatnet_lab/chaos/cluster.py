@@ -13,20 +13,17 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 
-from flatnet_lab.chaos.etcdproc import Etcd, EtcdCluster, stop_proc, wait
+from flatnet_lab.etcd import EtcdCluster, EtcdMember
+from flatnet_lab.launch import agent_answers, agent_argv, child_env, spawn, stop_proc, wait_until
 from flatnet.errors import FlatnetError
 from flatnet_lab.testbed import net as testnet
 from flatnet_lab.testbed.net import BuiltOnEnter
 
 NETWORK = "fnkchaos"
 SUBNET, RANGE_START, RANGE_END, GATEWAY = "198.18.200.0/24", "198.18.200.10", "198.18.200.250", "198.18.200.1"
-
-
-_wait, _stop = wait, stop_proc
 
 
 @dataclass
@@ -50,7 +47,7 @@ class Cluster(BuiltOnEnter):
     nodes: list[Node] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
     etcd_members: int = 1  # 3: a three-member etcd cluster (etcd-member-loss)
-    etcd: Etcd | EtcdCluster | None = None
+    etcd: EtcdMember | EtcdCluster | None = None
 
     # ---- build / close ----
     def ns_name(self, part: str) -> str:
@@ -64,8 +61,11 @@ class Cluster(BuiltOnEnter):
 
     def build(self) -> None:
         if self.store_kind == "etcd":
+            # loaded: wide election timeouts, the faults here are kills, not a slow machine
             self.etcd = (
-                EtcdCluster(self.workdir, self.etcd_members, self.tag) if self.etcd_members > 1 else Etcd(self.workdir)
+                EtcdCluster(self.workdir, self.etcd_members, token=self.tag, loaded=True, log_level="error")
+                if self.etcd_members > 1
+                else EtcdMember(os.path.join(self.workdir, "fnk"), "fnk", loaded=True, log_level="error")
             )
             self.etcd.start()
         sw = self._netns("sw")
@@ -84,7 +84,7 @@ class Cluster(BuiltOnEnter):
 
     def close(self) -> None:
         for node in self.nodes:
-            _stop(node.proc)
+            stop_proc(node.proc)
         if self.etcd is not None:
             self.etcd.stop(signal.SIGTERM)
         for ns in reversed(self.pod_namespaces() + self.namespaces):
@@ -133,51 +133,29 @@ class Cluster(BuiltOnEnter):
     # ---- agents ----
     def start_agent(self, node: Node) -> None:
         os.makedirs(os.path.dirname(node.socket), mode=0o700, exist_ok=True)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        log = open(os.path.join(self.workdir, f"{node.name}-agent.log"), "ab")
-        node.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flatnet.cli.main",
-                "agent",
-                "--socket",
-                node.socket,
-                "--netns",
-                node.ns,
-                "--node",
-                node.name,
-                "--lock-dir",
-                self.lock_dir(node),
-                "--reconcile-every",
-                "1",
-                "-q",
-                "--state-dir",
-                os.path.join(self.workdir, node.name),
-            ],
-            env=env,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
+        argv = agent_argv(
+            node.socket,
+            netns=node.ns,
+            node=node.name,
+            lock_dir=self.lock_dir(node),
+            reconcile_every=1,
+            quiet=True,
+            state_dir=os.path.join(self.workdir, node.name),
         )
-        log.close()
+        node.proc = spawn(argv, os.path.join(self.workdir, f"{node.name}-agent.log"), env=child_env())
 
     def wait_agent(self, node: Node, timeout: float = 30.0) -> bool:
         """True once the agent answers a status request (False if it died or timed out)."""
-        from flatnet.agent import protocol
-
-        def answers() -> bool:
-            return protocol.status(node.socket, timeout=2) is not None
-
-        return (
-            _wait(lambda: answers() or (node.proc is not None and node.proc.poll() is not None), timeout, 0.1)
-            and node.proc is not None
-            and node.proc.poll() is None
+        proc = node.proc
+        if proc is None:
+            return False
+        return wait_until(lambda: proc.poll() is not None or agent_answers(node.socket), timeout, 0.1) and (
+            proc.poll() is None
         )
 
     def kill_agent(self, node: Node) -> None:
         """SIGKILL (no cleanup at all: the socket file stays, in-flight requests die)."""
-        _stop(node.proc, signal.SIGKILL)
+        stop_proc(node.proc, signal.SIGKILL)
         node.proc = None
 
     # ---- pods ----

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -80,7 +81,7 @@ def bounce_etcd(cluster: Cluster) -> Callable[[], None]:
 
     def strike() -> None:
         assert cluster.etcd is not None
-        cluster.etcd.stop()
+        cluster.etcd.stop(signal.SIGKILL)
         time.sleep(random.uniform(1.0, 3.0))
         cluster.etcd.start()
 
@@ -93,7 +94,7 @@ def kill_member(cluster: Cluster, counters: Counters, window: int, notes: list[s
     strikes = [0]
 
     def strike() -> None:
-        from flatnet_lab.chaos.etcdproc import EtcdCluster
+        from flatnet_lab.etcd import EtcdCluster
 
         at, t0 = counters.ops, time.monotonic()
         etcd = cluster.etcd
@@ -106,7 +107,7 @@ def kill_member(cluster: Cluster, counters: Counters, window: int, notes: list[s
             else random.choice([m for m in running if m is not leader] or running)
         )
         strikes[0] += 1
-        victim.stop()
+        victim.stop(signal.SIGKILL)
         killed_at, t1 = counters.ops, time.monotonic()
         deadline = t1 + 20.0
         while counters.ops < killed_at + window and time.monotonic() < deadline:

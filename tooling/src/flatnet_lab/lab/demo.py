@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 
 from flatnet.errors import FlatnetError
-from flatnet_lab.lab import probe, reach, render
+from flatnet_lab.lab import reach, render, traffic
 from flatnet_lab.lab.topology import Topology
 
 NETWORKS = ("flat", "overlay")
@@ -66,7 +66,7 @@ class Demo:
             for k in range(1, per_node + 1):
                 if pod_name(network, node.name, k) not in have:
                     self.add(network, node.name, k)
-        counts = {n.name: probe.count_routes(n.ns, route_devices(network, n)) for n in self.topo.nodes}
+        counts = {n.name: traffic.count_routes(n.ns, route_devices(network, n)) for n in self.topo.nodes}
         return render.RouteSample(
             network,
             per_node,
@@ -95,23 +95,23 @@ class Demo:
                 network,
                 "pod address",
                 f"{pod.ip}:{reach.PROBE_PORT}",
-                probe.tcp_probe(out, pod.netns, pod.ip, reach.PROBE_PORT),
+                traffic.tcp_probe(out, pod.netns, pod.ip, reach.PROBE_PORT),
             )
         ]
         if network == "overlay":
             node_ip = self.topo.node(pod.node).ipv4
             target = f"{node_ip}:{HOST_PORT}"
             if self.port_mapped == pod.name:
-                res = probe.tcp_probe(out, pod.netns, node_ip, HOST_PORT, listen_port=reach.PROBE_PORT)
+                res = traffic.tcp_probe(out, pod.netns, node_ip, HOST_PORT, listen_port=reach.PROBE_PORT)
             else:
-                res = probe.ProbeResult(False, error="lab pods cannot take portMappings yet")
+                res = traffic.ProbeResult(False, error="lab pods cannot take portMappings yet")
             rows.append(render.AccessRow(network, "node:hostPort (DNAT)", target, res))
         return rows
 
     def perf(self, label: str, src_ns: str, dst_ns: str, ip: str) -> render.PerfRow:
         try:
-            gbps = probe.bandwidth(src_ns, dst_ns, ip, seconds=self.seconds)
-            lat = probe.rr_latency(src_ns, dst_ns, ip, n=200)
+            gbps = traffic.bandwidth(src_ns, dst_ns, ip, seconds=self.seconds)
+            lat = traffic.rr_latency(src_ns, dst_ns, ip, n=200)
         except FlatnetError as exc:
             return render.PerfRow(label, None, None, None, exc.msg)
         return render.PerfRow(label, gbps, lat.p50_us, lat.p99_us)

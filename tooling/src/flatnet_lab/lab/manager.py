@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 from flatnet_lab.testbed import net as labnet
 from flatnet.errors import ConfigError, FlatnetError
 from flatnet_lab.lab import netconf, procs
+from flatnet_lab.launch import agent_answers
 from flatnet_lab.lab.topology import PREFIX, Topology, default_topology
 
 #: progress(message, done, total): called before each step of up/down
@@ -235,7 +236,7 @@ def status() -> LabStatus:
             pid = procs.read_pid(node.name)
             alive = procs.pid_alive(pid, sock)
             out.nodes.append(
-                NodeStatus(node.name, node.ns, node.ns in namespaces, pid, alive, alive and procs.socket_answers(sock))
+                NodeStatus(node.name, node.ns, node.ns in namespaces, pid, alive, alive and agent_answers(sock))
             )
         if st.get("store") == "etcd":
             out.etcd_alive = procs.pid_alive(procs.read_pid("etcd"), procs.path("etcd"))

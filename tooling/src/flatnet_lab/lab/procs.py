@@ -11,17 +11,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from typing import Any
 
-
 from flatnet.errors import FlatnetError
+from flatnet_lab import launch
+from flatnet_lab.etcd import EtcdMember
+from flatnet_lab.launch import agent_answers
 
 LAB_DIR = "/run/flatnet/lab"
-ETCD_BIN = "/usr/bin/etcd"
 AGENT_READY_TIMEOUT = 20.0
 ETCD_READY_TIMEOUT = 20.0
 
@@ -125,30 +124,17 @@ def agent_status(sock_path: str, timeout: float = 2.0) -> dict[str, Any] | None:
     return protocol.status(sock_path, timeout)
 
 
-def socket_answers(sock_path: str, timeout: float = 2.0) -> bool:
-    """True when an agent answers a status request on ``sock_path``."""
-    return agent_status(sock_path, timeout) is not None
-
-
-def _spawn(name: str, argv: list[str]) -> subprocess.Popen:
-    log = open(path(f"{name}.log"), "ab")  # noqa: SIM115 - handed to the child
-    try:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True
-        )
-    finally:
-        log.close()
+def _spawn(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    """Start ``argv`` logging to ``<name>.log``; its pid goes to ``<name>.pid`` (lab down's list)."""
+    proc = launch.spawn(argv, path(f"{name}.log"))
     with open(path(f"{name}.pid"), "w", encoding="ascii") as fh:
         fh.write(str(proc.pid))
     return proc
 
 
 def log_tail(name: str, lines: int = 8) -> str:
-    try:
-        with open(path(f"{name}.log"), encoding="utf-8", errors="replace") as fh:
-            return " | ".join(fh.read().strip().splitlines()[-lines:])
-    except FileNotFoundError:
-        return ""
+    """The last lines of the lab's ``<name>.log``, on one line."""
+    return launch.log_tail(path(f"{name}.log"), lines)
 
 
 def agent_socket(node: str) -> str:
@@ -163,56 +149,28 @@ def start_agent(node: str, ns: str, store_url: str, metrics_address: str | None 
     """
     sock = agent_socket(node)
     pid = read_pid(node)
-    if pid_alive(pid, sock) and socket_answers(sock):
+    if pid_alive(pid, sock) and agent_answers(sock):
         return pid  # type: ignore[return-value]
     if pid:
         stop_pid(pid, sock)
     if os.path.exists(sock):
         os.unlink(sock)  # stale socket of a dead agent
-    argv = [
-        sys.executable,
-        "-m",
-        "flatnet.cli.main",
-        "agent",
-        "--socket",
+    argv = launch.agent_argv(
         sock,
-        "--netns",
-        ns,
-        "--node",
-        node,
-        "--store",
-        store_url,
-        "--lock-dir",
-        path("locks"),
-        "--log-format",
-        "json",
-    ]
-    if metrics_address:
-        argv += ["--metrics-address", metrics_address]
-    proc = _spawn(node, argv)
-    deadline = time.monotonic() + AGENT_READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if socket_answers(sock):
-            return proc.pid
-        if proc.poll() is not None:  # (its cmdline is not the agent's until exec: poll)
-            raise FlatnetError(
-                f"lab: the agent of {node} exited at start", f"log {path(node + '.log')}: {log_tail(node)}"
-            )
-        time.sleep(0.1)
-    stop_pid(proc.pid, sock)
-    raise FlatnetError(
-        f"lab: the agent of {node} did not answer on {sock} within {AGENT_READY_TIMEOUT:.0f}s",
-        f"log {path(node + '.log')}: {log_tail(node)}",
+        netns=ns,
+        node=node,
+        store=store_url,
+        lock_dir=path("locks"),
+        log_format="json",
+        metrics_address=metrics_address,
     )
-
-
-def _free_port() -> int:
-    s = socket.socket()
+    proc = _spawn(node, argv)
     try:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-    finally:
-        s.close()
+        launch.wait_agent(proc, sock, AGENT_READY_TIMEOUT, path(f"{node}.log"))
+    except FlatnetError as e:
+        stop_pid(proc.pid, sock)
+        raise FlatnetError(f"lab: the agent of {node} did not start", e.details) from None
+    return proc.pid
 
 
 def etcd_healthy(port: int) -> bool:
@@ -229,38 +187,12 @@ def start_etcd(port: int | None) -> int:
         return port
     if pid:
         stop_pid(pid, data)
-    if not os.access(ETCD_BIN, os.X_OK):
-        raise FlatnetError(f"lab: {ETCD_BIN} not found", "apt-get install etcd-server, or use --store sqlite")
-    port, peer = _free_port(), _free_port()
-    client_url, peer_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{peer}"
-    argv = [
-        ETCD_BIN,
-        "--name",
-        "fnlab",
-        "--data-dir",
-        data,
-        "--listen-client-urls",
-        client_url,
-        "--advertise-client-urls",
-        client_url,
-        "--listen-peer-urls",
-        peer_url,
-        "--initial-advertise-peer-urls",
-        peer_url,
-        "--initial-cluster",
-        f"fnlab={peer_url}",
-        "--initial-cluster-state",
-        "new",
-    ]
-    proc = _spawn("etcd", argv)
-    deadline = time.monotonic() + ETCD_READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if etcd_healthy(port):
-            return port
-        if proc.poll() is not None:
-            raise FlatnetError("lab: etcd exited at start", log_tail("etcd"))
-        time.sleep(0.2)
-    stop_pid(pid, data)
+    member = EtcdMember(data, "fnlab", path("etcd.log"))  # FlatnetError if etcd is not installed
+    proc = _spawn("etcd", member.argv())
+    launch.wait_until(lambda: proc.poll() is not None or member.healthy(), ETCD_READY_TIMEOUT, 0.2)
+    if proc.poll() is None and member.healthy():
+        return member.client_port
+    stop_pid(proc.pid, data)
     raise FlatnetError(f"lab: etcd not healthy within {ETCD_READY_TIMEOUT:.0f}s", log_tail("etcd"))
 
 

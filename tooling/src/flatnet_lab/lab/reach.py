@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
 from flatnet.errors import ConfigError, FlatnetError
-from flatnet_lab.lab.probe import ProbeResult, tcp_probe
+from flatnet_lab.lab.traffic import ProbeResult, tcp_probe
 from flatnet_lab.lab.topology import Topology
 
 #: the port probe servers listen on (in pods, VMs, hosts: all namespaces of our own)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.table import Table
 
-from flatnet_lab.lab.probe import ProbeResult
+from flatnet_lab.lab.traffic import ProbeResult
 from flatnet_lab.lab.reach import ROWS, Matrix
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
-import signal
 import socket
 import subprocess
 from typing import Self, Sequence
@@ -320,20 +319,6 @@ def run_cmd(
 def spawn(ns: str, argv: Sequence[str], **popen_kwargs: object) -> subprocess.Popen:
     """Start ``argv`` in the background inside ``ns`` (stopped by ``lab down``)."""
     return run_in(ns, subprocess.Popen, list(argv), **popen_kwargs)
-
-
-def stop_proc(
-    proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 10.0, kill_wait: float = 10.0
-) -> None:
-    """Send ``sig`` to a child still running; SIGKILL it if it has not exited within ``timeout``."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(kill_wait)
 
 
 class BuiltOnEnter:

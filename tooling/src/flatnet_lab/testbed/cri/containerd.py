@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from flatnet_lab.testbed.net import stop_proc
+from flatnet_lab.launch import stop_proc
 
 CONTAINERD = "/usr/bin/containerd"
 CTR = "/usr/bin/ctr"

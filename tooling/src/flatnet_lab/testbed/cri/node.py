@@ -19,12 +19,12 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
+from flatnet.errors import FlatnetError
+from flatnet_lab.launch import agent_argv, spawn, wait_agent
 from flatnet_lab.testbed import net as labnet
 from flatnet_lab.testbed.net import BuiltOnEnter
 from flatnet_lab.testbed.cri import image
@@ -203,46 +203,21 @@ class CriNode(BuiltOnEnter):
     # --- the flatnet agent --------------------------------------------------------------------
     def start_agent(self) -> None:
         """Start the node's agent (serving ``agent_socket``); return once it answers."""
-        from flatnet_lab.lab.procs import socket_answers
-
         if os.path.exists(self.agent_socket):
             os.unlink(self.agent_socket)
-        log = open(self.work / "agent.log", "ab")  # noqa: SIM115 - handed to the child
+        argv = agent_argv(
+            self.agent_socket,
+            netns=self.ns,
+            node=f"{self.prefix}-node",
+            store=f"sqlite:{self.db}",
+            lock_dir=str(self.work / "locks"),
+            reconcile_every=self.reconcile_every,
+        )
+        self.agent_proc = spawn(argv, str(self.work / "agent.log"))
         try:
-            self.agent_proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "flatnet.cli.main",
-                    "agent",
-                    "--socket",
-                    self.agent_socket,
-                    "--netns",
-                    self.ns,
-                    "--node",
-                    f"{self.prefix}-node",
-                    "--store",
-                    f"sqlite:{self.db}",
-                    "--lock-dir",
-                    str(self.work / "locks"),
-                    "--reconcile-every",
-                    str(self.reconcile_every),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
-        deadline = time.monotonic() + AGENT_READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if socket_answers(self.agent_socket):
-                return
-            if self.agent_proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"the flatnet agent did not start:\n{self.log_tail('agent.log')}")
+            wait_agent(self.agent_proc, self.agent_socket, AGENT_READY_TIMEOUT, str(self.work / "agent.log"))
+        except FlatnetError as e:
+            raise RuntimeError(f"the flatnet agent did not start: {e}:\n{self.log_tail('agent.log')}") from None
 
     def stop_agent(self, kill: bool = False) -> None:
         """SIGTERM (or SIGKILL with ``kill``) the agent and wait for it."""
