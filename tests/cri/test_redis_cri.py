@@ -37,6 +37,7 @@ def test_redis_sentinel_failover_through_cri_seen_from_a_vm() -> None:
     out = run_cri(keys=150, say=lambda m: print(f"[redis-cri] {m}", flush=True))
     print(f"\n[redis-cri] addresses before: {out.ips}")
     print(f"[redis-cri] master {out.master_before} -> {out.master_after}; VM's failover {out.failover_s:.2f} s")
+    print(f"[redis-cri] the new master sees the VM as {out.vm_seen_as}; its replicas: {out.replicas_seen}")
     print(
         f"[redis-cri] redis-0 {out.ips.get('redis-0')}@{out.placement.get('redis-0')} -> "
         f"{out.redis0_ip_after}@{out.redis0_node_after}; answers {out.recreate_s:.2f} s after its new pod object, "

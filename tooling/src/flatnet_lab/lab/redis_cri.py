@@ -100,6 +100,8 @@ class CriOutcome:
     replicated: int = 0  # of acked, acknowledged after WAIT saw a replica have it
     present: dict[str, int] = field(default_factory=dict)  # pod -> keys 0..acked-1 it holds
     client_errors: int = 0
+    vm_seen_as: str = ""  # the VM's address as the new master sees its connection (no NAT: the VM's own)
+    replicas_seen: list[str] = field(default_factory=list)  # replicas the final master lists (ip:port)
     seed: Seed = field(default_factory=Seed)
     timeline: list[str] = field(default_factory=list)
     error: str = ""
@@ -118,6 +120,24 @@ def build_image() -> Path:
     if proc.returncode != 0:
         raise FlatnetError("building the Redis image failed", (proc.stdout + proc.stderr)[-2000:])
     return ROOT / "build" / "image" / "redis-bookworm.oci.tar"
+
+
+def client_addr(addr: rc.Addr) -> str:
+    """The address ``addr`` sees this connection come from (``CLIENT INFO``'s ``addr=``)."""
+    with rc.Conn(addr) as c:
+        info = str(c.call("CLIENT", "INFO"))
+    fields = dict(f.split("=", 1) for f in info.split() if "=" in f)
+    return fields.get("addr", "").rsplit(":", 1)[0]
+
+
+def replica_addrs(info: dict[str, str]) -> list[str]:
+    """``ip:port`` of every ``slaveN`` line of ``INFO replication``."""
+    out = []
+    for k, v in sorted(info.items()):
+        if k.startswith("slave") and k[5:].isdigit():
+            f = dict(x.split("=", 1) for x in v.split(",") if "=" in x)
+            out.append(f"{f.get('ip')}:{f.get('port')}")
+    return out
 
 
 def seed_typo(node: str) -> str:
@@ -226,6 +246,8 @@ class CriScenario:
             f"the VM writes to the new master {first.master} {self.out.failover_s:.2f}s after the kill "
             f"({self.out.client_errors} client errors meanwhile)"
         )
+        host, port = first.master.rsplit(":", 1)
+        self.out.vm_seen_as = self.vm(client_addr, rc.Addr(host, int(port)))
         n = log.acked()
         wait_until(f"{self.keys} more writes", lambda: log.acked() >= n + self.keys, 120, 0.1)
         return first.master
@@ -271,6 +293,8 @@ class CriScenario:
             wait_until("every Redis to hold every acknowledged key", counts, 30, 0.5)
         except FlatnetError:
             pass  # reported as counts below the acknowledged number
+        host, port = self.out.master_after.rsplit(":", 1)
+        self.out.replicas_seen = replica_addrs(self.vm(rc.replication, rc.Addr(host, int(port))))
         self.note(f"{acked} keys acknowledged to the VM; present: {self.out.present}")
 
     def seed_failure(self) -> None:

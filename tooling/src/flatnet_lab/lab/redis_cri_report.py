@@ -12,6 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from flatnet_lab.lab.redis_cri import CriOutcome
+from flatnet_lab.testbed.cri.cluster import VM_ADDR
+
+VM_IP = VM_ADDR.split("/")[0]
 
 
 def problems(out: CriOutcome) -> list[str]:
@@ -25,6 +28,10 @@ def problems(out: CriOutcome) -> list[str]:
         bad.append(f"redis-0 came back at {out.redis0_ip_after}, not {out.ips.get('redis-0')}")
     if out.redis0_node_after != out.placement.get("redis-0"):
         bad.append(f"redis-0 came back on {out.redis0_node_after}, not on its PV's node")
+    if out.vm_seen_as != VM_IP:
+        bad.append(f"the new master saw the VM's connection come from {out.vm_seen_as!r}, not {VM_IP} (NAT?)")
+    if f"{out.redis0_ip_after}:6379" not in out.replicas_seen:
+        bad.append(f"the master lists replicas {out.replicas_seen}, not redis-0 at {out.redis0_ip_after}")
     if out.on_volume != out.acked_at_kill:
         bad.append(f"redis-0 found {out.on_volume} of its {out.acked_at_kill} keys on its volume")
     for pod, n in sorted(out.present.items()):
@@ -55,7 +62,8 @@ def summary(out: CriOutcome) -> Table:
             "failover seen by the VM",
             f"{out.failover_s:.2f} s from the kill to the first write acknowledged by the new master",
         ),
-        ("client errors during it", str(out.client_errors)),
+        ("client errors during it", f"{out.client_errors} (then Sentinel asked again; no announce-ip, no NAT)"),
+        ("the new master sees the VM as", out.vm_seen_as),
         (
             "redis-0 address before / after",
             f"{out.ips.get('redis-0', '-')} / {out.redis0_ip_after} ({out.redis0_node_after})",
@@ -63,6 +71,7 @@ def summary(out: CriOutcome) -> Table:
         ("redis-0 recreated", f"answers the VM {out.recreate_s:.2f} s after its new pod object"),
         ("redis-0 keys on its volume", f"{out.on_volume} of the {out.acked_at_kill} acknowledged before the kill"),
         ("redis-0 rejoined", f"synced replica of {out.master_after} {out.rejoin_s:.2f} s after it was recreated"),
+        ("replicas of the new master", ", ".join(out.replicas_seen)),
         ("writes acknowledged", f"{out.acked} ({out.replicated} with a replica's WAIT)"),
         ("writes present after", ", ".join(f"{p} {n}" for p, n in sorted(out.present.items()))),
     ]
@@ -88,8 +97,7 @@ def seed_table(out: CriOutcome) -> Table:
 
 
 def show(console: Console, out: CriOutcome) -> list[str]:
-    for line in out.timeline:
-        console.print(f"[dim]{line}[/dim]")
+    """The two tables (the timeline was printed as it happened); returns the problems."""
     if out.master_before:
         console.print(summary(out))
     if out.seed.pv:
