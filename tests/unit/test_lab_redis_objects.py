@@ -6,6 +6,10 @@ No root, no runtime: the objects are read from the example, placed by
 
 from __future__ import annotations
 
+import os
+
+import pytest
+
 from flatnet.doctor.cluster import analyze
 from flatnet_lab.lab.redis_cri import seed_typo
 from flatnet_lab.lab.redis_objects import (
@@ -18,6 +22,7 @@ from flatnet_lab.lab.redis_objects import (
     redis_pod,
 )
 from flatnet_lab.testbed.scheduler import CONFLICT, NO_PV, pending_message, schedule
+from tests.helpers.cli import flatnet_cli
 
 NODES = ["keludev05", "keludev06", "keludev07"]
 
@@ -80,3 +85,13 @@ def test_a_bound_claim_whose_pv_moved_is_a_volume_node_affinity_conflict() -> No
     objs.apply(redis_pod("redis-0"))
     assert schedule(objs, "redis-0", NAMESPACE) is None
     assert f"3 node(s) {CONFLICT}" in pending_message(objs.get("Pod", "redis-0", NAMESPACE))
+
+
+def test_the_cri_runtime_refuses_the_overlay_and_bad_key_counts_before_building_anything() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("flatnet lab needs root (it checks before parsing the scenario's options)")
+    proc = flatnet_cli("lab", "redis", "--runtime", "cri", "--network", "overlay")
+    assert proc.returncode != 0 and "--network overlay is not available with --runtime cri" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = flatnet_cli("lab", "redis", "--runtime", "cri", "--keys", "0")
+    assert proc.returncode != 0 and "--keys 0 is out of range" in proc.stderr
