@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -201,7 +202,7 @@ class CriScenario:
             conf = REDIS_CONF + f"replicaof {p0.ip} {REDIS_PORT}\n"
             self.place_and_start(f"redis-{k}", {"redis-data": {"redis.conf": conf}})
         for k in range(1, rs.redis):
-            wait_until(f"redis-{k} to sync with {p0.ip}", lambda k=k: self.synced_to(f"redis-{k}", p0.ip), 60)
+            wait_until(f"redis-{k} to sync with {p0.ip}", partial(self.synced_to, f"redis-{k}", p0.ip), 60)
         conf = SENTINEL_CONF.format(name=rs.master_set, master=p0.ip, quorum=rs.quorum)
         for k in range(rs.sentinels):
             self.place_and_start(f"sentinel-{k}", {"config": {"sentinel.conf": conf}})

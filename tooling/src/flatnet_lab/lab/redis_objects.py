@@ -103,7 +103,7 @@ def pvs(
 
 def hand_written_pv(rs: RedisSet, name: str, typed_host: str, path: str) -> dict[str, Any]:
     """The example PV as the seed wrote it by hand: the hostname as someone typed it."""
-    pv = json.loads(json.dumps(rs.pv_example))
+    pv: dict[str, Any] = json.loads(json.dumps(rs.pv_example))
     pv["metadata"] = {"name": name}
     pv["spec"]["local"]["path"] = path
     terms = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
