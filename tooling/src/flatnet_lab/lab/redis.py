@@ -6,7 +6,9 @@ Sentinel for the master, writes keys, reads them from the replicas; the master i
 Sentinel fails over and the VM follows; the old master comes back on its node with the same
 address and its data, and rejoins as a replica. On the overlay the same Sentinel hands the
 VM addresses it cannot reach. Pods, processes and volumes are always removed; the lab goes
-down again at the end if this command brought it up (unless --keep).
+down again at the end if this command brought it up (unless --keep). With --runtime cri the
+same story runs as containers through containerd's CRI on three nodes of its own, with
+local PersistentVolumes and the seed's PV failure (``redis_cri``).
 """
 
 from __future__ import annotations

@@ -116,7 +116,7 @@ def build_image() -> Path:
         text=True,
         timeout=1500,
         check=False,
-        env={"PY": sys.executable, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        env={**os.environ, "PY": sys.executable},  # a proxy for the Debian mirror passes through
     )
     if proc.returncode != 0:
         raise FlatnetError("building the Redis image failed", (proc.stdout + proc.stderr)[-2000:])
