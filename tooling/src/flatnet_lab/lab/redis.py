@@ -6,7 +6,9 @@ Sentinel for the master, writes keys, reads them from the replicas; the master i
 Sentinel fails over and the VM follows; the old master comes back on its node with the same
 address and its data, and rejoins as a replica. On the overlay the same Sentinel hands the
 VM addresses it cannot reach. Pods, processes and volumes are always removed; the lab goes
-down again at the end if this command brought it up (unless --keep).
+down again at the end if this command brought it up (unless --keep). With --runtime cri the
+same story runs as containers through containerd's CRI on three nodes of its own, with
+local PersistentVolumes and the seed's PV failure (``redis_cri``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from flatnet_lab.lab.topology import Topology
 
 NETWORKS = ("flat", "overlay")
 DEFAULT_KEYS = 1000
+DEFAULT_CRI_KEYS = 300
 
 
 def run_network(topo: Topology, network: str, keys: int, console: Console | None = None) -> Outcome:
@@ -154,10 +157,31 @@ def cmd_redis(args: argparse.Namespace) -> int:
     from flatnet_lab.lab import manager
 
     manager.require_root()
-    if args.keys < 1 or args.keys > 100_000:
-        raise ConfigError(f"--keys {args.keys} is out of range", "use 1..100000")
-    networks = NETWORKS if args.network == "both" else (args.network,)
-    return run(Console(), networks, args.keys, args.keep)
+    if args.runtime == "cri":
+        if args.network not in (None, "flat"):
+            raise ConfigError(
+                f"--network {args.network} is not available with --runtime cri",
+                "the CRI scenario runs the flat network (drop --network, or use --runtime lab for the overlay)",
+            )
+        keys = DEFAULT_CRI_KEYS if args.keys is None else args.keys
+        if keys < 1 or keys > 100_000:
+            raise ConfigError(f"--keys {keys} is out of range", "use 1..100000")
+        return run_cri(Console(), keys)
+    keys = DEFAULT_KEYS if args.keys is None else args.keys
+    if keys < 1 or keys > 100_000:
+        raise ConfigError(f"--keys {keys} is out of range", "use 1..100000")
+    network = args.network or "both"
+    networks = NETWORKS if network == "both" else (network,)
+    return run(Console(), networks, keys, args.keep)
+
+
+def run_cri(console: Console, keys: int) -> int:
+    """``--runtime cri``: the scenario through containerd's CRI (``redis_cri``); 0 when it held."""
+    from flatnet_lab.lab.redis_cri import run_cri as scenario
+    from flatnet_lab.lab.redis_cri_report import show
+
+    out = scenario(keys, say=lambda m: console.print(f"[dim]… {m}[/dim]"))
+    return 1 if show(console, out) else 0
 
 
 def register_redis(lab_subparsers: "argparse._SubParsersAction") -> None:
@@ -168,11 +192,25 @@ def register_redis(lab_subparsers: "argparse._SubParsersAction") -> None:
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     p.add_argument(
+        "--runtime",
+        choices=("lab", "cri"),
+        default="lab",
+        help="lab: redis-server processes in the lab's pod namespaces; cri: containers from a Debian "
+        "Redis image through containerd's CRI on 3 nodes of their own, local PVs, the seed's PV "
+        "failure and the doctor (default: %(default)s)",
+    )
+    p.add_argument(
         "--network",
         choices=("flat", "overlay", "both"),
-        default="both",
-        help="which network the pods use (default: %(default)s)",
+        default=None,
+        help="which network the pods use (default: both; --runtime cri: flat only)",
     )
-    p.add_argument("--keys", type=int, default=DEFAULT_KEYS, help="keys written per step (default: %(default)s)")
+    p.add_argument(
+        "--keys",
+        type=int,
+        default=None,
+        help=f"keys written per step (default: {DEFAULT_KEYS}; --runtime cri: writes before the kill "
+        f"and after each step, default {DEFAULT_CRI_KEYS})",
+    )
     p.add_argument("--keep", action="store_true", help="leave the lab up at the end (pods are removed either way)")
     p.set_defaults(func=cmd_redis)

@@ -94,6 +94,7 @@ class CriNode(BuiltOnEnter):
         self.plugin = plugin if plugin is not None or network == "none" else plugin_path()
         self.reconcile_every = reconcile_every
         self.switch, self.ns, self.vm = (f"{self.prefix}-{s}" for s in ("sw", "node", "vm"))
+        self.node_name = f"{self.prefix}-node"  # what the agent and the plugin call this node
         self.node_ip, self.vm_ip = NODE_ADDR.split("/")[0], VM_ADDR.split("/")[0]
         self.work = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
         self.bin_dir, self.conf_dir = self.work / "bin", self.work / "net.d"
@@ -106,7 +107,7 @@ class CriNode(BuiltOnEnter):
             self.bin_dir,
             self.conf_dir,
             PAUSE_IMAGE,
-            env={"FLATNET_LOCK_DIR": str(self.work / "locks"), "FLATNET_NODE": f"{self.prefix}-node"},
+            env={"FLATNET_LOCK_DIR": str(self.work / "locks"), "FLATNET_NODE": self.node_name},
         )
         self.cri: CriClient | None = None
         self._namespaces: list[str] = []
@@ -208,7 +209,7 @@ class CriNode(BuiltOnEnter):
         argv = agent_argv(
             self.agent_socket,
             netns=self.ns,
-            node=f"{self.prefix}-node",
+            node=self.node_name,
             store=f"sqlite:{self.db}",
             lock_dir=str(self.work / "locks"),
             reconcile_every=self.reconcile_every,
