@@ -133,3 +133,23 @@ def test_del_ignores_annotations(h: Harness) -> None:
     assert add(h, conf(), "shop", "a", "c1")[0] == 0
     assert h.call("DEL", conf(pool="nope,,"), cid="c1", netns="/run/netns/c1")[0] == 0
     assert held(h) == {}
+
+
+def test_ipam_ls_shows_how_each_pool_was_chosen(tmp_path: Any) -> None:
+    from flatnet.ipam import Ipam, Owner
+    from flatnet.ipam.store import open_store
+    from test_cli_ipam import flatnet
+
+    db = tmp_path / "ipam.db"
+    store = open_store({"type": "sqlite", "path": str(db)})
+    specs = parse_netconf(json.dumps(make_conf(pools=POOLS)).encode()).pools
+    ipam = Ipam(store)
+    ipam.allocate([specs[1]], Owner("c1", "eth0", "flat", "payments", "api-0", "n1", choices=(("v300", "namespace"),)))
+    ipam.allocate([specs[2]], Owner("c2", "eth0", "flat", "shop", "pg-0", "n1", choices=(("db", "annotation"),)))
+    store.close()
+    proc = flatnet("ipam", "ls", "--json", "--store", f"sqlite:{db}")
+    assert proc.returncode == 0, proc.stderr
+    got = {(x["namespace"], x["name"], x["pool"], x["choice"]) for x in json.loads(proc.stdout)["leases"]}
+    assert got == {("payments", "api-0", "v300", "namespace"), ("shop", "pg-0", "db", "annotation")}
+    proc = flatnet("ipam", "ls", "--store", f"sqlite:{db}", env={"COLUMNS": "200"})
+    assert "chosen by" in proc.stdout and "namespace rule" in proc.stdout and "flatnet.io/pool" in proc.stdout

@@ -34,8 +34,8 @@ NAMESPACE, ANNOTATION, FIXED, DEFAULT = "namespace", "annotation", "ip", "defaul
 #: how a pool was chosen: what a lease records and ``flatnet ipam ls`` shows
 HOW = {
     NAMESPACE: "namespace rule",
-    ANNOTATION: f"annotation {ann.POOL}",
-    FIXED: f"fixed address {ann.IP}",
+    ANNOTATION: ann.POOL,
+    FIXED: ann.IP,
     DEFAULT: "default",
 }
 
