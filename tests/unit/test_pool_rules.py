@@ -236,3 +236,22 @@ def test_a_namespace_named_on_two_vlans_is_ambiguous() -> None:
 def test_namespaces_key_typo_is_suggested() -> None:
     with pytest.raises(ConfigError, match="did you mean 'namespaces'"):
         netconf([dict(POOLS[0], namespace=["a"])])
+
+
+def test_pools_sharing_a_subnet_are_told_apart_by_range() -> None:
+    shared = [
+        {"name": "all", "subnet": "198.18.100.0/23", "rangeStart": "198.18.100.20", "rangeEnd": "198.18.100.99"},
+        {
+            "name": "pay",
+            "subnet": "198.18.100.0/23",
+            "rangeStart": "198.18.101.20",
+            "rangeEnd": "198.18.101.59",
+            "namespaces": ["payments"],
+        },
+    ]
+    specs = netconf(shared).pools
+    assert names(choose(specs, "payments", {ann.IP: "198.18.101.30"})) == ["pay"]
+    with pytest.raises(ConfigError, match="is in pool 'pay', which serves only namespaces payments"):
+        choose(specs, "shop", {ann.IP: "198.18.101.30"})
+    with pytest.raises(AddressUnavailable, match="outside the range 198.18.100.20-198.18.100.99 of pool 'all'"):
+        choose(specs, "shop", {ann.IP: "198.18.101.200"})

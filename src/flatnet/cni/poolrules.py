@@ -160,6 +160,8 @@ def _holding(
         inside = [named]
     else:
         inside = [p for p in pools if p.family == ip.version and ip in p.subnet]
+        # pools sharing a subnet split it by range: the one whose range holds the address decides
+        inside = [p for p in inside if PoolRange(p).contains(ip)] or inside
     if not inside:
         raise AddressUnavailable(f"{where} is outside every pool of this network; {choices}")
     mine = [p for p in inside if allowed(p, namespace)]
