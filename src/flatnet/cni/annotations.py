@@ -60,29 +60,28 @@ def pod_annotations(runtime_config: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def parse_request(annotations: Mapping[str, str], choices: str = "") -> PodRequest:
+def parse_request(annotations: Mapping[str, str]) -> PodRequest:
     """``PodRequest`` of the two annotations; ConfigError (code 7) for a malformed value.
 
-    ``choices`` (e.g. "pools: a, b") ends every message, so the person reading the
-    RunPodSandbox error sees what they could have written.
+    ``flatnet.cni.poolrules`` ends each message with the pools the pod may use, so the person
+    reading the RunPodSandbox error sees what they could have written.
     """
-    tail = f"; {choices}" if choices else ""
-    pools = _items(annotations.get(POOL), POOL, "NAME or NAME,NAME (one pool per address family)", tail)
+    pools = _items(annotations.get(POOL), POOL, "NAME or NAME,NAME (one pool per address family)")
     if len(set(pools)) != len(pools):
-        raise ConfigError(f"pod annotation {POOL} {show(annotations[POOL])} names a pool twice{tail}")
+        raise ConfigError(f"pod annotation {POOL} {show(annotations[POOL])} names a pool twice")
     ips: list[IPAddress] = []
-    for item in _items(annotations.get(IP), IP, "ADDR or ADDR,ADDR (one address per family)", tail):
-        ips.append(_address(item, annotations[IP], tail))
+    for item in _items(annotations.get(IP), IP, "ADDR or ADDR,ADDR (one address per family)"):
+        ips.append(_address(item, annotations[IP]))
     families = [ip.version for ip in ips]
     if len(set(families)) != len(families):
         raise ConfigError(
             f"pod annotation {IP} {show(annotations[IP])} has two IPv{families[0]} addresses: "
-            f"a pod gets one address per family{tail}"
+            "a pod gets one address per family"
         )
     return PodRequest(tuple(pools), tuple(ips))
 
 
-def _items(value: str | None, key: str, form: str, tail: str) -> list[str]:
+def _items(value: str | None, key: str, form: str) -> list[str]:
     """The comma-separated items of an annotation (spaces around them ignored)."""
     if value is None:
         return []
@@ -90,20 +89,20 @@ def _items(value: str | None, key: str, form: str, tail: str) -> list[str]:
     bad = next((n for n, item in enumerate(items) if not item), None)
     if bad is not None:
         what = "is empty" if len(items) == 1 else f"has an empty item (number {bad + 1})"
-        raise ConfigError(f"pod annotation {key} {show(value)} {what}: write {form}{tail}")
+        raise ConfigError(f"pod annotation {key} {show(value)} {what}: write {form}")
     if len(items) > MAX_ITEMS:
-        raise ConfigError(f"pod annotation {key} {show(value)} has {len(items)} items: write {form}{tail}")
+        raise ConfigError(f"pod annotation {key} {show(value)} has {len(items)} items: write {form}")
     for item in items:
         if any(c.isspace() or not c.isprintable() for c in item):
             raise ConfigError(
                 f"pod annotation {key} {show(value)}: {show(item)} contains a space or a control character; "
-                f"write {form}{tail}"
+                f"write {form}"
             )
     return items
 
 
-def _address(item: str, value: str, tail: str) -> IPAddress:
-    hint = f'write ADDR or ADDR,ADDR such as "198.18.100.40" or "198.18.100.40,2001:db8:100::40"{tail}'
+def _address(item: str, value: str) -> IPAddress:
+    hint = 'write ADDR or ADDR,ADDR such as "198.18.100.40" or "198.18.100.40,2001:db8:100::40"'
     if "/" in item:
         raise ConfigError(
             f"pod annotation {IP} {show(value)}: {show(item)} has a prefix length; the pool decides it: {hint}"

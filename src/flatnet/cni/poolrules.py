@@ -80,10 +80,8 @@ def choose(pools: Sequence[PoolSpec], namespace: str | None, annotations: Mappin
     """Apply the rules (module doc). ConfigError (7) for a malformed annotation, a pool that
     does not exist or that the namespace may not use; AddressUnavailable (102) for a fixed
     address no usable pool holds."""
-    choices = _may_use(pools, namespace)
-    req = ann.parse_request(annotations, choices)
     base, how_default = defaults(pools, namespace)
-    if not req:
+    if not annotations:
         if not base:
             raise ConfigError(
                 f"no pool of this network serves namespace {namespace!r}: every pool names other namespaces; "
@@ -94,24 +92,38 @@ def choose(pools: Sequence[PoolSpec], namespace: str | None, annotations: Mappin
                 ", ".join(map(_describe, pools)),
             )
         return Choice(tuple(base), (), {p.name: how_default for p in base})
+    try:
+        return _annotated(pools, namespace, annotations, base, how_default)
+    except (ConfigError, AddressUnavailable) as exc:  # every refusal ends with the choices
+        raise type(exc)(f"{exc.msg}; {_may_use(pools, namespace)}", exc.details) from None
+
+
+def _annotated(
+    pools: Sequence[PoolSpec],
+    namespace: str | None,
+    annotations: Mapping[str, str],
+    base: list[PoolSpec],
+    how_default: str,
+) -> Choice:
+    req = ann.parse_request(annotations)
     picked: dict[int, tuple[PoolSpec, str]] = {}
     for name in req.pools:
-        pool = _named(pools, name, namespace, annotations[ann.POOL], choices)
+        pool = _named(pools, name, namespace, annotations[ann.POOL])
         if pool.family in picked:
             raise ConfigError(
                 f"pod annotation {ann.POOL} {ann.show(annotations[ann.POOL])} names two IPv{pool.family} pools "
-                f"({picked[pool.family][0].name}, {pool.name}): name at most one pool per address family; {choices}"
+                f"({picked[pool.family][0].name}, {pool.name}): name at most one pool per address family"
             )
         picked[pool.family] = (pool, ANNOTATION)
     for ip in req.ips:
         named = picked.get(ip.version)
-        picked[ip.version] = (_holding(pools, ip, namespace, named[0] if named else None, annotations, choices), FIXED)
+        picked[ip.version] = (_holding(pools, ip, namespace, named[0] if named else None, annotations), FIXED)
     vlans = {p.vlan for p, _how in picked.values()}
     if len(vlans) > 1:
         raise ConfigError(
             f"pod annotations {ann.POOL}/{ann.IP} choose pools on different VLANs ("
             + ", ".join(_describe(p) for p, _how in picked.values())
-            + f"): a pod has one interface, on one VLAN; {choices}"
+            + "): a pod has one interface, on one VLAN"
         )
     vlan = vlans.pop()
     chosen: list[PoolSpec] = []
@@ -128,14 +140,14 @@ def choose(pools: Sequence[PoolSpec], namespace: str | None, annotations: Mappin
     return Choice(tuple(chosen), tuple(req.ips), how)
 
 
-def _named(pools: Sequence[PoolSpec], name: str, namespace: str | None, value: str, choices: str) -> PoolSpec:
+def _named(pools: Sequence[PoolSpec], name: str, namespace: str | None, value: str) -> PoolSpec:
     pool = next((p for p in pools if p.name == name), None)
     if pool is None:
-        raise ConfigError(f"pod annotation {ann.POOL} {ann.show(value)}: this network has no pool {name!r}; {choices}")
+        raise ConfigError(f"pod annotation {ann.POOL} {ann.show(value)}: this network has no pool {name!r}")
     if not allowed(pool, namespace):
         raise ConfigError(
             f"pod annotation {ann.POOL} {ann.show(value)}: pool {name!r} serves only namespaces "
-            f"{', '.join(pool.namespaces)}, not {namespace or 'a pod without a namespace'!r}; {choices}"
+            f"{', '.join(pool.namespaces)}, not {namespace or 'a pod without a namespace'!r}"
         )
     return pool
 
@@ -146,7 +158,6 @@ def _holding(
     namespace: str | None,
     named: PoolSpec | None,
     annotations: Mapping[str, str],
-    choices: str,
 ) -> PoolSpec:
     """The pool a fixed address is taken from: the first that may give it to this pod."""
     value = ann.show(annotations[ann.IP])
@@ -155,7 +166,7 @@ def _holding(
         if ip not in named.subnet:
             raise ConfigError(
                 f"{where} is not in pool {named.name!r} ({named.subnet}) that {ann.POOL} "
-                f"{ann.show(annotations[ann.POOL])} names; {choices}"
+                f"{ann.show(annotations[ann.POOL])} names"
             )
         inside = [named]
     else:
@@ -163,12 +174,12 @@ def _holding(
         # pools sharing a subnet split it by range: the one whose range holds the address decides
         inside = [p for p in inside if PoolRange(p).contains(ip)] or inside
     if not inside:
-        raise AddressUnavailable(f"{where} is outside every pool of this network; {choices}")
+        raise AddressUnavailable(f"{where} is outside every pool of this network")
     mine = [p for p in inside if allowed(p, namespace)]
     if not mine:
         raise ConfigError(
             f"{where} is in pool {inside[0].name!r}, which serves only namespaces {', '.join(inside[0].namespaces)}, "
-            f"not {namespace or 'a pod without a namespace'!r}; {choices}"
+            f"not {namespace or 'a pod without a namespace'!r}"
         )
     reasons = []
     for pool in mine:
@@ -176,4 +187,4 @@ def _holding(
         if why is None:
             return pool
         reasons.append(why)
-    raise AddressUnavailable(f"{where} cannot be given: {'; '.join(reasons)}; {choices}")
+    raise AddressUnavailable(f"{where} cannot be given: {'; '.join(reasons)}")
