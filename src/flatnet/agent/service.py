@@ -19,9 +19,9 @@ import socket
 import threading
 from typing import Any, Callable, Iterable, TypeVar
 
-from flatnet.agent import conflicts, nsproof, overlay
+from flatnet.agent import conflicts, nsproof, overlay, podpools
 from flatnet.agent.locks import DEFAULT_LOCK_DIR, ContainerLocks
-from flatnet.agent.spec import build_result, build_spec, requested_ips
+from flatnet.agent.spec import build_result, build_spec
 from flatnet.ipam.store import DEFAULT_STORE
 from flatnet.datapath import modes, netns
 from flatnet.datapath.api import AttachSpec, Datapath
@@ -208,7 +208,7 @@ class Service:
             self.peer_sync.remember(hooks, store, conf, self.node, host_netns)
         return options
 
-    def owner(self, cmd: Any) -> Owner:
+    def owner(self, cmd: Any, choices: tuple[tuple[str, str], ...] = ()) -> Owner:
         args = cmd.args or {}
         return Owner(
             container_id=cmd.container_id,
@@ -219,6 +219,7 @@ class Service:
             node=self.node,
             netns=cmd.netns or None,
             netns_id=nsproof.record(cmd.netns),
+            choices=choices,
         )
 
     def _spec(
@@ -241,12 +242,16 @@ class Service:
         conf = cmd.conf
         self._serve(conf)
         with self.locks.hold(cmd.container_id):
-            pools = self.pools(conf)
             ipam = self.ipam(conf)
+            # namespace rules and pod annotations: refused here, before anything is allocated
+            pick = podpools.pick(cmd, self.pools(conf), ipam)
+            pools = list(pick.pools)
             held_before = {(l.pool, l.address) for l in ipam.lookup(cmd.container_id, cmd.ifname)}
             prober = self.conflict_probe if not self._is_overlay(conf.mode) else None
-            alloc = conflicts.ProbedAllocation(ipam, pools, self.owner(cmd), requested_ips(cmd), held_before, prober)
-            leases = alloc.allocate()
+            owner = self.owner(cmd, tuple(pick.how.items()))
+            alloc = conflicts.ProbedAllocation(ipam, pools, owner, pick.requested, held_before, prober)
+            with podpools.naming(pick):
+                leases = alloc.allocate()
             while True:
                 plumbed: AttachSpec | None = None
                 try:
@@ -264,7 +269,8 @@ class Service:
                 except conflicts.Answered as answered:
                     if plumbed is not None:
                         self._unplumb(conf.mode, plumbed)
-                    leases = alloc.retry(answered, leases)  # releases this ADD's leases if it gives up
+                    with podpools.naming(pick):  # releases this ADD's leases if it gives up
+                        leases = alloc.retry(answered, leases)
                 except BaseException:
                     if plumbed is not None:
                         self._unplumb(conf.mode, plumbed)

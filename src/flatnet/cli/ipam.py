@@ -47,7 +47,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
 
     ls = sub.add_parser(
         "ls",
-        help="list leases (pool, address, container, ifname, pod, node), sticky reservations and per-pool counters",
+        help="list leases (pool, address, container, ifname, pod, how its pool was chosen, node), "
+        "sticky reservations and per-pool counters",
     )
     store_arg(ls, default=None)
     ls.add_argument("--pool", help="only this pool")
@@ -133,14 +134,24 @@ def _table(title: str, leases: list[Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from flatnet.cni.poolrules import HOW
+
     table = Table(title=title)
-    for col in ("pool", "address", "container", "ifname", "pod", "node"):
+    chosen = any(_choice(l) for l in leases)  # leases from before pool rules record no choice
+    for col in ("pool", "address", "container", "ifname", "pod", *(["chosen by"] if chosen else []), "node"):
         table.add_column(col)
     for lease in sorted(leases, key=lambda l: (l.pool, l.address.version, int(l.address.ip))):
         o = lease.owner
         pod = (o.pod or "-") + (" (sticky)" if lease.sticky else "")
-        table.add_row(lease.pool, str(lease.address), o.container_id, o.ifname, pod, o.node or "-")
+        how = _choice(lease)
+        by = [HOW.get(how, how or "-")] if chosen else []
+        table.add_row(lease.pool, str(lease.address), o.container_id, o.ifname, pod, *by, o.node or "-")
     Console().print(table)
+
+
+def _choice(lease: Any) -> str | None:
+    """How the lease's pool was chosen (a key of ``poolrules.HOW``); None for older leases."""
+    return dict(lease.owner.choices).get(lease.pool)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -182,6 +193,9 @@ def _lease_json(lease: Any, where: str) -> dict[str, Any]:
         "ifname": o.ifname,
         "network": o.network,
         "pod": o.pod,
+        "namespace": o.pod_namespace,
+        "name": o.pod_name,
+        "choice": _choice(lease),
         "node": o.node,
         "sticky": lease.sticky,
         "since": lease.extra.get("time"),

@@ -19,6 +19,8 @@ from flatnet.iptypes import IPAddress as IPAddress, IPNetwork as IPNetwork
 #: Spec charset for network names and container IDs: alnum first, then alnum _ . -
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _MAC_RE = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
+#: a Kubernetes namespace name: an RFC 1123 label (lower-case alnum and '-', alnum at both ends)
+_LABEL_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 
 
 def is_spec_id(value: str) -> bool:
@@ -37,6 +39,17 @@ def ifname_problem(value: str) -> str | None:
     bad = [c for c in value if c in "/:" or c.isspace() or not c.isprintable()]
     if bad:
         return f"must not contain {bad[0]!r} (no '/', ':', whitespace or control characters)"
+    return None
+
+
+def namespace_problem(value: str) -> str | None:
+    """Why ``value`` is not a Kubernetes namespace name (an RFC 1123 label), or None if it is."""
+    if not value:
+        return "must not be empty"
+    if len(value) > 63:
+        return f"is {len(value)} characters; the limit is 63"
+    if not _LABEL_RE.fullmatch(value):
+        return "must be lower-case letters, digits and '-', starting and ending with a letter or digit"
     return None
 
 

@@ -29,6 +29,7 @@ POOL_KEYS = (
     "stickyHold",
     "conflictProbe",
     "routes",
+    "namespaces",
 )
 MAX_STICKY_HOLD = 365 * 86400  # a year: longer is almost surely seconds mistaken for something else
 ROUTE_KEYS = ("dst", "gw")
@@ -56,6 +57,7 @@ def parse_ipam(
                 f"ipam.pools[{n}].name {pool.name!r} is used by an earlier pool; pool names must be unique"
             )
         seen.add(pool.name)
+    _namespaces_unambiguous(pools)
     return pools, _store(section.get("store"))
 
 
@@ -93,7 +95,47 @@ def _pool(raw: object, where: str, netname: str) -> PoolSpec:
         routes=tuple(
             _route(r, f"{where}.routes[{n}]", subnet) for n, r in enumerate(f.array(d.get("routes"), f"{where}.routes"))
         ),
+        namespaces=_namespaces(d.get("namespaces"), f"{where}.namespaces"),
     )
+
+
+def _namespaces(raw: object, where: str) -> tuple[str, ...]:
+    """Kubernetes namespace names (RFC 1123 labels); absent: the pool serves every namespace."""
+    if raw is None:
+        return ()
+    items = f.array(raw, where)
+    if not items:
+        raise ConfigError(f'{where} is empty: list namespaces such as ["payments"], or drop the key to serve every one')
+    out: list[str] = []
+    for n, item in enumerate(items):
+        text = f.string(item, f"{where}[{n}]", required=True, example="payments")
+        assert text is not None  # required
+        problem = f.namespace_problem(text)
+        if problem:
+            raise ConfigError(f"{where}[{n}] {text[:80]!r} is not a Kubernetes namespace name: it {problem}")
+        if text in out:
+            raise ConfigError(f"{where}[{n}] {text!r} is listed twice; list each namespace once")
+        out.append(text)
+    return tuple(out)
+
+
+def _namespaces_unambiguous(pools: list[PoolSpec]) -> None:
+    """Every namespace's default pools share one VLAN: a pod has one interface, and which of
+    two VLANs it landed on would otherwise depend on which pool had room."""
+    first: dict[str, PoolSpec] = {}
+    for pool in pools:
+        for ns in pool.namespaces:
+            other = first.setdefault(ns, pool)
+            if other.vlan != pool.vlan:
+                raise ConfigError(
+                    f"ipam.pools: namespace {ns!r} is named by pool {other.name!r} ({_vlan(other)}) and pool "
+                    f"{pool.name!r} ({_vlan(pool)}): its pods' default would be ambiguous; "
+                    "name each namespace only in pools of one VLAN"
+                )
+
+
+def _vlan(pool: PoolSpec) -> str:
+    return f"VLAN {pool.vlan}" if pool.vlan is not None else "the network's VLAN"
 
 
 def _hold(raw: object, where: str) -> float:

@@ -238,6 +238,13 @@ class Ipam:
             return None
         return self._ops.release_record(entry.value)
 
+    def reserved_for(self, pool: str, ip: IPAddress) -> str | None:
+        """The pod ("namespace/name") ``ip`` is reserved for in ``pool`` (a sticky pod gone, its
+        hold running), or None: lets a caller refuse what ``allocate`` would take over."""
+        entry = self.store.get(r.ip_key(pool, ipaddress.ip_address(ip)))
+        res = r.reservation_of(entry.value) if entry is not None else None
+        return str(res["reserved_for"]) if res is not None else None
+
     def lookup(self, container_id: str, ifname: str) -> list[Lease]:
         return [r.lease_from_record(e.value) for e in self.store.range(r.owner_prefix(container_id, ifname))]
 

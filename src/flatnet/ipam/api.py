@@ -89,6 +89,9 @@ class PoolSpec:
     conflict_probe: bool = True
     # extra routes to install in the pod (destination, gateway-or-None)
     routes: tuple[tuple[IPNetwork, IPAddress | None], ...] = ()
+    #: Kubernetes namespaces this pool serves only, and is the default of (``namespaces``;
+    #: empty: every pod may use it). Read by ``flatnet.cni.poolrules``; not stored.
+    namespaces: tuple[str, ...] = ()
 
     @property
     def family(self) -> int:
@@ -111,6 +114,10 @@ class Owner:
     #: what that path showed the process that served ADD (``flatnet.agent.nsproof.record``):
     #: the reconciler decides "gone" only from a view proven to be that same one
     netns_id: str | None = None
+    #: how each pool was chosen for this attachment, (pool, how) with how one of
+    #: ``flatnet.cni.poolrules.HOW``: recorded with the lease, shown by ``flatnet ipam ls``.
+    #: Not part of the identity (a record read back names only its own pool's choice).
+    choices: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property
     def pod(self) -> str | None:

@@ -219,6 +219,9 @@ def _lease_dict(spec: PoolSpec, ip: IPAddress, owner: Owner, sticky: bool) -> di
     }
     if sticky:  # how long the address stays reserved for the pod once released
         d["hold"] = spec.sticky_hold
+    how = dict(owner.choices).get(spec.name)
+    if how:  # how the pod's pool was chosen (namespace rule, annotation, fixed address, default)
+        d["choice"] = how
     return d
 
 
@@ -247,6 +250,7 @@ def lease_from_record(text: str) -> Lease:
         node=d.get("node"),
         netns=d.get("netns"),
         netns_id=d.get("netns_id"),
+        choices=((d["pool"], d["choice"]),) if d.get("choice") else (),
     )
     return Lease(
         pool=d["pool"],
