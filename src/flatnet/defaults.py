@@ -7,6 +7,9 @@ option or an environment variable overrides each of them where it is used.
 
 from __future__ import annotations
 
+#: the distribution that installs the runtime (pyproject's name; ``flatnet_build_info``'s version)
+DISTRIBUTION = "flatnet-cni"
+
 #: node state that survives a reboot (the embedded store)
 STATE_DIR = "/var/lib/flatnet"
 #: the embedded store: one SQLite file per node
