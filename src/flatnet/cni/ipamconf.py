@@ -13,6 +13,7 @@ from typing import Any
 
 from flatnet.cni import _fields as f
 from flatnet.errors import ConfigError
+from flatnet.fieldref import note
 from flatnet.ipam.api import DEFAULT_STICKY_HOLD, IPAddress, IPNetwork, PoolSpec
 from flatnet.ipam.store import STORE_KEYS, store_config
 
@@ -98,6 +99,7 @@ def _pool(raw: object, where: str, netname: str) -> PoolSpec:
 
 def _hold(raw: object, where: str) -> float:
     """Seconds a released sticky address stays reserved for its pod (default: a day)."""
+    note(where, "number (seconds)", DEFAULT_STICKY_HOLD, 0, MAX_STICKY_HOLD)
     if raw is None:
         return DEFAULT_STICKY_HOLD
     if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 <= raw <= MAX_STICKY_HOLD:
