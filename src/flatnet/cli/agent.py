@@ -74,7 +74,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument(
         "--reconcile-every",
         type=float,
-        default=60.0,
+        default=defaults.RECONCILE_EVERY,
         metavar="SECONDS",
         help="every SECONDS, reclaim this node's leases whose container netns is gone "
         "although no DEL came (seen gone twice in a row; 0 turns it off; "
@@ -110,7 +110,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
         metavar="HOST:PORT",
         help="serve Prometheus /metrics, /healthz and /readyz on HOST:PORT, in the "
         "node's netns (--netns) when given (default: off; the chart uses the "
-        "node's address and port 9631; docs/OBSERVABILITY.md)",
+        f"node's address and port {defaults.METRICS_PORT}; docs/OBSERVABILITY.md)",
     )
     p.add_argument(
         "--log-format",
