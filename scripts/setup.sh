@@ -26,16 +26,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The Debian etcd-server package starts a system etcd on 2379; flatnet's tests and lab run
-# their own on free ports, so the system one is not needed (and must not hold the ports).
-if systemctl is-active --quiet etcd 2>/dev/null; then systemctl stop etcd || true; fi
-# Likewise containerd: the CRI tests and bench (flatnet_lab.testbed.cri) start private ones with
-# their own root, state, socket and CNI dirs; and prometheus: the lab's Prometheus test runs its
-# own (own config and data dir, in a lab namespace). The system services are not wanted.
-for svc in containerd prometheus; do
-  if systemctl is-enabled --quiet "$svc" 2>/dev/null; then systemctl disable --now "$svc" || true; fi
-  if systemctl is-active --quiet "$svc" 2>/dev/null; then systemctl stop "$svc" || true; fi
-done
+# Nothing here stops, disables or reconfigures a service the host runs. Installing
+# etcd-server, containerd or prometheus lets Debian start its system service, as on any host;
+# flatnet's tests, lab and bench never need them gone: they run private instances on free
+# ports (etcd), their own sockets and state dirs (containerd), or in a lab namespace
+# (Prometheus). tests/integration/test_setup_services.py checks this with each one running.
 
 PY=${PYTHON:-python3}
 stamp=.venv/.flatnet-installed

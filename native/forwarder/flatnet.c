@@ -34,13 +34,11 @@
 
 #include "versions.h" /* generated from src/flatnet/__init__.py: FLATNET_VERSION, VERSIONS */
 
-#define DEFAULT_SOCKET "/run/flatnet/agent.sock"
+/* DEFAULT_SOCKET, CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_S: build/versions.h, from defaults.py */
 #define MAX_STDIN (1 << 20)       /* the agent refuses requests above 1 MiB anyway */
 #define MAX_ANSWER (16 << 20)
 #define MAX_DEPTH 512
 #define STDIN_TIMEOUT_MS 30000
-#define CONNECT_TIMEOUT_MS 5000
-#define DEFAULT_TIMEOUT_S 120.0
 
 static const char *versions[] = {VERSIONS};
 static const int n_versions = sizeof(versions) / sizeof(versions[0]);

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 #: a network config's mode when it names none (pods as macvlan children of the VLAN's link)
 MODE = "macvlan"
+#: the distribution that installs the runtime (pyproject's name; ``flatnet_build_info``'s version)
+DISTRIBUTION = "flatnet-cni"
 
 #: node state that survives a reboot (the embedded store)
 STATE_DIR = "/var/lib/flatnet"
@@ -36,6 +38,25 @@ ETCD_TIMEOUT = 2.0
 HEARTBEAT_TTL = 10
 #: how long a node's heartbeat may be gone before a live agent reclaims its leases, seconds
 DEAD_NODE_GRACE = 300.0
+#: an etcd member that failed is asked after the others for this long, seconds
+ETCD_DOWN_FOR = 5.0
+#: TCP connect + TLS handshake bound per etcd member, seconds (a dead member costs at most this)
+ETCD_CONNECT_TIMEOUT = 1.0
+
+#: the agent's /metrics, /healthz and /readyz port (the chart's agent.metricsPort)
+METRICS_PORT = 9631
+#: how often the agent reclaims leases whose container netns vanished without a DEL, seconds
+RECONCILE_EVERY = 60.0
+#: the CNI forwarder: how long it waits for the agent to accept, and to answer a call, seconds
+#: (native/forwarder/Makefile generates build/versions.h from these two lines: keep the format;
+#: $FLATNET_AGENT_TIMEOUT overrides the answer timeout)
+AGENT_CONNECT_TIMEOUT = 5.0
+AGENT_TIMEOUT = 120.0
+
+#: how long a deleted pod's sticky address stays reserved for it, seconds (a pool's stickyHold)
+STICKY_HOLD = 86400.0
+#: how long an address that answered a conflict probe stays out of use, seconds
+QUARANTINE = 600.0
 
 #: where the container runtime looks for network configs and plugin binaries
 CNI_CONF_DIR = "/etc/cni/net.d"

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from flatnet.ipam import Ipam, Owner, PoolSpec
 from flatnet.ipam.store import open_store
 from tests.helpers.cli import spawn_agent, stop_agent, wait_for_socket
@@ -106,3 +108,53 @@ def test_ls_finds_the_store_of_the_nodes_agent(tmp_path: Path) -> None:
         assert data["leases"][0]["store"] == f"sqlite:{db}"
     finally:
         stop_agent(agent)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to write a root-only stores.json and drop to nobody")
+def test_ls_as_a_non_root_user_says_it_cannot_read_the_agents_record(tmp_path: Path) -> None:
+    """stores.json is 0600: a user who cannot read it is told so, not shown the default store.
+
+    A forked child drops to uid/gid 65534 and runs the CLI (the venv's interpreter may sit
+    where that user cannot exec it, so the child keeps this one)."""
+    os.chmod(tmp_path, 0o755)
+    state = tmp_path / "stores.json"
+    state.write_text(json.dumps({"stores": [{"type": "sqlite", "path": f"{tmp_path}/ipam.db"}]}))
+    os.chmod(state, 0o600)
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 99
+        try:
+            os.dup2(err_w, 2)
+            sys.stderr = open(err_w, "w", closefd=False)  # noqa: SIM115 - pytest captures sys.stderr
+            # what the command imports, loaded first: the interpreter's own library may sit
+            # where that user cannot read it (here: under /root)
+            import flatnet.agent.storestate  # noqa: F401
+            import flatnet.cli.ipam  # noqa: F401
+            import flatnet.cli.main  # noqa: F401
+            import flatnet.obs.logs  # noqa: F401
+
+            parser = flatnet.cli.main.build_parser()  # every subcommand's module, imported now
+            flatnet.cli.main.build_parser = lambda: parser  # type: ignore[assignment]
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            os.environ["FLATNET_AGENT_SOCKET"] = f"{tmp_path}/agent.sock"
+            from flatnet.cli.main import main
+
+            code = main(["ipam", "ls"])
+        except BaseException as exc:  # noqa: BLE001 - reported through the exit code and stderr
+            import traceback
+
+            traceback.print_exc()
+            code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 98
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(err_w)
+    with os.fdopen(err_r) as fh:
+        stderr = fh.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 1, stderr
+    assert f"cannot read {state}" in stderr and "permission denied" in stderr, stderr
+    assert "Traceback" not in stderr and "no flatnet store exists" not in stderr

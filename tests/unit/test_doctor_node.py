@@ -27,6 +27,7 @@ def healthy_facts() -> NodeFacts:
         flatnet_files=["/etc/cni/net.d/10-flatnet.conflist"],
         modes=["macvlan"],
         plugin_ok=True,
+        no_fallback=["/etc/cni/net.d/10-flatnet.conflist"],  # the chart's conflist names no inProcess
     )
     return NodeFacts(
         links={f: ProbeResult(f, True) for f in LINK_FEATURES},
@@ -104,7 +105,8 @@ def test_agent_store_cni_and_hostname_problems() -> None:
     facts.cni.files.insert(0, "/etc/cni/net.d/00-other.conf")
     facts.hostname = "KeluDev05"
     found = by_object(facts)
-    assert found["agent"].severity == "warn" and SOCK in found["agent"].what
+    assert found["agent"].severity == "error" and SOCK in found["agent"].what  # the config has no inProcess
+    assert "code 11" in found["agent"].why
     assert found["store"].severity == "error"
     assert found["/opt/cni/bin/flatnet"].severity == "error"
     assert found["/etc/cni/net.d"].code == "cni-not-first"
@@ -228,3 +230,48 @@ def test_br_netfilter_is_flagged_only_for_bridge_mode() -> None:
     assert f.severity == "warn" and "bridge-nf-call-iptables=0" in f.fix and "kube-proxy" in f.fix
     facts.sysctls["net.bridge.bridge-nf-call-iptables"] = "0"
     assert by_object(facts)[key].severity == "ok"
+
+
+def test_missing_agent_is_a_warning_only_when_every_config_has_an_in_process_fallback(tmp_path: Path) -> None:
+    conf = {"cniVersion": "1.0.0", "name": "flat", "type": "flatnet", "master": "eth1"}
+    (tmp_path / "10-flatnet.conf").write_text(json.dumps(conf))
+    facts = healthy_facts()
+    facts.agent = ("absent", "no such file")
+    facts.cni = scan_cni(str(tmp_path), str(tmp_path))
+    assert facts.cni.no_fallback == [str(tmp_path / "10-flatnet.conf")]
+    f = by_object(facts)["agent"]
+    assert f.severity == "error" and "10-flatnet.conf" in f.why and "code 11" in f.why
+    (tmp_path / "10-flatnet.conf").write_text(json.dumps({**conf, "inProcess": "/usr/bin/flatnet-inprocess"}))
+    facts.cni = scan_cni(str(tmp_path), str(tmp_path))
+    f = by_object(facts)["agent"]
+    assert facts.cni.no_fallback == [] and f.severity == "warn" and "inProcess" in f.why
+
+
+def test_bridge_mode_says_the_node_address_moves() -> None:
+    facts = healthy_facts()
+    assert "node/addresses" not in by_object(facts)
+    facts.cni.modes = ["bridge"]
+    f = by_object(facts)["node/addresses"]
+    assert f.code == "bridge-moves-addresses" and "fnbr0" in f.what and f.severity == "ok"
+
+
+def test_in_a_container_the_tools_are_not_judged_by_the_image_path(tmp_path: Path, monkeypatch) -> None:
+    """kubectl exec ds/flatnet-agent -- flatnet doctor node: the image lacks socat/conntrack."""
+    from flatnet.doctor.nodefacts import gather
+
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # the image's PATH: none of the tools
+    facts = gather(str(tmp_path / "none.sock"), None, str(tmp_path), str(tmp_path), None, probe=False)
+    tools = [f for f in evaluate(facts, SOCK) if f.object.startswith("tool/")]
+    assert [f.code for f in tools] == ["tools-not-checked"] and tools[0].severity == "ok"
+    assert "Kubernetes pod" in tools[0].what and "--host-root" in tools[0].fix
+    # with the node's / mounted, its tools are found there and named by their path on the node
+    root = tmp_path / "host"
+    (root / "usr/bin").mkdir(parents=True)
+    for tool in ("socat", "ip"):
+        (root / "usr/bin" / tool).write_text("#!/bin/sh\n")
+        (root / "usr/bin" / tool).chmod(0o755)
+    facts = gather(str(tmp_path / "none.sock"), None, str(tmp_path), str(tmp_path), None, False, str(root))
+    found = by_object(facts)
+    assert found["tool/socat"].what == "socat: /usr/bin/socat" and found["tool/ip"].severity == "ok"
+    assert found["tool/conntrack"].severity == "warn" and f"under {root}" in found["tool/conntrack"].what

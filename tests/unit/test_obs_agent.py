@@ -340,3 +340,14 @@ def test_store_internal_retries_come_from_the_stores_own_count() -> None:
     assert series() == {("etcd",): 3.0, ("Counting",): 1.0}
     a.retries = 5
     assert series()[("etcd",)] == 5.0
+
+
+def test_build_info_carries_the_installed_version() -> None:
+    """flatnet_build_info names pyproject's version (the distribution is flatnet-cni), never "unknown"."""
+    import tomllib
+    from importlib.metadata import version
+
+    from flatnet.obs.metrics import _version
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
+    assert _version() == version(project["name"]) == project["version"]

@@ -39,6 +39,7 @@ from flatnet.datapath.api import AttachSpec
 from flatnet.errors import FlatnetError
 from flatnet.ipam import records as r
 from flatnet.ipam.api import Compare, Lease
+from flatnet.ipam.nodes import node_key, reclaim_node
 
 log = logging.getLogger("flatnet.agent")
 
@@ -49,10 +50,6 @@ DEFAULT_GRACE = defaults.DEAD_NODE_GRACE
 def state_file(state_dir: str, node: str) -> str:
     """Where an agent records that its node was reclaimed (read by ``flatnet doctor node``)."""
     return os.path.join(state_dir, f"reclaimed.{r.q(node)}.json")
-
-
-def node_key(node: str, *rest: str) -> str:
-    return "/".join(["nodes", r.q(node), *rest])
 
 
 class NodeHeartbeat(Periodic):
@@ -267,33 +264,12 @@ class NodeHeartbeat(Periodic):
 
     def reclaim(self, node: str, fenced: bool = False) -> bool:
         """Fence ``node`` (unless fenced already) and release its leases."""
-        if not fenced:
-            fence = node_key(node, "fence")
-            ok = self.store.txn(
-                [
-                    Compare(node_key(node, "alive"), 0),
-                    Compare(fence, 0),
-                    Compare(node_key(self.node, "alive"), self.alive_version, self.alive_value),
-                ],
-                {fence: r.dumps({"by": self.node, "at": round(time.time(), 3), "session": self.session})},
-            )
-            if not ok:
-                return False
-        fence = node_key(node, "fence")
-        attachments: set[tuple[str, str]] = set()
-        for entry in self.store.range("owners/"):
-            o = r.lease_from_record(entry.value).owner
-            if o.node != node:
-                continue
-            lost = node_key(node, "lost", r.q(o.container_id), r.q(o.ifname), entry.key.rsplit("/", 1)[1])
-            self.store.txn([], {lost: entry.value})  # recorded before it is released
-            attachments.add((o.container_id, o.ifname))
-        n = sum(len(self.ipam.release(cid, ifname)) for cid, ifname in sorted(attachments))
-        cur = self.store.get(fence)
-        if cur is not None:  # settled: later sweeps skip this node until it comes back
-            self.store.txn(
-                [Compare(fence, cur.version, cur.value)], {fence: r.dumps({**json.loads(cur.value), "done": True})}
-            )
+        mine = Compare(node_key(self.node, "alive"), self.alive_version, self.alive_value)
+        info = {"by": self.node, "session": self.session}
+        released = reclaim_node(self.store, self.ipam, node, info, also=[mine], fenced=fenced)
+        if released is None:
+            return False
+        n = released
         if n or not fenced:
             log.warning(
                 "heartbeat: node %s's heartbeat was gone for more than %.0fs: reclaimed "

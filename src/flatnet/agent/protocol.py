@@ -22,6 +22,7 @@ import json
 import socket
 from typing import Any
 
+from flatnet import defaults
 from flatnet.defaults import AGENT_SOCKET
 from flatnet.errors import AGENT_PROTOCOL, DECODE_FAILURE, TRY_AGAIN_LATER
 
@@ -117,7 +118,7 @@ def decode_response(data: bytes) -> dict[str, Any]:
 
 
 # ---- the client ----
-def request(path: str, payload: dict[str, Any] | bytes, timeout: float = 120.0) -> dict[str, Any]:
+def request(path: str, payload: dict[str, Any] | bytes, timeout: float = defaults.AGENT_TIMEOUT) -> dict[str, Any]:
     """Send one request to the agent at ``path``; return its decoded response.
 
     Raises NoAgent if nobody listens, AgentReplyError if the exchange fails or the agent
@@ -126,7 +127,7 @@ def request(path: str, payload: dict[str, Any] | bytes, timeout: float = 120.0) 
     data = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.settimeout(min(timeout, 5.0))
+        sock.settimeout(min(timeout, defaults.AGENT_CONNECT_TIMEOUT))
         try:
             sock.connect(path)
         except OSError as exc:

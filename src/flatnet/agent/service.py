@@ -98,7 +98,7 @@ class Service:
         self._cache_lock = threading.Lock()
         #: set by the agent daemon: re-syncs overlay peers in the background
         self.peer_sync: overlay.PeerSync | None = None
-        #: set by the agent daemon: starts a node heartbeat for each etcd store (heartbeat.py)
+        #: set by the agent daemon: starts a node heartbeat for each etcd store (heartbeats.py)
         self.on_store_opened: Callable[[dict[str, Any]], None] | None = None
         #: every network config this service has served, by (name, host netns): what the
         #: leak reconciler (agent/reconcile.py) walks

@@ -19,6 +19,8 @@ import json
 import os
 from typing import Any
 
+from flatnet.errors import ConfigError
+
 STATE_NAME = "stores.json"
 
 
@@ -38,12 +40,26 @@ def record(path: str, stores: list[dict[str, Any]], node: str | None = None) -> 
 
 
 def load(path: str) -> list[dict[str, Any]] | None:
-    """The recorded store configs; None when there is no (readable) state file."""
+    """The recorded store configs; None when there is no state file (no agent recorded one).
+
+    A state file that exists but cannot be read (mode 0600: a non-root user) is an error,
+    not "no agent": falling back to the default store would report an empty or wrong store.
+    """
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return None
+    except PermissionError:
+        raise ConfigError(
+            f"cannot read {path} (the stores the node's agent uses; mode 0600): permission denied",
+            "run it as root (sudo flatnet ...), or name the store with --store",
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"{path} (the stores the node's agent uses) is unreadable: {exc}",
+            "name the store with --store; restarting the agent rewrites the file",
+        ) from None
     stores = data.get("stores") if isinstance(data, dict) else None
     if not isinstance(stores, list):
         return None

@@ -21,7 +21,10 @@ examples:
       cluster-wide IPAM in etcd (for configs that do not name a store)
 
 The plugin (/opt/cni/bin/flatnet) finds the agent through the config's agentSocket,
-$FLATNET_AGENT_SOCKET or /run/flatnet/agent.sock; with no agent it works in-process.
+$FLATNET_AGENT_SOCKET or /run/flatnet/agent.sock. With no agent listening, every call fails
+with CNI code 11 (try again) -- unless the config's "inProcess" or the runtime's
+$FLATNET_INPROCESS names flatnet-inprocess, the no-agent mode for single hosts
+(docs/PODMAN.md). The Helm chart names neither: on Kubernetes its DaemonSet's agent must run.
 Leases of containers that vanished without a DEL (their netns path is gone) are reclaimed
 by the agent itself every --reconcile-every seconds; the CNI GC verb does the same on demand.
 The stores the agent uses are recorded in stores.json beside the socket, so that
@@ -71,7 +74,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument(
         "--reconcile-every",
         type=float,
-        default=60.0,
+        default=defaults.RECONCILE_EVERY,
         metavar="SECONDS",
         help="every SECONDS, reclaim this node's leases whose container netns is gone "
         "although no DEL came (seen gone twice in a row; 0 turns it off; "
@@ -107,7 +110,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
         metavar="HOST:PORT",
         help="serve Prometheus /metrics, /healthz and /readyz on HOST:PORT, in the "
         "node's netns (--netns) when given (default: off; the chart uses the "
-        "node's address and port 9631; docs/OBSERVABILITY.md)",
+        f"node's address and port {defaults.METRICS_PORT}; docs/OBSERVABILITY.md)",
     )
     p.add_argument(
         "--log-format",

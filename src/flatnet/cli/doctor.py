@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 from flatnet import defaults
@@ -79,6 +80,11 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
         default=defaults.STATE_DIR,
         metavar="DIR",
         help="the agent's --state-dir: was this node declared dead and reclaimed? (default: %(default)s)",
+    )
+    n.add_argument(
+        "--host-root",
+        metavar="DIR",
+        help="the node's / mounted here (doctor in a container): look up the node's tools under it",
     )
     n.add_argument("--no-probe", action="store_true", help="skip the kernel probes (not root)")
     n.add_argument("--json", action="store_true", help="machine-readable output")
@@ -151,7 +157,17 @@ def cmd_node(args: argparse.Namespace) -> int:
 
     store = parse_store_url(args.store) if args.store else None
     node = pick_node(_read_json(args.node_json, "--node-json"), _socket.gethostname()) if args.node_json else None
-    facts = gather(args.socket, store, args.cni_conf_dir, args.cni_bin_dir, node, probe=not args.no_probe)
+    if args.host_root and not os.path.isdir(args.host_root):
+        raise ConfigError(f"--host-root {args.host_root} is not a directory", "give where the node's / is mounted")
+    facts = gather(
+        args.socket,
+        store,
+        args.cni_conf_dir,
+        args.cni_bin_dir,
+        node,
+        probe=not args.no_probe,
+        host_root=args.host_root,
+    )
     findings = evaluate(facts, args.socket)
     from flatnet.doctor.reclaimed import reclaimed_findings
 

@@ -62,9 +62,13 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
 
     rel = sub.add_parser(
         "release",
-        help="free addresses by hand (a leaked attachment)",
-        epilog="give --container with --ifname, or --pool with --ip",
+        help="free addresses by hand (a leaked attachment, or every lease of a dead node)",
+        epilog="give --container with --ifname, or --pool with --ip, or --node. --node releases every lease "
+        "of a node that is down for good, from any machine, the way the agents reclaim a dead node "
+        "(etcd): refused while the node's heartbeat is alive; the node is fenced first, so when it comes "
+        "back it removes the released addresses from its pods; sticky addresses stay reserved for their pods",
     )
+    rel.add_argument("--node", metavar="NAME", help="every lease of this dead node (refused while it is alive)")
     rel.add_argument("--container", metavar="ID")
     rel.add_argument("--ifname", metavar="IF")
     rel.add_argument("--pool", metavar="P")
@@ -263,11 +267,15 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
+    if args.node:
+        if args.container or args.ifname or args.ip or args.pool or args.forget_sticky:
+            raise ConfigError("--node goes alone", "give --node NAME, or --container/--ifname, or --pool/--ip")
+        return _release_node(args)
     by_owner = bool(args.container or args.ifname)
     by_addr = bool(args.ip)
     # every usage mistake is reported before the store is opened
     if by_owner and by_addr or not (by_owner or by_addr or (args.forget_sticky and args.pool)):
-        raise ConfigError("say what to release", "give --container ID --ifname IF, or --pool P --ip IP")
+        raise ConfigError("say what to release", "give --container ID --ifname IF, or --pool P --ip IP, or --node NAME")
     if by_owner and not (args.container and args.ifname):
         raise ConfigError("--container and --ifname go together", "give both")
     ip = None
@@ -298,4 +306,26 @@ def cmd_release(args: argparse.Namespace) -> int:
         for pool in sorted(pools):
             ipam.forget_sticky(pool, args.forget_sticky)
             print(f"forgot sticky address of {args.forget_sticky} in {pool}")
+    return 0
+
+
+def _release_node(args: argparse.Namespace) -> int:
+    """``release --node``: a dead node's leases, through its fence (``flatnet.ipam.nodes``)."""
+    import socket
+
+    from flatnet.ipam.nodes import release_dead_node
+
+    cfg = _configs(args.store)[0]
+    if cfg.get("type") != "etcd":
+        raise ConfigError(
+            f"--node needs the etcd store the agents share (heartbeats live there); {describe(cfg)} has none",
+            "give it as --store etcd:http://host:2379",
+        )
+    ipam = _open_existing(cfg)
+    n, fence = release_dead_node(ipam.store, ipam, args.node, f"operator@{socket.gethostname()}")
+    print(
+        f"node {args.node}: fenced by {fence.get('by', '?')}; released {n} lease(s) in {describe(cfg)} "
+        "(sticky addresses stay reserved for their pods). If the node comes back, its agent removes "
+        "these addresses from its pods before it serves again."
+    )
     return 0

@@ -13,6 +13,7 @@ import re
 from typing import Any, Iterable
 
 from flatnet.errors import ConfigError, FlatnetError
+from flatnet.fieldref import note, note_keys
 
 from flatnet.iptypes import IPAddress as IPAddress, IPNetwork as IPNetwork
 
@@ -54,15 +55,29 @@ def namespace_problem(value: str) -> str | None:
 
 
 def obj(d: object, where: str, error: type[FlatnetError] = ConfigError) -> dict[str, Any]:
+    note(where, "object")
     if not isinstance(d, dict):
         raise error(f"{where} must be a JSON object, got {type(d).__name__}")
     return d
 
 
 def string(
+    d: object,
+    where: str,
+    required: bool = False,
+    example: str = "",
+    error: type[FlatnetError] = ConfigError,
+    default: str | None = None,
+) -> str | None:
+    """A string field; ``default`` when absent (or "" and not required)."""
+    note(where, "string", default, required=required)
+    value = _string(d, where, required, example, error)
+    return default if value is None else value
+
+
+def _string(
     d: object, where: str, required: bool = False, example: str = "", error: type[FlatnetError] = ConfigError
 ) -> str | None:
-    """A string field; None when absent (or "" and not required)."""
     hint = f" such as {example!r}" if example else ""
     if d is None or d == "":
         if required:
@@ -75,6 +90,7 @@ def string(
 
 def integer(d: object, where: str, lo: int, hi: int, default: int | None = None) -> int | None:
     """An integer field within [lo, hi]; ``default`` when absent."""
+    note(where, "integer", default, lo, hi)
     if d is None:
         return default
     if isinstance(d, bool) or not isinstance(d, int):
@@ -85,6 +101,7 @@ def integer(d: object, where: str, lo: int, hi: int, default: int | None = None)
 
 
 def boolean(d: object, where: str, default: bool) -> bool:
+    note(where, "boolean", default)
     if d is None:
         return default
     if not isinstance(d, bool):
@@ -94,6 +111,7 @@ def boolean(d: object, where: str, default: bool) -> bool:
 
 def array(d: object, where: str) -> list[Any]:
     """A JSON array field; [] when absent."""
+    note(where, "array")
     if d is None:
         return []
     if not isinstance(d, list):
@@ -102,7 +120,8 @@ def array(d: object, where: str) -> list[Any]:
 
 
 def address(d: object, where: str) -> IPAddress | None:
-    text = string(d, where, example="198.18.0.1")
+    note(where, "IP address")
+    text = _string(d, where, example="198.18.0.1")
     if text is None:
         return None
     try:
@@ -113,7 +132,8 @@ def address(d: object, where: str) -> IPAddress | None:
 
 def network(d: object, where: str, required: bool = False) -> IPNetwork | None:
     """A CIDR network; host bits set -> ConfigError giving the corrected value."""
-    text = string(d, where, required=required, example="198.18.0.0/24")
+    note(where, "CIDR network", required=required)
+    text = _string(d, where, required=required, example="198.18.0.0/24")
     if text is None:
         return None
     if "/" not in text:
@@ -133,7 +153,8 @@ def network(d: object, where: str, required: bool = False) -> IPNetwork | None:
 
 def mac(d: object, where: str) -> str | None:
     """A unicast Ethernet address, normalised to lower case."""
-    text = string(d, where, example="02:00:c6:12:00:05")
+    note(where, "MAC address")
+    text = _string(d, where, example="02:00:c6:12:00:05")
     if text is None:
         return None
     if not _MAC_RE.fullmatch(text):
@@ -147,7 +168,8 @@ def mac(d: object, where: str) -> str | None:
 
 
 def ifname(d: object, where: str, required: bool = False) -> str | None:
-    text = string(d, where, required=required, example="eth1")
+    note(where, "interface name", required=required)
+    text = _string(d, where, required=required, example="eth1")
     if text is None:
         return None
     problem = ifname_problem(text)
@@ -159,6 +181,7 @@ def ifname(d: object, where: str, required: bool = False) -> str | None:
 def check_keys(d: dict[str, Any], known: Iterable[str], where: str) -> None:
     """Reject keys we do not know, suggesting the closest known one (typos are common)."""
     known = list(known)
+    note_keys(where, known)
     for key in d:
         if key in known:
             continue

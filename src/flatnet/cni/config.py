@@ -27,6 +27,7 @@ from flatnet.cni.runtimeconf import (
 from flatnet.cni.types import DNS, Result
 from flatnet.datapath import modes
 from flatnet.errors import ConfigError, DecodeError
+from flatnet.fieldref import note
 from flatnet.ipam.api import IPAddress, IPNetwork, PoolSpec
 
 DEFAULT_AGENT_SOCKET = defaults.AGENT_SOCKET
@@ -107,6 +108,7 @@ def decode_json(data: bytes, what: str = "network configuration") -> Any:
 
 def config_version(conf: dict[str, Any]) -> str:
     """The spec version a config speaks: ``cniVersion``, else best of ``cniVersions``."""
+    note("cniVersion", "string", required=True, choices=_v.SUPPORTED)
     if "cniVersion" in conf and conf["cniVersion"] not in (None, ""):
         return _v.check_supported(conf["cniVersion"])
     if isinstance(conf.get("cniVersions"), list):
@@ -128,12 +130,16 @@ def parse_netconf(stdin: bytes) -> NetConf:
             f"letter or digit, followed by letters, digits, '_', '.' or '-'"
         )
     ptype = f.string(raw.get("type"), "type", required=True, example="flatnet")
-    mode = f.string(raw.get("mode"), "mode", example="macvlan") or defaults.MODE
+    # read by the forwarder (/opt/cni/bin/flatnet) when no agent listens: checked here too
+    f.string(raw.get("inProcess"), "inProcess", example="/usr/local/bin/flatnet-inprocess")
+    mode = f.string(raw.get("mode"), "mode", example="macvlan", default=defaults.MODE) or defaults.MODE
+    note("mode", "string", defaults.MODE, choices=modes.names())
     traits = modes.get(mode)  # the registry says what this mode needs
     master = f.ifname(raw.get("master"), "master", required="master" in traits.needs)
-    bridge = (
-        (f.ifname(raw.get("bridge"), "bridge") or traits.defaults.get("bridge")) if "bridge" in traits.keys else None
-    )
+    bridge = None
+    if "bridge" in traits.keys:
+        note("bridge", "interface name", traits.defaults.get("bridge"))
+        bridge = f.ifname(raw.get("bridge"), "bridge") or traits.defaults.get("bridge")
     pools, store = parse_ipam(raw.get("ipam"), name, mode, traits.pools_from_config)
     args_ips, args_mac = parse_args_cni(raw.get("args"))
     prev = raw.get("prevResult")
@@ -199,7 +205,9 @@ def _netns(raw: object) -> str | None:
 
 
 def _socket(raw: object) -> str:
-    text = f.string(raw, "agentSocket", example=DEFAULT_AGENT_SOCKET) or DEFAULT_AGENT_SOCKET
+    text = (
+        f.string(raw, "agentSocket", example=DEFAULT_AGENT_SOCKET, default=DEFAULT_AGENT_SOCKET) or DEFAULT_AGENT_SOCKET
+    )
     if not text.startswith("/"):
         raise ConfigError(f"agentSocket {text!r} must be an absolute path, e.g. {DEFAULT_AGENT_SOCKET!r}")
     if len(text.encode()) > _SUN_PATH_MAX:

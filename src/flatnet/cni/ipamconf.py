@@ -13,6 +13,7 @@ from typing import Any
 
 from flatnet.cni import _fields as f
 from flatnet.errors import ConfigError
+from flatnet.fieldref import note
 from flatnet.ipam.api import DEFAULT_STICKY_HOLD, IPAddress, IPNetwork, PoolSpec
 from flatnet.ipam.store import STORE_KEYS, store_config
 
@@ -101,9 +102,9 @@ def _pool(raw: object, where: str, netname: str) -> PoolSpec:
 
 def _namespaces(raw: object, where: str) -> tuple[str, ...]:
     """Kubernetes namespace names (RFC 1123 labels); absent: the pool serves every namespace."""
+    items = f.array(raw, where)
     if raw is None:
         return ()
-    items = f.array(raw, where)
     if not items:
         raise ConfigError(f'{where} is empty: list namespaces such as ["payments"], or drop the key to serve every one')
     out: list[str] = []
@@ -140,6 +141,7 @@ def _vlan(pool: PoolSpec) -> str:
 
 def _hold(raw: object, where: str) -> float:
     """Seconds a released sticky address stays reserved for its pod (default: a day)."""
+    note(where, "number (seconds)", DEFAULT_STICKY_HOLD, 0, MAX_STICKY_HOLD)
     if raw is None:
         return DEFAULT_STICKY_HOLD
     if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 <= raw <= MAX_STICKY_HOLD:

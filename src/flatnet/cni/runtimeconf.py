@@ -16,6 +16,7 @@ from typing import Any
 from flatnet.cni import _fields as f
 from flatnet.cni.ipamconf import parse_ip_list
 from flatnet.errors import ConfigError
+from flatnet.fieldref import note
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 #: Key the spec defines for GC, and the name libcni also sends for older plugins.
@@ -92,6 +93,8 @@ def parse_args_cni(raw: object) -> tuple[list[RequestedIP], str | None]:
 
 def parse_valid_attachments(conf: dict[str, Any]) -> list[ValidAttachment] | None:
     """The GC list; None when the runtime sent none (not the same as an empty list)."""
+    for name in VALID_ATTACHMENTS_KEYS:
+        note(name, "array of {containerID, ifname}")
     key = next((k for k in VALID_ATTACHMENTS_KEYS if k in conf), None)
     if key is None:
         return None
@@ -112,6 +115,7 @@ def _port_mapping(raw: object, where: str) -> PortMapping:
     if host is None or cont is None:
         missing = "hostPort" if host is None else "containerPort"
         raise ConfigError(f"{where}.{missing} is required: a port number between 1 and 65535")
+    note(f"{where}.protocol", "string", "tcp", choices=PROTOCOLS)
     proto = (f.string(d.get("protocol"), f"{where}.protocol", example="tcp") or "tcp").lower()
     if proto not in PROTOCOLS:
         raise ConfigError(f"{where}.protocol {proto!r} is not supported; use one of: {', '.join(PROTOCOLS)}")

@@ -20,6 +20,7 @@ from typing import Any
 
 from flatnet.cni import version as _v
 from flatnet.errors import DecodeError, FlatnetError
+from flatnet.fieldref import note
 
 from flatnet.iptypes import IPAddress as IPAddress, IPInterface as IPInterface, IPNetwork as IPNetwork
 
@@ -195,6 +196,7 @@ def _route_json(r: Route, rich: bool) -> dict[str, Any]:
 
 
 def _obj(d: object, where: str, error: type[FlatnetError]) -> dict[str, Any]:
+    note(where, "object")
     if not isinstance(d, dict):
         raise error(f"{where} must be a JSON object, got {type(d).__name__}")
     return d
@@ -209,6 +211,7 @@ def _list(d: object, where: str, error: type[FlatnetError]) -> list[Any]:
 
 
 def _opt_str(d: object, where: str, error: type[FlatnetError]) -> str:
+    note(where, "string")
     if d is None:
         return ""
     if not isinstance(d, str):
@@ -217,6 +220,7 @@ def _opt_str(d: object, where: str, error: type[FlatnetError]) -> str:
 
 
 def _str_list(d: object, where: str, error: type[FlatnetError]) -> list[str]:
+    note(where, "array of strings")
     items = _list(d, where, error)
     for n, item in enumerate(items):
         _opt_str(item, f"{where}[{n}]", error)

@@ -167,7 +167,7 @@ def _br_netfilter_findings(facts: NodeFacts) -> list[Finding]:
     ]
 
 
-def tool_findings(facts: NodeFacts) -> list[Finding]:
+def _nft_finding(facts: NodeFacts) -> list[Finding]:
     out = []
     if facts.nft is not None:
         out.append(
@@ -180,6 +180,27 @@ def tool_findings(facts: NodeFacts) -> list[Finding]:
                 "" if facts.nft.ok else "apt-get install nftables (kernel: CONFIG_NF_TABLES)",
             )
         )
+    return out
+
+
+def tool_findings(facts: NodeFacts) -> list[Finding]:
+    out = []
+    if facts.container and facts.host_root is None:
+        return [
+            *_nft_finding(facts),
+            Finding(
+                "ok",
+                "tools-not-checked",
+                "tool/*",
+                f"the node's tools ({', '.join(TOOLS)}) were not checked: doctor runs in {facts.container}, "
+                "whose PATH is the image's, not the node's",
+                "kernel, sysctls (host network), agent, store and CNI files (host mounts) are the node's; "
+                "the tools are not visible from here",
+                "run 'flatnet doctor node' on the node itself, or mount the node's / into the container "
+                "and pass --host-root DIR",
+            ),
+        ]
+    out += _nft_finding(facts)
     for tool, (pkg, why, required) in TOOLS.items():
         path = facts.tools.get(tool)
         if path:
@@ -190,12 +211,64 @@ def tool_findings(facts: NodeFacts) -> list[Finding]:
                     "warn" if required else "ok",
                     "tool-missing",
                     f"tool/{tool}",
-                    f"{tool} not found in PATH",
+                    f"{tool} not found " + (f"under {facts.host_root}" if facts.host_root else "in PATH"),
                     why,
                     f"apt-get install {pkg}",
                 )
             )
     return out
+
+
+def _agent_absent(facts: NodeFacts, socket_path: str, detail: str) -> Finding:
+    """No agent: an error when a flatnet config has no in-process fallback (every call fails
+    with code 11, as on Kubernetes: the chart names none), a warning when all of them have one."""
+    cni = facts.cni
+    stranded = cni.no_fallback if cni else []
+    if stranded or cni is None or not cni.flatnet_files:
+        why = (
+            f"the plugin fails every ADD, DEL and CHECK with code 11 (try again): {', '.join(stranded)} "
+            'names no in-process entry point ("inProcess"), so nothing serves the calls without the agent'
+            if stranded
+            else "the plugin fails every call with code 11 unless its config or the runtime's environment "
+            "names an in-process entry point (inProcess / FLATNET_INPROCESS)"
+        )
+        return Finding(
+            "error",
+            "agent-absent",
+            "agent",
+            f"no agent listening on {socket_path} ({detail})",
+            why,
+            "start it: kubectl -n flatnet rollout status ds/flatnet-agent, or 'flatnet agent' "
+            "(--socket if the path differs); single hosts without an agent: docs/PODMAN.md (inProcess)",
+        )
+    return Finding(
+        "warn",
+        "agent-absent",
+        "agent",
+        f"no agent listening on {socket_path} ({detail})",
+        "every flatnet config names an in-process entry point (inProcess): each call runs the service "
+        "itself; slower, and no leak reconciliation, dead-node heartbeat or metrics",
+        "start it: 'flatnet agent' (--socket if the path differs)",
+    )
+
+
+def bridge_findings(facts: NodeFacts) -> list[Finding]:
+    """Mode bridge moves the master's addresses onto the bridge: say so before it happens."""
+    cni = facts.cni
+    if not cni or "bridge" not in cni.modes:
+        return []
+    return [
+        Finding(
+            "ok",
+            "bridge-moves-addresses",
+            "node/addresses",
+            "a bridge-mode network is configured: at the first pod ADD the master's global addresses and "
+            f"routes move onto the bridge ({defaults.BRIDGE} unless the config names another)",
+            "the node's own address then lives on the bridge, not on the NIC (same address and MAC: "
+            "connections survive); firewall rules, monitoring and network configs that name the NIC must follow",
+            "nothing to do if that is intended; macvlan and ipvlan leave the node's addresses alone",
+        )
+    ]
 
 
 def service_findings(facts: NodeFacts, socket_path: str) -> list[Finding]:
@@ -204,17 +277,7 @@ def service_findings(facts: NodeFacts, socket_path: str) -> list[Finding]:
     if state == "ok":
         out.append(Finding("ok", "agent", "agent", f"agent answers on {socket_path}"))
     elif state == "absent":
-        out.append(
-            Finding(
-                "warn",
-                "agent-absent",
-                "agent",
-                f"no agent listening on {socket_path} ({detail})",
-                "without the agent the plugin runs each ADD in-process: slower, and no leak reconciliation or metrics",
-                "start it: kubectl -n flatnet rollout status ds/flatnet-agent, or "
-                "'flatnet agent' (--socket if the path differs)",
-            )
-        )
+        out.append(_agent_absent(facts, socket_path, detail))
     elif state == "broken":
         out.append(
             Finding(
@@ -355,6 +418,7 @@ def evaluate(facts: NodeFacts, socket_path: str) -> list[Finding]:
         + tool_findings(facts)
         + service_findings(facts, socket_path)
         + cni_findings(facts)
+        + bridge_findings(facts)
         + hostname_findings(facts)
     )
 

@@ -43,6 +43,10 @@ class CniFacts:
     store: dict[str, Any] | None = None
     plugin_ok: bool = False
     errors: list[str] = field(default_factory=list)
+    #: flatnet configs that name no in-process entry point ("inProcess"): without an agent
+    #: the plugin fails their every call with code 11 (unless the runtime's environment has
+    #: FLATNET_INPROCESS, which doctor cannot see)
+    no_fallback: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -58,6 +62,10 @@ class NodeFacts:
     cni: CniFacts | None = None
     hostname: str = ""
     node: dict[str, Any] | None = None  # the Node object for --node-json
+    #: why doctor is looking at a container rather than the node (None: on the node itself);
+    #: the host's tools are then looked up under ``host_root``, or not at all
+    container: str | None = None
+    host_root: str | None = None
 
 
 def read_kconfig(path: str = KCONFIG) -> dict[str, str] | None:
@@ -106,9 +114,38 @@ def scan_cni(conf_dir: str, bin_dir: str) -> CniFacts:
                 pools = (plugin.get("ipam") or {}).get("pools") or []
                 facts.vlans |= bool(plugin.get("vlan")) or any(isinstance(p, dict) and p.get("vlan") for p in pools)
                 facts.store = facts.store or (plugin.get("ipam") or {}).get("store")
+                if not plugin.get("inProcess"):
+                    facts.no_fallback.append(path)
     plugin = os.path.join(bin_dir, "flatnet")
     facts.plugin_ok = os.path.isfile(plugin) and os.access(plugin, os.X_OK)
     return facts
+
+
+def in_container() -> str | None:
+    """Why this process looks like it runs in a container (a pod, podman, docker), or None.
+
+    The node's agent image runs doctor as ``kubectl exec ds/flatnet-agent -- flatnet doctor
+    node``: host network and the CNI dirs are the node's, but PATH is the image's.
+    """
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return "a Kubernetes pod (KUBERNETES_SERVICE_HOST is set)"
+    for marker in ("/run/.containerenv", "/.dockerenv"):
+        if os.path.exists(marker):
+            return f"a container ({marker} exists)"
+    if os.environ.get("container"):
+        return f"a container ($container={os.environ['container']})"
+    return None
+
+
+def find_tool(tool: str, host_root: str | None) -> str | None:
+    """The tool's path on the node: this PATH (+ sbin), or the usual dirs under ``host_root``."""
+    if host_root is None:
+        return shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    for d in ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"):
+        path = os.path.join(host_root, d.lstrip("/"), tool)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return d + "/" + tool  # the path as the node sees it
+    return None
 
 
 def check_agent(path: str, timeout: float = 3.0) -> tuple[str, str]:
@@ -138,6 +175,7 @@ def gather(
     bin_dir: str,
     node: dict[str, Any] | None,
     probe: bool = True,
+    host_root: str | None = None,
 ) -> NodeFacts:
     """Collect every fact; probe failures (not root) become ``probe_error``, not a crash."""
     from flatnet.datapath import probe as kprobe
@@ -150,7 +188,9 @@ def gather(
         except (OSError, Exception) as exc:  # noqa: BLE001 - reported as a finding
             facts.probe_error = f"{type(exc).__name__}: {exc}"
     facts.sysctls = {n: read_sysctl(n) for n in SYSCTLS}
-    facts.tools = {t: shutil.which(t, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") for t in TOOLS}
+    facts.container, facts.host_root = in_container(), host_root
+    if facts.container is None or host_root is not None:
+        facts.tools = {t: find_tool(t, host_root) for t in TOOLS}
     facts.agent = check_agent(socket_path)
     facts.cni = scan_cni(conf_dir, bin_dir)
     cfg = store or facts.cni.store

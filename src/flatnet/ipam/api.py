@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
 
+from flatnet import defaults
 from flatnet.iptypes import IPAddress as IPAddress, IPInterface as IPInterface, IPNetwork as IPNetwork
 
 
@@ -63,12 +64,12 @@ class Store(Protocol):
 #: long enough for a StatefulSet pod to come back after a node is drained or rebooted. A
 #: reservation never costs an ADD: when a pool has no fresh or released address left, the
 #: oldest reservation is taken over, held or not (flatnet.ipam._held).
-DEFAULT_STICKY_HOLD = 86400.0
+DEFAULT_STICKY_HOLD = defaults.STICKY_HOLD
 
 
 #: how long an address that answered a conflict probe on the VLAN stays out of use before it is
 #: handed out (and probed) again (seconds)
-DEFAULT_QUARANTINE = 600.0
+DEFAULT_QUARANTINE = defaults.QUARANTINE
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,12 @@ from typing import Any, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from flatnet import defaults
 from flatnet.errors import ConfigError
 from flatnet.obs.logs import redact
 
 #: the chart's documented port (charts/flatnet values agent.metricsPort)
-DEFAULT_PORT = 9631
+DEFAULT_PORT = defaults.METRICS_PORT
 
 #: a check returns None when healthy, else the reason
 Check = Callable[[], "str | None"]

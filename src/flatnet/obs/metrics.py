@@ -98,9 +98,14 @@ class AgentMetrics:
 
 
 def _version() -> str:
+    """The installed distribution's version (``flatnet-cni``, pyproject's name); the source's
+    ``flatnet.__version__`` when it runs uninstalled (from a checkout on PYTHONPATH)."""
     from importlib.metadata import PackageNotFoundError, version
 
+    from flatnet import __version__
+    from flatnet.defaults import DISTRIBUTION
+
     try:
-        return version("flatnet")
+        return version(DISTRIBUTION)
     except PackageNotFoundError:
-        return "unknown"
+        return __version__

@@ -55,7 +55,7 @@ def store_config(section: dict[str, Any] | None, where: str = "ipam.store") -> d
     """
     if section is None:
         return dict(DEFAULT_STORE)
-    kind = _conf.text(section, "type", where, example="sqlite") or "sqlite"
+    kind = _conf.text(section, "type", where, example="sqlite", default="sqlite", choices=tuple(STORES)) or "sqlite"
     module = STORES.get(kind)
     if module is None:
         raise ConfigError(f"{where}.type {kind!r} is not supported; use one of: {', '.join(STORES)}")
@@ -64,7 +64,7 @@ def store_config(section: dict[str, Any] | None, where: str = "ipam.store") -> d
         if other != kind and stray:
             raise ConfigError(f"{where}.{stray[0]} applies to an {other} store only, not {kind!r}")
     out: dict[str, Any] = {"type": kind, **module.from_config(section, where)}
-    prefix = _conf.text(section, "prefix", where, example=defaults.ETCD_PREFIX)
+    prefix = _conf.text(section, "prefix", where, example=defaults.ETCD_PREFIX, default=defaults.ETCD_PREFIX)
     if prefix is not None:
         out["prefix"] = prefix
     timeout = _conf.seconds(section, "timeout", where, "how long a store call may wait: SQLite's lock, etcd's answer")

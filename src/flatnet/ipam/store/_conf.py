@@ -10,10 +10,23 @@ from __future__ import annotations
 from typing import Any
 
 from flatnet.errors import ConfigError
+from flatnet.fieldref import note
 
 
-def text(d: dict[str, Any], key: str, where: str, example: str = "", required: bool = False) -> str | None:
-    """``d[key]`` as a string; None when absent or "" (unless ``required``)."""
+def text(
+    d: dict[str, Any],
+    key: str,
+    where: str,
+    example: str = "",
+    required: bool = False,
+    default: str | None = None,
+    choices: tuple[str, ...] = (),
+) -> str | None:
+    """``d[key]`` as a string; None when absent or "" (unless ``required``).
+
+    ``default``/``choices``: what the caller does with an absent value and which values it
+    takes, for the config reference only (the caller applies them)."""
+    note(f"{where}.{key}", "string", default, required=required, choices=choices)
     value = d.get(key)
     hint = f" such as {example!r}" if example else ""
     if value is None or value == "":
@@ -27,6 +40,7 @@ def text(d: dict[str, Any], key: str, where: str, example: str = "", required: b
 
 def seconds(d: dict[str, Any], key: str, where: str, use: str) -> float | None:
     """A number of seconds in (0, 600]; None when absent."""
+    note(f"{where}.{key}", "number (seconds)", None, 0, 600)
     value = d.get(key)
     if value is None:
         return None

@@ -25,6 +25,7 @@ import threading
 import time
 from typing import Any, Iterable, Sequence
 
+from flatnet import defaults
 from flatnet.errors import ConfigError, FlatnetError, StoreAccessDenied, StoreUnavailable
 from flatnet.ipam.api import Compare, Entry
 from flatnet.ipam.store._common import check_txn, prefix_upper
@@ -32,13 +33,13 @@ from flatnet.ipam.store._etcdconf import EtcdSecurity, check_endpoints
 from flatnet.ipam.store._etcderr import Refused, explain_oserror, explain_refusal
 from flatnet.ipam.store._http import HttpEndpoint
 
-DEFAULT_ENDPOINTS = ("http://127.0.0.1:2379",)
-DEFAULT_PREFIX = "/flatnet/"
+DEFAULT_ENDPOINTS = (defaults.ETCD_ENDPOINT,)
+DEFAULT_PREFIX = defaults.ETCD_PREFIX
 _NUL = base64.b64encode(b"\0").decode()
 #: a member that failed is tried after the others for this long (it is still tried last)
-DOWN_FOR = 5.0
+DOWN_FOR = defaults.ETCD_DOWN_FOR
 #: TCP connect + TLS handshake bound, so a dead member costs at most this much per call
-CONNECT_TIMEOUT = 1.0
+CONNECT_TIMEOUT = defaults.ETCD_CONNECT_TIMEOUT
 
 
 #: one encoder for every request body (``json.dumps`` with options builds a new one per call)

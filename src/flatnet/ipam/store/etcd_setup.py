@@ -12,6 +12,7 @@ from typing import Any
 
 from flatnet import defaults
 from flatnet.errors import ConfigError
+from flatnet.fieldref import note
 from flatnet.ipam.store._etcdconf import FILE_KEYS, check_endpoints, check_security
 from flatnet.ipam.store.etcd import EtcdStore
 
@@ -23,6 +24,9 @@ URL_EXAMPLE = f"etcd:{defaults.ETCD_ENDPOINT}"
 
 def from_config(d: dict[str, Any], where: str) -> dict[str, Any]:
     """The checked settings of an ``ipam.store`` section of type etcd (files not read yet)."""
+    note(f"{where}.endpoints", "array of URLs (or one comma-separated string)", required=True)
+    for key in FILE_KEYS:
+        note(f"{where}.{key}", "absolute path")
     if d.get("endpoints") in (None, [], ""):
         raise ConfigError(f'{where}.endpoints is required for an etcd store, e.g. ["http://198.18.0.10:2379"]')
     endpoints = check_endpoints(d.get("endpoints"), f"{where}.endpoints")

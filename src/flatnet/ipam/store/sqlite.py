@@ -264,7 +264,7 @@ URL_EXAMPLE = f"sqlite:{DEFAULT_PATH}"
 
 def from_config(d: dict[str, Any], where: str) -> dict[str, Any]:
     """The checked settings of an ``ipam.store`` section of type sqlite."""
-    path = _conf.text(d, "path", where, example=DEFAULT_PATH) or DEFAULT_PATH
+    path = _conf.text(d, "path", where, example=DEFAULT_PATH, default=DEFAULT_PATH) or DEFAULT_PATH
     if not path.startswith("/") and path != ":memory:":
         raise ConfigError(f"{where}.path {path!r} must be an absolute path, e.g. {DEFAULT_PATH!r}")
     return {"path": path}
