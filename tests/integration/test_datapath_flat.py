@@ -446,7 +446,7 @@ def test_del_host_removes_only_flatnet_host_routes() -> None:
         ip_("route", "add", "198.18.77.5/32", "dev", "fnr0", "scope", "link", "proto", "201")
         ip_("-6", "route", "add", "2001:db8:77::5/128", "dev", "fnr0", "proto", "201")
         ip_("route", "add", "198.18.77.6/32", "dev", "fnr1", "scope", "link", "proto", "static")
-        with netns.iproute(name) as ip:
+        with netns.ipr(name) as ip:
             assert routes.del_host(ip, ipaddress.ip_address("198.18.77.5")) is True
             assert routes.del_host(ip, ipaddress.ip_address("2001:db8:77::5")) is True
             assert routes.del_host(ip, ipaddress.ip_address("198.18.77.5")) is False  # idempotent
