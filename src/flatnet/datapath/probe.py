@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-
 from pyroute2 import netns as pr_netns
 
 from flatnet.datapath import kernel

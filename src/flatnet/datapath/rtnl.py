@@ -154,6 +154,9 @@ class Pyroute2:
         self._handle = handle
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
         def call(*args: Any, **kwargs: Any) -> Any:
             from pyroute2.netlink.exceptions import NetlinkError as Pyroute2Error
 
@@ -162,7 +165,8 @@ class Pyroute2:
                 out = getattr(self._handle._iproute(), name)(*args, **kwargs)
                 return list(out) if hasattr(out, "__next__") else out
             except Pyroute2Error as exc:
-                raise NetlinkError(int(exc.code or 0), str(exc)) from exc
+                words = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], str) else None
+                raise NetlinkError(int(exc.code or 0), words) from exc
 
         return call
 
