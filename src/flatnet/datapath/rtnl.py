@@ -158,7 +158,7 @@ class Pyroute2:
             raise AttributeError(name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            from pyroute2.netlink.exceptions import NetlinkError as Pyroute2Error
+            from pyroute2 import NetlinkError as Pyroute2Error  # its public name
 
             self._handle._escaped(name, args)
             try:
