@@ -199,6 +199,16 @@ def test_short_path_leaves_what_pyroute2_leaves(two_netns: tuple[str, str]) -> N
             "a pod ADD/DEL's calls never leave the short path"
         )
         assert handle.counts["short"] > 20 and tally.short == handle.counts["short"]
+        with netns._pyroute2(fast_ns) as ip:  # the neighbour verbs read what pyroute2 reads
+            mine = [
+                (n.family, n.ifindex, n.dst, n.lladdr, n.state) for n in handle.dump_neighs() if n.family in (2, 10)
+            ]
+            theirs = [
+                (m["family"], m["ifindex"], m.get("dst"), m.get("lladdr"), m["state"])
+                for m in ip.neigh("dump")
+                if m["family"] in (2, 10)
+            ]
+            assert sorted(mine, key=repr) == sorted(theirs, key=repr) and len(mine) >= 2
     finally:
         handle.close()
     with netns._pyroute2(slow_ns) as ip:

@@ -20,6 +20,7 @@ vxlan devices, generic link kinds — is asked of pyroute2 *by name*: ``handle.p
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
@@ -218,7 +219,7 @@ class Handle:
         try:
             return _link(self.request(req)[0])
         except NetlinkError as exc:
-            if exc.code == 19:  # ENODEV
+            if exc.code == errno.ENODEV:
                 return None
             raise
 
