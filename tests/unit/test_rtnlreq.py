@@ -1,7 +1,7 @@
 """The short path's requests decode, with pyroute2's own message classes, to what was asked.
 
 The kernel-backed check (``tests/integration/test_rtnl.py``) compares what each request leaves
-in a namespace with what pyroute2's leaves; this one pins the encoding and the choice of path.
+in a namespace with what pyroute2's leaves; this one pins the encoding of each verb, and the reading of a reply.
 """
 
 from __future__ import annotations
