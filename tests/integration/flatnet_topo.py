@@ -185,14 +185,14 @@ def pod_addrs(n: int) -> tuple[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
 
 def link_names(ns: str) -> set[str]:
     """Names of every link in ``ns``."""
-    with fnetns.ipr(ns) as ip:
+    with fnetns.iproute(ns) as ip:
         return {msg.get("ifname") for msg in ip.link("dump")}
 
 
 def route_dsts(ns: str) -> set[str]:
     """``dst/len dev-index proto`` of every main-table route in ``ns`` (v4 and v6)."""
     out = set()
-    with fnetns.ipr(ns) as ip:
+    with fnetns.iproute(ns) as ip:
         for msg in ip.route("dump", table=254):
             fam_any = "0.0.0.0" if msg["family"] == 2 else "::"
             out.add(f"{msg.get('dst') or fam_any}/{msg['dst_len']} {msg.get('oif')} {msg['proto']}")
@@ -201,7 +201,7 @@ def route_dsts(ns: str) -> set[str]:
 
 def iface_addrs(ns: str, ifname: str) -> set[str]:
     """Global addresses on ``ifname`` in ``ns``."""
-    with fnetns.ipr(ns) as ip:
+    with fnetns.iproute(ns) as ip:
         idx = ip.link_lookup(ifname=ifname)
         if not idx:
             return set()

@@ -29,7 +29,7 @@ if os.geteuid() != 0:
 
 from pyroute2 import netns as pnetns  # noqa: E402
 
-from flatnet.datapath.netns import ipr  # noqa: E402
+from flatnet.datapath.netns import iproute  # noqa: E402
 
 VM_IP = "198.18.120.200"
 REF_PLUGINS = "/usr/lib/cni"
@@ -55,11 +55,11 @@ class Topo:
     def build(self) -> None:
         for ns in (self.node, self.vm):
             pnetns.create(ns)
-        with ipr(self.node) as ip:
+        with iproute(self.node) as ip:
             ip.link("add", ifname="vp0", kind="veth", peer={"ifname": "vh0", "net_ns_fd": self.vm})
             ip.link("set", index=ip.link_lookup(ifname="vp0")[0], state="up")
             ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
-        with ipr(self.vm) as ip:
+        with iproute(self.vm) as ip:
             idx = ip.link_lookup(ifname="vh0")[0]
             ip.addr("add", index=idx, address=VM_IP, prefixlen=24)
             ip.link("set", index=idx, state="up")
@@ -123,7 +123,7 @@ class Topo:
             store.close()
 
     def links(self, netns_path: str) -> list[str]:
-        with ipr(netns_path) as ip:
+        with iproute(netns_path) as ip:
             return [l.get("ifname") for l in ip.get_links()]
 
 

@@ -22,7 +22,7 @@ if os.geteuid() != 0:
 
 from flatnet.datapath import conflict  # noqa: E402
 from flatnet.datapath.api import AttachSpec  # noqa: E402
-from flatnet.datapath.netns import ipr  # noqa: E402
+from flatnet.datapath.netns import iproute  # noqa: E402
 
 IP = "/usr/sbin/ip" if os.path.exists("/usr/sbin/ip") else "ip"
 
@@ -41,10 +41,10 @@ def pair() -> Iterator[tuple[str, str, str]]:
 
         pnetns.create(node)
         pnetns.create(host)
-        with ipr(node) as ip:
+        with iproute(node) as ip:
             ip.link("add", ifname="fniv0", kind="veth", peer={"ifname": "fniv1", "net_ns_fd": host})
             ip.link("set", index=ip.link_lookup(ifname="fniv0")[0], state="up")
-        with ipr(host) as ip:
+        with iproute(host) as ip:
             idx = ip.link_lookup(ifname="fniv1")[0]
             ip.link("set", index=idx, state="up")
             ip.addr("add", index=idx, address="198.18.140.5", prefixlen=24)

@@ -46,7 +46,7 @@ def topo():
 
 def test_node_address_and_routes_move_to_the_bridge(topo: Topology) -> None:
     node = topo.nodes[0].ns
-    with netns.ipr(node) as ip:
+    with netns.iproute(node) as ip:
         eth1 = ip.link_lookup(ifname="eth1")[0]
         ip.route("add", dst="198.18.120.0/24", gateway="198.18.100.1", oif=eth1)
     port_mac = _mac(node, "eth1")
@@ -106,7 +106,7 @@ def test_bridge_without_master_links_local_pods(topo: Topology) -> None:
 
 def test_master_enslaved_elsewhere_is_refused(topo: Topology) -> None:
     node = topo.nodes[0].ns
-    with netns.ipr(node) as ip:
+    with netns.iproute(node) as ip:
         ip.link("add", ifname="otherbr", kind="bridge")
         ip.link("set", index=ip.link_lookup(ifname="eth1")[0], master=ip.link_lookup(ifname="otherbr")[0])
     pod_ns = topo.pod()

@@ -151,7 +151,7 @@ def test_check_passes_then_fails_when_address_removed(cluster: Cluster) -> None:
     cluster.dp.add(spec)
     try:
         cluster.dp.check(spec)
-        with netns.ipr(pod_ns) as ip:
+        with netns.iproute(pod_ns) as ip:
             idx = ip.link_lookup(ifname="eth0")[0]
             ip.addr("del", index=idx, address="198.18.100.61", prefixlen=24)
         with pytest.raises(errors.DatapathError) as exc:
@@ -234,7 +234,7 @@ def test_missing_parent_creates_nothing(cluster: Cluster) -> None:
 
 def _kernel_has_8021q(topo: Topology) -> bool:
     probe = topo.pod()
-    with netns.ipr(probe) as ip:
+    with netns.iproute(probe) as ip:
         ip.link("add", ifname="fnprobe", kind="veth", peer={"ifname": "fnprobe1"})
         try:
             ip.link("add", ifname="fnprobe.7", kind="vlan", link=ip.link_lookup(ifname="fnprobe")[0], vlan_id=7)
@@ -420,7 +420,7 @@ def test_netns_given_as_proc_pid_path(cluster: Cluster) -> None:
             cluster.dp.check(spec)
         finally:
             cluster.dp.delete(spec)
-        with netns.ipr(path) as ip:
+        with netns.iproute(path) as ip:
             assert {m.get("ifname") for m in ip.link("dump")} == {"lo"}
     finally:
         proc.kill()

@@ -30,7 +30,7 @@ def kernel_has_ipvlan() -> bool:
     name = "fnt-ipvprobe-" + os.urandom(3).hex()
     pnetns.create(name)
     try:
-        with netns.ipr(name) as ip:
+        with netns.iproute(name) as ip:
             ip.link("add", ifname="fnpa", kind="veth", peer={"ifname": "fnpb"})
             try:
                 ip.link("add", ifname="fnpiv", kind="ipvlan", link=ip.link_lookup(ifname="fnpa")[0], ipvlan_mode=0)

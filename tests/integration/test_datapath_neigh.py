@@ -46,11 +46,11 @@ def test_announcements_replace_a_stale_binding_at_a_neighbour() -> None:
         pod_ns = topo.pod()
         topo._port(pod_ns, "eth0", "pa", "br100", ["198.18.100.77/24", "2001:db8:100::77/64"])
         addrs = (ipaddress.ip_interface("198.18.100.77/24"), ipaddress.ip_interface("2001:db8:100::77/64"))
-        with netns.ipr(topo.vm) as ip:
+        with netns.iproute(topo.vm) as ip:
             vm_eth0 = ip.link_lookup(ifname="eth0")[0]
             for a in addrs:
                 ip.neigh("add", dst=str(a.ip), ifindex=vm_eth0, lladdr="02:00:00:00:de:ad", state="stale")
-        with netns.ipr(pod_ns) as ip:
+        with netns.iproute(pod_ns) as ip:
             mac = ip.link("get", index=ip.link_lookup(ifname="eth0")[0])[0].get("address")
         table = sh(topo.vm, "ip", "neigh", "show", "dev", "eth0").stdout
         assert table.count("02:00:00:00:de:ad") == 2 and mac not in table

@@ -39,9 +39,9 @@ def segment() -> Iterator[tuple[str, str, str]]:
         for ns in (node, host, pod):
             pnetns.create(ns)
             made.append(ns)
-            with fnetns.ipr(ns) as ip:
+            with fnetns.iproute(ns) as ip:
                 ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
-        with fnetns.ipr(node) as ip:
+        with fnetns.iproute(node) as ip:
             ip.link("add", ifname="fneup0", kind="veth", peer={"ifname": "fneup1"})
             fd = os.open(fnetns.ns_path(host), os.O_RDONLY)
             try:
@@ -49,7 +49,7 @@ def segment() -> Iterator[tuple[str, str, str]]:
             finally:
                 os.close(fd)
             ip.link("set", index=ip.link_lookup(ifname="fneup0")[0], state="up")
-        with fnetns.ipr(host) as ip:
+        with fnetns.iproute(host) as ip:
             idx = ip.link_lookup(ifname="fneup1")[0]
             ip.addr("add", index=idx, address="198.18.124.2", prefixlen=24)
             ip.link("set", index=idx, state="up")
@@ -123,7 +123,7 @@ def test_returning_node_removes_the_reclaimed_address_from_a_real_pod(
         assert _ping(host, addr), "reclaiming in the store alone touched the pod"
 
         hb_a.beat()  # a is back: it must stop serving the reclaimed address
-        with fnetns.ipr(pod) as ip:
+        with fnetns.iproute(pod) as ip:
             assert ip.link_lookup(ifname="eth0") == [], "the pod still has its interface"
         assert not _ping(host, addr), "the reclaimed address still answers on the segment"
     finally:

@@ -16,7 +16,7 @@ import pytest
 
 from flatnet_lab.testbed import net as labnet
 from tests.helpers.net import ping
-from flatnet.datapath.netns import ipr
+from flatnet.datapath.netns import iproute
 from flatnet_lab.etcd import ETCD_BIN
 from flatnet_lab.lab import manager, procs
 from flatnet_lab.lab.topology import PREFIX, default_topology
@@ -83,7 +83,7 @@ def test_up_twice_is_idempotent_and_repairs(lab: None) -> None:
     assert all(n.agent_answers for n in after.nodes)
     # damage it the way a crash would: a namespace gone, half a veth pair, a dead agent
     labnet.remove_netns(f"{PREFIX}vm2")
-    with ipr(f"{PREFIX}sw") as ip:
+    with iproute(f"{PREFIX}sw") as ip:
         ip.link("del", index=ip.link_lookup(ifname="vm1")[0])
     os.kill(before["node2"], signal.SIGKILL)  # type: ignore[arg-type]
     assert not ping(f"{PREFIX}vm1", "198.18.100.11", tries=1, wait=1)

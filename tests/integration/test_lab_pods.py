@@ -102,9 +102,9 @@ def test_plugin_error_keeps_its_code(topo: Topology) -> None:
         pods.add_pod("node1", "bad", "no-such-network")
     assert "flat" in info.value.details
     node3 = topo.node("node3")
-    from flatnet.datapath.netns import ipr
+    from flatnet.datapath.netns import iproute
 
-    with ipr(node3.ns) as ip:  # the node lost its parent link (renamed away; down to rename)
+    with iproute(node3.ns) as ip:  # the node lost its parent link (renamed away; down to rename)
         idx = ip.link_lookup(ifname=node3.flat_master)[0]
         ip.link("set", index=idx, state="down")
         ip.link("set", index=idx, ifname="gone0")
@@ -114,7 +114,7 @@ def test_plugin_error_keeps_its_code(topo: Topology) -> None:
         assert info.value.code == 103, (info.value.code, info.value.msg)  # PARENT_MISSING
         assert f"{POD_NS_PREFIX}orphan" not in labnet.list_namespaces(PREFIX)
     finally:
-        with ipr(node3.ns) as ip:
+        with iproute(node3.ns) as ip:
             ip.link("set", index=idx, ifname=node3.flat_master)
         manager.up(nodes=3)  # idempotent up repairs the rest (link up, IPv6 address, routes)
         assert ping(f"{PREFIX}vm1", node3.ipv6)

@@ -22,7 +22,7 @@ from pyroute2 import netns as pnetns
 from flatnet.datapath import nft, routes, vxlan
 from flatnet.datapath.api import AttachSpec
 from flatnet.datapath.common import RTPROT_FLATNET
-from flatnet.datapath.netns import ipr, run_in
+from flatnet.datapath.netns import ipr, iproute, run_in
 from flatnet.ipam import blocks
 from flatnet.ipam.store import open_store
 from tests.helpers.net import ping
@@ -96,7 +96,7 @@ class Topo:
         name = f"{self.prefix}-p{node}{k}"
         pnetns.create(name)
         self.made.append(name)
-        with ipr(name) as ip:
+        with iproute(name) as ip:
             ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
         node_ns = self.nodes[node]
         opts = dict(self.opts[node_ns])
@@ -119,11 +119,11 @@ class Topo:
 
 
 def _veth(ns_a: str, a: str, ns_b: str, b: str, cidr: str | None) -> None:
-    with ipr(ns_a) as ip:
+    with iproute(ns_a) as ip:
         ip.link("add", ifname=a, kind="veth", mtu=UNDERLAY_MTU, peer={"ifname": b, "net_ns_fd": f"/run/netns/{ns_b}"})
         idx = ip.link_lookup(ifname=a)[0]
         ip.link("set", index=idx, master=ip.link_lookup(ifname="br0")[0], state="up")
-    with ipr(ns_b) as ip:
+    with iproute(ns_b) as ip:
         idx = ip.link_lookup(ifname=b)[0]
         iface = ipaddress.ip_interface(cidr)  # type: ignore[arg-type]
         ip.addr("add", index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
@@ -140,7 +140,7 @@ def topo() -> Iterator[Topo]:
         for name in [f"{prefix}-sw", *t.nodes, t.vm]:
             pnetns.create(name)
             t.made.append(name)
-        with ipr(f"{prefix}-sw") as ip:
+        with iproute(f"{prefix}-sw") as ip:
             ip.link("add", ifname="br0", kind="bridge")
             ip.link("set", index=ip.link_lookup(ifname="br0")[0], state="up")
         for i, node in enumerate(t.nodes, 1):
@@ -246,9 +246,9 @@ def test_vm_reaches_pod_through_port_mapping_and_del_removes_it(topo: Topo) -> N
     dp = vxlan.VxlanDatapath()
     dp.delete(spec)
     assert nft.portmap_rules(node_ns, NET, spec.container_id) == []
-    with ipr(node_ns) as ip:
+    with iproute(node_ns) as ip:
         assert not ip.link_lookup(ifname=vxlan.overlay_veth_name(spec.container_id, spec.ifname))
-    with ipr(spec.netns) as ip:
+    with iproute(spec.netns) as ip:
         assert not ip.link_lookup(ifname="net0")
     with pytest.raises(OSError):
         connect(topo.vm, "198.18.100.12", 18080, timeout=2)
@@ -258,7 +258,7 @@ def test_vm_reaches_pod_through_port_mapping_and_del_removes_it(topo: Topo) -> N
 
 def test_mtu_full_size_df_passes_one_more_byte_fails(topo: Topo) -> None:
     a, b = topo.pod(0, 3), topo.pod(1, 3)
-    with ipr(a.netns) as ip:
+    with iproute(a.netns) as ip:
         mtu = ip.get_links(ip.link_lookup(ifname="net0")[0])[0].get("mtu")
     assert mtu == UNDERLAY_MTU - 50
     b_ip = str(b.addresses[0].ip)
@@ -288,7 +288,7 @@ def test_sync_peers_removes_departed_nodes_and_is_idempotent(topo: Topo) -> None
         assert vxlan.sync_peers(node, opts) == 1
         assert vxlan.sync_peers(node, opts) == 1
         assert {str(r.dst) for r in peer_routes(node)} == {topo.opts[topo.nodes[1]]["block"]}
-        with ipr(node) as ip:
+        with iproute(node) as ip:
             vx = ip.link_lookup(ifname=f"fnvx{VNI}")[0]
             macs = {f.get("NDA_LLADDR") for f in ip.fdb("dump", ifindex=vx) if f.get("NDA_DST")}
             neigh = {n.get("NDA_DST") for n in ip.neigh("dump", ifindex=vx, family=2)}
@@ -307,7 +307,7 @@ def test_check_detects_a_missing_host_veth(topo: Topo) -> None:
     spec = topo.pod(2, 0)
     dp = vxlan.VxlanDatapath()
     dp.check(spec)
-    with ipr(spec.host_netns) as ip:
+    with iproute(spec.host_netns) as ip:
         ip.link("del", index=ip.link_lookup(ifname=vxlan.overlay_veth_name(spec.container_id, "net0"))[0])
     with pytest.raises(DatapathError) as err:
         dp.check(spec)
@@ -331,8 +331,8 @@ def test_failed_add_leaves_nothing_behind(topo: Topo, monkeypatch: pytest.Monkey
     with pytest.raises(DatapathError, match="injected"):
         topo.pod(2, 1, [{"hostPort": 18090, "containerPort": 80}])
     host = vxlan.overlay_veth_name(f"cid-{spec_ns}", "net0")
-    with ipr(topo.nodes[2]) as ip:
+    with iproute(topo.nodes[2]) as ip:
         assert not ip.link_lookup(ifname=host)
-    with ipr(spec_ns) as ip:
+    with iproute(spec_ns) as ip:
         assert not ip.link_lookup(ifname="net0")
     assert nft.portmap_rules(topo.nodes[2], NET, f"cid-{spec_ns}") == []

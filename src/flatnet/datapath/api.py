@@ -9,7 +9,7 @@ protocol; the agent picks one by name through ``flatnet.datapath.get_datapath(mo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from flatnet.iptypes import IPAddress as IPAddress, IPInterface as IPInterface, IPNetwork as IPNetwork
 
@@ -46,7 +46,7 @@ class AttachSpec:
     routes: tuple[Route, ...] = ()  # default routes via gateways included
     host_netns: str | None = None
     # mode-specific options from the network config (e.g. vxlan vni/port, node block)
-    options: dict = field(default_factory=dict, compare=False, hash=False)
+    options: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     # called once the pod's addresses are set on its link and before the link goes up (so
     # before anything is announced); raising aborts ADD, which undoes its work. The agent's
     # VLAN conflict probe waits for its answer here (agent/conflicts.py)

@@ -52,8 +52,8 @@ def migrate_port(ip: Handle, port: LinkInfo, bridge: LinkInfo) -> None:
     """Enslave ``port`` to ``bridge``, moving its global addresses and non-kernel routes along."""
     moved_addrs = addrs.list_(ip, port.index)
     moved_routes = [r for r in routes.list_(ip, port.index) if r.proto != routes.RTPROT_KERNEL]
-    ip.link("set", index=bridge.index, address=port.mac)  # sticky: bridge keeps the node's MAC
-    ip.link("set", index=port.index, master=bridge.index)
+    ip.set_link(bridge.index, mac=port.mac)  # sticky: bridge keeps the node's MAC
+    ip.set_link(port.index, master=bridge.index)
     links.set_up(ip, port.index)
     for iface in moved_addrs:
         addrs.add(ip, bridge.index, iface)
@@ -116,7 +116,7 @@ class BridgeDatapath:
                 links.create_veth_into(ip, host, tmp, mtu, ns_path)  # peer born in the pod netns
                 undo.push(f"delete veth {host}", lambda: self._delete_host(spec.host_netns, host))
                 host_info = links.require(ip, host, spec.host_netns, role="veth")
-                ip.link("set", index=host_info.index, master=bridge.index)
+                ip.set_link(host_info.index, master=bridge.index)
                 if spec.vlan is not None and bridge.name == DEFAULT_BRIDGE and vlanbridge.filtering(ip, bridge):
                     vlanbridge.access(ip, host_info, spec.vlan)  # untagged in the pod's VLAN only
                 links.set_up(ip, host_info.index)

@@ -153,9 +153,9 @@ class Undo:
     """
 
     def __init__(self) -> None:
-        self._steps: list[tuple[str, Callable[[], None]]] = []
+        self._steps: list[tuple[str, Callable[[], object]]] = []
 
-    def push(self, what: str, fn: Callable[[], None]) -> None:
+    def push(self, what: str, fn: Callable[[], object]) -> None:
         self._steps.append((what, fn))
 
     def run(self) -> None:

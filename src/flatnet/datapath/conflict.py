@@ -211,11 +211,10 @@ def _probe(
     sock, key = _socket_for(ifname, proto, v4)
     try:
         own = sock.getsockname()[4][:6]
-        frame = (
-            arp_probe_frame(mac_text(own), addr)
-            if v4  # type: ignore[arg-type]
-            else dad_ns_frame(mac_text(own), addr)
-        )  # type: ignore[arg-type]
+        if isinstance(addr, ipaddress.IPv4Address):
+            frame = arp_probe_frame(mac_text(own), addr)
+        else:
+            frame = dad_ns_frame(mac_text(own), addr)
         check = arp_conflict if v4 else nd_conflict
         sock.setblocking(True)
         start = time.monotonic()

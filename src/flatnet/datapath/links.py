@@ -1,9 +1,11 @@
 """Link steps over an open ``rtnl.Handle``: look up, create, move, rename, delete.
 
-Functions take a ``Handle`` bound to the right netns (``netns.ipr(ns)``: the short netlink
-path, pyroute2 behind it for what that path does not encode) and raw netlink/OS errors escape; callers wrap them in ``common.translate`` so the message names
-the step and the namespace. Creation of a link *kind* the kernel lacks is turned into
-``KernelFeatureMissing`` here, because only here do we know which kind was asked for.
+Functions take a ``Handle`` bound to the right netns (``netns.ipr(ns)``) and call its typed
+verbs; kinds the verbs do not make (bridge, vlan, vxlan) are asked of pyroute2 explicitly
+(``Handle.pyroute2()``). Raw netlink/OS errors escape; callers wrap them in
+``common.translate`` so the message names the step and the namespace. Creation of a link
+*kind* the kernel lacks is turned into ``KernelFeatureMissing`` here, because only here do we
+know which kind was asked for.
 """
 
 from __future__ import annotations
@@ -12,81 +14,43 @@ import errno
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Iterator
 
-
-from flatnet.datapath.rtnl import Handle, NetlinkError
 from flatnet import errors
 from flatnet.datapath import kernel
 from flatnet.datapath.common import feature_missing, ns_label
+from flatnet.datapath.rtnl import Handle, LinkInfo, NetlinkError
+from flatnet.datapath.rtnlreq import ChildKind
+
+__all__ = ["LinkInfo"]  # re-exported: the mode modules plan with it
 
 # errno values the kernel answers when a link kind is not compiled in or not loadable
 _NO_KIND = (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EAFNOSUPPORT, errno.ENOENT)
 
 
-@dataclass(frozen=True)
-class LinkInfo:
-    """The facts about a link that the datapath plans with."""
-
-    index: int
-    name: str
-    kind: str | None
-    mtu: int
-    mac: str
-    master: int | None
-    up: bool
-
-
-def _get_by_name(ip: Handle, name: str) -> Any | None:
-    """The kernel's RTM_NEWLINK message for ``name``, or None (ENODEV).
-
-    One RTM_GETLINK carrying IFLA_IFNAME: the kernel looks the name up itself. (pyroute2's
-    ``link_lookup`` dumps every link and filters in Python: O(links), and a node with a
-    thousand pod veths has a thousand links.)
-    """
-    try:
-        return ip.link("get", ifname=name)[0]
-    except NetlinkError as exc:
-        if exc.code == errno.ENODEV:
-            return None
-        raise
-
-
 def indexes(ip: Handle) -> dict[str, int]:
     """Name -> index of every link in ``ip``'s netns (one dump; for a netns with few links,
     such as a pod's, where it replaces several lookups by name)."""
-    return {str(msg.get("ifname")): int(msg["index"]) for msg in ip.link("dump")}
+    return {link.name: link.index for link in ip.dump_links()}
 
 
 def lookup(ip: Handle, name: str) -> int | None:
     """Index of link ``name`` or None."""
-    msg = _get_by_name(ip, name)
-    return int(msg["index"]) if msg is not None else None
+    found = ip.get_link(name)
+    return found.index if found is not None else None
 
 
 def info(ip: Handle, index: int) -> LinkInfo:
     """Read a link's kind, MTU, MAC, master and admin state."""
-    return _info(ip.link("get", index=index)[0])
-
-
-def _info(msg: Any) -> LinkInfo:
-    index = int(msg["index"])
-    return LinkInfo(
-        index=index,
-        name=msg.get("ifname"),
-        kind=msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND"),
-        mtu=int(msg.get("mtu")),
-        mac=str(msg.get("address") or ""),
-        master=msg.get("master") or None,
-        up=bool(msg["flags"] & 1),
-    )
+    found = ip.get_link(index)
+    if found is None:
+        raise NetlinkError(errno.ENODEV)
+    return found
 
 
 def find(ip: Handle, name: str) -> LinkInfo | None:
     """LinkInfo of ``name`` or None when it does not exist."""
-    msg = _get_by_name(ip, name)
-    return _info(msg) if msg is not None else None
+    return ip.get_link(name)
 
 
 def require(ip: Handle, name: str, ns: str | None, role: str = "master") -> LinkInfo:
@@ -100,33 +64,61 @@ def require(ip: Handle, name: str, ns: str | None, role: str = "master") -> Link
     return found
 
 
-def _add(ip: Handle, kind: str, name: str, attrs: dict[str, object]) -> None:
-    attrs = {k: v for k, v in attrs.items() if v is not None}
+@contextmanager
+def _named_kind(kind: str) -> Iterator[None]:
+    """A refusal for a kind the kernel lacks as KernelFeatureMissing (config option, module)."""
     try:
-        ip.link("add", ifname=name, kind=kind, **attrs)
+        yield
     except NetlinkError as exc:
-        feature = kernel.for_kind(kind)  # the config option and module to name
+        feature = kernel.for_kind(kind)
         if exc.code in _NO_KIND and feature is not None:
             raise feature_missing(kind, feature.config, feature.module or kind) from exc
         raise
 
 
 def create(ip: Handle, kind: str, name: str, **attrs: object) -> int:
-    """Create a link of ``kind`` and return its index; missing kernel support is named."""
-    _add(ip, kind, name, attrs)
+    """Create a link of ``kind`` and return its index; missing kernel support is named.
+
+    A macvlan/ipvlan child (``attrs`` from ``child_attrs``) is one ``add_child``; any other kind
+    (bridge, vlan, vxlan: ``attrs`` are pyroute2's ``link("add")`` arguments) is pyroute2's.
+    """
+    attrs = {k: v for k, v in attrs.items() if v is not None}
+    if kind in ("macvlan", "ipvlan"):
+        parent, mtu, mac = attrs.get("link"), attrs.get("mtu"), attrs.get("address")
+        if not isinstance(parent, int) or set(attrs) - {"link", "mtu", "address"}:
+            raise errors.DatapathError(f"a {kind} link is made from child_attrs(), not {sorted(attrs)}")
+        return create_child(ip, kind, name, parent, mtu if isinstance(mtu, int) else None, str(mac) if mac else None)
+    with _named_kind(kind):
+        ip.pyroute2().link("add", ifname=name, kind=kind, **attrs)
     index = lookup(ip, name)
     if index is None:  # pragma: no cover - kernel said yes but the link is gone
         raise errors.DatapathError(f"{kind} link {name!r} vanished right after creation")
     return index
 
 
-def child_attrs(kind: str, parent: int, mtu: int | None, mac: str | None) -> dict:
-    """Netlink attributes of a macvlan (bridge mode) or ipvlan (L2 mode) child of ``parent``."""
+def child_kind(kind: str) -> ChildKind:
+    """``kind`` checked to be one ``add_child`` makes."""
     if kind == "macvlan":
-        return {"link": parent, "macvlan_mode": "bridge", "mtu": mtu, "address": mac}
+        return "macvlan"
     if kind == "ipvlan":
-        return {"link": parent, "ipvlan_mode": 0, "mtu": mtu}  # 0 = IPVLAN_MODE_L2
+        return "ipvlan"
     raise errors.ConfigError(f"unknown child link kind {kind!r}")
+
+
+def child_attrs(kind: str, parent: int, mtu: int | None, mac: str | None) -> dict[str, object]:
+    """``create``'s attributes of a macvlan (bridge mode) or ipvlan (L2 mode) child of ``parent``."""
+    child_kind(kind)
+    return {"link": parent, "mtu": mtu, "address": mac if kind == "macvlan" else None}
+
+
+def create_child(ip: Handle, kind: str, name: str, parent: int, mtu: int | None, mac: str | None) -> int:
+    """A macvlan (bridge mode) or ipvlan (L2 mode) child of ``parent`` here; its index."""
+    with _named_kind(kind):
+        ip.add_child(child_kind(kind), name, parent, mtu=mtu, mac=mac if kind == "macvlan" else None)
+    index = lookup(ip, name)
+    if index is None:  # pragma: no cover - kernel said yes but the link is gone
+        raise errors.DatapathError(f"{kind} link {name!r} vanished right after creation")
+    return index
 
 
 @contextmanager
@@ -148,14 +140,14 @@ def create_child_in(
     moving it skips the kernel's netns move, which waits for an RCU grace period: 1 ms
     instead of ~16 ms per pod on this project's test machine.
     """
-    with netns_fd(ns_path) as fd:
-        _add(ip, kind, name, {**child_attrs(kind, parent, mtu, mac), "net_ns_fd": fd})
+    with netns_fd(ns_path) as fd, _named_kind(kind):
+        ip.add_child(child_kind(kind), name, parent, mtu=mtu, mac=mac if kind == "macvlan" else None, netns_fd=fd)
 
 
 def create_veth_into(ip: Handle, name: str, peer: str, mtu: int | None, ns_path: str) -> None:
     """veth ``name`` here whose peer ``peer`` is born inside netns ``ns_path`` (no move)."""
-    with netns_fd(ns_path) as fd:
-        _add(ip, "veth", name, {"mtu": mtu, "peer": {"ifname": peer, "mtu": mtu, "net_ns_fd": fd}})
+    with netns_fd(ns_path) as fd, _named_kind("veth"):
+        ip.add_veth(name, peer, mtu=mtu, peer_netns_fd=fd)
 
 
 def ensure(ip: Handle, kind: str, name: str, **attrs: object) -> tuple[LinkInfo, bool]:
@@ -203,7 +195,7 @@ def delete(ip: Handle, name: str) -> bool:
 def delete_index(ip: Handle, index: int) -> bool:
     """Delete link #``index`` if still present; True if something was deleted (idempotent)."""
     try:
-        ip.link("del", index=index)
+        ip.del_link(index)
     except NetlinkError as exc:
         if exc.code == errno.ENODEV:
             return False
@@ -212,7 +204,7 @@ def delete_index(ip: Handle, index: int) -> bool:
 
 
 def set_up(ip: Handle, index: int) -> None:
-    ip.link("set", index=index, state="up")
+    ip.set_link(index, up=True)
 
 
 BR_STATE_FORWARDING = 3
@@ -228,8 +220,8 @@ def await_forwarding(ip: Handle, index: int, timeout: float = 1.0) -> bool:
     """
     deadline = time.monotonic() + timeout
     while True:
-        msg = ip.link("get", index=index)[0]
-        if msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_SLAVE_DATA", "IFLA_BRPORT_STATE") == BR_STATE_FORWARDING:
+        link = ip.get_link(index)
+        if link is not None and link.port_state == BR_STATE_FORWARDING:
             return True
         if time.monotonic() >= deadline:
             return False

@@ -91,7 +91,7 @@ class Mode:
         return _build(self.datapath)  # type: ignore[no-any-return]
 
     def new_hooks(self) -> ModeHooks:
-        return ConfigPools() if self.hooks is None else _build(self.hooks)  # type: ignore[no-any-return]
+        return ConfigPools() if self.hooks is None else _build(self.hooks)
 
 
 def _build(ref: str | Factory) -> Any:

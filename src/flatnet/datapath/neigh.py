@@ -14,11 +14,10 @@ import ipaddress
 import socket
 import struct
 
-
-from flatnet.datapath.rtnl import Handle, NetlinkError
-from flatnet.datapath.rtnlreq import mac_bytes
 from flatnet.datapath import netns
 from flatnet.datapath.api import IPAddress, IPInterface
+from flatnet.datapath.rtnl import Handle, Neigh, NetlinkError
+from flatnet.datapath.rtnlreq import mac_bytes
 
 ETH_P_ARP = 0x0806
 ETH_P_IPV6 = 0x86DD
@@ -42,7 +41,7 @@ def _checksum(data: bytes) -> int:
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    return int(~total & 0xFFFF)
 
 
 def unsolicited_na_frame(mac: str, addr: ipaddress.IPv6Address) -> bytes:
@@ -62,7 +61,7 @@ def frames_for(mac: str, addresses: tuple[IPInterface, ...]) -> list[bytes]:
     """One announcement frame per address (bounded: never more than len(addresses))."""
     out = []
     for iface in addresses:
-        if iface.version == 4:
+        if isinstance(iface, ipaddress.IPv4Interface):
             out.append(garp_frame(mac, iface.ip))
         else:
             out.append(unsolicited_na_frame(mac, iface.ip))
@@ -110,7 +109,7 @@ def announce(ns: str, ifname: str, mac: str, addresses: tuple[IPInterface, ...])
 def add_proxy(ip: Handle, index: int, addr: IPAddress) -> None:
     """Proxy-NDP entry: answer neighbour solicitations for ``addr`` on link ``index``."""
     try:
-        ip.neigh("add", dst=str(addr), ifindex=index, flags=NTF_PROXY)
+        ip.add_neigh(Neigh(index, str(addr), flags=NTF_PROXY))
     except NetlinkError as exc:
         if exc.code != errno.EEXIST:
             raise
@@ -126,17 +125,16 @@ def set_static(ip: Handle, index: int, addr: IPAddress, mac: str) -> None:
     to the shim's ARP/NDP request (addressed to that shared MAC, for the node's address that
     no child owns) goes to the parent, never to the shim, so the shim could not resolve a pod.
     """
-    family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
-    ip.neigh("replace", dst=str(addr), lladdr=mac, ifindex=index, state=NUD_PERMANENT, family=family)
+    ip.replace_neigh(Neigh(index, str(addr), lladdr=mac, state=NUD_PERMANENT))
 
 
 def drop_static(ip: Handle, addr: IPAddress) -> None:
     """Remove permanent neighbour entries for ``addr`` on any link (absent is fine)."""
     family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
-    for msg in ip.neigh("dump", family=family):
-        if msg.get("dst") == str(addr) and msg.get("state", 0) & NUD_PERMANENT:
+    for entry in ip.dump_neighs(family):
+        if entry.dst == str(addr) and entry.state & NUD_PERMANENT:
             try:
-                ip.neigh("del", dst=str(addr), ifindex=msg.get("ifindex"), family=family)
+                ip.del_neigh(entry.ifindex, addr)
             except NetlinkError as exc:
                 if exc.code not in (errno.ENOENT, errno.ESRCH):
                     raise

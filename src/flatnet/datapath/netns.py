@@ -10,8 +10,9 @@ Opening a netlink handle in another netns is the datapath's main fixed cost: pyr
 ``IPRoute(netns=...)`` forks a helper process to create the socket there (~7 ms). flatnet
 instead creates the socket on a short-lived thread that has joined the netns (a socket stays
 in the netns it was created in) and wraps it in an ``rtnl.Handle``: the calls of a pod ADD/DEL
-go straight to that socket, the rest to a pyroute2 ``IPRoute`` opened on first need. And inside
-``session()`` (one CNI operation) each netns gets one handle, reused by every step.
+are its typed verbs on that socket; what they do not cover goes to a pyroute2 ``IPRoute``
+opened on first explicit need (``Handle.pyroute2()``, or ``iproute()`` for tools and tests).
+And inside ``session()`` (one CNI operation) each netns gets one handle, reused by every step.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 if TYPE_CHECKING:
-    from flatnet.datapath.rtnl import Handle
+    from flatnet.datapath.rtnl import Handle, Pyroute2
 
 NETNS_RUN_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
@@ -64,8 +65,8 @@ def _netlink_fd() -> int:
 def open_ipr(path: str | None) -> Handle:
     """A netlink handle whose socket was created inside netns ``path`` (None: our own).
 
-    A ``rtnl.Handle``: the calls every pod ADD/DEL makes go straight to the socket, the rest to
-    a pyroute2 ``IPRoute`` it opens on first need (``_pyroute2``).
+    A ``rtnl.Handle``: its verbs go straight to the socket; ``handle.pyroute2()`` opens a
+    pyroute2 ``IPRoute`` in the same netns on first use (``_pyroute2``).
     """
     from flatnet.datapath.rtnl import Handle
 
@@ -129,6 +130,14 @@ def ipr(ns: str | None = None) -> Iterator[Handle]:
         yield handle
     finally:
         handle.close()
+
+
+@contextmanager
+def iproute(ns: str | None = None) -> Iterator[Pyroute2]:
+    """pyroute2's ``IPRoute`` API in ``ns`` (errors as ``rtnl.NetlinkError``), for tools and
+    tests that want pyroute2's calls; the datapath uses ``ipr()``'s typed verbs."""
+    with ipr(ns) as handle:
+        yield handle.pyroute2()
 
 
 def _enter(path: str) -> None:

@@ -22,6 +22,7 @@ All commands run inside the target netns: ``run_in`` puts a thread in it, and th
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 import ipaddress
 import json
 import os
@@ -46,7 +47,7 @@ class Rule:
     chain: str
     handle: int
     comment: str = ""
-    expr: list = field(default_factory=list, compare=False, hash=False)
+    expr: list[Any] = field(default_factory=list, compare=False, hash=False)
 
     @property
     def text(self) -> str:
@@ -137,7 +138,9 @@ def remove_snat(ns: str | None, network: str) -> None:
     )
 
 
-def _mapping_rules(fam: str, pod: ipaddress.IPv4Address | ipaddress.IPv6Address, mappings: list[dict]) -> list[str]:
+def _mapping_rules(
+    fam: str, pod: ipaddress.IPv4Address | ipaddress.IPv6Address, mappings: list[dict[str, Any]]
+) -> list[str]:
     """Validate CNI portMappings and turn each into the match/verdict text of one rule."""
     out = []
     for i, m in enumerate(mappings):
@@ -173,13 +176,13 @@ def _mapping_rules(fam: str, pod: ipaddress.IPv4Address | ipaddress.IPv6Address,
     return out
 
 
-def validate_mappings(pod_ip: str, mappings: list[dict]) -> None:
+def validate_mappings(pod_ip: str, mappings: list[dict[str, Any]]) -> None:
     """Raise ConfigError for malformed CNI portMappings, before any kernel step is taken."""
     pod = ipaddress.ip_address(pod_ip.split("/")[0])
     _mapping_rules(_family(pod), pod, mappings)
 
 
-def add_portmaps(ns: str | None, network: str, container_id: str, pod_ip: str, mappings: list[dict]) -> None:
+def add_portmaps(ns: str | None, network: str, container_id: str, pod_ip: str, mappings: list[dict[str, Any]]) -> None:
     """DNAT node:hostPort -> pod:containerPort (prerouting and locally originated output).
 
     Replaces the container's previous rules in the same transaction, so it is

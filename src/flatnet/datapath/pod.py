@@ -59,7 +59,7 @@ def adopt(
         index = arrived.index
         undo.push(f"delete pod link #{index}", lambda: _delete_index(ns_path, index))
         try:
-            ip.link("set", index=index, ifname=spec.ifname)
+            ip.set_link(index, name=spec.ifname)
         except Exception as exc:
             if links.lookup(ip, spec.ifname) is not None:
                 raise errors.InterfaceExists(
@@ -67,7 +67,7 @@ def adopt(
                 ) from exc
             raise
         if mac:
-            ip.link("set", index=index, address=mac)
+            ip.set_link(index, mac=mac)
     sysctl.set_many(ns_path, sysctl.pod_iface(spec.ifname), missing_ok=True)
     with translate(f"addressing {spec.ifname!r}", ns_path), netns.ipr(ns_path) as ip:
         for iface in spec.addresses:
@@ -107,7 +107,7 @@ def _delete_index(ns_path: str, index: int) -> None:
         return
     with netns.ipr(ns_path) as ip:
         try:
-            ip.link("del", index=index)
+            ip.del_link(index)
         except Exception:  # noqa: BLE001 - already gone is fine in undo
             pass
 
@@ -131,7 +131,7 @@ def remove(spec: AttachSpec) -> list[IPAddress]:
             return []
         found = [iface.ip for iface in addrs.list_(ip, index)]
         try:
-            ip.link("del", index=index)
+            ip.del_link(index)
         except Exception as exc:  # noqa: BLE001
             if links.lookup(ip, spec.ifname) is not None:
                 raise errors.DatapathError(f"could not delete {spec.ifname!r} in {path}: {exc}") from exc

@@ -16,11 +16,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from pyroute2 import IPRoute
 from pyroute2 import netns as pr_netns
 
 from flatnet.datapath import kernel
-from flatnet.datapath.netns import ipr, run_in
+from flatnet.datapath.netns import iproute, run_in
+from flatnet.datapath.rtnl import Pyroute2
 
 NFT = "/usr/sbin/nft"
 #: what the doctor asks about (datapath/kernel.py); "bridge_vlan_filtering" is a bridge option
@@ -50,13 +50,13 @@ def throwaway_netns(prefix: str = "fnd-") -> Iterator[str]:
             pass
 
 
-def _parent(ip: IPRoute) -> int:
+def _parent(ip: Pyroute2) -> int:
     """A veth pair inside the probe netns; returns the index of one end."""
     ip.link("add", ifname="fndp0", kind="veth", peer="fndp1")
-    return ip.link_lookup(ifname="fndp0")[0]
+    return int(ip.link_lookup(ifname="fndp0")[0])
 
 
-def _try(ip: IPRoute, feature: str, make: Callable[[IPRoute], None]) -> ProbeResult:
+def _try(ip: Pyroute2, feature: str, make: Callable[[Pyroute2], None]) -> ProbeResult:
     try:
         make(ip)
     except Exception as exc:  # noqa: BLE001 - any refusal is the answer we are after
@@ -66,13 +66,13 @@ def _try(ip: IPRoute, feature: str, make: Callable[[IPRoute], None]) -> ProbeRes
 
 def _words(exc: BaseException) -> str:
     """NetlinkError prints as (95, 'Operation not supported'); keep it readable."""
-    args = getattr(exc, "args", ())
+    args: tuple[object, ...] = getattr(exc, "args", ())
     if len(args) >= 2 and isinstance(args[0], int):
         return f"errno {args[0]}: {args[1]}"
     return f"{type(exc).__name__}: {exc}"
 
 
-def _bridge_vlan_filtering(ip: IPRoute) -> None:
+def _bridge_vlan_filtering(ip: Pyroute2) -> None:
     """Ask for vlan_filtering=1, then read it back: some kernels accept and ignore it."""
     ip.link("add", ifname="fndbrv", kind="bridge")
     idx = ip.link_lookup(ifname="fndbrv")[0]
@@ -85,7 +85,7 @@ def _bridge_vlan_filtering(ip: IPRoute) -> None:
         raise OSError(95, "bridge accepted vlan_filtering=1 but reports it off (CONFIG_BRIDGE_VLAN_FILTERING not set)")
 
 
-def _makers(parent: int) -> dict[str, Callable[[IPRoute], None]]:
+def _makers(parent: int) -> dict[str, Callable[[Pyroute2], None]]:
     return {
         "macvlan": lambda ip: ip.link("add", ifname="fndmv", kind="macvlan", link=parent, macvlan_mode="bridge"),
         "ipvlan": lambda ip: ip.link("add", ifname="fndiv", kind="ipvlan", link=parent, ipvlan_mode=0),
@@ -101,7 +101,7 @@ def probe_links(features: tuple[str, ...] = LINK_FEATURES) -> dict[str, ProbeRes
     unknown = [f for f in features if f not in LINK_FEATURES]
     if unknown:
         raise ValueError(f"unknown features {unknown}; known: {', '.join(LINK_FEATURES)}")
-    with throwaway_netns() as ns, ipr(ns) as ip:
+    with throwaway_netns() as ns, iproute(ns) as ip:
         makers = _makers(_parent(ip))
         return {f: _try(ip, f, makers[f]) for f in features}
 

@@ -1,5 +1,4 @@
-"""Route steps over an open ``rtnl.Handle`` (main table only): the short netlink path, pyroute2
-behind it for what that path does not encode.
+"""Route steps over an open ``rtnl.Handle`` (main table only), through its typed verbs.
 
 Routes flatnet installs in the node's netns carry protocol ``RTPROT_FLATNET`` so DEL and
 CHECK can recognise them; pod routes come straight from the IPAM result (``spec.routes``).
@@ -11,10 +10,10 @@ import errno
 import ipaddress
 from dataclasses import dataclass
 
-
-from flatnet.datapath.rtnl import Handle, NetlinkError
+from flatnet.datapath import rtnl
 from flatnet.datapath.api import IPAddress, IPNetwork, Route
 from flatnet.datapath.common import RTPROT_FLATNET
+from flatnet.datapath.rtnl import Handle, NetlinkError
 
 MAIN_TABLE = 254
 RTPROT_KERNEL = 2
@@ -22,6 +21,7 @@ RTN_UNICAST = 1
 RT_SCOPE_LINK = 253
 RTNH_F_ONLINK = 4
 _MAX_DUPLICATE_HOST_ROUTES = 16
+_GONE = (errno.ESRCH, errno.ENOENT, errno.ENODEV)
 
 
 @dataclass(frozen=True)
@@ -37,21 +37,15 @@ class RouteEntry:
     prefsrc: str | None
 
 
-def _dst(route: Route) -> str:
-    return str(route.dst)
-
-
 def add(ip: Handle, index: int, route: Route) -> None:
     """Add ``route`` out of link ``index``; an identical existing route is fine."""
-    kwargs: dict = {"dst": _dst(route), "oif": index}
     if route.gw is not None:
-        kwargs["gateway"] = str(route.gw)
-        if route.onlink:
-            kwargs["flags"] = RTNH_F_ONLINK
+        flags = RTNH_F_ONLINK if route.onlink else 0
+        want = rtnl.Route(str(route.dst), oif=index, gateway=str(route.gw), flags=flags)
     else:
-        kwargs["scope"] = RT_SCOPE_LINK if route.dst.version == 4 else 0
+        want = rtnl.Route(str(route.dst), oif=index, scope=RT_SCOPE_LINK if route.dst.version == 4 else 0)
     try:
-        ip.route("add", **kwargs)
+        ip.add_route(want)
     except NetlinkError as exc:
         if exc.code != errno.EEXIST:
             raise
@@ -62,13 +56,15 @@ def host_route_dst(addr: IPAddress) -> str:
     return f"{addr}/{addr.max_prefixlen}"
 
 
+def _host(addr: IPAddress, oif: int | None = None) -> rtnl.Route:
+    scope = RT_SCOPE_LINK if addr.version == 4 else 0
+    return rtnl.Route(host_route_dst(addr), oif=oif, proto=RTPROT_FLATNET, scope=scope)
+
+
 def add_host(ip: Handle, index: int, addr: IPAddress) -> None:
     """Node route ``addr/32`` (or /128) straight out of link ``index``, tagged as ours."""
-    kwargs: dict = {"dst": host_route_dst(addr), "oif": index, "proto": RTPROT_FLATNET}
-    if addr.version == 4:
-        kwargs["scope"] = RT_SCOPE_LINK
     try:
-        ip.route("replace", **kwargs)
+        ip.replace_route(_host(addr, index))
     except NetlinkError as exc:
         if exc.code != errno.EEXIST:
             raise
@@ -81,15 +77,12 @@ def del_host(ip: Handle, addr: IPAddress) -> bool:
     kernel finds the route itself, so the cost does not grow with the node's route count (a
     dump-and-filter here made every DEL O(routes) on a node with a thousand pods).
     """
-    kwargs: dict = {"dst": host_route_dst(addr), "proto": RTPROT_FLATNET, "table": MAIN_TABLE}
-    if addr.version == 4:
-        kwargs["scope"] = RT_SCOPE_LINK
     removed = False
     for _ in range(_MAX_DUPLICATE_HOST_ROUTES):  # one per link; a few at most, bounded
         try:
-            ip.route("del", **kwargs)
+            ip.del_route(_host(addr))
         except NetlinkError as exc:
-            if exc.code not in (errno.ESRCH, errno.ENOENT, errno.ENODEV):
+            if exc.code not in _GONE:
                 raise
             return removed
         removed = True
@@ -99,26 +92,23 @@ def del_host(ip: Handle, addr: IPAddress) -> bool:
 def list_(ip: Handle, index: int | None, family: int | None = None) -> list[RouteEntry]:
     """Main-table unicast routes, optionally only those out of link ``index``."""
     out: list[RouteEntry] = []
-    for msg in ip.route("dump", table=MAIN_TABLE):
-        if msg["type"] != RTN_UNICAST or msg.get("table") != MAIN_TABLE:
+    for r in ip.dump_routes():
+        if r.type != RTN_UNICAST or r.table != MAIN_TABLE:
             continue
-        fam = 4 if msg["family"] == 2 else 6
+        fam = 6 if r.family == 10 else 4
         if family is not None and fam != family:
             continue
-        oif = msg.get("oif")
-        if index is not None and oif != index:
+        if index is not None and r.oif != index:
             continue
-        dst = msg.get("dst") or ("0.0.0.0" if fam == 4 else "::")
-        gw = msg.get("gateway")
         out.append(
             RouteEntry(
-                dst=ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False),
-                gw=ipaddress.ip_address(gw) if gw else None,
-                oif=oif,
-                proto=msg["proto"],
-                priority=msg.get("priority"),
-                scope=msg["scope"],
-                prefsrc=msg.get("prefsrc"),
+                dst=ipaddress.ip_network(r.dst, strict=False),
+                gw=ipaddress.ip_address(r.gateway) if r.gateway else None,
+                oif=r.oif,
+                proto=r.proto or 0,
+                priority=r.priority,
+                scope=r.scope,
+                prefsrc=r.prefsrc,
             )
         )
     return out
@@ -126,15 +116,18 @@ def list_(ip: Handle, index: int | None, family: int | None = None) -> list[Rout
 
 def readd_on(ip: Handle, entry: RouteEntry, index: int) -> None:
     """Recreate ``entry`` out of link ``index`` (used to move a node's routes to its bridge)."""
-    kwargs: dict = {"dst": str(entry.dst), "oif": index, "proto": entry.proto, "scope": entry.scope}
-    if entry.gw is not None:
-        kwargs["gateway"] = str(entry.gw)
-    if entry.priority is not None:
-        kwargs["priority"] = entry.priority
-    if entry.prefsrc:
-        kwargs["prefsrc"] = entry.prefsrc
+    gw = str(entry.gw) if entry.gw is not None else None
+    want = rtnl.Route(
+        str(entry.dst),
+        oif=index,
+        gateway=gw,
+        priority=entry.priority,
+        prefsrc=entry.prefsrc or None,
+        proto=entry.proto,
+        scope=entry.scope,
+    )
     try:
-        ip.route("add", **kwargs)
+        ip.add_route(want)
     except NetlinkError as exc:
         if exc.code != errno.EEXIST:
             raise
@@ -142,13 +135,9 @@ def readd_on(ip: Handle, entry: RouteEntry, index: int) -> None:
 
 def remove(ip: Handle, entry: RouteEntry) -> None:
     """Delete ``entry`` if still present (idempotent)."""
-    kwargs: dict = {"dst": str(entry.dst), "oif": entry.oif, "scope": entry.scope}
-    if entry.gw is not None:
-        kwargs["gateway"] = str(entry.gw)
-    if entry.priority is not None:
-        kwargs["priority"] = entry.priority
+    gw = str(entry.gw) if entry.gw is not None else None
     try:
-        ip.route("del", **kwargs)
+        ip.del_route(rtnl.Route(str(entry.dst), oif=entry.oif, gateway=gw, priority=entry.priority, scope=entry.scope))
     except NetlinkError as exc:
-        if exc.code not in (errno.ESRCH, errno.ENOENT, errno.ENODEV):
+        if exc.code not in _GONE:
             raise

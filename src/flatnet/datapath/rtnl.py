@@ -1,63 +1,42 @@
-"""A netlink handle with a short path for the few calls every pod ADD and DEL makes.
+"""A netlink handle whose verbs are the datapath's kernel calls, each one ``send`` on a socket.
 
 Why: pyroute2 0.9's synchronous ``IPRoute`` runs each call through an asyncio loop and its
 request/argument machinery, and decodes every attribute of every reply (a link message
 carries its statistics and dozens of per-family settings). That is ~0.6-0.9 ms of Python
 per call on the project's 2-core test VM, and a pod ADD makes about ten of them: most of the
 agent's CPU in a burst of pod starts (``docs/BENCHMARKS.md``: the in-process ADD went from
-545 to 239 ms p50 with this short path, the agent burst to 0.68x).
+545 to 239 ms p50 with this short path, the agent burst to 0.68x). Importing pyroute2 alone
+is ~0.3 s of every ``flatnet-inprocess`` call, so a pod ADD/DEL/CHECK never imports it.
 
-``Handle`` answers ``link``/``addr``/``route``/``neigh`` calls whose arguments it knows with
-one ``send`` and the replies read straight from the socket, encoding requests the way pyroute2
-does (``rtnlreq``: the unit tests decode them with pyroute2's message classes, and a kernel
-test compares what both paths leave in a namespace). Replies are wrapped in
-``Msg``: the few attributes the datapath reads are parsed directly; asking for any other
-hands the raw bytes to pyroute2's decoder. Every other call — and any argument the short
-path does not know — goes to a pyroute2 ``IPRoute`` opened on first use in the same netns.
-Errors are this module's ``NetlinkError`` (the kernel's errno), also for the calls pyroute2
-makes: the datapath catches one class, and a pod ADD/DEL never imports pyroute2 (its import
-is ~0.3 s of every ``flatnet-inprocess`` call on the test VM).
+``Handle``'s verbs (``get_link``, ``add_child``, ``set_link``, ``add_addr``, ``replace_route``,
+``dump_neighs``, ...) take typed arguments, encode the request the way pyroute2 does
+(``rtnlreq``), and return typed values (``LinkInfo``, ``AddrInfo``, ``Route``, ``Neigh``) read
+straight from the replies. What they do not cover — bridges, VLAN filtering, FDB entries,
+vxlan devices, generic link kinds — is asked of pyroute2 *by name*: ``handle.pyroute2()`` is an
+``IPRoute`` opened in the same netns on first use, its errors translated to this module's
+``NetlinkError`` (the datapath catches one class) and every call counted (``counts``,
+``watch()``), so a test can assert which calls left the short path.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
 import struct
-from typing import Any, Callable
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Literal
 
-from flatnet.datapath.rtnlreq import (
-    IFA_ADDRESS,
-    IFA_LOCAL,
-    IFADDRMSG,
-    IFINFOMSG,
-    IFLA_ADDRESS,
-    IFLA_BRPORT_STATE,
-    IFLA_IFNAME,
-    IFLA_INFO_KIND,
-    IFLA_INFO_SLAVE_DATA,
-    IFLA_LINKINFO,
-    IFLA_MASTER,
-    IFLA_MTU,
-    NLA,
-    NLMSG_DONE,
-    NLMSG_ERROR,
-    NLMSGHDR,
-    U32,
-    NDA_DST,
-    NDA_LLADDR,
-    NDMSG,
-    Request,
-    addr_request,
-    link_request,
-    mac_text,
-    neigh_request,
-    route_request,
-)
+from flatnet.datapath import rtnlreq as rq
+from flatnet.datapath.rtnlreq import IPText
 
 _RECV = 1 << 18
 _FIRST_RTM = 16  # message types below are netlink's own (NOOP, ERROR, DONE, OVERRUN)
+IFLA_BR_VLAN_FILTERING = 7
+IFInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
 class NetlinkError(OSError):
@@ -68,202 +47,302 @@ class NetlinkError(OSError):
         self.code = code
 
 
-def _translated(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` (a pyroute2 method) raising ``NetlinkError`` for pyroute2's; iterators are
-    drained inside, so an error met while reading a dump is translated too."""
+@dataclass(frozen=True)
+class LinkInfo:
+    """The facts about a link that the datapath plans with."""
 
-    def call(*args: Any, **kwargs: Any) -> Any:
-        from pyroute2.netlink.exceptions import NetlinkError as Pyroute2Error
-
-        try:
-            out = fn(*args, **kwargs)
-            return list(out) if hasattr(out, "__next__") else out
-        except Pyroute2Error as exc:
-            raise NetlinkError(int(exc.code or 0), str(exc)) from exc
-
-    return call
-
-
-_NESTED = 0x8000 | 0x4000  # NLA_F_NESTED | NLA_F_NET_BYTEORDER: masked off the type
-
-
-def attrs(data: bytes, start: int = 0) -> dict[int, bytes]:
-    """Type -> payload of the attributes in ``data[start:]`` (last one wins)."""
-    out: dict[int, bytes] = {}
-    end = len(data)
-    while start + 4 <= end:
-        size, kind = NLA.unpack_from(data, start)
-        if size < 4:
-            break
-        out[kind & ~_NESTED] = data[start + 4 : start + size]
-        start += (size + 3) & ~3
-    return out
+    index: int
+    name: str
+    kind: str | None
+    mtu: int
+    mac: str
+    master: int | None
+    up: bool
+    #: IFLA_LINK: the parent of a macvlan/ipvlan/vlan child, a veth's peer
+    parent: int | None = None
+    #: IFLA_BRPORT_STATE when the link is a bridge port (3: forwarding)
+    port_state: int | None = None
+    #: a bridge's vlan_filtering (None: not a bridge)
+    vlan_filtering: bool | None = None
 
 
-class Msg:
-    """A reply message: header fields by ``[name]``; ``get``/``get_attr``/``get_nested`` as in
-    pyroute2, parsed here for the attributes the datapath reads, by pyroute2 for any other."""
+@dataclass(frozen=True)
+class AddrInfo:
+    """One address as the kernel lists it."""
 
-    def __init__(self, raw: bytes, header: dict[str, int], fast: dict[str, Any], kind: str) -> None:
-        #: ``kind``: pyroute2's class for the message, in ``pyroute2.netlink.rtnl.<kind>``
-        self.raw, self.header, self.fast, self.kind = raw, header, fast, kind
-        self._full: Any = None
+    index: int
+    family: int
+    prefixlen: int
+    scope: int
+    address: str | None
+    local: str | None = None
+    broadcast: str | None = None
+    flags: int = 0
 
-    def full(self) -> Any:
-        """pyroute2's decoding of the whole message (made once, on first need)."""
-        if self._full is None:
-            import importlib
-
-            self._full = getattr(importlib.import_module(f"pyroute2.netlink.rtnl.{self.kind}"), self.kind)(self.raw)
-            self._full.decode()
-        return self._full
-
-    def __getitem__(self, key: str) -> Any:
-        if key in self.header:
-            return self.header[key]
-        return self.full()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        if key in self.header:
-            return self.header[key]
-        if key in self.fast:
-            value = self.fast[key]
-            return default if value is None else value
-        return self.full().get(key, default)
-
-    def get_attr(self, name: str, default: Any = None) -> Any:
-        return self.full().get_attr(name, default)
-
-    def get_nested(self, *names: str) -> Any:
-        if names == ("IFLA_LINKINFO", "IFLA_INFO_KIND"):
-            return self.fast["kind"]
-        if names == ("IFLA_LINKINFO", "IFLA_INFO_SLAVE_DATA", "IFLA_BRPORT_STATE"):
-            return self.fast["brport_state"]
-        return self.full().get_nested(*names)
+    @property
+    def iface(self) -> IFInterface:
+        return ipaddress.ip_interface(f"{self.address}/{self.prefixlen}")
 
 
-def _mac(raw: bytes | None) -> str | None:
-    return mac_text(raw) if raw else None
+@dataclass(frozen=True)
+class Route:
+    """A route to add, replace or delete, and a route as a dump lists it.
+
+    ``dst`` is a network in text ("198.18.0.0/24", "::/0"). ``proto`` None means static when
+    adding and "any" when deleting; the other defaults are what ``ip route`` gives.
+    """
+
+    dst: str
+    oif: int | None = None
+    gateway: str | None = None
+    priority: int | None = None
+    prefsrc: str | None = None
+    proto: int | None = None
+    scope: int = 0
+    flags: int = 0
+    table: int = rq.MAIN_TABLE
+    type: int = rq.RTN_UNICAST
+    family: int = 0
 
 
-def _link_msg(raw: bytes) -> Msg:
-    family, kind, index, flags, change = IFINFOMSG.unpack_from(raw, NLMSGHDR.size)
-    a = attrs(raw, NLMSGHDR.size + IFINFOMSG.size)
-    info = attrs(a[IFLA_LINKINFO]) if IFLA_LINKINFO in a else {}
-    port = attrs(info[IFLA_INFO_SLAVE_DATA]) if IFLA_INFO_SLAVE_DATA in info else {}
+@dataclass(frozen=True)
+class Neigh:
+    """A neighbour entry (static by default; ``flags`` 0x08 = NTF_PROXY for proxy NDP)."""
 
-    return Msg(
-        raw,
-        {"family": family, "ifi_type": kind, "index": index, "flags": flags, "change": change},
-        {
-            "ifname": a[IFLA_IFNAME].rstrip(b"\0").decode() if IFLA_IFNAME in a else None,
-            "mtu": U32.unpack(a[IFLA_MTU])[0] if IFLA_MTU in a else None,
-            "address": _mac(a.get(IFLA_ADDRESS)),
-            "master": U32.unpack(a[IFLA_MASTER])[0] if IFLA_MASTER in a else None,
-            "kind": info[IFLA_INFO_KIND].rstrip(b"\0").decode() if IFLA_INFO_KIND in info else None,
-            "brport_state": port[IFLA_BRPORT_STATE][0] if IFLA_BRPORT_STATE in port else None,
-        },
-        "ifinfmsg",
-    )
+    ifindex: int
+    dst: str
+    lladdr: str | None = None
+    state: int = rq.NUD_PERMANENT
+    flags: int = 0
+    family: int = 0
 
 
-def _addr_msg(raw: bytes) -> Msg:
-    family, prefixlen, flags, scope, index = IFADDRMSG.unpack_from(raw, NLMSGHDR.size)
-    a = attrs(raw, NLMSGHDR.size + IFADDRMSG.size)
+@dataclass
+class Tally:
+    """Calls made by every handle while a ``watch()`` is open: on the short path, and those
+    that went to pyroute2 (``"<method> <first argument>"``, e.g. ``"vlan_filter add"``)."""
 
-    def text(kind: int) -> str | None:
-        return str(ipaddress.ip_address(a[kind])) if kind in a else None
-
-    return Msg(
-        raw,
-        {"family": family, "prefixlen": prefixlen, "flags": flags, "scope": scope, "index": index},
-        {"address": text(IFA_ADDRESS), "local": text(IFA_LOCAL)},
-        "ifaddrmsg",
-    )
+    short: int = 0
+    escapes: list[str] = field(default_factory=list)
 
 
-def _neigh_msg(raw: bytes) -> Msg:
-    family, ifindex, state, flags, kind = NDMSG.unpack_from(raw, NLMSGHDR.size)
-    a = attrs(raw, NLMSGHDR.size + NDMSG.size)
+_watchers: list[Tally] = []
+_watch_lock = threading.Lock()
 
-    return Msg(
-        raw,
-        {"family": family, "ifindex": ifindex, "state": state, "flags": flags, "ndm_type": kind},
-        {
-            "dst": str(ipaddress.ip_address(a[NDA_DST])) if NDA_DST in a else None,
-            "lladdr": _mac(a.get(NDA_LLADDR)),
-        },
-        "ndmsg",
-    )
+
+@contextmanager
+def watch() -> Iterator[Tally]:
+    """Count every handle's calls in this process while the block runs (tests, profiling)."""
+    tally = Tally()
+    with _watch_lock:
+        _watchers.append(tally)
+    try:
+        yield tally
+    finally:
+        with _watch_lock:
+            _watchers.remove(tally)
+
+
+class Pyroute2:
+    """pyroute2's ``IPRoute`` in the handle's netns, reached explicitly (``Handle.pyroute2()``).
+
+    Any of its methods, called as on ``IPRoute``; pyroute2's ``NetlinkError`` comes out as
+    this module's, and iterators are drained inside, so an error met while reading a dump is
+    translated too.
+    """
+
+    def __init__(self, handle: Handle) -> None:
+        self._handle = handle
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            from pyroute2 import NetlinkError as Pyroute2Error  # its public name
+
+            self._handle._escaped(name, args)
+            try:
+                out = getattr(self._handle._iproute(), name)(*args, **kwargs)
+                return list(out) if hasattr(out, "__next__") else out
+            except Pyroute2Error as exc:
+                words = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], str) else None
+                raise NetlinkError(int(exc.code or 0), words) from exc
+
+        return call
 
 
 class Handle:
-    """An ``IPRoute`` look-alike over one netlink socket (see the module docstring).
+    """Typed rtnetlink verbs over one NETLINK_ROUTE socket (see the module docstring).
 
-    ``fd`` is a NETLINK_ROUTE socket already created in the right netns (``netns.open_ipr``);
-    ``fallback`` opens the pyroute2 handle for everything else, on first use. Like pyroute2's
-    handles, one ``Handle`` serves one thread at a time.
+    ``fd`` is a socket already created in the right netns (``netns.open_ipr``); ``opener``
+    opens pyroute2's handle there, on the first ``pyroute2()`` call. Like pyroute2's handles,
+    one ``Handle`` serves one thread at a time.
     """
 
-    def __init__(self, fd: int, fallback: Callable[[], Any]) -> None:
+    def __init__(self, fd: int, opener: Callable[[], Any]) -> None:
         self._sock = socket.socket(fileno=fd)
         self._sock.settimeout(30.0)  # the kernel always answers; a safety net, not a pace
         self._seq = 0
-        self._fallback = fallback
-        self._slow: Any = None
+        self._opener = opener
+        self._ipr: Any = None
         #: calls answered here / by pyroute2 (tests and profiling read them)
-        self.counts = {"fast": 0, "slow": 0}
+        self.counts = {"short": 0, "pyroute2": 0}
 
-    def slow(self) -> Any:
-        if self._slow is None:
-            self._slow = self._fallback()
-        self.counts["slow"] += 1
-        return self._slow
+    # --- the escape hatch ---------------------------------------------------------------------
 
-    def __getattr__(self, name: str) -> Any:  # neigh, get_links, ...: pyroute2's
-        attr = getattr(self.slow(), name)
-        return _translated(attr) if callable(attr) else attr
+    def pyroute2(self) -> Pyroute2:
+        """pyroute2 in this handle's netns, for what the verbs do not cover (bridges, FDB,
+        VLAN filtering, vxlan and other link kinds): imports pyroute2 on first use."""
+        return Pyroute2(self)
 
-    def link(self, cmd: str, **kw: Any) -> list[Any]:
-        return self._either("link", link_request(cmd, kw), _link_msg, cmd, kw)
+    def _iproute(self) -> Any:
+        if self._ipr is None:
+            self._ipr = self._opener()
+        return self._ipr
 
-    def addr(self, cmd: str, **kw: Any) -> list[Any]:
-        req = addr_request(cmd, kw)
-        msgs = self._either("addr", req, _addr_msg, cmd, kw)
-        if req is None or "index" not in kw:
-            return msgs
-        return [m for m in msgs if m["index"] == kw["index"]]  # the kernel dumps every link's
+    def _escaped(self, method: str, args: tuple[Any, ...]) -> None:
+        self.counts["pyroute2"] += 1
+        what = f"{method} {args[0]}" if args and isinstance(args[0], str) else method
+        for tally in _watchers:
+            tally.escapes.append(what)
 
-    def route(self, cmd: str, **kw: Any) -> list[Any]:
-        return self._either("route", route_request(cmd, kw), None, cmd, kw)
+    # --- links --------------------------------------------------------------------------------
 
-    def neigh(self, cmd: str, **kw: Any) -> list[Any]:
-        return self._either("neigh", neigh_request(cmd, kw), _neigh_msg, cmd, kw)
+    def get_link(self, key: str | int) -> LinkInfo | None:
+        """Link by name (str) or index (int); None when there is none (ENODEV).
 
-    def _either(
-        self, verb: str, req: Request | None, parse: Callable[[bytes], Msg] | None, cmd: str, kw: dict[str, Any]
-    ) -> list[Any]:
-        """``req`` sent here (replies parsed by ``parse``), or, with no ``req``, pyroute2's ``verb``."""
-        if req is None:
-            return list(_translated(getattr(self.slow(), verb))(cmd, **kw))
-        replies = self.request(*req)
-        return [parse(raw) for raw in replies] if parse is not None else []
+        By name, one RTM_GETLINK carrying IFLA_IFNAME: the kernel looks the name up itself
+        (pyroute2's ``link_lookup`` dumps every link: O(links) on a node with a thousand pods).
+        """
+        req = rq.get_link(name=key) if isinstance(key, str) else rq.get_link(index=key)
+        try:
+            return _link(self.request(req)[0])
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:
+                return None
+            raise
 
-    def request(self, kind: int, flags: int, body: bytes) -> list[bytes]:
+    def dump_links(self) -> list[LinkInfo]:
+        return [_link(raw) for raw in self.request(rq.dump_links())]
+
+    def add_child(
+        self,
+        kind: rq.ChildKind,
+        name: str,
+        parent: int,
+        *,
+        mode: int | None = None,
+        mtu: int | None = None,
+        mac: str | None = None,
+        netns_fd: int | None = None,
+    ) -> None:
+        """A macvlan (bridge mode unless ``mode``) or ipvlan (L2) child of link ``parent``,
+        born inside the netns of ``netns_fd`` when given."""
+        self.request(rq.add_child(kind, name, parent, mode=mode, mtu=mtu, mac=mac, netns_fd=netns_fd))
+
+    def add_veth(self, name: str, peer: str, *, mtu: int | None = None, peer_netns_fd: int | None = None) -> None:
+        self.request(rq.add_veth(name, peer, mtu=mtu, peer_netns_fd=peer_netns_fd))
+
+    def set_link(
+        self,
+        index: int,
+        *,
+        name: str | None = None,
+        mac: str | None = None,
+        mtu: int | None = None,
+        master: int | None = None,
+        up: bool | None = None,
+    ) -> None:
+        self.request(rq.set_link(index, name=name, mac=mac, mtu=mtu, master=master, up=up))
+
+    def del_link(self, index: int) -> None:
+        self.request(rq.del_link(index))
+
+    # --- addresses ----------------------------------------------------------------------------
+
+    def add_addr(
+        self, index: int, iface: IFInterface | str, *, broadcast: IPText | None = None, flags: int = 0
+    ) -> None:
+        i = ipaddress.ip_interface(iface)
+        self.request(rq.add_addr(index, i.ip, i.network.prefixlen, broadcast=broadcast, flags=flags))
+
+    def del_addr(self, index: int, iface: IFInterface | str) -> None:
+        i = ipaddress.ip_interface(iface)
+        self.request(rq.del_addr(index, i.ip, i.network.prefixlen))
+
+    def dump_addrs(self, index: int | None = None, family: int = 0) -> list[AddrInfo]:
+        """Addresses of link ``index`` (None: of every link), of ``family`` (0: both)."""
+        out = [_addr(raw) for raw in self.request(rq.dump_addrs(family))]
+        return out if index is None else [a for a in out if a.index == index]  # the kernel dumps all
+
+    # --- routes -------------------------------------------------------------------------------
+
+    def add_route(self, route: Route) -> None:
+        self._route("add", route)
+
+    def replace_route(self, route: Route) -> None:
+        self._route("replace", route)
+
+    def del_route(self, route: Route) -> None:
+        self._route("del", route)
+
+    def _route(self, cmd: Literal["add", "replace", "del"], r: Route) -> None:
+        self.request(
+            rq.route(
+                cmd,
+                r.dst,
+                oif=r.oif,
+                gateway=r.gateway,
+                priority=r.priority,
+                prefsrc=r.prefsrc,
+                proto=r.proto,
+                scope=r.scope,
+                flags=r.flags,
+                table=r.table,
+            )
+        )
+
+    def dump_routes(self, family: int = 0) -> list[Route]:
+        """Every route of every table (of ``family``; 0: both)."""
+        return [_route(raw) for raw in self.request(rq.dump_routes(family))]
+
+    # --- neighbours ---------------------------------------------------------------------------
+
+    def add_neigh(self, n: Neigh) -> None:
+        self.request(rq.neigh("add", n.ifindex, n.dst, lladdr=n.lladdr, state=n.state, flags=n.flags))
+
+    def replace_neigh(self, n: Neigh) -> None:
+        self.request(rq.neigh("replace", n.ifindex, n.dst, lladdr=n.lladdr, state=n.state, flags=n.flags))
+
+    def del_neigh(self, ifindex: int, dst: IPText) -> None:
+        self.request(rq.del_neigh(ifindex, dst))
+
+    def dump_neighs(self, family: int = 0, ifindex: int | None = None) -> list[Neigh]:
+        """Neighbour entries (not proxy ones) of ``family`` (0: both), of link ``ifindex``."""
+        out = [_neigh(raw) for raw in self.request(rq.dump_neighs(family))]
+        return out if ifindex is None else [n for n in out if n.ifindex == ifindex]
+
+    # --- the wire -----------------------------------------------------------------------------
+
+    def request(self, req: rq.Request) -> list[bytes]:
         """Send one request; its data replies (raw messages) once acknowledged or done."""
-        self.counts["fast"] += 1
+        kind, flags, body = req
+        self.counts["short"] += 1
+        for tally in _watchers:
+            tally.short += 1
         self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
-        self._sock.send(NLMSGHDR.pack(NLMSGHDR.size + len(body), kind, flags, seq, 0) + body)
+        self._sock.send(rq.NLMSGHDR.pack(rq.NLMSGHDR.size + len(body), kind, flags, seq, 0) + body)
         out: list[bytes] = []
         while True:
             data = self._sock.recv(_RECV)
             off = 0
-            while off + NLMSGHDR.size <= len(data):
-                length, mtype, _mflags, mseq, _pid = NLMSGHDR.unpack_from(data, off)
-                if length < NLMSGHDR.size:
+            while off + rq.NLMSGHDR.size <= len(data):
+                length, mtype, _mflags, mseq, _pid = rq.NLMSGHDR.unpack_from(data, off)
+                if length < rq.NLMSGHDR.size:
                     raise NetlinkError(0, f"malformed netlink reply (length {length})")
                 if mseq == seq:
-                    if mtype in (NLMSG_ERROR, NLMSG_DONE):
+                    if mtype in (rq.NLMSG_ERROR, rq.NLMSG_DONE):
                         code = -struct.unpack_from("=i", data, off + 16)[0] if length >= 20 else 0
                         if code > 0:
                             raise NetlinkError(code, os.strerror(code))
@@ -274,5 +353,87 @@ class Handle:
 
     def close(self) -> None:
         self._sock.close()
-        if self._slow is not None:
-            self._slow.close()
+        if self._ipr is not None:
+            self._ipr.close()
+
+
+# --- replies -> values ---------------------------------------------------------------------------
+
+
+def _mac(raw: bytes | None) -> str:
+    return rq.mac_text(raw) if raw else ""
+
+
+def _link(raw: bytes) -> LinkInfo:
+    _family, _type, index, flags, _change = rq.IFINFOMSG.unpack_from(raw, rq.NLMSGHDR.size)
+    a = rq.attrs(raw, rq.NLMSGHDR.size + rq.IFINFOMSG.size)
+    info = rq.attrs(a[rq.IFLA_LINKINFO]) if rq.IFLA_LINKINFO in a else {}
+    port = rq.attrs(info[rq.IFLA_INFO_SLAVE_DATA]) if rq.IFLA_INFO_SLAVE_DATA in info else {}
+    kind = rq.text(info[rq.IFLA_INFO_KIND]) if rq.IFLA_INFO_KIND in info else None
+    filtering = None
+    if kind == "bridge":
+        data = rq.attrs(info[rq.IFLA_INFO_DATA]) if rq.IFLA_INFO_DATA in info else {}
+        filtering = bool(data.get(IFLA_BR_VLAN_FILTERING, b"\0")[0])
+    return LinkInfo(
+        index=index,
+        name=rq.text(a[rq.IFLA_IFNAME]) if rq.IFLA_IFNAME in a else "",
+        kind=kind,
+        mtu=rq.u32(a[rq.IFLA_MTU]) if rq.IFLA_MTU in a else 0,
+        mac=_mac(a.get(rq.IFLA_ADDRESS)),
+        master=rq.u32(a[rq.IFLA_MASTER]) or None if rq.IFLA_MASTER in a else None,
+        up=bool(flags & rq.IFF_UP),
+        parent=rq.u32(a[rq.IFLA_LINK]) if rq.IFLA_LINK in a else None,
+        port_state=port[rq.IFLA_BRPORT_STATE][0] if rq.IFLA_BRPORT_STATE in port else None,
+        vlan_filtering=filtering,
+    )
+
+
+def _addr(raw: bytes) -> AddrInfo:
+    family, prefixlen, flags, scope, index = rq.IFADDRMSG.unpack_from(raw, rq.NLMSGHDR.size)
+    a = rq.attrs(raw, rq.NLMSGHDR.size + rq.IFADDRMSG.size)
+
+    def ip(kind: int) -> str | None:
+        return rq.ip_text(a[kind]) if kind in a else None
+
+    return AddrInfo(
+        index=index,
+        family=family,
+        prefixlen=prefixlen,
+        scope=scope,
+        address=ip(rq.IFA_ADDRESS),
+        local=ip(rq.IFA_LOCAL),
+        broadcast=ip(rq.IFA_BROADCAST),
+        flags=rq.u32(a[rq.IFA_FLAGS]) if rq.IFA_FLAGS in a else flags,
+    )
+
+
+def _route(raw: bytes) -> Route:
+    family, dst_len, _src_len, _tos, table, proto, scope, kind, flags = rq.RTMSG.unpack_from(raw, rq.NLMSGHDR.size)
+    a = rq.attrs(raw, rq.NLMSGHDR.size + rq.RTMSG.size)
+    dst = rq.ip_text(a[rq.RTA_DST]) if rq.RTA_DST in a else ("::" if family == socket.AF_INET6 else "0.0.0.0")
+    return Route(
+        dst=f"{dst}/{dst_len}",
+        oif=rq.u32(a[rq.RTA_OIF]) if rq.RTA_OIF in a else None,
+        gateway=rq.ip_text(a[rq.RTA_GATEWAY]) if rq.RTA_GATEWAY in a else None,
+        priority=rq.u32(a[rq.RTA_PRIORITY]) if rq.RTA_PRIORITY in a else None,
+        prefsrc=rq.ip_text(a[rq.RTA_PREFSRC]) if rq.RTA_PREFSRC in a else None,
+        proto=proto,
+        scope=scope,
+        flags=flags,
+        table=rq.u32(a[rq.RTA_TABLE]) if rq.RTA_TABLE in a else table,
+        type=kind,
+        family=family,
+    )
+
+
+def _neigh(raw: bytes) -> Neigh:
+    family, ifindex, state, flags, _type = rq.NDMSG.unpack_from(raw, rq.NLMSGHDR.size)
+    a = rq.attrs(raw, rq.NLMSGHDR.size + rq.NDMSG.size)
+    return Neigh(
+        ifindex=ifindex,
+        dst=rq.ip_text(a[rq.NDA_DST]) if rq.NDA_DST in a else "",
+        lladdr=rq.mac_text(a[rq.NDA_LLADDR]) if rq.NDA_LLADDR in a else None,
+        state=state,
+        flags=flags,
+        family=family,
+    )

@@ -1,11 +1,13 @@
-"""Requests of ``rtnl.Handle``'s short path: rtnetlink messages for the calls it knows.
+"""rtnetlink messages of ``rtnl.Handle``'s verbs: requests encoded, replies decoded.
 
-Each builder takes the arguments of the pyroute2 call it stands for (``IPRoute.link``,
-``addr``, ``route``, ``neigh``) and returns the message type, netlink flags and body encoded as pyroute2
-0.9 encodes them (the same attributes, defaults and flags: ``tests/unit/test_rtnlreq.py``
-decodes them with pyroute2's message classes, ``tests/integration/test_rtnl.py`` compares what
-each path leaves in a namespace), or None when the arguments are not ones it knows: the
-caller then goes through pyroute2.
+Each builder returns the message type, netlink flags and body of one request, encoded the
+way pyroute2 0.9 encodes the same call (the same attributes, defaults and flags:
+``tests/unit/test_rtnlreq.py`` decodes them with pyroute2's message classes,
+``tests/integration/test_rtnl.py`` compares what each path leaves in a namespace). Builders
+take typed arguments only (numbers where the kernel wants numbers), so there is no "does the
+short path know this call?" question left: a verb exists, or the caller asks pyroute2 by name
+(``Handle.pyroute2()``). The ``parse_*`` functions read the few fields the datapath uses out of
+the replies.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
-from typing import Any
+from typing import Literal
 
 # message types and flags (linux/netlink.h, linux/rtnetlink.h)
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
-RTM_NEWROUTE, RTM_DELROUTE = 24, 25
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
 F_REQUEST, F_MULTI, F_ACK = 0x1, 0x2, 0x4
 F_REPLACE, F_EXCL, F_CREATE, F_DUMP = 0x100, 0x200, 0x400, 0x300
@@ -33,6 +35,7 @@ IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST, IFA_FLAGS = 1, 2, 4, 8
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
 RTPROT_STATIC, RTN_UNICAST, MAIN_TABLE = 4, 1, 254
 NDA_DST, NDA_LLADDR, NUD_PERMANENT = 1, 2, 0x80
+MACVLAN_MODE_BRIDGE, IPVLAN_MODE_L2 = 4, 0
 NLMSGHDR = struct.Struct("=IHHII")
 IFINFOMSG = struct.Struct("=BxHiII")
 IFADDRMSG = struct.Struct("=BBBBI")
@@ -40,6 +43,12 @@ RTMSG = struct.Struct("=BBBBBBBBI")
 NDMSG = struct.Struct("=BxxxiHBB")
 NLA = struct.Struct("=HH")
 U32 = struct.Struct("=I")
+
+Request = tuple[int, int, bytes]
+IPText = str | ipaddress.IPv4Address | ipaddress.IPv6Address
+ChildKind = Literal["macvlan", "ipvlan"]
+_ACKED = F_REQUEST | F_ACK
+_NESTED = 0x8000 | 0x4000  # NLA_F_NESTED | NLA_F_NET_BYTEORDER: masked off the type
 
 
 def _nla(kind: int, payload: bytes) -> bytes:
@@ -55,7 +64,7 @@ def _str(kind: int, value: str) -> bytes:
     return _nla(kind, value.encode() + b"\0")
 
 
-def _ip(kind: int, value: Any) -> bytes:
+def _ip(kind: int, value: IPText) -> bytes:
     return _nla(kind, ipaddress.ip_address(value).packed)
 
 
@@ -69,109 +78,130 @@ def mac_text(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
-def _family(value: Any) -> int:
+def family_of(value: IPText) -> int:
+    """AF_INET or AF_INET6 for an address."""
     return socket.AF_INET6 if ipaddress.ip_address(value).version == 6 else socket.AF_INET
 
 
-Request = tuple[int, int, bytes]
-_ACKED = F_REQUEST | F_ACK
-_MACVLAN_MODES = {"bridge": 4}
-_LINK_ADD = {"ifname", "kind", "link", "macvlan_mode", "ipvlan_mode", "mtu", "address", "net_ns_fd", "peer"}
-_LINK_SET = {"index", "ifname", "address", "state", "mtu", "master"}
-_ROUTE_ADD = {"dst", "oif", "gateway", "flags", "scope", "proto", "priority", "prefsrc"}
-_ROUTE_DEL = {"dst", "proto", "table", "scope", "oif", "gateway", "priority"}
 IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS = 29, 1 << 3
 _NO_STATS = _u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)  # the datapath never reads them
 
 
-def _link_common(kw: dict[str, Any]) -> bytes:
-    out = _str(IFLA_IFNAME, kw["ifname"]) if kw.get("ifname") is not None else b""
-    if kw.get("link") is not None:
-        out += _u32(IFLA_LINK, kw["link"])
-    if kw.get("mtu") is not None:
-        out += _u32(IFLA_MTU, kw["mtu"])
-    if kw.get("address") is not None:
-        out += _nla(IFLA_ADDRESS, mac_bytes(kw["address"]))
-    if kw.get("master") is not None:
-        out += _u32(IFLA_MASTER, kw["master"])
-    if kw.get("net_ns_fd") is not None:
-        out += _u32(IFLA_NET_NS_FD, kw["net_ns_fd"])
+# --- links -------------------------------------------------------------------------------------
+
+
+def _link_attrs(
+    name: str | None = None,
+    parent: int | None = None,
+    mtu: int | None = None,
+    mac: str | None = None,
+    master: int | None = None,
+    netns_fd: int | None = None,
+) -> bytes:
+    out = _str(IFLA_IFNAME, name) if name is not None else b""
+    if parent is not None:
+        out += _u32(IFLA_LINK, parent)
+    if mtu is not None:
+        out += _u32(IFLA_MTU, mtu)
+    if mac is not None:
+        out += _nla(IFLA_ADDRESS, mac_bytes(mac))
+    if master is not None:
+        out += _u32(IFLA_MASTER, master)
+    if netns_fd is not None:
+        out += _u32(IFLA_NET_NS_FD, netns_fd)
     return out
 
 
-def _link_data(kw: dict[str, Any]) -> bytes | None:
-    kind = kw.get("kind")
-    if kind == "macvlan" and kw.get("macvlan_mode", "bridge") in _MACVLAN_MODES and kw.get("ipvlan_mode") is None:
-        return _u32(1, _MACVLAN_MODES[kw.get("macvlan_mode", "bridge")])  # IFLA_MACVLAN_MODE
-    if kind == "ipvlan" and isinstance(kw.get("ipvlan_mode", 0), int) and kw.get("macvlan_mode") is None:
-        return _nla(1, struct.pack("=H", kw.get("ipvlan_mode", 0)))  # IFLA_IPVLAN_MODE
-    peer = kw.get("peer")
-    if kind == "veth" and isinstance(peer, dict) and set(peer) <= {"ifname", "mtu", "net_ns_fd"}:
-        return _nla(1, IFINFOMSG.pack(0, 0, 0, 0, 0) + _link_common(peer))  # VETH_INFO_PEER
-    return None
+def get_link(index: int = 0, name: str | None = None) -> Request:
+    """RTM_GETLINK for one link, by index or (index 0) by name: the kernel looks it up."""
+    by_name = _str(IFLA_IFNAME, name) if name is not None else b""
+    return RTM_GETLINK, _ACKED, IFINFOMSG.pack(0, 0, index, 0, 0) + by_name + _NO_STATS
 
 
-_NUMERIC = {"index", "link", "mtu", "master", "net_ns_fd", "prefixlen", "flags", "oif", "scope", "proto"}
-_NUMERIC |= {"priority", "table", "ifindex", "family"}  # and a neighbour's state (a link's is "up")
+def dump_links() -> Request:
+    return RTM_GETLINK, F_REQUEST | F_DUMP, IFINFOMSG.pack(0, 0, 0, 0, 0) + _NO_STATS
 
 
-def _plain(kw: dict[str, Any]) -> bool:
-    """Numbers where the kernel wants numbers: pyroute2 also takes names ("link", "stale"),
-    paths and the like, which the short path leaves to it."""
-    peer = kw.get("peer")
-    numbers = all(isinstance(v, int) for k, v in kw.items() if k in _NUMERIC and v is not None)
-    return numbers and (not isinstance(peer, dict) or _plain(peer))
+def del_link(index: int) -> Request:
+    return RTM_DELLINK, _ACKED, IFINFOMSG.pack(0, 0, index, 0, 0)
 
 
-def link_request(cmd: str, kw: dict[str, Any]) -> Request | None:
-    """The request for ``IPRoute.link(cmd, **kw)``, or None: not one the short path knows."""
-    keys = set(kw)
-    if not _plain(kw):
-        return None
-    if cmd == "get" and keys in ({"ifname"}, {"index"}):
-        index = kw.get("index", 0)
-        name = _str(IFLA_IFNAME, kw["ifname"]) if "ifname" in kw else b""
-        return RTM_GETLINK, _ACKED, IFINFOMSG.pack(0, 0, index, 0, 0) + name + _NO_STATS
-    if cmd == "dump" and not keys:
-        return RTM_GETLINK, F_REQUEST | F_DUMP, IFINFOMSG.pack(0, 0, 0, 0, 0) + _NO_STATS
-    if cmd == "del" and keys == {"index"}:
-        return RTM_DELLINK, _ACKED, IFINFOMSG.pack(0, 0, kw["index"], 0, 0)
-    if cmd == "set" and "index" in keys and keys <= _LINK_SET and kw.get("state") in (None, "up", "down"):
-        up = {"up": (IFF_UP, IFF_UP), "down": (0, IFF_UP), None: (0, 0)}[kw.get("state")]
-        return RTM_NEWLINK, _ACKED, IFINFOMSG.pack(0, 0, kw["index"], *up) + _link_common(kw)
-    if cmd == "add" and keys <= _LINK_ADD and "ifname" in keys:
-        data = _link_data(kw)
-        if data is None:
-            return None
-        info = _nla(IFLA_LINKINFO, _str(IFLA_INFO_KIND, kw["kind"]) + _nla(IFLA_INFO_DATA, data))
-        return RTM_NEWLINK, _ACKED | F_CREATE | F_EXCL, IFINFOMSG.pack(0, 0, 0, 0, 0) + _link_common(kw) + info
-    return None
+def set_link(
+    index: int,
+    *,
+    name: str | None = None,
+    mac: str | None = None,
+    mtu: int | None = None,
+    master: int | None = None,
+    up: bool | None = None,
+) -> Request:
+    """RTM_NEWLINK changing link ``index``: only what is given (``up`` None: admin state kept)."""
+    flags, change = (0, 0) if up is None else (IFF_UP if up else 0, IFF_UP)
+    attrs = _link_attrs(name=name, mtu=mtu, mac=mac, master=master)
+    return RTM_NEWLINK, _ACKED, IFINFOMSG.pack(0, 0, index, flags, change) + attrs
 
 
-def addr_request(cmd: str, kw: dict[str, Any]) -> Request | None:
-    """The request for ``IPRoute.addr(cmd, **kw)``, or None."""
-    keys = set(kw)
-    if not _plain(kw):
-        return None
-    if cmd == "dump" and keys <= {"index"}:
-        return RTM_GETADDR, F_REQUEST | F_DUMP, IFADDRMSG.pack(0, 0, 0, 0, 0)
-    if cmd == "add" and {"index", "address", "prefixlen"} <= keys <= {
-        "index",
-        "address",
-        "prefixlen",
-        "flags",
-        "broadcast",
-    }:
-        family = _family(kw["address"])
-        body = IFADDRMSG.pack(family, kw["prefixlen"], 0, 0, kw["index"]) + _ip(IFA_ADDRESS, kw["address"])
-        if kw.get("broadcast") is not None:
-            body += _ip(IFA_BROADCAST, kw["broadcast"])
-        if family == socket.AF_INET:
-            body += _ip(IFA_LOCAL, kw["address"])
-        if kw.get("flags"):
-            body += _u32(IFA_FLAGS, kw["flags"])
-        return RTM_NEWADDR, _ACKED | F_CREATE | F_EXCL, body
-    return None
+def _add_link(kind: str, data: bytes, attrs: bytes) -> Request:
+    info = _nla(IFLA_LINKINFO, _str(IFLA_INFO_KIND, kind) + _nla(IFLA_INFO_DATA, data))
+    return RTM_NEWLINK, _ACKED | F_CREATE | F_EXCL, IFINFOMSG.pack(0, 0, 0, 0, 0) + attrs + info
+
+
+def add_child(
+    kind: ChildKind,
+    name: str,
+    parent: int,
+    *,
+    mode: int | None = None,
+    mtu: int | None = None,
+    mac: str | None = None,
+    netns_fd: int | None = None,
+) -> Request:
+    """A macvlan (default mode bridge) or ipvlan (default mode L2) child of link ``parent``."""
+    if kind == "macvlan":
+        data = _u32(1, MACVLAN_MODE_BRIDGE if mode is None else mode)  # IFLA_MACVLAN_MODE
+    elif kind == "ipvlan":
+        data = _nla(1, struct.pack("=H", IPVLAN_MODE_L2 if mode is None else mode))  # IFLA_IPVLAN_MODE
+    else:
+        raise ValueError(f"not a child link kind: {kind!r}")
+    return _add_link(kind, data, _link_attrs(name=name, parent=parent, mtu=mtu, mac=mac, netns_fd=netns_fd))
+
+
+def add_veth(name: str, peer: str, *, mtu: int | None = None, peer_netns_fd: int | None = None) -> Request:
+    """A veth pair ``name``/``peer`` (the peer optionally born in another netns)."""
+    data = _nla(1, IFINFOMSG.pack(0, 0, 0, 0, 0) + _link_attrs(name=peer, mtu=mtu, netns_fd=peer_netns_fd))
+    return _add_link("veth", data, _link_attrs(name=name, mtu=mtu))  # VETH_INFO_PEER above
+
+
+# --- addresses ---------------------------------------------------------------------------------
+
+
+def add_addr(
+    index: int, address: IPText, prefixlen: int, *, broadcast: IPText | None = None, flags: int = 0
+) -> Request:
+    family = family_of(address)
+    body = IFADDRMSG.pack(family, prefixlen, 0, 0, index) + _ip(IFA_ADDRESS, address)
+    if broadcast is not None:
+        body += _ip(IFA_BROADCAST, broadcast)
+    if family == socket.AF_INET:
+        body += _ip(IFA_LOCAL, address)
+    if flags:
+        body += _u32(IFA_FLAGS, flags)
+    return RTM_NEWADDR, _ACKED | F_CREATE | F_EXCL, body
+
+
+def del_addr(index: int, address: IPText, prefixlen: int) -> Request:
+    family = family_of(address)
+    body = IFADDRMSG.pack(family, prefixlen, 0, 0, index) + _ip(IFA_ADDRESS, address)
+    if family == socket.AF_INET:
+        body += _ip(IFA_LOCAL, address)
+    return RTM_DELADDR, _ACKED, body
+
+
+def dump_addrs(family: int = 0) -> Request:
+    return RTM_GETADDR, F_REQUEST | F_DUMP, IFADDRMSG.pack(family, 0, 0, 0, 0)
+
+
+# --- routes ------------------------------------------------------------------------------------
 
 
 def _route_dst(dst: str) -> tuple[int, int, bytes]:
@@ -180,52 +210,98 @@ def _route_dst(dst: str) -> tuple[int, int, bytes]:
     return family, net.prefixlen, _nla(RTA_DST, net.network_address.packed) if net.prefixlen else b""
 
 
-def route_request(cmd: str, kw: dict[str, Any]) -> Request | None:
-    """The request for ``IPRoute.route(cmd, **kw)``, or None."""
-    keys = set(kw)
-    if not _plain(kw):
-        return None
-    if "dst" not in keys or not isinstance(kw["dst"], str) or "/" not in kw["dst"]:
-        return None
-    family, dst_len, dst = _route_dst(kw["dst"])
+def route(
+    cmd: Literal["add", "replace", "del"],
+    dst: str,
+    *,
+    oif: int | None = None,
+    gateway: IPText | None = None,
+    priority: int | None = None,
+    prefsrc: IPText | None = None,
+    proto: int | None = None,
+    scope: int = 0,
+    flags: int = 0,
+    table: int = MAIN_TABLE,
+) -> Request:
+    """RTM_NEWROUTE (add: exclusive, replace) or RTM_DELROUTE for ``dst`` ("a.b.c.d/n")."""
+    family, dst_len, head_dst = _route_dst(dst)
     tail = b""
-    if kw.get("oif") is not None:
-        tail += _u32(RTA_OIF, kw["oif"])
-    if kw.get("gateway") is not None:
-        tail += _ip(RTA_GATEWAY, kw["gateway"])
-    if kw.get("priority") is not None:
-        tail += _u32(RTA_PRIORITY, kw["priority"])
-    if cmd in ("add", "replace") and keys <= _ROUTE_ADD:
-        if kw.get("prefsrc") is not None:
-            tail += _ip(RTA_PREFSRC, kw["prefsrc"])
-        head = (family, dst_len, 0, 0, MAIN_TABLE, kw.get("proto", RTPROT_STATIC), kw.get("scope", 0), RTN_UNICAST)
-        flags = _ACKED | F_CREATE | (F_EXCL if cmd == "add" else F_REPLACE)
-        return RTM_NEWROUTE, flags, RTMSG.pack(*head, kw.get("flags", 0)) + dst + tail
-    if cmd == "del" and keys <= _ROUTE_DEL:
-        table = kw.get("table", MAIN_TABLE)
-        head = (family, dst_len, 0, 0, table, kw.get("proto", 0), kw.get("scope", 0), 0, 0)
-        return RTM_DELROUTE, _ACKED, RTMSG.pack(*head) + dst + (_u32(RTA_TABLE, table) if "table" in kw else b"") + tail
-    return None
+    if oif is not None:
+        tail += _u32(RTA_OIF, oif)
+    if gateway is not None:
+        tail += _ip(RTA_GATEWAY, gateway)
+    if priority is not None:
+        tail += _u32(RTA_PRIORITY, priority)
+    if cmd == "del":  # proto 0 / type 0: any; the kernel matches on what is given
+        head = RTMSG.pack(family, dst_len, 0, 0, table, proto or 0, scope, 0, 0)
+        return RTM_DELROUTE, _ACKED, head + head_dst + _u32(RTA_TABLE, table) + tail
+    if prefsrc is not None:
+        tail += _ip(RTA_PREFSRC, prefsrc)
+    proto = RTPROT_STATIC if proto is None else proto
+    head = RTMSG.pack(family, dst_len, 0, 0, table, proto, scope, RTN_UNICAST, flags)
+    mode = F_EXCL if cmd == "add" else F_REPLACE
+    return (
+        RTM_NEWROUTE,
+        _ACKED | F_CREATE | mode,
+        head + head_dst + (_u32(RTA_TABLE, table) if table > 255 else b"") + tail,
+    )
 
 
-_NEIGH_SET = {"dst", "ifindex", "family", "lladdr", "state", "flags"}
+def dump_routes(family: int = 0) -> Request:
+    return RTM_GETROUTE, F_REQUEST | F_DUMP, RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
 
 
-def neigh_request(cmd: str, kw: dict[str, Any]) -> Request | None:
-    """The request for ``IPRoute.neigh(cmd, **kw)``, or None."""
-    keys = set(kw)
-    if not _plain(kw) or not isinstance(kw.get("state", 0), int):
-        return None
-    if cmd == "dump" and keys <= {"family"}:
-        return RTM_GETNEIGH, F_REQUEST | F_DUMP, NDMSG.pack(kw.get("family", 0), 0, 0, 0, 0)
-    if not {"dst", "ifindex"} <= keys or not isinstance(kw["ifindex"], int):
-        return None
-    family = kw.get("family") or _family(kw["dst"])
-    dst = _ip(NDA_DST, kw["dst"])
-    if cmd == "del" and keys <= {"dst", "ifindex", "family"}:
-        return RTM_DELNEIGH, _ACKED, NDMSG.pack(family, kw["ifindex"], NUD_PERMANENT, 0, 0) + dst
-    if cmd in ("add", "replace") and keys <= _NEIGH_SET:
-        head = NDMSG.pack(family, kw["ifindex"], kw.get("state", NUD_PERMANENT), kw.get("flags", 0), 0)
-        mac = _nla(NDA_LLADDR, mac_bytes(kw["lladdr"])) if kw.get("lladdr") else b""
-        return RTM_NEWNEIGH, _ACKED | F_CREATE | (F_EXCL if cmd == "add" else F_REPLACE), head + dst + mac
-    return None
+# --- neighbours --------------------------------------------------------------------------------
+
+
+def neigh(
+    cmd: Literal["add", "replace"],
+    ifindex: int,
+    dst: IPText,
+    *,
+    lladdr: str | None = None,
+    state: int = NUD_PERMANENT,
+    flags: int = 0,
+) -> Request:
+    head = NDMSG.pack(family_of(dst), ifindex, state, flags, 0)
+    mac = _nla(NDA_LLADDR, mac_bytes(lladdr)) if lladdr else b""
+    mode = F_EXCL if cmd == "add" else F_REPLACE
+    return RTM_NEWNEIGH, _ACKED | F_CREATE | mode, head + _ip(NDA_DST, dst) + mac
+
+
+def del_neigh(ifindex: int, dst: IPText, *, flags: int = 0) -> Request:
+    return RTM_DELNEIGH, _ACKED, NDMSG.pack(family_of(dst), ifindex, NUD_PERMANENT, flags, 0) + _ip(NDA_DST, dst)
+
+
+def dump_neighs(family: int = 0) -> Request:
+    return RTM_GETNEIGH, F_REQUEST | F_DUMP, NDMSG.pack(family, 0, 0, 0, 0)
+
+
+# --- replies -----------------------------------------------------------------------------------
+
+
+def attrs(data: bytes, start: int = 0) -> dict[int, bytes]:
+    """Type -> payload of the attributes in ``data[start:]`` (last one wins)."""
+    out: dict[int, bytes] = {}
+    end = len(data)
+    while start + 4 <= end:
+        size, kind = NLA.unpack_from(data, start)
+        if size < 4:
+            break
+        out[kind & ~_NESTED] = data[start + 4 : start + size]
+        start += (size + 3) & ~3
+    return out
+
+
+def text(raw: bytes) -> str:
+    """A NUL-terminated string attribute."""
+    return raw.rstrip(b"\0").decode()
+
+
+def ip_text(raw: bytes) -> str:
+    """An address attribute (4 or 16 bytes) as text; anything else as hex."""
+    return str(ipaddress.ip_address(raw)) if len(raw) in (4, 16) else raw.hex()
+
+
+def u32(raw: bytes) -> int:
+    return int(U32.unpack(raw[:4])[0])

@@ -20,6 +20,7 @@ A family of ``serviceCidrs`` the node has no address of is an error, never a sil
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 
 from flatnet import errors
@@ -40,9 +41,9 @@ def with_service_routes(spec: AttachSpec, node_link_index: int) -> AttachSpec:
         return spec
     with netns.ipr(spec.host_netns) as ip:
         node_addrs = addrs.list_(ip, node_link_index)
-        for link in ip.get_links():
-            if link["index"] != node_link_index and link.get_attr("IFLA_IFNAME") != "lo":
-                node_addrs += addrs.list_(ip, link["index"])
+        for link in ip.dump_links():
+            if link.index != node_link_index and link.name != "lo":
+                node_addrs += addrs.list_(ip, link.index)
     extra: list[Route] = []
     for net in cidrs:
         if any(r.dst == net for r in spec.routes):
@@ -89,7 +90,7 @@ def answer_on_link(spec: AttachSpec, link_index: int, link_name: str, undo: Undo
         if host_routes:
             for a in spec.addresses:
                 routes.add_host(ip, link_index, a.ip)
-                undo.push(f"delete host route {a.ip}", lambda addr=a.ip: remove_host_routes(spec.host_netns, [addr]))
+                undo.push(f"delete host route {a.ip}", functools.partial(remove_host_routes, spec.host_netns, [a.ip]))
 
 
 def remove_host_routes(host_ns: str | None, pod_ips: list[IPAddress]) -> None:

@@ -14,6 +14,8 @@ parent's MAC), removed with the pod's host routes.
 
 from __future__ import annotations
 
+import functools
+
 from flatnet.datapath import addrs, links, neigh, netns, routes, sysctl
 from flatnet.datapath.api import IPAddress
 from flatnet.datapath.common import RTPROT_FLATNET, Undo, infra_lock, shim_name, translate
@@ -51,7 +53,7 @@ def add_pod(
     with translate("adding host routes to the pod", host_ns), netns.ipr(host_ns) as ip:
         for addr in pod_ips:
             routes.add_host(ip, shim, addr)
-            undo.push(f"delete host route {addr}", lambda a=addr: remove_pod(host_ns, [a]))
+            undo.push(f"delete host route {addr}", functools.partial(remove_pod, host_ns, [addr]))
             if kind == "ipvlan":
                 neigh.set_static(ip, shim, addr, parent.mac)
         if any(a.version == 6 for a in pod_ips):

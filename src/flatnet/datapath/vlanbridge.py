@@ -28,16 +28,15 @@ _NO_FILTERING = (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL)
 
 def filtering(ip: Handle, bridge: LinkInfo) -> bool:
     """True when ``bridge`` has vlan_filtering on."""
-    msg = ip.link("get", index=bridge.index)[0]
-    data = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
-    return bool(data and data.get("IFLA_BR_VLAN_FILTERING"))
+    found = ip.get_link(bridge.index)  # the short path reads a bridge's vlan_filtering
+    return bool(found is not None and found.vlan_filtering)
 
 
 def _create_filtering(ip: Handle, name: str) -> bool:
     """Try to create bridge ``name`` with vlan_filtering; False (nothing made) if the kernel
     cannot. Not through links.ensure: its EOPNOTSUPP means "no bridge at all" there."""
     try:
-        ip.link("add", ifname=name, kind="bridge", br_vlan_filtering=1)
+        ip.pyroute2().link("add", ifname=name, kind="bridge", br_vlan_filtering=1)
     except NetlinkError as exc:
         if exc.code in _NO_FILTERING:
             return False
@@ -86,4 +85,4 @@ def _vlan(ip: Handle, command: str, index: int, vid: int, access: bool) -> None:
     info: dict[str, object] = {"vid": vid}
     if access:
         info["flags"] = ["pvid", "untagged"]
-    ip.vlan_filter(command, index=index, vlan_info=info)
+    ip.pyroute2().vlan_filter(command, index=index, vlan_info=info)

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from typing import Any
 import ipaddress
 from dataclasses import dataclass
 
 
-from flatnet.datapath.rtnl import Handle, NetlinkError
+from flatnet.datapath.rtnl import Handle, Neigh, NetlinkError
 from flatnet import defaults, errors
-from flatnet.datapath import addrs, links, netns, nft, pod, routes, sysctl
+from flatnet.datapath import addrs, links, netns, nft, pod, routes, rtnl, sysctl
 from flatnet.datapath.api import AttachSpec, Attachment, IPNetwork, Route
 from flatnet.datapath.common import (
     RTPROT_FLATNET,
@@ -78,8 +79,8 @@ class Opts:
         return "0e:" + ":".join(h[i : i + 2] for i in range(0, 10, 2))
 
 
-def parse_options(options: dict) -> Opts:
-    def need(key: str) -> object:
+def parse_options(options: dict[str, Any]) -> Opts:
+    def need(key: str) -> Any:
         if options.get(key) in (None, ""):
             raise errors.ConfigError(f"vxlan mode needs option {key!r} (see flatnet.datapath.vxlan docs)")
         return options[key]
@@ -119,16 +120,16 @@ def overlay_veth_name(container_id: str, ifname: str) -> str:
 
 
 def _underlay(ip: Handle, o: Opts, ns: str | None) -> links.LinkInfo:
-    for msg in ip.addr("dump"):
-        if msg.get("address") == str(o.vtep):
-            return links.info(ip, msg["index"])
+    for a in ip.dump_addrs():
+        if a.address == str(o.vtep):
+            return links.info(ip, a.index)
     raise errors.ParentMissing(
         f"vtep address {o.vtep} is on no link in {ns_label(ns)}; set option 'vtep' to the node's underlay address"
     )
 
 
 def _vxlan_facts(ip: Handle, index: int) -> tuple[int | None, int | None, str | None]:
-    data = ip.link("get", index=index)[0].get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
+    data = ip.pyroute2().link("get", index=index)[0].get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
     if data is None:
         return None, None, None
     local = data.get("IFLA_VXLAN_LOCAL") or data.get("IFLA_VXLAN_LOCAL6")
@@ -167,7 +168,7 @@ def _ensure_infra(ns: str | None, o: Opts) -> tuple[int, links.LinkInfo]:
                 f"({o.vni}, {o.port}, {o.vtep}); delete it or fix the vxlan options"
             )
         if vx.mtu != mtu:
-            ip.link("set", index=vx.index, mtu=mtu)
+            ip.set_link(vx.index, mtu=mtu)
         addrs.add(ip, vx.index, ipaddress.ip_interface(f"{o.block.network_address}/{o.block.max_prefixlen}"))
         links.set_up(ip, vx.index)
         bridge, _ = links.ensure(ip, "bridge", o.bridge, mtu=mtu)
@@ -179,7 +180,7 @@ def _ensure_infra(ns: str | None, o: Opts) -> tuple[int, links.LinkInfo]:
     return mtu, bridge
 
 
-def ensure_node(host_netns: str | None, options: dict) -> str:
+def ensure_node(host_netns: str | None, options: dict[str, Any]) -> str:
     """Prepare the node (VXLAN device, bridge, forwarding, SNAT); return the VTEP MAC to register."""
     o = parse_options(options)
     _ensure_infra(host_netns, o)
@@ -206,7 +207,7 @@ def _peers(o: Opts, raw: object) -> dict[IPNetwork, tuple[str, str, str]]:
     return out
 
 
-def sync_peers(host_netns: str | None, options: dict) -> int:
+def sync_peers(host_netns: str | None, options: dict[str, Any]) -> int:
     """Make routes/neighbours/FDB on fnvx match ``options["peers"]``; remove departed peers.
 
     Idempotent; returns the number of peer blocks routed.
@@ -220,27 +221,28 @@ def sync_peers(host_netns: str | None, options: dict) -> int:
             if r.proto == RTPROT_FLATNET and (r.dst not in want or str(r.gw) != want[r.dst][0]):
                 routes.remove(ip, r)
         vias = {via: mac for via, mac, _ in want.values()}
-        for n in ip.neigh("dump", ifindex=vx.index, family=fam):
-            dst, mac = n.get("NDA_DST"), n.get("NDA_LLADDR")
-            if n["state"] & NUD_PERMANENT and dst and vias.get(dst) != mac:
-                ip.neigh("del", ifindex=vx.index, dst=dst, family=fam)
+        for n in ip.dump_neighs(fam, ifindex=vx.index):
+            if n.state & NUD_PERMANENT and n.dst and vias.get(n.dst) != n.lladdr:
+                ip.del_neigh(vx.index, n.dst)
         fdbs = {mac: vtep for _, mac, vtep in want.values()}
-        for f in ip.fdb("dump", ifindex=vx.index):
+        for f in ip.pyroute2().fdb("dump", ifindex=vx.index):
             mac, dst = f.get("NDA_LLADDR"), f.get("NDA_DST")
             if f["ifindex"] == vx.index and dst and fdbs.get(mac) != dst:
-                ip.fdb("del", ifindex=vx.index, lladdr=mac, dst=dst)
+                ip.pyroute2().fdb("del", ifindex=vx.index, lladdr=mac, dst=dst)
         for block, (via, mac, vtep) in want.items():
             try:  # stale remotes of this MAC were deleted above; "replace" is EOPNOTSUPP for vxlan
-                ip.fdb("add", ifindex=vx.index, lladdr=mac, dst=vtep)
+                ip.pyroute2().fdb("add", ifindex=vx.index, lladdr=mac, dst=vtep)
             except NetlinkError as exc:
                 if not is_errno(exc, 17):  # EEXIST: already there, as wanted
                     raise
-            ip.neigh("replace", ifindex=vx.index, dst=via, lladdr=mac, state=NUD_PERMANENT, family=fam)
-            ip.route("replace", dst=str(block), gateway=via, oif=vx.index, flags=RTNH_F_ONLINK, proto=RTPROT_FLATNET)
+            ip.replace_neigh(Neigh(vx.index, via, lladdr=mac, state=NUD_PERMANENT))
+            ip.replace_route(
+                rtnl.Route(str(block), gateway=via, oif=vx.index, flags=RTNH_F_ONLINK, proto=RTPROT_FLATNET)
+            )
     return len(want)
 
 
-def remove_node(host_netns: str | None, options: dict) -> None:
+def remove_node(host_netns: str | None, options: dict[str, Any]) -> None:
     """Undo ensure_node (device, bridge, SNAT): for a node leaving the overlay. Idempotent."""
     o = parse_options(options)
     if not netns.exists(host_netns):
@@ -289,7 +291,7 @@ class VxlanDatapath:
                 links.create_veth_into(ip, host, tmp, mtu, ns_path)  # peer born in the pod netns
                 undo.push(f"delete veth {host}", lambda: _delete_host(spec.host_netns, host))
                 host_info = links.require(ip, host, spec.host_netns, role="veth")
-                ip.link("set", index=host_info.index, master=bridge.index)
+                ip.set_link(host_info.index, master=bridge.index)
                 links.set_up(ip, host_info.index)
             mac, mtu = pod.adopt(spec, ns_path, tmp, spec.mac, undo)
             if mappings:

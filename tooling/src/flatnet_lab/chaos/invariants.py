@@ -44,7 +44,7 @@ class Findings:
 def _pod_ips(ns: str) -> list[str]:
     if not os.path.exists(fnetns.ns_path(ns) or ""):
         return []
-    with fnetns.ipr(ns) as ip:
+    with fnetns.iproute(ns) as ip:
         idx = ip.link_lookup(ifname="eth0")
         if not idx:
             return []
@@ -54,7 +54,7 @@ def _pod_ips(ns: str) -> list[str]:
 def _node_state(ns: str) -> tuple[list[str], list[str]]:
     """(link names, flatnet host-route destinations) in a node netns."""
     subnet = ipaddress.ip_network(SUBNET)
-    with fnetns.ipr(ns) as ip:
+    with fnetns.iproute(ns) as ip:
         names = [l.get_attr("IFLA_IFNAME") for l in ip.get_links()]
         dsts = [
             r.get_attr("RTA_DST")

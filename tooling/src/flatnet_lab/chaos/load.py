@@ -112,7 +112,7 @@ def eth0_left(pod: Pod) -> bool:
     """After a successful DEL the pod netns must hold no eth0 any more."""
     if not pod.ns or not os.path.exists(fnetns.ns_path(pod.ns) or ""):
         return False
-    with fnetns.ipr(pod.ns) as ip:
+    with fnetns.iproute(pod.ns) as ip:
         return bool(ip.link_lookup(ifname="eth0"))
 
 

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from flatnet.datapath.netns import ipr, run_in
+from flatnet.datapath.netns import iproute, run_in
 from flatnet.errors import FlatnetError
 
 PING = "/usr/bin/ping"
@@ -332,7 +332,7 @@ def count_routes(ns: str | None, devices: tuple[str, ...] | None = None) -> dict
     "routes per node" table is this count, not a model of it.
     """
     out = {"v4": 0, "v6": 0, "host": 0}
-    with ipr(ns) as ip:
+    with iproute(ns) as ip:
         names = {link["index"]: link.get_attr("IFLA_IFNAME") or "" for link in ip.get_links()}
         for family, key, full in ((socket.AF_INET, "v4", 32), (socket.AF_INET6, "v6", 128)):
             for route in ip.get_routes(family=family, table=254):

@@ -21,8 +21,8 @@ from typing import Self, Sequence
 
 from pyroute2 import netns as pr_netns
 
-from flatnet.datapath.netns import NETNS_RUN_DIR, ipr, ns_path, run_in
-from flatnet.datapath.rtnl import NetlinkError  # what netns.ipr handles raise
+from flatnet.datapath.netns import NETNS_RUN_DIR, iproute, ns_path, run_in
+from flatnet.datapath.rtnl import NetlinkError  # what netns.iproute handles raise
 from flatnet.errors import DatapathError
 
 NFT = "/usr/sbin/nft"
@@ -112,7 +112,7 @@ def pids_in_netns(name: str) -> list[int]:
 
 
 def link_exists(ns: str, ifname: str) -> bool:
-    with ipr(ns) as ip:
+    with iproute(ns) as ip:
         return bool(ip.link_lookup(ifname=ifname))
 
 
@@ -125,7 +125,7 @@ def _index(ip: object, ns: str, ifname: str) -> int:
 
 def link_up(ns: str, ifname: str) -> None:
     try:
-        with ipr(ns) as ip:
+        with iproute(ns) as ip:
             ip.link("set", index=_index(ip, ns, ifname), state="up")
     except NetlinkError as exc:
         raise _fail(f"setting {ifname} up in {ns}", exc) from exc
@@ -139,7 +139,7 @@ def ensure_bridge(ns: str, name: str, vlan_filtering: bool = False) -> None:
     """
     extra = {"br_vlan_filtering": 1, "br_vlan_default_pvid": 0} if vlan_filtering else {}
     try:
-        with ipr(ns) as ip:
+        with iproute(ns) as ip:
             if not ip.link_lookup(ifname=name):
                 ip.link("add", ifname=name, kind="bridge", br_mcast_snooping=0, **extra)
     except NetlinkError as exc:
@@ -151,7 +151,7 @@ def set_port_vlans(ns: str, port: str, tagged: Sequence[int] = (), access: int |
     """VLANs of a VLAN-aware switch port: ``tagged`` (a trunk) and/or one ``access`` VLAN
     (PVID, untagged). Idempotent (adding a VLAN a port has is not an error)."""
     try:
-        with ipr(ns) as ip:
+        with iproute(ns) as ip:
             idx = _index(ip, ns, port)
             for vid in tagged:
                 ip.vlan_filter("add", index=idx, vlan_info={"vid": vid})
@@ -164,7 +164,7 @@ def set_port_vlans(ns: str, port: str, tagged: Sequence[int] = (), access: int |
 def ensure_vlan_link(ns: str, parent: str, name: str, vid: int) -> None:
     """The 802.1Q sub-interface ``name`` (VLAN ``vid``) of ``parent`` in ``ns``, up."""
     try:
-        with ipr(ns) as ip:
+        with iproute(ns) as ip:
             if not ip.link_lookup(ifname=name):
                 ip.link("add", ifname=name, kind="vlan", link=_index(ip, ns, parent), vlan_id=vid)
     except NetlinkError as exc:
@@ -181,7 +181,7 @@ def vlan_switch_supported() -> bool:
     except OSError:
         return False
     try:
-        with ipr(name) as ip:
+        with iproute(name) as ip:
             ip.link("add", ifname="probe-br", kind="bridge", br_vlan_filtering=1)
             ip.link("add", ifname="probe-a", kind="veth", peer={"ifname": "probe-b"})
             ip.link("add", ifname="probe-a.7", kind="vlan", link=ip.link_lookup(ifname="probe-a")[0], vlan_id=7)
@@ -195,7 +195,7 @@ def vlan_switch_supported() -> bool:
 def ensure_veth(ns_a: str, name_a: str, ns_b: str, name_b: str) -> None:
     """A veth pair ``ns_a/name_a`` <-> ``ns_b/name_b``, both up; a half-made pair is redone."""
     try:
-        with ipr(ns_a) as ipa, ipr(ns_b) as ipb:
+        with iproute(ns_a) as ipa, iproute(ns_b) as ipb:
             have_a = bool(ipa.link_lookup(ifname=name_a))
             have_b = bool(ipb.link_lookup(ifname=name_b))
             if not (have_a and have_b and _peer_matches(ipa, ipb, name_a, name_b)):
@@ -219,7 +219,7 @@ def _peer_matches(ipa: object, ipb: object, name_a: str, name_b: str) -> bool:
 
 def set_master(ns: str, ifname: str, bridge: str) -> None:
     try:
-        with ipr(ns) as ip:
+        with iproute(ns) as ip:
             idx, br = _index(ip, ns, ifname), _index(ip, ns, bridge)
             if ip.get_links(idx)[0].get("master") != br:
                 ip.link("set", index=idx, master=br)
@@ -230,7 +230,7 @@ def set_master(ns: str, ifname: str, bridge: str) -> None:
 def ensure_addresses(ns: str, ifname: str, cidrs: Sequence[str]) -> None:
     """Add each ``addr/prefix`` to ``ifname`` unless already there."""
     try:
-        with ipr(ns) as ip:
+        with iproute(ns) as ip:
             idx = _index(ip, ns, ifname)
             for cidr in cidrs:
                 iface = ipaddress.ip_interface(cidr)
@@ -250,7 +250,7 @@ def ensure_route(ns: str, dst: str, gw: str) -> None:
     if dst == "default":
         dst = "::/0" if gw_ip.version == 6 else "0.0.0.0/0"
     try:
-        with ipr(ns) as ip:
+        with iproute(ns) as ip:
             ip.route("replace", dst=dst, gateway=str(gw_ip), family=family)
     except NetlinkError as exc:
         raise _fail(f"route {dst} via {gw} in {ns}", exc) from exc
@@ -298,7 +298,7 @@ def configure_link(ns: str | None, ifname: str, cidr: str, mtu: int) -> None:
     """MTU, one ``addr/prefix`` and up for ``ifname`` in ``ns`` (None: the caller's netns)."""
     iface = ipaddress.ip_interface(cidr)
     try:
-        with ipr(ns) as ip:
+        with iproute(ns) as ip:
             idx = _index(ip, str(ns), ifname)
             ip.link("set", index=idx, mtu=mtu)
             ip.addr("add", index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen)

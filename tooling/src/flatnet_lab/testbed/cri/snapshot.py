@@ -33,7 +33,7 @@ class NodeState:
 
 
 def _links_routes_neigh(ns: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
-    with netns.ipr(ns) as ip:
+    with netns.iproute(ns) as ip:
         names = {int(m["index"]): m.get_attr("IFLA_IFNAME") for m in ip.link("dump")}
         routes = set()
         for m in ip.route("dump", table=254):
