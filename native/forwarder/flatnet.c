@@ -8,7 +8,11 @@
  *   stdin not UTF-8 / not JSON -> 6, unsupported cniVersion -> 1, bad CNI_* env -> 4,
  *   no agent listening / agent gone or silent -> 11, agent answer malformed -> 106.
  * With no agent and an in-process entry point named (config "inProcess", else
- * $FLATNET_INPROCESS), it execs that program with the same env and stdin instead.
+ * $FLATNET_INPROCESS, else the record the entry point left at this container's ADD in
+ * /run/flatnet/inprocess/<CNI_CONTAINERID>.<CNI_IFNAME>), it execs that program with the
+ * same env and stdin instead. The record is why the no-agent mode cannot leak: podman's
+ * exit cleanup (conmon -> `podman container cleanup`) runs DEL without the environment
+ * `podman run` had, so a mode turned on by $FLATNET_INPROCESS alone must still be found.
  *
  * Why C (static, musl) and not Go: nodes have no Python, so this must be one file that
  * needs only the kernel. musl-gcc -static -Os gives a ~60 KB binary that starts in well
@@ -28,6 +32,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +40,7 @@
 #include "versions.h" /* generated from src/flatnet/__init__.py: FLATNET_VERSION, VERSIONS */
 
 #define DEFAULT_SOCKET "/run/flatnet/agent.sock"
+#define INPROCESS_RECORDS "/run/flatnet/inprocess" /* src/flatnet/defaults.py INPROCESS_DIR */
 #define MAX_STDIN (1 << 20)       /* the agent refuses requests above 1 MiB anyway */
 #define MAX_ANSWER (16 << 20)
 #define MAX_DEPTH 512
@@ -288,8 +294,12 @@ static int supported(const char *v) {
     return 0;
 }
 
+/* Where the no-agent mode was turned on for this call (messages name the config key first). */
+enum entry_from { FROM_CONF, FROM_ENV, FROM_RECORD };
+
 /* No agent here: exec the in-process entry point with our env and the same stdin. */
-static void exec_inprocess(const char *ver, const char *entry, int from_conf, const buf *in) {
+static void exec_inprocess(const char *ver, const char *entry, enum entry_from from, const char *record,
+                           const buf *in) {
     int fd = memfd_create("flatnet-stdin", MFD_CLOEXEC);
     if (fd < 0) failf(ver, 100, "cannot hand stdin to the in-process entry point: %s", strerror(errno));
     write_all(fd, in->p ? in->p : "", in->n);
@@ -297,9 +307,39 @@ static void exec_inprocess(const char *ver, const char *entry, int from_conf, co
         failf(ver, 100, "cannot hand stdin to the in-process entry point: %s", strerror(errno));
     signal(SIGPIPE, SIG_DFL);
     execl(entry, entry, (char *)NULL);
-    failf(ver, from_conf ? 7 : 4, "cannot run the in-process entry point %s (%s \"%s\"): %s", entry,
-          from_conf ? "network config key" : "environment variable", from_conf ? "inProcess" : "FLATNET_INPROCESS",
-          strerror(errno));
+    if (from == FROM_CONF)
+        failf(ver, 7, "cannot run the in-process entry point %s (network config key \"inProcess\"): %s", entry,
+              strerror(errno));
+    if (from == FROM_ENV)
+        failf(ver, 4, "cannot run the in-process entry point %s (environment variable FLATNET_INPROCESS): %s", entry,
+              strerror(errno));
+    failf(ver, 11, "cannot run the in-process entry point %s that served this container's ADD (recorded in %s): %s; "
+          "reinstall it there or set \"inProcess\" in the network config", entry, record, strerror(errno));
+}
+
+/* The entry point recorded at this container's ADD (first line of the record), or NULL.
+ * Only a regular file owned by us and writable by nobody else is believed: we exec what
+ * it names. The id and ifname are the spec's charset; anything else is never a path. */
+static char *recorded_entry(char *path, size_t size) {
+    const char *cid = getenv("CNI_CONTAINERID"), *ifn = getenv("CNI_IFNAME");
+    if (!cid || !*cid || !ifn || !*ifn || *cid == '.' || *ifn == '.') return NULL;
+    for (const char *const *s = (const char *const[]){cid, ifn, NULL}; *s; s++)
+        for (const char *c = *s; *c; c++)
+            if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || strchr("_.-", *c)))
+                return NULL;
+    if ((size_t)snprintf(path, size, "%s/%s.%s", INPROCESS_RECORDS, cid, ifn) >= size) return NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return NULL;
+    struct stat st;
+    char line[4096];
+    ssize_t n = -1;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() && !(st.st_mode & 022))
+        n = read(fd, line, sizeof line - 1);
+    close(fd);
+    if (n <= 0) return NULL;
+    line[n] = 0;
+    line[strcspn(line, "\n")] = 0;
+    return line[0] == '/' ? strdup(line) : NULL;
 }
 
 extern char **environ;
@@ -379,12 +419,16 @@ int main(void) {
         int err = errno;
         if ((err == EAGAIN || err == EINTR) && now_ms() < cdeadline) { usleep(2000); continue; }
         if (err == ENOENT || err == ECONNREFUSED || err == ENOTSOCK || err == ENOTDIR || err == EACCES) {
-            char *conf_entry = jstr_at(vals[2], end);
-            const char *entry = conf_entry && *conf_entry ? conf_entry : getenv("FLATNET_INPROCESS");
-            if (entry && *entry) exec_inprocess(ver, entry, conf_entry && *conf_entry, &in);
+            char *conf_entry = jstr_at(vals[2], end), record[512];
+            const char *env_entry = getenv("FLATNET_INPROCESS");
+            if (conf_entry && *conf_entry) exec_inprocess(ver, conf_entry, FROM_CONF, NULL, &in);
+            if (env_entry && *env_entry) exec_inprocess(ver, env_entry, FROM_ENV, NULL, &in);
+            char *rec_entry = recorded_entry(record, sizeof record);
+            if (rec_entry) exec_inprocess(ver, rec_entry, FROM_RECORD, record, &in);
             failf(ver, 11, "no flatnet agent is listening on %s (%s): start it with "
-                  "'flatnet agent --socket %s' (on Kubernetes the flatnet DaemonSet runs it), or "
-                  "set FLATNET_INPROCESS to a flatnet-inprocess entry point to run without an agent",
+                  "'flatnet agent --socket %s' (on Kubernetes the flatnet DaemonSet runs it), or run "
+                  "without an agent: set \"inProcess\" in the network config to the flatnet-inprocess "
+                  "program (docs/PODMAN.md; the environment variable FLATNET_INPROCESS also works)",
                   path, strerror(err), path);
         }
         failf(ver, 11, err == EAGAIN ? "the flatnet agent at %s is too busy to accept (%s); try again"

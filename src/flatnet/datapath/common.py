@@ -29,9 +29,18 @@ RTPROT_FLATNET = 201
 IFNAMSIZ = 15  # usable characters of a Linux interface name
 
 
+_own_netns_label = "the agent's own netns"
+
+
+def set_own_netns_label(label: str) -> None:
+    """How messages name the caller's own netns (the no-agent entry point is no agent)."""
+    global _own_netns_label
+    _own_netns_label = label
+
+
 def ns_label(ns: str | None) -> str:
     """How a netns is named in messages: the caller's own netns has no path."""
-    return ns if ns else "the agent's own netns"
+    return ns if ns else _own_netns_label
 
 
 def host_veth_name(container_id: str, ifname: str) -> str:
