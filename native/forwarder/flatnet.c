@@ -216,10 +216,33 @@ static int jvalue(jr *r, int depth) {
     }
     return 1;
 }
+/* Edit distance of two short keys, ignoring case (0 for "inprocess" vs "inProcess"). */
+static size_t key_distance(const char *a, size_t na, const char *b) {
+    size_t nb = strlen(b), row[64];
+    if (na >= 63 || nb >= 63) return 99;
+    for (size_t j = 0; j <= nb; j++) row[j] = j;
+    for (size_t i = 1; i <= na; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= nb; j++) {
+            size_t up = row[j], cost = (a[i - 1] | 32) != (b[j - 1] | 32);
+            size_t best = diag + cost < up + 1 ? diag + cost : up + 1;
+            row[j] = best < row[j - 1] + 1 ? best : row[j - 1] + 1;
+            diag = up;
+        }
+    }
+    return row[nb];
+}
+/* A top-level key of the config that is almost one the forwarder reads ("inprocess",
+ * "agentsocket"): without an agent no parser would ever see the typo, so say it here. */
+static char near_key[64];
+static const char *near_want;
+
 /* Validate one whole document; for a top-level object, record where the values of the
- * wanted keys start (last occurrence wins, like Python's json). Returns 1 if valid. */
+ * wanted keys start (last occurrence wins, like Python's json) and, with ``near``, a key
+ * that is a typo of one of them. Returns 1 if valid. */
 static int jdoc(const char *s, size_t n, const char **keys, const char **vals, int nkeys, const char **err,
-                long *pos) {
+                long *pos, int near) {
     jr r = {s, s + n, NULL};
     ws(&r);
     if (r.s < r.e && *r.s == '{') {
@@ -233,7 +256,11 @@ static int jdoc(const char *s, size_t n, const char **keys, const char **vals, i
             ws(&r);
             if (r.s >= r.e || *r.s != ':') { jerr(&r, "expecting ':'"); break; }
             r.s++; ws(&r);
-            for (int i = 0; i < nkeys; i++) if (key.n == strlen(keys[i]) && !memcmp(key.p, keys[i], key.n)) vals[i] = r.s;
+            int exact = 0;
+            for (int i = 0; i < nkeys; i++) if (key.n == strlen(keys[i]) && !memcmp(key.p, keys[i], key.n)) vals[i] = r.s, exact = 1;
+            for (int i = 1; near && !exact && !near_want && i < nkeys; i++) /* keys[0] is cniVersion */
+                if (key.n < sizeof near_key && key_distance(key.p, key.n, keys[i]) <= 2)
+                    memcpy(near_key, key.p, key.n), near_key[key.n] = 0, near_want = keys[i];
             if (!jvalue(&r, 1)) break;
             ws(&r);
             first = 0;
@@ -361,7 +388,7 @@ int main(void) {
     const char *keys[] = {"cniVersion", "agentSocket", "inProcess"}, *vals[3] = {0}, *jerr_ = NULL;
     int utf8 = utf8_ok(in.p, in.n);
     long pos = 0;
-    int json = utf8 && rc == 1 && jdoc(in.p, in.n, keys, vals, 3, &jerr_, &pos);
+    int json = utf8 && rc == 1 && jdoc(in.p, in.n, keys, vals, 3, &jerr_, &pos, 1);
     const char *end = in.p + in.n;
     char *cni_version = jstr_at(vals[0], end);
     if (supported(cni_version)) ver = cni_version;
@@ -421,6 +448,9 @@ int main(void) {
         if (err == ENOENT || err == ECONNREFUSED || err == ENOTSOCK || err == ENOTDIR || err == EACCES) {
             char *conf_entry = jstr_at(vals[2], end), record[512];
             const char *env_entry = getenv("FLATNET_INPROCESS");
+            if (near_want)
+                failf(ver, 7, "no flatnet agent is listening on %s, and the network config has key \"%s\", "
+                      "which flatnet does not read: did you mean \"%s\"?", path, near_key, near_want);
             if (conf_entry && *conf_entry) exec_inprocess(ver, conf_entry, FROM_CONF, NULL, &in);
             if (env_entry && *env_entry) exec_inprocess(ver, env_entry, FROM_ENV, NULL, &in);
             char *rec_entry = recorded_entry(record, sizeof record);
@@ -450,7 +480,7 @@ int main(void) {
     if (ans.n == 0) failf(ver, 11, "the flatnet agent at %s closed the connection without answering "
                           "(restarting?); try again", path);
     const char *akeys[] = {"exit", "stdout"}, *avals[2] = {0}, *aerr;
-    if (rc == 1 && utf8_ok(ans.p, ans.n) && jdoc(ans.p, ans.n, akeys, avals, 2, &aerr, &pos) && ans.p[strspn(ans.p, " \t\r\n")] == '{' && avals[0]) {
+    if (rc == 1 && utf8_ok(ans.p, ans.n) && jdoc(ans.p, ans.n, akeys, avals, 2, &aerr, &pos, 0) && ans.p[strspn(ans.p, " \t\r\n")] == '{' && avals[0]) {
         char *x;
         long code = strtol(avals[0], &x, 10);
         if (x > avals[0] && !strchr(".eE", *x)) {

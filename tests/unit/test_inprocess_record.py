@@ -133,3 +133,19 @@ def test_records_keep_only_flatnet_knobs(tmp_path: Path) -> None:
     inprocess.write_record(path, "/x/flatnet-inprocess", {"FLATNET_NODE": "n1", "PATH": "/bin", "FLATNET_LOG": "a\nb"})
     assert inprocess.read_record(path) == ("/x/flatnet-inprocess", {"FLATNET_NODE": "n1"})
     assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    "key, meant", [("inprocess", "inProcess"), ("inProces", "inProcess"), ("agentsocket", "agentSocket")]
+)
+def test_a_typo_of_a_key_the_forwarder_reads_is_named_when_no_agent_would_see_it(
+    tmp_path: Path, key: str, meant: str
+) -> None:
+    """Without an agent no parser reads the config: the forwarder names the typo itself."""
+    body = json.dumps(conf(agentSocket=str(tmp_path / "none.sock"), **{key: "/x"})).encode()
+    if key == "agentsocket":
+        body = json.dumps({**conf(), key: str(tmp_path / "none.sock")}).encode()
+    proc = run(cni_env("ADD", FLATNET_AGENT_SOCKET=str(tmp_path / "none.sock")), body)
+    doc = one_json(proc)
+    assert proc.returncode == 1 and doc["code"] == 7, doc
+    assert f'"{key}"' in doc["msg"] and f'did you mean "{meant}"?' in doc["msg"], doc

@@ -150,7 +150,8 @@ def check_keys(d: dict[str, Any], known: Iterable[str], where: str) -> None:
     for key in d:
         if key in known:
             continue
-        near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        same_case = [k for k in known if k.lower() == key.lower()]  # "inprocess" -> "inProcess"
+        near = same_case or difflib.get_close_matches(key, known, n=1, cutoff=0.6)
         if near:
             raise ConfigError(f"{where} has unknown key {key!r}; did you mean {near[0]!r}?")
         raise ConfigError(f"{where} has unknown key {key!r}; valid keys: {', '.join(known)}")

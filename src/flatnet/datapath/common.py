@@ -105,7 +105,8 @@ def require_host_netns(spec: AttachSpec) -> None:
     """The node's netns must exist (a lab node may have been torn down)."""
     if not netns.exists(spec.host_netns):
         raise errors.DatapathError(
-            f"host netns {spec.host_netns!r} does not exist; check the agent's hostNetns setting"
+            f"host netns {spec.host_netns!r} does not exist; check the network config's hostNetns "
+            f"(or the agent's --netns / FLATNET_HOST_NETNS when the config has none)"
         )
 
 
