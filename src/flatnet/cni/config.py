@@ -39,7 +39,7 @@ _SUN_PATH_MAX = 107  # sockaddr_un.sun_path minus the terminating NUL
 
 #: keys the CNI spec defines for every plugin's config, or runtimes add to it (libcni:
 #: name, cniVersion, prevResult, runtimeConfig from ``capabilities``, the GC list)
-SPEC_KEYS = (
+SPEC_KEYS: tuple[str, ...] = (
     "cniVersion",
     "cniVersions",
     "name",
@@ -50,8 +50,8 @@ SPEC_KEYS = (
     "runtimeConfig",
     "prevResult",
     "capabilities",
+    *VALID_ATTACHMENTS_KEYS,
 )
-SPEC_KEYS += VALID_ATTACHMENTS_KEYS
 #: flatnet's own keys in every mode. THE list: a key read in ``parse_netconf`` and not
 #: named here (or in a mode's ``keys``, or OVERLAY_KEYS) is refused as a typo.
 FLATNET_KEYS = (
