@@ -61,9 +61,12 @@ def host_route_dst(addr: IPAddress) -> str:
     return f"{addr}/{addr.max_prefixlen}"
 
 
-def add_host(ip: Handle, index: int, addr: IPAddress) -> None:
-    """Node route ``addr/32`` (or /128) straight out of link ``index``, tagged as ours."""
+def add_host(ip: Handle, index: int, addr: IPAddress, src: IPAddress | None = None) -> None:
+    """Node route ``addr/32`` (or /128) straight out of link ``index``, tagged as ours;
+    ``src``: the node's source address towards it (``prefsrc``)."""
     kwargs: dict = {"dst": host_route_dst(addr), "oif": index, "proto": RTPROT_FLATNET}
+    if src is not None:
+        kwargs["prefsrc"] = str(src)
     if addr.version == 4:
         kwargs["scope"] = RT_SCOPE_LINK
     try:
