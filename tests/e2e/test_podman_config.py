@@ -37,6 +37,7 @@ def run_fails(env: Env, network: str, name: str) -> str:
     proc = env.podman("run", "-d", "--name", name, "--network", network, "--rootfs", str(env.rootfs), "/bin/sleep", "60", check=False)  # fmt: skip
     assert proc.returncode != 0, proc.stdout
     assert "Traceback" not in proc.stderr
+    print(proc.stderr)  # the real text podman prints, for docs/PODMAN.md's troubleshooting
     return proc.stderr
 
 
@@ -72,4 +73,18 @@ def test_a_missing_master_in_no_agent_mode_never_mentions_an_agent(flat: Env) ->
     assert "master link 'fnenope0' does not exist in the host's netns" in err, err
     assert "agent" not in err.lower(), err
     flat.podman("rm", "nomaster-0")
+    nothing_held(flat)
+
+
+def test_cni_version_1_1_0_fails_at_run_and_holds_nothing(flat: Env) -> None:
+    """podman 4.3's libcni cannot read 1.1.0 results: the run fails, and podman's teardown
+    (DEL) releases what ADD took. `flatnet network check` warns of it beforehand."""
+    net = bad_network(flat, "v11", {})
+    path = flat.db.parent / "net.d" / f"{net}.conflist"
+    conf = json.loads(path.read_text())
+    conf["cniVersion"] = "1.1.0"
+    path.write_text(json.dumps(conf))
+    err = run_fails(flat, net, "v11-0")
+    assert 'failed (add): unsupported CNI result version "1.1.0"' in err, err
+    flat.podman("rm", "v11-0")
     nothing_held(flat)
