@@ -39,6 +39,8 @@ from flatnet.datapath import addrs, links, neigh, netns, routes, sysctl
 from flatnet.datapath.api import AttachSpec, IPAddress, IPInterface, Route
 from flatnet.datapath.common import RTPROT_FLATNET, Undo, infra_lock, log, shim_name, translate
 from flatnet.datapath.links import LinkInfo
+from flatnet.datapath.rtnl import attrs
+from flatnet.datapath.rtnlreq import F_DUMP, F_REQUEST, NLMSGHDR, RTA_OIF, RTMSG, U32
 
 #: where the per-(node netns, shim) file locks live (a reboot clears them, as it does the shims)
 LOCK_DIR = f"{defaults.RUN_DIR}/infra"
@@ -180,10 +182,31 @@ def retire_if_unused(host_ns: str | None, parent: str) -> bool:
             index = links.lookup(ip, name)
             if index is None:
                 return False
-            if any(r.proto == RTPROT_FLATNET for r in routes.list_(ip, index)):
+            if _has_flatnet_route(ip, index):
                 return False
             log.info("deleting shim %s: its last pod is gone", name)
             return links.delete_index(ip, index)
+
+
+_RTM_GETROUTE = 26
+
+
+def _has_flatnet_route(ip: Any, index: int) -> bool:
+    """Whether a flatnet host route (proto 201, main table) leaves through link ``index``.
+
+    Every DEL asks, so it reads the raw route dump itself: ``routes.list_`` decodes each
+    route into objects, ~1.1 s for the 2,000 host routes of a node with 1,000 dual-stack
+    pods on the test VM; this reads two header fields and one attribute per route.
+    """
+    body = RTMSG.pack(0, 0, 0, 0, 0, 0, 0, 0, 0)  # AF_UNSPEC: both families
+    for raw in ip.request(_RTM_GETROUTE, F_REQUEST | F_DUMP, body):
+        _fam, _dl, _sl, _tos, table, proto, _scope, _type, _flags = RTMSG.unpack_from(raw, NLMSGHDR.size)
+        if proto != RTPROT_FLATNET or table != routes.MAIN_TABLE:
+            continue
+        oif = attrs(raw, NLMSGHDR.size + RTMSG.size).get(RTA_OIF)
+        if oif is not None and U32.unpack(oif[:4])[0] == index:
+            return True
+    return False
 
 
 # ---- the node's source address towards its pods ----
@@ -193,34 +216,30 @@ _IFA_F_DADFAILED, _IFA_F_TENTATIVE = 0x08, 0x40
 _RT_SCOPE_UNIVERSE = 0
 
 
-def _usable(ip: Any, index: int) -> list[IPInterface]:
-    """Global addresses of link ``index`` a route may take as source now: the kernel refuses
-    a ``prefsrc`` that is still tentative (IPv6 DAD running) or failed DAD."""
-    out = []
-    for msg in ip.addr("dump", index=index):
+def _usable(ip: Any, parent: int) -> list[IPInterface]:
+    """The node's global addresses a route may take as source now, the parent's first (one
+    dump of every link's addresses). Not one still tentative (IPv6 DAD running) or that
+    failed DAD: the kernel refuses such a ``prefsrc``."""
+    found: list[tuple[bool, int, IPInterface]] = []
+    for msg in ip.addr("dump"):
         if msg["scope"] != _RT_SCOPE_UNIVERSE or msg["flags"] & (_IFA_F_DADFAILED | _IFA_F_TENTATIVE):
             continue
         if msg.get("address") is not None:
             iface = ipaddress.ip_interface(f"{msg.get('address')}/{msg['prefixlen']}")
-            if not iface.ip.is_link_local:
-                out.append(iface)
-    return out
+            if not iface.ip.is_link_local and not iface.ip.is_loopback:
+                found.append((msg["index"] != parent, msg["index"], iface))
+    return [iface for _other, _index, iface in sorted(found, key=lambda f: (f[0], f[1]))]
 
 
 def sources(spec: AttachSpec, parent: LinkInfo) -> dict[int, IPAddress]:
     """Per IP family of the pod, the node address the host routes take as source (module doc)."""
-    families = {a.version for a in spec.addresses}
     with translate("choosing the node's source address", spec.host_netns), netns.ipr(spec.host_netns) as ip:
         mine = _usable(ip, parent.index)
-        shim = links.lookup(ip, shim_name(parent.name))
-        for link in ip.get_links():
-            if link["index"] not in (parent.index, shim) and link.get_attr("IFLA_IFNAME") != "lo":
-                mine += _usable(ip, link["index"])
+    pod_ips = {a.ip for a in spec.addresses}
     out: dict[int, IPAddress] = {}
-    for fam in sorted(families):
+    for fam in sorted({a.version for a in spec.addresses}):
         nets = [a.network for a in spec.addresses if a.version == fam]
-        pod_ips = {a.ip for a in spec.addresses}
-        cands = [a for a in mine if a.version == fam and not a.ip.is_loopback and a.ip not in pod_ips]
+        cands = [a for a in mine if a.version == fam and a.ip not in pod_ips]
         inside = next((a.ip for a in cands if any(a.ip in n for n in nets)), None)
         chosen = inside if inside is not None else (cands[0].ip if cands else None)
         if chosen is not None:
