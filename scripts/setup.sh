@@ -51,3 +51,6 @@ scripts/install-k8s-tools.sh .venv
 # The CNI plugin: the native forwarder (static C, no Python on the node), built from this
 # tree and replaced atomically (a runtime may exec it at any moment).
 make -s -C native/forwarder install BINDIR=/opt/cni/bin
+
+# `flatnet` (and `flatnet-inprocess`) on PATH, where nothing else has the name
+scripts/path-links.sh "$ROOT" /usr/local/bin

@@ -8,7 +8,11 @@
  *   stdin not UTF-8 / not JSON -> 6, unsupported cniVersion -> 1, bad CNI_* env -> 4,
  *   no agent listening / agent gone or silent -> 11, agent answer malformed -> 106.
  * With no agent and an in-process entry point named (config "inProcess", else
- * $FLATNET_INPROCESS), it execs that program with the same env and stdin instead.
+ * $FLATNET_INPROCESS, else the record the entry point left at this container's ADD in
+ * /run/flatnet/inprocess/<CNI_CONTAINERID>.<CNI_IFNAME>), it execs that program with the
+ * same env and stdin instead. The record is why the no-agent mode cannot leak: podman's
+ * exit cleanup (conmon -> `podman container cleanup`) runs DEL without the environment
+ * `podman run` had, so a mode turned on by $FLATNET_INPROCESS alone must still be found.
  *
  * Why C (static, musl) and not Go: nodes have no Python, so this must be one file that
  * needs only the kernel. musl-gcc -static -Os gives a ~60 KB binary that starts in well
@@ -28,6 +32,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +40,7 @@
 #include "versions.h" /* generated from src/flatnet/__init__.py: FLATNET_VERSION, VERSIONS */
 
 /* DEFAULT_SOCKET, CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_S: build/versions.h, from defaults.py */
+#define INPROCESS_RECORDS "/run/flatnet/inprocess" /* src/flatnet/defaults.py INPROCESS_DIR */
 #define MAX_STDIN (1 << 20)       /* the agent refuses requests above 1 MiB anyway */
 #define MAX_ANSWER (16 << 20)
 #define MAX_DEPTH 512
@@ -208,10 +214,33 @@ static int jvalue(jr *r, int depth) {
     }
     return 1;
 }
+/* Edit distance of two short keys, ignoring case (0 for "inprocess" vs "inProcess"). */
+static size_t key_distance(const char *a, size_t na, const char *b) {
+    size_t nb = strlen(b), row[64];
+    if (na >= 63 || nb >= 63) return 99;
+    for (size_t j = 0; j <= nb; j++) row[j] = j;
+    for (size_t i = 1; i <= na; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= nb; j++) {
+            size_t up = row[j], cost = (a[i - 1] | 32) != (b[j - 1] | 32);
+            size_t best = diag + cost < up + 1 ? diag + cost : up + 1;
+            row[j] = best < row[j - 1] + 1 ? best : row[j - 1] + 1;
+            diag = up;
+        }
+    }
+    return row[nb];
+}
+/* A top-level key of the config that is almost one the forwarder reads ("inprocess",
+ * "agentsocket"): without an agent no parser would ever see the typo, so say it here. */
+static char near_key[64];
+static const char *near_want;
+
 /* Validate one whole document; for a top-level object, record where the values of the
- * wanted keys start (last occurrence wins, like Python's json). Returns 1 if valid. */
+ * wanted keys start (last occurrence wins, like Python's json) and, with ``near``, a key
+ * that is a typo of one of them. Returns 1 if valid. */
 static int jdoc(const char *s, size_t n, const char **keys, const char **vals, int nkeys, const char **err,
-                long *pos) {
+                long *pos, int near) {
     jr r = {s, s + n, NULL};
     ws(&r);
     if (r.s < r.e && *r.s == '{') {
@@ -225,7 +254,11 @@ static int jdoc(const char *s, size_t n, const char **keys, const char **vals, i
             ws(&r);
             if (r.s >= r.e || *r.s != ':') { jerr(&r, "expecting ':'"); break; }
             r.s++; ws(&r);
-            for (int i = 0; i < nkeys; i++) if (key.n == strlen(keys[i]) && !memcmp(key.p, keys[i], key.n)) vals[i] = r.s;
+            int exact = 0;
+            for (int i = 0; i < nkeys; i++) if (key.n == strlen(keys[i]) && !memcmp(key.p, keys[i], key.n)) vals[i] = r.s, exact = 1;
+            for (int i = 1; near && !exact && !near_want && i < nkeys; i++) /* keys[0] is cniVersion */
+                if (key.n < sizeof near_key && key_distance(key.p, key.n, keys[i]) <= 2)
+                    memcpy(near_key, key.p, key.n), near_key[key.n] = 0, near_want = keys[i];
             if (!jvalue(&r, 1)) break;
             ws(&r);
             first = 0;
@@ -286,8 +319,12 @@ static int supported(const char *v) {
     return 0;
 }
 
+/* Where the no-agent mode was turned on for this call (messages name the config key first). */
+enum entry_from { FROM_CONF, FROM_ENV, FROM_RECORD };
+
 /* No agent here: exec the in-process entry point with our env and the same stdin. */
-static void exec_inprocess(const char *ver, const char *entry, int from_conf, const buf *in) {
+static void exec_inprocess(const char *ver, const char *entry, enum entry_from from, const char *record,
+                           const buf *in) {
     int fd = memfd_create("flatnet-stdin", MFD_CLOEXEC);
     if (fd < 0) failf(ver, 100, "cannot hand stdin to the in-process entry point: %s", strerror(errno));
     write_all(fd, in->p ? in->p : "", in->n);
@@ -295,9 +332,39 @@ static void exec_inprocess(const char *ver, const char *entry, int from_conf, co
         failf(ver, 100, "cannot hand stdin to the in-process entry point: %s", strerror(errno));
     signal(SIGPIPE, SIG_DFL);
     execl(entry, entry, (char *)NULL);
-    failf(ver, from_conf ? 7 : 4, "cannot run the in-process entry point %s (%s \"%s\"): %s", entry,
-          from_conf ? "network config key" : "environment variable", from_conf ? "inProcess" : "FLATNET_INPROCESS",
-          strerror(errno));
+    if (from == FROM_CONF)
+        failf(ver, 7, "cannot run the in-process entry point %s (network config key \"inProcess\"): %s", entry,
+              strerror(errno));
+    if (from == FROM_ENV)
+        failf(ver, 4, "cannot run the in-process entry point %s (environment variable FLATNET_INPROCESS): %s", entry,
+              strerror(errno));
+    failf(ver, 11, "cannot run the in-process entry point %s that served this container's ADD (recorded in %s): %s; "
+          "reinstall it there or set \"inProcess\" in the network config", entry, record, strerror(errno));
+}
+
+/* The entry point recorded at this container's ADD (first line of the record), or NULL.
+ * Only a regular file owned by us and writable by nobody else is believed: we exec what
+ * it names. The id and ifname are the spec's charset; anything else is never a path. */
+static char *recorded_entry(char *path, size_t size) {
+    const char *cid = getenv("CNI_CONTAINERID"), *ifn = getenv("CNI_IFNAME");
+    if (!cid || !*cid || !ifn || !*ifn || *cid == '.' || *ifn == '.') return NULL;
+    for (const char *const *s = (const char *const[]){cid, ifn, NULL}; *s; s++)
+        for (const char *c = *s; *c; c++)
+            if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || strchr("_.-", *c)))
+                return NULL;
+    if ((size_t)snprintf(path, size, "%s/%s.%s", INPROCESS_RECORDS, cid, ifn) >= size) return NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return NULL;
+    struct stat st;
+    char line[4096];
+    ssize_t n = -1;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() && !(st.st_mode & 022))
+        n = read(fd, line, sizeof line - 1);
+    close(fd);
+    if (n <= 0) return NULL;
+    line[n] = 0;
+    line[strcspn(line, "\n")] = 0;
+    return line[0] == '/' ? strdup(line) : NULL;
 }
 
 extern char **environ;
@@ -319,7 +386,7 @@ int main(void) {
     const char *keys[] = {"cniVersion", "agentSocket", "inProcess"}, *vals[3] = {0}, *jerr_ = NULL;
     int utf8 = utf8_ok(in.p, in.n);
     long pos = 0;
-    int json = utf8 && rc == 1 && jdoc(in.p, in.n, keys, vals, 3, &jerr_, &pos);
+    int json = utf8 && rc == 1 && jdoc(in.p, in.n, keys, vals, 3, &jerr_, &pos, 1);
     const char *end = in.p + in.n;
     char *cni_version = jstr_at(vals[0], end);
     if (supported(cni_version)) ver = cni_version;
@@ -377,12 +444,19 @@ int main(void) {
         int err = errno;
         if ((err == EAGAIN || err == EINTR) && now_ms() < cdeadline) { usleep(2000); continue; }
         if (err == ENOENT || err == ECONNREFUSED || err == ENOTSOCK || err == ENOTDIR || err == EACCES) {
-            char *conf_entry = jstr_at(vals[2], end);
-            const char *entry = conf_entry && *conf_entry ? conf_entry : getenv("FLATNET_INPROCESS");
-            if (entry && *entry) exec_inprocess(ver, entry, conf_entry && *conf_entry, &in);
+            char *conf_entry = jstr_at(vals[2], end), record[512];
+            const char *env_entry = getenv("FLATNET_INPROCESS");
+            if (near_want)
+                failf(ver, 7, "no flatnet agent is listening on %s, and the network config has key \"%s\", "
+                      "which flatnet does not read: did you mean \"%s\"?", path, near_key, near_want);
+            if (conf_entry && *conf_entry) exec_inprocess(ver, conf_entry, FROM_CONF, NULL, &in);
+            if (env_entry && *env_entry) exec_inprocess(ver, env_entry, FROM_ENV, NULL, &in);
+            char *rec_entry = recorded_entry(record, sizeof record);
+            if (rec_entry) exec_inprocess(ver, rec_entry, FROM_RECORD, record, &in);
             failf(ver, 11, "no flatnet agent is listening on %s (%s): start it with "
-                  "'flatnet agent --socket %s' (on Kubernetes the flatnet DaemonSet runs it), or "
-                  "set FLATNET_INPROCESS to a flatnet-inprocess entry point to run without an agent",
+                  "'flatnet agent --socket %s' (on Kubernetes the flatnet DaemonSet runs it), or run "
+                  "without an agent: set \"inProcess\" in the network config to the flatnet-inprocess "
+                  "program (docs/PODMAN.md; the environment variable FLATNET_INPROCESS also works)",
                   path, strerror(err), path);
         }
         failf(ver, 11, err == EAGAIN ? "the flatnet agent at %s is too busy to accept (%s); try again"
@@ -404,7 +478,7 @@ int main(void) {
     if (ans.n == 0) failf(ver, 11, "the flatnet agent at %s closed the connection without answering "
                           "(restarting?); try again", path);
     const char *akeys[] = {"exit", "stdout"}, *avals[2] = {0}, *aerr;
-    if (rc == 1 && utf8_ok(ans.p, ans.n) && jdoc(ans.p, ans.n, akeys, avals, 2, &aerr, &pos) && ans.p[strspn(ans.p, " \t\r\n")] == '{' && avals[0]) {
+    if (rc == 1 && utf8_ok(ans.p, ans.n) && jdoc(ans.p, ans.n, akeys, avals, 2, &aerr, &pos, 0) && ans.p[strspn(ans.p, " \t\r\n")] == '{' && avals[0]) {
         char *x;
         long code = strtol(avals[0], &x, 10);
         if (x > avals[0] && !strchr(".eE", *x)) {

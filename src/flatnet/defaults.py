@@ -25,6 +25,9 @@ AGENT_SOCKET = f"{RUN_DIR}/agent.sock"
 #: CNI requests the agent serves at once (``flatnet agent --max-parallel``); more wait their turn
 AGENT_MAX_PARALLEL = 4
 LOCK_DIR = f"{RUN_DIR}/locks"
+#: the no-agent mode's per-attachment records (``<container id>.<ifname>``): which entry point
+#: served an ADD, so every later DEL/CHECK finds it (the forwarder reads this path too)
+INPROCESS_DIR = f"{RUN_DIR}/inprocess"
 
 #: etcd's client port and the endpoint used when a config names none
 ETCD_PORT = 2379

@@ -17,7 +17,8 @@ from typing import Iterator
 
 import pytest
 
-from tests.helpers.cnirun import inprocess_env, install_forwarder
+from flatnet import defaults
+from tests.helpers.cnirun import install_forwarder, tree_inprocess_entry
 
 from . import segment as seg_mod
 from .podmanctl import Podman, build_rootfs, containers_conf
@@ -38,6 +39,13 @@ class Env:
     db: Path
     log: Path
     tag: str
+    entry: str = ""
+    #: how the no-agent mode is turned on: "key" (the config's inProcess) or "env" (FLATNET_INPROCESS)
+    mode: str = "key"
+
+    @property
+    def locks(self) -> Path:
+        return self.db.parent / "locks"
 
     def plugin_log(self) -> str:
         """The plugin's traceback log (FLATNET_LOG), for assertion messages."""
@@ -68,9 +76,10 @@ def _plugin_dir(work: Path) -> list[str]:
     return [str(bindir), "/usr/lib/cni"]
 
 
-def flatnet_conflist(network: str, seg: seg_mod.Segment, work: Path) -> dict:
-    """The network config podman loads: flat macvlan on the node netns's parent link."""
-    return {
+def flatnet_conflist(network: str, seg: seg_mod.Segment, work: Path, entry: str | None) -> dict:
+    """The network config podman loads: flat macvlan on the node netns's parent link;
+    ``entry`` is the config's ``inProcess`` (None: the mode comes from the environment)."""
+    conf = {
         "cniVersion": "1.0.0",
         "name": network,
         "plugins": [
@@ -80,9 +89,6 @@ def flatnet_conflist(network: str, seg: seg_mod.Segment, work: Path) -> dict:
                 "master": seg.parent,
                 "hostNetns": seg.node,
                 "agentSocket": str(work / "no-agent.sock"),  # absent: the in-process mode runs
-                # in the config, not only in podman's environment: podman's exit cleanup
-                # (conmon -> `podman container cleanup`) runs DEL without that environment
-                "inProcess": inprocess_env()["FLATNET_INPROCESS"],
                 "ipam": {
                     "pools": [
                         {
@@ -99,6 +105,20 @@ def flatnet_conflist(network: str, seg: seg_mod.Segment, work: Path) -> dict:
             }
         ],
     }
+    if entry is not None:
+        conf["plugins"][0]["inProcess"] = entry
+    return conf
+
+
+def _drop_records(bindir: str) -> None:
+    """No-agent records (flatnet.agent.inprocess) naming this test's entry point."""
+    records = Path(defaults.INPROCESS_DIR)
+    for rec in records.iterdir() if records.is_dir() else ():
+        try:
+            if rec.read_text().startswith(bindir + "/"):
+                rec.unlink()
+        except OSError:
+            pass
 
 
 @pytest.fixture
@@ -128,9 +148,16 @@ def reference_podman(workdir: Path) -> Iterator[tuple[Podman, Path]]:
         podman.close()
 
 
-@pytest.fixture
-def flat(workdir: Path) -> Iterator[Env]:
-    """A private podman whose network ``fne-<tag>`` is flatnet on a namespaced segment."""
+@pytest.fixture(params=["key"])
+def flat(workdir: Path, request: pytest.FixtureRequest) -> Iterator[Env]:
+    """A private podman whose network ``fne-<tag>`` is flatnet on a namespaced segment.
+
+    The no-agent mode is on through the config's ``inProcess`` ("key", the default) or,
+    with ``@pytest.mark.parametrize("flat", ["env"], indirect=True)``, through
+    FLATNET_INPROCESS in podman's environment only. The entry point imports flatnet from
+    the tree under test even where podman drops the environment (its exit cleanup).
+    """
+    mode = request.param
     busybox = _require_tools()
     plugin_dirs = _plugin_dir(workdir)
     tag = secrets.token_hex(3)
@@ -140,18 +167,23 @@ def flat(workdir: Path) -> Iterator[Env]:
     try:
         net_dir = workdir / "net.d"
         net_dir.mkdir()
-        (net_dir / f"{network}.conflist").write_text(json.dumps(flatnet_conflist(network, seg, workdir), indent=2))
+        entry = tree_inprocess_entry(str(workdir / "bin"))
+        conflist = flatnet_conflist(network, seg, workdir, entry if mode == "key" else None)
+        (net_dir / f"{network}.conflist").write_text(json.dumps(conflist, indent=2))
         conf = containers_conf(workdir / "containers.conf", net_dir, plugin_dirs)
         token = f"flatnet-e2e-{secrets.token_hex(8)}"
         rootfs = build_rootfs(workdir / "rootfs", busybox, token)
         log = workdir / "plugin.log"
         # FLATNET_* reach the plugin: podman execs it with its own environment
-        plugin_env = {"FLATNET_LOG": str(log), "FLATNET_LOCK_DIR": str(workdir / "locks"), **inprocess_env()}
+        plugin_env = {"FLATNET_LOG": str(log), "FLATNET_LOCK_DIR": str(workdir / "locks")}
+        if mode == "env":
+            plugin_env["FLATNET_INPROCESS"] = entry
         podman = Podman(workdir, conf, env=plugin_env)
-        yield Env(podman, network, seg, rootfs, token, workdir / "ipam.db", log, tag)
+        yield Env(podman, network, seg, rootfs, token, workdir / "ipam.db", log, tag, entry, mode)
     finally:
         if podman is not None:
             podman.close()
         for stale in CNI_CACHE.glob(f"{network}-*") if CNI_CACHE.is_dir() else ():
             stale.unlink(missing_ok=True)
+        _drop_records(str(workdir / "bin"))
         seg_mod.destroy(seg)

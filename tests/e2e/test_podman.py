@@ -123,9 +123,10 @@ def test_pod_gets_flat_address_reachable_from_vm_and_released(flat: Env) -> None
     flat.podman.stop_rm(f"web-{flat.tag}")
     assert ip not in held(flat), f"{ip} still held after podman stop/rm"
     assert cid not in held(flat).values()
-    # the node keeps only its parent and the shared shim (by design); no pod route, no pod link
+    # the node keeps only its parent: the shim went with its last pod; no pod route, no pod link
     links, dsts = node_state(flat)
-    assert links == {"lo", flat.seg.parent, shim_name(flat.seg.parent)}, links
+    assert links == {"lo", flat.seg.parent}, links
+    assert shim_name(flat.seg.parent) not in links
     assert ip not in dsts, f"host route to {ip} left in the node netns"
     assert not ping(flat.seg.vm, ip, tries=1, wait=1), f"{ip} still answers after rm"
 

@@ -132,3 +132,21 @@ def inprocess_env() -> dict[str, str]:
     from flatnet_lab import forwarder
 
     return {"FLATNET_INPROCESS": forwarder.inprocess_entry(), "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+
+
+def tree_inprocess_entry(directory: str) -> str:
+    """A ``flatnet-inprocess`` launcher in ``directory`` that imports flatnet from the tree
+    under test, whatever the environment: podman's exit cleanup runs DEL without the
+    environment (so without PYTHONPATH) that ``podman run`` had."""
+    import flatnet
+
+    src = os.path.dirname(os.path.dirname(os.path.abspath(flatnet.__file__)))
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "flatnet-inprocess")
+    with open(path, "w") as fh:
+        fh.write(
+            f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {src!r})\n"
+            "from flatnet.agent.inprocess import main\nmain()\n"
+        )
+    os.chmod(path, 0o755)
+    return path

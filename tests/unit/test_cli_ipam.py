@@ -158,3 +158,57 @@ def test_ls_as_a_non_root_user_says_it_cannot_read_the_agents_record(tmp_path: P
     assert os.waitstatus_to_exitcode(status) == 1, stderr
     assert f"cannot read {state}" in stderr and "permission denied" in stderr, stderr
     assert "Traceback" not in stderr and "no flatnet store exists" not in stderr
+
+
+def _podman_like_store(db: Path) -> tuple[str, str, str]:
+    """Three leases held by 64-hex container IDs, two of them sharing their first 4 characters."""
+    a, b, c = "6b3c" + "1" * 60, "6b3c" + "2" * 60, "157b900f23bd76e" + "3" * 49
+    store = open_store({"type": "sqlite", "path": str(db)})
+    try:
+        pool = PoolSpec("flat-v4", ipaddress.ip_network("198.18.100.0/24"))
+        for cid in (a, b, c):
+            Ipam(store).allocate([pool], Owner(cid, "eth0", "flat", None, None, "node1"))
+    finally:
+        store.close()
+    return a, b, c
+
+
+def test_container_ids_are_taken_by_unique_prefix_and_ambiguity_is_an_error(tmp_path: Path) -> None:
+    db = tmp_path / "ipam.db"
+    a, b, c = _podman_like_store(db)
+    store = ["--store", f"sqlite:{db}"]
+    # the table shows the short ID podman shows, whole (no ellipsis), and it pastes back
+    proc = flatnet("ipam", "ls", *store, env={"COLUMNS": "60"})
+    assert proc.returncode == 0 and c[:12] in proc.stdout and "…" not in proc.stdout, proc.stdout
+    assert c not in proc.stdout
+    assert c in flatnet("ipam", "ls", *store, "--no-trunc", env={"COLUMNS": "200"}).stdout
+    proc = flatnet("ipam", "show", c[:12], *store)
+    assert proc.returncode == 0 and "198.18.100." in proc.stdout and c in proc.stdout, proc.stdout
+    proc = flatnet("ipam", "ls", *store, "--container", a[:6], "--json")
+    assert [l["container"] for l in json.loads(proc.stdout)["leases"]] == [a]
+
+    for argv in (
+        ["show", "6b3c"],
+        ["ls", "--container", "6b3c"],
+        ["release", "--container", "6b3c", "--ifname", "eth0"],
+    ):
+        proc = flatnet("ipam", *argv, *store)
+        assert proc.returncode == 1 and "ambiguous" in proc.stderr and a[:12] in proc.stderr and b[:12] in proc.stderr
+        assert "more characters" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(_held(db)) == 3, "an ambiguous release must release nothing"
+
+    proc = flatnet("ipam", "release", "--container", c[:12], "--ifname", "eth0", *store)
+    assert proc.returncode == 0 and "released 198.18.100." in proc.stdout and c in proc.stdout, proc.stdout
+    assert c not in _held(db) and len(_held(db)) == 2
+    proc = flatnet("ipam", "release", "--container", c[:12], "--ifname", "eth0", *store)
+    assert proc.returncode == 0 and "holds no address" in proc.stdout, proc.stdout
+    proc = flatnet("ipam", "release", "--container", a, "--ifname", "eth0", *store)  # the whole ID still works
+    assert proc.returncode == 0 and a in proc.stdout and _held(db) == [b]
+
+
+def _held(db: Path) -> list[str]:
+    store = open_store({"type": "sqlite", "path": str(db)})
+    try:
+        return sorted(l.owner.container_id for l in Ipam(store).leases())
+    finally:
+        store.close()

@@ -95,7 +95,7 @@ def test_full_flat_config() -> None:
             hostNetns="fnlab-node1",
             mac="02:AA:00:00:00:01",
             ipam=ipam,
-            someRuntimeKey={"x": 1},
+            **{"example.com/runtime-key": {"x": 1}},
         )
     )
     assert c.bridge == "fnbr0" and c.mtu == 1400 and c.vlan == 100
@@ -329,8 +329,47 @@ def test_each_vxlan_field_error_names_the_field(changes: dict[str, Any], message
     assert message in info.value.msg
 
 
-def test_unknown_top_level_keys_are_allowed() -> None:
-    assert parse_netconf(conf(capabilities={"portMappings": True}, foo=1)).raw["foo"] == 1
+def test_keys_runtimes_add_and_domain_qualified_keys_are_allowed() -> None:
+    c = parse_netconf(conf(capabilities={"portMappings": True}, **{"k8s.example.com/x": 1}))
+    assert c.raw["k8s.example.com/x"] == 1
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"inprocess": "/x"}, "unknown key 'inprocess'; did you mean 'inProcess'?"),
+        ({"mastr": "eth0", "master": _DROP}, "unknown key 'mastr'; did you mean 'master'?"),
+        ({"agentsocket": "/x.sock"}, "did you mean 'agentSocket'?"),
+        ({"mdoe": "bridge"}, "did you mean 'mode'?"),
+        ({"foo": 1}, "unknown key 'foo'; valid keys: mode, master,"),
+        ({"bridge": "br1"}, "key 'bridge', which only mode bridge reads; this network's mode is 'macvlan'"),
+        ({"vni": 7}, "which only mode vxlan reads"),
+    ],
+)
+def test_unknown_plugin_keys_are_refused_naming_the_key_and_the_fix(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_netconf(conf(**changes))
+    assert message in info.value.msg
+
+
+def test_every_key_parse_netconf_reads_is_known() -> None:
+    """The known-keys lists are THE list: a key read in config.py but missing there would be
+    refused for every user (this reads the parser's source for ``raw.get("...")``)."""
+    import inspect
+    import re
+
+    from flatnet.cni import config
+
+    read = set(re.findall(r'raw(?:\.get\(|\[)"([A-Za-z][A-Za-z0-9]*)"', inspect.getsource(config)))
+    known = {*config.SPEC_KEYS, *config.FLATNET_KEYS, *config.OVERLAY_KEYS, *config.CONFLIST_KEYS, "bridge"}
+    assert read and read <= known, read - known
+
+
+def test_conflist_keys_are_checked() -> None:
+    data = {"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "flatnet"}], "disablecheck": True}
+    with pytest.raises(ConfigError) as info:
+        parse_conflist(json.dumps(data).encode())
+    assert "did you mean 'disableCheck'?" in info.value.msg
 
 
 def test_conflist() -> None:

@@ -112,11 +112,11 @@ def test_a_new_flat_mode_is_validated_from_its_traits(test_modes: Any) -> None:
         parse_netconf(json.dumps(_conf("fnatest", ipam={"pools": [{"subnet": "198.18.76.0/24"}]})).encode())
     with pytest.raises(ConfigError, match="ipam.pools is required in fnatest mode"):
         parse_netconf(json.dumps(_conf("fnatest", master="fna-eth0")).encode())
-    conf = parse_netconf(
-        json.dumps(
-            _conf("fnatest", master="fna-eth0", bridge="ignored", ipam={"pools": [{"subnet": "198.18.76.0/24"}]})
-        ).encode()
-    )
+    pools = {"pools": [{"subnet": "198.18.76.0/24"}]}
+    # a key only another mode reads would be ignored here: refused, naming the mode that reads it
+    with pytest.raises(ConfigError, match="only mode bridge reads; this network's mode is 'fnatest'"):
+        parse_netconf(json.dumps(_conf("fnatest", master="fna-eth0", bridge="x", ipam=pools)).encode())
+    conf = parse_netconf(json.dumps(_conf("fnatest", master="fna-eth0", ipam=pools)).encode())
     assert conf.mode == "fnatest" and conf.master == "fna-eth0" and conf.bridge is None
     assert isinstance(get_datapath("fnatest"), FakeDatapath)
 

@@ -1,4 +1,10 @@
-"""``flatnet ipam``: look at and repair the address store (ls, show, release)."""
+"""``flatnet ipam``: look at and repair the address store (ls, show, release).
+
+Container IDs are taken the way podman and docker take them: any unique prefix (the
+12-character short ID ``podman ps`` shows, or fewer), so a user can paste what a runtime
+printed; a prefix that fits several containers is an error listing them. The table shows
+the 12-character short ID (``--no-trunc``: whole), never an ellipsis.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +35,8 @@ examples:
   flatnet ipam ls --store etcd:http://127.0.0.1:2379 --pool flat-v4
   flatnet ipam show 198.18.100.33                      who holds this address
   flatnet ipam show flat-v4                            a pool: leases and sticky addresses
-  flatnet ipam release --container 3f2a9c --ifname eth0
+  flatnet ipam show 3f2a9c                             a container's leases (any unique ID prefix)
+  flatnet ipam release --container 3f2a9c --ifname eth0  (any unique ID prefix)
   flatnet ipam release --pool flat-v4 --ip 198.18.100.33 --forget-sticky default/redis-0
 """
 
@@ -52,11 +59,16 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     )
     store_arg(ls, default=None)
     ls.add_argument("--pool", help="only this pool")
-    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.add_argument("--container", metavar="ID", help="only this container (a unique prefix of its ID will do)")
+    ls.add_argument(
+        "--no-trunc", action="store_true", help="show whole container IDs (default: the 12-character short ID)"
+    )
+    ls.add_argument("--json", action="store_true", help="machine-readable output (whole IDs)")
     ls.set_defaults(func=cmd_ls)
 
-    show = sub.add_parser("show", help="one pool's leases or one address's holder")
-    show.add_argument("target", metavar="POOL|IP")
+    show = sub.add_parser("show", help="one pool's leases, one address's holder or one container's leases")
+    show.add_argument("target", metavar="POOL|IP|CONTAINER", help="a pool name, an address or a container ID (prefix)")
+    show.add_argument("--no-trunc", action="store_true", help="show whole container IDs")
     store_arg(show, default=None)
     show.set_defaults(func=cmd_show)
 
@@ -69,7 +81,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
         "back it removes the released addresses from its pods; sticky addresses stay reserved for their pods",
     )
     rel.add_argument("--node", metavar="NAME", help="every lease of this dead node (refused while it is alive)")
-    rel.add_argument("--container", metavar="ID")
+    rel.add_argument("--container", metavar="ID", help="the container ID, or a unique prefix of it")
     rel.add_argument("--ifname", metavar="IF")
     rel.add_argument("--pool", metavar="P")
     rel.add_argument("--ip", metavar="IP")
@@ -134,22 +146,35 @@ def _open(url: str | None) -> Any:
     return _open_existing(_configs(url)[0])
 
 
-def _table(title: str, leases: list[Any]) -> None:
+#: how many characters of a container ID the table shows (podman's and docker's short ID)
+SHORT_ID = 12
+
+
+def _table(title: str, leases: list[Any], no_trunc: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
     from flatnet.cni.poolrules import HOW
 
-    table = Table(title=title)
     chosen = any(_choice(l) for l in leases)  # leases from before pool rules record no choice
-    for col in ("pool", "address", "container", "ifname", "pod", *(["chosen by"] if chosen else []), "node"):
-        table.add_column(col)
+    rows = []
     for lease in sorted(leases, key=lambda l: (l.pool, l.address.version, int(l.address.ip))):
         o = lease.owner
         pod = (o.pod or "-") + (" (sticky)" if lease.sticky else "")
+        cid = o.container_id if no_trunc else o.container_id[:SHORT_ID]
         how = _choice(lease)
-        by = [HOW.get(how, how or "-")] if chosen else []
-        table.add_row(lease.pool, str(lease.address), o.container_id, o.ifname, pod, *by, o.node or "-")
+        by = (HOW.get(how, how or "-"),) if chosen else ()
+        rows.append((lease.pool, str(lease.address), cid, o.ifname, pod, *by, o.node or "-"))
+    table = Table(title=title)
+    cols = ("pool", "address", "container", "ifname", "pod", *(("chosen by",) if chosen else ()), "node")
+    for n, col in enumerate(cols):
+        # addresses and IDs are pasted back into commands: never cut or wrapped (the other
+        # columns give way on a narrow terminal)
+        whole = col in ("address", "container")
+        width = max([len(col), *(len(r[n]) for r in rows)]) if whole else None
+        table.add_column(col, overflow="fold", no_wrap=whole, min_width=width)
+    for row in rows:
+        table.add_row(*row)
     Console().print(table)
 
 
@@ -158,12 +183,35 @@ def _choice(lease: Any) -> str | None:
     return dict(lease.owner.choices).get(lease.pool)
 
 
+def resolve_container(leases: list[Any], given: str) -> str | None:
+    """The one container ID among ``leases`` that is ``given`` or starts with it.
+
+    None when no lease's container matches; ConfigError listing the candidates when
+    several do (an exact ID wins over longer IDs it is a prefix of, as in podman).
+    """
+    ids = sorted({lease.owner.container_id for lease in leases})
+    if given in ids:
+        return given
+    found = [cid for cid in ids if cid.startswith(given)]
+    if len(found) > 1:
+        shown = ", ".join(cid[: max(SHORT_ID, len(given) + 4)] for cid in found[:5])
+        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+        raise ConfigError(
+            f"container ID prefix {given!r} is ambiguous: it matches {len(found)} containers ({shown}{more})",
+            "give more characters of the ID",
+        )
+    return found[0] if found else None
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     cfgs = _configs(args.store)
     views = [(describe(cfg), _open_existing(cfg)) for cfg in cfgs]  # every store exists first
     out: dict[str, Any] = {"leases": [], "reservations": [], "quarantined": [], "pools": {}}
     for where, ipam in views:
         leases = ipam.leases(args.pool) if args.pool else ipam.leases()
+        if args.container:
+            cid = resolve_container(leases, args.container)
+            leases = [l for l in leases if l.owner.container_id == cid]
         reservations = ipam.reservations(args.pool)
         quarantined = ipam.quarantined(args.pool) if hasattr(ipam, "quarantined") else []
         out["leases"] += [_lease_json(l, where) for l in leases]
@@ -177,7 +225,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
             if stats:
                 out["pools"][name] = stats
         if not args.json:
-            _table(f"{len(leases)} lease(s)" + (f" in {args.pool}" if args.pool else "") + f" — {where}", leases)
+            title = f"{len(leases)} lease(s)" + (f" in {args.pool}" if args.pool else "") + f" — {where}"
+            _table(title, leases, args.no_trunc)
             _reservation_table(reservations, quarantined)
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
@@ -253,14 +302,23 @@ def cmd_show(args: argparse.Namespace) -> int:
         if not held:
             print(f"{ip} is not leased")
             return 1
-        _table(f"{ip}", held)
+        _table(f"{ip}", held, args.no_trunc)
         return 0
     leases = ipam.leases(args.target)
     sticky = ipam.sticky(args.target)
     if not leases and not sticky:
-        print(f"pool {args.target!r} holds no leases (is the name right? see 'flatnet ipam ls')")
+        every = ipam.leases()
+        cid = resolve_container(every, args.target)
+        if cid is not None:
+            mine = [l for l in every if l.owner.container_id == cid]
+            _table(f"container {cid}: {len(mine)} lease(s)", mine, args.no_trunc)
+            return 0
+        print(
+            f"{args.target!r} is no pool with leases and no container holding an address "
+            "(is the name or ID right? see 'flatnet ipam ls')"
+        )
         return 1
-    _table(f"pool {args.target}: {len(leases)} lease(s)", leases)
+    _table(f"pool {args.target}: {len(leases)} lease(s)", leases, args.no_trunc)
     for pod, addr in sorted(sticky.items()):
         print(f"sticky: {pod} -> {addr}")
     return 0
@@ -291,13 +349,20 @@ def cmd_release(args: argparse.Namespace) -> int:
     ipam = _open(args.store)
     released: list[Any] = []
     if by_owner:
-        released = list(ipam.release(args.container, args.ifname))
+        cid = args.container
+        if not ipam.lookup(cid, args.ifname):  # not a whole ID: a prefix (lists every lease)
+            cid = resolve_container(ipam.leases(), cid) or cid
+        released = list(ipam.release(cid, args.ifname))
     elif ip is not None:
         lease = ipam.release_address(args.pool, ip)
         released = [lease] if lease else []
     for lease in released:
         print(f"released {lease.address} ({lease.pool}) from {lease.owner.container_id}/{lease.owner.ifname}")
-    if (by_owner or by_addr) and not released:
+    if by_owner and not released:
+        print(
+            f"container {args.container!r} holds no address on {args.ifname}; nothing to release (see 'flatnet ipam ls')"
+        )
+    elif by_addr and not released:
         print("nothing was held; nothing to release")
     if args.forget_sticky:
         pools = {args.pool} if args.pool else {l.pool for l in released}

@@ -25,7 +25,7 @@ DIST_NAME = "flatnet-cni"
 #: the tooling's distribution (tooling/): the lab, bench and chaos, never needed on a node
 LAB_DIST = "flatnet-lab"
 #: runtime subcommand modules, in the order they appear in --help
-SUBCOMMAND_MODULES = ("agent", "ipam", "doctor", "cniinstall")
+SUBCOMMAND_MODULES = ("agent", "ipam", "network", "doctor", "cniinstall")
 #: the tooling's commands, registered by flatnet-lab's ``flatnet.commands`` entry points
 TOOLING_COMMANDS = {
     "lab": "build and run the multi-node lab (needs flatnet-lab)",
@@ -47,6 +47,7 @@ examples:
                 --store sqlite:/run/flatnet/lab/ipam.db   serve a lab node from outside its netns
   flatnet ipam ls --store etcd:http://127.0.0.1:2379      every address held, cluster-wide
   flatnet ipam show 198.18.100.33                   who holds this address
+  flatnet network check /etc/cni/net.d/flat100.conflist  validate a network config offline
   flatnet ipam release --container 3f2a... --ifname eth0  free a leaked address by hand
 
 Run 'flatnet COMMAND --help' for the options of one command.

@@ -178,14 +178,19 @@ def ifname(d: object, where: str, required: bool = False) -> str | None:
     return text
 
 
-def check_keys(d: dict[str, Any], known: Iterable[str], where: str) -> None:
-    """Reject keys we do not know, suggesting the closest known one (typos are common)."""
+def check_keys(d: dict[str, Any], known: Iterable[str], where: str, label: str | None = None) -> None:
+    """Reject keys we do not know, suggesting the closest known one (typos are common).
+
+    ``where`` is the section's dotted path ("" for the top level, as the reference records
+    it); ``label`` what an error calls the section, when the path alone would not say it."""
     known = list(known)
     note_keys(where, known)
+    where = label or where
     for key in d:
         if key in known:
             continue
-        near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        same_case = [k for k in known if k.lower() == key.lower()]  # "inprocess" -> "inProcess"
+        near = same_case or difflib.get_close_matches(key, known, n=1, cutoff=0.6)
         if near:
             raise ConfigError(f"{where} has unknown key {key!r}; did you mean {near[0]!r}?")
         raise ConfigError(f"{where} has unknown key {key!r}; valid keys: {', '.join(known)}")

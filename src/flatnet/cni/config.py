@@ -2,8 +2,12 @@
 
 Everything is checked before the agent touches IPAM or the kernel, so a bad config
 fails with code 7 and a message naming the field and the fix, never half-way through
-an ADD. Unknown top-level keys are allowed (CNI convention: runtimes and chained
-plugins add their own); flatnet's own ``ipam`` section is strict.
+an ADD. Every key is checked, the plugin's own included: a typo ("mastr", "inprocess")
+would otherwise be ignored and the call fail later with a message about something else.
+The keys a runtime adds (``SPEC_KEYS``) and domain-qualified ones (``"cni.dev/..."``,
+any key with a "/") are accepted; the rest must be flatnet's (``FLATNET_KEYS``, a mode's
+``keys``, ``OVERLAY_KEYS`` for an overlay mode) and an unknown one is refused with the
+closest known key.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from flatnet.cni import _fields as f
 from flatnet.cni import version as _v
 from flatnet.cni.ipamconf import parse_ipam
 from flatnet.cni.runtimeconf import (
+    VALID_ATTACHMENTS_KEYS,
     RequestedIP,
     RuntimeConfig,
     ValidAttachment,
@@ -32,6 +37,39 @@ from flatnet.ipam.api import IPAddress, IPNetwork, PoolSpec
 
 DEFAULT_AGENT_SOCKET = defaults.AGENT_SOCKET
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path minus the terminating NUL
+
+#: keys the CNI spec defines for every plugin's config, or runtimes add to it (libcni:
+#: name, cniVersion, prevResult, runtimeConfig from ``capabilities``, the GC list)
+SPEC_KEYS: tuple[str, ...] = (
+    "cniVersion",
+    "cniVersions",
+    "name",
+    "type",
+    "ipam",
+    "dns",
+    "args",
+    "runtimeConfig",
+    "prevResult",
+    "capabilities",
+    *VALID_ATTACHMENTS_KEYS,
+)
+#: flatnet's own keys in every mode. THE list: a key read in ``parse_netconf`` and not
+#: named here (or in a mode's ``keys``, or OVERLAY_KEYS) is refused as a typo.
+FLATNET_KEYS = (
+    "mode",
+    "master",
+    "mtu",
+    "vlan",
+    "hostNetns",
+    "agentSocket",
+    "inProcess",
+    "mac",
+    "serviceCidrs",
+)
+#: the overlay's keys, read in a mode whose traits say ``overlay`` (vxlan)
+OVERLAY_KEYS = ("vni", "vxlanPort", "clusterSubnet", "nodeBlockPrefix", "nodeName", "vtepAddress", "snat")
+#: the keys of a network configuration list (a .conflist), around its plugins
+CONFLIST_KEYS = ("cniVersion", "cniVersions", "name", "plugins", "disableCheck", "disableGC")
 
 
 @dataclass
@@ -109,10 +147,11 @@ def decode_json(data: bytes, what: str = "network configuration") -> Any:
 def config_version(conf: dict[str, Any]) -> str:
     """The spec version a config speaks: ``cniVersion``, else best of ``cniVersions``."""
     note("cniVersion", "string", required=True, choices=_v.SUPPORTED)
+    versions = f.array(conf.get("cniVersions"), "cniVersions")  # a list or absent, even beside cniVersion
     if "cniVersion" in conf and conf["cniVersion"] not in (None, ""):
         return _v.check_supported(conf["cniVersion"])
-    if isinstance(conf.get("cniVersions"), list):
-        return _v.pick_conflist_version(conf["cniVersions"])
+    if versions:
+        return _v.pick_conflist_version(versions)
     raise ConfigError(f'cniVersion is required: set it to one of {", ".join(_v.SUPPORTED)} (e.g. "{_v.LATEST}")')
 
 
@@ -135,6 +174,7 @@ def parse_netconf(stdin: bytes) -> NetConf:
     mode = f.string(raw.get("mode"), "mode", example="macvlan", default=defaults.MODE) or defaults.MODE
     note("mode", "string", defaults.MODE, choices=modes.names())
     traits = modes.get(mode)  # the registry says what this mode needs
+    check_plugin_keys(raw, traits)
     master = f.ifname(raw.get("master"), "master", required="master" in traits.needs)
     bridge = None
     if "bridge" in traits.keys:
@@ -170,6 +210,27 @@ def parse_netconf(stdin: bytes) -> NetConf:
     conf.options["serviceCidrs"] = _service_cidrs(raw.get("serviceCidrs"))
     conf.options["portMappings"] = [p.to_json() for p in conf.runtime_config.port_mappings]
     return conf
+
+
+def mode_keys(traits: modes.Mode) -> tuple[str, ...]:
+    """Every top-level key a config of this mode may carry."""
+    return (*FLATNET_KEYS, *traits.keys, *(OVERLAY_KEYS if traits.overlay else ()), *SPEC_KEYS)
+
+
+def check_plugin_keys(raw: dict[str, Any], traits: modes.Mode, where: str = "the flatnet plugin config") -> None:
+    """Refuse a key this mode does not read: a typo gets the closest key, another mode's key
+    says which mode reads it (it would be ignored here), and keys with a "/" pass."""
+    known = mode_keys(traits)
+    for key in raw:
+        if key in known or "/" in key:
+            continue
+        readers = [m for m in modes.names() if key in mode_keys(modes.get(m))]
+        if readers:
+            raise ConfigError(
+                f"{where} has key {key!r}, which only mode {' or '.join(readers)} reads; this network's mode "
+                f'is {traits.name!r}: remove the key or set "mode"'
+            )
+        f.check_keys({key: None}, known, where)
 
 
 def _service_cidrs(raw: object) -> list[str]:
@@ -292,6 +353,7 @@ def parse_conflist(data: bytes) -> ConfList:
             f"name {name!r} is not a valid network name: it must start with a "
             f"letter or digit, followed by letters, digits, '_', '.' or '-'"
         )
+    f.check_keys(raw, (*CONFLIST_KEYS, *(k for k in raw if "/" in k)), "", label="the network configuration list")
     plugins = f.array(raw.get("plugins"), "plugins")
     if not plugins:
         raise ConfigError('plugins is required: a non-empty array such as [{"type": "flatnet"}]')

@@ -47,6 +47,7 @@ RUNTIME = {
 
 DESCRIPTIONS: dict[str, str] = {
     "cniVersion": "CNI spec version of the config; the runtime's conflist version",
+    "cniVersions": "the spec versions a conflist speaks (the highest this plugin supports is used when cniVersion is absent)",
     "name": "network name (letters, digits, `_ . -`); pool names default to `<name>-<subnet>`",
     "type": "`flatnet`: the plugin executable the runtime runs",
     "plugins": "the chain: flatnet first, e.g. portmap after it",

@@ -29,9 +29,18 @@ RTPROT_FLATNET = 201
 IFNAMSIZ = 15  # usable characters of a Linux interface name
 
 
+_own_netns_label = "the agent's own netns"
+
+
+def set_own_netns_label(label: str) -> None:
+    """How messages name the caller's own netns (the no-agent entry point is no agent)."""
+    global _own_netns_label
+    _own_netns_label = label
+
+
 def ns_label(ns: str | None) -> str:
     """How a netns is named in messages: the caller's own netns has no path."""
-    return ns if ns else "the agent's own netns"
+    return ns if ns else _own_netns_label
 
 
 def host_veth_name(container_id: str, ifname: str) -> str:
@@ -96,7 +105,8 @@ def require_host_netns(spec: AttachSpec) -> None:
     """The node's netns must exist (a lab node may have been torn down)."""
     if not netns.exists(spec.host_netns):
         raise errors.DatapathError(
-            f"host netns {spec.host_netns!r} does not exist; check the agent's hostNetns setting"
+            f"host netns {spec.host_netns!r} does not exist; check the network config's hostNetns "
+            f"(or the agent's --netns / FLATNET_HOST_NETNS when the config has none)"
         )
 
 

@@ -8,7 +8,8 @@ ADD plan, each step undone on failure:
      then ``pod.adopt``: rename, MAC, addresses, then the node side (shim sibling +
      ``<pod ip>/32`` and ``/128`` routes through it) while the pod's link is still down,
      then the conflict probe's answer (``AttachSpec.address_gate``), up, routes, announce
-DEL removes the pod link and the host routes; the shim and VLAN sub-interface stay for other pods.
+DEL removes the pod link and the host routes, and the shim with the last pod of its parent
+(``shim.retire_if_unused``); the VLAN sub-interface stays.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class ChildLinkDatapath:
         pod.check_absent(spec, ns_path)
         parent = self._parent(spec, create=True)
         spec = services.with_service_routes(spec, parent.index)
+        src = shim.sources(spec, parent)
+        spec = shim.with_onlink_sources(spec, src)
         tmp = tmp_name(spec.container_id, spec.ifname)
         with undo_on_error() as undo:
             with (
@@ -77,9 +80,12 @@ class ChildLinkDatapath:
                 undo.push(f"delete {tmp} in the pod", lambda: pod.delete_named(ns_path, tmp))
 
             def node_side() -> None:  # before the pod's link goes up (and while the probe waits)
-                shim_index = shim.ensure(spec.host_netns, self.kind, parent)
-                ips = [a.ip for a in spec.addresses]
-                shim.add_pod(spec.host_netns, shim_index, parent, ips, undo, self.kind)
+                with shim.in_use(spec.host_netns, parent.name):  # not retired under our feet
+                    shim_index = shim.ensure(spec.host_netns, self.kind, parent)
+                    # undone last (after our host routes): a shim this ADD made for nobody goes too
+                    undo.push("retire an unused shim", lambda: shim.retire_if_unused(spec.host_netns, parent.name))
+                    ips = [a.ip for a in spec.addresses]
+                    shim.add_pod(spec.host_netns, shim_index, parent, ips, undo, self.kind, src)
                 services.answer_on_link(spec, shim_index, shim_name(parent.name), undo, host_routes=False)
 
             mac, mtu = pod.adopt(spec, ns_path, tmp, None, undo, node_side)
@@ -88,6 +94,8 @@ class ChildLinkDatapath:
     def delete(self, spec: AttachSpec) -> None:
         found = pod.remove(spec)
         shim.remove_pod(spec.host_netns, pod.address_set(spec, found))
+        if spec.master:
+            shim.retire_if_unused(spec.host_netns, self._parent_name(spec))
 
     def check(self, spec: AttachSpec) -> None:
         self._validate(spec)

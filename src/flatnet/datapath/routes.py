@@ -56,15 +56,17 @@ def host_route_dst(addr: IPAddress) -> str:
     return f"{addr}/{addr.max_prefixlen}"
 
 
-def _host(addr: IPAddress, oif: int | None = None) -> rtnl.Route:
+def _host(addr: IPAddress, oif: int | None = None, src: IPAddress | None = None) -> rtnl.Route:
     scope = RT_SCOPE_LINK if addr.version == 4 else 0
-    return rtnl.Route(host_route_dst(addr), oif=oif, proto=RTPROT_FLATNET, scope=scope)
+    prefsrc = str(src) if src is not None else None
+    return rtnl.Route(host_route_dst(addr), oif=oif, proto=RTPROT_FLATNET, scope=scope, prefsrc=prefsrc)
 
 
-def add_host(ip: Handle, index: int, addr: IPAddress) -> None:
-    """Node route ``addr/32`` (or /128) straight out of link ``index``, tagged as ours."""
+def add_host(ip: Handle, index: int, addr: IPAddress, src: IPAddress | None = None) -> None:
+    """Node route ``addr/32`` (or /128) straight out of link ``index``, tagged as ours;
+    ``src``: the node's source address towards it (``prefsrc``)."""
     try:
-        ip.replace_route(_host(addr, index))
+        ip.replace_route(_host(addr, index, src))
     except NetlinkError as exc:
         if exc.code != errno.EEXIST:
             raise
