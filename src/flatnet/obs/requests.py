@@ -1,7 +1,7 @@
 """What happens after the agent answered a CNI request: one metric sample and one log line.
 
-The agent's socket server calls a ``RequestObserver`` with the request (CNI env and the
-network config) and its answer; the observer records the latency histogram by verb,
+The agent's socket server calls a ``RequestObserver`` with the request's CNI env and its
+``Outcome`` (the config as the dispatcher parsed it: never decoded again here) and answer; the observer records the latency histogram by verb,
 network, mode and result code, writes the log line (text or JSON fields) and returns the
 answer with any secret masked (an error message may quote a store URL or config).
 """
@@ -12,10 +12,10 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from flatnet import defaults
 from flatnet.obs.logs import redact
 
 if TYPE_CHECKING:
+    from flatnet.cni.skel import Outcome
     from flatnet.obs.metrics import AgentMetrics
 
 log = logging.getLogger("flatnet.agent")
@@ -28,18 +28,6 @@ def _cni_args(env: dict[str, str]) -> dict[str, str]:
         if sep:
             out[key.strip()] = value.strip()
     return out
-
-
-def _config_fields(stdin: bytes) -> tuple[str, str]:
-    """(network name, mode) from the network config; ("", "") when it is not readable."""
-    try:
-        doc = json.loads(stdin.decode("utf-8")) if stdin.strip() else {}
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return "", ""
-    if not isinstance(doc, dict):
-        return "", ""
-    name, mode = doc.get("name"), doc.get("mode") or defaults.MODE
-    return (name if isinstance(name, str) else ""), (mode if isinstance(mode, str) else "")
 
 
 def _outcome(code: int, stdout: str) -> tuple[list[str], str]:
@@ -62,9 +50,9 @@ class RequestObserver:
     def __init__(self, metrics: "AgentMetrics | None" = None) -> None:
         self.metrics = metrics
 
-    def __call__(self, env: dict[str, str], stdin: bytes, code: int, stdout: str, seconds: float) -> str:
-        verb = env.get("CNI_COMMAND", "")
-        network, mode = _config_fields(stdin)
+    def __call__(self, env: dict[str, str], outcome: Outcome, stdout: str, seconds: float) -> str:
+        verb, code = env.get("CNI_COMMAND", ""), outcome.code
+        network, mode = outcome.network_and_mode()
         result = _error_code(code, stdout)
         if self.metrics is not None:
             self.metrics.observe_cni(verb, network, mode, result, seconds)
