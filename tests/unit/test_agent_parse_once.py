@@ -85,6 +85,7 @@ def test_each_request_parses_its_config_once(
     loads = _Counted(json.loads)  # every json.loads in the process: the config text is counted
     monkeypatch.setattr(json, "loads", loads)
 
+    result: dict[str, Any] = {}
     for n, verb in enumerate(("ADD", "CHECK", "DEL"), start=1):
         conf = stdin
         if verb == "CHECK":
