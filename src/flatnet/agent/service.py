@@ -34,7 +34,7 @@ from flatnet.errors import (
     ConfigError,
     FlatnetError,
 )
-from flatnet.ipam.api import Lease, Owner, PoolSpec, Store
+from flatnet.ipam.api import IPInterface, Lease, Owner, PoolSpec, Store
 
 if TYPE_CHECKING:
     from flatnet.cni.config import NetConf
@@ -293,7 +293,7 @@ class Service:
             pass
 
     @staticmethod
-    def _release_new(ipam: Ipam, cmd: CmdArgs, leases: list[Lease], held_before: set[tuple[str, Any]]) -> None:
+    def _release_new(ipam: Ipam, cmd: CmdArgs, leases: list[Lease], held_before: set[tuple[str, IPInterface]]) -> None:
         """Release only what this ADD allocated: a lease held before (ADD repeated on a
         live attachment) still belongs to that attachment. Best effort."""
         if not held_before:

@@ -35,7 +35,7 @@ class AgentMetrics:
     """Every metric the agent exports, registered in ``self.registry``."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        disable_created_metrics()  # *_created series: noise for counters that live as long as the agent
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series: noise for counters that live as long as the agent
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.cni_duration = Histogram(
@@ -86,7 +86,7 @@ class AgentMetrics:
         self._networks: set[str] = set()
         self._lock = threading.Lock()
 
-    def network_label(self, name: Any) -> str:
+    def network_label(self, name: object) -> str:
         """A bounded label value for a network name ("" unknown, "other" past the cap)."""
         if not isinstance(name, str) or not name:
             return ""
@@ -131,7 +131,7 @@ class AgentMetrics:
 
 def _value(metric: Gauge | Counter) -> float:
     """The value of an unlabelled gauge or counter (its first sample: the counter's _total)."""
-    return float(metric.collect()[0].samples[0].value)
+    return float(list(metric.collect())[0].samples[0].value)
 
 
 def _version() -> str:

@@ -75,7 +75,7 @@ class RequestObserver:
         if error:
             fields["error"] = error
         pod = f"{fields['pod_namespace']}/{fields['pod_name']}" if fields["pod_name"] else "-"
-        outcome = f"error {result}: {error}" if code else ("ok " + ",".join(addresses)).strip()
+        said = f"error {result}: {error}" if code else ("ok " + ",".join(addresses)).strip()
         log.log(
             logging.WARNING if code else logging.INFO,
             "%-6s %s pod %s %s/%s -> %s (%.0f ms)",
@@ -84,7 +84,7 @@ class RequestObserver:
             pod,
             fields["container_id"][:12] or "-",
             fields["ifname"] or "-",
-            outcome,
+            said,
             seconds * 1000,
             extra=fields,
         )
