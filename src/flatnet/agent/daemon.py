@@ -26,6 +26,7 @@ from flatnet.obs.metrics import AgentMetrics
 from flatnet.obs.store import instrumented_factory
 
 if TYPE_CHECKING:
+    from flatnet.datapath.api import Datapath
     from flatnet.obs.http import MetricsServer
 
 log = logging.getLogger("flatnet.agent")
@@ -75,11 +76,21 @@ class Daemon:
             if self.http is not None:
                 self.http.stop()
 
+    def close(self) -> None:
+        """Stop what ``build`` started, without serving (tests; a failed start)."""
+        if self.http is not None:
+            self.http.stop()
+        self.server.server_close()
+        for part in (self.reconciler, self.peer_sync, self.heartbeats):
+            part.stop()
+        self.service.close()
 
-def build(opts: AgentOptions) -> Daemon:
+
+def build(opts: AgentOptions, datapath_factory: Callable[[str], Datapath] | None = None) -> Daemon:
     """Build and start the agent's parts (background threads included); the socket is bound.
 
-    Raises ``MetricsUnavailable`` (the socket closed again) when ``metrics_at`` cannot be served.
+    Raises ``MetricsUnavailable`` (the socket closed again) when ``metrics_at`` cannot be
+    served. ``datapath_factory``: the service's (tests: FakeDatapath; None: the real one).
     """
     metrics = AgentMetrics()
     events = ServiceEvents()
@@ -93,6 +104,7 @@ def build(opts: AgentOptions) -> Daemon:
         store_factory=instrumented_factory(metrics if opts.metrics_at is not None else None),
         events=events,
         peer_sync=peer_sync,
+        datapath_factory=datapath_factory,
     )
     conflicts.keep_probe_sockets()
     record_stores = _store_recorder(storestate.state_path(opts.socket), opts.node)
@@ -121,7 +133,7 @@ def build(opts: AgentOptions) -> Daemon:
         try:
             daemon.http = serve_metrics(server, metrics, *opts.metrics_at, opts.netns, readiness)
         except OSError as exc:
-            server.server_close()
+            daemon.close()
             raise MetricsUnavailable(str(exc)) from exc
     return daemon
 
