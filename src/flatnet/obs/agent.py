@@ -16,6 +16,7 @@ from flatnet.obs.metrics import AgentMetrics
 from flatnet.obs.store import StoreRetriesCollector
 
 if TYPE_CHECKING:
+    from flatnet.agent.reconcile import Reconciler
     from flatnet.agent.server import AgentServer
     from flatnet.agent.service import Service
 
@@ -53,7 +54,10 @@ def store_check(stores: Callable[[], list[Any]]) -> Check:
 
 
 def instrument(
-    server: AgentServer, service: Service, reconciler: Any = None, default_store: dict[str, Any] | None = None
+    server: AgentServer,
+    service: Service,
+    reconciler: Reconciler | None = None,
+    default_store: dict[str, Any] | None = None,
 ) -> list[Check]:
     """Count the GC verb's reclaims and register the scrape-time collectors into the
     server's metrics; return the readiness checks.

@@ -9,9 +9,13 @@ reported once per agent; aggregate with ``max by (pool)``).
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from flatnet.agent.reconcile import Reconciler
+    from flatnet.agent.service import Service
 
 log = logging.getLogger("flatnet.agent")
 
@@ -110,7 +114,7 @@ _POOL_COUNTERS = (
 class PoolCollector:
     """Per-pool gauges of every network the service has served, read at scrape time."""
 
-    def __init__(self, service: Any) -> None:
+    def __init__(self, service: Service) -> None:
         self.service = service
 
     def describe(self) -> list[Any]:
@@ -142,7 +146,7 @@ class PoolCollector:
 class AgentCollector:
     """The leak reconciler's passes (the server's own counters are ``AgentMetrics``')."""
 
-    def __init__(self, reconciler: Any = None) -> None:
+    def __init__(self, reconciler: Reconciler | None = None) -> None:
         self.reconciler = reconciler
 
     def describe(self) -> list[Any]:
