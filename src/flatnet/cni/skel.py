@@ -13,7 +13,7 @@ import json
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, TextIO
+from typing import Any, Callable, Mapping, Protocol, TextIO
 
 from flatnet import __version__, defaults
 from flatnet.cni import version as _v
@@ -52,6 +52,8 @@ class Outcome:
     cmd: CmdArgs | None = None
     #: the decoded config JSON; None when it was not readable JSON
     doc: Any = None
+    #: ADD's result as answered (None: no result, or a failure)
+    result: Result | None = None
 
     def network_and_mode(self) -> tuple[str, str]:
         """(network name, mode): the parsed config's, else the raw JSON's; "" when unknown."""
@@ -127,9 +129,10 @@ def _dispatch(
             result = handler.add(cmd)
             if not isinstance(result, Result):
                 raise TypeError(f"handler.add returned {type(result).__name__}, not a Result")
+            outcome.result = result
             _emit(stdout, result.to_json(version))
         else:
-            getattr(handler, _METHODS[cmd.command])(cmd)
+            _verb(handler, cmd.command)(cmd)
         return 0
     except FlatnetError as exc:
         _emit(stdout, exc.to_json(version))
@@ -141,7 +144,15 @@ def _dispatch(
         return 1
 
 
-_METHODS = {"DEL": "delete", "CHECK": "check", "GC": "gc", "STATUS": "status"}
+def _verb(handler: Handler, command: str) -> Callable[[CmdArgs], None]:
+    """The handler's method for a verb other than ADD and VERSION (parse_env checked it)."""
+    methods: dict[str, Callable[[CmdArgs], None]] = {
+        "DEL": handler.delete,
+        "CHECK": handler.check,
+        "GC": handler.gc,
+        "STATUS": handler.status,
+    }
+    return methods[command]
 
 
 def _decode(stdin: bytes) -> Any:

@@ -16,6 +16,7 @@ from flatnet.obs.logs import redact
 
 if TYPE_CHECKING:
     from flatnet.cni.skel import Outcome
+    from flatnet.cni.types import Result
     from flatnet.obs.metrics import AgentMetrics
 
 log = logging.getLogger("flatnet.agent")
@@ -30,8 +31,11 @@ def _cni_args(env: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def _outcome(code: int, stdout: str) -> tuple[list[str], str]:
-    """(addresses of a result, error message of a failure) from the plugin's stdout."""
+def _outcome(code: int, stdout: str, result: Result | None) -> tuple[list[str], str]:
+    """(addresses of a result, error message of a failure): a success's from the answered
+    ``Result`` itself; a failure's from the (redacted) answer text."""
+    if code == 0:
+        return ([str(ip.address) for ip in result.ips] if result is not None else []), ""
     try:
         doc = json.loads(stdout) if stdout.strip() else {}
     except ValueError:
@@ -59,7 +63,7 @@ class RequestObserver:
         if code != 0:
             stdout = redact(stdout)
         args = _cni_args(env)
-        addresses, error = _outcome(code, stdout)
+        addresses, error = _outcome(code, stdout, outcome.result)
         fields: dict[str, Any] = {
             "verb": verb or "?",
             "network": network,
