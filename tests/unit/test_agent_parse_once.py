@@ -112,3 +112,18 @@ def test_a_config_that_is_not_json_is_still_named_and_answered(served: tuple[str
     assert reply["exit"] == 1
     out = json.loads(reply["stdout"])
     assert out["code"] == 6 and "not valid JSON" in out["msg"]
+
+
+def test_the_log_line_names_what_the_answer_gave(served: tuple[str, Service], caplog: pytest.LogCaptureFixture) -> None:
+    """The observer reads network, mode and ADD's addresses from the parsed request and the
+    answered Result: they must equal what the runtime got on stdout."""
+    path, _svc = served
+    with caplog.at_level("INFO", logger="flatnet.agent"):
+        reply = request(path, {"v": 1, "env": _env("ADD"), "stdin": _conf(Path("/nonexistent"), False)}, timeout=30)
+    assert reply["exit"] == 0
+    given = [ip["address"] for ip in json.loads(reply["stdout"])["ips"]]
+    records = [r for r in caplog.records if getattr(r, "verb", "") == "ADD"]
+    assert len(records) == 1
+    rec = records[0]
+    assert (rec.network, rec.mode, rec.addresses) == ("fpo-net", "macvlan", given)  # type: ignore[attr-defined]
+    assert given and f"ok {given[0]}" in rec.getMessage()
