@@ -9,7 +9,7 @@ help:
 	@echo "make demo   set up everything, then run the multi-node lab demo (flat vs overlay)"
 	@echo "make test   set up everything, then make lint, then run the whole test suite (the kernel tier too)"
 	@echo "make test-kernel  only the kernel tier: tests needing 8021q/ipvlan/vlan_filtering, in a VM (docs/KERNEL_TIER.md)"
-	@echo "make lint   ruff, mypy (strict: cni, ipam, agent), import-linter layer contracts"
+	@echo "make lint   ruff, mypy (strict: cni, ipam, agent, obs, datapath), import-linter layer contracts"
 	@echo "make bench  the full benchmark (writes docs/BENCHMARKS.md and docs/benchmarks/*.png)"
 	@echo "make chaos  load + faults (agent SIGKILLs, etcd restarts, etcd member loss, lost node): duplicates and leaks table"
 	@echo "make image  build flatnet's OCI image from Debian packages + PyPI, load it into podman/containerd"
@@ -40,7 +40,7 @@ test-kernel:
 lint:
 	@echo "==> ruff check" && $(VENV)/bin/ruff check --quiet $(LINT_PATHS)
 	@echo "==> ruff format --check" && $(VENV)/bin/ruff format --check --quiet $(LINT_PATHS)
-	@echo "==> mypy --strict (cni, ipam, agent)" && $(VENV)/bin/mypy
+	@echo "==> mypy --strict (cni, ipam, agent, obs, datapath)" && $(VENV)/bin/mypy
 	@echo "==> import-linter" && out=$$($(VENV)/bin/lint-imports --no-cache 2>&1) \
 	 && echo "$$out" | grep -E '^Contracts:' || { echo "$$out"; exit 1; }
 

@@ -70,8 +70,8 @@ class Agent:
             store_factory=self.factory,
         )
         self.path = str(tmp / "run" / "agent.sock")
-        self.server = AgentServer(self.path, self.service, allowed_uids=frozenset({os.getuid()}))
-        readiness = instrument(self.server, self.service, self.metrics, None, self.store_cfg)
+        self.server = AgentServer(self.path, self.service, allowed_uids=frozenset({os.getuid()}), metrics=self.metrics)
+        readiness = instrument(self.server, self.service, None, self.store_cfg)
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
         self.http = serve_metrics(self.server, self.metrics, "127.0.0.1", 0, None, readiness)

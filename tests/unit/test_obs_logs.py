@@ -76,8 +76,8 @@ def test_agent_never_logs_or_answers_a_store_password(tmp_path: Path) -> None:
         default_store=default_store,
         datapath_factory=lambda m: FakeDatapath(masters={"vlan100"}),
     )
-    server = AgentServer(str(tmp_path / "run" / "a.sock"), svc, allowed_uids=frozenset({os.getuid()}))
-    instrument(server, svc, metrics)
+    server = AgentServer(str(tmp_path / "run" / "a.sock"), svc, allowed_uids=frozenset({os.getuid()}), metrics=metrics)
+    instrument(server, svc)
     stdin = json.dumps(
         {
             "cniVersion": "1.1.0",
@@ -131,8 +131,8 @@ def test_etcd_credential_files_never_reach_a_log_or_answer(tmp_path: Path) -> No
         store_factory=instrumented_factory(metrics),
         datapath_factory=lambda m: FakeDatapath(masters={"vlan100"}),
     )
-    server = AgentServer(str(tmp_path / "run" / "a.sock"), svc, allowed_uids=frozenset({os.getuid()}))
-    instrument(server, svc, metrics)
+    server = AgentServer(str(tmp_path / "run" / "a.sock"), svc, allowed_uids=frozenset({os.getuid()}), metrics=metrics)
+    instrument(server, svc)
     stdin = json.dumps(
         {
             "cniVersion": "1.1.0",

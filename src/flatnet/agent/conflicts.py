@@ -20,11 +20,14 @@ agent log says so.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from flatnet.datapath.api import AttachSpec
 from flatnet.errors import AddressUnavailable, PoolExhausted
-from flatnet.ipam.api import IPAddress, Lease, PoolSpec
+from flatnet.ipam.api import IPAddress, IPInterface, Lease, Owner, PoolSpec
+
+if TYPE_CHECKING:
+    from flatnet.ipam import Ipam
 
 log = logging.getLogger("flatnet.agent")
 
@@ -110,18 +113,18 @@ class ProbedAllocation:
 
     def __init__(
         self,
-        ipam: Any,
+        ipam: Ipam,
         pools: list[PoolSpec],
-        owner: Any,
-        requested: list[Any],
-        held_before: set[tuple[str, Any]],
+        owner: Owner,
+        requested: list[IPAddress],
+        held_before: set[tuple[str, IPInterface]],
         prober: Prober | None,
     ) -> None:
         self.ipam, self.pools, self.owner, self.requested = ipam, pools, owner, requested
         self.held_before, self.prober = held_before, prober
         self._probed = {p.name for p in pools if p.conflict_probe}
-        self._clear: set[tuple[str, Any]] = set()  # probed already, nobody answered
-        self._quarantined: set[tuple[str, Any]] = set()
+        self._clear: set[tuple[str, IPInterface]] = set()  # probed already, nobody answered
+        self._quarantined: set[tuple[str, IPInterface]] = set()
 
     def allocate(self) -> list[Lease]:
         leases: list[Lease] = self.ipam.allocate(self.pools, self.owner, self.requested)
@@ -181,7 +184,7 @@ class ProbedAllocation:
         return self.allocate()
 
 
-def _release(ipam: Any, leases: list[Lease]) -> None:
+def _release(ipam: Ipam, leases: list[Lease]) -> None:
     for lease in leases:
         try:
             ipam.release_address(lease.pool, lease.address.ip)

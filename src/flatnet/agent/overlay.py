@@ -12,27 +12,37 @@ its last ADD.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flatnet.agent.periodic import Periodic
 from flatnet.datapath.modes import ModeHooks
 from flatnet.errors import ConfigError
-from flatnet.ipam.api import PoolSpec, Store
+from flatnet.ipam.api import IPNetwork, PoolSpec, Store
+
+if TYPE_CHECKING:
+    from flatnet.cni.config import NetConf
 
 
-def node_name(conf: Any, default: str) -> str:
+def node_name(conf: NetConf, default: str) -> str:
     return conf.node_name or default
 
 
-def block_pools(store: Store, conf: Any, node: str) -> list[PoolSpec]:
+def block_pools(store: Store, conf: NetConf, node: str) -> list[PoolSpec]:
     """The node's block of ``conf.cluster_subnet`` as the pool pods allocate from."""
     from flatnet.ipam import blocks
 
-    block = blocks.ensure_block(store, conf.name, node, conf.cluster_subnet, conf.node_block_prefix)
+    block = blocks.ensure_block(store, conf.name, node, *_layout(conf))
     return [blocks.block_pool(conf.name, node, block)]
 
 
-def join(store: Store, conf: Any, node: str, host_netns: str | None) -> dict[str, Any]:
+def _layout(conf: NetConf) -> tuple[IPNetwork, int]:
+    """(cluster subnet, node block prefix): the parser sets both in the overlay modes."""
+    if conf.cluster_subnet is None or conf.node_block_prefix is None:
+        raise ConfigError(f"network {conf.name!r}: an overlay mode needs 'clusterSubnet' (e.g. \"198.18.0.0/16\")")
+    return conf.cluster_subnet, conf.node_block_prefix
+
+
+def join(store: Store, conf: NetConf, node: str, host_netns: str | None) -> dict[str, Any]:
     """Claim the block, prepare the node, publish its VTEP, route its peers; return options.
 
     The returned dict is the datapath's ``AttachSpec.options`` for this network on this node.
@@ -45,7 +55,7 @@ def join(store: Store, conf: Any, node: str, host_netns: str | None) -> dict[str
             "vxlan mode needs 'vtepAddress': the node's underlay address "
             '(the address other nodes reach it at), e.g. "198.18.100.11"'
         )
-    block = blocks.ensure_block(store, conf.name, node, conf.cluster_subnet, conf.node_block_prefix)
+    block = blocks.ensure_block(store, conf.name, node, *_layout(conf))
     options = dict(conf.options or {})
     options.update({"network": conf.name, "node": node, "block": str(block), "vtep": str(conf.vtep_address)})
     mac = vxlan.ensure_node(host_netns, options)
@@ -61,10 +71,10 @@ class OverlayHooks:
 
     ready_by_prepare = True
 
-    def pools(self, store: Store, conf: Any, node: str) -> list[PoolSpec]:
+    def pools(self, store: Store, conf: NetConf, node: str) -> list[PoolSpec]:
         return block_pools(store, conf, node_name(conf, node))
 
-    def prepare(self, store: Store, conf: Any, node: str, host_netns: str | None) -> dict[str, Any]:
+    def prepare(self, store: Store, conf: NetConf, node: str, host_netns: str | None) -> dict[str, Any]:
         return join(store, conf, node_name(conf, node), host_netns)
 
 
@@ -76,10 +86,10 @@ class PeerSync(Periodic):
 
     def __init__(self, interval: float = 2.0) -> None:
         super().__init__(interval)
-        self._seen: dict[tuple[str, str | None], tuple[ModeHooks, Store, Any, str]] = {}
+        self._seen: dict[tuple[str, str | None], tuple[ModeHooks, Store, NetConf, str]] = {}
         self._lock = threading.Lock()
 
-    def remember(self, hooks: ModeHooks, store: Store, conf: Any, node: str, host_netns: str | None) -> None:
+    def remember(self, hooks: ModeHooks, store: Store, conf: NetConf, node: str, host_netns: str | None) -> None:
         with self._lock:
             self._seen[(conf.name, host_netns)] = (hooks, store, conf, node)
 

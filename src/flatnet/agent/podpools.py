@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
-from flatnet.agent.spec import requested_ips
+from flatnet.agent.spec import netconf, requested_ips
 from flatnet.cni import annotations as ann
 from flatnet.cni import poolrules
 from flatnet.errors import AddressUnavailable
 from flatnet.ipam.api import IPAddress, PoolSpec
+
+if TYPE_CHECKING:
+    from flatnet.cni.env import CmdArgs
+    from flatnet.ipam import Ipam
 
 
 @dataclass(frozen=True)
@@ -35,9 +39,9 @@ class Pick:
     fixed: tuple[IPAddress, ...] = ()
 
 
-def pick(cmd: Any, pools: Sequence[PoolSpec], ipam: Any) -> Pick:
+def pick(cmd: CmdArgs, pools: Sequence[PoolSpec], ipam: Ipam) -> Pick:
     """Apply the rules to this ADD; raise (nothing allocated) when the pod's request is refused."""
-    annotations = ann.pod_annotations(cmd.conf.runtime_config.raw)
+    annotations = ann.pod_annotations(netconf(cmd).runtime_config.raw)
     namespace = (cmd.args or {}).get("K8S_POD_NAMESPACE") or None
     choice = poolrules.choose(pools, namespace, annotations)
     fixed_value = annotations.get(ann.IP, "")
@@ -66,7 +70,7 @@ def pick(cmd: Any, pools: Sequence[PoolSpec], ipam: Any) -> Pick:
     return Pick(choice.pools, requested, dict(choice.how), fixed_value, choice.requested)
 
 
-def _pod(cmd: Any) -> str | None:
+def _pod(cmd: CmdArgs) -> str | None:
     args = cmd.args or {}
     ns, name = args.get("K8S_POD_NAMESPACE"), args.get("K8S_POD_NAME")
     return f"{ns}/{name}" if ns and name else None

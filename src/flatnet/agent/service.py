@@ -17,11 +17,13 @@ import ipaddress
 import json
 import socket
 import threading
-from typing import Any, Callable, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
 from flatnet.agent import conflicts, nsproof, overlay, podpools
+from flatnet.agent.events import ServiceEvents
 from flatnet.agent.locks import DEFAULT_LOCK_DIR, ContainerLocks
 from flatnet.agent.spec import build_result, build_spec
+from flatnet.agent.spec import netconf as _conf
 from flatnet.ipam.store import DEFAULT_STORE
 from flatnet.datapath import modes, netns
 from flatnet.datapath.api import AttachSpec, Datapath
@@ -32,7 +34,13 @@ from flatnet.errors import (
     ConfigError,
     FlatnetError,
 )
-from flatnet.ipam.api import Lease, Owner, PoolSpec, Store
+from flatnet.ipam.api import IPInterface, Lease, Owner, PoolSpec, Store
+
+if TYPE_CHECKING:
+    from flatnet.cni.config import NetConf
+    from flatnet.cni.env import CmdArgs
+    from flatnet.cni.types import Result
+    from flatnet.ipam import Ipam
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -69,6 +77,11 @@ class Service:
     ``default_store``: a store config used when a network config does not name one
     explicitly (the agent's ``--store``); configs that set ``ipam.store`` win.
     ``datapath_factory`` / ``store_factory``: injectable for tests (FakeDatapath, memory).
+    ``events``: where the service reports stores opened and GC reclaims (``agent/events.py``).
+    ``peer_sync``: re-syncs overlay peers in the background (the daemon's; None: no re-sync).
+    ``conflict_probe``: probes a new address on the pod's VLAN before it is plumbed (flat
+    modes; pools with conflictProbe): ``agent/conflicts.py``; None turns probing off.
+    Built whole by ``agent/daemon.py`` (the agent) or ``agent/inprocess.py`` (no agent).
     """
 
     def __init__(
@@ -81,6 +94,9 @@ class Service:
         lock_timeout: float = 60.0,
         datapath_factory: Callable[[str], Datapath] | None = None,
         store_factory: Callable[[dict[str, Any]], Store] | None = None,
+        events: ServiceEvents | None = None,
+        peer_sync: overlay.PeerSync | None = None,
+        conflict_probe: conflicts.Prober | None = conflicts.wire_probe,
     ) -> None:
         self.host_netns = host_netns
         self.node = node or socket.gethostname()
@@ -88,37 +104,31 @@ class Service:
         self.locks = ContainerLocks(lock_dir, lock_timeout)
         self._datapath_factory = datapath_factory or _default_datapath_factory
         self._store_factory = store_factory or _default_store_factory
-        self._stores: dict[str, tuple[Store, Any]] = {}
+        self._stores: dict[str, tuple[Store, Ipam]] = {}
         self._store_cfgs: list[dict[str, Any]] = []
-        #: probes a new address on the pod's VLAN before it is plumbed (flat modes; pools with
-        #: conflictProbe): ``agent/conflicts.py``. None turns probing off (tests, benches).
-        self.conflict_probe: conflicts.Prober | None = conflicts.wire_probe
+        self.conflict_probe = conflict_probe
+        self.events = events if events is not None else ServiceEvents()
         self._datapaths: dict[str, Datapath] = {}
         self._hooks: dict[str, modes.ModeHooks] = {}
         self._cache_lock = threading.Lock()
-        #: set by the agent daemon: re-syncs overlay peers in the background
-        self.peer_sync: overlay.PeerSync | None = None
-        #: set by the agent daemon: starts a node heartbeat for each etcd store (heartbeats.py)
-        self.on_store_opened: Callable[[dict[str, Any]], None] | None = None
+        self.peer_sync = peer_sync
         #: every network config this service has served, by (name, host netns): what the
         #: leak reconciler (agent/reconcile.py) walks
-        self._served: dict[tuple[str, str | None], Any] = {}
+        self._served: dict[tuple[str, str | None], NetConf] = {}
 
     # ---- resources, cached so a long-running agent opens each store once ----
-    def store_config(self, conf: Any) -> dict[str, Any]:
+    def store_config(self, conf: NetConf) -> dict[str, Any]:
         """The store for this network: explicit ``ipam.store`` > agent default > parser default."""
-        raw_ipam = (conf.raw or {}).get("ipam") if isinstance(conf.raw, dict) else None
-        explicit = isinstance(raw_ipam, dict) and "store" in raw_ipam
-        if not explicit and self.default_store is not None:
+        if not conf.store_explicit and self.default_store is not None:
             return dict(self.default_store)
         return dict(conf.store or DEFAULT_STORE)
 
-    def _open(self, conf: Any) -> tuple[Store, Any]:
+    def _open(self, conf: NetConf) -> tuple[Store, Ipam]:
         """(store, Ipam) for this config's store, opened once per distinct store config."""
         return self.open_store_config(self.store_config(conf))
 
-    def open_store_config(self, cfg: dict[str, Any]) -> tuple[Store, Any]:
-        """(store, Ipam) for a store config; ``on_store_opened`` hears of each new one."""
+    def open_store_config(self, cfg: dict[str, Any]) -> tuple[Store, Ipam]:
+        """(store, Ipam) for a store config; ``events`` hears of each new one."""
         key = json.dumps(cfg, sort_keys=True, default=str)
         with self._cache_lock:
             pair = self._stores.get(key)
@@ -130,8 +140,7 @@ class Service:
             pair = (store, Ipam(store))
             self._stores[key] = pair
             self._store_cfgs.append(dict(cfg))
-        if self.on_store_opened is not None:
-            self.on_store_opened(dict(cfg))
+        self.events.store_opened(cfg)
         return pair
 
     @staticmethod
@@ -144,15 +153,15 @@ class Service:
         with self._cache_lock:
             return [dict(c) for c in self._store_cfgs]
 
-    def ipam(self, conf: Any) -> Any:
+    def ipam(self, conf: NetConf) -> Ipam:
         """The ``Ipam`` over this config's store."""
         return self._open(conf)[1]
 
-    def _serve(self, conf: Any) -> None:
+    def _serve(self, conf: NetConf) -> None:
         with self._cache_lock:
             self._served[(conf.name, conf.host_netns or self.host_netns)] = conf
 
-    def served_networks(self) -> list[Any]:
+    def served_networks(self) -> list[NetConf]:
         with self._cache_lock:
             return list(self._served.values())
 
@@ -190,13 +199,13 @@ class Service:
             return hooks
 
     # ---- helpers ----
-    def pools(self, conf: Any) -> list[PoolSpec]:
+    def pools(self, conf: NetConf) -> list[PoolSpec]:
         """The pools to allocate from: the mode's pool provider (ipam.pools, or vxlan's node
         block of the cluster subnet, claimed on first use)."""
         store, _ipam = self._open(conf)
         return self.hooks(conf.mode).pools(store, conf, self.node)
 
-    def _prepare(self, conf: Any) -> dict[str, Any] | None:
+    def _prepare(self, conf: NetConf) -> dict[str, Any] | None:
         """The mode's step before plumbing (vxlan: register this node and route its peers);
         returns extra datapath options. Overlays are re-prepared by ``peer_sync``."""
         store, _ipam = self._open(conf)
@@ -208,12 +217,12 @@ class Service:
             self.peer_sync.remember(hooks, store, conf, self.node, host_netns)
         return options
 
-    def owner(self, cmd: Any, choices: tuple[tuple[str, str], ...] = ()) -> Owner:
+    def owner(self, cmd: CmdArgs, choices: tuple[tuple[str, str], ...] = ()) -> Owner:
         args = cmd.args or {}
         return Owner(
             container_id=cmd.container_id,
             ifname=cmd.ifname,
-            network=cmd.conf.name,
+            network=_conf(cmd).name,
             pod_namespace=args.get("K8S_POD_NAMESPACE") or None,
             pod_name=args.get("K8S_POD_NAME") or None,
             node=self.node,
@@ -224,22 +233,22 @@ class Service:
 
     def _spec(
         self,
-        cmd: Any,
+        cmd: CmdArgs,
         leases: Iterable[Lease],
         pools: list[PoolSpec] | None = None,
         options: dict[str, Any] | None = None,
     ) -> AttachSpec:
         spec = build_spec(cmd, list(leases), pools or [], self.host_netns, self.node)
-        spec.options.setdefault("network", cmd.conf.name)
+        spec.options.setdefault("network", _conf(cmd).name)
         if options:
             spec.options.update(options)
         return spec
 
     # ---- verbs ----
     @_one_netlink_session
-    def add(self, cmd: Any) -> Any:
+    def add(self, cmd: CmdArgs) -> Result:
         """Allocate → (the mode's prepare hook) → plumb → answer; undo it all on failure."""
-        conf = cmd.conf
+        conf = _conf(cmd)
         self._serve(conf)
         with self.locks.hold(cmd.container_id):
             ipam = self.ipam(conf)
@@ -284,7 +293,7 @@ class Service:
             pass
 
     @staticmethod
-    def _release_new(ipam: Any, cmd: Any, leases: list[Lease], held_before: set[tuple[str, Any]]) -> None:
+    def _release_new(ipam: Ipam, cmd: CmdArgs, leases: list[Lease], held_before: set[tuple[str, IPInterface]]) -> None:
         """Release only what this ADD allocated: a lease held before (ADD repeated on a
         live attachment) still belongs to that attachment. Best effort."""
         if not held_before:
@@ -301,8 +310,8 @@ class Service:
                     pass
 
     @_one_netlink_session
-    def delete(self, cmd: Any) -> None:
-        conf = cmd.conf
+    def delete(self, cmd: CmdArgs) -> None:
+        conf = _conf(cmd)
         self._serve(conf)
         with self.locks.hold(cmd.container_id, remove=True):
             ipam = self.ipam(conf)
@@ -314,8 +323,8 @@ class Service:
             ipam.release(cmd.container_id, cmd.ifname)
 
     @_one_netlink_session
-    def check(self, cmd: Any) -> None:
-        conf = cmd.conf
+    def check(self, cmd: CmdArgs) -> None:
+        conf = _conf(cmd)
         prev = conf.prev_result
         if prev is None:
             raise ConfigError(
@@ -335,8 +344,8 @@ class Service:
             self.datapath(conf.mode).check(self._spec(cmd, leases))
 
     @_one_netlink_session
-    def gc(self, cmd: Any) -> None:
-        conf = cmd.conf
+    def gc(self, cmd: CmdArgs) -> None:
+        conf = _conf(cmd)
         valid = {(a.container_id, a.ifname) for a in (conf.valid_attachments or [])}
         ipam = self.ipam(conf)
         stale: dict[tuple[str, str], list[Lease]] = {}
@@ -354,13 +363,15 @@ class Service:
                     self._reclaim(conf, cid, ifname, leases)
                 except FlatnetError as exc:
                     errors.append(f"{cid}/{ifname}: {exc.msg}")
+                    continue
+                self.events.gc_reclaimed()
         if errors:
             raise FlatnetError(
                 f"GC could not clean {len(errors)} attachment(s): " + "; ".join(errors[:5]),
                 "see the agent log; GC will retry next time",
             )
 
-    def _reclaim(self, conf: Any, cid: str, ifname: str, leases: list[Lease]) -> None:
+    def _reclaim(self, conf: NetConf, cid: str, ifname: str, leases: list[Lease]) -> None:
         """Remove an attachment whose container is gone (no netns): plumbing, then leases.
 
         Caller holds the container lock. A datapath failure keeps the leases (retried later).
@@ -382,7 +393,7 @@ class Service:
 
     @_one_netlink_session
     def reclaim_if_unchanged(
-        self, conf: Any, cid: str, ifname: str, ident: str, ident_of: Callable[[list[Lease]], str]
+        self, conf: NetConf, cid: str, ifname: str, ident: str, ident_of: Callable[[list[Lease]], str]
     ) -> bool:
         """Reclaim (cid, ifname) if nobody holds its lock and its leases are still ``ident``.
 
@@ -402,8 +413,8 @@ class Service:
             raise
 
     @_one_netlink_session
-    def status(self, cmd: Any) -> None:
-        conf = cmd.conf
+    def status(self, cmd: CmdArgs) -> None:
+        conf = _conf(cmd)
         try:
             store, _ipam = self._open(conf)
             store.get("status/probe")  # a cheap read proves the store answers

@@ -8,16 +8,28 @@ are unit-testable without locks, stores or a kernel.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from flatnet.datapath.api import AttachSpec, Attachment, Route
-from flatnet.errors import AddressUnavailable
+from flatnet.errors import AddressUnavailable, ConfigError
 from flatnet.ipam.api import IPAddress, Lease, PoolSpec
+
+if TYPE_CHECKING:
+    from flatnet.cni.config import NetConf
+    from flatnet.cni.env import CmdArgs
+    from flatnet.cni.types import Result
 
 _DEFAULT = {4: ipaddress.ip_network("0.0.0.0/0"), 6: ipaddress.ip_network("::/0")}
 
 
-def requested_ips(cmd: Any) -> list[IPAddress]:
+def netconf(cmd: CmdArgs) -> NetConf:
+    """The request's parsed network config (the dispatcher parses it before any verb)."""
+    if cmd.conf is None:
+        raise ConfigError("no network configuration was parsed for this request", "pass the config on stdin")
+    return cmd.conf
+
+
+def requested_ips(cmd: CmdArgs) -> list[IPAddress]:
     """Addresses the runtime asked for: CNI_ARGS ``IP=``, runtimeConfig ``ips``, args.cni.ips.
 
     The CNI layer has validated each one; here they become plain addresses (a prefix
@@ -56,10 +68,10 @@ def routes_for(leases: Sequence[Lease], pools: Sequence[PoolSpec]) -> tuple[Rout
 
 
 def build_spec(
-    cmd: Any, leases: Sequence[Lease], pools: Sequence[PoolSpec], default_host_netns: str | None, node: str | None
+    cmd: CmdArgs, leases: Sequence[Lease], pools: Sequence[PoolSpec], default_host_netns: str | None, node: str | None
 ) -> AttachSpec:
     """The datapath's view of one attachment (pools may be empty on DEL/CHECK)."""
-    conf = cmd.conf
+    conf = netconf(cmd)
     options = dict(conf.options or {})
     mac = conf.runtime_config.mac or conf.args_mac or (cmd.args or {}).get("MAC") or conf.mac
     if node:
@@ -84,7 +96,7 @@ def build_spec(
     )
 
 
-def build_result(spec: AttachSpec, att: Attachment, leases: Sequence[Lease]) -> Any:
+def build_result(spec: AttachSpec, att: Attachment, leases: Sequence[Lease]) -> Result:
     """The CNI result: host-side peer first (if any), the pod interface, its ips and routes."""
     from flatnet.cni import Interface, IPConfig, Result
     from flatnet.cni import Route as CniRoute

@@ -143,8 +143,7 @@ def _positive_int(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flatnet.agent import AgentServer, Service, serve_until_signal
-
+    """Check the flags, build the agent (``agent/daemon.py``) and serve until a signal."""
     if args.reconcile_every < 0:
         print("flatnet agent: --reconcile-every must be >= 0 (0 turns reconciliation off)", file=sys.stderr)
         return 2
@@ -153,82 +152,39 @@ def run(args: argparse.Namespace) -> int:
             "flatnet agent: --heartbeat-ttl must be >= 2 and --dead-node-grace >= 0 (0 never reclaims)", file=sys.stderr
         )
         return 2
+    from flatnet.agent.daemon import AgentOptions, MetricsUnavailable, build
     from flatnet.obs.http import parse_address
     from flatnet.obs.logs import redact, remember_config_secrets, setup_logging
-    from flatnet.obs.store import instrumented_factory
 
     setup_logging(args.log_format, logging.WARNING if args.quiet else logging.INFO)
     metrics_at = parse_address(args.metrics_address) if args.metrics_address else None
     default_store = parse_store_url(args.store) if args.store else None
     remember_config_secrets(default_store)
-    metrics = None
-    if metrics_at is not None:
-        from flatnet.obs.metrics import AgentMetrics
-
-        metrics = AgentMetrics()
-    factory = instrumented_factory(metrics)
-    service = Service(
-        host_netns=args.netns,
+    options = AgentOptions(
+        socket=args.socket,
         node=args.node,
+        netns=args.netns,
         default_store=default_store,
         lock_dir=args.lock_dir,
-        store_factory=factory,
+        allowed_uids=frozenset({0, *(args.allow_uid or [])}),
+        reconcile_every=args.reconcile_every,
+        heartbeat_ttl=args.heartbeat_ttl,
+        dead_node_grace=args.dead_node_grace,
+        state_dir=args.state_dir,
+        metrics_at=metrics_at,
+        max_parallel=args.max_parallel,
     )
-    from flatnet.agent import conflicts, storestate
-
-    conflicts.keep_probe_sockets()
-
-    state = storestate.state_path(args.socket)  # where `flatnet ipam ls` looks for our stores
-
-    def record_stores(cfgs: list[dict]) -> None:
-        try:
-            storestate.record(state, cfgs, args.node)
-        except OSError as exc:  # for tools only: serving comes first
-            logging.getLogger("flatnet.agent").warning("cannot record the stores in %s: %s", state, exc)
-
-    if default_store is not None:
-        record_stores([default_store])
-    from flatnet.agent.overlay import PeerSync
-
-    service.peer_sync = PeerSync()  # learn overlay peers that join after our last ADD
-    service.peer_sync.start()
-    from flatnet.agent.reconcile import Reconciler
-
-    reconciler = Reconciler(service, args.reconcile_every)
-    reconciler.start()
-    from flatnet.agent.heartbeats import Heartbeats
-
-    beats = Heartbeats(service, args.heartbeat_ttl, args.dead_node_grace, args.state_dir)
-
-    def store_opened(cfg: dict) -> None:
-        beats.store_opened(cfg)
-        record_stores(service.opened_stores())
-
-    service.on_store_opened = store_opened
-    beats.resume()  # the etcd stores served before a restart: beat before the first request
-    if default_store is not None:
-        try:
-            service.open_store_config(default_store)
-        except Exception as exc:  # noqa: BLE001 - the first request reports it as CNI error
-            logging.getLogger("flatnet.agent").warning("store %s: %s", args.store, getattr(exc, "msg", exc))
-    uids = frozenset({0, *(args.allow_uid or [])})
-    server = AgentServer(args.socket, service, allowed_uids=uids, max_parallel=args.max_parallel)
+    try:
+        daemon = build(options)
+    except MetricsUnavailable as exc:
+        print(
+            f"flatnet agent: cannot serve metrics on {args.metrics_address}: {exc} "
+            "(is the address on this node, in --netns, and the port free?)",
+            file=sys.stderr,
+        )
+        return 1
     log = logging.getLogger("flatnet.agent")
-    http = None
-    if metrics is not None and metrics_at is not None:
-        from flatnet.obs.agent import instrument, serve_metrics
-
-        readiness = instrument(server, service, metrics, reconciler, default_store)
-        try:
-            http = serve_metrics(server, metrics, *metrics_at, args.netns, readiness)
-        except OSError as exc:
-            server.server_close()
-            print(
-                f"flatnet agent: cannot serve metrics on {args.metrics_address}: {exc} "
-                "(is the address on this node, in --netns, and the port free?)",
-                file=sys.stderr,
-            )
-            return 1
+    if metrics_at is not None:
         log.info("metrics, /healthz and /readyz on http://%s/", args.metrics_address)
     log.info(
         "flatnet agent serving %s (node %s, netns %s, store %s)",
@@ -237,9 +193,5 @@ def run(args: argparse.Namespace) -> int:
         args.netns or "own",
         redact(args.store) if args.store else "per network config",
     )
-    try:
-        serve_until_signal(server)
-    finally:
-        if http is not None:
-            http.stop()
+    daemon.serve()
     return 0

@@ -89,6 +89,8 @@ class NetConf:
     mac: str | None = None
     pools: list[PoolSpec] = field(default_factory=list)
     store: dict[str, Any] = field(default_factory=dict)
+    #: ``ipam.store`` was written in the config (it then wins over the agent's ``--store``)
+    store_explicit: bool = False
     dns: DNS = field(default_factory=DNS)
     runtime_config: RuntimeConfig = field(default_factory=RuntimeConfig)
     args_ips: list[RequestedIP] = field(default_factory=list)  # args.cni.ips
@@ -155,9 +157,13 @@ def config_version(conf: dict[str, Any]) -> str:
     raise ConfigError(f'cniVersion is required: set it to one of {", ".join(_v.SUPPORTED)} (e.g. "{_v.LATEST}")')
 
 
-def parse_netconf(stdin: bytes) -> NetConf:
-    """Decode and validate one plugin configuration (see module doc)."""
-    raw = decode_json(stdin)
+def parse_netconf(stdin: bytes, decoded: Any = None) -> NetConf:
+    """Decode and validate one plugin configuration (see module doc).
+
+    ``decoded``: ``stdin`` already decoded (the dispatcher decodes once per request);
+    None decodes ``stdin`` here.
+    """
+    raw = decode_json(stdin) if decoded is None else decoded
     if not isinstance(raw, dict):
         raise DecodeError(f"network configuration must be a JSON object, got a JSON {type(raw).__name__}")
     version = config_version(raw)
@@ -197,6 +203,7 @@ def parse_netconf(stdin: bytes) -> NetConf:
         mac=f.mac(raw.get("mac"), "mac"),
         pools=pools,
         store=store,
+        store_explicit=isinstance(raw.get("ipam"), dict) and "store" in raw["ipam"],
         dns=DNS() if raw.get("dns") is None else DNS.from_json(raw["dns"], "dns", ConfigError),
         runtime_config=parse_runtime_config(raw.get("runtimeConfig")),
         args_ips=args_ips,

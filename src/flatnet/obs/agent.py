@@ -1,44 +1,24 @@
-"""Wire observability into a running agent: observer, collectors, GC counting, health checks.
+"""Observability of an agent: the scrape-time collectors, GC counting, health checks.
 
-``instrument`` is the one call ``flatnet agent`` makes; tests call it on an ``AgentServer``
-over a fake datapath the same way.
+``instrument`` is the call the composition root (``agent/daemon.py``) makes once the
+server and service are built; tests call it on an ``AgentServer`` over a fake datapath the
+same way. It only subscribes and registers: the request observer and the metrics are the
+server's own from construction, and GC reclaims arrive as the service's events.
 """
 
 from __future__ import annotations
 
-import contextvars
-import functools
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from flatnet.obs.collectors import AgentCollector, PoolCollector
 from flatnet.obs.http import Check, MetricsServer
 from flatnet.obs.metrics import AgentMetrics
-from flatnet.obs.requests import RequestObserver
 from flatnet.obs.store import StoreRetriesCollector
 
-_in_gc: contextvars.ContextVar[bool] = contextvars.ContextVar("flatnet_in_gc", default=False)
-
-
-def count_gc_reclaims(service: Any, metrics: AgentMetrics) -> None:
-    """Count the attachments the CNI GC verb reclaims (the reconciler counts its own)."""
-    gc, reclaim = service.gc, service._reclaim
-
-    @functools.wraps(gc)
-    def counted_gc(*args: Any, **kwargs: Any) -> Any:
-        token = _in_gc.set(True)
-        try:
-            return gc(*args, **kwargs)
-        finally:
-            _in_gc.reset(token)
-
-    @functools.wraps(reclaim)
-    def counted_reclaim(*args: Any, **kwargs: Any) -> Any:
-        out = reclaim(*args, **kwargs)
-        if _in_gc.get():
-            metrics.gc_reclaimed.inc()
-        return out
-
-    service.gc, service._reclaim = counted_gc, counted_reclaim
+if TYPE_CHECKING:
+    from flatnet.agent.reconcile import Reconciler
+    from flatnet.agent.server import AgentServer
+    from flatnet.agent.service import Service
 
 
 def agent_socket_check(path: str, timeout: float = 3.0) -> Check:
@@ -74,17 +54,21 @@ def store_check(stores: Callable[[], list[Any]]) -> Check:
 
 
 def instrument(
-    server: Any, service: Any, metrics: AgentMetrics, reconciler: Any = None, default_store: dict | None = None
+    server: AgentServer,
+    service: Service,
+    reconciler: Reconciler | None = None,
+    default_store: dict[str, Any] | None = None,
 ) -> list[Check]:
-    """Hook metrics and logs into ``server``/``service``; return the readiness checks.
+    """Count the GC verb's reclaims and register the scrape-time collectors into the
+    server's metrics; return the readiness checks.
 
     Readiness probes every store the service has open, and the agent's ``--store``
     (``default_store``, opened through the service's cache when not open yet).
     """
-    server.observer = RequestObserver(metrics)
-    count_gc_reclaims(service, metrics)
+    metrics = server.metrics
+    service.events.on_gc_reclaimed(metrics.gc_reclaimed.inc)
     metrics.register(PoolCollector(service))
-    metrics.register(AgentCollector(server.metrics.snapshot, reconciler))
+    metrics.register(AgentCollector(reconciler))
 
     def stores() -> list[Any]:
         found = list(service.stores())
@@ -99,7 +83,7 @@ def instrument(
 
 
 def serve_metrics(
-    server: Any, metrics: AgentMetrics, host: str, port: int, netns: str | None, readiness: list[Check]
+    server: AgentServer, metrics: AgentMetrics, host: str, port: int, netns: str | None, readiness: list[Check]
 ) -> MetricsServer:
     """Start the HTTP endpoint for an instrumented agent."""
     return MetricsServer(

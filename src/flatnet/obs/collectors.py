@@ -9,9 +9,13 @@ reported once per agent; aggregate with ``max by (pool)``).
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from flatnet.agent.reconcile import Reconciler
+    from flatnet.agent.service import Service
 
 log = logging.getLogger("flatnet.agent")
 
@@ -110,7 +114,7 @@ _POOL_COUNTERS = (
 class PoolCollector:
     """Per-pool gauges of every network the service has served, read at scrape time."""
 
-    def __init__(self, service: Any) -> None:
+    def __init__(self, service: Service) -> None:
         self.service = service
 
     def describe(self) -> list[Any]:
@@ -140,27 +144,15 @@ class PoolCollector:
 
 
 class AgentCollector:
-    """The socket server's own counters and the leak reconciler's passes."""
+    """The leak reconciler's passes (the server's own counters are ``AgentMetrics``')."""
 
-    def __init__(self, server_metrics: Callable[[], dict[str, Any]] | None = None, reconciler: Any = None) -> None:
-        self.server_metrics = server_metrics
+    def __init__(self, reconciler: Reconciler | None = None) -> None:
         self.reconciler = reconciler
 
     def describe(self) -> list[Any]:
         return []
 
     def collect(self) -> Iterable[Any]:
-        if self.server_metrics is not None:
-            snap = self.server_metrics()
-            g = GaugeMetricFamily("flatnet_cni_requests_in_flight", "CNI requests being answered now.")
-            g.add_metric([], snap.get("in_flight", 0))
-            yield g
-            c = CounterMetricFamily(
-                "flatnet_agent_rejected_connections",
-                "Connections refused because the peer's uid may not use the agent.",
-            )
-            c.add_metric([], snap.get("rejected", 0))
-            yield c
         if self.reconciler is not None:
             p = CounterMetricFamily(
                 "flatnet_reconcile_passes", "Completed passes of the leak reconciler over this node's leases."

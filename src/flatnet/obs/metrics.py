@@ -1,5 +1,8 @@
 """The agent's metrics, in one registry per agent (tests build several side by side).
 
+The one counter system of the agent: Prometheus scrapes it, and the socket's
+``{"op": "status"}`` answer (``snapshot``) is read from the same collectors.
+
 Names follow Prometheus' rules: ``flatnet_`` prefix, base units (seconds, addresses),
 ``_total`` on counters. docs/OBSERVABILITY.md explains each one; a unit test checks that
 every name registered here is documented there.
@@ -24,13 +27,15 @@ STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 #: grow the series without bound (only root may talk to the agent, but still)
 MAX_NETWORKS = 64
 MAX_LABEL = 63
+#: the status op's key per verb (any other verb: "other")
+_STATUS_KEYS = {"ADD": "adds", "DEL": "dels", "CHECK": "checks", "GC": "gcs", "STATUS": "statuses"}
 
 
 class AgentMetrics:
     """Every metric the agent exports, registered in ``self.registry``."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        disable_created_metrics()  # *_created series: noise for counters that live as long as the agent
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series: noise for counters that live as long as the agent
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.cni_duration = Histogram(
@@ -61,20 +66,27 @@ class AgentMetrics:
             ["store"],
             registry=r,
         )
+        self.in_flight = Gauge("flatnet_cni_requests_in_flight", "CNI requests being answered now.", registry=r)
+        self.rejected = Counter(
+            "flatnet_agent_rejected_connections",
+            "Connections refused because the peer's uid may not use the agent.",
+            registry=r,
+        )
         self.gc_reclaimed = Counter(
             "flatnet_gc_reclaimed_attachments_total",
             "Attachments (plumbing + leases) removed by the CNI GC verb because the runtime no longer holds them.",
             registry=r,
         )
         self.start_time = Gauge("flatnet_agent_start_time_seconds", "Unix time the agent started.", registry=r)
-        self.start_time.set(time.time())
+        self.started = time.time()
+        self.start_time.set(self.started)
         Info("flatnet_build", "Version of the running agent.", registry=r).info(
             {"version": _version(), "python": platform.python_version()}
         )
         self._networks: set[str] = set()
         self._lock = threading.Lock()
 
-    def network_label(self, name: Any) -> str:
+    def network_label(self, name: object) -> str:
         """A bounded label value for a network name ("" unknown, "other" past the cap)."""
         if not isinstance(name, str) or not name:
             return ""
@@ -93,8 +105,33 @@ class AgentMetrics:
             seconds
         )
 
+    def snapshot(self) -> dict[str, Any]:
+        """The socket's status counters (``flatnet agent`` status op), from the collectors:
+        requests by verb (failed ones too), ``errors`` (result not 0), in flight, rejected."""
+        counts = {key: 0 for key in (*_STATUS_KEYS.values(), "errors")}
+        for family in self.cni_duration.collect():
+            for sample in family.samples:
+                if not sample.name.endswith("_count"):
+                    continue
+                n = int(sample.value)
+                key = _STATUS_KEYS.get(sample.labels["verb"], "other")
+                counts[key] = counts.get(key, 0) + n
+                if sample.labels["result"] != "0":
+                    counts["errors"] += n
+        return {
+            **counts,
+            "in_flight": int(_value(self.in_flight)),
+            "rejected": int(_value(self.rejected)),
+            "uptime_s": round(time.time() - self.started, 3),
+        }
+
     def register(self, collector: Any) -> None:
         self.registry.register(collector)
+
+
+def _value(metric: Gauge | Counter) -> float:
+    """The value of an unlabelled gauge or counter (its first sample: the counter's _total)."""
+    return float(list(metric.collect())[0].samples[0].value)
 
 
 def _version() -> str:

@@ -1,7 +1,7 @@
 """What happens after the agent answered a CNI request: one metric sample and one log line.
 
-The agent's socket server calls a ``RequestObserver`` with the request (CNI env and the
-network config) and its answer; the observer records the latency histogram by verb,
+The agent's socket server calls a ``RequestObserver`` with the request's CNI env and its
+``Outcome`` (the config as the dispatcher parsed it: never decoded again here) and answer; the observer records the latency histogram by verb,
 network, mode and result code, writes the log line (text or JSON fields) and returns the
 answer with any secret masked (an error message may quote a store URL or config).
 """
@@ -12,10 +12,11 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from flatnet import defaults
 from flatnet.obs.logs import redact
 
 if TYPE_CHECKING:
+    from flatnet.cni.skel import Outcome
+    from flatnet.cni.types import Result
     from flatnet.obs.metrics import AgentMetrics
 
 log = logging.getLogger("flatnet.agent")
@@ -30,20 +31,11 @@ def _cni_args(env: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def _config_fields(stdin: bytes) -> tuple[str, str]:
-    """(network name, mode) from the network config; ("", "") when it is not readable."""
-    try:
-        doc = json.loads(stdin.decode("utf-8")) if stdin.strip() else {}
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return "", ""
-    if not isinstance(doc, dict):
-        return "", ""
-    name, mode = doc.get("name"), doc.get("mode") or defaults.MODE
-    return (name if isinstance(name, str) else ""), (mode if isinstance(mode, str) else "")
-
-
-def _outcome(code: int, stdout: str) -> tuple[list[str], str]:
-    """(addresses of a result, error message of a failure) from the plugin's stdout."""
+def _outcome(code: int, stdout: str, result: Result | None) -> tuple[list[str], str]:
+    """(addresses of a result, error message of a failure): a success's from the answered
+    ``Result`` itself; a failure's from the (redacted) answer text."""
+    if code == 0:
+        return ([str(ip.address) for ip in result.ips] if result is not None else []), ""
     try:
         doc = json.loads(stdout) if stdout.strip() else {}
     except ValueError:
@@ -62,16 +54,16 @@ class RequestObserver:
     def __init__(self, metrics: "AgentMetrics | None" = None) -> None:
         self.metrics = metrics
 
-    def __call__(self, env: dict[str, str], stdin: bytes, code: int, stdout: str, seconds: float) -> str:
-        verb = env.get("CNI_COMMAND", "")
-        network, mode = _config_fields(stdin)
+    def __call__(self, env: dict[str, str], outcome: Outcome, stdout: str, seconds: float) -> str:
+        verb, code = env.get("CNI_COMMAND", ""), outcome.code
+        network, mode = outcome.network_and_mode()
         result = _error_code(code, stdout)
         if self.metrics is not None:
             self.metrics.observe_cni(verb, network, mode, result, seconds)
         if code != 0:
             stdout = redact(stdout)
         args = _cni_args(env)
-        addresses, error = _outcome(code, stdout)
+        addresses, error = _outcome(code, stdout, outcome.result)
         fields: dict[str, Any] = {
             "verb": verb or "?",
             "network": network,
@@ -87,7 +79,7 @@ class RequestObserver:
         if error:
             fields["error"] = error
         pod = f"{fields['pod_namespace']}/{fields['pod_name']}" if fields["pod_name"] else "-"
-        outcome = f"error {result}: {error}" if code else ("ok " + ",".join(addresses)).strip()
+        said = f"error {result}: {error}" if code else ("ok " + ",".join(addresses)).strip()
         log.log(
             logging.WARNING if code else logging.INFO,
             "%-6s %s pod %s %s/%s -> %s (%.0f ms)",
@@ -96,7 +88,7 @@ class RequestObserver:
             pod,
             fields["container_id"][:12] or "-",
             fields["ifname"] or "-",
-            outcome,
+            said,
             seconds * 1000,
             extra=fields,
         )

@@ -40,10 +40,12 @@ class InstrumentedStore:
             self._duration[op].observe(time.perf_counter() - started)
 
     def get(self, key: str) -> Entry | None:
-        return self._call("get", self.inner.get, key)
+        entry: Entry | None = self._call("get", self.inner.get, key)
+        return entry
 
     def range(self, prefix: str, limit: int | None = None) -> list[Entry]:
-        return self._call("range", self.inner.range, prefix, limit)
+        entries: list[Entry] = self._call("range", self.inner.range, prefix, limit)
+        return entries
 
     def txn(self, compares: Sequence[Compare], puts: dict[str, str] | None = None, deletes: Iterable[str] = ()) -> bool:
         ok = self._call("txn", self.inner.txn, compares, puts, deletes)
@@ -60,15 +62,15 @@ class InstrumentedStore:
 
 
 def instrumented_factory(
-    metrics: AgentMetrics | None, opener: Callable[[dict], Store] | None = None
-) -> Callable[[dict], Store]:
+    metrics: AgentMetrics | None, opener: Callable[[dict[str, Any]], Store] | None = None
+) -> Callable[[dict[str, Any]], Store]:
     """A ``Service`` store factory: open the store as usual, then wrap it (``metrics`` None: don't).
 
     Secrets in the store config (password, token, ...) are remembered first, so that no
     log line or error message can carry them (``flatnet.obs.logs.redact``).
     """
 
-    def factory(cfg: dict) -> Store:
+    def factory(cfg: dict[str, Any]) -> Store:
         remember_config_secrets(cfg)
         if opener is None:
             from flatnet.ipam.store import open_store
@@ -78,7 +80,7 @@ def instrumented_factory(
             store = opener(cfg)
         if metrics is None:
             return store
-        return InstrumentedStore(store, str(cfg.get("type", "sqlite")), metrics)  # type: ignore[return-value]
+        return InstrumentedStore(store, str(cfg.get("type", "sqlite")), metrics)
 
     return factory
 
