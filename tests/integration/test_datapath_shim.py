@@ -187,7 +187,9 @@ def test_a_shim_in_use_is_never_retired_and_an_add_waits_for_a_retirement(net: N
         worker.join(timeout=1.0)
         assert worker.is_alive(), "ADD must wait while the shim is being retired"
         with netns.ipr(net.node) as ip:
-            ip.link("del", index=ip.link_lookup(ifname=name)[0])  # what the retiring DEL does
+            link = ip.get_link(name)
+            assert link is not None
+            ip.del_link(link.index)  # what the retiring DEL does
     worker.join(timeout=60)
     assert done == [None], done
     assert ping(net.node, "198.18.100.52", tries=3, wait=1), "the ADD after a retirement must route"

@@ -1,6 +1,6 @@
 """Every configuration example in README.md and docs/ is accepted by the project's parser.
 
-- each fenced JSON block that is a network config (a plugin with ``"type": "flatnet"`` or a
+- each fenced JSON block (or shell here-document of JSON) that is a network config (a plugin with ``"type": "flatnet"`` or a
   conflist) goes through ``parse_conflist``/``parse_netconf``; a fragment written with
   ``...`` is parsed inside a minimal config, so its keys and values are still checked;
 - each ``--set-json KEY=JSON`` of a ``helm install`` line is rendered into the chart
@@ -44,9 +44,21 @@ def _plugins(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [doc] if doc.get("type") == "flatnet" else []
 
 
+HEREDOC = re.compile(r"<<'?EOF'?\n(.*?)^EOF$", re.S | re.M)
+
+
+def json_bodies() -> list[tuple[str, str]]:
+    """Fenced JSON blocks, and JSON written by a shell block's here-document (a walk's conflist)."""
+    found = blocks("json")
+    for lang in ("sh", "bash", "console"):
+        for name, body in blocks(lang):
+            found += [(name, doc) for doc in HEREDOC.findall(body) if doc.lstrip().startswith("{")]
+    return found
+
+
 def json_examples() -> list[tuple[str, dict[str, Any]]]:
     out = []
-    for name, body in blocks("json"):
+    for name, body in json_bodies():
         text = re.sub(r",\s*\.\.\.\s*}", "}", body)  # a fragment: {"type": "flatnet", "inProcess": ..., ...}
         doc = json.loads(text)
         fragment = text != body
