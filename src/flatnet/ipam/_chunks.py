@@ -139,9 +139,11 @@ class ChunkSource:
             return outcome, lease
         self._distrust(ch.key)
         cur = store.get(ch.key)
-        if cur == ch and store.get(ikey) is not None:
-            # taken by an explicit request (or a leftover taker): step over it
-            if store.txn([guard], {ch.key: value}):
+        holder = self.txns.taken(pr, ip) if cur == ch else None
+        if holder is not None:
+            # taken by an explicit request, a leftover taker or another pool of the
+            # segment: step over it
+            if self.txns.step_over(pr, holder, [guard], {ch.key: value}):
                 self._remember(ch.key, value, ch.version + 1, False)
             return Outcome.STEPPED, None
         if cur is not None and keep_fresh:
