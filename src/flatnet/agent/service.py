@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import ipaddress
 import json
+import logging
 import socket
 import threading
 from typing import Any, Callable, Iterable, TypeVar
@@ -33,6 +34,8 @@ from flatnet.errors import (
     FlatnetError,
 )
 from flatnet.ipam.api import Lease, Owner, PoolSpec, Store
+
+log = logging.getLogger("flatnet.agent")
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -130,9 +133,22 @@ class Service:
             pair = (store, Ipam(store))
             self._stores[key] = pair
             self._store_cfgs.append(dict(cfg))
+        self._migrate(store)
         if self.on_store_opened is not None:
             self.on_store_opened(dict(cfg))
         return pair
+
+    @staticmethod
+    def _migrate(store: Store) -> None:
+        """Build the store's segment index if it predates it (``ipam.segments.migrate``):
+        one read when done already. A store that cannot be reached now is not fatal here;
+        its ADDs will say so."""
+        from flatnet.ipam import segments
+
+        try:
+            segments.migrate(store)
+        except FlatnetError as exc:
+            log.warning("agent: could not check the store's segment index (retried at the next start): %s", exc)
 
     @staticmethod
     def _is_overlay(mode: str) -> bool:
