@@ -62,8 +62,22 @@ def chunk(store: Store, node: str) -> dict:
     return json.loads(e.value) if e else {}
 
 
-def test_default_threshold() -> None:
-    assert (CHUNK_MIN_POOL, CHUNK_SIZE) == (4096, 64)
+def test_default_threshold_and_chunk_lengths(store: Store) -> None:
+    from flatnet.ipam import PoolRange
+    from flatnet.ipam._chunks import ChunkSource
+    from flatnet.ipam._txn import Txns
+
+    assert (CHUNK_MIN_POOL, CHUNK_SIZE) == (64, 64)
+    src = ChunkSource(Txns(store))
+
+    def length(size: int) -> int:
+        net = ipaddress.ip_network("2001:db8:c::/104")
+        base = ip("2001:db8:c::1")
+        return src.chunk_len(PoolRange(PoolSpec("x", net, range_start=base, range_end=base + size - 1)))
+
+    # a small pool's chunk is a 128th of it (at least 4); large pools get 64
+    assert [length(n) for n in (64, 256, 1_000, 4_000, 8_192, 1_000_000)] == [4, 4, 7, 31, 64, 64]
+    assert not src.serves(PoolRange(pool(63)), own(1)) and src.serves(PoolRange(pool(64)), own(1))
 
 
 def test_node_claims_a_chunk_and_allocates_from_it(make: MakeIpam, store: Store) -> None:
