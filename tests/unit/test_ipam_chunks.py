@@ -176,3 +176,25 @@ def test_repeat_allocate_returns_the_held_lease(make: MakeIpam) -> None:
     assert make().allocate([p], own(0)) == first  # another process: no cache, same answer
     assert ipam.allocate([p], own(0)) == first
     assert take(ipam, p, 1) == 2 and len(ipam.leases()) == 2
+
+
+def test_a_node_short_of_addresses_takes_half_of_another_nodes_rest(make: MakeIpam, store: Store) -> None:
+    """Scarcity (issue 21): the cursor is at the end, node e has no chunk. It moves the upper
+    half of what another node has left into its own chunk (one txn comparing both), so its
+    next allocation is one txn from its own chunk, not a scan of every chunk again."""
+    ipam, p = make(), pool(16)  # offsets 1..16, chunks of 4
+    first = {n: take(ipam, p, f"{n}0", n) for n in "abcd"}
+    assert first == {"a": 1, "b": 5, "c": 9, "d": 13}
+    before = {n: chunk(store, n) for n in "abcd"}
+    got = [take(ipam, p, "e0", "e"), take(ipam, p, "e1", "e")]
+    shrunk = [n for n in "abcd" if chunk(store, n) != before[n]]
+    assert len(shrunk) == 1
+    victim = chunk(store, shrunk[0])
+    assert victim["end"] - before[shrunk[0]]["cursor"] == 1  # it kept the lower half of its 3
+    assert chunk(store, "e") == {"start": victim["end"], "end": before[shrunk[0]]["end"], "cursor": got[1] + 1}
+    assert got == [victim["end"], victim["end"] + 1]
+    # the victim still allocates what it kept, and the pool ends with every address used once
+    rest = [take(ipam, p, f"x{i}", n) for i, n in enumerate("abcdabcdabcdabcd"[:10])]
+    assert sorted(list(first.values()) + got + rest) == list(range(1, 17))
+    with pytest.raises(PoolExhausted):
+        take(ipam, p, "late", "e")

@@ -61,6 +61,9 @@ class ChunkSource:
         #: chunk key -> the entry a lost race just read: the retry uses it instead of reading
         #: the chunk again (once; it never makes the cache trusted)
         self._fresh: dict[str, Entry] = {}
+        #: pool -> its last offset, once its cursor was seen at the end (a widened range
+        #: has another last offset, so it is read again)
+        self._spent: dict[str, int] = {}
 
     def serves(self, pr: PoolRange, owner: Owner) -> bool:
         return bool(owner.node) and pr.total >= self.min_pool
@@ -112,10 +115,13 @@ class ChunkSource:
         STEPPED: claimed (take from it next); LOST: lost a race; EMPTY: the cursor is at the end.
         """
         store, skey = self.txns.store, r.pool_key(pr.spec.name, "state")
+        if self._spent.get(pr.spec.name) == pr.last:
+            return Outcome.EMPTY  # the cursor never moves back: no need to read it again
         st = store.get(skey)
         state = r.state_of(st.value if st else None)
         start = pr.next_usable(state["cursor"])
         if start is None:
+            self._spent[pr.spec.name] = pr.last
             return Outcome.EMPTY
         end = min(start + self.chunk_len(pr), pr.last + 1)
         value = r.dumps({"start": start, "end": end, "cursor": start})
@@ -125,6 +131,26 @@ class ChunkSource:
             return Outcome.STEPPED
         self._cache.pop(key, None)
         return Outcome.LOST
+
+    def _split(self, pr: PoolRange, ch: Entry, own_key: str, own: Entry | None) -> Entry | None:
+        """Move the upper half of what chunk ``ch`` has left into the node's own chunk; the
+        new own chunk entry, or None (fewer than two left, or a race lost: the caller goes on).
+        The own chunk is empty (the caller took from it first); its compare makes sure."""
+        c = json.loads(ch.value)
+        off = pr.next_usable(c["cursor"])
+        if off is None or c["end"] - off < 2:
+            return None
+        mid = off + (c["end"] - off) // 2
+        theirs = r.dumps({"start": c["start"], "end": mid, "cursor": c["cursor"]})
+        mine = r.dumps({"start": mid, "end": c["end"], "cursor": mid})
+        if not self.txns.store.txn(
+            [self._guard(ch.key, ch), self._guard(own_key, own)], {ch.key: theirs, own_key: mine}
+        ):
+            self._distrust(own_key)
+            return None
+        version = own.version + 1 if own is not None else 1
+        self._remember(own_key, mine, version, True)
+        return Entry(own_key, mine, version)
 
     @staticmethod
     def _guard(key: str, ch: Entry | None) -> Compare:
@@ -166,12 +192,28 @@ class ChunkSource:
         return Outcome.LOST, None
 
     def leftover(self, pr: PoolRange, owner: Owner, sticky_absent: bool) -> Lease | None:
-        """Last fresh resort: an unused address left in any node's chunk."""
+        """Last fresh resort: unused addresses left in other nodes' chunks.
+
+        From a chunk with two or more left, the node takes the upper half into its own chunk
+        (one txn comparing both chunks), so its next allocations are one txn again instead
+        of this scan each; from a chunk with one left, that one address.
+        """
+        own_key = r.chunk_key(pr.spec.name, owner.node or "")
 
         def step() -> Step[Lease]:
             chunks = self.txns.store.range(r.chunk_prefix(pr.spec.name))
-            at = zlib.crc32((owner.node or "").encode()) % len(chunks) if chunks else 0
-            for ch in chunks[at:] + chunks[:at]:  # not every needy node on the first chunk
+            own = next((ch for ch in chunks if ch.key == own_key), None)
+            if own is not None:  # another process of this node may have refilled it
+                outcome, lease = self._take_from(pr, owner, sticky_absent, own, False, keep_fresh=False)
+                if outcome is not Outcome.EMPTY:
+                    return outcome, lease
+            others = [ch for ch in chunks if ch.key != own_key]
+            at = zlib.crc32((owner.node or "").encode()) % len(others) if others else 0
+            for ch in others[at:] + others[:at]:  # not every needy node on the first chunk
+                mine = self._split(pr, ch, own_key, own)
+                if mine is not None:
+                    outcome, lease = self._take_from(pr, owner, sticky_absent, mine, True)
+                    return (Outcome.STEPPED, None) if outcome is Outcome.EMPTY else (outcome, lease)
                 outcome, lease = self._take_from(pr, owner, sticky_absent, ch, False, keep_fresh=False)
                 if outcome is not Outcome.EMPTY:
                     return outcome, lease  # LOST/STEPPED: the chunks moved, read them again

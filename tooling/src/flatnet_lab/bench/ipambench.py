@@ -18,6 +18,7 @@ import multiprocessing as mp
 import os
 import time
 import uuid
+import zlib
 from typing import Any, Callable
 
 from flatnet_lab.bench import etcdcount
@@ -28,7 +29,6 @@ from flatnet.errors import FlatnetError
 
 SECTION = "ipam"
 Tick = Callable[[str], None]
-_V6_BASE = ipaddress.ip_address("2001:db8:b::1")
 
 
 def size_label(size: int) -> str:
@@ -38,9 +38,14 @@ def size_label(size: int) -> str:
 
 
 def _pool(name: str, size: int) -> Any:
+    """The pool of a measurement: its own /104 (from its name), so no two measurements of a
+    run share addresses: an address is held once per segment, whatever the pool's name."""
     from flatnet.ipam import PoolSpec
 
-    return PoolSpec(name, ipaddress.ip_network("2001:db8:b::/104"), range_start=_V6_BASE, range_end=_V6_BASE + size - 1)
+    h = zlib.crc32(name.encode())
+    subnet = ipaddress.ip_network(f"2001:db8:{h >> 16:x}:{h & 0xFFFF:x}::/104")
+    base = subnet.network_address + 1
+    return PoolSpec(name, subnet, range_start=base, range_end=base + size - 1)
 
 
 def client_nodes(wid: int, clients: int, nodes: int, mixed: bool = False) -> list[int]:
@@ -240,6 +245,9 @@ def _matrix(configs: dict[str, dict[str, Any]], args: Any) -> None:
         for size in sizes:
             for clients in counts:
                 wall, lat, reqs, errs = measure(cfg, size, clients, args.allocs)
+                if not lat:
+                    print(f"{kind}: {size_label(size)} pool, {clients} clients: nothing allocated: {errs[:1]}")
+                    continue
                 per = (
                     f", etcd requests/alloc {sum(reqs.values()) / max(1, len(lat)):.2f} "
                     + str({k: round(v / max(1, len(lat)), 2) for k, v in sorted(reqs.items())})
