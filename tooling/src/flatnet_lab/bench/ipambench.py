@@ -1,14 +1,17 @@
-"""IPAM: allocations/s and p99 latency for SQLite and etcd, 1..32 concurrent clients,
-pools of 1,000 and 1,000,000 addresses, and a duplicate check of 10,000 pods on 100 nodes.
+"""IPAM: allocations/s, p99 latency and etcd requests per allocation for SQLite and etcd,
+1..128 concurrent clients, pools of 256 to 1,000,000 addresses, etcd's own put ceiling in the
+same run, and a duplicate check of 10,000 pods on 100 nodes.
 
 Clients are *processes* (forked), each with its own store connection, as CNI plugins and
 agents on many nodes would be; a barrier starts them together and the wall time runs from
-the first allocation to the last. Pools are IPv6 ranges so 1,000 and 1,000,000 addresses
-are the same kind of pool; each measurement uses a fresh pool name (an empty pool).
+the first allocation to the last. Pools are IPv6 ranges so small and large pools are the same
+kind of pool; each measurement uses a fresh pool in its own /104 (an empty pool, and no
+address shared with another measurement's pool: one holder per address per segment).
 
-``python -m flatnet_lab.bench.ipambench [sqlite] [etcd] [--pods N]`` runs the duplicate-check rows
-alone (a private etcd is started and stopped) and prints the CPU per allocation of the
-client processes and of etcd next to the wall time: the figures to profile the allocator with.
+``python -m flatnet_lab.bench.ipambench [sqlite] [etcd] [--pods N] [--matrix]`` runs the
+duplicate-check rows alone (a private etcd is started and stopped) and prints the CPU per
+allocation of the client processes and of etcd next to the wall time: the figures to profile
+the allocator with; ``--matrix`` first prints the put ceiling and every pool x clients row.
 """
 
 from __future__ import annotations
