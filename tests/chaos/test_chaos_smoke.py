@@ -34,6 +34,7 @@ def _assert_sound(results: list[ScenarioResult], expected: set[str]) -> None:
         assert r.operations >= wanted
         want_kills = {
             "agent-kill": SMOKE.kills,
+            "shared-subnet": SMOKE.kills,
             "sqlite-txn-kill": SMOKE.txn_kills,
             "etcd-restart": SMOKE.etcd_stops,
             "node-lost": 1,
@@ -43,7 +44,7 @@ def _assert_sound(results: list[ScenarioResult], expected: set[str]) -> None:
 
 
 def test_smoke_sqlite() -> None:
-    _assert_sound(run(SMOKE, ["sqlite"]), {"agent-kill", "sqlite-txn-kill", "node-lost"})
+    _assert_sound(run(SMOKE, ["sqlite"]), {"agent-kill", "sqlite-txn-kill", "node-lost", "shared-subnet"})
 
 
 @pytest.mark.etcd
@@ -58,3 +59,9 @@ def test_smoke_etcd_member_loss() -> None:
     results = run(SMOKE, ["etcd"], only=("etcd-member-loss",))
     _assert_sound(results, {"etcd-member-loss"})
     assert any("SIGKILLed fnk" in n and "restarted" in n for n in results[0].notes), results[0].notes
+
+
+@pytest.mark.etcd
+def test_smoke_etcd_shared_subnet() -> None:
+    """Three networks' pools on one subnet (one in part), agents killed: 0 duplicates across pools."""
+    _assert_sound(run(SMOKE, ["etcd"], only=("shared-subnet",)), {"shared-subnet"})

@@ -62,8 +62,22 @@ def chunk(store: Store, node: str) -> dict:
     return json.loads(e.value) if e else {}
 
 
-def test_default_threshold() -> None:
-    assert (CHUNK_MIN_POOL, CHUNK_SIZE) == (4096, 64)
+def test_default_threshold_and_chunk_lengths(store: Store) -> None:
+    from flatnet.ipam import PoolRange
+    from flatnet.ipam._chunks import ChunkSource
+    from flatnet.ipam._txn import Txns
+
+    assert (CHUNK_MIN_POOL, CHUNK_SIZE) == (64, 64)
+    src = ChunkSource(Txns(store))
+
+    def length(size: int) -> int:
+        net = ipaddress.ip_network("2001:db8:c::/104")
+        base = ip("2001:db8:c::1")
+        return src.chunk_len(PoolRange(PoolSpec("x", net, range_start=base, range_end=base + size - 1)))
+
+    # a small pool's chunk is a 128th of it (at least 4); large pools get 64
+    assert [length(n) for n in (64, 256, 1_000, 4_000, 8_192, 1_000_000)] == [4, 4, 7, 31, 64, 64]
+    assert not src.serves(PoolRange(pool(63)), own(1)) and src.serves(PoolRange(pool(64)), own(1))
 
 
 def test_node_claims_a_chunk_and_allocates_from_it(make: MakeIpam, store: Store) -> None:
@@ -94,7 +108,8 @@ def test_processes_sharing_a_node_never_duplicate(make: MakeIpam) -> None:
 def test_small_pools_and_nodeless_owners_keep_the_cursor(make: MakeIpam, store: Store) -> None:
     ipam = make()
     assert [take(ipam, pool(15, "small"), i, f"n{i}") for i in range(3)] == [1, 2, 3]
-    assert [take(ipam, pool(), f"x{i}", None) for i in range(3)] == [1, 2, 3]
+    # another VLAN: another segment, so the same addresses (on one VLAN they would be 4, 5, 6)
+    assert [take(ipam, pool(vlan=7), f"x{i}", None) for i in range(3)] == [1, 2, 3]
     assert store.range(r.chunk_prefix("small")) == store.range(r.chunk_prefix("big")) == []
 
 
@@ -161,3 +176,25 @@ def test_repeat_allocate_returns_the_held_lease(make: MakeIpam) -> None:
     assert make().allocate([p], own(0)) == first  # another process: no cache, same answer
     assert ipam.allocate([p], own(0)) == first
     assert take(ipam, p, 1) == 2 and len(ipam.leases()) == 2
+
+
+def test_a_node_short_of_addresses_takes_half_of_another_nodes_rest(make: MakeIpam, store: Store) -> None:
+    """Scarcity (issue 21): the cursor is at the end, node e has no chunk. It moves the upper
+    half of what another node has left into its own chunk (one txn comparing both), so its
+    next allocation is one txn from its own chunk, not a scan of every chunk again."""
+    ipam, p = make(), pool(16)  # offsets 1..16, chunks of 4
+    first = {n: take(ipam, p, f"{n}0", n) for n in "abcd"}
+    assert first == {"a": 1, "b": 5, "c": 9, "d": 13}
+    before = {n: chunk(store, n) for n in "abcd"}
+    got = [take(ipam, p, "e0", "e"), take(ipam, p, "e1", "e")]
+    shrunk = [n for n in "abcd" if chunk(store, n) != before[n]]
+    assert len(shrunk) == 1
+    victim = chunk(store, shrunk[0])
+    assert victim["end"] - before[shrunk[0]]["cursor"] == 1  # it kept the lower half of its 3
+    assert chunk(store, "e") == {"start": victim["end"], "end": before[shrunk[0]]["end"], "cursor": got[1] + 1}
+    assert got == [victim["end"], victim["end"] + 1]
+    # the victim still allocates what it kept, and the pool ends with every address used once
+    rest = [take(ipam, p, f"x{i}", n) for i, n in enumerate("abcdabcdabcdabcd"[:10])]
+    assert sorted(list(first.values()) + got + rest) == list(range(1, 17))
+    with pytest.raises(PoolExhausted):
+        take(ipam, p, "late", "e")

@@ -96,7 +96,7 @@ def test_sticky_allocation_cost_does_not_depend_on_pool_size() -> None:
 
 def test_node_chunk_allocation_cost_does_not_depend_on_pool_size() -> None:
     results = []
-    for size in (4096, 1_000_000):  # both node-chunked (CHUNK_MIN_POOL is 4096)
+    for size in (256, 4096, 1_000_000):  # all node-chunked (CHUNK_MIN_POOL is 64; a /24-sized pool too)
         store = CountingStore()
         ipam = Ipam(store)
         pool = v6pool(size)
@@ -107,7 +107,7 @@ def test_node_chunk_allocation_cost_does_not_depend_on_pool_size() -> None:
             costs.append(Counter(store.calls))
         assert costs[1] == costs[2] == costs[3]
         results.append(costs)
-    assert results[0] == results[1]
+    assert results[0] == results[1] == results[2]
     assert sum(results[0][1].values()) <= 3  # owner lookup + one txn: the chunk is cached
 
 

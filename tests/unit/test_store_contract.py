@@ -135,3 +135,19 @@ def test_cas_race_has_exactly_one_winner(store: Store) -> None:
         t.join(timeout=20)
     assert len(wins) == 1
     assert store.get("counter").value == str(wins[0])
+
+
+def test_compare_any_version_checks_the_value_alone(store: Store) -> None:
+    from flatnet.ipam.api import ANY_VERSION
+
+    store.txn([], {"k": "mine"})
+    store.txn([], {"k": "mine"})  # version 2 now: ANY_VERSION does not care
+    assert not store.txn([Compare("k", ANY_VERSION, "theirs")], {}, ["k"])
+    assert store.txn([Compare("k", ANY_VERSION, "mine")], {}, ["k"])
+    assert store.get("k") is None
+    # an absent key never matches, whatever the value
+    assert not store.txn([Compare("k", ANY_VERSION, "mine")], {"k": "y"})
+    assert not store.txn([Compare("k", ANY_VERSION, "")], {"k": "y"})
+    assert store.get("k") is None
+    with pytest.raises(ValueError, match="needs a value"):
+        store.txn([Compare("k", ANY_VERSION)], {"k": "z"})

@@ -1,5 +1,7 @@
 """ADD's allocation with a conflict probe: no address goes live on a pod while something on
-the VLAN answers for it.
+the VLAN answers for it — a host flatnet does not manage, or a pod of this very node (in
+macvlan/ipvlan mode the probe also leaves from the node's shim, which hears the parent's
+children: ``conflict.probe_links``).
 
 After the allocator picked the addresses, each one new to this attachment (in a pool with
 ``conflictProbe`` on, in a flat mode) is probed on the pod's VLAN from the node's link
@@ -56,15 +58,33 @@ def wire_probe(spec: AttachSpec, ip: IPAddress) -> Answer:
     """The real probe: ARP / DAD-style NS from the node's link on the pod's VLAN."""
     from flatnet.datapath import conflict
 
-    link = conflict.probe_link(spec)
-    if link is None:
+    names = conflict.probe_links(spec)
+    if not names:
         log.info(
             "conflict probe: no link for VLAN %s in the node's netns yet; %s not probed",
             spec.vlan if spec.vlan is not None else "-",
             ip,
         )
         return _unprobed
-    return conflict.start(spec.host_netns, link, ip, PROBE_COUNT, PROBE_INTERVAL, PROBE_WAIT).result
+    pending = [conflict.start(spec.host_netns, n, ip, PROBE_COUNT, PROBE_INTERVAL, PROBE_WAIT) for n in names]
+    if len(pending) == 1:
+        return pending[0].result
+
+    def first_answer() -> str | None:
+        """The parent's and the shim's probes: the first MAC either heard; OSError only when
+        neither could be sent."""
+        errors: list[OSError] = []
+        found: str | None = None
+        for p in pending:
+            try:
+                found = found or p.result()
+            except OSError as exc:
+                errors.append(exc)
+        if found is None and len(errors) == len(pending):
+            raise errors[0]
+        return found
+
+    return first_answer
 
 
 def keep_probe_sockets() -> None:

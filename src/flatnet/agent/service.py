@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import ipaddress
 import json
+import logging
 import socket
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from flatnet.cni.env import CmdArgs
     from flatnet.cni.types import Result
     from flatnet.ipam import Ipam
+
+log = logging.getLogger("flatnet.agent")
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -140,8 +143,21 @@ class Service:
             pair = (store, Ipam(store))
             self._stores[key] = pair
             self._store_cfgs.append(dict(cfg))
+        self._migrate(store)
         self.events.store_opened(cfg)
         return pair
+
+    @staticmethod
+    def _migrate(store: Store) -> None:
+        """Build the store's segment index if it predates it (``ipam.segments.migrate``):
+        one read when done already. A store that cannot be reached now is not fatal here;
+        its ADDs will say so."""
+        from flatnet.ipam import segments
+
+        try:
+            segments.migrate(store)
+        except FlatnetError as exc:
+            log.warning("agent: could not check the store's segment index (retried at the next start): %s", exc)
 
     @staticmethod
     def _is_overlay(mode: str) -> bool:

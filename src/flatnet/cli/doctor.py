@@ -123,6 +123,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         usage_from_store,
     )
     from flatnet.doctor.kubectl import kubectl_json
+    from flatnet.doctor.segments import segments_from_store
 
     dump = _read_json(args.source, "--from") if args.source else kubectl_json(KUBECTL_ARGS)
     usage = _read_json(args.usage, "--usage") if args.usage else None
@@ -134,6 +135,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         try:
             findings += check_pools(usage_from_store(store))
             findings += check_quarantined(quarantined_from_store(store))
+            findings += segments_from_store(store)
         except Exception as exc:  # noqa: BLE001 - an unreachable store skips one check
             findings.append(
                 Finding(

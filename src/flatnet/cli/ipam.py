@@ -206,7 +206,7 @@ def resolve_container(leases: list[Any], given: str) -> str | None:
 def cmd_ls(args: argparse.Namespace) -> int:
     cfgs = _configs(args.store)
     views = [(describe(cfg), _open_existing(cfg)) for cfg in cfgs]  # every store exists first
-    out: dict[str, Any] = {"leases": [], "reservations": [], "quarantined": [], "pools": {}}
+    out: dict[str, Any] = {"leases": [], "reservations": [], "quarantined": [], "pools": {}, "duplicates": []}
     for where, ipam in views:
         leases = ipam.leases(args.pool) if args.pool else ipam.leases()
         if args.container:
@@ -224,16 +224,35 @@ def cmd_ls(args: argparse.Namespace) -> int:
             stats = ipam.stats(name)
             if stats:
                 out["pools"][name] = stats
+        dups = _duplicates(ipam, args.pool)
+        out["duplicates"] += [{"store": where, **d} for d in dups]
         if not args.json:
             title = f"{len(leases)} lease(s)" + (f" in {args.pool}" if args.pool else "") + f" — {where}"
             _table(title, leases, args.no_trunc)
             _reservation_table(reservations, quarantined)
+            for d in dups:
+                vlan = d["vlan"] if d["vlan"] is not None else "untagged"
+                print(
+                    f"DUPLICATE: {d['address']} on VLAN {vlan} is held by {len(d['pools'])} pools at once "
+                    f"(written before flatnet kept one holder per segment): {'; '.join(d['holders'])}. "
+                    f"Delete all but one of those pods, or: flatnet ipam release --pool POOL --ip {d['address']}"
+                )
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
     elif out["pools"]:
         for name, stats in sorted(out["pools"].items()):
             print(f"pool {name}: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items())))
     return 0
+
+
+def _duplicates(ipam: Any, pool: str | None) -> list[dict[str, Any]]:
+    """Addresses held by two pools of one segment or more (``ipam.segments.duplicates``)."""
+    from flatnet.ipam import segments
+
+    store = getattr(ipam, "store", None)
+    if store is None:
+        return []
+    return [d for d in segments.duplicates(store) if pool is None or pool in d["pools"]]
 
 
 def _lease_json(lease: Any, where: str) -> dict[str, Any]:

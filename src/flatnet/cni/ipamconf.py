@@ -15,6 +15,7 @@ from flatnet.cni import _fields as f
 from flatnet.errors import ConfigError
 from flatnet.fieldref import note
 from flatnet.ipam.api import DEFAULT_STICKY_HOLD, IPAddress, IPNetwork, PoolSpec
+from flatnet.ipam import segments
 from flatnet.ipam.store import STORE_KEYS, store_config
 
 IPAM_KEYS = ("type", "pools", "store")
@@ -31,6 +32,7 @@ POOL_KEYS = (
     "conflictProbe",
     "routes",
     "namespaces",
+    "shared",
 )
 MAX_STICKY_HOLD = 365 * 86400  # a year: longer is almost surely seconds mistaken for something else
 ROUTE_KEYS = ("dst", "gw")
@@ -59,7 +61,28 @@ def parse_ipam(
             )
         seen.add(pool.name)
     _namespaces_unambiguous(pools)
+    _check_overlaps(pools, items)
     return pools, _store(section.get("store"))
+
+
+def _check_overlaps(pools: list[PoolSpec], items: list[Any]) -> None:
+    """Two pools of one network on one segment may not share addresses unless both say
+    ``"shared": true``: each would count the other's pods against its own range, which is
+    almost always a copy-paste slip (one holder per address is kept either way)."""
+    shared = [
+        f.boolean(f.obj(raw, f"ipam.pools[{n}]").get("shared"), f"ipam.pools[{n}].shared", False)
+        for n, raw in enumerate(items)
+    ]
+    for i, a in enumerate(pools):
+        for j in range(i + 1, len(pools)):
+            both = segments.shared_range(a, pools[j])
+            if both is None or (shared[i] and shared[j]):
+                continue
+            raise ConfigError(
+                f"ipam.pools[{j}] ({pools[j].name!r}) overlaps ipam.pools[{i}] ({a.name!r}) on "
+                f"{both[0]}-{both[1]} (same VLAN); give them disjoint rangeStart/rangeEnd, or set "
+                f'"shared": true on both if they are meant to share those addresses'
+            )
 
 
 def default_pool_name(netname: str, subnet: IPNetwork) -> str:

@@ -17,6 +17,13 @@ the node's netns:
 first one: bounded, whatever the wire does. RFC 5227's own timers (1-2 s) suit a host
 configuring itself; a pod ADD budgets tens of milliseconds, which LAN hosts answer well within.
 The frame builders and parsers are pure functions (unit-tested without root).
+
+A macvlan/ipvlan parent never hears its own children (kubernetes#41736), so a probe from the
+parent alone cannot see a pod *on this node* that holds the address (another network's pod on
+the same VLAN, a podman container). ``probe_links`` adds the node's shim (``datapath/shim.py``),
+a sibling child of the parent, which hears them; both probes run at once. Frames a socket sees
+leaving its own link (``PACKET_OUTGOING``: our probes, and the shim's probes seen on the parent)
+are never an answer.
 """
 
 from __future__ import annotations
@@ -29,10 +36,11 @@ import struct
 import threading
 import time
 from concurrent.futures import Future
+from typing import Any
 
 from flatnet.datapath import links, netns
 from flatnet.datapath.api import AttachSpec, IPAddress
-from flatnet.datapath.common import vlan_ifname
+from flatnet.datapath.common import shim_name, vlan_ifname
 from flatnet.datapath.neigh import BROADCAST, ETH_P_ARP, ETH_P_IPV6, _checksum
 from flatnet.datapath.rtnlreq import mac_bytes, mac_text
 
@@ -40,6 +48,7 @@ UNSPEC6 = ipaddress.IPv6Address("::")
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_ALLMULTI = 2
+PACKET_OUTGOING = 4  #: sll_pkttype of a frame this host sent (seen by a socket on that link)
 
 
 def solicited_node(addr: ipaddress.IPv6Address) -> ipaddress.IPv6Address:
@@ -203,6 +212,15 @@ def _socket_for(ifname: str, proto: int, v4: bool) -> tuple[socket.socket, tuple
     return _open(ifname, proto, v4), key
 
 
+def _heard(sock: socket.socket, check: Any, addr: IPAddress, own: bytes) -> str | None:
+    """The claiming MAC in the next frame on ``sock`` (None: not an answer). A frame this
+    host sent is never one: on a parent, the shim's probe leaves with another MAC."""
+    frame, where = sock.recvfrom(2048)
+    if where[2] == PACKET_OUTGOING:
+        return None
+    return check(frame, addr, own)  # type: ignore[no-any-return]
+
+
 def _probe(
     ifname: str, addr: IPAddress, count: int, interval: float, wait: float
 ) -> tuple[str | None, socket.socket, tuple[int, int, int] | None]:
@@ -231,7 +249,7 @@ def _probe(
             until = min(deadline, start + sent * interval if sent < count else deadline)
             ready, _, _ = select.select([sock], [], [], max(0.0, until - now))
             if ready:
-                got = check(sock.recv(2048), addr, own)  # type: ignore[arg-type]
+                got = _heard(sock, check, addr, own)
                 if got is not None:
                     return got, sock, key
         # what arrived while this thread was not running counts too: the wait bounds the
@@ -239,7 +257,7 @@ def _probe(
         sock.setblocking(False)
         while True:
             try:
-                got = check(sock.recv(2048), addr, own)  # type: ignore[arg-type]
+                got = _heard(sock, check, addr, own)
             except BlockingIOError:
                 return None, sock, key
             if got is not None:
@@ -290,6 +308,24 @@ def probe(
 
 def _close(result: tuple[str | None, socket.socket, tuple[int, int, int] | None]) -> None:
     _kept.give(result[2], result[1])
+
+
+def probe_links(spec: AttachSpec) -> list[str]:
+    """Every node link to probe the pod's VLAN from ([]: none exists yet).
+
+    ``probe_link``'s link, and for macvlan/ipvlan the node's shim on that parent too when it
+    exists: it hears the parent's other children, the pods of this node.
+    """
+    first = probe_link(spec)
+    if first is None:
+        return []
+    out = [first]
+    if spec.mode in ("macvlan", "ipvlan") and first != spec.bridge:
+        shim = shim_name(first)
+        with netns.ipr(spec.host_netns) as ip:
+            if links.find(ip, shim) is not None:
+                out.append(shim)
+    return out
 
 
 def probe_link(spec: AttachSpec) -> str | None:

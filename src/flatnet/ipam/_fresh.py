@@ -54,9 +54,11 @@ class CursorSource:
             outcome, lease = self.txns.commit_claim(
                 pr, ip, owner, [guard, Compare(r.ip_key(name, ip), 0)], {skey: new_state}, [], sticky_absent
             )
-            if outcome is Outcome.LOST and store.get(r.ip_key(name, ip)) is not None:
-                # an explicit request took this one ahead of the cursor: step over it
-                store.txn([guard], {skey: new_state})
+            holder = self.txns.taken(pr, ip) if outcome is Outcome.LOST else None
+            if holder is not None:
+                # an explicit request (or another pool of the segment) took this one ahead
+                # of the cursor: step over it
+                self.txns.step_over(pr, holder, [guard], {skey: new_state})
                 return Outcome.STEPPED, None
             return outcome, lease
 

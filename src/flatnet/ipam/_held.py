@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 from flatnet.errors import FlatnetError
 from flatnet.ipam import records as r
-from flatnet.ipam._txn import Outcome, Step, Txns
+from flatnet.ipam._txn import Outcome, SegDrop, Step, Txns
 from flatnet.ipam.api import Compare, Entry, IPAddress, Lease, Owner
 from flatnet.ipam.pool import PoolRange
 
@@ -45,11 +45,15 @@ class Held:
         self.txns = txns
         self.push_free = push_free
 
-    def reserve(self, name: str, ip: IPAddress, pod: str, hold: float) -> tuple[list[Compare], dict[str, str]]:
-        """Compares and puts that make ``ip`` a reservation for ``pod`` (in a release txn)."""
+    def reserve(
+        self, name: str, ip: IPAddress, pod: str, hold: float, vlan: int | None
+    ) -> tuple[list[Compare], dict[str, str]]:
+        """Compares and puts that make ``ip`` a reservation for ``pod`` (in a release txn);
+        the address stays held in its segment (``seg/`` key untouched)."""
         until = time.time() + hold
         hkey = r.held_key(name, until, ip)
-        return [Compare(hkey, 0)], {r.ip_key(name, ip): r.reserved_record(name, ip, pod, until, hkey), hkey: pod}
+        rec = r.reserved_record(name, ip, pod, until, hkey, vlan=vlan)
+        return [Compare(hkey, 0)], {r.ip_key(name, ip): rec, hkey: pod}
 
     def _sticky_drop(self, name: str, pod: str, ip: IPAddress, cmp: list[Compare]) -> list[str]:
         """The former pod's sticky record, when it still points at ``ip``: guard it, delete it."""
@@ -99,7 +103,9 @@ class Held:
             deletes = [entry.key] + self._sticky_drop(name, res["reserved_for"], ip, cmp)
             if ip.version != pr.spec.family or not pr.usable(pr.offset(ip)):
                 # reserved under an older, wider config: no longer ours to give; drop it
-                store.txn(cmp, {}, deletes + [ie.key])
+                seg = SegDrop(self.txns, name, self.txns.vlan_of(name, ie.value), ip)
+                if not store.txn(cmp + seg.compares(), {}, deletes + [ie.key] + seg.deletes()) and seg.lost():
+                    store.txn(cmp, {}, deletes + [ie.key])
                 return Outcome.STEPPED, None
             expired = float(res.get("until", 0)) <= time.time()
             s_cmp, s_put = self._count(name, "expired" if expired else "takeovers")
@@ -132,7 +138,7 @@ class Held:
             since = float(res.get("time") or 0)
             until = since + pr.spec.sticky_hold
             hkey = r.held_key(name, until, ip)
-            rec = r.reserved_record(name, ip, res["reserved_for"], until, hkey, since=since)
+            rec = r.reserved_record(name, ip, res["reserved_for"], until, hkey, since=since, vlan=pr.spec.vlan)
             n += store.txn(
                 [Compare(ie.key, ie.version, ie.value), Compare(hkey, 0)], {ie.key: rec, hkey: res["reserved_for"]}
             )
@@ -176,7 +182,11 @@ class Held:
                 deletes = [entry.key, ie.key] + self._sticky_drop(name, res["reserved_for"], ip, cmp)
                 f_cmp, f_puts = self.push_free(name, ip, net)
                 s_cmp, s_put = self._count(name, "expired")
-                if store.txn(cmp + f_cmp + s_cmp, {**f_puts, **s_put}, deletes):
+                seg = SegDrop(self.txns, name, self.txns.vlan_of(name, ie.value), ip)
+                ok = store.txn(cmp + f_cmp + s_cmp + seg.compares(), {**f_puts, **s_put}, deletes + seg.deletes())
+                if not ok and seg.lost():
+                    ok = store.txn(cmp + f_cmp + s_cmp, {**f_puts, **s_put}, deletes)
+                if ok:
                     done += 1
                     log.info(
                         "ipam: reservation of %s for pod %s in pool %r expired; the address is free again",

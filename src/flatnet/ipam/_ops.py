@@ -26,11 +26,19 @@ from flatnet.ipam._chunks import CHUNK_MIN_POOL, CHUNK_SIZE, ChunkSource
 from flatnet.ipam._fresh import CursorSource, FreshSource
 from flatnet.ipam._held import Held
 from flatnet.ipam._quarantine import Quarantine
-from flatnet.ipam._txn import Outcome, OwnerHolds, Step, Txns
+from flatnet.ipam._txn import Outcome, OwnerHolds, SegDrop, Step, Txns
 from flatnet.ipam.api import DEFAULT_STICKY_HOLD, Compare, IPAddress, Lease, Owner, Store
 from flatnet.ipam.pool import PoolRange
 
-__all__ = ["PoolOps", "OwnerHolds"]
+__all__ = ["PoolOps", "OwnerHolds", "HeldInSegment"]
+
+
+class HeldInSegment(AddressUnavailable):
+    """The address is held by another pool of the same segment (VLAN)."""
+
+
+#: the largest pool that looks for gaps left by other pools of its segment (``take_gap``)
+GAP_SCAN_MAX = 65536
 
 
 class PoolOps:
@@ -77,6 +85,26 @@ class PoolOps:
                 return lease
         return self.held.take_over(pr, owner, sticky_absent)
 
+    def take_gap(self, pr: PoolRange, owner: Owner, sticky_absent: bool) -> Lease | None:
+        """A pool sharing its segment, out of fresh and released addresses: an address of its
+        range that no pool of the segment holds (another pool released it into its own FIFO
+        after this pool's cursor had stepped over it). Reads the segment's keys, so only for
+        pools marked shared (``Txns.step_over``) of at most ``GAP_SCAN_MAX`` addresses."""
+        name = pr.spec.name
+        if pr.total > GAP_SCAN_MAX or self.store.get(r.pool_key(name, "shared")) is None:
+            return None
+        held = {r.seg_parts(e.key)[1] for e in self.store.range(r.seg_prefix(pr.spec.vlan))}
+        off = pr.next_usable(pr.first)
+        while off is not None:
+            ip = pr.address(off)
+            if ip not in held:
+                try:
+                    return self.claim(pr, ip, owner, "free address")
+                except AddressUnavailable:
+                    pass  # taken meanwhile: the next gap
+            off = pr.next_usable(off + 1)
+        return None
+
     def claim(self, pr: PoolRange, ip: IPAddress, owner: Owner, why: str) -> Lease:
         """Take one specific address (requested, or the pod's sticky one) or explain who has it.
 
@@ -104,9 +132,21 @@ class PoolOps:
                         details="release it first (delete that pod) or request another address",
                     )
             else:
+                gkey = r.seg_key(pr.spec.vlan, ip)
+                seg = self.store.get(gkey)
+                if seg is not None and seg.value != name:
+                    raise HeldInSegment(
+                        f"{why} {ip} is not available: pool {seg.value!r} of the same segment "
+                        f"(VLAN {pr.spec.vlan if pr.spec.vlan is not None else 'untagged'}) has it; "
+                        + self._holder_in(seg.value, ip),
+                        details="an address is held once per VLAN, whatever pool or network took it; "
+                        "release it there first (delete that pod) or request another address",
+                    )
                 fkey = r.freeidx_key(name, ip)
                 fi = self.store.get(fkey)
                 compares = [Compare(ikey, 0), Compare(fkey, fi.version if fi else 0)]
+                if seg is not None:  # names this pool but no ips/ record (never written so): retake it
+                    compares.append(Compare(gkey, seg.version, seg.value))
                 if fi is not None:  # it sits in the reuse FIFO: take it out in the same txn
                     deletes = [fkey, r.free_key(name, int(fi.value))]
             return self.txns.commit_claim(pr, ip, owner, compares, puts, deletes, False)
@@ -114,6 +154,10 @@ class PoolOps:
         lease = self.txns.retry(f"claiming {ip} in pool {name!r}", step)
         assert lease is not None  # claim steps never answer EMPTY
         return lease
+
+    def _holder_in(self, pool: str, ip: IPAddress) -> str:
+        cur = self.store.get(r.ip_key(pool, ip))
+        return r.describe_holder(cur.value) if cur is not None else "its holder is gone (retry)"
 
     def take_free(self, pr: PoolRange, owner: Owner, sticky_absent: bool) -> Lease | None:
         """The oldest released address (head of the FIFO); None when the FIFO is empty."""
@@ -135,6 +179,13 @@ class PoolOps:
             outcome, lease = self.txns.commit_claim(pr, ip, owner, cmp, {}, seq_deletes, sticky_absent)
             if outcome is Outcome.LOST:
                 held = self.store.get(ikey)
+                seg = self.store.get(r.seg_key(pr.spec.vlan, ip)) if held is None else None
+                if seg is not None and seg.value != name:
+                    # another pool of the segment holds it: when it lets go, the address goes
+                    # to that pool's FIFO (or back to this one through ``take_gap``)
+                    shared = {r.pool_key(name, "shared"): "1"}
+                    self.store.txn([Compare(entry.key, entry.version)], shared, [entry.key, r.freeidx_key(name, ip)])
+                    return Outcome.STEPPED, None
                 if held is not None:
                     # held again without passing through this entry (a node's chunk handed it
                     # out after a request-and-release): the entry is stale, drop it while still
@@ -174,6 +225,7 @@ class PoolOps:
         okey = r.owner_key(lease.owner.container_id, lease.owner.ifname, name)
         hold = float(json.loads(record).get("hold", DEFAULT_STICKY_HOLD))
         reserved = False
+        seg = SegDrop(self.txns, name, lease.vlan, ip)
 
         def step() -> Step[Lease]:
             nonlocal reserved
@@ -188,12 +240,14 @@ class PoolOps:
             sk = self.store.get(r.sticky_key(name, pod)) if (lease.sticky and pod) else None
             reserved = sk is not None and sk.value == str(ip)
             if sk is not None and reserved:
-                h_cmp, h_puts = self.held.reserve(name, ip, pod or "", hold)
+                h_cmp, h_puts = self.held.reserve(name, ip, pod or "", hold, lease.vlan)
                 cmp += [Compare(sk.key, sk.version, sk.value)] + h_cmp
                 ok = self.store.txn(cmp, h_puts, [okey])
             else:
                 f_cmp, f_puts = self._push_free(name, ip, net)
-                ok = self.store.txn(cmp + f_cmp, f_puts, [ikey, okey])
+                ok = self.store.txn(cmp + f_cmp + seg.compares(), f_puts, [ikey, okey] + seg.deletes())
+                if not ok and seg.lost():
+                    return Outcome.STEPPED, None
             return (Outcome.DONE, lease) if ok else (Outcome.LOST, None)
 
         out = self.txns.retry(f"releasing {ip} in pool {name!r}", step)
@@ -204,6 +258,7 @@ class PoolOps:
     def forget_sticky(self, name: str, pod: str, net: Callable[[], int]) -> IPAddress | None:
         """Drop the pod's sticky record; a reserved (unheld) address goes back to reuse."""
         skey = r.sticky_key(name, pod)
+        segs: dict[IPAddress, SegDrop] = {}
 
         def step() -> Step[IPAddress]:
             sk = self.store.get(skey)
@@ -216,8 +271,14 @@ class PoolOps:
             res = r.reservation_of(ie.value) if ie is not None else None
             if ie is not None and res is not None and res["reserved_for"] == pod:
                 f_cmp, f_puts = self._push_free(name, ip, net())
-                deletes = [skey, ikey] + ([res["held"]] if res.get("held") else [])
-                ok = self.store.txn(cmp + [Compare(ikey, ie.version, ie.value)] + f_cmp, f_puts, deletes)
+                seg = segs.get(ip) or segs.setdefault(
+                    ip, SegDrop(self.txns, name, self.txns.vlan_of(name, ie.value), ip)
+                )
+                deletes = [skey, ikey] + ([res["held"]] if res.get("held") else []) + seg.deletes()
+                cmp += [Compare(ikey, ie.version, ie.value)] + f_cmp + seg.compares()
+                ok = self.store.txn(cmp, f_puts, deletes)
+                if not ok and seg.lost():
+                    return Outcome.STEPPED, None
             else:  # held right now (it returns to the FIFO on release) or already gone
                 ok = self.store.txn(cmp, {}, [skey])
             return (Outcome.DONE, ip) if ok else (Outcome.LOST, None)

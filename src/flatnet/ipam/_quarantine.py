@@ -22,7 +22,7 @@ from typing import Any
 from flatnet.errors import FlatnetError
 from flatnet.ipam import records as r
 from flatnet.ipam._held import PushFree
-from flatnet.ipam._txn import Outcome, Step, Txns
+from flatnet.ipam._txn import Outcome, SegDrop, Step, Txns
 from flatnet.ipam.api import Compare
 
 log = logging.getLogger("flatnet.ipam")
@@ -59,7 +59,8 @@ class Quarantine:
                     deletes.append(sk.key)
             until = time.time() + hold
             qkey = r.quar_key(name, until, ip)
-            puts = {ikey: r.quarantine_record(name, ip, why, mac, until, qkey), qkey: why}
+            # the address stays held in its segment while quarantined (``seg/`` key untouched)
+            puts = {ikey: r.quarantine_record(name, ip, why, mac, until, qkey, lease.vlan), qkey: why}
             if store.txn(cmp + [Compare(qkey, 0)], puts, deletes):
                 log.warning("ipam: %s in pool %r quarantined for %ds: %s", ip, name, int(hold), why)
                 return Outcome.DONE, True
@@ -82,7 +83,12 @@ class Quarantine:
                     store.txn(cmp, {}, [entry.key])  # ended another way: a stale entry
                     continue
                 f_cmp, f_puts = self.push_free(name, ip, net)
-                if store.txn(cmp + [Compare(ie.key, ie.version, ie.value)] + f_cmp, f_puts, [entry.key, ie.key]):
+                cmp += [Compare(ie.key, ie.version, ie.value)] + f_cmp
+                seg = SegDrop(self.txns, name, self.txns.vlan_of(name, ie.value), ip)
+                ok = store.txn(cmp + seg.compares(), f_puts, [entry.key, ie.key] + seg.deletes())
+                if not ok and seg.lost():
+                    ok = store.txn(cmp, f_puts, [entry.key, ie.key])
+                if ok:
                     done += 1
                     log.info("ipam: quarantine of %s in pool %r is over; it will be probed again", ip, name)
         except FlatnetError as exc:

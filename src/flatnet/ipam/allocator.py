@@ -24,7 +24,7 @@ from flatnet.errors import (
 )
 from flatnet.ipam import records as r
 from flatnet.ipam._chunks import CHUNK_MIN_POOL, CHUNK_SIZE
-from flatnet.ipam._ops import OwnerHolds, PoolOps
+from flatnet.ipam._ops import HeldInSegment, OwnerHolds, PoolOps
 from flatnet.ipam.api import (
     DEFAULT_QUARANTINE,
     Compare,
@@ -205,9 +205,16 @@ class Ipam:
                 if rec is None:
                     sticky_absent.add(pr.spec.name)
                 elif pr.usable(pr.offset(ipaddress.ip_address(rec.value))):
-                    return self._ops.claim(pr, ipaddress.ip_address(rec.value), owner, "sticky address"), True
-        # fresh and released addresses of every pool first; only then the oldest reservation
-        for take in (self._ops.take_next, self._ops.take_over):
+                    try:
+                        return self._ops.claim(pr, ipaddress.ip_address(rec.value), owner, "sticky address"), True
+                    except HeldInSegment:
+                        # another pool of the segment holds it (it was free when recorded):
+                        # the pod gets a new address, and keeps that one from now on
+                        if self.store.txn([Compare(rec.key, rec.version, rec.value)], {}, [rec.key]):
+                            sticky_absent.add(pr.spec.name)
+        # fresh and released addresses of every pool first, then gaps other pools of the
+        # segment left; only then the oldest reservation
+        for take in (self._ops.take_next, self._ops.take_gap, self._ops.take_over):
             for pr in ranges:
                 lease = take(pr, owner, pr.spec.name in sticky_absent)
                 if lease is not None:

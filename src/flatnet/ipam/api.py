@@ -31,11 +31,17 @@ class Compare:
     ``value``, when given, must also equal the key's current value. Versions restart
     at 1 when a key is deleted and created again (etcd semantics), so a read-then-delete
     compares the value too, to tell "the record I read" from "a new record, same version".
+    ``version`` ``ANY_VERSION`` with a ``value`` compares the value alone: a delete guarded
+    by "this key still names me" without reading the key first (saves a round trip).
     """
 
     key: str
     version: int
     value: str | None = None
+
+
+#: ``Compare.version`` that matches any version (give a ``value``: the key must exist with it)
+ANY_VERSION = -1
 
 
 @runtime_checkable

@@ -16,6 +16,11 @@ Layout (relative to the store's own prefix)::
     pools/<pool>/chunk/<node>     {"start", "end", "cursor"}: the node's current chunk of a large
                                   pool (offsets [start, end), next one to try at cursor)
     owners/<container>/<ifname>/<pool>   the same lease record, indexed by attachment
+    seg/<vlan>/<ip>               the pool whose ips/<ip> holds the address: one holder per
+                                  address per L2 segment (VLAN; "untagged" without one), whatever
+                                  pool, network or node took it. Created in the txn that creates
+                                  ips/<ip>, deleted in the txn that deletes it (``_txn``)
+    meta/segments                 "1" once the seg/ index was built for a store written before it
 
 Path components are percent-quoted so a name with "/" cannot reach another key.
 """
@@ -63,6 +68,25 @@ def ip_key(pool: str, ip: IPAddress) -> str:
     return pool_key(pool, "ips", q(ip_text(ip)))
 
 
+def seg_key(vlan: int | None, ip: IPAddress) -> str:
+    """The segment-wide key of ``ip``: keyed by address, so pools whose subnets or ranges
+    only partly overlap still meet on the addresses they share."""
+    return f"seg/{'untagged' if vlan is None else int(vlan)}/{q(ip_text(ip))}"
+
+
+def seg_prefix(vlan: int | None) -> str:
+    return f"seg/{'untagged' if vlan is None else int(vlan)}/"
+
+
+def seg_parts(key: str) -> tuple[int | None, IPAddress]:
+    """(vlan, address) of a ``seg/`` key."""
+    _seg, vlan, ip = key.split("/", 2)
+    return (None if vlan == "untagged" else int(vlan)), ipaddress.ip_address(unquote(ip))
+
+
+SEG_MIGRATED = "meta/segments"
+
+
 def free_key(pool: str, seq: int) -> str:
     return pool_key(pool, "free", f"{seq:020d}")
 
@@ -98,11 +122,14 @@ def quar_key(pool: str, until: float, ip: IPAddress) -> str:
     return pool_key(pool, "quar", f"{max(0, int(until * 1_000_000)):017d}", q(ip_text(ip)))
 
 
-def quarantine_record(pool: str, ip: IPAddress, why: str, mac: str | None, until: float, held: str) -> str:
+def quarantine_record(
+    pool: str, ip: IPAddress, why: str, mac: str | None, until: float, held: str, vlan: int | None = None
+) -> str:
     return dumps(
         {
             "pool": pool,
             "ip": str(ip),
+            "vlan": vlan,
             "quarantined": why,
             "mac": mac,
             "time": round(time.time(), 3),
@@ -225,12 +252,22 @@ def _lease_dict(spec: PoolSpec, ip: IPAddress, owner: Owner, sticky: bool) -> di
     return d
 
 
-def reserved_record(pool: str, ip: IPAddress, pod: str, until: float, held: str, since: float | None = None) -> str:
-    """A sticky hold: ``ip`` kept for ``pod`` until ``until``; ``held`` is its queue key."""
+def reserved_record(
+    pool: str,
+    ip: IPAddress,
+    pod: str,
+    until: float,
+    held: str,
+    since: float | None = None,
+    vlan: int | None = None,
+) -> str:
+    """A sticky hold: ``ip`` kept for ``pod`` until ``until``; ``held`` is its queue key;
+    ``vlan`` names its ``seg/`` key (records from before it have none: ``vlan_of``)."""
     return dumps(
         {
             "pool": pool,
             "ip": str(ip),
+            "vlan": vlan,
             "reserved_for": pod,
             "time": round(time.time() if since is None else since, 3),
             "until": round(until, 3),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from flatnet.ipam.api import Compare
+from flatnet.ipam.api import ANY_VERSION, Compare
 
 _MAX_CHAR = chr(0x10FFFF)
 
@@ -25,6 +25,9 @@ def check_txn(
     for key in list(puts) + dels + [c.key for c in compares]:
         if not isinstance(key, str) or not key:
             raise ValueError(f"txn: keys must be non-empty strings, got {key!r}")
+    for c in compares:
+        if c.version == ANY_VERSION and c.value is None:
+            raise ValueError(f"txn: compare on {c.key!r} with ANY_VERSION needs a value")
     for value in puts.values():
         if not isinstance(value, str):
             raise ValueError(f"txn: values must be strings, got {type(value).__name__}")
@@ -46,6 +49,8 @@ def prefix_upper(prefix: str) -> str | None:
 def compare_holds(c: Compare, current: tuple[str, int] | None) -> bool:
     """Evaluate one Compare against a (value, version) pair or None when absent."""
     version = current[1] if current else 0
+    if c.version == ANY_VERSION:
+        return current is not None and c.value is not None and current[0] == c.value
     if version != c.version:
         return False
     if c.value is not None:

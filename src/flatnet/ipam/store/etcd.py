@@ -27,7 +27,7 @@ from typing import Any, Iterable, Sequence
 
 from flatnet import defaults
 from flatnet.errors import ConfigError, FlatnetError, StoreAccessDenied, StoreUnavailable
-from flatnet.ipam.api import Compare, Entry
+from flatnet.ipam.api import ANY_VERSION, Compare, Entry
 from flatnet.ipam.store._common import check_txn, prefix_upper
 from flatnet.ipam.store._etcdconf import EtcdSecurity, check_endpoints
 from flatnet.ipam.store._etcderr import Refused, explain_oserror, explain_refusal
@@ -240,7 +240,8 @@ class EtcdStore:
         cmp: list[dict[str, Any]] = []
         for c in compares:
             key = _b64(self._full(c.key))
-            cmp.append({"key": key, "result": "EQUAL", "target": "VERSION", "version": str(c.version)})
+            if c.version != ANY_VERSION:
+                cmp.append({"key": key, "result": "EQUAL", "target": "VERSION", "version": str(c.version)})
             if c.value is not None:
                 cmp.append({"key": key, "result": "EQUAL", "target": "VALUE", "value": _b64(c.value)})
         extra = {"lease": str(lease)} if lease else {}

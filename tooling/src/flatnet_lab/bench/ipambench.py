@@ -1,14 +1,17 @@
-"""IPAM: allocations/s and p99 latency for SQLite and etcd, 1..32 concurrent clients,
-pools of 1,000 and 1,000,000 addresses, and a duplicate check of 10,000 pods on 100 nodes.
+"""IPAM: allocations/s, p99 latency and etcd requests per allocation for SQLite and etcd,
+1..128 concurrent clients, pools of 256 to 1,000,000 addresses, etcd's own put ceiling in the
+same run, and a duplicate check of 10,000 pods on 100 nodes.
 
 Clients are *processes* (forked), each with its own store connection, as CNI plugins and
 agents on many nodes would be; a barrier starts them together and the wall time runs from
-the first allocation to the last. Pools are IPv6 ranges so 1,000 and 1,000,000 addresses
-are the same kind of pool; each measurement uses a fresh pool name (an empty pool).
+the first allocation to the last. Pools are IPv6 ranges so small and large pools are the same
+kind of pool; each measurement uses a fresh pool in its own /104 (an empty pool, and no
+address shared with another measurement's pool: one holder per address per segment).
 
-``python -m flatnet_lab.bench.ipambench [sqlite] [etcd] [--pods N]`` runs the duplicate-check rows
-alone (a private etcd is started and stopped) and prints the CPU per allocation of the
-client processes and of etcd next to the wall time: the figures to profile the allocator with.
+``python -m flatnet_lab.bench.ipambench [sqlite] [etcd] [--pods N] [--matrix]`` runs the
+duplicate-check rows alone (a private etcd is started and stopped) and prints the CPU per
+allocation of the client processes and of etcd next to the wall time: the figures to profile
+the allocator with; ``--matrix`` first prints the put ceiling and every pool x clients row.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import multiprocessing as mp
 import os
 import time
 import uuid
+import zlib
 from typing import Any, Callable
 
+from flatnet_lab.bench import etcdcount
 from flatnet_lab.bench.profile import Profile
 from flatnet_lab.bench.results import Results
 from flatnet_lab.bench.stats import percentile
@@ -27,28 +32,38 @@ from flatnet.errors import FlatnetError
 
 SECTION = "ipam"
 Tick = Callable[[str], None]
-_V6_BASE = ipaddress.ip_address("2001:db8:b::1")
 
 
 def size_label(size: int) -> str:
-    return f"{size // 1_000_000}M" if size >= 1_000_000 else f"{size // 1_000}k"
+    if size >= 1_000_000:
+        return f"{size // 1_000_000}M"
+    return f"{size // 1_000}k" if size >= 1_000 else str(size)
 
 
 def _pool(name: str, size: int) -> Any:
+    """The pool of a measurement: its own /104 (from its name), so no two measurements of a
+    run share addresses: an address is held once per segment, whatever the pool's name."""
     from flatnet.ipam import PoolSpec
 
-    return PoolSpec(name, ipaddress.ip_network("2001:db8:b::/104"), range_start=_V6_BASE, range_end=_V6_BASE + size - 1)
+    h = zlib.crc32(name.encode())
+    subnet = ipaddress.ip_network(f"2001:db8:{h >> 16:x}:{h & 0xFFFF:x}::/104")
+    base = subnet.network_address + 1
+    return PoolSpec(name, subnet, range_start=base, range_end=base + size - 1)
 
 
 def client_nodes(wid: int, clients: int, nodes: int, mixed: bool = False) -> list[int]:
     """The simulated nodes client ``wid`` allocates for.
 
     As in a cluster, where each node's agent is the only allocator for its pods, client
-    ``wid`` serves nodes wid, wid + clients, ... (disjoint sets; every node served). With
+    ``wid`` serves nodes wid, wid + clients, ... (disjoint sets; every node served). More
+    clients than nodes: client ``wid`` serves node ``wid % nodes`` (some nodes have two
+    allocating processes, as a node running the plugin without an agent has). With
     ``mixed`` (the shape before stop 10) every client allocates for every node: a stress
     shape no flatnet cluster produces, in which each client's node chunks are always stale.
     """
-    return list(range(nodes)) if mixed or clients > nodes else list(range(wid, nodes, clients))
+    if mixed:
+        return list(range(nodes))
+    return [wid % nodes] if clients > nodes else list(range(wid, nodes, clients))
 
 
 def _worker(
@@ -128,6 +143,20 @@ def run_clients(
     return wall, lat, ips, errs
 
 
+def measure(
+    cfg: dict[str, Any], size: int, clients: int, allocs: int
+) -> tuple[float, list[float], dict[str, float] | None, list[str]]:
+    """One row: min(allocs, 90% of the pool) allocations by ``clients`` processes into a new
+    pool of ``size`` addresses: (wall s, latencies, etcd requests by method or None, errors)."""
+    total = min(allocs, int(size * 0.9))
+    name = f"fnb-{uuid.uuid4().hex[:8]}"
+    endpoint = cfg["endpoints"][0] if cfg.get("type") == "etcd" else None
+    before = etcdcount.requests(endpoint) if endpoint else None
+    wall, lat, _ips, errs = run_clients(cfg, name, size, total, clients)
+    reqs = etcdcount.delta(before, etcdcount.requests(endpoint)) if endpoint and before is not None else None
+    return wall, lat, reqs, errs
+
+
 class IpamBench:
     def __init__(self, profile: Profile, results: Results, tick: Tick, stores: dict[str, dict[str, Any]]) -> None:
         self.p, self.r, self.tick, self.stores = profile, results, tick, stores
@@ -136,6 +165,10 @@ class IpamBench:
     def run(self) -> None:
         for rep in range(self.p.repeats):
             for kind, cfg in self.stores.items():
+                if kind == "etcd":
+                    self.tick(f"ipam: etcd's own put ceiling, 32 clients (repeat {rep + 1})")
+                    ceiling = etcdcount.put_ceiling(cfg, 32, max(2_000, self.p.ipam_allocs * 2))
+                    self.r.add(SECTION, kind, "put ceiling (32 cl, one key per txn)", "1/s", ceiling, better="higher")
                 for size in self.p.ipam_pools:
                     for clients in self.p.ipam_clients:
                         self.tick(f"ipam: {kind}, {clients} clients, {size_label(size)} pool (repeat {rep + 1})")
@@ -147,15 +180,15 @@ class IpamBench:
             self.r.notes.append("IPAM client errors: " + "; ".join(sorted(set(self.errors)))[:600])
 
     def _one(self, kind: str, cfg: dict[str, Any], size: int, clients: int) -> None:
-        total = min(self.p.ipam_allocs, int(size * 0.9))
-        name = f"fnb-{uuid.uuid4().hex[:8]}"
-        wall, lat, _ips, errs = run_clients(cfg, name, size, total, clients)
+        wall, lat, reqs, errs = measure(cfg, size, clients, self.p.ipam_allocs)
         self.errors.extend(errs)
         if not lat:
             raise FlatnetError(f"bench: no allocation succeeded in {kind}", "; ".join(errs)[:300])
         cond = f"{clients} cl, {size_label(size)} pool"
         self.r.add(SECTION, kind, f"alloc/s ({cond})", "1/s", len(lat) / wall, better="higher")
         self.r.add(SECTION, kind, f"alloc p99 ({cond})", "ms", percentile(lat, 99) * 1e3)
+        if reqs is not None:
+            self.r.add(SECTION, kind, f"etcd requests/alloc ({cond})", "count", sum(reqs.values()) / len(lat))
 
     def _duplicates(self, kind: str, cfg: dict[str, Any]) -> None:
         from flatnet.ipam import Ipam, open_store
@@ -204,6 +237,34 @@ def _proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _matrix(configs: dict[str, dict[str, Any]], args: Any) -> None:
+    """Print the matrix rows, one line each (``--matrix``)."""
+    sizes = [int(x) for x in args.sizes.split(",")]
+    counts = [int(x) for x in args.client_counts.split(",")]
+    for kind in args.stores:
+        cfg = configs[kind]
+        if kind == "etcd":
+            print(f"etcd: put ceiling, 32 clients: {etcdcount.put_ceiling(cfg, 32, 4_000):.0f} puts/s", flush=True)
+        for size in sizes:
+            for clients in counts:
+                wall, lat, reqs, errs = measure(cfg, size, clients, args.allocs)
+                if not lat:
+                    print(f"{kind}: {size_label(size)} pool, {clients} clients: nothing allocated: {errs[:1]}")
+                    continue
+                per = (
+                    f", etcd requests/alloc {sum(reqs.values()) / max(1, len(lat)):.2f} "
+                    + str({k: round(v / max(1, len(lat)), 2) for k, v in sorted(reqs.items())})
+                    if reqs is not None
+                    else ""
+                )
+                print(
+                    f"{kind}: {size_label(size)} pool, {clients} clients: {len(lat) / wall:.0f} alloc/s, "
+                    f"p99 {percentile(lat, 99) * 1e3:.1f} ms ({len(lat)} allocs){per}"
+                    + (f"; errors: {errs[:1]}" if errs else ""),
+                    flush=True,
+                )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Just the "N pods / 100 nodes" rows, for profiling the allocator without the whole bench."""
     import argparse
@@ -220,6 +281,15 @@ def main(argv: list[str] | None = None) -> int:
         "is), in SQLite and a private etcd (started and stopped here).",
     )
     p.add_argument("stores", nargs="*", default=["sqlite", "etcd"], help="sqlite and/or etcd")
+    p.add_argument(
+        "--matrix",
+        action="store_true",
+        help="also alloc/s, p99 and etcd requests per allocation for --sizes x --client-counts, "
+        "after etcd's own put ceiling (32 clients)",
+    )
+    p.add_argument("--sizes", default="256,1000,4000,1000000", help="pool sizes of the matrix")
+    p.add_argument("--client-counts", default="1,8,32,128", help="client processes of the matrix")
+    p.add_argument("--allocs", type=int, default=1_000, help="allocations per matrix row (at most 90%% of the pool)")
     p.add_argument("--pods", type=int, default=10_000)
     p.add_argument("--nodes", type=int, default=100)
     p.add_argument("--clients", type=int, default=8)
@@ -235,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         endpoint = etcdproc.start(tmp, scratch) if "etcd" in args.stores else None
         etcd_pid = scratch.procs[-1].pid if endpoint else 0
         configs = store_configs(tmp, endpoint)
+        if args.matrix:
+            _matrix(configs, args)
         for kind in args.stores:
             name = f"fnb-dup-{uuid.uuid4().hex[:6]}"
             t0, e0 = os.times(), _proc_cpu(etcd_pid) if kind == "etcd" else 0.0

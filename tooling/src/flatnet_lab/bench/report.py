@@ -142,7 +142,12 @@ METHOD = """\
   Subjects alternate order between repeats; two untimed pods per node first.
 - IPAM: clients are forked processes, each with its own store connection, started together
   by a barrier; rate = allocations / wall time from the first to the last. Pools are IPv6
-  ranges of 1,000 and 1,000,000 addresses, fresh per measurement. The duplicate check
+  ranges of 256 to 1,000,000 addresses, fresh per measurement, each in its own /104 (an
+  address is held once per segment, whatever the pool); the allocations of a row are spread
+  over 100 simulated nodes (more clients than nodes: two processes on some nodes). "put
+  ceiling" is etcd's own rate in the same run: 32 processes committing one-key txns through
+  the store's client; "etcd requests/alloc" is counted by etcd itself (its
+  `grpc_server_handled_total`, Range + Txn, before and after the row). The duplicate check
   spreads the pods over 100 simulated nodes (Owner.node) with 8 processes, each the only
   allocator of its own nodes (nodes w, w+8, ...), as each node's agent is in a cluster, then
   compares the addresses handed out and the leases in the store. (Until stop 10 every process

@@ -58,7 +58,65 @@ def judge(r: Results) -> list[Target]:
                     FLAT_BAND[0] <= q <= FLAT_BAND[1],
                 )
             )
-    out += _data_plane(r) + _control_plane(r) + _cri(r)
+    out += _small_pools(r) + _data_plane(r) + _control_plane(r) + _cri(r)
+    return out
+
+
+#: issue 21: a 1k pool shared by 32 clients on etcd
+SMALL_POOL_RATE, SMALL_POOL_P99, CEILING_SHARE = 1_500.0, 100.0, 0.40
+#: issue 21: 10k pods / 100 nodes
+SCALE_GOAL = {"sqlite": 2.0, "etcd": 3.0}
+
+
+def _small_pools(r: Results) -> list[Target]:
+    """Issue 21's goals: small shared pools without contention, against this run's etcd."""
+    out: list[Target] = []
+    rate = _median(r, "ipam", "etcd", "alloc/s (32 cl, 1k pool)")
+    p99 = _median(r, "ipam", "etcd", "alloc p99 (32 cl, 1k pool)")
+    big_p99 = _median(r, "ipam", "etcd", "alloc p99 (32 cl, 1M pool)")
+    if rate is not None and p99 is not None:
+        out.append(
+            Target(
+                f"etcd, 1k pool, 32 clients: >= {SMALL_POOL_RATE:,.0f} alloc/s, p99 <= {SMALL_POOL_P99:g} ms",
+                f"{rate:,.0f} alloc/s, p99 {p99:.1f} ms",
+                rate >= SMALL_POOL_RATE and p99 <= SMALL_POOL_P99,
+            )
+        )
+    if p99 is not None and big_p99 is not None:
+        out.append(
+            Target(
+                "etcd, 32 clients: 1k pool p99 no worse than the 1M pool's",
+                f"{p99:.1f} vs {big_p99:.1f} ms",
+                p99 <= big_p99 * 1.1,
+            )
+        )
+    for store in ("sqlite", "etcd"):
+        rates = [(c, _median(r, "ipam", store, f"alloc/s ({c} cl, 1k pool)")) for c in (1, 8, 32, 128)]
+        seen = [(c, x) for c, x in rates if x is not None]
+        if len(seen) >= 2:
+            falls = [f"{a}->{b} cl" for (a, x), (b, y) in zip(seen, seen[1:], strict=False) if y < 0.9 * x]
+            out.append(
+                Target(
+                    f"{store}, 1k pool: alloc/s does not fall as clients are added (10% noise band)",
+                    ", ".join(f"{c} cl {x:,.0f}" for c, x in seen) + (f"; falls {', '.join(falls)}" if falls else ""),
+                    not falls,
+                )
+            )
+    ceiling = _median(r, "ipam", "etcd", "put ceiling (32 cl, one key per txn)")
+    if rate is not None and ceiling:
+        out.append(
+            Target(
+                f"etcd alloc/s at 32 clients >= {CEILING_SHARE:.0%} of etcd's own put ceiling",
+                f"{rate:,.0f} vs {ceiling:,.0f} puts/s ({rate / ceiling:.0%})",
+                rate >= CEILING_SHARE * ceiling,
+            )
+        )
+    dup = r.extra.get("ipam_dup", {})
+    for store, goal in SCALE_GOAL.items():
+        d = dup.get(store)
+        if d:
+            per_10k = d["wall_s"] * 10_000 / max(1, d["allocated"])
+            out.append(Target(f"10k pods / 100 nodes <= {goal:g} s ({store})", f"{per_10k:.2f} s", per_10k <= goal))
     return out
 
 

@@ -24,6 +24,13 @@ from flatnet_lab.testbed.net import BuiltOnEnter
 
 NETWORK = "fnkchaos"
 SUBNET, RANGE_START, RANGE_END, GATEWAY = "198.18.200.0/24", "198.18.200.10", "198.18.200.250", "198.18.200.1"
+#: the shared-subnet scenario's networks (issue 26): three network configs on one subnet and
+#: one VLAN, each its own pool; the third's range overlaps the others' only in part
+SHARED = {
+    "fnkneta": (SUBNET, RANGE_START, RANGE_END),
+    "fnknetb": (SUBNET, RANGE_START, RANGE_END),
+    "fnknetc": ("198.18.200.0/25", "198.18.200.100", "198.18.200.126"),
+}
 
 
 @dataclass
@@ -48,6 +55,10 @@ class Cluster(BuiltOnEnter):
     namespaces: list[str] = field(default_factory=list)
     etcd_members: int = 1  # 3: a three-member etcd cluster (etcd-member-loss)
     etcd: EtcdMember | EtcdCluster | None = None
+    #: network name -> (subnet, rangeStart, rangeEnd) of its one pool (named like the network)
+    networks: dict[str, tuple[str, str, str]] = field(
+        default_factory=lambda: {NETWORK: (SUBNET, RANGE_START, RANGE_END)}
+    )
 
     # ---- build / close ----
     def ns_name(self, part: str) -> str:
@@ -104,10 +115,11 @@ class Cluster(BuiltOnEnter):
             return {"type": "etcd", "endpoints": list(self.etcd.endpoints), "prefix": f"/fnk-{self.tag}/"}
         return {"type": "sqlite", "path": os.path.join(self.workdir, "ipam.db")}
 
-    def conf(self, node: Node) -> dict:
+    def conf(self, node: Node, network: str = NETWORK) -> dict:
+        subnet, start, end = self.networks.get(network, (SUBNET, RANGE_START, RANGE_END))
         return {
             "cniVersion": "1.1.0",
-            "name": NETWORK,
+            "name": network,
             "type": "flatnet",
             "mode": node.mode,
             "master": "up0",
@@ -116,10 +128,10 @@ class Cluster(BuiltOnEnter):
             "ipam": {
                 "pools": [
                     {
-                        "name": NETWORK,
-                        "subnet": SUBNET,
-                        "rangeStart": RANGE_START,
-                        "rangeEnd": RANGE_END,
+                        "name": network,
+                        "subnet": subnet,
+                        "rangeStart": start,
+                        "rangeEnd": end,
                         "gateway": GATEWAY,
                     }
                 ],

@@ -1,7 +1,8 @@
 """The invariants checked after every scenario, from the store AND from the kernel.
 
-1. every address is held by at most one attachment (store records, and the addresses
-   actually configured in live pod namespaces) -> ``duplicates``
+1. every address is held by at most one attachment, whatever network or pool leased it
+   (store records, the segment index, and the addresses actually configured in live pod
+   namespaces) -> ``duplicates``
 2. every live attachment still holds its lease, the one its pod really has -> ``lost``
 3. nothing is held for a container that no longer exists: no lease, no host veth, no
    temporary link, no flatnet host route, no anti-spoofing chain in any node netns -> ``leaks``
@@ -11,12 +12,14 @@ The kernel is only read here (netlink dumps and ``nft -j list``), never changed.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
-from flatnet_lab.chaos.cluster import NETWORK, SUBNET, Cluster
+from flatnet_lab.chaos.cluster import SUBNET, Cluster
 from flatnet_lab.chaos.load import Pod
 from flatnet.datapath import antispoof
 from flatnet.datapath import netns as fnetns
@@ -69,19 +72,40 @@ def owner_leases(store: Store) -> list[Lease]:
     return [rec.lease_from_record(e.value) for e in store.range("owners/")]
 
 
+def _check_segments(f: Findings, ip_records: dict[str, str], segs: dict[str, str]) -> None:
+    """The segment index agrees with the pools: every held address (lease, reservation,
+    quarantine) has its ``seg/`` key naming its pool, and no key outlives its holder."""
+    named: dict[str, str] = {}
+    for key, value in ip_records.items():
+        parts = key.split("/")
+        pool, ip = parts[1], parts[3]
+        vlan = json.loads(value).get("vlan")
+        skey = rec.seg_key(vlan, ipaddress.ip_address(unquote(ip)))
+        if skey in named:
+            f.add("duplicates", f"{skey} held by pools {named[skey]} and {pool}")
+        named[skey] = pool
+        if segs.get(skey) != unquote(pool):
+            f.add("duplicates", f"{key} held, but its segment key says {segs.get(skey)!r}")
+    for skey, pool in segs.items():
+        if skey not in named:
+            f.add("leaks", f"segment key {skey} ({pool}) outlived its holder")
+
+
 def check(cluster: Cluster, live: dict[str, Pod]) -> Findings:
     f = Findings()
     store = open_store(cluster.store_config())
     try:
         owners = owner_leases(store)
-        ip_records = {e.key: e.value for e in store.range(rec.pool_key(NETWORK, "ips/"))}
+        ip_records = {e.key: e.value for name in cluster.networks for e in store.range(rec.pool_key(name, "ips/"))}
+        segs = {e.key: e.value for e in store.range("seg/")}
     finally:
         store.close()
+    _check_segments(f, ip_records, segs)
     by_ip: dict[str, list[str]] = defaultdict(list)
     for lease in owners:
         ip, cid = str(lease.address.ip), lease.owner.container_id
         by_ip[ip].append(cid)
-        holder = ip_records.get(rec.ip_key(NETWORK, lease.address.ip))
+        holder = ip_records.get(rec.ip_key(lease.pool, lease.address.ip))
         if holder is None or rec.lease_from_record(holder).owner.container_id != cid:
             f.add("duplicates", f"{ip}: owner record of {cid} but the address record says {holder!r:.80}")
         if cid not in live:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 from flatnet_lab import forwarder
-from flatnet_lab.chaos.cluster import Cluster, Node
+from flatnet_lab.chaos.cluster import NETWORK, Cluster, Node
 from flatnet.datapath import netns as fnetns
 
 PLUGIN_TIMEOUT = 60.0
@@ -34,6 +34,9 @@ class Pod:
     node: Node
     ns: str
     ip: str | None = None
+    network: str = NETWORK
+    #: CNI_ARGS IP= of its ADDs (the shared-subnet scenario asks for addresses others may hold)
+    want: str | None = None
 
 
 @dataclass
@@ -61,7 +64,10 @@ def call(
     cluster: Cluster, node: Node, verb: str, pod: Pod, counters: Counters, extra_conf: dict | None = None
 ) -> tuple[bool, dict]:
     """One plugin exec; returns (ok, decoded stdout)."""
-    conf = {**cluster.conf(node), **(extra_conf or {})}
+    conf = {**cluster.conf(node, pod.network), **(extra_conf or {})}
+    args = f"K8S_POD_NAMESPACE=chaos;K8S_POD_NAME={pod.cid}"
+    if pod.want and verb == "ADD":
+        args = f"IgnoreUnknown=1;{args};IP={pod.want}"
     env = {
         "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
         "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
@@ -70,7 +76,7 @@ def call(
         "CNI_NETNS": f"/run/netns/{pod.ns}" if pod.ns else "",
         "CNI_IFNAME": "eth0",
         "CNI_PATH": "/opt/cni/bin",
-        "CNI_ARGS": f"K8S_POD_NAMESPACE=chaos;K8S_POD_NAME={pod.cid}",
+        "CNI_ARGS": args,
         "FLATNET_INPROCESS": forwarder.inprocess_entry(),
         "FLATNET_LOCK_DIR": cluster.lock_dir(node),
         "FLATNET_NODE": node.name,
@@ -135,6 +141,16 @@ def add_with_retries(cluster: Cluster, pod: Pod, counters: Counters, tries: int 
     return "clean"
 
 
+def _held_or_random(cluster: Cluster, live: dict[str, Pod], live_lock: threading.Lock) -> str:
+    """An address to ask for: one a running pod of any network holds (must be refused), or
+    any address of the shared range (may be free)."""
+    with live_lock:
+        held = [p.ip for p in live.values() if p.ip]
+    if held and random.random() < 0.5:
+        return random.choice(held)
+    return f"198.18.200.{random.randint(100, 126)}"
+
+
 def lifecycle(
     cluster: Cluster, counters: Counters, live: dict[str, Pod], live_lock: threading.Lock, keep: bool
 ) -> None:
@@ -144,7 +160,9 @@ def lifecycle(
     runtime knows it may still be attached, and the invariant checks judge it.
     """
     nodes = [n for n in cluster.nodes if not n.lost]
-    pod = Pod(secrets.token_hex(6), random.choice(nodes), "")
+    pod = Pod(secrets.token_hex(6), random.choice(nodes), "", network=random.choice(list(cluster.networks)))
+    if len(cluster.networks) > 1 and random.random() < 0.2:
+        pod.want = _held_or_random(cluster, live, live_lock)
     pod.ns = cluster.new_pod_netns(pod.cid)
     state = add_with_retries(cluster, pod, counters)
     if state == "attached" and not keep and not delete_until_done(cluster, pod, counters):

@@ -6,6 +6,11 @@ Scenarios (each on a fresh cluster and store):
   etcd-restart     etcd SIGKILLed mid-load and started again 1-3 s later (etcd only)
   etcd-member-loss three etcd members; one (the leader first) SIGKILLed mid-load and started
                    again after a quarter of the load; the store knows all three endpoints
+  shared-subnet    three network configs on one subnet and VLAN (pools fnkneta, fnknetb and
+                   fnknetc, whose range overlaps theirs in part); a fifth of the ADDs ask for
+                   an address (CNI_ARGS IP=) a running pod of any network may hold; agents
+                   SIGKILLed as in agent-kill. 0 duplicates *across* pools, by the store, the
+                   segment index and the addresses live pods really have (issue 26)
   node-lost        a node vanishes with its pods (no DEL); the survivors run the CNI GC
                    verb with their valid attachments, and the lost node's leases are
                    reclaimed by GC on its behalf (valid list empty); then sandboxes on
@@ -24,7 +29,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from flatnet_lab.chaos import faults, invariants
-from flatnet_lab.chaos.cluster import Cluster
+from flatnet_lab.chaos.cluster import NETWORK, RANGE_END, RANGE_START, SHARED, SUBNET, Cluster
 from flatnet_lab.chaos.load import Counters, Pod, call, delete_until_done, lifecycle
 from flatnet_lab.chaos.report import ScenarioResult
 
@@ -52,8 +57,8 @@ PROFILES = {
     ),
 }
 SCENARIOS = {
-    "sqlite": ("agent-kill", "sqlite-txn-kill", "node-lost"),
-    "etcd": ("agent-kill", "etcd-restart", "etcd-member-loss", "node-lost"),
+    "sqlite": ("agent-kill", "sqlite-txn-kill", "node-lost", "shared-subnet"),
+    "etcd": ("agent-kill", "etcd-restart", "etcd-member-loss", "node-lost", "shared-subnet"),
 }
 Log = Callable[[str], None]
 
@@ -90,14 +95,16 @@ def _node_lost(cluster: Cluster, counters: Counters, live: dict[str, Pod], resul
         del live[p.cid]
     result.kills += 1
     for node in cluster.nodes:
-        valid = [{"containerID": p.cid, "ifname": "eth0"} for p in live.values() if p.node is node]
-        if node.lost:
-            valid = []
-        ok, doc = call(
-            cluster, node, "GC", Pod(f"gc-{node.name}", node, ""), counters, {"cni.dev/valid-attachments": valid}
-        )
-        if not ok:
-            result.notes.append(f"GC on {node.name} failed: {doc.get('msg')}")
+        for net in cluster.networks:  # GC is per network, as a runtime runs it
+            valid = [
+                {"containerID": p.cid, "ifname": "eth0"}
+                for p in live.values()
+                if p.node is node and p.network == net and not node.lost
+            ]
+            gc = Pod(f"gc-{node.name}", node, "", network=net)
+            ok, doc = call(cluster, node, "GC", gc, counters, {"cni.dev/valid-attachments": valid})
+            if not ok:
+                result.notes.append(f"GC of {net} on {node.name} failed: {doc.get('msg')}")
     result.notes.append(
         f"lost {lost.name} with {len(gone)} pods; GC ran on every node (for "
         f"{lost.name} on its behalf, valid list empty)"
@@ -138,7 +145,8 @@ def run_scenario(name: str, store: str, profile: Profile, log: Log) -> ScenarioR
     result = ScenarioResult(name, store)
     started = time.monotonic()
     members = 3 if name == "etcd-member-loss" else 1
-    with Cluster(nodes_n=profile.nodes, store_kind=store, etcd_members=members) as cluster:
+    nets = dict(SHARED) if name == "shared-subnet" else {NETWORK: (SUBNET, RANGE_START, RANGE_END)}
+    with Cluster(nodes_n=profile.nodes, store_kind=store, etcd_members=members, networks=nets) as cluster:
         for node in cluster.nodes:
             if not cluster.wait_agent(node):
                 raise RuntimeError(f"agent of {node.name} did not start (log in {cluster.workdir})")
@@ -149,6 +157,7 @@ def run_scenario(name: str, store: str, profile: Profile, log: Log) -> ScenarioR
         problems_info: list[str] = []  # what the injector did (notes, not problems)
         strike = {
             "agent-kill": (profile.kills, faults.kill_agent(cluster)),
+            "shared-subnet": (profile.kills, faults.kill_agent(cluster)),
             "etcd-restart": (profile.etcd_stops, faults.bounce_etcd(cluster) if store == "etcd" else None),
             "etcd-member-loss": (
                 profile.member_kills,
