@@ -19,6 +19,13 @@ second pod:
 - seen gone on two consecutive passes (``interval`` apart), with the very same lease record;
 - the container's lock taken without waiting: an ADD/DEL in flight wins, and the lease is
   re-read under the lock before anything is removed.
+
+What a pass costs grows with the cluster: the store has no index of leases by node, so a
+pass reads every lease of the store (once per store, whatever the number of networks on
+it). So that this stays O(1) per node, the pause before the next pass grows with what the
+last one read: ``interval`` or ``records / RECORDS_PER_SECOND`` seconds, whichever is
+longer (docs/SCALE.md: 30,000 pods make it ~25 minutes). A leak is a slow problem; the
+store's load at 1,000 nodes is not.
 """
 
 from __future__ import annotations
@@ -32,6 +39,9 @@ from flatnet.agent.periodic import Periodic
 from flatnet.errors import FlatnetError
 
 log = logging.getLogger("flatnet.agent")
+
+#: lease records a node's reconciler may read per second of its period, on average
+RECORDS_PER_SECOND = 20.0
 
 
 def netns_gone(path: str | None, recorded: str | None) -> bool:
@@ -54,6 +64,8 @@ class Reconciler(Periodic):
 
     def __init__(self, service: Any, interval: float = 60.0) -> None:
         super().__init__(interval)
+        self.base_interval = interval
+        self.records_read = 0  # lease records the last pass read from the store(s)
         self.service = service
         self._suspects: dict[tuple[str, str, str], str] = {}  # (network, cid, ifname) -> record id
         self.passes = 0
@@ -65,6 +77,8 @@ class Reconciler(Periodic):
         except Exception as exc:  # noqa: BLE001 - store down: next pass retries
             log.warning("reconcile: pass failed: %s", exc)
             return
+        if self.base_interval > 0:
+            self.interval = max(self.base_interval, self.records_read / RECORDS_PER_SECOND)
         if report.reclaimed or report.errors:
             log.warning(
                 "reconcile: reclaimed %d attachment(s) whose container is gone: %s%s",
@@ -77,10 +91,15 @@ class Reconciler(Periodic):
         """One pass over every network this agent has served."""
         report = PassReport()
         seen: set[tuple[str, str, str]] = set()
+        read: dict[int, list[Any]] = {}  # id(ipam) -> its store's leases: one read per store
+        self.records_read = 0
         for conf in self.service.served_networks():
             ipam = self.service.ipam(conf)
+            if id(ipam) not in read:
+                read[id(ipam)] = ipam.leases()
+                self.records_read += len(read[id(ipam)])
             groups: dict[tuple[str, str], list[Any]] = {}
-            for lease in ipam.leases():
+            for lease in read[id(ipam)]:
                 o = lease.owner
                 if o.network == conf.name and o.node == self.service.node:
                     groups.setdefault((o.container_id, o.ifname), []).append(lease)
