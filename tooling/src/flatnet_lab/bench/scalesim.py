@@ -142,9 +142,8 @@ def nodes_worker(names: list[str], plan: Plan, out: Queue) -> None:
             ps = PeerSync()
             ps.remember(SimOverlayHooks(), hb.store, OverlayConf(), name, None)  # type: ignore[arg-type]
             duties.append(_Duty(name, "peersync", ps, ps.interval))
-    # the first beat announces the node (each agent's start); spread over a few threads
-    _run_all([lambda hb=hb: hb.beat() for hb in beats.values()], plan.threads)
-    out.put(("ready", len(names)))
+    # the first tick of a beat announces the node (each agent's start), so a node that is up
+    # beats on time while the others still announce; the parent hears once all are up
     now = time.monotonic()
     heap = [(now + random.uniform(0, d.period), i) for i, d in enumerate(duties)]
     heapq.heapify(heap)
@@ -152,6 +151,7 @@ def nodes_worker(names: list[str], plan: Plan, out: Queue) -> None:
     lags: list[float] = []
     counts = {"beat": 0, "reconcile": 0, "peersync": 0, "errors": 0}
     reclaimed: list[tuple[str, str, float]] = []
+    waiting = set(beats)  # nodes not announced yet
 
     def work() -> None:
         while True:
@@ -176,6 +176,11 @@ def nodes_worker(names: list[str], plan: Plan, out: Queue) -> None:
                 counts[d.kind] += 1
             except Exception:  # noqa: BLE001 - tick() logs its own store errors
                 counts["errors"] += 1
+            if waiting and d.kind == "beat" and d.obj.lease_id:
+                with cond:
+                    waiting.discard(d.node)
+                    if not waiting:
+                        out.put(("ready", len(names)))
             after = beats[d.node].reclaimed_by_me
             for dead in after[before:]:
                 reclaimed.append((d.node, dead, time.monotonic()))
