@@ -171,8 +171,6 @@ def nodes_worker(names: list[str], plan: Plan, out: Queue) -> None:
             before = len(beats[d.node].reclaimed_by_me)
             try:
                 d.obj.tick()
-                if isinstance(d.obj, Reconciler):
-                    d.period = d.obj.interval  # it sets its own pause from what it read
                 counts[d.kind] += 1
             except Exception:  # noqa: BLE001 - tick() logs its own store errors
                 counts["errors"] += 1
