@@ -119,7 +119,7 @@ def run_size(nodes: int, s: Settings, workdir: str, log: Any = print) -> SizeRes
             overlay=s.overlay,
         )
         # the plan's times are fixed once everyone is ready: pass them through a shared array
-        times = ctx.Array("d", [far, far, far, far])  # kill_at, churn start, churn stop, stop_at
+        times = ctx.Array("d", [far, far, far, far, 0.0])  # kill_at, churn start, churn stop, stop_at, pods placed
         for k in range(s.procs):
             p = ctx.Process(target=_nodes_main, args=(names[k :: s.procs], plan, out, times), daemon=True)
             p.start()
@@ -128,13 +128,16 @@ def run_size(nodes: int, s: Settings, workdir: str, log: Any = print) -> SizeRes
         cp = ctx.Process(target=_churn_main, args=(names, churn, out, times), daemon=True)
         cp.start()
         procs.append(cp)
-        ready = pods = 0
-        while ready < nodes or pods == 0:
+        ready = pods = seeded = 0
+        while ready < nodes or pods == 0 or seeded < s.procs:
             kind, val = out.get(timeout=600)
             if kind == "ready":
                 ready += val
             elif kind == "pods":
                 pods = val
+                times[4] = 1.0
+            elif kind == "seeded":
+                seeded += 1
         res.pods = pods
         res.setup_s = time.monotonic() - t0
         log(f"  {nodes} nodes announced, {pods} pods placed in {res.setup_s:.1f}s")
@@ -147,7 +150,7 @@ def run_size(nodes: int, s: Settings, workdir: str, log: Any = print) -> SizeRes
         sweep = max(s.ttl / 3.0, min(s.grace / 4, 15.0))
         reclaim_bound = s.ttl + s.grace + 2 * sweep
         stop_at = max(churn_end, idle_at + reclaim_bound + 60)
-        times[:] = [idle_at, churn_at, churn_end, stop_at]
+        times[:4] = [idle_at, churn_at, churn_end, stop_at]
         _sleep_until(idle_at)
         a = em.snapshot(cluster.endpoints)
         _sleep_until(churn_at)
@@ -216,6 +219,8 @@ class _LivePlan:
             return self._times[0]
         if name == "stop_at":
             return self._times[3]
+        if name == "pods_ready":
+            return self._times[4] > 0
         return getattr(self._plan, name)
 
 

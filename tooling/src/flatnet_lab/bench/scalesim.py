@@ -118,6 +118,7 @@ class Plan:
     kill_at: float
     threads: int = 6
     overlay: bool = False
+    pods_ready: bool = False  # set (through the parent's shared times) once the pods are placed
 
 
 class _Duty:
@@ -145,9 +146,24 @@ def nodes_worker(names: list[str], plan: Plan, out: Queue) -> None:
     # the first tick of a beat announces the node (each agent's start), so a node that is up
     # beats on time while the others still announce; the parent hears once all are up
     now = time.monotonic()
-    heap = [(now + random.uniform(0, d.period), i) for i, d in enumerate(duties)]
+    heap = [(now + random.uniform(0, d.period), i) for i, d in enumerate(duties) if d.kind != "reconcile"]
     heapq.heapify(heap)
     cond = threading.Condition()
+
+    def start_reconcilers() -> None:
+        """Once the pods are placed: seed each reconciler mid-cycle, then schedule it."""
+        while not plan.pods_ready:
+            time.sleep(0.1)
+        recs = [(i, d) for i, d in enumerate(duties) if d.kind == "reconcile"]
+        seed_reconcilers([d.obj for _i, d in recs], plan.cfg)
+        with cond:
+            t = time.monotonic()
+            for i, d in recs:
+                heapq.heappush(heap, (t + random.uniform(0, d.period), i))
+            cond.notify_all()
+        out.put(("seeded", len(recs)))
+
+    threading.Thread(target=start_reconcilers, daemon=True).start()
     lags: list[float] = []
     counts = {"beat": 0, "reconcile": 0, "peersync": 0, "errors": 0}
     reclaimed: list[tuple[str, str, float]] = []
@@ -198,6 +214,36 @@ def nodes_worker(names: list[str], plan: Plan, out: Queue) -> None:
         hb.store.close()
     cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
     out.put(("done", {"lags": lags, "counts": counts, "reclaimed": reclaimed, "cpu": cpu}))
+
+
+def seed_reconcilers(recs: list[Reconciler], cfg: dict[str, Any]) -> None:
+    """Put each reconciler where a long-running agent's is: somewhere in its full-pass cycle.
+
+    An agent's first pass reads every lease of the store (its start-up cost); 1,000 nodes
+    doing that at once would be a cluster-wide restart, not the steady state this run
+    measures. So this process reads the leases once and gives each reconciler what its own
+    first pass would have found, with its next full pass at a random point of its cycle.
+    Every pass after that is the reconciler's own. A reconciler without full/light passes
+    (before docs/SCALE.md's fix: every pass full) needs no seed.
+    """
+    if not recs or not hasattr(recs[0], "_known"):
+        return
+    from flatnet.agent.reconcile import RECORDS_PER_SECOND
+
+    store = open_store(cfg)
+    try:
+        leases = Ipam(store).leases()
+    finally:
+        store.close()
+    mine: dict[str, dict[tuple[str, str, str], list[Any]]] = {}
+    for lease in leases:
+        o = lease.owner
+        if o.network == NETWORK and o.node:
+            mine.setdefault(o.node, {}).setdefault((NETWORK, o.container_id, o.ifname), []).append(lease)
+    for rec in recs:
+        rec._known = mine.get(rec.service.node, {})
+        rec.full_every = max(rec.interval, len(leases) / RECORDS_PER_SECOND)
+        rec._next_full = time.monotonic() + random.uniform(0, rec.full_every)
 
 
 def _run_all(calls: list[Any], threads: int) -> None:
