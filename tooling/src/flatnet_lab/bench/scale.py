@@ -47,7 +47,7 @@ class Settings:
     idle: float = 30.0
     churn: float = 30.0
     procs: int = 3  # worker processes for the nodes (plus one for the churn)
-    threads: int = 6  # threads per worker process
+    threads: int = 0  # threads per worker process (0: one per 10 of its nodes, 4 to 48)
     overlay: bool = False  # also every node's vxlan peer sync (the store side of it)
 
 
@@ -107,6 +107,9 @@ def run_size(nodes: int, s: Settings, workdir: str, log: Any = print) -> SizeRes
         t0 = time.monotonic()
         # generous: the start has to announce every node and place every pod first
         far = t0 + 3600
+        # the duties wait on etcd, not on the CPU: enough threads that a slow answer does not
+        # make every other node's keepalive late (a late harness would fake dead nodes)
+        threads = s.threads or min(48, max(4, nodes // s.procs // 10))
         plan = Plan(
             cfg,
             s.ttl,
@@ -115,7 +118,7 @@ def run_size(nodes: int, s: Settings, workdir: str, log: Any = print) -> SizeRes
             stop_at=far,
             victim=victim,
             kill_at=far,
-            threads=s.threads,
+            threads=threads,
             overlay=s.overlay,
         )
         # the plan's times are fixed once everyone is ready: pass them through a shared array
@@ -124,7 +127,7 @@ def run_size(nodes: int, s: Settings, workdir: str, log: Any = print) -> SizeRes
             p = ctx.Process(target=_nodes_main, args=(names[k :: s.procs], plan, out, times), daemon=True)
             p.start()
             procs.append(p)
-        churn = ChurnPlan(cfg, s.pods_per_node, churn_rate(nodes), start_at=far, stop_at=far)
+        churn = ChurnPlan(cfg, s.pods_per_node, churn_rate(nodes), start_at=far, stop_at=far, threads=min(16, threads))
         cp = ctx.Process(target=_churn_main, args=(names, churn, out, times), daemon=True)
         cp.start()
         procs.append(cp)
