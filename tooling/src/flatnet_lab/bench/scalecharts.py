@@ -49,6 +49,12 @@ CURVES: dict[str, tuple[str, str, Callable[[dict[str, Any]], float | None], bool
 }
 
 
+def collapsed(r: dict[str, Any]) -> bool:
+    """A size whose live nodes lost their leases (etcd or the harness could not keep up):
+    its rates describe the collapse, not the steady state, and are marked so."""
+    return bool(r["leases"] < 0.9 * (r["nodes"] - 1))
+
+
 def label(path: str) -> str:
     base = os.path.basename(path).removesuffix(".json")
     return base.split("-", 1)[1] if "-" in base else base
@@ -62,12 +68,30 @@ def draw(out_dir: str, runs: dict[str, list[dict[str, Any]]]) -> list[str]:
     for name, (title, ylabel, value, log) in CURVES.items():
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for run, results in runs.items():
-            pts = [(r["nodes"], value(r)) for r in results if value(r) is not None]
+            ok = [r for r in results if not collapsed(r)]
+            pts = [(r["nodes"], value(r)) for r in ok if value(r) is not None]
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=run)
+                line = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=run)
+                bad = [(r["nodes"], value(r)) for r in results if collapsed(r) and value(r) is not None]
+                if bad:
+                    ax.plot(
+                        [p[0] for p in bad],
+                        [p[1] for p in bad],
+                        marker="x",
+                        markersize=10,
+                        linestyle="none",
+                        color=line[0].get_color(),
+                        label=f"{run}: collapsed (live nodes declared dead)",
+                    )
         ax.set_xscale("log")
         if log:
             ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
+        if name == "scale-reclaim.png":
+            bound = max((r["reclaim_bound_s"] for rs in runs.values() for r in rs), default=0)
+            if bound:
+                ax.axhline(bound, linestyle="--", color="grey", label="bound: TTL + grace + 2 sweeps")
         ax.set_xlabel("nodes")
         ax.set_ylabel(ylabel)
         ax.set_title(title)
