@@ -49,6 +49,7 @@ class Settings:
     procs: int = 3  # worker processes for the nodes (plus one for the churn)
     threads: int = 0  # threads per worker process (0: one per 10 of its nodes, 4 to 48)
     overlay: bool = False  # also every node's vxlan peer sync (the store side of it)
+    kill: str = "node"  # which node dies: "node" (one in the middle) or "sweeper" (the elected one)
 
 
 def churn_rate(nodes: int) -> float:
@@ -72,6 +73,7 @@ class SizeResult:
     alloc_errors: int = 0
     reclaim_s: float | None = None
     reclaimers: list[str] = field(default_factory=list)  # live nodes that reclaimed the dead one
+    victim: str = ""  # the node that died
     reclaim_bound_s: float = 0.0
     sched_lag_p99_ms: float = 0.0
     tick_errors: int = 0
@@ -122,9 +124,10 @@ def run_size(nodes: int, s: Settings, workdir: str, log: Any = print) -> SizeRes
             overlay=s.overlay,
         )
         # the plan's times are fixed once everyone is ready: pass them through a shared array
-        times = ctx.Array("d", [far, far, far, far, 0.0])  # kill_at, churn start, churn stop, stop_at, pods placed
+        # kill_at, churn start, churn stop, stop_at, pods placed, the victim's index in names
+        times = ctx.Array("d", [far, far, far, far, 0.0, float(len(names) // 2)])
         for k in range(s.procs):
-            p = ctx.Process(target=_nodes_main, args=(names[k :: s.procs], plan, out, times), daemon=True)
+            p = ctx.Process(target=_nodes_main, args=(names[k :: s.procs], plan, out, times, names), daemon=True)
             p.start()
             procs.append(p)
         churn = ChurnPlan(cfg, s.pods_per_node, churn_rate(nodes), start_at=far, stop_at=far, threads=min(16, threads))
@@ -144,6 +147,10 @@ def run_size(nodes: int, s: Settings, workdir: str, log: Any = print) -> SizeRes
         res.pods = pods
         res.setup_s = time.monotonic() - t0
         log(f"  {nodes} nodes announced, {pods} pods placed in {res.setup_s:.1f}s")
+        if s.kill == "sweeper":
+            victim = _sweeper(cfg)
+            times[5] = float(names.index(victim))
+        res.victim = victim
         now = time.monotonic()
         idle_at = now + s.warmup
         churn_at = idle_at + s.idle
@@ -195,6 +202,25 @@ def run_size(nodes: int, s: Settings, workdir: str, log: Any = print) -> SizeRes
         shutil.rmtree(os.path.join(workdir, f"n{nodes}"), ignore_errors=True)
 
 
+def _sweeper(cfg: dict[str, Any], wait: float = 30.0) -> str:
+    """The node that holds the sweeper key now (waits for the first election)."""
+    from flatnet.agent.heartbeat import SWEEPER_KEY
+    from flatnet.ipam.store import open_store
+
+    store = open_store(cfg)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            entry = store.get(SWEEPER_KEY)
+            if entry is not None:
+                return str(json.loads(entry.value)["node"])
+            if time.monotonic() > deadline:
+                raise RuntimeError("scale: no sweeper was elected")
+            time.sleep(0.2)
+    finally:
+        store.close()
+
+
 def _sleep_until(t: float) -> None:
     while (d := t - time.monotonic()) > 0:
         time.sleep(min(d, 0.5))
@@ -206,16 +232,16 @@ def _wait_times(times: Any) -> tuple[float, float, float, float]:
     return times[0], times[1], times[2], times[3]
 
 
-def _nodes_main(names: list[str], plan: Plan, out: Any, times: Any) -> None:
+def _nodes_main(names: list[str], plan: Plan, out: Any, times: Any, everyone: list[str]) -> None:
     """Worker process: announce, then run the schedule the parent fixes once all are up."""
-    nodes_worker(names, _LivePlan(plan, times), out)  # type: ignore[arg-type]
+    nodes_worker(names, _LivePlan(plan, times, everyone), out)  # type: ignore[arg-type]
 
 
 class _LivePlan:
     """A ``Plan`` whose kill/stop times come from the parent once every node is up."""
 
-    def __init__(self, plan: Plan, times: Any) -> None:
-        self._plan, self._times = plan, times
+    def __init__(self, plan: Plan, times: Any, names: list[str]) -> None:
+        self._plan, self._times, self._names = plan, times, names
 
     def __getattr__(self, name: str) -> Any:
         if name == "kill_at":
@@ -224,6 +250,8 @@ class _LivePlan:
             return self._times[3]
         if name == "pods_ready":
             return self._times[4] > 0
+        if name == "victim":
+            return self._names[int(self._times[5])]
         return getattr(self._plan, name)
 
 
@@ -286,9 +314,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ttl", type=int, default=Settings.ttl, help="heartbeat TTL, s")
     p.add_argument("--overlay", action="store_true", help="every node also runs the vxlan peer sync")
     p.add_argument("--procs", type=int, default=Settings.procs, help="worker processes for the nodes")
+    p.add_argument("--kill", choices=("node", "sweeper"), default="node", help="which node dies (default: %(default)s)")
     args = p.parse_args(argv)
     s = Settings(
-        ttl=args.ttl, grace=args.grace, idle=args.idle, churn=args.churn, overlay=args.overlay, procs=args.procs
+        ttl=args.ttl,
+        grace=args.grace,
+        idle=args.idle,
+        churn=args.churn,
+        overlay=args.overlay,
+        procs=args.procs,
+        kill=args.kill,
     )
     sizes = [int(x) for x in args.nodes.split(",") if x.strip()]
     results = []
