@@ -11,8 +11,8 @@ monotonic clock; no clocks are compared across nodes) is reclaimed:
    exists yet and the reclaimer's own ``alive`` is still its own — etcd picks exactly one
    live agent, and it puts ``nodes/<dead>/fence``;
 2. each lease of the dead node is first copied to ``nodes/<dead>/lost/...`` and then
-   released like a DEL would (a sticky address stays reserved for its pod). Any live agent
-   finishes a fenced node's release if the fencing one died midway (the steps are
+   released like a DEL would (a sticky address stays reserved for its pod). The next
+   sweeper finishes a fenced node's release if the fencing one died midway (the steps are
    idempotent).
 
 A node that comes back before the fence re-announces and keeps everything. One that
