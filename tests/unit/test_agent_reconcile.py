@@ -119,3 +119,18 @@ def test_other_nodes_and_unrecorded_netns_are_never_touched(h: Harness, tmp_path
     rec = Reconciler(h.svc, interval=0)
     rec.run_once()
     assert rec.run_once().reclaimed == [] and len(h.leases(conf)) == 1
+
+
+def test_light_passes_reclaim_a_known_attachment_without_reading_every_lease(h: Harness, tmp_path: Any) -> None:
+    conf = make_conf()
+    gone = _netns_file(tmp_path, "gone")
+    assert h.call("ADD", conf, cid="gone", netns=gone)[0] == 0
+    rec = Reconciler(h.svc, interval=60)  # periodic: the first pass is full, the next ones light
+    assert rec.run_once().checked == 1 and rec.records_read == 1
+    os.unlink(gone)
+    assert not rec.full_due()
+    first = rec.run_once()
+    assert (first.checked, first.suspects, rec.records_read) == (1, 1, 0)
+    second = rec.run_once()
+    assert len(second.reclaimed) == 1 and h.leases(conf) == [] and rec.records_read == 0
+    assert rec.run_once().checked == 0

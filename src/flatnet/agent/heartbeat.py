@@ -3,16 +3,16 @@
 A node that dies never sends DEL, so its leases would stay forever. Each agent therefore
 keeps, per etcd store it serves, ``nodes/<node>/alive`` attached to an etcd lease of
 ``ttl`` seconds that it keeps alive; ``nodes/<node>/member`` (no lease) says the node
-ever joined. Every live agent looks at the members now and then; one whose ``alive`` has
-been absent for longer than ``grace`` *as this agent saw it* (its own monotonic clock; no
-clocks are compared across nodes) is reclaimed:
+ever joined. One live agent, the *sweeper*, looks at the members now and then; a node
+whose ``alive`` has been absent for longer than ``grace`` *as the sweeper saw it* (its own
+monotonic clock; no clocks are compared across nodes) is reclaimed:
 
 1. the *fence*: one txn that holds only if the dead node's ``alive`` is absent, no fence
    exists yet and the reclaimer's own ``alive`` is still its own — etcd picks exactly one
    live agent, and it puts ``nodes/<dead>/fence``;
 2. each lease of the dead node is first copied to ``nodes/<dead>/lost/...`` and then
-   released like a DEL would (a sticky address stays reserved for its pod). Any live agent
-   finishes a fenced node's release if the fencing one died midway (the steps are
+   released like a DEL would (a sticky address stays reserved for its pod). The next
+   sweeper finishes a fenced node's release if the fencing one died midway (the steps are
    idempotent).
 
 A node that comes back before the fence re-announces and keeps everything. One that
@@ -21,6 +21,15 @@ at error level, writes ``<state_dir>/reclaimed.<node>.json`` (``flatnet doctor n
 reports it), removes the reclaimed addresses' interfaces from the pods that still have
 them (the address may belong to another pod by now; CHECK already fails for them, as IPAM
 holds nothing for the attachment), deletes the fence and announces again.
+
+What this costs etcd per node must not grow with the cluster (docs/SCALE.md measures it):
+an idle agent sends one lease keepalive every ``ttl / 3`` seconds and one small read of the
+``sweeper`` key every sweep period; it checks its ``alive`` key only every ``VERIFY_EVERY``
+beats and its ``lost/`` records only after an announce (while any are left). Only the
+sweeper reads the members, so the reading is O(nodes) once per period for the whole
+cluster, not per node. The sweeper is elected by a create-only txn on ``sweeper``, put
+with the winner's heartbeat lease: when it stops or dies, the key goes with its lease and
+the next agent to look takes over (it then counts the grace from its own first sight).
 """
 
 from __future__ import annotations
@@ -45,6 +54,10 @@ log = logging.getLogger("flatnet.agent")
 
 DEFAULT_TTL = defaults.HEARTBEAT_TTL
 DEFAULT_GRACE = defaults.DEAD_NODE_GRACE
+#: the key (under the store's prefix) naming the one agent that sweeps; bound to its lease
+SWEEPER_KEY = "sweeper"
+#: the ``alive`` key is read back every this many beats (a keepalive proves the lease, not the key)
+VERIFY_EVERY = 6
 
 
 def state_file(state_dir: str, node: str) -> str:
@@ -83,6 +96,9 @@ class NodeHeartbeat(Periodic):
         self.alive_version = 0
         self._missing: dict[str, float] = {}  # node -> when this agent first saw it missing
         self._last_sweep = -1e18
+        self._beats = 0
+        self._sweeper_lease = 0  # our lease when we won the sweeper key (0: not the sweeper)
+        self._teardown_at: float | None = None  # when lost/ records are next looked at
         self.reclaimed_by_me: list[str] = []
         self._on_announced = on_announced
 
@@ -110,9 +126,14 @@ class NodeHeartbeat(Periodic):
     def beat(self) -> None:
         """Keep the lease alive; re-announce after it expired; recover when fenced."""
         ttl = self._keepalive() if self.lease_id else 0
+        self._beats += 1
         if ttl > 0:
+            if self._beats % VERIFY_EVERY:
+                self._teardown_if_due()
+                return
             cur = self.store.get(node_key(self.node, "alive"))
             if cur is not None and cur.value == self.alive_value:
+                self._teardown_if_due()
                 return
         if not self.announce():
             self.recover()
@@ -123,7 +144,16 @@ class NodeHeartbeat(Periodic):
             if self._on_announced is not None:
                 self._on_announced()
                 self._on_announced = None
-        self.teardown_pending()
+        self._teardown_at = self.clock()
+        self._teardown_if_due()
+
+    def _teardown_if_due(self) -> None:
+        """``teardown_pending`` after an announce, and again later while records are left."""
+        if self._teardown_at is None or self.clock() < self._teardown_at:
+            return
+        left = self.teardown_pending()
+        # records of networks this agent has not served yet wait for its first request
+        self._teardown_at = self.clock() + max(3 * self.interval, 10.0) if left else None
 
     def _keepalive(self) -> int:
         try:
@@ -193,13 +223,16 @@ class NodeHeartbeat(Periodic):
             json.dump(doc, fh, indent=1)
         os.replace(tmp, path)
 
-    def teardown_pending(self) -> None:
-        """Remove reclaimed addresses from pods still holding them (networks we know)."""
+    def teardown_pending(self) -> int:
+        """Remove reclaimed addresses from pods still holding them (networks we know);
+        how many records are left for later."""
         confs = {c.name: c for c in self.service.served_networks()}
+        left = 0
         for entry in self.store.range(node_key(self.node, "lost/")):
             lease = r.lease_from_record(entry.value)
             conf = confs.get(lease.owner.network)
             if conf is None:
+                left += 1
                 continue  # learnt on this network's first request to the agent
             spec = AttachSpec(
                 container_id=lease.owner.container_id,
@@ -217,6 +250,7 @@ class NodeHeartbeat(Periodic):
                 with self.service.locks.hold(lease.owner.container_id, timeout=5):
                     self.service.datapath(conf.mode).delete(spec)
             except Exception as exc:  # noqa: BLE001 - retried on the next beat
+                left += 1
                 log.error(
                     "heartbeat: could not remove reclaimed %s from %s/%s: %s",
                     lease.address.ip,
@@ -233,8 +267,30 @@ class NodeHeartbeat(Periodic):
                 lease.owner.pod or "-",
             )
             self.store.txn([Compare(entry.key, entry.version, entry.value)], {}, [entry.key])
+        return left
 
     # ---- other nodes ----
+    def is_sweeper(self) -> bool:
+        """Whether this agent sweeps now: it holds ``sweeper`` with its current lease, or wins it.
+
+        One read per call while another agent holds it (a create-only txn, a write, only when
+        the key is absent); none while we hold it, since it lives exactly as long as our lease
+        and a new lease (after expiry) makes us contend again.
+        """
+        if not self.lease_id:
+            return False
+        if self._sweeper_lease == self.lease_id:
+            return True
+        if self.store.get(SWEEPER_KEY) is not None:
+            return False
+        value = r.dumps({"node": self.node, "session": self.session, "since": round(time.time(), 3)})
+        if self.store.txn([Compare(SWEEPER_KEY, 0)], {SWEEPER_KEY: value}, lease=self.lease_id):
+            self._sweeper_lease = self.lease_id
+            self._missing.clear()  # a new sweeper's grace starts at its own first sight
+            log.info("heartbeat: node %s now sweeps for dead nodes", self.node)
+            return True
+        return False
+
     def sweep(self) -> list[str]:
         """Reclaim nodes whose heartbeat has been gone longer than ``grace``; their names."""
         if self.grace <= 0:
@@ -282,6 +338,10 @@ class NodeHeartbeat(Periodic):
         self._missing.pop(node, None)
         return True
 
+    def sweep_period(self) -> float:
+        """How often the sweeper sweeps (and the others look whether a sweeper is there)."""
+        return max(self.interval, min(self.grace / 4, 15.0))
+
     # ---- the loop ----
     def start(self) -> None:
         try:
@@ -293,8 +353,9 @@ class NodeHeartbeat(Periodic):
     def tick(self) -> None:
         try:
             self.beat()
-            if self.clock() - self._last_sweep >= max(self.interval, min(self.grace / 4, 15.0)):
+            if self.grace > 0 and self.clock() - self._last_sweep >= self.sweep_period():
                 self._last_sweep = self.clock()
-                self.sweep()
+                if self.is_sweeper():
+                    self.sweep()
         except Exception as exc:  # noqa: BLE001 - store down: next tick retries
             log.warning("heartbeat: %s", getattr(exc, "msg", exc))

@@ -12,6 +12,7 @@ its last ADD.
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from flatnet.agent.periodic import Periodic
@@ -80,14 +81,24 @@ class OverlayHooks:
 
 class PeerSync(Periodic):
     """Re-runs the ``prepare`` hook (for vxlan: ``join``) of every overlay network the agent
-    has served, every ``interval`` s, so a node learns of peers that joined after its last ADD."""
+    has served, so a node learns of peers that joined after its last ADD.
+
+    Every ``interval`` s it reads the network's ``peers-rev`` token (``ipam.blocks``; one
+    small read) and runs the full ``join`` — which lists every peer, O(nodes) — only when
+    the token changed, or ``full_every`` s after the last one (which also repairs the node's
+    own overlay plumbing). What a node costs the store so stays the same however many
+    nodes there are (docs/SCALE.md).
+    """
 
     thread_name = "overlay-peer-sync"
 
-    def __init__(self, interval: float = 2.0) -> None:
+    def __init__(self, interval: float = 2.0, full_every: float = 60.0) -> None:
         super().__init__(interval)
+        self.full_every = full_every
         self._seen: dict[tuple[str, str | None], tuple[ModeHooks, Store, NetConf, str]] = {}
+        self._last: dict[tuple[str, str | None], tuple[str | None, float]] = {}  # key -> (token, when)
         self._lock = threading.Lock()
+        self.full_runs = 0
 
     def remember(self, hooks: ModeHooks, store: Store, conf: NetConf, node: str, host_netns: str | None) -> None:
         with self._lock:
@@ -96,8 +107,17 @@ class PeerSync(Periodic):
     def tick(self) -> None:
         with self._lock:
             items = list(self._seen.items())
-        for (_name, host_netns), (hooks, store, conf, node) in items:
+        from flatnet.ipam import blocks
+
+        for key, (hooks, store, conf, node) in items:
             try:
-                hooks.prepare(store, conf, node, host_netns)
+                token = blocks.peers_rev(store, conf.name)
+                last = self._last.get(key)
+                now = time.monotonic()
+                if last is not None and token is not None and last[0] == token and now - last[1] < self.full_every:
+                    continue
+                hooks.prepare(store, conf, node, key[1])
+                self.full_runs += 1
+                self._last[key] = (token, now)
             except Exception:  # noqa: BLE001 - store down or netns gone: retried next tick
                 pass

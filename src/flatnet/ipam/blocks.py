@@ -14,6 +14,11 @@ Keys, under ``/flatnet/overlay/<network>/``:
   ``blocks/<net>_<prefixlen>`` -> node name         (who owns this block)
   ``nodeblock/<node>``         -> block CIDR          (which block a node owns)
   ``nodes/<node>``             -> JSON NodeInfo       (VTEP address and MAC, for peers)
+  ``peers-rev``                -> a random token, new whenever ``nodes/`` changes
+
+``peers-rev`` lets an agent learn in one small read whether it must list the peers again
+(``agent/overlay.PeerSync``): listing them is O(nodes), and every node looking every two
+seconds would be O(nodes²) for the cluster.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +76,16 @@ def _nodeblock_key(network: str, node: str) -> str:
 
 def _node_key(network: str, node: str) -> str:
     return f"{_base(network)}nodes/{_node_name(node)}"
+
+
+def _rev_key(network: str) -> str:
+    return f"{_base(network)}peers-rev"
+
+
+def peers_rev(store: Store, network: str) -> str | None:
+    """The token that changes whenever a node of ``network`` registers, changes or leaves."""
+    entry = store.get(_rev_key(network))
+    return entry.value if entry else None
 
 
 def _check_layout(cluster_subnet: IPNetwork, prefixlen: int) -> None:
@@ -150,7 +166,8 @@ def register_node(
         cur = store.get(key)
         if cur is not None and cur.value == value:
             return info
-        if store.txn([Compare(key, cur.version, cur.value) if cur else Compare(key, 0)], puts={key: value}):
+        puts = {key: value, _rev_key(network): uuid.uuid4().hex}
+        if store.txn([Compare(key, cur.version, cur.value) if cur else Compare(key, 0)], puts=puts):
             return info
     raise StoreUnavailable(f"could not register node {node!r} after {MAX_ATTEMPTS} attempts; try again")
 
@@ -186,7 +203,8 @@ def release_block(store: Store, network: str, node: str) -> None:
             if bentry is not None and bentry.value == node:
                 compares.append(Compare(bkey, bentry.version, node))
                 deletes.append(bkey)
-        if store.txn(compares, deletes=deletes):
+        puts = {_rev_key(network): uuid.uuid4().hex} if reg is not None else {}
+        if store.txn(compares, puts=puts, deletes=deletes):
             return
     raise StoreUnavailable(f"could not release the block of node {node!r} after {MAX_ATTEMPTS} attempts; try again")
 

@@ -13,6 +13,8 @@ examples:
                                 docs/benchmarks/*.png
   flatnet bench --quick --out /tmp/b   smoke profile (< 2 minutes), report under /tmp/b
   flatnet bench --skip dataplane       control plane and IPAM only (no lab needed)
+  flatnet bench --skip control --skip cri --skip ipam --skip dataplane --scale 10,100,1000
+                                what N nodes cost etcd (docs/SCALE.md; minutes per size)
 
 Needs root: it creates network namespaces (prefix fnb-) and uses the lab (fnlab-, held
 exclusively while measuring; brought up and down again if it was not up). Everything it
@@ -39,11 +41,19 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
         help="where BENCHMARKS.md and benchmarks/*.png go (default: %(default)s)",
     )
     p.add_argument("--skip", action="append", choices=SECTIONS, default=[], help="leave a section out (repeatable)")
+    p.add_argument(
+        "--scale",
+        metavar="N,N,..",
+        default="",
+        help="also run the scale section (off by default): N nodes' agents against a 3-member etcd "
+        "(flatnet_lab.bench.scale); writes <out>/scale/scale.json and charts",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from flatnet_lab.bench.profile import FULL, QUICK
+    from flatnet_lab.bench.runner import SECTIONS
     from flatnet_lab.bench.runner import run as run_bench
 
     if os.geteuid() != 0:
@@ -54,5 +64,12 @@ def run(args: argparse.Namespace) -> int:
         + (f" --out {args.out}" if args.out != "docs" else "")
         + "".join(f" --skip {x}" for x in args.skip)
     )
-    run_bench(QUICK if args.quick else FULL, args.out, command, tuple(args.skip))
+    if set(SECTIONS) - set(args.skip):  # every section skipped: only --scale runs
+        run_bench(QUICK if args.quick else FULL, args.out, command, tuple(args.skip))
+    if args.scale:
+        from flatnet_lab.bench import scale, scalecharts
+
+        out = os.path.join(args.out, "scale")
+        scale.main(["--nodes", args.scale, "--out", out])
+        scalecharts.main([out, os.path.join(out, "scale.json")])
     return 0
