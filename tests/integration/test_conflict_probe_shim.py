@@ -25,7 +25,7 @@ from flatnet.agent.conflicts import wire_probe  # noqa: E402
 from flatnet.datapath import conflict  # noqa: E402
 from flatnet.datapath.api import AttachSpec  # noqa: E402
 from flatnet.datapath.common import shim_name  # noqa: E402
-from flatnet.datapath.netns import ipr  # noqa: E402
+from flatnet.datapath.netns import iproute as ipr  # noqa: E402  (pyroute2's API: the test builds its own links)
 
 IP = "/usr/sbin/ip" if os.path.exists("/usr/sbin/ip") else "ip"
 HELD4, HELD6 = ipaddress.ip_address("198.18.141.7"), ipaddress.ip_address("2001:db8:141::7")
