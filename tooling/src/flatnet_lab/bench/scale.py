@@ -34,7 +34,7 @@ from typing import Any
 
 from flatnet_lab.bench import etcdmetrics as em
 from flatnet_lab.bench.scalesim import ChurnPlan, Plan, churn_worker, node_name, nodes_worker
-from flatnet_lab.chaos.etcdproc import EtcdCluster
+from flatnet_lab.etcd import EtcdCluster
 
 
 @dataclass(frozen=True)
