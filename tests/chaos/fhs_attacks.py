@@ -89,9 +89,12 @@ def dhcp_reply(net: FhsNet, s: Sender, bypass: bool = False) -> bool:
 
 
 def vlan_tagged_frame(net: FhsNet, s: Sender, bypass: bool = False) -> bool:
-    """An 802.1Q-tagged frame (VLAN 200): does it reach the wire (the VM's port sees it)?"""
+    """An 802.1Q-tagged frame: does it reach the VM's port?
+
+    VLAN 200 on a plain segment; on a VLAN the pod's own VID (a VLAN-aware bridge already
+    drops other VIDs from an access port; the own VID is what it lets through)."""
     marker = secrets.token_bytes(8)
-    frame = frames.tagged(s.mac, 200, marker)
+    frame = frames.tagged(s.mac, net.vlan or 200, marker)
     return net.vm_sniffed(marker, lambda: frames.send_as_attacker(s.ns, s.ifname, frame, bypass=bypass))
 
 

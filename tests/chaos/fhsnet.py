@@ -5,8 +5,11 @@ place where first-hop attacks are sent and their effects looked for.
     gw            198.18.100.1/24, 2001:db8:100::1/64   (the segment's router)
     vm            198.18.100.200/24, 2001:db8:100::200/64 (a production VM: accepts RAs, as VMs do)
     host          198.18.100.150/24                       (a host on the segment that is not a pod)
-    n1            the node: eth0 198.18.100.11/24; pods in ``mode`` (macvlan / bridge / ipvlan),
-                  optionally on VLAN ``vlan`` of a trunk (kernel tier: see ``trunk``)
+    n1            the node: eth0 198.18.100.11/24; pods in ``mode`` (macvlan / bridge / ipvlan)
+With ``vlan`` set (kernel tier: needs 8021q and bridge vlan_filtering) the switch is
+VLAN-aware: gw, vm and host are access ports of that VLAN, the node's port a trunk carrying
+it tagged, the node's address on ``eth0.<vlan>`` and the pods in that VLAN (macvlan/ipvlan on
+the 802.1Q sub-interface, bridge mode on the VLAN-aware ``fnbr0``).
 Pods are added through the real datapath (``get_datapath(mode).add``), as the agent does.
 Everything is named ``fhs-<6 hex>-*`` and removed by ``close()``; every tool is bounded in
 packets and seconds.
@@ -51,6 +54,7 @@ class Sender:
 @dataclass
 class FhsNet:
     mode: str = "macvlan"
+    vlan: int | None = None
     policy: dict | None = None
     tag: str = field(default_factory=lambda: secrets.token_hex(3))
     namespaces: list[str] = field(default_factory=list)
@@ -74,24 +78,35 @@ class FhsNet:
         testnet.link_up(name, "lo")
         return name
 
-    def _attach(self, part: str, cidrs: list[str]) -> str:
+    def _attach(self, part: str, cidrs: list[str], trunk: bool = False) -> str:
         ns = self._ns(part)
         testnet.ensure_veth(self.sw, f"s-{part}", ns, "eth0")
         testnet.set_master(self.sw, f"s-{part}", "br0")
         testnet.set_sysctl(ns, "net/ipv6/conf/eth0/accept_dad", "0")
-        testnet.ensure_addresses(ns, "eth0", cidrs)
+        dev = "eth0"
+        if self.vlan is not None:
+            if trunk:
+                testnet.set_port_vlans(self.sw, f"s-{part}", tagged=[self.vlan])
+                if self.mode == "bridge":
+                    return ns  # eth0 becomes fnbr0's trunk port: the node keeps no address here
+                dev = f"eth0.{self.vlan}"
+                testnet.ensure_vlan_link(ns, "eth0", dev, self.vlan)
+                testnet.set_sysctl(ns, f"net/ipv6/conf/{dev}/accept_dad", "0")
+            else:
+                testnet.set_port_vlans(self.sw, f"s-{part}", access=self.vlan)
+        testnet.ensure_addresses(ns, dev, cidrs)
         return ns
 
     def build(self) -> "FhsNet":
         sw = self._ns("sw")
-        testnet.ensure_bridge(sw, "br0")
+        testnet.ensure_bridge(sw, "br0", vlan_filtering=self.vlan is not None)
         testnet.set_sysctl(sw, "net/ipv6/conf/all/disable_ipv6", "1")  # the switch itself is silent
         self._attach("gw", [f"{GW4}/24", f"{GW6}/64"])
         vm = self._attach("vm", [f"{VM4}/24", f"{VM6}/64"])
         testnet.set_sysctl(vm, "net/ipv6/conf/eth0/accept_ra", "1")
         testnet.set_sysctl(vm, "net/ipv6/conf/eth0/autoconf", "1")
         self._attach("host", [f"{HOST4}/24"])
-        self._attach("n1", [f"{NET4}.11/24", f"{NET6}:11/64"])
+        self._attach("n1", [f"{NET4}.11/24", f"{NET6}:11/64"], trunk=True)
         return self
 
     def ns_of(self, part: str) -> str:
@@ -106,6 +121,7 @@ class FhsNet:
             netns=f"/run/netns/{ns}",
             mode=mode or self.mode,
             master="eth0",
+            vlan=self.vlan,
             addresses=(
                 ipaddress.ip_interface(f"{NET4}.{host}/24"),
                 ipaddress.ip_interface(f"{NET6}:{host}/64"),

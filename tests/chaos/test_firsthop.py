@@ -69,7 +69,8 @@ def test_legitimate_traffic_flows(net: FhsNet) -> None:
     assert ping(a.ns, b.ip4), "pod -> pod on one node"
     assert ping(a.ns, VM4) and ping(net.name("vm"), a.ip4), "VM <-> pod"
     assert ping(a.ns, VM6) and ping(net.name("vm"), f"2001:db8:100::{21}"), "VM <-> pod over IPv6"
-    assert ping(net.node, a.ip4), "node -> pod (macvlan: through the shim)"
+    if not (net.mode == "bridge" and net.vlan is not None):  # the node has no address in that VLAN
+        assert ping(net.node, a.ip4), "node -> pod (macvlan/ipvlan: through the shim)"
     assert ping(a.ns, f"{b.ll6}%eth0"), "pod -> pod over IPv6 link-local"
     out, peer = tcp_exchange(net.name("vm"), "0.0.0.0", a.ns, VM4)
     assert out.startswith("hello") and peer == a.ip4

@@ -183,6 +183,22 @@ def tool_findings(facts: NodeFacts) -> list[Finding]:
                 "" if facts.nft.ok else "apt-get install nftables (kernel: CONFIG_NF_TABLES)",
             )
         )
+    if facts.egress is not None:
+        flat = not facts.cni or not facts.cni.modes or any(m != "vxlan" for m in facts.cni.modes)
+        out.append(
+            Finding(
+                "ok" if facts.egress.ok else ("error" if flat else "warn"),
+                "first-hop-filter",
+                "kernel/netdev-egress",
+                f"nftables netdev egress hook: {facts.egress.detail}",
+                "every flat-mode pod's first-hop filter (a pod sends only as itself) hangs on it; "
+                "without it ADD fails with a missing-kernel-feature error",
+                ""
+                if facts.egress.ok
+                else "use Linux >= 5.16 with CONFIG_NETFILTER_EGRESS=y and CONFIG_NF_TABLES_NETDEV, or set "
+                '"firstHopSecurity": false in the network config (pods can then impersonate the gateway)',
+            )
+        )
     for tool, (pkg, why, required) in TOOLS.items():
         path = facts.tools.get(tool)
         if path:

@@ -92,6 +92,10 @@ class PoolSpec:
     conflict_probe: bool = True
     # extra routes to install in the pod (destination, gateway-or-None)
     routes: tuple[tuple[IPNetwork, IPAddress | None], ...] = ()
+    #: pods of this pool may send router advertisements and redirects (``allowRouterAdvertisements``)
+    allow_router: bool = False
+    #: pods of this pool may answer as DHCP/DHCPv6 servers (``allowDhcpServer``)
+    allow_dhcp_server: bool = False
 
     @property
     def family(self) -> int:
