@@ -20,7 +20,8 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
 ]
 
-from flatnet.datapath import firsthop  # noqa: E402
+from flatnet.datapath import antispoof, firsthop  # noqa: E402
+from flatnet.datapath.common import host_veth_name  # noqa: E402
 from flatnet.datapath import pod as dpod  # noqa: E402
 from flatnet.errors import DatapathError  # noqa: E402
 from tests.chaos import fhs_attacks, frames  # noqa: E402
@@ -103,3 +104,51 @@ def test_check_sees_a_missing_or_altered_filter_and_del_removes_it(net: FhsNet) 
     tag, count = firsthop.installed(pod.spec.netns, "eth0")
     assert tag and count >= 8
     assert "flatnet_firsthop" in sh(pod.ns, "nft", "list", "tables").stdout
+
+
+def test_reconciler_step_reinstalls_a_flushed_filter(net: FhsNet) -> None:
+    """The agent's reconciler (Service.repair_first_hop -> pod.repair_filter) rebuilds a pod's
+    filter from its leases: after an upgrade from a version without it, or a flushed table."""
+    from flatnet.agent.reconcile import Reconciler
+    from flatnet.ipam.api import Lease, Owner
+
+    pod = net.pods[1]
+    assert pod.spec is not None
+    assert not dpod.repair_filter(pod.spec), "nothing to repair on a fresh pod"
+    sh(pod.ns, "nft", "delete", "table", "netdev", firsthop.TABLE)
+    host = host_veth_name(pod.spec.container_id, "eth0")
+    if net.mode == "bridge":  # the node-side port filter would block it too: out of the way
+        antispoof.remove(net.node, host)
+    assert fhs_attacks.udp_from_gateway_address(net, pod), "control: without its table the pod can spoof"
+    leases = [
+        Lease(
+            pool="p",
+            address=a,
+            gateway=None,
+            vlan=None,
+            owner=Owner(pod.spec.container_id, "eth0", "n", node="n", netns=pod.spec.netns),
+        )
+        for a in pod.spec.addresses
+    ]
+
+    class OneNetwork:  # the service surface the reconciler uses, over the real datapath step
+        node = "n"
+
+        def __init__(self) -> None:
+            self.conf = type("Conf", (), {"name": "n", "mode": net.mode, "pools": [], "first_hop_security": True})()
+
+        def served_networks(self) -> list:
+            return [self.conf]
+
+        def ipam(self, conf: object) -> object:
+            return type("Ipam", (), {"leases": staticmethod(lambda: leases)})()
+
+        def repair_first_hop(self, conf: object, cid: str, ifname: str, ls: list) -> bool:
+            return dpod.repair_filter(pod.spec)
+
+    report = Reconciler(OneNetwork()).run_once()
+    assert report.filters_repaired == [f"{pod.spec.container_id[:12]}/eth0"], report
+    assert not fhs_attacks.udp_from_gateway_address(net, pod)
+    assert Reconciler(OneNetwork()).run_once().filters_repaired == []
+    if net.mode == "bridge":
+        antispoof.install(net.node, host, pod.mac, [a.ip for a in pod.spec.addresses])

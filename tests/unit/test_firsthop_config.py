@@ -117,7 +117,7 @@ def test_a_kernel_refusing_the_egress_hook_is_a_missing_kernel_feature(monkeypat
     def refuse(ns: object, text: str) -> None:
         raise DatapathError("nft -f - failed in netns x: Error: Could not process rule: Operation not supported")
 
-    monkeypatch.setattr(firsthop.nft, "apply", refuse)
+    monkeypatch.setattr(firsthop.nft, "apply_inproc", refuse)
     who = firsthop.allowed("02:00:00:00:00:05", ["198.18.100.5"])
     with pytest.raises(KernelFeatureMissing, match="CONFIG_NETFILTER_EGRESS.*firstHopSecurity"):
         firsthop.install("/run/netns/x", "eth0", who, firsthop.Policy())

@@ -19,6 +19,10 @@ second pod:
 - seen gone on two consecutive passes (``interval`` apart), with the very same lease record;
 - the container's lock taken without waiting: an ADD/DEL in flight wins, and the lease is
   re-read under the lock before anything is removed.
+
+The same pass keeps each live flat-mode pod's first-hop filter (datapath/firsthop.py) as its
+leases say it should be: a pod plumbed before the filter existed, or whose filter table was
+flushed, gets it back (``PassReport.filters_repaired``).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class PassReport:
     suspects: int = 0
     reclaimed: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    filters_repaired: list[str] = field(default_factory=list)
 
 
 class Reconciler(Periodic):
@@ -65,6 +70,12 @@ class Reconciler(Periodic):
         except Exception as exc:  # noqa: BLE001 - store down: next pass retries
             log.warning("reconcile: pass failed: %s", exc)
             return
+        if report.filters_repaired:
+            log.warning(
+                "reconcile: reinstalled the first-hop filter of %d pod(s): %s",
+                len(report.filters_repaired),
+                ", ".join(report.filters_repaired[:10]),
+            )
         if report.reclaimed or report.errors:
             log.warning(
                 "reconcile: reclaimed %d attachment(s) whose container is gone: %s%s",
@@ -88,6 +99,7 @@ class Reconciler(Periodic):
                 report.checked += 1
                 owner = leases[0].owner
                 if not netns_gone(owner.netns, owner.netns_id):
+                    self._repair_filter(conf, cid, ifname, leases, report)
                     continue
                 key, ident = (conf.name, cid, ifname), _ident(leases)
                 seen.add(key)
@@ -104,6 +116,16 @@ class Reconciler(Periodic):
         self.passes += 1
         self.reclaimed_total += len(report.reclaimed)
         return report
+
+    def _repair_filter(self, conf: Any, cid: str, ifname: str, leases: list[Any], report: PassReport) -> None:
+        repair = getattr(self.service, "repair_first_hop", None)
+        if repair is None:
+            return
+        try:
+            if repair(conf, cid, ifname, leases):
+                report.filters_repaired.append(f"{cid[:12]}/{ifname}")
+        except FlatnetError as exc:
+            report.errors.append(f"{cid[:12]}/{ifname}: first-hop filter: {exc.msg}")
 
 
 def _ident(leases: list[Any]) -> str:

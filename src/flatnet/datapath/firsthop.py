@@ -33,9 +33,11 @@ interface, hook egress on that interface, policy accept, dropping what is not th
     router advertisement, ICMP/ICMPv6 redirect               drop  (unless the pool allows routers)
     udp sport 67 (DHCP) / 547 (DHCPv6) server replies        drop  (unless the pool allows DHCP servers)
 
-The link-local address is only known once the link is up, so ADD installs the chain twice:
-before the link goes up (link-local sources refused) and once it is up, before anything is
-announced, with its own link-local added. Each install is one ``nft -f`` transaction.
+The link-local address is only known for sure once the link is up: ADD installs the chain
+before the link goes up with the link-local the kernel will derive from the MAC (EUI-64),
+reads the real one once the link is up and, only if it differs (another addr_gen_mode,
+ipvlan's per-port IDs), installs again before anything is announced. Each install is one
+transaction, through libnftables in-process where it is there (``nft.apply_inproc``).
 """
 
 from __future__ import annotations
@@ -106,6 +108,15 @@ def _check_ifname(ifname: str) -> str:
             "(1-15 of letters, digits, '_', '.', '-')"
         )
     return ifname
+
+
+def eui64_link_local(mac: str) -> str:
+    """The link-local address the kernel derives from ``mac`` (addr_gen_mode eui64, the
+    default): predicted so ADD installs the filter once, before the link is up."""
+    b = bytearray(bytes.fromhex(mac.replace(":", "")))
+    b[0] ^= 0x02
+    iid = bytes(b[:3]) + b"\xff\xfe" + bytes(b[3:])
+    return str(ipaddress.IPv6Address(b"\xfe\x80" + b"\0" * 6 + iid))
 
 
 def allowed(mac: str, ips: Iterable[object], link_local: Iterable[object] = ()) -> Allowed:
@@ -189,7 +200,7 @@ def install(ns_path: str, ifname: str, who: Allowed, policy: Policy) -> None:
     """
     name = _check_ifname(ifname)
     try:
-        nft.apply(ns_path, _ruleset(name, who, policy))
+        nft.apply_inproc(ns_path, _ruleset(name, who, policy))
     except errors.KernelFeatureMissing:
         raise
     except errors.DatapathError as exc:
@@ -256,3 +267,26 @@ def problem(ns_path: str, ifname: str, who: Allowed, policy: Policy) -> str | No
     if tag != fingerprint(who, policy) or count != len(rules(who, policy)):
         return f"first-hop filter chain {chain_name(ifname)!r} differs from the pod's addresses/MAC/policy"
     return None
+
+
+def snapshot(ns_path: str) -> str | None:
+    """The netns's first-hop table as nft text (None when absent): for benches that measure a
+    path with the filter off and put it back exactly as it was (``restore``)."""
+    try:
+        return nft._run(ns_path, ["list", "table", FAMILY, TABLE])
+    except errors.DatapathError as exc:
+        if "No such file or directory" in exc.msg:
+            return None
+        raise
+
+
+def drop_table(ns_path: str) -> None:
+    """Remove the netns's whole first-hop table (idempotent)."""
+    nft.apply(ns_path, f"add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n")
+
+
+def restore(ns_path: str, text: str | None) -> None:
+    """Put back a ``snapshot`` (replacing whatever table is there now)."""
+    drop_table(ns_path)
+    if text:
+        nft.apply(ns_path, text)

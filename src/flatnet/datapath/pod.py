@@ -79,7 +79,8 @@ def adopt(
     policy = firsthop.Policy.from_options(spec.options)
     guard = first_hop and policy.enforce
     if guard:  # before the link is up: not one frame leaves unfiltered
-        firsthop.install(ns_path, spec.ifname, firsthop.allowed(final_mac, [a.ip for a in spec.addresses]), policy)
+        predicted = firsthop.allowed(final_mac, [a.ip for a in spec.addresses], [firsthop.eui64_link_local(final_mac)])
+        firsthop.install(ns_path, spec.ifname, predicted, policy)
         undo.push(f"remove first-hop filter of {spec.ifname}", lambda: remove_filter(ns_path, spec.ifname))
     if node_side is not None:
         node_side()  # routes towards a pod whose link is still down: nothing reaches it yet
@@ -95,8 +96,10 @@ def adopt(
                     f"adding route {route.dst} via {route.gw or 'link'} on {spec.ifname!r} in "
                     f"{ns_path} failed ({exc}); is the gateway inside one of the pod's subnets?"
                 ) from exc
-    if guard:
-        install_filter(spec, ns_path, final_mac, policy)
+    if guard:  # the real link-local, now that the link is up: install again only if it differs
+        actual = filter_identity(spec, ns_path, final_mac)
+        if actual != predicted:
+            firsthop.install(ns_path, spec.ifname, actual, policy)
     if before_announce is not None:
         before_announce()
     neigh.announce(ns_path, spec.ifname, final_mac, spec.addresses)
@@ -113,8 +116,10 @@ def link_locals(ns_path: str, ifname: str) -> list[IPAddress]:
 
 
 def filter_identity(spec: AttachSpec, ns_path: str, mac: str) -> firsthop.Allowed:
-    """Who the pod on ``spec.ifname`` is: its MAC, its addresses and its link-local."""
-    return firsthop.allowed(mac, [a.ip for a in spec.addresses], link_locals(ns_path, spec.ifname))
+    """Who the pod on ``spec.ifname`` is: its MAC, its addresses and its link-local (the one
+    on the link; the EUI-64 one ADD predicted while the link has none yet)."""
+    lls = link_locals(ns_path, spec.ifname) or [firsthop.eui64_link_local(mac)]
+    return firsthop.allowed(mac, [a.ip for a in spec.addresses], lls)
 
 
 def install_filter(spec: AttachSpec, ns_path: str, mac: str, policy: firsthop.Policy) -> None:
@@ -136,6 +141,28 @@ def check_filter(spec: AttachSpec, ns_path: str, mac: str) -> None:
     found = firsthop.problem(ns_path, spec.ifname, filter_identity(spec, ns_path, mac), policy)
     if found:
         raise mismatch(found)
+
+
+def repair_filter(spec: AttachSpec) -> bool:
+    """Reinstall a live pod's first-hop filter when it is missing or not what it should be.
+
+    For the agent's reconciler: pods plumbed before the filter existed (an upgrade) or whose
+    table was flushed get it back from the leases. True when something was (re)installed;
+    False when it was right, the netns or link is gone, or the network opted out.
+    """
+    policy = firsthop.Policy.from_options(spec.options)
+    path = netns.ns_path(spec.netns)
+    if not policy.enforce or not path or not os.path.exists(path):
+        return False
+    with translate(f"inspecting {spec.ifname!r}", path), netns.ipr(path) as ip:
+        link = links.find(ip, spec.ifname)
+    if link is None:
+        return False
+    who = filter_identity(spec, path, link.mac.lower())
+    if firsthop.problem(path, spec.ifname, who, policy) is None:
+        return False
+    firsthop.install(path, spec.ifname, who, policy)
+    return True
 
 
 def delete_named(ns_path: str, name: str) -> None:
