@@ -229,7 +229,7 @@ def remove(ns_path: str, ifname: str) -> None:
     """Delete the interface's chain (idempotent: add-then-delete in one transaction)."""
     name = _check_ifname(ifname)
     chain = chain_name(name)
-    nft.apply(
+    nft.apply_inproc(
         ns_path,
         f"add table {FAMILY} {TABLE}\n"
         f'add chain {FAMILY} {TABLE} {chain} {{ type filter hook egress device "{name}" priority -500; '

@@ -127,21 +127,30 @@ def apply_inproc(ns: str | None, ruleset_text: str) -> None:
         return
 
     def run() -> tuple[int, str]:
-        ctx = lib.nft_ctx_new(0)
-        if not ctx:
-            return -1, "nft_ctx_new failed"
-        try:
-            lib.nft_ctx_buffer_output(ctx)
-            lib.nft_ctx_buffer_error(ctx)
-            rc = lib.nft_run_cmd_from_buffer(ctx, ruleset_text.encode())
-            err = lib.nft_ctx_get_error_buffer(ctx) or b""
-            return rc, err.decode(errors="replace")
-        finally:
-            lib.nft_ctx_free(ctx)
+        with _RUN_GUARD:  # libnftables keeps process-wide state: one context at a time
+            return _run_ctx(lib, ruleset_text)
 
     rc, err = run_in(ns, run)
     if rc != 0:
         raise DatapathError(f"nft -f - failed in netns {ns or 'self'}: {err.strip()}", details=ruleset_text[-2000:])
+
+
+_RUN_GUARD = threading.Lock()
+
+
+def _run_ctx(lib: Any, ruleset_text: str) -> tuple[int, str]:
+    """One libnftables context for one ruleset text: (return code, error text)."""
+    ctx = lib.nft_ctx_new(0)
+    if not ctx:
+        return -1, "nft_ctx_new failed"
+    try:
+        lib.nft_ctx_buffer_output(ctx)
+        lib.nft_ctx_buffer_error(ctx)
+        rc = lib.nft_run_cmd_from_buffer(ctx, ruleset_text.encode())
+        err = lib.nft_ctx_get_error_buffer(ctx) or b""
+        return int(rc), err.decode(errors="replace")
+    finally:
+        lib.nft_ctx_free(ctx)
 
 
 def _family(net: ipaddress.IPv4Network | ipaddress.IPv6Network | ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
