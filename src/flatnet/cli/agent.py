@@ -193,6 +193,14 @@ def run(args: argparse.Namespace) -> int:
 
     reconciler = Reconciler(service, args.reconcile_every)
     reconciler.start()
+    from flatnet.agent import claimwatch
+
+    def conflict_seen(pool: str, address: str, pod_mac: str, other_mac: str) -> None:
+        if metrics is not None:
+            metrics.address_conflicts.labels(pool=pool).inc()
+
+    claim_watch = claimwatch.ClaimWatch(service, conflict_seen, claimwatch.state_path(args.socket))
+    claim_watch.start()  # ARP/ND claims of live pods' addresses from other MACs
     from flatnet.agent.heartbeats import Heartbeats
 
     beats = Heartbeats(service, args.heartbeat_ttl, args.dead_node_grace, args.state_dir)

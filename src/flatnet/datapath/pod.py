@@ -106,6 +106,19 @@ def adopt(
     return final_mac, arrived.mtu
 
 
+def link_mac(ns: str, ifname: str) -> str | None:
+    """The MAC of ``ifname`` in a pod's netns; None when the netns or the link is gone."""
+    path = netns.ns_path(ns)
+    if not path or not os.path.exists(path):
+        return None
+    try:
+        with netns.ipr(path) as ip:
+            link = links.find(ip, ifname)
+    except (OSError, errors.FlatnetError):
+        return None
+    return link.mac.lower() if link is not None else None
+
+
 def link_locals(ns_path: str, ifname: str) -> list[IPAddress]:
     """The IPv6 link-local addresses on ``ifname`` (the kernel adds them when it comes up)."""
     with translate(f"reading {ifname!r}", ns_path), netns.ipr(ns_path) as ip:

@@ -217,6 +217,13 @@ def tool_findings(facts: NodeFacts) -> list[Finding]:
     return out
 
 
+def conflict_list(socket_path: str) -> list[dict]:
+    """What the local agent's claim watcher recorded (agent/claimwatch.py); [] when nothing."""
+    from flatnet.agent import claimwatch
+
+    return claimwatch.load(claimwatch.state_path(socket_path))
+
+
 def service_findings(facts: NodeFacts, socket_path: str) -> list[Finding]:
     out = []
     state, detail = facts.agent
@@ -243,6 +250,19 @@ def service_findings(facts: NodeFacts, socket_path: str) -> list[Finding]:
                 f"agent at {socket_path}: {detail}",
                 "the plugin cannot complete ADDs through a broken agent",
                 "check the agent's log (kubectl -n flatnet logs ds/flatnet-agent) and restart it",
+            )
+        )
+    for c in conflict_list(socket_path):
+        out.append(
+            Finding(
+                "warn",
+                "address-conflict",
+                f"address/{c.get('address')}",
+                f"{c.get('address')} (pool {c.get('pool')}) of a live pod (MAC {c.get('pod_mac')}) is also claimed by "
+                f"MAC {c.get('other_mac')} ({c.get('count')} time(s), on {c.get('link')})",
+                "two hosts answer for one address: part of the VLAN reaches the wrong one",
+                "find the host with that MAC (switch FDB) and give it another address, or exclude the address "
+                "from the pool and move the pod",
             )
         )
     state, detail = facts.store
