@@ -15,11 +15,11 @@ import time
 from typing import Callable
 
 from tests.chaos import frames
-from tests.chaos.fhsnet import GW4, VM4, FhsNet, Sender
+from tests.chaos.fhsnet import GW4, SLOW, VM4, FhsNet, Sender
 from tests.helpers.net import ping, sh, wait_until
 
 
-def arp_reply_claims_gateway(net: FhsNet, s: Sender, bypass: bool = False) -> bool:
+def arp_reply_claims_gateway(net: FhsNet, s: Sender, bypass: bool = False, label: int = 0) -> bool:
     """Unsolicited ARP reply to the VM: "198.18.100.1 is at <attacker MAC>"."""
     vm = net.name("vm")
     vm_mac = net.mac(vm)
@@ -28,7 +28,8 @@ def arp_reply_claims_gateway(net: FhsNet, s: Sender, bypass: bool = False) -> bo
     time.sleep(1.2)  # past the neighbour entry's locktime (1 s): a reply may override it now
     frame = frames.eth(vm_mac, s.mac, 0x0806, frames.arp(2, s.mac, GW4, vm_mac, VM4))
     return _twice(
-        lambda: frames.send_as_attacker(s.ns, s.ifname, frame, bypass=bypass), lambda: net.neigh_mac(vm, GW4) == s.mac
+        lambda: frames.send_as_attacker(s.ns, s.ifname, frame, bypass=bypass, label=label),
+        lambda: net.neigh_mac(vm, GW4) == s.mac,
     )
 
 
@@ -37,17 +38,17 @@ def _twice(send: Callable[[], object], took: Callable[[], bool]) -> bool:
     refreshed within its 1 s locktime ignores an override): an attacker would repeat too."""
     for _ in range(2):
         send()
-        if wait_until(took, 1.0):
+        if wait_until(took, 1.0 * SLOW):
             return True
         time.sleep(1.0)
     return False
 
 
-def udp_from_gateway_address(net: FhsNet, s: Sender, bypass: bool = False) -> bool:
+def udp_from_gateway_address(net: FhsNet, s: Sender, bypass: bool = False, label: int = 0) -> bool:
     """UDP to the VM with the gateway's address as source: does the VM's socket get it?"""
     vm_mac = net.mac(net.name("vm"))
     frame = frames.eth(vm_mac, s.mac, 0x0800, frames.udp4(GW4, VM4, 40001, 40400, b"fhs-spoof"))
-    seen = net.udp_sources(40400, lambda: frames.send_as_attacker(s.ns, s.ifname, frame, bypass=bypass))
+    seen = net.udp_sources(40400, lambda: frames.send_as_attacker(s.ns, s.ifname, frame, bypass=bypass, label=label))
     return GW4 in seen
 
 
@@ -59,24 +60,24 @@ def gateway_mac_as_source(net: FhsNet, s: Sender, bypass: bool = False) -> bool:
     assert net.fdb_port(gw_mac) == "s-gw", "the switch did not learn the gateway's MAC on its port"
     frame = frames.eth("ff:ff:ff:ff:ff:ff", gw_mac, 0x0800, frames.udp4(s.ip4, VM4, 40001, 40401, b"x"))
     frames.send_as_attacker(s.ns, s.ifname, frame, bypass=bypass)
-    moved = wait_until(lambda: net.fdb_port(gw_mac) not in ("s-gw", None), 1.0)
+    moved = wait_until(lambda: net.fdb_port(gw_mac) not in ("s-gw", None), 1.0 * SLOW)
     ping(gw, VM4)  # the gateway speaks again: the switch learns it back
     return moved
 
 
-def router_advertisement(net: FhsNet, s: Sender, bypass: bool = False) -> bool:
+def router_advertisement(net: FhsNet, s: Sender, bypass: bool = False, label: int = 0) -> bool:
     """An RA from the attacker's own link-local: does the VM take it as default router / prefix?"""
     vm = net.name("vm")
     prefix = f"2001:db8:{secrets.randbelow(0xFFF) + 0x1000:x}::/64"
     frame = frames.router_advert(s.mac, s.ll6, prefix)
-    frames.send_as_attacker(s.ns, s.ifname, frame, bypass=bypass)
+    frames.send_as_attacker(s.ns, s.ifname, frame, bypass=bypass, label=label)
 
     def taken() -> bool:
         routes = sh(vm, "ip", "-6", "route", "show", "default").stdout
         addrs = sh(vm, "ip", "-6", "addr", "show", "dev", "eth0").stdout
         return s.ll6 in routes or prefix.split("::")[0] + ":" in addrs
 
-    took = wait_until(taken, 1.5)
+    took = wait_until(taken, 1.5 * SLOW)
     sh(vm, "ip", "-6", "route", "flush", "default")  # undo, for the next sender
     return took
 

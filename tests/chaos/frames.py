@@ -25,12 +25,16 @@ print("uid", os.getuid(), "capeff", caps, flush=True)
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 if sys.argv[3] == "bypass":
     s.setsockopt(263, 20, 1)  # SOL_PACKET, PACKET_QDISC_BYPASS
+label = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 s.bind((sys.argv[1], 0))
 frame = bytes.fromhex(sys.argv[2])
 sent = 0
 for _ in range(int(sys.argv[4])):
     try:
-        s.send(frame)
+        if label:  # the sll_protocol the kernel files the frame under (skb->protocol), whatever it holds
+            s.sendto(frame, (sys.argv[1], label))
+        else:
+            s.send(frame)
         sent += 1
     except OSError as e:  # EPERM when a filter drops it on some paths: still "sent" by the attacker
         print("send-error", e.errno, flush=True)
@@ -144,8 +148,11 @@ def tagged(src_mac: str, vid: int, marker: bytes) -> bytes:
     return eth("ff:ff:ff:ff:ff:ff", src_mac, 0x8100, inner)
 
 
-def send_as_attacker(ns: str, ifname: str, frame: bytes, count: int = 3, bypass: bool = False) -> str:
+def send_as_attacker(ns: str, ifname: str, frame: bytes, count: int = 3, bypass: bool = False, label: int = 0) -> str:
     """Send ``frame`` ``count`` times from ``ns`` as uid 65534 holding only CAP_NET_RAW.
+
+    ``label``: a protocol number given to ``sendto`` (sll_protocol), which the kernel takes
+    as the frame's protocol without looking at its ethertype — a mislabelled frame.
 
     Returns the sender's output; raises if it did not run as that unprivileged attacker.
     """
@@ -153,7 +160,7 @@ def send_as_attacker(ns: str, ifname: str, frame: bytes, count: int = 3, bypass:
         "ip", "netns", "exec", ns,
         "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
         "--inh-caps=-all,+net_raw", "--ambient-caps=-all,+net_raw", "--bounding-set=-all,+net_raw",
-        sys.executable, "-c", SENDER, ifname, frame.hex(), "bypass" if bypass else "queue", str(count),
+        sys.executable, "-c", SENDER, ifname, frame.hex(), "bypass" if bypass else "queue", str(count), str(label),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
     out = proc.stdout

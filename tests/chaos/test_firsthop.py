@@ -65,6 +65,21 @@ def test_qdisc_bypass_does_not_go_around_the_filter(net: FhsNet, attack: str) ->
         assert run(net, pod, bypass=True)
 
 
+@pytest.mark.parametrize(
+    "attack,label",
+    [("arp-reply-claims-gateway", 0x86DD), ("ipv6-router-advert", 0x0806), ("udp-from-gateway-ip", 0x88B5)],
+)
+def test_mislabelled_frames_do_not_go_around_the_filter(net: FhsNet, attack: str, label: int) -> None:
+    """sendto() with another sll_protocol makes the kernel file the frame under that protocol
+    (skb->protocol) whatever its ethertype says; nftables' protocol matches follow
+    skb->protocol, so the filter first drops every frame whose label is not its ethertype."""
+    run = fhs_attacks.ATTACKS[attack]
+    pod = net.pods[0]
+    assert not run(net, pod, label=label)
+    with net.unfiltered(pod):
+        assert run(net, pod, label=label)
+
+
 def test_legitimate_traffic_flows(net: FhsNet) -> None:
     a, b = net.pods
     assert ping(a.ns, b.ip4), "pod -> pod on one node"

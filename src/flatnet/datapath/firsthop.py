@@ -26,6 +26,7 @@ interface, hook egress on that interface, policy accept, dropping what is not th
 
     ether saddr != <pod mac>                                 drop
     ether type != { ip, ip6, arp }                           drop  (802.1Q/QinQ tags, other protocols)
+    skb->protocol (what a raw socket labels it) != ether type drop  (else the checks below are skipped)
     arp sender MAC != pod mac, or sender IP not the pod's    drop  (0.0.0.0 probes stay legal)
     ip saddr not the pod's IPv4                              drop
     ip6 saddr not the pod's IPv6 / own link-local / ::       drop  (:: for DAD and MLD)
@@ -150,6 +151,10 @@ def rules(who: Allowed, policy: Policy) -> list[str]:
     out = [
         f"ether saddr != {who.mac} drop",
         "ether type != { ip, ip6, arp } drop",
+        # the protocol the kernel files a frame under (skb->protocol) is what a raw socket's
+        # sendto() says, not what the frame holds, and nftables' ip/ip6/arp matches follow it:
+        # a frame labelled as anything but its own ethertype would skip every check below
+        *(f"ether type {t} meta protocol != {t} drop" for t in ("ip", "ip6", "arp")),
         f"arp saddr ether != {who.mac} drop",
     ]
     if who.v4:
