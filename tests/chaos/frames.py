@@ -31,7 +31,7 @@ frame = bytes.fromhex(sys.argv[2])
 sent = 0
 for _ in range(int(sys.argv[4])):
     try:
-        if label:  # the sll_protocol the kernel files the frame under (skb->protocol), whatever it holds
+        if label > 0:  # the sll_protocol the kernel files the frame under (skb->protocol), whatever it holds
             s.sendto(frame, (sys.argv[1], label))
         else:
             s.send(frame)
@@ -151,11 +151,17 @@ def tagged(src_mac: str, vid: int, marker: bytes) -> bytes:
 def send_as_attacker(ns: str, ifname: str, frame: bytes, count: int = 3, bypass: bool = False, label: int = 0) -> str:
     """Send ``frame`` ``count`` times from ``ns`` as uid 65534 holding only CAP_NET_RAW.
 
-    ``label``: a protocol number given to ``sendto`` (sll_protocol), which the kernel takes
-    as the frame's protocol without looking at its ethertype — a mislabelled frame.
+    ``label``: the protocol number given to ``sendto`` (sll_protocol), which the kernel takes
+    as the frame's protocol without looking at its ethertype. By default the frame's own
+    ethertype, as a tool that opens ``socket(AF_PACKET, SOCK_RAW, htons(proto))`` labels it
+    (some drivers, e.g. ipvlan, leave an unlabelled raw frame at protocol 0, which the filter
+    drops outright); another number makes a mislabelled frame; -1 sends it unlabelled.
 
     Returns the sender's output; raises if it did not run as that unprivileged attacker.
     """
+    if label == 0:
+        (ethertype,) = struct.unpack("!H", frame[12:14])
+        label = ethertype if ethertype >= 0x600 else -1
     cmd = [
         "ip", "netns", "exec", ns,
         "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",

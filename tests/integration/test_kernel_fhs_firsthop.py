@@ -56,3 +56,7 @@ def test_fhs_legitimate_traffic(net: FhsNet) -> None:
 
 def test_fhs_check_and_del(net: FhsNet) -> None:
     flat.test_check_sees_a_missing_or_altered_filter_and_del_removes_it(net)
+
+
+def test_fhs_mislabelled_frames(net: FhsNet) -> None:
+    flat.test_mislabelled_frames_do_not_go_around_the_filter(net, "udp-from-gateway-ip", 0x88B5)
