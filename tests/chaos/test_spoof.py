@@ -1,6 +1,7 @@
 """Isolation and anti-spoofing with real spoofed traffic (bridge mode), and the root-only socket.
 
-Every attack is also replayed with the pod's rules removed: the VM then does see it, so
+Every attack is also replayed with the pod's rules (node-side port filter and pod-side
+first-hop filter, datapath/firsthop.py) removed: the VM then does see it, so
 each "blocked" assertion is shown to be able to fail.
 """
 
@@ -22,7 +23,8 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
 ]
 
-from flatnet.datapath import antispoof  # noqa: E402
+from flatnet.datapath import antispoof, firsthop  # noqa: E402
+from flatnet.datapath import pod as dpod  # noqa: E402
 from flatnet.errors import ConfigError  # noqa: E402
 from tests.chaos.spoofnet import SpoofNet, arp_request, mac_bytes  # noqa: E402
 from tests.helpers.net import ping, sh  # noqa: E402
@@ -49,10 +51,12 @@ def _without_rules(net: SpoofNet, pod_index: int):
     def cm() -> Iterator[None]:
         pod = net.pods[pod_index]
         antispoof.remove(net.node, pod.host_ifname)
+        firsthop.remove(pod.spec.netns, pod.spec.ifname)  # the pod-side filter too
         try:
             yield
         finally:
             antispoof.install(net.node, pod.host_ifname, pod.att.mac, [pod.ip])
+            dpod.install_filter(pod.spec, pod.spec.netns, pod.att.mac, firsthop.Policy())
 
     return cm()
 

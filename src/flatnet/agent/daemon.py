@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from flatnet import defaults
-from flatnet.agent import conflicts, storestate
+from flatnet.agent import claimwatch, conflicts, storestate
 from flatnet.agent.events import ServiceEvents
 from flatnet.agent.heartbeats import Heartbeats
+from flatnet.agent.claimwatch import ClaimWatch
 from flatnet.agent.overlay import PeerSync
 from flatnet.agent.reconcile import Reconciler
 from flatnet.agent.server import AgentServer, serve_until_signal
@@ -67,6 +68,7 @@ class Daemon:
     reconciler: Reconciler
     heartbeats: Heartbeats
     peer_sync: PeerSync
+    claim_watch: ClaimWatch
     http: MetricsServer | None = None
 
     def serve(self) -> None:
@@ -81,7 +83,7 @@ class Daemon:
         if self.http is not None:
             self.http.stop()
         self.server.server_close()
-        for part in (self.reconciler, self.peer_sync, self.heartbeats):
+        for part in (self.reconciler, self.peer_sync, self.heartbeats, self.claim_watch):
             part.stop()
         self.service.close()
 
@@ -113,6 +115,13 @@ def build(opts: AgentOptions, datapath_factory: Callable[[str], Datapath] | None
     peer_sync.start()
     reconciler = Reconciler(service, opts.reconcile_every)
     reconciler.start()
+
+    def conflict_seen(pool: str, _address: str, _pod_mac: str, _other_mac: str) -> None:
+        metrics.address_conflicts.labels(pool=pool).inc()
+
+    # ARP/ND claims of live pods' addresses from other MACs, after ADD
+    claim_watch = ClaimWatch(service, conflict_seen, claimwatch.state_path(opts.socket))
+    claim_watch.start()
     beats = Heartbeats(service, opts.heartbeat_ttl, opts.dead_node_grace, opts.state_dir)
     events.on_store_opened(beats.store_opened)
     events.on_store_opened(lambda _cfg: record_stores(service.opened_stores()))
@@ -125,7 +134,7 @@ def build(opts: AgentOptions, datapath_factory: Callable[[str], Datapath] | None
     server = AgentServer(
         opts.socket, service, allowed_uids=opts.allowed_uids, max_parallel=opts.max_parallel, metrics=metrics
     )
-    daemon = Daemon(opts, metrics, service, server, reconciler, beats, peer_sync)
+    daemon = Daemon(opts, metrics, service, server, reconciler, beats, peer_sync, claim_watch)
     if opts.metrics_at is not None:
         from flatnet.obs.agent import instrument, serve_metrics
 

@@ -29,6 +29,10 @@ netns of the attachments the last full pass found on this node, locally, and rea
 the store only the leases of those whose netns is gone (one small read each). So a pod
 that ran for a while and vanished is still reclaimed within two ``interval`` s; one that
 was created and leaked between two full passes waits for the next full pass.
+
+The same pass keeps each live flat-mode pod's first-hop filter (datapath/firsthop.py) as its
+leases say it should be: a pod plumbed before the filter existed, or whose filter table was
+flushed, gets it back (``PassReport.filters_repaired``).
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ class PassReport:
     suspects: int = 0
     reclaimed: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    filters_repaired: list[str] = field(default_factory=list)
 
 
 class Reconciler(Periodic):
@@ -84,6 +89,12 @@ class Reconciler(Periodic):
         except Exception as exc:  # noqa: BLE001 - store down: next pass retries
             log.warning("reconcile: pass failed: %s", exc)
             return
+        if report.filters_repaired:
+            log.warning(
+                "reconcile: reinstalled the first-hop filter of %d pod(s): %s",
+                len(report.filters_repaired),
+                ", ".join(report.filters_repaired[:10]),
+            )
         if report.reclaimed or report.errors:
             log.warning(
                 "reconcile: reclaimed %d attachment(s) whose container is gone: %s%s",
@@ -114,9 +125,10 @@ class Reconciler(Periodic):
                 continue
             report.checked += 1
             owner = known[0].owner
-            if not netns_gone(owner.netns, owner.netns_id):
-                continue
             _net, cid, ifname = key
+            if not netns_gone(owner.netns, owner.netns_id):
+                self._repair_filter(conf, cid, ifname, known, report)
+                continue
             leases = known if full else self._reread(conf, cid, ifname)
             if not leases:
                 self._known.pop(key, None)  # released meanwhile (DEL, GC)
@@ -161,6 +173,16 @@ class Reconciler(Periodic):
             for l in self.service.ipam(conf).lookup(cid, ifname)
             if l.owner.network == conf.name and l.owner.node == self.service.node
         ]
+
+    def _repair_filter(self, conf: Any, cid: str, ifname: str, leases: list[Any], report: PassReport) -> None:
+        repair = getattr(self.service, "repair_first_hop", None)
+        if repair is None:
+            return
+        try:
+            if repair(conf, cid, ifname, leases):
+                report.filters_repaired.append(f"{cid[:12]}/{ifname}")
+        except FlatnetError as exc:
+            report.errors.append(f"{cid[:12]}/{ifname}: first-hop filter: {exc.msg}")
 
 
 def _ident(leases: list[Any]) -> str:

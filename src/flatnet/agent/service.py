@@ -429,6 +429,33 @@ class Service:
             raise
 
     @_one_netlink_session
+    def repair_first_hop(self, conf: NetConf, cid: str, ifname: str, leases: list[Lease]) -> bool:
+        """Reinstall a live flat-mode pod's first-hop filter if it is missing or wrong
+        (the reconciler's step). Never waits for the container's lock: an ADD/DEL in flight wins."""
+        found = modes.find(conf.mode)
+        if found is None or found.overlay:
+            return False
+        from flatnet.agent.spec import first_hop_policy
+        from flatnet.datapath import pod as dpod
+
+        try:
+            with self.locks.hold(cid, timeout=0):
+                spec = AttachSpec(
+                    container_id=cid,
+                    ifname=ifname,
+                    netns=leases[0].owner.netns or "",
+                    mode=conf.mode,
+                    addresses=tuple(l.address for l in leases),
+                    host_netns=conf.host_netns or self.host_netns,
+                    options={"firstHop": first_hop_policy(conf, leases, [])},
+                )
+                return dpod.repair_filter(spec)
+        except FlatnetError as exc:
+            if exc.code == TRY_AGAIN_LATER:
+                return False
+            raise
+
+    @_one_netlink_session
     def status(self, cmd: CmdArgs) -> None:
         conf = _conf(cmd)
         try:

@@ -67,6 +67,24 @@ def routes_for(leases: Sequence[Lease], pools: Sequence[PoolSpec]) -> tuple[Rout
     return tuple(routes)
 
 
+FIRST_HOP = "firstHop"  # datapath/firsthop.py reads its Policy from this option
+
+
+def first_hop_policy(conf: NetConf, leases: Sequence[Lease], pools: Sequence[PoolSpec]) -> dict[str, bool]:
+    """The pod's first-hop filter settings: the network's switch, its pools' permissions.
+
+    A pod may act as a router (or DHCP server) when a pool it holds an address of allows it.
+    The pools come from the ADD's pool list or, on CHECK/DEL, from the network config.
+    """
+    by_name = {p.name: p for p in [*(getattr(conf, "pools", None) or []), *pools]}
+    held = [by_name[l.pool] for l in leases if l.pool in by_name]
+    return {
+        "enforce": bool(getattr(conf, "first_hop_security", True)),
+        "router": any(p.allow_router for p in held),
+        "dhcpServer": any(p.allow_dhcp_server for p in held),
+    }
+
+
 def build_spec(
     cmd: CmdArgs, leases: Sequence[Lease], pools: Sequence[PoolSpec], default_host_netns: str | None, node: str | None
 ) -> AttachSpec:
@@ -76,6 +94,7 @@ def build_spec(
     mac = conf.runtime_config.mac or conf.args_mac or (cmd.args or {}).get("MAC") or conf.mac
     if node:
         options.setdefault("node", node)
+    options[FIRST_HOP] = first_hop_policy(conf, leases, pools)
     vlan = conf.vlan
     if vlan is None:
         vlan = next((l.vlan for l in leases if l.vlan is not None), None)

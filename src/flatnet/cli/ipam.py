@@ -237,6 +237,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
                     f"(written before flatnet kept one holder per segment): {'; '.join(d['holders'])}. "
                     f"Delete all but one of those pods, or: flatnet ipam release --pool POOL --ip {d['address']}"
                 )
+    out["conflicts"] = _live_conflicts(args.pool)
+    if not args.json:
+        _conflict_table(out["conflicts"])
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
     elif out["pools"]:
@@ -253,6 +256,35 @@ def _duplicates(ipam: Any, pool: str | None) -> list[dict[str, Any]]:
     if store is None:
         return []
     return [d for d in segments.duplicates(store) if pool is None or pool in d["pools"]]
+
+
+def _live_conflicts(pool: str | None) -> list[dict[str, Any]]:
+    """Claims of live pods' addresses from other MACs the local agent saw after ADD
+    (agent/claimwatch.py writes them beside its socket)."""
+    from flatnet.agent import claimwatch
+
+    sock = os.environ.get("FLATNET_AGENT_SOCKET") or DEFAULT_SOCKET
+    found = claimwatch.load(claimwatch.state_path(sock))
+    return [c for c in found if pool is None or c.get("pool") == pool]
+
+
+def _conflict_table(conflicts: list[dict[str, Any]]) -> None:
+    if not conflicts:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    now = time.time()
+    table = Table(title=f"{len(conflicts)} address conflict(s) after ADD: another MAC claims a live pod's address")
+    for col in ("pool", "address", "pod MAC", "claimed by MAC", "times", "last seen"):
+        table.add_column(col)
+    for c in conflicts:
+        ago = max(0.0, now - float(c.get("last_seen", now)))
+        table.add_row(
+            str(c.get("pool")), str(c.get("address")), str(c.get("pod_mac")), str(c.get("other_mac")),
+            str(c.get("count")), f"{_dur(ago)} ago",
+        )  # fmt: skip
+    Console().print(table)
 
 
 def _lease_json(lease: Any, where: str) -> dict[str, Any]:

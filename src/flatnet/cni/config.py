@@ -105,6 +105,9 @@ class NetConf:
     node_name: str | None = None
     vtep_address: IPAddress | None = None
     snat: bool = True
+    #: flat modes: each pod's first-hop filter (datapath/firsthop.py); False only by the
+    #: explicit ``"firstHopSecurity": false`` (e.g. a kernel without nftables' egress hook)
+    first_hop_security: bool = True
     #: mode options for AttachSpec.options: vxlan settings and portMappings
     options: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -210,6 +213,7 @@ def parse_netconf(stdin: bytes, decoded: Any = None) -> NetConf:
         args_mac=args_mac,
         prev_result=None if prev is None else Result.from_json(prev, version, "prevResult", ConfigError),
         valid_attachments=parse_valid_attachments(raw),
+        first_hop_security=bool(f.boolean(raw.get("firstHopSecurity"), "firstHopSecurity", True)),
         raw=raw,
     )
     if traits.overlay:

@@ -33,6 +33,8 @@ POOL_KEYS = (
     "routes",
     "namespaces",
     "shared",
+    "allowRouterAdvertisements",
+    "allowDhcpServer",
 )
 MAX_STICKY_HOLD = 365 * 86400  # a year: longer is almost surely seconds mistaken for something else
 ROUTE_KEYS = ("dst", "gw")
@@ -116,6 +118,9 @@ def _pool(raw: object, where: str, netname: str) -> PoolSpec:
         sticky=f.boolean(d.get("sticky"), f"{where}.sticky", False),
         sticky_hold=_hold(d.get("stickyHold"), f"{where}.stickyHold"),
         conflict_probe=f.boolean(d.get("conflictProbe"), f"{where}.conflictProbe", True),
+        # first-hop security (datapath/firsthop.py): off by default, for the rare router/DHCP pod
+        allow_router=f.boolean(d.get("allowRouterAdvertisements"), f"{where}.allowRouterAdvertisements", False),
+        allow_dhcp_server=f.boolean(d.get("allowDhcpServer"), f"{where}.allowDhcpServer", False),
         routes=tuple(
             _route(r, f"{where}.routes[{n}]", subnet) for n, r in enumerate(f.array(d.get("routes"), f"{where}.routes"))
         ),

@@ -16,6 +16,14 @@ nftables ``bridge`` family, in the node's netns, one table ``flatnet_antispoof``
         ip saddr not the pod's IPv4                   drop
         ip6 saddr not the pod's IPv6, fe80::/10 or :: drop   (link-local and DAD stay legal)
         ICMPv6 neighbour advertisement for a target that is not the pod's   drop
+                                                      (or link-local: the pod's own one is pinned
+                                                      by the pod-side filter)
+        router advertisements, ICMP/ICMPv6 redirects       drop   (unless ``router``)
+        DHCP/DHCPv6 server replies (udp sport 67 / 547)    drop   (unless ``dhcp_server``)
+
+This node-side filter is the second line in bridge mode: the first is the pod's own egress
+filter (datapath/firsthop.py), which a pod granted CAP_NET_ADMIN could remove; this one it
+cannot reach.
 
 Frames from other ports never enter a port chain, so the node, the uplink and the other
 pods are untouched. Each ``install``/``remove`` is one ``nft -f`` transaction (atomic),
@@ -39,6 +47,7 @@ MAP = "ports"
 _IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _LINK_LOCAL6 = "fe80::/10"
+_LINK_LOCAL_TARGETS = f"{0xFE80 << 112:#x}-{(0xFEC0 << 112) - 1:#x}"  # fe80::/10 as 128-bit integers
 
 IPLike = ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Interface | ipaddress.IPv6Interface | str
 
@@ -90,7 +99,7 @@ def _base_rule_lines() -> str:
     return f"flush chain {FAMILY} {TABLE} {BASE}\nadd rule {FAMILY} {TABLE} {BASE} iifname vmap @{MAP}\n"
 
 
-def port_rules(mac: str, ips: Iterable[IPLike]) -> list[str]:
+def port_rules(mac: str, ips: Iterable[IPLike], router: bool = False, dhcp_server: bool = False) -> list[str]:
     """The allow-list of one port as rule bodies (also for tests and docs)."""
     mac = _check_mac(mac)
     v4, v6 = _split(ips)
@@ -107,19 +116,28 @@ def port_rules(mac: str, ips: Iterable[IPLike]) -> list[str]:
     set6 = "{ " + ", ".join([*v6, _LINK_LOCAL6, "::"]) + " }"
     rules += [f"ip6 saddr != {set6} drop"]
     # nft has no ND-target field: match the 128 bits after the ICMPv6 header's first 8 bytes
-    own6 = "{ " + ", ".join(hex(int(ipaddress.IPv6Address(a))) for a in v6) + " }" if v6 else None
-    if own6:
-        rules += [f"icmpv6 type nd-neighbor-advert @th,64,128 != {own6} drop"]
-    else:
-        rules += ["icmpv6 type nd-neighbor-advert drop"]
+    # link-local targets pass here (the pod-side filter, firsthop.py, pins the pod's own one)
+    own6 = [hex(int(ipaddress.IPv6Address(a))) for a in v6] + [_LINK_LOCAL_TARGETS]
+    rules += ["icmpv6 type nd-neighbor-advert @th,64,128 != { " + ", ".join(own6) + " } drop"]
+    if not router:
+        rules += ["icmpv6 type { nd-router-advert, nd-redirect } drop", "icmp type redirect drop"]
+    if not dhcp_server:
+        rules += ["udp sport { 67, 547 } drop"]
     return rules
 
 
-def install(host_netns: str | None, host_ifname: str, mac: str, ips: Iterable[IPLike]) -> None:
+def install(
+    host_netns: str | None,
+    host_ifname: str,
+    mac: str,
+    ips: Iterable[IPLike],
+    router: bool = False,
+    dhcp_server: bool = False,
+) -> None:
     """Allow only ``mac`` + ``ips`` from bridge port ``host_ifname`` (replaces earlier rules)."""
     name = _check_ifname(host_ifname)
     chain = chain_name(name)
-    body = port_rules(mac, ips)
+    body = port_rules(mac, ips, router, dhcp_server)
     text = [
         _skeleton(),
         _base_rule_lines(),

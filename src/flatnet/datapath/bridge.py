@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from flatnet.datapath.rtnl import Handle
 from flatnet import defaults, errors
-from flatnet.datapath import addrs, antispoof, links, netns, pod, routes, services, vlanbridge
+from flatnet.datapath import addrs, antispoof, firsthop, links, netns, pod, routes, services, vlanbridge
 from flatnet.datapath.api import AttachSpec, Attachment
 from flatnet.datapath.common import (
     infra_lock,
@@ -125,10 +125,12 @@ class BridgeDatapath:
                 with translate(f"waiting for bridge port {host!r}", spec.host_netns), netns.ipr(spec.host_netns) as ip:
                     links.await_forwarding(ip, host_info.index)
 
-            mac, mtu = pod.adopt(spec, ns_path, tmp, spec.mac, undo, before_announce=port_forwarding)
+            mac, mtu = pod.adopt(spec, ns_path, tmp, spec.mac, undo, before_announce=port_forwarding, first_hop=True)
             # the pod may send only as itself from its port (datapath/antispoof.py)
             with translate(f"installing anti-spoofing rules on {host!r}", spec.host_netns):
-                antispoof.install(spec.host_netns, host, mac, [a.ip for a in spec.addresses])
+                policy = firsthop.Policy.from_options(spec.options)
+                ips = [a.ip for a in spec.addresses]
+                antispoof.install(spec.host_netns, host, mac, ips, policy.router, policy.dhcp_server)
             undo.push(f"remove anti-spoofing rules of {host}", lambda: antispoof.remove(spec.host_netns, host))
             # a node without an address in the pod subnet: Services via an onlink gateway
             services.answer_on_link(spec, bridge.index, bridge.name, undo, host_routes=True)
@@ -148,7 +150,7 @@ class BridgeDatapath:
                 links.delete(ip, name)
 
     def delete(self, spec: AttachSpec) -> None:
-        found = pod.remove(spec)
+        found = pod.remove(spec, first_hop=True)
         services.remove_host_routes(spec.host_netns, pod.address_set(spec, found))
         host = host_veth_name(spec.container_id, spec.ifname)
         with translate("removing the host veth", spec.host_netns):
@@ -170,7 +172,7 @@ class BridgeDatapath:
             bridge = links.find(ip, name)
         if bridge is None:
             raise pod.mismatch(f"bridge {name!r} is missing from the host netns")
-        pod.check(spec, ns_path, spec.mtu or bridge.mtu, "veth")
+        pod.check(spec, ns_path, spec.mtu or bridge.mtu, "veth", first_hop=True)
         with translate("inspecting the host veth", spec.host_netns), netns.ipr(spec.host_netns) as ip:
             veth = links.find(ip, host)
         if veth is None:

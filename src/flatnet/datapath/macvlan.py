@@ -7,7 +7,8 @@ ADD plan, each step undone on failure:
      kernel is told the parent's index in the host netns; MTU defaults to the parent's),
      then ``pod.adopt``: rename, MAC, addresses, then the node side (shim sibling +
      ``<pod ip>/32`` and ``/128`` routes through it) while the pod's link is still down,
-     then the conflict probe's answer (``AttachSpec.address_gate``), up, routes, announce
+     then the pod's first-hop filter (datapath/firsthop.py) while the link is down, then the
+     conflict probe's answer (``AttachSpec.address_gate``), up, routes, announce
 DEL removes the pod link and the host routes, and the shim with the last pod of its parent
 (``shim.retire_if_unused``); the VLAN sub-interface stays.
 """
@@ -88,11 +89,11 @@ class ChildLinkDatapath:
                     shim.add_pod(spec.host_netns, shim_index, parent, ips, undo, self.kind, src)
                 services.answer_on_link(spec, shim_index, shim_name(parent.name), undo, host_routes=False)
 
-            mac, mtu = pod.adopt(spec, ns_path, tmp, None, undo, node_side)
+            mac, mtu = pod.adopt(spec, ns_path, tmp, None, undo, node_side, first_hop=True)
         return Attachment(ifname=spec.ifname, mac=mac, sandbox=spec.netns, mtu=mtu)
 
     def delete(self, spec: AttachSpec) -> None:
-        found = pod.remove(spec)
+        found = pod.remove(spec, first_hop=True)
         shim.remove_pod(spec.host_netns, pod.address_set(spec, found))
         if spec.master:
             shim.retire_if_unused(spec.host_netns, self._parent_name(spec))
@@ -105,7 +106,7 @@ class ChildLinkDatapath:
             parent = self._parent(spec, create=False)
         except errors.ParentMissing as exc:
             raise errors.DatapathError(exc.msg, code=errors.STATE_MISMATCH) from exc
-        pod.check(spec, ns_path, spec.mtu or parent.mtu, self.kind)
+        pod.check(spec, ns_path, spec.mtu or parent.mtu, self.kind, first_hop=True)
         missing = shim.missing_routes(spec.host_netns, parent.name, [a.ip for a in spec.addresses])
         if missing:
             raise pod.mismatch(f"node side is missing: {', '.join(missing)}")

@@ -21,14 +21,16 @@ All commands run inside the target netns: ``run_in`` puts a thread in it, and th
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
-from typing import Any
 import ipaddress
 import json
 import os
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from flatnet.datapath.netns import run_in
 from flatnet.errors import ConfigError, DatapathError
@@ -83,6 +85,72 @@ def _run(ns: str | None, args: list[str], stdin: str | None = None) -> str:
 def apply(ns: str | None, ruleset_text: str) -> None:
     """Apply a ruleset text atomically (``nft -f -``) inside ``ns``."""
     _run(ns, ["-f", "-"], ruleset_text)
+
+
+_LIB: Any = None
+_LIB_TRIED = False
+_LIB_GUARD = threading.Lock()
+
+
+def _libnftables() -> Any:
+    """libnftables (what the ``nft`` binary is built on), loaded once; None if absent."""
+    global _LIB, _LIB_TRIED
+    with _LIB_GUARD:
+        if not _LIB_TRIED:
+            _LIB_TRIED = True
+            try:
+                lib = ctypes.CDLL("libnftables.so.1")
+                lib.nft_ctx_new.restype = ctypes.c_void_p
+                lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+                lib.nft_ctx_buffer_output.argtypes = [ctypes.c_void_p]
+                lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
+                lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
+                lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
+                lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+                lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
+                _LIB = lib
+            except (OSError, AttributeError):
+                _LIB = None
+        return _LIB
+
+
+def apply_inproc(ns: str | None, ruleset_text: str) -> None:
+    """Like ``apply``, through libnftables in this process when it is there (no fork/exec of
+    ``nft``: ~2 ms instead of ~7 ms for a pod's first-hop filter on ADD); ``nft -f`` otherwise.
+
+    The context is made and freed on the thread that ``run_in`` put into ``ns``, so its
+    netlink socket belongs to that netns. One call is one transaction, as with ``nft -f``.
+    """
+    lib = _libnftables()
+    if lib is None:
+        apply(ns, ruleset_text)
+        return
+
+    def run() -> tuple[int, str]:
+        with _RUN_GUARD:  # libnftables keeps process-wide state: one context at a time
+            return _run_ctx(lib, ruleset_text)
+
+    rc, err = run_in(ns, run)
+    if rc != 0:
+        raise DatapathError(f"nft -f - failed in netns {ns or 'self'}: {err.strip()}", details=ruleset_text[-2000:])
+
+
+_RUN_GUARD = threading.Lock()
+
+
+def _run_ctx(lib: Any, ruleset_text: str) -> tuple[int, str]:
+    """One libnftables context for one ruleset text: (return code, error text)."""
+    ctx = lib.nft_ctx_new(0)
+    if not ctx:
+        return -1, "nft_ctx_new failed"
+    try:
+        lib.nft_ctx_buffer_output(ctx)
+        lib.nft_ctx_buffer_error(ctx)
+        rc = lib.nft_run_cmd_from_buffer(ctx, ruleset_text.encode())
+        err = lib.nft_ctx_get_error_buffer(ctx) or b""
+        return int(rc), err.decode(errors="replace")
+    finally:
+        lib.nft_ctx_free(ctx)
 
 
 def _family(net: ipaddress.IPv4Network | ipaddress.IPv6Network | ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:

@@ -12,7 +12,7 @@ import os
 from typing import Callable
 
 from flatnet import errors
-from flatnet.datapath import addrs, links, neigh, netns, routes, sysctl
+from flatnet.datapath import addrs, firsthop, links, neigh, netns, routes, sysctl
 from flatnet.datapath.api import AttachSpec, IPAddress
 from flatnet.datapath.common import Undo, ns_label, tmp_name, translate
 
@@ -43,6 +43,7 @@ def adopt(
     undo: Undo,
     node_side: Callable[[], None] | None = None,
     before_announce: Callable[[], None] | None = None,
+    first_hop: bool = False,
 ) -> tuple[str, int]:
     """Turn link ``tmp`` (just moved into the container netns) into the configured pod iface.
 
@@ -51,6 +52,8 @@ def adopt(
     set and before ``spec.address_gate``: the conflict probe's wait overlaps it too.
     ``before_announce`` runs once the link is up, before the announcements: where the
     pod's frames need the node side to be ready too (a bridge port), it waits for that.
+    ``first_hop``: the flat modes' egress filter (datapath/firsthop.py) goes on while the link
+    is down, and is completed with the link-local address once it is up, before announcing.
     """
     with translate(f"configuring {spec.ifname!r}", ns_path), netns.ipr(ns_path) as ip:
         arrived = links.find(ip, tmp)
@@ -72,6 +75,13 @@ def adopt(
     with translate(f"addressing {spec.ifname!r}", ns_path), netns.ipr(ns_path) as ip:
         for iface in spec.addresses:
             addrs.add(ip, index, iface)
+    final_mac = (mac or arrived.mac).lower()
+    policy = firsthop.Policy.from_options(spec.options)
+    guard = first_hop and policy.enforce
+    if guard:  # before the link is up: not one frame leaves unfiltered
+        predicted = firsthop.allowed(final_mac, [a.ip for a in spec.addresses], [firsthop.eui64_link_local(final_mac)])
+        firsthop.install(ns_path, spec.ifname, predicted, policy)
+        undo.push(f"remove first-hop filter of {spec.ifname}", lambda: remove_filter(ns_path, spec.ifname))
     if node_side is not None:
         node_side()  # routes towards a pod whose link is still down: nothing reaches it yet
     if spec.address_gate is not None:
@@ -86,12 +96,86 @@ def adopt(
                     f"adding route {route.dst} via {route.gw or 'link'} on {spec.ifname!r} in "
                     f"{ns_path} failed ({exc}); is the gateway inside one of the pod's subnets?"
                 ) from exc
-    # a rename and bringing it up change neither: no second read of the link
-    final_mac = (mac or arrived.mac).lower()
+    if guard:  # the real link-local, now that the link is up: install again only if it differs
+        actual = filter_identity(spec, ns_path, final_mac)
+        if actual != predicted:
+            firsthop.install(ns_path, spec.ifname, actual, policy)
     if before_announce is not None:
         before_announce()
     neigh.announce(ns_path, spec.ifname, final_mac, spec.addresses)
     return final_mac, arrived.mtu
+
+
+def link_mac(ns: str, ifname: str) -> str | None:
+    """The MAC of ``ifname`` in a pod's netns; None when the netns or the link is gone."""
+    path = netns.ns_path(ns)
+    if not path or not os.path.exists(path):
+        return None
+    try:
+        with netns.ipr(path) as ip:
+            link = links.find(ip, ifname)
+    except (OSError, errors.FlatnetError):
+        return None
+    return link.mac.lower() if link is not None else None
+
+
+def link_locals(ns_path: str, ifname: str) -> list[IPAddress]:
+    """The IPv6 link-local addresses on ``ifname`` (the kernel adds them when it comes up)."""
+    with translate(f"reading {ifname!r}", ns_path), netns.ipr(ns_path) as ip:
+        index = links.lookup(ip, ifname)
+        if index is None:
+            return []
+        return [i.ip for i in addrs.list_(ip, index, global_only=False) if i.ip.is_link_local]
+
+
+def filter_identity(spec: AttachSpec, ns_path: str, mac: str) -> firsthop.Allowed:
+    """Who the pod on ``spec.ifname`` is: its MAC, its addresses and its link-local (the one
+    on the link; the EUI-64 one ADD predicted while the link has none yet)."""
+    lls: list[object] = [*link_locals(ns_path, spec.ifname)] or [firsthop.eui64_link_local(mac)]
+    return firsthop.allowed(mac, [a.ip for a in spec.addresses], lls)
+
+
+def install_filter(spec: AttachSpec, ns_path: str, mac: str, policy: firsthop.Policy) -> None:
+    """(Re)install the pod's first-hop filter with its current link-local (ADD, reconciler)."""
+    firsthop.install(ns_path, spec.ifname, filter_identity(spec, ns_path, mac), policy)
+
+
+def remove_filter(ns_path: str, ifname: str) -> None:
+    """Drop the pod interface's first-hop filter; a missing netns is nothing to do."""
+    if os.path.exists(ns_path):
+        firsthop.remove(ns_path, ifname)
+
+
+def check_filter(spec: AttachSpec, ns_path: str, mac: str) -> None:
+    """STATE_MISMATCH when the pod's first-hop filter is missing or not what ADD installed."""
+    policy = firsthop.Policy.from_options(spec.options)
+    if not policy.enforce:
+        return
+    found = firsthop.problem(ns_path, spec.ifname, filter_identity(spec, ns_path, mac), policy)
+    if found:
+        raise mismatch(found)
+
+
+def repair_filter(spec: AttachSpec) -> bool:
+    """Reinstall a live pod's first-hop filter when it is missing or not what it should be.
+
+    For the agent's reconciler: pods plumbed before the filter existed (an upgrade) or whose
+    table was flushed get it back from the leases. True when something was (re)installed;
+    False when it was right, the netns or link is gone, or the network opted out.
+    """
+    policy = firsthop.Policy.from_options(spec.options)
+    path = netns.ns_path(spec.netns)
+    if not policy.enforce or not path or not os.path.exists(path):
+        return False
+    with translate(f"inspecting {spec.ifname!r}", path), netns.ipr(path) as ip:
+        link = links.find(ip, spec.ifname)
+    if link is None:
+        return False
+    who = filter_identity(spec, path, link.mac.lower())
+    if firsthop.problem(path, spec.ifname, who, policy) is None:
+        return False
+    firsthop.install(path, spec.ifname, who, policy)
+    return True
 
 
 def delete_named(ns_path: str, name: str) -> None:
@@ -112,10 +196,11 @@ def _delete_index(ns_path: str, index: int) -> None:
             pass
 
 
-def remove(spec: AttachSpec) -> list[IPAddress]:
+def remove(spec: AttachSpec, first_hop: bool = False) -> list[IPAddress]:
     """Delete the pod iface if the netns and link still exist; return the addresses it had.
 
     Idempotent: an empty/missing netns or a missing link is simply nothing to do.
+    ``first_hop``: also drop the interface's first-hop filter chain (flat modes).
     """
     path = netns.ns_path(spec.netns)
     if not path or not os.path.exists(path):
@@ -135,6 +220,8 @@ def remove(spec: AttachSpec) -> list[IPAddress]:
         except Exception as exc:  # noqa: BLE001
             if links.lookup(ip, spec.ifname) is not None:
                 raise errors.DatapathError(f"could not delete {spec.ifname!r} in {path}: {exc}") from exc
+    if first_hop and firsthop.Policy.from_options(spec.options).enforce:
+        remove_filter(path, spec.ifname)
     return found
 
 
@@ -142,8 +229,11 @@ def mismatch(msg: str) -> errors.DatapathError:
     return errors.DatapathError(msg, code=errors.STATE_MISMATCH)
 
 
-def check(spec: AttachSpec, ns_path: str, expected_mtu: int | None, kind: str | None) -> links.LinkInfo:
-    """Raise STATE_MISMATCH naming the first difference between the container side and spec."""
+def check(
+    spec: AttachSpec, ns_path: str, expected_mtu: int | None, kind: str | None, first_hop: bool = False
+) -> links.LinkInfo:
+    """Raise STATE_MISMATCH naming the first difference between the container side and spec
+    (``first_hop``: the flat modes' egress filter included)."""
     with translate(f"inspecting {spec.ifname!r}", ns_path), netns.ipr(ns_path) as ip:
         link = links.find(ip, spec.ifname)
         if link is None:
@@ -165,6 +255,8 @@ def check(spec: AttachSpec, ns_path: str, expected_mtu: int | None, kind: str | 
             if (route.dst, route.gw) not in have_routes:
                 via = f" via {route.gw}" if route.gw else ""
                 raise mismatch(f"route {route.dst}{via} is missing on {spec.ifname!r} in {ns_path}")
+    if first_hop:
+        check_filter(spec, ns_path, link.mac.lower())
     return link
 
 

@@ -120,3 +120,25 @@ def probe_nftables(nft: str = NFT) -> ProbeResult:
     if proc.returncode != 0:
         return ProbeResult("nftables", False, (proc.stderr or proc.stdout).strip()[:300])
     return ProbeResult("nftables", True, "table created in a throwaway netns")
+
+
+def probe_netdev_egress(nft: str = NFT) -> ProbeResult:
+    """nftables' netdev egress hook (Linux >= 5.16, CONFIG_NETFILTER_EGRESS): what every flat
+    pod's first-hop filter hangs on (datapath/firsthop.py). Tried on a veth in a throwaway netns."""
+    if not os.access(nft, os.X_OK):
+        return ProbeResult("netdev-egress", False, f"{nft} not found")
+    ruleset = (
+        'table netdev fnd_probe {\n chain e { type filter hook egress device "fndp0" priority 0; '
+        "policy accept; ether type != { ip, ip6, arp } drop; }\n}\n"
+    )
+
+    def apply() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([nft, "-f", "-"], input=ruleset, capture_output=True, text=True, timeout=10, check=False)
+
+    with throwaway_netns() as ns:
+        with iproute(ns) as ip:
+            _parent(ip)
+        proc = run_in(ns, apply)
+    if proc.returncode != 0:
+        return ProbeResult("netdev-egress", False, (proc.stderr or proc.stdout).strip()[:300])
+    return ProbeResult("netdev-egress", True, "egress chain created on a veth in a throwaway netns")

@@ -180,6 +180,22 @@ def _nft_finding(facts: NodeFacts) -> list[Finding]:
                 "" if facts.nft.ok else "apt-get install nftables (kernel: CONFIG_NF_TABLES)",
             )
         )
+    if facts.egress is not None:
+        flat = not facts.cni or not facts.cni.modes or any(m != "vxlan" for m in facts.cni.modes)
+        out.append(
+            Finding(
+                "ok" if facts.egress.ok else ("error" if flat else "warn"),
+                "first-hop-filter",
+                "kernel/netdev-egress",
+                f"nftables netdev egress hook: {facts.egress.detail}",
+                "every flat-mode pod's first-hop filter (a pod sends only as itself) hangs on it; "
+                "without it ADD fails with a missing-kernel-feature error",
+                ""
+                if facts.egress.ok
+                else "use Linux >= 5.16 with CONFIG_NETFILTER_EGRESS=y and CONFIG_NF_TABLES_NETDEV, or set "
+                '"firstHopSecurity": false in the network config (pods can then impersonate the gateway)',
+            )
+        )
     return out
 
 
@@ -271,6 +287,13 @@ def bridge_findings(facts: NodeFacts) -> list[Finding]:
     ]
 
 
+def conflict_list(socket_path: str) -> list[dict]:
+    """What the local agent's claim watcher recorded (agent/claimwatch.py); [] when nothing."""
+    from flatnet.agent import claimwatch
+
+    return claimwatch.load(claimwatch.state_path(socket_path))
+
+
 def service_findings(facts: NodeFacts, socket_path: str) -> list[Finding]:
     out = []
     state, detail = facts.agent
@@ -287,6 +310,19 @@ def service_findings(facts: NodeFacts, socket_path: str) -> list[Finding]:
                 f"agent at {socket_path}: {detail}",
                 "the plugin cannot complete ADDs through a broken agent",
                 "check the agent's log (kubectl -n flatnet logs ds/flatnet-agent) and restart it",
+            )
+        )
+    for c in conflict_list(socket_path):
+        out.append(
+            Finding(
+                "warn",
+                "address-conflict",
+                f"address/{c.get('address')}",
+                f"{c.get('address')} (pool {c.get('pool')}) of a live pod (MAC {c.get('pod_mac')}) is also claimed by "
+                f"MAC {c.get('other_mac')} ({c.get('count')} time(s), on {c.get('link')})",
+                "two hosts answer for one address: part of the VLAN reaches the wrong one",
+                "find the host with that MAC (switch FDB) and give it another address, or exclude the address "
+                "from the pool and move the pod",
             )
         )
     state, detail = facts.store

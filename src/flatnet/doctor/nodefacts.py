@@ -56,6 +56,7 @@ class NodeFacts:
     kconfig: dict[str, str] | None = None
     sysctls: dict[str, str | None] = field(default_factory=dict)
     nft: ProbeResult | None = None
+    egress: ProbeResult | None = None  # nftables netdev egress hook: the pods' first-hop filter
     tools: dict[str, str | None] = field(default_factory=dict)
     agent: tuple[str, str] = ("skipped", "")  # ok | absent | broken | skipped
     store: tuple[str, str] = ("skipped", "")
@@ -185,6 +186,7 @@ def gather(
         try:
             facts.links = kprobe.probe_links()
             facts.nft = kprobe.probe_nftables()
+            facts.egress = kprobe.probe_netdev_egress()
         except (OSError, Exception) as exc:  # noqa: BLE001 - reported as a finding
             facts.probe_error = f"{type(exc).__name__}: {exc}"
     facts.sysctls = {n: read_sysctl(n) for n in SYSCTLS}

@@ -99,6 +99,10 @@ class PoolSpec:
     #: Kubernetes namespaces this pool serves only, and is the default of (``namespaces``;
     #: empty: every pod may use it). Read by ``flatnet.cni.poolrules``; not stored.
     namespaces: tuple[str, ...] = ()
+    #: pods of this pool may send router advertisements and redirects (``allowRouterAdvertisements``)
+    allow_router: bool = False
+    #: pods of this pool may answer as DHCP/DHCPv6 servers (``allowDhcpServer``)
+    allow_dhcp_server: bool = False
 
     @property
     def family(self) -> int:

@@ -72,6 +72,13 @@ class AgentMetrics:
             "Connections refused because the peer's uid may not use the agent.",
             registry=r,
         )
+        self.address_conflicts = Counter(
+            "flatnet_address_conflicts_total",
+            "ARP/ND claims of a live pod's address from a MAC that is not the pod's, seen on the "
+            "node's links after ADD (agent/claimwatch.py), by pool.",
+            ["pool"],
+            registry=r,
+        )
         self.gc_reclaimed = Counter(
             "flatnet_gc_reclaimed_attachments_total",
             "Attachments (plumbing + leases) removed by the CNI GC verb because the runtime no longer holds them.",

@@ -3,6 +3,9 @@
 Paths (client -> server, across nodes unless said otherwise):
   wire                      node1 -> node2 underlay address (the baseline)
   flat macvlan / bridge     pod on node1 -> pod on node2, flatnet's flat modes
+  flat macvlan (first-hop filter off)  the macvlan pods again with their first-hop filters
+                            (datapath/firsthop.py) taken out for the measurement and put back
+                            after: what the filter costs, in the same run
   flat ipvlan               the same, when the kernel has CONFIG_IPVLAN (else: unavailable)
   flat bridge (br_netfilter off)  the bridge pods again with net.bridge.bridge-nf-call-*
                             = 0 on both nodes: what passing bridged frames through the IP
@@ -12,12 +15,15 @@ Paths (client -> server, across nodes unless said otherwise):
   udp tunnel (userspace)    node1 -> node2 through a Python TUN<->UDP forwarder (flannel udp)
   VM -> pod (flat)          vm1 -> a flat pod on node2, by the pod's own address
   VM -> node:port -> pod    vm1 -> node2:hostPort, DNAT to an overlay pod (how VMs reach overlay pods)
-Each path gets TCP 1 stream, TCP 8 streams, UDP (iperf3, bounded) and TCP request/response
+The first-hop filter's ADD cost (its two nft transactions, p50) is measured on a veth in a
+scratch netns (section "first-hop filter"). Each path gets TCP 1 stream, TCP 8 streams, UDP (iperf3, bounded) and TCP request/response
 latency p50/p99. Routes per node are counted as pods are added to each network.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -26,12 +32,16 @@ from flatnet_lab.bench.labsetup import NETWORKS, PM_IPERF, PM_RR, LabSetup
 from flatnet_lab.bench.nsenv import Scratch
 from flatnet_lab.bench.profile import Profile
 from flatnet_lab.bench.results import Results
-from flatnet.datapath import sysctl
+from flatnet.datapath import firsthop, netns, sysctl
 from flatnet.errors import FlatnetError
 from flatnet_lab.lab import manager, traffic
 from flatnet_lab.lab.topology import Topology
+from flatnet_lab.testbed import net as testnet
 
 SECTION, ROUTES = "data plane", "routes"
+FHS = SECTION  # the filter's ADD cost rows sit with the paths they are the cost of
+FILTER_OFF = "flat macvlan (first-hop filter off)"
+FILTER_ADD_SAMPLES = 40
 IPVLAN = "flat ipvlan"
 BRIDGE_NO_BRNF = "flat bridge (br_netfilter off)"
 BR_NF_KEYS = tuple(f"net/bridge/bridge-nf-call-{t}" for t in ("iptables", "ip6tables", "arptables"))
@@ -54,6 +64,7 @@ class Path:
     iperf_port: int = 5201
     rr_port: int = 5299
     br_nf_off_in: tuple[str, ...] = ()  # node netns where bridge-nf-call-* is 0 while measured
+    filter_off_in: tuple[str, ...] = ()  # pod netns whose first-hop filter is out while measured
 
 
 class DataPlaneBench:
@@ -75,6 +86,8 @@ class DataPlaneBench:
                     for path in paths:
                         self.tick(f"data plane: {path.subject} (repeat {rep + 1})")
                         self._measure(path)
+                self.tick("data plane: first-hop filter ADD cost")
+                self.filter_add_cost()
             finally:
                 errors = setup.close()
                 if st is None:
@@ -114,6 +127,11 @@ class DataPlaneBench:
                 out.append(Path(BRIDGE_NO_BRNF, a.netns, b.netns, b.ip, br_nf_off_in=(n1.ns, n2.ns)))
             if network == "flat":
                 out.append(Path("VM -> pod (flat)", vm, b.netns, b.ip))
+                if firsthop.snapshot(a.netns) and firsthop.snapshot(b.netns):
+                    out.insert(2, Path(FILTER_OFF, a.netns, b.netns, b.ip, filter_off_in=(a.netns, b.netns)))
+                else:
+                    for metric, _, _ in METRICS:
+                        self.r.unavailable(SECTION, FILTER_OFF, metric, "the lab's macvlan pods have no filter")
         self.tick("data plane: ipvlan pods")
         try:
             (ns_a, _), (ns_b, ip_b) = setup.ipvlan_pod(n1.name), setup.ipvlan_pod(n2.name)
@@ -136,11 +154,44 @@ class DataPlaneBench:
 
     def _measure(self, path: Path) -> None:
         saved = {ns: _br_netfilter(ns, "0") for ns in path.br_nf_off_in}
+        filters = {ns: firsthop.snapshot(ns) for ns in path.filter_off_in}
         try:
+            for ns in filters:
+                firsthop.drop_table(ns)
             self._measure_now(path)
         finally:
             for ns, values in saved.items():
                 sysctl.set_many(ns, values)
+            for ns, text in filters.items():
+                firsthop.restore(ns, text)
+
+    def filter_add_cost(self) -> None:
+        """p50 of what ADD spends on a pod's first-hop filter: one transaction into the pod's
+        fresh netns (the link-local predicted; datapath/pod.py), on a real veth."""
+        ns = f"fnbench-fh-{os.getpid()}"
+        testnet.create_netns(ns)
+        try:
+            testnet.ensure_veth(ns, "eth0", ns, "peer0")
+            path = netns.ns_path(ns) or ns
+            who = firsthop.allowed(
+                "02:00:00:00:00:05",
+                ["198.18.100.5", "2001:db8:100::5"],
+                [firsthop.eui64_link_local("02:00:00:00:00:05")],
+            )
+            samples = []
+            for _ in range(FILTER_ADD_SAMPLES):
+                firsthop.drop_table(path)  # as in a new pod's netns: no table yet
+                t0 = time.perf_counter()
+                firsthop.install(path, "eth0", who, firsthop.Policy())
+                samples.append((time.perf_counter() - t0) * 1000)
+            samples.sort()
+            self.r.add(FHS, "first-hop filter (ADD: install)", "p50", "ms", samples[len(samples) // 2])
+        finally:
+            testnet.remove_netns(ns)
+        self.r.notes.append(
+            "first-hop filter: a chain on the pod's own interface in the pod's netns; the node "
+            "holds no per-pod filter state, so its per-packet cost cannot grow with the pods on the node"
+        )
 
     def _measure_now(self, path: Path) -> None:
         secs = int(self.p.iperf_seconds)

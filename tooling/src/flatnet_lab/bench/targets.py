@@ -11,6 +11,9 @@ TEN_K_GOAL = {"sqlite": 3.0, "etcd": 10.0}
 FLAT_BAND = (0.67, 1.5)  # 1M/1k allocation-rate ratio counted as "flat"
 FLAT_MODES = ("flat macvlan", "flat bridge", "flat bridge (br_netfilter off)", "flat ipvlan")
 TCP_GOAL, LATENCY_GOAL = 0.97, 1.1  # of the wire's TCP 1-stream throughput / RR p50
+#: the first-hop filter (issue 20): filtered macvlan against the same pods unfiltered, same run
+FILTERED, UNFILTERED = "flat macvlan", "flat macvlan (first-hop filter off)"
+FILTER_TCP_GOAL, FILTER_RR_GOAL = 0.97, 1.05
 ADD_GOAL = 1.5  # agent ADD p50 over the reference bridge+host-local ADD p50
 BURST_GOAL = 1.2  # agent burst ADD total over the reference's
 VERSION_GOAL = 1.0  # forwarder VERSION p50 over the reference plugin's (both answer it alone)
@@ -58,7 +61,7 @@ def judge(r: Results) -> list[Target]:
                     FLAT_BAND[0] <= q <= FLAT_BAND[1],
                 )
             )
-    out += _small_pools(r) + _data_plane(r) + _control_plane(r) + _cri(r)
+    out += _small_pools(r) + _data_plane(r) + _first_hop(r) + _control_plane(r) + _cri(r)
     return out
 
 
@@ -151,6 +154,28 @@ def _data_plane(r: Results) -> list[Target]:
                     q <= LATENCY_GOAL,
                 )
             )
+    return out
+
+
+def _first_hop(r: Results) -> list[Target]:
+    """The macvlan pods with their first-hop filters against the same pods without them."""
+    out: list[Target] = []
+    for metric, goal, unit, higher in (
+        ("TCP 1 stream", FILTER_TCP_GOAL, "Gbit/s", True),
+        ("RR p50", FILTER_RR_GOAL, "µs", False),
+    ):
+        on, off = _median(r, "data plane", FILTERED, metric), _median(r, "data plane", UNFILTERED, metric)
+        if on is None or not off:
+            continue
+        q = on / off
+        what = f">= {goal:.0%} of" if higher else f"<= {goal:g}x"
+        out.append(
+            Target(
+                f"first-hop filter: macvlan {metric} {what} unfiltered",
+                f"{on:.3g} vs {off:.3g} {unit} ({q:.2f}x)",
+                q >= goal if higher else q <= goal,
+            )
+        )
     return out
 
 
