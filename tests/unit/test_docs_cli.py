@@ -98,6 +98,8 @@ FOREIGN = {
     "--client-cert-auth": "etcd",
     "--sentinel": "redis-server",
     "--cap-add": "podman",
+    "--kill": "python -m flatnet_lab.bench.scale",
+    "--overlay": "python -m flatnet_lab.bench.scale",
 }
 
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 NAMED = re.compile(r"`([\w./-]+\.(?:py|md|sh|yaml|json|c|toml))[`\s:]")
 #: written by flatnet at run time, not part of the tree
-RUNTIME_FILES = {"stores.json", "reclaimed.json"}
+RUNTIME_FILES = {"stores.json", "reclaimed.json", "conflicts.json"}  # written by the agent at run time
 SKIP_DIRS = {".venv", "build", ".git", "__pycache__", ".mypy_cache", ".ruff_cache", "node_modules"}
 
 

@@ -65,6 +65,7 @@ FLATNET_KEYS = (
     "inProcess",
     "mac",
     "serviceCidrs",
+    "firstHopSecurity",
 )
 #: the overlay's keys, read in a mode whose traits say ``overlay`` (vxlan)
 OVERLAY_KEYS = ("vni", "vxlanPort", "clusterSubnet", "nodeBlockPrefix", "nodeName", "vtepAddress", "snat")
