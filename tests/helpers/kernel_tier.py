@@ -25,7 +25,7 @@ import pytest
 
 IN_VM = os.environ.get("FLATNET_KERNEL_TIER") == "vm"
 RESULT_PORT = "/dev/ttyS1"
-VM_TIMEOUT = float(os.environ.get("FLATNET_VM_TIMEOUT", "1500"))
+VM_TIMEOUT = float(os.environ.get("FLATNET_VM_TIMEOUT", "3600"))  # one VM run holds every kernel test (~60)
 _VM_KEY = pytest.StashKey["VmSession"]()
 _RESULTS_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
 
