@@ -21,7 +21,7 @@ pytestmark = pytest.mark.netns
 if os.geteuid() != 0:
     pytest.skip("needs root (network namespaces)", allow_module_level=True)
 
-from flatnet.agent.conflicts import wire_probe  # noqa: E402
+from flatnet.agent.probing import wire_probe  # noqa: E402
 from flatnet.datapath import conflict  # noqa: E402
 from flatnet.datapath.api import AttachSpec  # noqa: E402
 from flatnet.datapath.common import shim_name  # noqa: E402

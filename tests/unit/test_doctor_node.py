@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from flatnet.cli.main import main
-from flatnet.datapath.probe import LINK_FEATURES, ProbeResult
+from flatnet.datapath.kernelprobe import LINK_FEATURES, ProbeResult
 from flatnet.doctor.findings import exit_code
 from flatnet.doctor.node import evaluate, pick_node
 from flatnet.doctor.nodefacts import CniFacts, NodeFacts, read_kconfig, scan_cni

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from flatnet import defaults
-from flatnet.agent import claimwatch, conflicts, storestate
+from flatnet.agent import claimwatch, probing, storestate
 from flatnet.agent.events import ServiceEvents
-from flatnet.agent.heartbeats import Heartbeats
+from flatnet.agent.storebeats import Heartbeats
 from flatnet.agent.claimwatch import ClaimWatch
 from flatnet.agent.overlay import PeerSync
 from flatnet.agent.reconcile import Reconciler
@@ -108,7 +108,7 @@ def build(opts: AgentOptions, datapath_factory: Callable[[str], Datapath] | None
         peer_sync=peer_sync,
         datapath_factory=datapath_factory,
     )
-    conflicts.keep_probe_sockets()
+    probing.keep_probe_sockets()
     record_stores = _store_recorder(storestate.state_path(opts.socket), opts.node)
     if opts.default_store is not None:
         record_stores([opts.default_store])

@@ -20,7 +20,7 @@ import socket
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
-from flatnet.agent import conflicts, nsproof, overlay, podpools
+from flatnet.agent import nsproof, overlay, podpools, probing
 from flatnet.agent.events import ServiceEvents
 from flatnet.agent.locks import DEFAULT_LOCK_DIR, ContainerLocks
 from flatnet.agent.spec import build_result, build_spec
@@ -83,7 +83,7 @@ class Service:
     ``events``: where the service reports stores opened and GC reclaims (``agent/events.py``).
     ``peer_sync``: re-syncs overlay peers in the background (the daemon's; None: no re-sync).
     ``conflict_probe``: probes a new address on the pod's VLAN before it is plumbed (flat
-    modes; pools with conflictProbe): ``agent/conflicts.py``; None turns probing off.
+    modes; pools with conflictProbe): ``agent/probing.py``; None turns probing off.
     Built whole by ``agent/daemon.py`` (the agent) or ``agent/inprocess.py`` (no agent).
     """
 
@@ -99,7 +99,7 @@ class Service:
         store_factory: Callable[[dict[str, Any]], Store] | None = None,
         events: ServiceEvents | None = None,
         peer_sync: overlay.PeerSync | None = None,
-        conflict_probe: conflicts.Prober | None = conflicts.wire_probe,
+        conflict_probe: probing.Prober | None = probing.wire_probe,
     ) -> None:
         self.host_netns = host_netns
         self.node = node or socket.gethostname()
@@ -274,7 +274,7 @@ class Service:
             held_before = {(l.pool, l.address) for l in ipam.lookup(cmd.container_id, cmd.ifname)}
             prober = self.conflict_probe if not self._is_overlay(conf.mode) else None
             owner = self.owner(cmd, tuple(pick.how.items()))
-            alloc = conflicts.ProbedAllocation(ipam, pools, owner, pick.requested, held_before, prober)
+            alloc = probing.ProbedAllocation(ipam, pools, owner, pick.requested, held_before, prober)
             with podpools.naming(pick):
                 leases = alloc.allocate()
             while True:
@@ -291,7 +291,7 @@ class Service:
                     if gate is not None:
                         gate.wait()  # a mode without the gate step: before the answer, at least
                     return build_result(spec, attachment, leases)
-                except conflicts.Answered as answered:
+                except probing.Answered as answered:
                     if plumbed is not None:
                         self._unplumb(conf.mode, plumbed)
                     with podpools.naming(pick):  # releases this ADD's leases if it gives up

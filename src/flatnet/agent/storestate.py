@@ -7,7 +7,7 @@ being told: the agent may take it from ``--store`` or from each network config's
 the store configs it has opened, rewritten (atomically, mode 0600) whenever it opens a new
 one. Configs hold file paths of TLS material and credentials, never their contents.
 
-Not to be merged with ``<state_dir>/agent-stores.<node>.json`` (``heartbeats.py``): that one
+Not to be merged with ``<state_dir>/agent-stores.<node>.json`` (``storebeats.py``): that one
 lives on persistent disk and lists only the etcd stores whose heartbeat got in, so a rebooted
 or upgraded agent beats again before any CNI request; this one is in /run (gone at reboot,
 like the socket it sits beside) and lists every store opened, for read-only tools.

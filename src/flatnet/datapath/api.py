@@ -49,7 +49,7 @@ class AttachSpec:
     options: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     # called once the pod's addresses are set on its link and before the link goes up (so
     # before anything is announced); raising aborts ADD, which undoes its work. The agent's
-    # VLAN conflict probe waits for its answer here (agent/conflicts.py)
+    # VLAN conflict probe waits for its answer here (agent/probing.py)
     address_gate: Callable[[], None] | None = field(default=None, compare=False, hash=False, repr=False)
 
 

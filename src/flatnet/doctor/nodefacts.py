@@ -2,7 +2,7 @@
 
 Gathering is separate from judging (``flatnet.doctor.node``) so unit tests inject facts
 and only one integration test pays for real probes. Kernel probes go through
-``flatnet.datapath.probe`` (only the datapath talks to the kernel); everything here
+``flatnet.datapath.kernelprobe`` (only the datapath talks to the kernel); everything here
 only reads files, looks up binaries or opens client connections.
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flatnet import defaults
-from flatnet.datapath.probe import ProbeResult
+from flatnet.datapath.kernelprobe import ProbeResult
 
 KCONFIG = "/proc/config.gz"
 SYSCTLS = (
@@ -179,7 +179,7 @@ def gather(
     host_root: str | None = None,
 ) -> NodeFacts:
     """Collect every fact; probe failures (not root) become ``probe_error``, not a crash."""
-    from flatnet.datapath import probe as kprobe
+    from flatnet.datapath import kernelprobe as kprobe
 
     facts = NodeFacts(kconfig=read_kconfig(), hostname=socket.gethostname(), node=node)
     if probe:

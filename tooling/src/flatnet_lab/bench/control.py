@@ -36,7 +36,7 @@ from flatnet.errors import FlatnetError
 
 SECTION = "control plane"
 AGENT, INPROC, REF = "flatnet (agent)", "flatnet (in-process)", "bridge+host-local"
-#: the agent with its VLAN conflict probe off (agent/conflicts.py): what the probe costs an ADD
+#: the agent with its VLAN conflict probe off (agent/probing.py): what the probe costs an ADD
 NOPROBE = "flatnet (agent, conflict probe off)"
 FLOOR = "exec floor"
 SUBJECTS = (AGENT, INPROC, REF)

@@ -1,4 +1,4 @@
-"""ADD with a conflict probe (agent/conflicts.py) over FakeDatapath + memory store: the logic;
+"""ADD with a conflict probe (agent/probing.py) over FakeDatapath + memory store: the logic;
 the probe itself is tested on real links in tests/integration/test_conflict_probe.py."""
 
 from __future__ import annotations
