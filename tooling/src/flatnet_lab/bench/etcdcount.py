@@ -61,22 +61,29 @@ def _putter(cfg: dict[str, Any], n: int, wid: int, barrier: Any, out: Any) -> No
         store.close()
 
 
+def run_together(procs: list[Any], barrier: Any, out: Any) -> list[Any]:
+    """Start ``procs``, release them at once through ``barrier`` (they wait on it too), and
+    collect one result each from ``out``; every process is joined (killed if it hangs)."""
+    for p in procs:
+        p.start()
+    try:
+        barrier.wait(120)
+        return [out.get(timeout=600) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=5)
+
+
 def put_ceiling(cfg: dict[str, Any], clients: int = 32, total: int = 4_000) -> float:
     """Puts/s that ``clients`` processes get through the store's client (one key per txn)."""
     ctx = mp.get_context("fork")
     barrier, out = ctx.Barrier(clients + 1), ctx.Queue()
     share = max(1, total // clients)
     procs = [ctx.Process(target=_putter, args=(cfg, share, w, barrier, out), daemon=True) for w in range(clients)]
-    for p in procs:
-        p.start()
-    try:
-        barrier.wait(120)
-        got = [out.get(timeout=600) for _ in procs]
-    finally:
-        for p in procs:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.kill()
+    got = run_together(procs, barrier, out)
     errs = [g[2] for g in got if g[2]]
     if errs:
         raise RuntimeError(f"put ceiling: {errs[0]}")

@@ -125,17 +125,7 @@ def run_clients(
         )
         for w in range(clients)
     ]
-    for p in procs:
-        p.start()
-    try:
-        barrier.wait(120)
-        got = [out.get(timeout=600) for _ in procs]
-    finally:
-        for p in procs:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.kill()
-                p.join(timeout=5)
+    got = etcdcount.run_together(procs, barrier, out)
     wall = max(g[2] for g in got) - min(g[1] for g in got)
     lat = [x for g in got for x in g[3]]
     ips = [x for g in got for x in g[4]]
