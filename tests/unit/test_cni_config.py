@@ -126,8 +126,9 @@ def test_store_timeout_reaches_the_store() -> None:
 
 def test_vxlan_defaults_and_options() -> None:
     c = parse_netconf(conf(VXLAN, vtepAddress="198.18.100.11", nodeName="node1"))
-    assert c.pools == [] and c.vni == 1 and c.vxlan_port == 4789 and c.snat is True
-    assert c.node_block_prefix == 26
+    assert c.overlay is not None
+    assert c.pools == [] and c.overlay.vni == 1 and c.overlay.vxlan_port == 4789 and c.overlay.snat is True
+    assert c.overlay.node_block_prefix == 26
     assert c.options == {
         "vni": 1,
         "port": 4789,
@@ -140,7 +141,8 @@ def test_vxlan_defaults_and_options() -> None:
         "serviceCidrs": [],
     }
     c = parse_netconf(conf(VXLAN, vni=42, vxlanPort=8472, nodeBlockPrefix="/24", snat=False))
-    assert (c.vni, c.vxlan_port, c.node_block_prefix, c.snat) == (42, 8472, 24, False)
+    assert c.overlay is not None
+    assert (c.overlay.vni, c.overlay.vxlan_port, c.overlay.node_block_prefix, c.overlay.snat) == (42, 8472, 24, False)
 
 
 def test_runtime_config_args_prev_result_and_gc_list() -> None:

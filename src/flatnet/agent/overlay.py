@@ -25,11 +25,11 @@ if TYPE_CHECKING:
 
 
 def node_name(conf: NetConf, default: str) -> str:
-    return conf.node_name or default
+    return (conf.overlay.node_name if conf.overlay else None) or default
 
 
 def block_pools(store: Store, conf: NetConf, node: str) -> list[PoolSpec]:
-    """The node's block of ``conf.cluster_subnet`` as the pool pods allocate from."""
+    """The node's block of the overlay's cluster subnet as the pool pods allocate from."""
     from flatnet.ipam import blocks
 
     block = blocks.ensure_block(store, conf.name, node, *_layout(conf))
@@ -38,9 +38,9 @@ def block_pools(store: Store, conf: NetConf, node: str) -> list[PoolSpec]:
 
 def _layout(conf: NetConf) -> tuple[IPNetwork, int]:
     """(cluster subnet, node block prefix): the parser sets both in the overlay modes."""
-    if conf.cluster_subnet is None or conf.node_block_prefix is None:
+    if conf.overlay is None:
         raise ConfigError(f"network {conf.name!r}: an overlay mode needs 'clusterSubnet' (e.g. \"198.18.0.0/16\")")
-    return conf.cluster_subnet, conf.node_block_prefix
+    return conf.overlay.cluster_subnet, conf.overlay.node_block_prefix
 
 
 def join(store: Store, conf: NetConf, node: str, host_netns: str | None) -> dict[str, Any]:
@@ -51,16 +51,17 @@ def join(store: Store, conf: NetConf, node: str, host_netns: str | None) -> dict
     from flatnet.datapath import vxlan
     from flatnet.ipam import blocks
 
-    if conf.vtep_address is None:
+    vtep = conf.overlay.vtep_address if conf.overlay else None
+    if vtep is None:
         raise ConfigError(
             "vxlan mode needs 'vtepAddress': the node's underlay address "
             '(the address other nodes reach it at), e.g. "198.18.100.11"'
         )
     block = blocks.ensure_block(store, conf.name, node, *_layout(conf))
     options = dict(conf.options or {})
-    options.update({"network": conf.name, "node": node, "block": str(block), "vtep": str(conf.vtep_address)})
+    options.update({"network": conf.name, "node": node, "block": str(block), "vtep": str(vtep)})
     mac = vxlan.ensure_node(host_netns, options)
-    blocks.register_node(store, conf.name, node, str(conf.vtep_address), mac, block)
+    blocks.register_node(store, conf.name, node, str(vtep), mac, block)
     options["peers"] = [n.as_peer() for n in blocks.nodes(store, conf.name) if n.node != node]
     vxlan.sync_peers(host_netns, options)
     return options

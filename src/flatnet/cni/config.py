@@ -74,6 +74,19 @@ CONFLIST_KEYS = ("cniVersion", "cniVersions", "name", "plugins", "disableCheck",
 
 
 @dataclass
+class OverlayConf:
+    """The overlay (vxlan) keys of a network config, parsed only in an overlay mode."""
+
+    cluster_subnet: IPNetwork
+    node_block_prefix: int
+    vni: int = defaults.VNI
+    vxlan_port: int = defaults.VXLAN_PORT
+    node_name: str | None = None
+    vtep_address: IPAddress | None = None
+    snat: bool = True
+
+
+@dataclass
 class NetConf:
     """A validated network configuration. ``raw`` is the decoded JSON, untouched."""
 
@@ -98,14 +111,8 @@ class NetConf:
     args_mac: str | None = None  # args.cni.mac
     prev_result: Result | None = None
     valid_attachments: list[ValidAttachment] | None = None  # GC only
-    # overlay modes (None/defaults in the flat modes)
-    vni: int = defaults.VNI
-    vxlan_port: int = defaults.VXLAN_PORT
-    cluster_subnet: IPNetwork | None = None
-    node_block_prefix: int | None = None
-    node_name: str | None = None
-    vtep_address: IPAddress | None = None
-    snat: bool = True
+    #: the overlay's settings, in a mode whose traits say ``overlay`` (vxlan); None elsewhere
+    overlay: OverlayConf | None = None
     #: flat modes: each pod's first-hop filter (datapath/firsthop.py); False only by the
     #: explicit ``"firstHopSecurity": false`` (e.g. a kernel without nftables' egress hook)
     first_hop_security: bool = True
@@ -292,25 +299,31 @@ def _socket(raw: object) -> str:
 
 
 def _overlay(conf: NetConf, raw: dict[str, Any]) -> None:
-    """Fill the overlay (vxlan) fields and mirror them into ``conf.options`` for the datapath."""
-    conf.vni = f.integer(raw.get("vni"), "vni", 1, 16777215, default=defaults.VNI) or defaults.VNI
-    conf.vxlan_port = f.integer(raw.get("vxlanPort"), "vxlanPort", 1, 65535, defaults.VXLAN_PORT) or defaults.VXLAN_PORT
+    """Parse the overlay (vxlan) keys into ``conf.overlay`` and mirror them into ``conf.options``
+    for the datapath."""
+    vni = f.integer(raw.get("vni"), "vni", 1, 16777215, default=defaults.VNI) or defaults.VNI
+    port = f.integer(raw.get("vxlanPort"), "vxlanPort", 1, 65535, defaults.VXLAN_PORT) or defaults.VXLAN_PORT
     subnet = f.network(raw.get("clusterSubnet"), "clusterSubnet", required=True)
     assert subnet is not None
-    conf.cluster_subnet = subnet
-    conf.node_block_prefix = _block_prefix(raw.get("nodeBlockPrefix"), subnet)
-    conf.node_name = f.string(raw.get("nodeName"), "nodeName", example="node1")
-    conf.vtep_address = f.address(raw.get("vtepAddress"), "vtepAddress")
-    conf.snat = f.boolean(raw.get("snat"), "snat", True)
+    ov = OverlayConf(
+        cluster_subnet=subnet,
+        node_block_prefix=_block_prefix(raw.get("nodeBlockPrefix"), subnet),
+        vni=vni,
+        vxlan_port=port,
+        node_name=f.string(raw.get("nodeName"), "nodeName", example="node1"),
+        vtep_address=f.address(raw.get("vtepAddress"), "vtepAddress"),
+        snat=f.boolean(raw.get("snat"), "snat", True),
+    )
+    conf.overlay = ov
     conf.options.update(
         {
-            "vni": conf.vni,
-            "port": conf.vxlan_port,
-            "vtep": str(conf.vtep_address) if conf.vtep_address else None,
+            "vni": ov.vni,
+            "port": ov.vxlan_port,
+            "vtep": str(ov.vtep_address) if ov.vtep_address else None,
             "clusterSubnet": subnet.with_prefixlen,
-            "nodeBlockPrefix": conf.node_block_prefix,
-            "nodeName": conf.node_name,
-            "snat": conf.snat,
+            "nodeBlockPrefix": ov.node_block_prefix,
+            "nodeName": ov.node_name,
+            "snat": ov.snat,
         }
     )
 

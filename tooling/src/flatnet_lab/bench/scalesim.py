@@ -72,7 +72,8 @@ class SimOverlayHooks:
         return []
 
     def prepare(self, store: Any, conf: Any, node: str, host_netns: str | None) -> dict[str, Any]:
-        block = blocks.ensure_block(store, conf.name, node, conf.cluster_subnet, conf.node_block_prefix)
+        assert conf.overlay is not None
+        block = blocks.ensure_block(store, conf.name, node, conf.overlay.cluster_subnet, conf.overlay.node_block_prefix)
         n = int(node[2:])
         mac = f"02:fe:00:00:{n // 256:02x}:{n % 256:02x}"
         vtep = str(ipaddress.ip_address("198.19.128.0") + n)
