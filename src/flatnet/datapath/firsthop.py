@@ -231,16 +231,17 @@ def missing_hook(detail: str = "") -> errors.KernelFeatureMissing:
 
 
 def remove(ns_path: str, ifname: str) -> None:
-    """Delete the interface's chain (idempotent: add-then-delete in one transaction)."""
-    name = _check_ifname(ifname)
-    chain = chain_name(name)
-    nft.apply_inproc(
-        ns_path,
-        f"add table {FAMILY} {TABLE}\n"
-        f'add chain {FAMILY} {TABLE} {chain} {{ type filter hook egress device "{name}" priority -500; '
-        "policy accept; }\n"
-        f"delete chain {FAMILY} {TABLE} {chain}\n",
-    )
+    """Delete the interface's chain; idempotent: no chain, no table, or no such interface any
+    more (DEL after the link went with its parent, or a second DEL) is nothing to remove.
+
+    A netdev base chain goes with its device, so the chain is deleted by name alone: naming the
+    device (add-then-delete) would fail with ENOENT once the link is gone."""
+    chain = chain_name(_check_ifname(ifname))
+    try:
+        nft.apply_inproc(ns_path, f"delete chain {FAMILY} {TABLE} {chain}\n")
+    except errors.DatapathError as exc:
+        if "no such file or directory" not in exc.msg.lower():
+            raise
 
 
 def installed(ns_path: str, ifname: str) -> tuple[str | None, int]:
