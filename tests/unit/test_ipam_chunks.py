@@ -25,11 +25,13 @@ MakeIpam = Callable[..., Ipam]
 
 @pytest.fixture
 def make(store: Store) -> MakeIpam:
-    """Ipam instances over one store (each like another process): chunks of 4 from 16 up."""
+    """Ipam instances over one store (each like another process): chunks of 4 from 16 up, one
+    lane (the ``state`` cursor) unless a test asks for more."""
 
     def _make(**kw: int) -> Ipam:
         kw.setdefault("chunk_min_pool", 16)
         kw.setdefault("chunk_size", 4)
+        kw.setdefault("max_lanes", 1)
         return Ipam(store, **kw)
 
     return _make

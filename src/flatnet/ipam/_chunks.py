@@ -7,6 +7,15 @@ etcd however many nodes ask. Like Calico's block affinity, a node instead claims
 and records them under ``pools/<pool>/chunk/<node>``; it then hands out addresses from
 its chunk with a txn comparing only that key (and the address's key, create-only).
 
+Chunks come from lanes: the pool's offsets cut into up to ``MAX_LANES`` stretches of at least
+``LANE_MIN_CHUNKS`` chunks, each with its own cursor (lane 0's is ``state``'s, the others'
+``pools/<pool>/lane/<i>``). A node claims from lane 0 and the lanes after it in order, so a
+quiet pool fills address after address as with one cursor; a node that loses a claim race
+moves to the lane its name hashes to, so nodes claiming at the same moment stop comparing the
+same key. Once any lane other than 0 moved (``pools/<pool>/laned``), ``state``'s cursor no
+longer tells never-used addresses from used ones, and every release goes to the FIFO (a
+stale FIFO entry for an address a lane hands out again is dropped when it comes up).
+
 Only owners that name their node use chunks, and only in pools of at least
 ``CHUNK_MIN_POOL`` usable addresses. A chunk is ``CHUNK_SIZE`` offsets in a large pool and
 smaller in a small one (``chunk_len``: a 128th of the pool, at least ``SMALL_CHUNK``), so a
@@ -19,11 +28,14 @@ no other node touches; within one node the order is still the cursor's.
 Guarantees are the cursor's: the create-only compare on ``ips/<ip>`` is what rules out
 duplicates (a requested address inside a chunk is simply taken; the chunk steps over
 it); released addresses go to the pool's FIFO as before. The pool's fresh addresses are
-gone only when the cursor is at the end *and* no node's chunk has an unused address left:
+gone only when every lane's cursor is at its end *and* no node's chunk has an unused address left:
 ``leftover`` takes one from another node's remainder (bounded by the node count), starting
 at a place that depends on the node, so nodes short of addresses do not all queue on the
 same chunk. That is how parked addresses are given back under scarcity: no node keeps them
 from another that needs them, and no ADD fails while any chunk still has one.
+
+``take_many`` and ``refill`` serve a batch of one node's concurrent allocations in one txn
+(``flatnet.ipam._batch``).
 """
 
 from __future__ import annotations
@@ -40,6 +52,8 @@ CHUNK_SIZE = 64  # consecutive offsets a node claims at once: one ``state`` txn 
 CHUNK_MIN_POOL = 64  # usable addresses from which a pool is chunked (below, the cursor: few allocators)
 SMALL_CHUNK = 4  # the smallest chunk: one ``state`` txn per 4 allocations
 CHUNKS_PER_POOL = 128  # a small pool's chunk is this fraction of it (a /24: 4 addresses; 4k: 32)
+MAX_LANES = 16  # chunks are claimed from up to this many lanes of the pool, each with its own cursor
+LANE_MIN_CHUNKS = 4  # a lane is at least this many chunks long (a /24: 15 lanes; 1k: 16)
 
 
 class ChunkSource:
@@ -51,19 +65,29 @@ class ChunkSource:
     still current (so several processes sharing a node cost a read, not a failed txn).
     """
 
-    def __init__(self, txns: Txns, min_pool: int = CHUNK_MIN_POOL, size: int = CHUNK_SIZE) -> None:
-        if size < 1 or min_pool < 1:
-            raise ValueError(f"chunks: size and min_pool must be positive, got {size}, {min_pool}")
+    def __init__(
+        self, txns: Txns, min_pool: int = CHUNK_MIN_POOL, size: int = CHUNK_SIZE, max_lanes: int = MAX_LANES
+    ) -> None:
+        if size < 1 or min_pool < 1 or max_lanes < 1:
+            raise ValueError(
+                f"chunks: size, min_pool and max_lanes must be positive, got {size}, {min_pool}, {max_lanes}"
+            )
         self.txns = txns
         self.min_pool = min_pool
         self.size = size
+        self.max_lanes = max_lanes
+        #: (pool, node) -> the lane the node claims from first: lane 0 (the pool's order,
+        #: address after address) until it lost a claim race, then the lane its name hashes to
+        self._home: dict[tuple[str, str], int] = {}
+        #: pools this process saw (or made) ``laned``: no need to write it again
+        self.laned: set[str] = set()
         self._cache: dict[str, tuple[Entry, bool]] = {}  # chunk key -> (entry, trusted)
         #: chunk key -> the entry a lost race just read: the retry uses it instead of reading
         #: the chunk again (once; it never makes the cache trusted)
         self._fresh: dict[str, Entry] = {}
-        #: pool -> its last offset, once its cursor was seen at the end (a widened range
-        #: has another last offset, so it is read again)
-        self._spent: dict[str, int] = {}
+        #: (pool, lane) -> (its last offset, lanes), once the lane's cursor was seen at its end
+        #: (a widened range has another last offset, so it is read again)
+        self._spent: dict[tuple[str, int], tuple[int, int]] = {}
 
     def serves(self, pr: PoolRange, owner: Owner) -> bool:
         return bool(owner.node) and pr.total >= self.min_pool
@@ -105,28 +129,97 @@ class ChunkSource:
                 outcome, lease = self._take_from(pr, owner, sticky_absent, ch, trusted)
                 if outcome is not Outcome.EMPTY:
                     return outcome, lease
-            return self._claim_chunk(pr, key, ch, trusted), None
+            return self._claim_chunk(pr, owner.node or "", key, ch, trusted), None
 
         return self.txns.retry(f"allocating from the chunk of node {owner.node!r} in pool {pr.spec.name!r}", step)
 
-    def _claim_chunk(self, pr: PoolRange, key: str, ch: Entry | None, trusted: bool) -> Outcome:
-        """Move the next ``size`` offsets of the pool cursor into the node's chunk.
+    # -- lanes: where chunks come from -------------------------------------------
+    def lanes(self, pr: PoolRange) -> int:
+        """How many lanes the pool's offsets are cut into: up to ``max_lanes``, each at least
+        ``LANE_MIN_CHUNKS`` chunks long (a pool too small for two is one lane: ``state``)."""
+        return max(1, min(self.max_lanes, pr.total // (self.chunk_len(pr) * LANE_MIN_CHUNKS)))
 
-        STEPPED: claimed (take from it next); LOST: lost a race; EMPTY: the cursor is at the end.
+    @staticmethod
+    def lane_bounds(pr: PoolRange, lane: int, lanes: int) -> tuple[int, int]:
+        """Offsets [lo, hi) of lane ``lane`` of ``lanes``."""
+        span = pr.last - pr.first + 1
+        return pr.first + span * lane // lanes, pr.first + span * (lane + 1) // lanes
+
+    def _claim_chunk(
+        self, pr: PoolRange, node: str, key: str, ch: Entry | None, trusted: bool, length: int = 0
+    ) -> Outcome:
+        """Move the next chunk of offsets into the node's chunk, from the node's home lane first.
+
+        Nodes claim from lane 0 and the lanes after it in order, so a pool fills address after
+        address as with one cursor, until a node loses a claim race: from then on it starts at
+        the lane its name hashes to, so nodes claiming at the same moment compare different
+        keys (one ``state`` key for the whole pool had 32 clients of a 1k pool queue on it:
+        issue 21). It moves on to the next lane when one is used up.
+        STEPPED: claimed (take from it next); LOST: lost a race; EMPTY: every lane is used up.
         """
-        store, skey = self.txns.store, r.pool_key(pr.spec.name, "state")
-        if self._spent.get(pr.spec.name) == pr.last:
-            return Outcome.EMPTY  # the cursor never moves back: no need to read it again
-        st = store.get(skey)
-        state = r.state_of(st.value if st else None)
-        start = pr.next_usable(state["cursor"])
-        if start is None:
-            self._spent[pr.spec.name] = pr.last
+        lanes, name = self.lanes(pr), pr.spec.name
+        own = self._home.get((name, node), 0) % lanes
+        order = [(own + i) % lanes for i in range(lanes)]
+        read: dict[int, Entry | None] | None = None  # every lane's cursor, read at once
+        for lane in order:
+            if self._spent.get((name, lane)) == (pr.last, lanes):
+                continue  # a lane's cursor never moves back: no need to read it again
+            if lane != own and read is None:
+                # the node's own lane is used up: one range read of every lane's cursor, not
+                # a read per lane, to find the next with room
+                st = self.txns.store.get(r.pool_key(name, "state"))
+                lanes_read = self.txns.store.range(r.pool_key(name, "lane/"))
+                read = {0: st, **{int(e.key.rsplit("/", 1)[1]): e for e in lanes_read}}
+            outcome = self._claim_in_lane(pr, lane, lanes, key, ch, trusted, read, length)
+            if outcome is Outcome.LOST and lanes > 1:
+                # another node claimed from this lane at the same moment: from now on this
+                # node starts at the lane its name hashes to, away from the others
+                self._home[(name, node)] = zlib.crc32(node.encode()) % lanes
+            if outcome is not Outcome.EMPTY:
+                return outcome
+            self._spent[(name, lane)] = (pr.last, lanes)
+        return Outcome.EMPTY
+
+    def _claim_in_lane(
+        self,
+        pr: PoolRange,
+        lane: int,
+        lanes: int,
+        key: str,
+        ch: Entry | None,
+        trusted: bool,
+        read: dict[int, Entry | None] | None,
+        length: int = 0,
+    ) -> Outcome:
+        """One chunk (``length`` offsets, else ``chunk_len``) from lane ``lane`` (its cursor and
+        ``state`` as in ``read``, else read now)."""
+        store, name = self.txns.store, pr.spec.name
+        lkey = r.lane_key(name, lane)
+        lo, hi = self.lane_bounds(pr, lane, lanes)
+        cur = read.get(lane) if read is not None else store.get(lkey)
+        puts: dict[str, str] = {}
+        if lane == 0:  # the pool's state: its cursor, and the FIFO's sequence kept as it is
+            state = r.state_of(cur.value if cur else None)
+            at = state["cursor"]
+        elif cur is not None:
+            state, at = {}, json.loads(cur.value)["cursor"]
+        else:
+            # a lane's first claim: a pool used before it had lanes has its state cursor past
+            # addresses it handed out; start after them
+            st = read.get(0) if read is not None else store.get(r.pool_key(name, "state"))
+            state, at = {}, r.state_of(st.value if st else None)["cursor"]
+        if name not in self.laned and lane:
+            puts[r.laned_key(name)] = "1"  # the FIFO must take every release from now on
+        start = pr.next_usable(max(at, lo))
+        if start is None or start >= hi:
             return Outcome.EMPTY
-        end = min(start + self.chunk_len(pr), pr.last + 1)
+        end = min(start + (length or self.chunk_len(pr)), hi)
         value = r.dumps({"start": start, "end": end, "cursor": start})
-        cmp = [Compare(skey, st.version if st else 0), self._guard(key, ch)]
-        if store.txn(cmp, {skey: r.dumps({"cursor": end, "seq": state["seq"]}), key: value}):
+        puts[lkey] = r.dumps({**state, "cursor": end})
+        puts[key] = value
+        if store.txn([Compare(lkey, cur.version if cur else 0), self._guard(key, ch)], puts):
+            if lane:
+                self.laned.add(name)
             self._remember(key, value, ch.version + 1 if ch else 1, trusted)
             return Outcome.STEPPED
         self._cache.pop(key, None)
@@ -190,6 +283,50 @@ class ChunkSource:
         if cur is not None and keep_fresh:
             self._fresh[ch.key] = cur
         return Outcome.LOST, None
+
+    def refill(self, pr: PoolRange, node: str, want: int) -> Outcome:
+        """A batch found the node's chunk used up: claim a new one of at least ``want``
+        offsets (``chunk_len`` if that is more). STEPPED, LOST or EMPTY (every lane used up)."""
+        key = r.chunk_key(pr.spec.name, node)
+        ch, trusted = self._read(key)
+        return self._claim_chunk(pr, node, key, ch, trusted, max(want, self.chunk_len(pr)))
+
+    def take_many(self, pr: PoolRange, owners: list[Owner]) -> tuple[list[Lease], bool]:
+        """Addresses for the first owners (all of one node, none sticky) from the node's chunk,
+        in one txn: as many as the chunk has left. Also says whether the chunk is used up
+        now. No leases when it was, or the txn failed: the callers decide (``_batch``)."""
+        key = r.chunk_key(pr.spec.name, owners[0].node or "")
+        ch, trusted = self._read(key)
+        if ch is None:
+            return [], True
+        c = json.loads(ch.value)
+        offsets: list[int] = []
+        off: int | None = c["cursor"]
+        while len(offsets) < len(owners):
+            off = pr.next_usable(off) if off is not None else None
+            if off is None or off >= c["end"]:
+                break
+            offsets.append(off)
+            off += 1
+        if not offsets:
+            return [], True
+        value = r.dumps({"start": c["start"], "end": c["end"], "cursor": offsets[-1] + 1})
+        compares, puts, leases = [self._guard(key, ch)], {key: value}, []
+        name = pr.spec.name
+        for off, owner in zip(offsets, owners, strict=False):  # as many owners as offsets found
+            ip = pr.address(off)
+            rec, lease = r.new_lease(pr.spec, ip, owner, False)
+            ikey, gkey = r.ip_key(name, ip), r.seg_key(pr.spec.vlan, ip)
+            okey = r.owner_key(owner.container_id, owner.ifname, name)
+            compares += [Compare(ikey, 0), Compare(gkey, 0), Compare(okey, 0)]
+            puts.update({ikey: rec, okey: rec, gkey: name})
+            leases.append(lease)
+        if self.txns.store.txn(compares, puts):
+            self._remember(key, value, ch.version + 1, trusted)
+            nxt = pr.next_usable(offsets[-1] + 1)
+            return leases, nxt is None or nxt >= c["end"]
+        self._distrust(key)
+        return [], False
 
     def leftover(self, pr: PoolRange, owner: Owner, sticky_absent: bool) -> Lease | None:
         """Last fresh resort: unused addresses left in other nodes' chunks.

@@ -22,7 +22,7 @@ from typing import Callable, cast
 
 from flatnet.errors import AddressUnavailable
 from flatnet.ipam import records as r
-from flatnet.ipam._chunks import CHUNK_MIN_POOL, CHUNK_SIZE, ChunkSource
+from flatnet.ipam._chunks import CHUNK_MIN_POOL, CHUNK_SIZE, MAX_LANES, ChunkSource
 from flatnet.ipam._fresh import CursorSource, FreshSource
 from flatnet.ipam._held import Held
 from flatnet.ipam._quarantine import Quarantine
@@ -51,11 +51,12 @@ class PoolOps:
         rng: random.Random | None = None,
         chunk_min_pool: int = CHUNK_MIN_POOL,
         chunk_size: int = CHUNK_SIZE,
+        max_lanes: int = MAX_LANES,
     ) -> None:
         self.store = store
         self.txns = Txns(store, attempts, rng)
         self.cursor = CursorSource(self.txns)
-        self.chunks = ChunkSource(self.txns, min_pool=chunk_min_pool, size=chunk_size)
+        self.chunks = ChunkSource(self.txns, min_pool=chunk_min_pool, size=chunk_size, max_lanes=max_lanes)
         self.held = Held(self.txns, self._push_free)
         self.quarantine = Quarantine(self.txns, self._push_free)
 
@@ -203,13 +204,18 @@ class PoolOps:
         st = self.store.get(skey)
         state = r.state_of(st.value if st else None)
         cmp = [Compare(skey, st.version if st else 0)]
-        if int(ip) - net >= state["cursor"]:
-            return cmp, {}  # never-used territory: the cursor will hand it out in its turn
+        if int(ip) - net >= state["cursor"] and name not in self.chunks.laned:
+            lkey = r.laned_key(name)
+            if self.store.get(lkey) is None:
+                # never-used territory: the cursor will hand it out in its turn (and no lane
+                # of a chunked pool has passed it: the txn checks ``laned`` is still absent)
+                return cmp + [Compare(lkey, 0)], {}
+            self.chunks.laned.add(name)
         seq = state["seq"]
         return cmp, {
             r.free_key(name, seq): str(ip),
             r.freeidx_key(name, ip): str(seq),
-            skey: r.dumps({"cursor": state["cursor"], "seq": seq + 1}),
+            skey: r.dumps({**state, "seq": seq + 1}),
         }
 
     def release_record(self, record: str) -> Lease | None:

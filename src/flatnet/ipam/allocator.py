@@ -23,8 +23,10 @@ from flatnet.errors import (
     StoreUnavailable,
 )
 from flatnet.ipam import records as r
-from flatnet.ipam._chunks import CHUNK_MIN_POOL, CHUNK_SIZE
+from flatnet.ipam._batch import MAX_BATCH, Combiner
+from flatnet.ipam._chunks import CHUNK_MIN_POOL, CHUNK_SIZE, MAX_LANES
 from flatnet.ipam._ops import HeldInSegment, OwnerHolds, PoolOps
+from flatnet.ipam._txn import Outcome
 from flatnet.ipam.api import (
     DEFAULT_QUARANTINE,
     Compare,
@@ -48,11 +50,17 @@ class Ipam:
         rng: random.Random | None = None,
         chunk_min_pool: int = CHUNK_MIN_POOL,
         chunk_size: int = CHUNK_SIZE,
+        max_lanes: int = MAX_LANES,
     ) -> None:
-        """``chunk_min_pool``/``chunk_size``: see ``flatnet.ipam._chunks`` (tests make them small)."""
+        """``chunk_min_pool``/``chunk_size``/``max_lanes``: see ``flatnet.ipam._chunks`` (tests
+        make them small)."""
         self.store = store
-        self._ops = PoolOps(store, attempts=attempts, rng=rng, chunk_min_pool=chunk_min_pool, chunk_size=chunk_size)
+        self._ops = PoolOps(
+            store, attempts=attempts, rng=rng, chunk_min_pool=chunk_min_pool, chunk_size=chunk_size, max_lanes=max_lanes
+        )
         self._ranges: dict[str, tuple[str, PoolRange]] = {}
+        #: concurrent allocations of one pool and node share a txn (``_batch``)
+        self._batches: Combiner[tuple[PoolRange, Owner], list[Lease] | BaseException] = Combiner(self._allocate_batch)
 
     # -- pool definitions ----------------------------------------------------
     def _pool(self, spec: PoolSpec) -> PoolRange:
@@ -110,9 +118,20 @@ class Ipam:
                 )
             wanted[ip.version] = ip
         if not wanted and len(ranges) == len(families) and not (owner.pod and any(p.sticky for p in pools)):
+            if len(ranges) == 1 and self._ops.chunks.serves(ranges[0], owner):
+                batched = self._batches.submit((ranges[0].spec.name, owner.node), (ranges[0], owner))
+                if isinstance(batched, BaseException):
+                    raise batched
+                return batched
             got = self._allocate_unlooked(ranges, owner)
             if got is not None:
                 return got
+        return self._allocate_looked(ranges, families, owner, wanted)
+
+    def _allocate_looked(
+        self, ranges: list[PoolRange], families: list[int], owner: Owner, wanted: dict[int, IPAddress]
+    ) -> list[Lease]:
+        """The full path: look up what the attachment holds, then each family in turn."""
         for _ in range(3):
             held = {lease.pool: lease for lease in self.lookup(owner.container_id, owner.ifname)}
             out: list[Lease] = []
@@ -134,6 +153,43 @@ class Ipam:
         raise StoreUnavailable(
             f"ipam: concurrent ADDs of container {owner.container_id} {owner.ifname} keep racing; retry later",
         )
+
+    def _allocate_batch(self, items: list[tuple[PoolRange, Owner]]) -> list[list[Lease] | BaseException]:
+        """Concurrent callers' allocations from one pool and node (``_batch``): as many as the
+        node's chunk has left in one txn, the others (and all, if that txn fails) one by one."""
+        out: list[list[Lease] | BaseException | None] = [None] * len(items)
+        todo = list(range(len(items)))
+        seen: set[tuple[str, str]] = set()
+        firsts = []  # one call per attachment in the txn; a repeat goes the single way after it
+        for i in todo:
+            who = (items[i][1].container_id, items[i][1].ifname)
+            if who not in seen and items[i][0].spec == items[0][0].spec:
+                seen.add(who)
+                firsts.append(i)
+        pr, misses = items[0][0], 0
+        node = items[0][1].node or ""
+        while len(firsts) > 1 and misses < 3:
+            got, used_up = self._ops.chunks.take_many(pr, [items[i][1] for i in firsts])
+            for i, lease in zip(firsts, got, strict=False):  # got: the first ones
+                out[i] = [lease]
+            firsts, misses = firsts[len(got) :], 0 if got else misses + 1
+            if len(firsts) > 1 and used_up:
+                # a chunk big enough for the rest of the batch: one claim, then one txn again
+                outcome = self._ops.chunks.refill(pr, node, min(len(firsts), MAX_BATCH))
+                if outcome is Outcome.EMPTY:
+                    break  # every lane used up: the single way takes released and parked ones
+                misses += outcome is Outcome.LOST
+        for i in todo:
+            if out[i] is None:
+                out[i] = self._allocate_one(*items[i])
+        return [x for x in out if x is not None]
+
+    def _allocate_one(self, pr: PoolRange, owner: Owner) -> list[Lease] | BaseException:
+        """One caller of a batch the single way; its error is handed to it (``_batch``)."""
+        try:
+            return self._allocate_unlooked([pr], owner) or self._allocate_looked([pr], [pr.spec.family], owner, {})
+        except Exception as exc:  # noqa: BLE001 - raised in that caller's thread
+            return exc
 
     def _allocate_unlooked(self, ranges: list[PoolRange], owner: Owner) -> list[Lease] | None:
         """The common case in one txn per family: no lookup of the attachment's leases first.

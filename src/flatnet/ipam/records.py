@@ -15,6 +15,10 @@ Layout (relative to the store's own prefix)::
                                   order of their retry time (ips/<ip> holds {"quarantined": ...})
     pools/<pool>/chunk/<node>     {"start", "end", "cursor"}: the node's current chunk of a large
                                   pool (offsets [start, end), next one to try at cursor)
+    pools/<pool>/lane/<i>         {"cursor"}: lane i's cursor (i >= 1) in a pool whose chunks come
+                                  from several lanes (``_chunks``); lane 0's cursor is ``state``'s
+    pools/<pool>/laned            "1" once any lane >= 1 moved: ``state``'s cursor no longer says
+                                  which addresses were never used (releases go to the FIFO)
     owners/<container>/<ifname>/<pool>   the same lease record, indexed by attachment
     seg/<vlan>/<ip>               the pool whose ips/<ip> holds the address: one holder per
                                   address per L2 segment (VLAN; "untagged" without one), whatever
@@ -150,6 +154,15 @@ def chunk_key(pool: str, node: str) -> str:
 
 def chunk_prefix(pool: str) -> str:
     return pool_key(pool, "chunk/")
+
+
+def lane_key(pool: str, lane: int) -> str:
+    """Lane ``lane``'s cursor (lane 0's is the pool's ``state`` key)."""
+    return pool_key(pool, "lane", str(lane)) if lane else pool_key(pool, "state")
+
+
+def laned_key(pool: str) -> str:
+    return pool_key(pool, "laned")
 
 
 def owner_prefix(container_id: str, ifname: str | None = None) -> str:

@@ -23,6 +23,7 @@ class Profile:
     ipam_pools: tuple[int, ...]
     dup_pods: int  # pods for the duplicate check ...
     dup_nodes: int  # ... spread over this many simulated nodes
+    dup_threads: int  # ... and again with each node's agent serving this many ADDs at once
     iperf_seconds: float
     rr_samples: int
     route_steps: tuple[int, ...]  # pods per node at which routes are counted
@@ -41,6 +42,7 @@ QUICK = Profile(
     ipam_pools=(1_000, 1_000_000),
     dup_pods=500,
     dup_nodes=100,
+    dup_threads=16,
     iperf_seconds=1.0,
     rr_samples=100,
     route_steps=(0, 1),
@@ -58,6 +60,7 @@ FULL = Profile(
     ipam_pools=(256, 1_000, 4_000, 1_000_000),
     dup_pods=10_000,
     dup_nodes=100,
+    dup_threads=16,
     iperf_seconds=3.0,
     rr_samples=1_000,
     route_steps=(0, 1, 2, 4),

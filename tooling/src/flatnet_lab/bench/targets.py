@@ -114,12 +114,21 @@ def _small_pools(r: Results) -> list[Target]:
                 rate >= CEILING_SHARE * ceiling,
             )
         )
-    dup = r.extra.get("ipam_dup", {})
+    # placed by the nodes' agents, each serving its node's ADDs at once (as kubelet sends them);
+    # a run without that row judges the one-after-another row
+    dup = r.extra.get("ipam_dup_agents") or r.extra.get("ipam_dup", {})
     for store, goal in SCALE_GOAL.items():
         d = dup.get(store)
         if d:
             per_10k = d["wall_s"] * 10_000 / max(1, d["allocated"])
-            out.append(Target(f"10k pods / 100 nodes <= {goal:g} s ({store})", f"{per_10k:.2f} s", per_10k <= goal))
+            how = f"agents, {d['threads']} ADDs at once per node" if d.get("threads", 1) > 1 else "one at a time"
+            out.append(
+                Target(
+                    f"10k pods / 100 nodes <= {goal:g} s ({store}, {how})",
+                    f"{per_10k:.2f} s, {d['duplicates']} duplicates",
+                    per_10k <= goal and d["duplicates"] == 0,
+                )
+            )
     return out
 
 

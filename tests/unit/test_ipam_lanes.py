@@ -1,0 +1,213 @@
+"""Lanes of a chunked pool (``flatnet.ipam._chunks``): nodes claim chunks from different cursors.
+
+A pool of a few lanes' worth of chunks is cut into lanes, each with its own cursor; a node
+starts at the lane its name hashes to. These tests pin what must not change with lanes: every
+address is handed out once, a release is never lost (no address leaks out of every cursor and
+the FIFO), a pool used before lanes existed is not handed out again, and exhaustion is honest.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import zlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flatnet.errors import AddressUnavailable, PoolExhausted
+from flatnet.ipam import Ipam, Owner, PoolRange, PoolSpec
+from flatnet.ipam import records as r
+from flatnet.ipam._chunks import LANE_MIN_CHUNKS, MAX_LANES, ChunkSource
+from flatnet.ipam._txn import Txns
+from flatnet.ipam.api import Store
+from flatnet.ipam.store import MemoryStore
+
+ip = ipaddress.ip_address
+SIZE = 64  # 198.18.0.1 .. .64: 4 lanes of 4 chunks of 4
+P = PoolSpec("lp", ipaddress.ip_network("198.18.0.0/24"), range_start=ip("198.18.0.1"), range_end=ip("198.18.0.64"))
+PR = PoolRange(P)
+
+
+def make(store: Store) -> Ipam:
+    return Ipam(store, chunk_min_pool=16, chunk_size=4, max_lanes=4)
+
+
+def own(cid: str, node: str | None) -> Owner:
+    return Owner(cid, "eth0", "net1", node=node)
+
+
+def last(lease_ip: object) -> int:
+    return int(str(lease_ip).rsplit(".", 1)[1])
+
+
+def node_in_lane(lane: int, lanes: int = 4) -> str:
+    """A node name that hashes to ``lane``."""
+    return next(f"n{i}" for i in range(1000) if zlib.crc32(f"n{i}".encode()) % lanes == lane)
+
+
+def test_lane_geometry_of_real_pools() -> None:
+    src = ChunkSource(Txns(MemoryStore()))
+
+    def geometry(size: int) -> tuple[int, int]:
+        base = ip("2001:db8:c::1")
+        pr = PoolRange(
+            PoolSpec("x", ipaddress.ip_network("2001:db8:c::/104"), range_start=base, range_end=base + size - 1)
+        )
+        return src.lanes(pr), src.chunk_len(pr)
+
+    # a /24's worth: 15 lanes of 4 chunks of 4; a 1k pool 16 lanes of ~9 chunks of 7
+    assert [geometry(n) for n in (64, 254, 1_000, 4_000, 1_000_000)] == [
+        (4, 4),
+        (15, 4),
+        (16, 7),
+        (16, 31),
+        (16, 64),
+    ]
+    assert (MAX_LANES, LANE_MIN_CHUNKS) == (16, 4)
+
+
+class RacedStore(MemoryStore):
+    """A MemoryStore where the next txn comparing ``state`` fails, as if another node had
+    claimed from lane 0 at the same moment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.race = False
+
+    def txn(self, compares, puts=None, deletes=(), *a, **kw):  # type: ignore[no-untyped-def]
+        if self.race and any(c.key.endswith("/state") for c in compares):
+            self.race = False
+            return False
+        return super().txn(compares, puts, deletes, *a, **kw)
+
+
+def test_nodes_fill_the_pool_in_order_until_they_race() -> None:
+    store = RacedStore()
+    ipam = make(store)
+    a, b = node_in_lane(0), node_in_lane(2)
+    assert [last(ipam.allocate([P], own(f"a{i}", a))[0].address.ip) for i in range(2)] == [1, 2]
+    assert last(ipam.allocate([P], own("b0", b))[0].address.ip) == 5  # lane 0's next chunk: no race yet
+    assert store.get(r.laned_key("lp")) is None
+    # b's chunk .5-.8 runs out; its next claim on lane 0 loses: it moves to its own lane
+    for i in range(1, 4):
+        ipam.allocate([P], own(f"b{i}", b))
+    store.race = True
+    assert last(ipam.allocate([P], own("b4", b))[0].address.ip) == 33  # lane 2: .33-.48
+    assert json.loads(store.get(r.lane_key("lp", 2)).value) == {"cursor": 37}  # offsets: chunk [33, 37)
+    assert json.loads(store.get(r.pool_key("lp", "state")).value)["cursor"] == 9
+    assert store.get(r.laned_key("lp")) is not None
+    # a never raced: lane 0 still, after its own chunk .1-.4
+    assert [last(ipam.allocate([P], own(f"a{i}", a))[0].address.ip) for i in range(2, 4)] == [3, 4]
+    assert last(ipam.allocate([P], own("a4", a))[0].address.ip) == 9
+
+
+def test_every_address_once_then_exhausted() -> None:
+    store = MemoryStore()
+    ipams = [make(store), make(store)]  # two processes
+    got = [last(ipams[i % 2].allocate([P], own(f"c{i}", f"n{i % 5}"))[0].address.ip) for i in range(SIZE)]
+    assert sorted(got) == list(range(1, SIZE + 1))
+    with pytest.raises(PoolExhausted):
+        ipams[0].allocate([P], own("full", "n9"))
+
+
+def test_release_in_a_lane_ahead_of_state_goes_to_the_fifo() -> None:
+    """Lane 2's addresses are all beyond ``state``'s cursor: released, they go to the FIFO
+    (``laned``), or they would be lost: lane 2's cursor has passed them."""
+    store = RacedStore()
+    ipam = make(store)
+    b = node_in_lane(2)
+    store.race = True  # b loses its first claim on lane 0 and moves to lane 2
+    lease = ipam.allocate([P], own("b0", b))[0]
+    assert last(lease.address.ip) == 33
+    ipam.release("b0", "eth0")
+    assert [e.value for e in store.range(r.pool_key("lp", "free/"))] == [str(lease.address.ip)]
+    # the pool still ends with every address handed out once
+    got = [last(ipam.allocate([P], own(f"c{i}", f"n{i % 3}"))[0].address.ip) for i in range(SIZE)]
+    assert sorted(got) == list(range(1, SIZE + 1))
+
+
+def test_requested_ahead_of_every_cursor_before_lanes_is_handed_out_once() -> None:
+    store = MemoryStore()
+    ipam = make(store)
+    ipam.allocate([P], own("req", None), [ip("198.18.0.40")])
+    ipam.release("req", "eth0")  # no lane moved yet: never-used territory, not the FIFO
+    assert store.range(r.pool_key("lp", "free/")) == []
+    got = [last(ipam.allocate([P], own(f"c{i}", f"n{i % 4}"))[0].address.ip) for i in range(SIZE)]
+    assert sorted(got) == list(range(1, SIZE + 1))
+
+
+def test_a_pool_used_before_lanes_is_not_handed_out_again() -> None:
+    """Before lanes, chunks came from ``state`` alone: its cursor at 40 says offsets below were
+    given. A lane's first claim starts after that, so no lane steps over 39 held addresses."""
+    store = MemoryStore()
+    old = Ipam(store, chunk_min_pool=16, chunk_size=4, max_lanes=1)
+    for i in range(40):
+        old.allocate([P], own(f"o{i}", "n0"))
+    ipam = make(store)
+    ipam._ops.chunks._home[("lp", node_in_lane(1))] = 1  # as after a lost race
+    calls = []
+    real_txn = store.txn
+
+    def counting(*a: object, **kw: object) -> bool:
+        ok = real_txn(*a, **kw)  # type: ignore[arg-type]
+        calls.append(ok)
+        return ok
+
+    store.txn = counting  # type: ignore[method-assign]
+    got = [last(ipam.allocate([P], own(f"c{i}", node_in_lane(1)))[0].address.ip) for i in range(24)]
+    assert sorted(got) == list(range(41, 65))
+    assert calls.count(False) == 0  # no claim lost on an address the old cursor gave
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("alloc"), st.integers(0, 79), st.integers(0, 5)),
+            st.tuples(st.just("release"), st.integers(0, 79)),
+            st.tuples(st.just("request"), st.integers(0, 79), st.integers(1, SIZE)),
+        ),
+        max_size=120,
+    ),
+    st.lists(st.integers(0, 3), min_size=6, max_size=6),
+)
+def test_random_sequences_on_lanes_never_duplicate_or_leak(ops: list[tuple], homes: list[int]) -> None:
+    """No address twice, and a full pool only when every address is held (nothing leaked).
+    ``homes``: the lane each node claims from first (as after lost races)."""
+    store = MemoryStore()
+    ipams = [make(store), make(store)]
+    for ipam in ipams:
+        ipam._ops.chunks._home.update({("lp", f"n{i}"): h for i, h in enumerate(homes)})
+    model: dict[str, int] = {}
+    for k, step in enumerate(ops):
+        cid, ipam = f"c{step[1]}", ipams[k % 2]
+        if step[0] == "alloc":
+            owner = own(cid, f"n{step[2]}")
+            if cid not in model and len(model) == SIZE:
+                with pytest.raises(PoolExhausted):
+                    ipam.allocate([P], owner)
+                continue
+            got = last(ipam.allocate([P], owner)[0].address.ip)
+            assert model.setdefault(cid, got) == got
+        elif step[0] == "request":
+            want = step[2]
+            holder = next((c for c, a in model.items() if a == want), None)
+            owner = own(cid, "n0")
+            if (cid in model and model[cid] != want) or holder not in (None, cid):
+                with pytest.raises(AddressUnavailable):
+                    ipam.allocate([P], owner, [ip(f"198.18.0.{want}")])
+            else:
+                assert last(ipam.allocate([P], owner, [ip(f"198.18.0.{want}")])[0].address.ip) == want
+                model[cid] = want
+        else:
+            ipam.release(cid, "eth0")
+            model.pop(cid, None)
+        assert len(set(model.values())) == len(model)
+    # drain: every address not held must still be reachable
+    free = SIZE - len(model)
+    got = [last(ipams[0].allocate([P], own(f"d{i}", f"n{i % 6}"))[0].address.ip) for i in range(free)]
+    assert sorted(got + list(model.values())) == list(range(1, SIZE + 1))
+    with pytest.raises(PoolExhausted):
+        ipams[1].allocate([P], own("over", "n1"))
