@@ -6,6 +6,12 @@ Paths (client -> server, across nodes unless said otherwise):
   flat macvlan (first-hop filter off)  the macvlan pods again with their first-hop filters
                             (datapath/firsthop.py) taken out for the measurement and put back
                             after: what the filter costs, in the same run
+  flat macvlan (N other pods' filters on the node)  the filtered macvlan pods again, after
+                            N more macvlan pods, each with its own first-hop filter, were
+                            ADDed on node1 through its agent, as every lab pod is (profile
+                            ``filter_pods``: 500, quick 8; network flat-wide: the parent and
+                            filter of flat, a pool wide enough for hundreds of pods), deleted
+                            after: whether the filter's cost grows with the pods on the node
   flat ipvlan               the same, when the kernel has CONFIG_IPVLAN (else: unavailable)
   flat bridge (br_netfilter off)  the bridge pods again with net.bridge.bridge-nf-call-*
                             = 0 on both nodes: what passing bridged frames through the IP
@@ -34,13 +40,16 @@ from flatnet_lab.bench.profile import Profile
 from flatnet_lab.bench.results import Results
 from flatnet.datapath import firsthop, netns, sysctl
 from flatnet.errors import FlatnetError
-from flatnet_lab.lab import manager, traffic
+from flatnet_lab.lab import manager, pods, traffic
 from flatnet_lab.lab.topology import Topology
 from flatnet_lab.testbed import net as testnet
 
 SECTION, ROUTES = "data plane", "routes"
 FHS = SECTION  # the filter's ADD cost rows sit with the paths they are the cost of
-FILTER_OFF = "flat macvlan (first-hop filter off)"
+MACVLAN, FILTER_OFF = "flat macvlan", "flat macvlan (first-hop filter off)"
+CROWDED = "flat macvlan ({} other pods' filters on the node)"  # .format(the real count)
+CROWD_NETWORK = "flat-wide"  # macvlan on the same parent as "flat", on a pool of ~1,000
+CROWD_TICK = 50  # progress every this many pods made or deleted
 FILTER_ADD_SAMPLES = 40
 IPVLAN = "flat ipvlan"
 BRIDGE_NO_BRNF = "flat bridge (br_netfilter off)"
@@ -82,10 +91,11 @@ class DataPlaneBench:
             try:
                 self._routes(topo, setup)
                 paths = self._paths(topo, setup)
-                for rep in range(max(1, self.p.repeats - (self.p.name == "quick"))):
+                for rep in range(self._repeats):
                     for path in paths:
                         self.tick(f"data plane: {path.subject} (repeat {rep + 1})")
                         self._measure(path)
+                self._crowded(topo, setup, paths)
                 self.tick("data plane: first-hop filter ADD cost")
                 self.filter_add_cost()
             finally:
@@ -95,6 +105,10 @@ class DataPlaneBench:
                 if errors:
                     self.r.notes.append("data-plane cleanup: " + "; ".join(errors)[:400])
         self.r.extra["lab_nodes"] = nodes
+
+    @property
+    def _repeats(self) -> int:
+        return max(1, self.p.repeats - (self.p.name == "quick"))
 
     # -- routes ---------------------------------------------------------------
     def _routes(self, topo: Topology, setup: LabSetup) -> None:
@@ -151,6 +165,67 @@ class DataPlaneBench:
         pm = setup.port_mapped_overlay_pod(n2.name)
         out.append(Path("VM -> node:port -> pod (overlay)", vm, pm.netns, n2.ipv4, PM_IPERF, PM_RR))
         return out
+
+    def _crowded(self, topo: Topology, setup: LabSetup, paths: list[Path]) -> None:
+        """The filtered macvlan pair again with ``filter_pods`` more filtered macvlan pods on
+        the client's node, made by real ADDs (``LabSetup.pod``) and deleted after."""
+        want = self.p.filter_pods
+        base = next((p for p in paths if p.subject == MACVLAN), None)
+        if want <= 0 or base is None:
+            return
+        if not any(p.subject == FILTER_OFF for p in paths):
+            for metric, _, _ in METRICS:
+                self.r.unavailable(SECTION, CROWDED.format(want), metric, "the lab's macvlan pods have no filter")
+            return
+        node = topo.nodes[0].name
+        made: list[pods.Pod] = []
+        failed = ""
+        t0 = time.perf_counter()
+        for k in range(1, want + 1):
+            if (k - 1) % CROWD_TICK == 0:
+                self.tick(f"data plane: other macvlan pods on {node}: {k - 1} of {want} made")
+            try:
+                made.append(setup.pod(CROWD_NETWORK, node, k))
+            except FlatnetError as exc:  # measured with what was made; the note says why not more
+                failed = f"; ADD of pod {k} failed, no more were tried: {exc.msg[:200]}"
+                break
+        add_s = time.perf_counter() - t0
+        self.tick(f"data plane: checking the first-hop filters of {len(made)} pods")
+        filtered = sum(1 for pod in made if firsthop.installed(pod.netns, "eth0")[1] > 0)
+        subject = CROWDED.format(filtered)
+        if filtered:
+            for rep in range(self._repeats):
+                self.tick(f"data plane: {subject} (repeat {rep + 1})")
+                self._measure(Path(subject, base.src_ns, base.dst_ns, base.ip))
+        else:
+            for metric, _, _ in METRICS:
+                self.r.unavailable(SECTION, subject, metric, "no other pod with a filter could be made" + failed)
+        t0 = time.perf_counter()
+
+        def deleted(k: int, total: int) -> None:
+            if k % CROWD_TICK == 0:
+                self.tick(f"data plane: other macvlan pods on {node}: {k} of {total} deleted")
+
+        try:
+            setup.delete_pods(CROWD_NETWORK, deleted)
+        except FlatnetError as exc:  # the rest go with LabSetup.close, which reports its own errors
+            failed += f"; a DEL failed, the rest were left to the cleanup: {exc.msg[:200]}"
+        del_s = time.perf_counter() - t0
+        self.r.extra["filter_pods"] = {
+            "asked": want,
+            "made": len(made),
+            "filtered": filtered,
+            "node": node,
+            "add_s": round(add_s, 2),
+            "del_s": round(del_s, 2),
+        }
+        each = f" ({1000 * add_s / len(made):.0f} ms each)" if made else ""
+        self.r.notes.append(
+            f"{subject}: {len(made)} of {want} macvlan pods (network {CROWD_NETWORK}: the parent and "
+            f"filter of 'flat', a wider pool) made on {node} one after the other by real ADDs through "
+            f"its agent in {add_s:.1f} s{each}, {filtered} with their first-hop filter; deleted in "
+            f"{del_s:.1f} s. The node also held their macvlan links and host routes meanwhile{failed}"
+        )
 
     def _measure(self, path: Path) -> None:
         saved = {ns: _br_netfilter(ns, "0") for ns in path.br_nf_off_in}

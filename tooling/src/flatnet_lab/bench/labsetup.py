@@ -12,7 +12,7 @@ import select
 import subprocess
 import sys
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from flatnet_lab.bench.cniexec import REF_CNI_DIR, Call, exec_plugin, install_forwarder
 from flatnet_lab.bench.nsenv import Scratch
@@ -35,6 +35,7 @@ class LabSetup:
     def __init__(self, topo: Topology, scratch: Scratch, tmp: str) -> None:
         self.topo, self.s, self.tmp = topo, scratch, tmp
         self.made: list[str] = []
+        self.network_of: dict[str, str] = {}  # pod name -> its network ("bench-flat-" also starts flat-wide's)
         self.ipvlan: list[tuple[Call, str, dict[str, Any], dict[str, Any]]] = []
 
     # -- lab pods ------------------------------------------------------------
@@ -46,6 +47,7 @@ class LabSetup:
         except FlatnetError:
             pass
         self.made.append(name)
+        self.network_of[name] = network
         return pods.add_pod(node, name, network, namespace="bench", **kw)
 
     def port_mapped_overlay_pod(self, node: str) -> pods.Pod:
@@ -61,12 +63,15 @@ class LabSetup:
             self.made.append(name)
             return pods.add_pod(node, name, "overlay", namespace="bench", port_mappings=maps)
 
-    def delete_pods(self, network: str) -> None:
-        """Delete this run's pods of ``network`` (so the next network counts from zero)."""
-        prefix = f"bench-{network}-"
-        for name in [n for n in self.made if n.startswith(prefix)]:
+    def delete_pods(self, network: str, done: Callable[[int, int], None] | None = None) -> None:
+        """Delete this run's pods of ``network`` (so the next network counts from zero);
+        ``done(k, total)`` after each one."""
+        names = [n for n in self.made if self.network_of.get(n) == network]
+        for k, name in enumerate(names, 1):
             pods.del_pod(name)
             self.made.remove(name)
+            if done is not None:
+                done(k, len(names))
 
     # -- ipvlan: not a lab network, so plumbed here with the node's flat config ----------
     def ipvlan_pod(self, node: str) -> tuple[str, str]:
@@ -133,4 +138,5 @@ class LabSetup:
             except (FlatnetError, OSError) as exc:  # the lab may have been taken down under us
                 errors.append(f"{name}: {exc}")
         self.made.clear()
+        self.network_of.clear()
         return errors

@@ -26,6 +26,7 @@ class Profile:
     dup_threads: int  # ... and again with each node's agent serving this many ADDs at once
     iperf_seconds: float
     rr_samples: int
+    filter_pods: int  # other macvlan pods (first-hop filter each) on the client's node, then measured again
     route_steps: tuple[int, ...]  # pods per node at which routes are counted
     cri_pods: int  # pods per repeat per subject through containerd's CRI
 
@@ -45,6 +46,7 @@ QUICK = Profile(
     dup_threads=16,
     iperf_seconds=1.0,
     rr_samples=100,
+    filter_pods=8,
     route_steps=(0, 1),
     cri_pods=5,
 )
@@ -63,6 +65,7 @@ FULL = Profile(
     dup_threads=16,
     iperf_seconds=3.0,
     rr_samples=1_000,
+    filter_pods=500,
     route_steps=(0, 1, 2, 4),
     cri_pods=30,
 )

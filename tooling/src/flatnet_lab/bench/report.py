@@ -179,6 +179,12 @@ METHOD = """\
   `net.bridge.bridge-nf-call-{iptables,ip6tables,arptables}` = 0 in both lab nodes (restored
   after): the kernel's default (1, when br_netfilter is loaded) sends every bridged frame
   through the IP netfilter hooks; `flatnet doctor node` explains when turning it off is safe.
+  `flat macvlan (first-hop filter off)` is the macvlan pods again with their first-hop filters
+  (table `flatnet_firsthop` in each pod's netns) taken out for the measurement and put back
+  after. `flat macvlan (N other pods' filters on the node)` is the filtered macvlan pods again
+  once N more macvlan pods, each with its own filter, were ADDed on node1 through its agent
+  (lab network `flat-wide`: the parent and filter of `flat`, a pool wide enough for them),
+  deleted after; a note says how long making them took.
 - Routes: routes in node1's main table (IPv4 + IPv6, link-local and multicast excluded)
   after every node got N pods of the network.
 """

@@ -6,6 +6,9 @@ Three networks, as a cluster admin would define them:
   ``overlay``      the VXLAN fallback (SNAT out, its own cluster subnet)
   ``flat-small``   macvlan like ``flat``, on a pool of 8 addresses (``small-v4``): the pool
                    that the observability test fills to watch the pool-usage alert fire
+  ``flat-wide``    macvlan like ``flat``, on pools of ~1,000 addresses in a subnet of their
+                   own (``wide-v4``, ``wide-v6``): what the bench puts hundreds of pods on
+                   one node with (the plane's /24 holds 160 pods in all)
 The two flat networks name the same pools ("flat-v4", "flat-v6"), so they share one
 address space: a macvlan pod and a bridge pod can never get the same address. Files go
 to ``net.d/<node>/NN-<network>.conf`` with ``hostNetns`` and ``agentSocket`` per node.
@@ -19,7 +22,7 @@ from typing import Any
 from flatnet_lab.lab import procs
 from flatnet_lab.lab.topology import Node, Topology
 
-NETWORKS = ("flat", "flat-bridge", "overlay", "flat-small")
+NETWORKS = ("flat", "flat-bridge", "overlay", "flat-small", "flat-wide")
 CNI_VERSION = "1.1.0"
 
 
@@ -72,6 +75,26 @@ def _small_pools(topo: Topology) -> list[dict[str, Any]]:
     ]
 
 
+def _wide_pools(topo: Topology) -> list[dict[str, Any]]:
+    fp = topo.flat
+    return [
+        {
+            "name": "wide-v4",
+            "subnet": fp.wide_v4_subnet,
+            "rangeStart": fp.wide_v4_start,
+            "rangeEnd": fp.wide_v4_end,
+            "gateway": fp.wide_v4_gateway,
+        },
+        {
+            "name": "wide-v6",
+            "subnet": fp.wide_v6_subnet,
+            "rangeStart": fp.wide_v6_start,
+            "rangeEnd": fp.wide_v6_end,
+            "gateway": fp.wide_v6_gateway,
+        },
+    ]
+
+
 def node_configs(topo: Topology, node: Node, store: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """network name -> plugin config for ``node``."""
     common = {
@@ -118,6 +141,14 @@ def node_configs(topo: Topology, node: Node, store: dict[str, Any]) -> dict[str,
             "master": node.flat_master,
             "serviceCidrs": [topo.service.cidr],
             "ipam": {"pools": _small_pools(topo), "store": store},
+        },
+        "flat-wide": {
+            **common,
+            "name": "flat-wide",
+            "mode": "macvlan",
+            "master": node.flat_master,
+            "serviceCidrs": [topo.service.cidr],
+            "ipam": {"pools": _wide_pools(topo), "store": store},
         },
     }
 

@@ -205,8 +205,18 @@ def add_pod(
     labnet.ensure_netns(pod.netns)
     try:
         pod.result = _exec_plugin("ADD", pod, _with_runtime(conf, pod))
+    except FlatnetError:
+        labnet.remove_netns(pod.netns)  # the plugin failed: it rolled its own steps back
+        raise
     except BaseException:
-        labnet.remove_netns(pod.netns)  # the plugin rolled its own steps back
+        # interrupted (Ctrl-C) while the plugin ran: the agent may have finished the ADD, so
+        # DEL it as a runtime does an ADD it gave up on (DEL waits for the container's lock)
+        try:
+            _exec_plugin("DEL", pod, _with_runtime(conf, pod))
+        except (FlatnetError, OSError):
+            pass  # left to the agent's leak reconciliation, as for a runtime that crashed
+        finally:
+            labnet.remove_netns(pod.netns)
         raise
     procs.write_json(_record_path(name), asdict(pod))
     return pod

@@ -110,6 +110,17 @@ class FlatPool:
     v6_start: str = "2001:db8:100::1000"
     v6_end: str = "2001:db8:100::1fff"
     v6_gateway: str = "2001:db8:100::1"
+    #: "wide-v4" / "wide-v6" (network flat-wide): room for hundreds of pods on one node, which
+    #: the plane's /24 has not (the bench's crowded node); subnets of their own on the same
+    #: VLAN, not sticky, so nothing stays held after the pods are gone
+    wide_v4_subnet: str = "198.18.104.0/22"
+    wide_v4_start: str = "198.18.104.10"
+    wide_v4_end: str = "198.18.107.250"
+    wide_v4_gateway: str = "198.18.104.1"
+    wide_v6_subnet: str = "2001:db8:104::/64"
+    wide_v6_start: str = "2001:db8:104::1000"
+    wide_v6_end: str = "2001:db8:104::1fff"
+    wide_v6_gateway: str = "2001:db8:104::1"
 
 
 @dataclass(frozen=True)
