@@ -196,3 +196,31 @@ def test_a_shim_in_use_is_never_retired_and_an_add_waits_for_a_retirement(net: N
     dp.delete(second)
     dp.delete(first)
     assert name not in link_names(net.node)
+
+
+def test_a_del_through_the_agent_leaves_the_idle_shim_to_the_reconciler(net: Net) -> None:
+    """``shim.KEEP_IDLE`` (the agent's DELs): the last pod's DEL keeps the shim, so the node's
+    next ADD needs no new one; ``retire_idle`` (the reconciler's pass) deletes it if it is
+    still unused, and keeps one that got a pod again."""
+    dp = get_datapath("macvlan")
+    name = shim_name("eth0")
+    first = net.spec(net.pod(), 1)
+    first.options[shim.KEEP_IDLE] = True
+    dp.add(first)
+    index = dict(link_index_pairs(net.node))[name]
+    dp.delete(first)
+    assert name in link_names(net.node), "the agent's DEL of the last pod must leave the shim"
+    second = net.spec(net.pod(), 2)
+    second.options[shim.KEEP_IDLE] = True
+    dp.add(second)
+    assert dict(link_index_pairs(net.node))[name] == index, "the next ADD must reuse the shim"
+    assert ping(net.node, "198.18.100.52", tries=3, wait=1)
+    assert shim.retire_idle() == [] and name in link_names(net.node)  # it has a pod again
+    dp.delete(second)
+    assert shim.retire_idle() == [name] and name not in link_names(net.node)
+    assert shim.retire_idle() == []  # nothing left to look at
+
+
+def link_index_pairs(ns: str) -> list[tuple[str, int]]:
+    out = sh(ns, "ip", "-o", "link", "show").stdout
+    return [(m.group(2).split("@")[0], int(m.group(1))) for m in re.finditer(r"^(\d+): ([^:]+):", out, re.M)]

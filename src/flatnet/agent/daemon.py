@@ -115,6 +115,8 @@ def build(opts: AgentOptions, datapath_factory: Callable[[str], Datapath] | None
     peer_sync.start()
     reconciler = Reconciler(service, opts.reconcile_every)
     reconciler.start()
+    # DELs leave a shim its last pod left to the reconciler's pass (and to shutdown)
+    service.keep_idle_shims = opts.reconcile_every > 0
 
     def conflict_seen(pool: str, _address: str, _pod_mac: str, _other_mac: str) -> None:
         metrics.address_conflicts.labels(pool=pool).inc()

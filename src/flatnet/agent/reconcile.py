@@ -32,7 +32,9 @@ was created and leaked between two full passes waits for the next full pass.
 
 The same pass keeps each live flat-mode pod's first-hop filter (datapath/firsthop.py) as its
 leases say it should be: a pod plumbed before the filter existed, or whose filter table was
-flushed, gets it back (``PassReport.filters_repaired``).
+flushed, gets it back (``PassReport.filters_repaired``). And it retires the node's shims
+whose last pod went since the last pass (a DEL through the agent leaves that to it:
+``datapath.shim.KEEP_IDLE``).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class PassReport:
     reclaimed: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     filters_repaired: list[str] = field(default_factory=list)
+    shims_retired: list[str] = field(default_factory=list)
 
 
 class Reconciler(Periodic):
@@ -95,6 +98,8 @@ class Reconciler(Periodic):
                 len(report.filters_repaired),
                 ", ".join(report.filters_repaired[:10]),
             )
+        if report.shims_retired:
+            log.info("reconcile: retired shim(s) whose last pod is gone: %s", ", ".join(report.shims_retired))
         if report.reclaimed or report.errors:
             log.warning(
                 "reconcile: reclaimed %d attachment(s) whose container is gone: %s%s",
@@ -146,6 +151,10 @@ class Reconciler(Periodic):
             except FlatnetError as exc:
                 report.errors.append(f"{cid[:12]}/{ifname}: {exc.msg}")
         self._suspects = {k: v for k, v in self._suspects.items() if k in seen}
+        # shims whose last pod a DEL took (Service.keep_idle_shims): gone now if still unused
+        from flatnet.datapath import shim
+
+        report.shims_retired = shim.retire_idle()
         self.passes += 1
         self.reclaimed_total += len(report.reclaimed)
         return report

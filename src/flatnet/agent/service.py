@@ -118,6 +118,9 @@ class Service:
         #: every network config this service has served, by (name, host netns): what the
         #: leak reconciler (agent/reconcile.py) walks
         self._served: dict[tuple[str, str | None], NetConf] = {}
+        #: DEL leaves a shim its last pod left to the reconciler's next pass (``shim.KEEP_IDLE``);
+        #: set by the agent, whose reconciler runs, never by a one-off in-process call
+        self.keep_idle_shims = False
 
     # ---- resources, cached so a long-running agent opens each store once ----
     def store_config(self, conf: NetConf) -> dict[str, Any]:
@@ -195,7 +198,14 @@ class Service:
             return [store for store, _ipam in self._stores.values()]
 
     def close(self) -> None:
-        """Close every cached store (agent shutdown)."""
+        """Close every cached store and retire the shims DELs left idle (agent shutdown)."""
+        if self.keep_idle_shims:
+            from flatnet.datapath import shim
+
+            try:
+                shim.retire_idle()
+            except Exception:  # noqa: BLE001 - best effort: the next agent's reconciler retires them
+                pass
         with self._cache_lock:
             for store, _ipam in self._stores.values():
                 try:
@@ -332,7 +342,7 @@ class Service:
         with self.locks.hold(cmd.container_id, remove=True):
             ipam = self.ipam(conf)
             leases = ipam.lookup(cmd.container_id, cmd.ifname)
-            spec = self._spec(cmd, leases)
+            spec = self._spec(cmd, leases, options=self._del_options())
             # a failure here keeps the leases: freeing an address still on an interface
             # would hand it to a second pod; the runtime retries DEL
             self.datapath(conf.mode).delete(spec)
@@ -402,10 +412,15 @@ class Service:
             vlan=conf.vlan,
             addresses=tuple(l.address for l in leases),
             host_netns=conf.host_netns or self.host_netns,
-            options={**(conf.options or {}), "network": conf.name},
+            options={**(conf.options or {}), "network": conf.name, **self._del_options()},
         )
         self.datapath(conf.mode).delete(spec)
         self.ipam(conf).release(cid, ifname)
+
+    def _del_options(self) -> dict[str, Any]:
+        from flatnet.datapath.shim import KEEP_IDLE
+
+        return {KEEP_IDLE: True} if self.keep_idle_shims else {}
 
     @_one_netlink_session
     def reclaim_if_unchanged(

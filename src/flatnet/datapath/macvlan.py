@@ -10,7 +10,8 @@ ADD plan, each step undone on failure:
      then the pod's first-hop filter (datapath/firsthop.py) while the link is down, then the
      conflict probe's answer (``AttachSpec.address_gate``), up, routes, announce
 DEL removes the pod link and the host routes, and the shim with the last pod of its parent
-(``shim.retire_if_unused``); the VLAN sub-interface stays.
+(``shim.retire_if_unused``; through the agent, its reconciler's next pass does: ``shim.KEEP_IDLE``);
+the VLAN sub-interface stays.
 """
 
 from __future__ import annotations
@@ -96,7 +97,10 @@ class ChildLinkDatapath:
         found = pod.remove(spec, first_hop=True)
         shim.remove_pod(spec.host_netns, pod.address_set(spec, found))
         if spec.master:
-            shim.retire_if_unused(spec.host_netns, self._parent_name(spec))
+            if spec.options.get(shim.KEEP_IDLE):
+                shim.leave_idle(spec.host_netns, self._parent_name(spec))
+            else:
+                shim.retire_if_unused(spec.host_netns, self._parent_name(spec))
 
     def check(self, spec: AttachSpec) -> None:
         self._validate(spec)
