@@ -52,6 +52,32 @@ def udp_from_gateway_address(net: FhsNet, s: Sender, bypass: bool = False, label
     return GW4 in seen
 
 
+def tcp_from_gateway_address(net: FhsNet, s: Sender, bypass: bool = False, label: int = 0) -> bool:
+    """A TCP SYN to the VM with the gateway's address as source: does it reach the VM's TCP
+    input (a counter in the VM's input hook)? TCP is what the filter lets go early (after
+    the source checks): this is the attack that would pass if that early accept moved up."""
+    vm = net.name("vm")
+    vm_mac = net.mac(vm)
+    made = sh(
+        vm,
+        "nft",
+        "add table inet fnfhs; add counter inet fnfhs syn; "
+        "add chain inet fnfhs in { type filter hook input priority -300; }; "
+        f"add rule inet fnfhs in ip saddr {GW4} tcp dport 40402 counter name syn",
+    )
+    assert made.returncode == 0, made.stderr
+    try:
+        frame = frames.eth(vm_mac, s.mac, 0x0800, frames.tcp4_syn(GW4, VM4, 40001, 40402))
+
+        def seen() -> bool:
+            out = sh(vm, "nft", "list", "counter", "inet", "fnfhs", "syn").stdout
+            return "packets 0 " not in out
+
+        return _twice(lambda: frames.send_as_attacker(s.ns, s.ifname, frame, bypass=bypass, label=label), seen)
+    finally:
+        sh(vm, "nft", "delete", "table", "inet", "fnfhs")
+
+
 def gateway_mac_as_source(net: FhsNet, s: Sender, bypass: bool = False) -> bool:
     """A frame from the gateway's MAC: does the switch move that MAC to the attacker's port?"""
     gw = net.name("gw")
@@ -118,6 +144,7 @@ def na_claims_gateway6(net: FhsNet, s: Sender, bypass: bool = False) -> bool:
 ATTACKS: dict[str, Callable[..., bool]] = {
     "arp-reply-claims-gateway": arp_reply_claims_gateway,
     "udp-from-gateway-ip": udp_from_gateway_address,
+    "tcp-from-gateway-ip": tcp_from_gateway_address,
     "gateway-mac-as-source": gateway_mac_as_source,
     "ipv6-router-advert": router_advertisement,
     "dhcp-reply": dhcp_reply,

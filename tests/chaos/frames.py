@@ -92,6 +92,14 @@ def udp4(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
     return ipv4(src, dst, 17, struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload)
 
 
+def tcp4_syn(src: str, dst: str, sport: int, dport: int) -> bytes:
+    """An IPv4 packet carrying a TCP SYN, checksum filled (a receiver drops a bad one)."""
+    head = struct.pack("!HHIIBBHHH", sport, dport, 0x1000, 0, 5 << 4, 0x02, 64240, 0, 0)
+    pseudo = ipaddress.IPv4Address(src).packed + ipaddress.IPv4Address(dst).packed + struct.pack("!BBH", 0, 6, 20)
+    head = head[:16] + struct.pack("!H", _csum(pseudo + head)) + head[18:]
+    return ipv4(src, dst, 6, head)
+
+
 def ipv6(src: str, dst: str, nh: int, payload: bytes, hlim: int = 255) -> bytes:
     return (
         struct.pack("!IHBB", 6 << 28, len(payload), nh, hlim)

@@ -121,3 +121,20 @@ def test_a_kernel_refusing_the_egress_hook_is_a_missing_kernel_feature(monkeypat
     who = firsthop.allowed("02:00:00:00:00:05", ["198.18.100.5"])
     with pytest.raises(KernelFeatureMissing, match="CONFIG_NETFILTER_EGRESS.*firstHopSecurity"):
         firsthop.install("/run/netns/x", "eth0", who, firsthop.Policy())
+
+
+def test_tcp_is_let_go_only_after_every_source_check() -> None:
+    """The early ``meta l4proto tcp accept`` (most of what a pod sends skips the ARP/ICMP/UDP
+    rules) must come after the MAC, ethertype, label and IPv4/IPv6 source checks, and before
+    none of them: moved up, a TCP segment from the gateway's address would pass (the
+    tcp-from-gateway-ip attack in tests/chaos)."""
+    who = firsthop.allowed("02:00:00:00:00:05", ["198.18.100.5", "2001:db8:100::5"], ["fe80::5"])
+    for policy in (firsthop.Policy(), firsthop.Policy(router=True, dhcp_server=True)):
+        body = firsthop.rules(who, policy)
+        at = body.index("meta l4proto tcp accept")
+        before, after = body[:at], body[at + 1 :]
+        assert any(r.startswith("ether saddr") for r in before)
+        assert any(r.startswith("ip saddr") for r in before) and any(r.startswith("ip6 saddr") for r in before)
+        assert sum("meta protocol" in r for r in before) == 3
+        assert not any(r.startswith(("ip saddr", "ip6 saddr", "ether")) for r in after)
+        assert all(r.startswith(("arp ", "icmpv6 ", "icmp ", "udp ")) for r in after)

@@ -27,9 +27,10 @@ interface, hook egress on that interface, policy accept, dropping what is not th
     ether saddr != <pod mac>                                 drop
     ether type != { ip, ip6, arp }                           drop  (802.1Q/QinQ tags, other protocols)
     skb->protocol (what a raw socket labels it) != ether type drop  (else the checks below are skipped)
-    arp sender MAC != pod mac, or sender IP not the pod's    drop  (0.0.0.0 probes stay legal)
     ip saddr not the pod's IPv4                              drop
     ip6 saddr not the pod's IPv6 / own link-local / ::       drop  (:: for DAD and MLD)
+    TCP                                                      accept (nothing below is about TCP)
+    arp sender MAC != pod mac, or sender IP not the pod's    drop  (0.0.0.0 probes stay legal)
     neighbour advertisement for a target not the pod's       drop
     router advertisement, ICMP/ICMPv6 redirect               drop  (unless the pool allows routers)
     udp sport 67 (DHCP) / 547 (DHCPv6) server replies        drop  (unless the pool allows DHCP servers)
@@ -155,15 +156,18 @@ def rules(who: Allowed, policy: Policy) -> list[str]:
         # sendto() says, not what the frame holds, and nftables' ip/ip6/arp matches follow it:
         # a frame labelled as anything but its own ethertype would skip every check below
         *(f"ether type {t} meta protocol != {t} drop" for t in ("ip", "ip6", "arp")),
-        f"arp saddr ether != {who.mac} drop",
+        f"ip saddr != {_set(who.v4)} drop" if who.v4 else "ether type ip drop",
     ]
-    if who.v4:
-        # 0.0.0.0: an RFC 5227 ARP probe (arping -D) claims no address
-        out += [f"arp saddr ip != {_set([*who.v4, '0.0.0.0'])} drop", f"ip saddr != {_set(who.v4)} drop"]
-    else:
-        out += ["arp saddr ip != 0.0.0.0 drop", "ether type ip drop"]
     own6 = [*who.v6, *who.link_local]
-    out += [f"ip6 saddr != {_set([*own6, '::'])} drop"]
+    out += [
+        f"ip6 saddr != {_set([*own6, '::'])} drop",
+        # TCP from the pod's own address, the bulk of what it sends, is done here: nothing
+        # below concerns it (ARP, ICMP, ICMPv6, UDP), so it skips those rules' cost
+        "meta l4proto tcp accept",
+        f"arp saddr ether != {who.mac} drop",
+        # 0.0.0.0: an RFC 5227 ARP probe (arping -D) claims no address
+        f"arp saddr ip != {_set([*who.v4, '0.0.0.0'])} drop" if who.v4 else "arp saddr ip != 0.0.0.0 drop",
+    ]
     # nft has no ND-target field: the 128 bits after the ICMPv6 header's first 8 bytes
     if own6:
         targets = _set(hex(int(ipaddress.IPv6Address(a))) for a in own6)
