@@ -100,6 +100,8 @@ FOREIGN = {
     "--cap-add": "podman",
     "--kill": "python -m flatnet_lab.bench.scale",
     "--overlay": "python -m flatnet_lab.bench.scale",
+    "--matrix": "python -m flatnet_lab.bench.ipambench",
+    "--threads": "python -m flatnet_lab.bench.ipambench",
 }
 
 
