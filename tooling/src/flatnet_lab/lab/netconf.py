@@ -40,58 +40,28 @@ def store_url(store: str, etcd_port: int | None) -> str:
     return f"sqlite:{procs.path('ipam.db')}"
 
 
+def _pool(name: str, subnet: str, start: str, end: str, gateway: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "subnet": subnet, "rangeStart": start, "rangeEnd": end, "gateway": gateway, **extra}
+
+
 def _flat_pools(topo: Topology) -> list[dict[str, Any]]:
     fp = topo.flat
     return [
-        {
-            "name": "flat-v4",
-            "subnet": fp.v4_subnet,
-            "rangeStart": fp.v4_start,
-            "rangeEnd": fp.v4_end,
-            "gateway": fp.v4_gateway,
-            "sticky": True,
-        },
-        {
-            "name": "flat-v6",
-            "subnet": fp.v6_subnet,
-            "rangeStart": fp.v6_start,
-            "rangeEnd": fp.v6_end,
-            "gateway": fp.v6_gateway,
-            "sticky": True,
-        },
+        _pool("flat-v4", fp.v4_subnet, fp.v4_start, fp.v4_end, fp.v4_gateway, sticky=True),
+        _pool("flat-v6", fp.v6_subnet, fp.v6_start, fp.v6_end, fp.v6_gateway, sticky=True),
     ]
 
 
 def _small_pools(topo: Topology) -> list[dict[str, Any]]:
     fp = topo.flat
-    return [
-        {
-            "name": "small-v4",
-            "subnet": fp.v4_subnet,
-            "rangeStart": fp.small_start,
-            "rangeEnd": fp.small_end,
-            "gateway": fp.v4_gateway,
-        }
-    ]
+    return [_pool("small-v4", fp.v4_subnet, fp.small_start, fp.small_end, fp.v4_gateway)]
 
 
 def _wide_pools(topo: Topology) -> list[dict[str, Any]]:
     fp = topo.flat
     return [
-        {
-            "name": "wide-v4",
-            "subnet": fp.wide_v4_subnet,
-            "rangeStart": fp.wide_v4_start,
-            "rangeEnd": fp.wide_v4_end,
-            "gateway": fp.wide_v4_gateway,
-        },
-        {
-            "name": "wide-v6",
-            "subnet": fp.wide_v6_subnet,
-            "rangeStart": fp.wide_v6_start,
-            "rangeEnd": fp.wide_v6_end,
-            "gateway": fp.wide_v6_gateway,
-        },
+        _pool("wide-v4", fp.wide_v4_subnet, fp.wide_v4_start, fp.wide_v4_end, fp.wide_v4_gateway),
+        _pool("wide-v6", fp.wide_v6_subnet, fp.wide_v6_start, fp.wide_v6_end, fp.wide_v6_gateway),
     ]
 
 
@@ -104,15 +74,19 @@ def node_configs(topo: Topology, node: Node, store: dict[str, Any]) -> dict[str,
         "agentSocket": procs.agent_socket(node.name),
     }
     ov = topo.overlay
-    return {
-        "flat": {
+
+    def macvlan(name: str, pools: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
             **common,
-            "name": "flat",
+            "name": name,
             "mode": "macvlan",
             "master": node.flat_master,
             "serviceCidrs": [topo.service.cidr],
-            "ipam": {"pools": _flat_pools(topo), "store": store},
-        },
+            "ipam": {"pools": pools, "store": store},
+        }
+
+    return {
+        "flat": macvlan("flat", _flat_pools(topo)),
         "flat-bridge": {
             **common,
             "name": "flat-bridge",
@@ -134,22 +108,9 @@ def node_configs(topo: Topology, node: Node, store: dict[str, Any]) -> dict[str,
             "vtepAddress": node.ipv4,
             "ipam": {"store": store},
         },
-        "flat-small": {
-            **common,
-            "name": "flat-small",
-            "mode": "macvlan",
-            "master": node.flat_master,
-            "serviceCidrs": [topo.service.cidr],
-            "ipam": {"pools": _small_pools(topo), "store": store},
-        },
-        "flat-wide": {
-            **common,
-            "name": "flat-wide",
-            "mode": "macvlan",
-            "master": node.flat_master,
-            "serviceCidrs": [topo.service.cidr],
-            "ipam": {"pools": _wide_pools(topo), "store": store},
-        },
+        # the metrics demo's 8-address pool, and the bench's room for 500 extra pods
+        "flat-small": macvlan("flat-small", _small_pools(topo)),
+        "flat-wide": macvlan("flat-wide", _wide_pools(topo)),
     }
 
 
