@@ -63,7 +63,9 @@ def tcp_from_gateway_address(net: FhsNet, s: Sender, bypass: bool = False, label
         "nft",
         "add table inet fnfhs; add counter inet fnfhs syn; "
         "add chain inet fnfhs in { type filter hook input priority -300; }; "
-        f"add rule inet fnfhs in ip saddr {GW4} tcp dport 40402 counter name syn",
+        # counted, then dropped: no SYN-ACK goes to the real gateway, whose RST would re-teach
+        # the switch its MAC while the next attack (gateway-mac-as-source) looks at the FDB
+        f"add rule inet fnfhs in ip saddr {GW4} tcp dport 40402 counter name syn drop",
     )
     assert made.returncode == 0, made.stderr
     try:
