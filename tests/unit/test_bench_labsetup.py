@@ -34,6 +34,6 @@ def test_delete_pods_takes_only_that_networks_pods(monkeypatch: pytest.MonkeyPat
     setup.delete_pods("flat-wide", lambda k, n: progress.append((k, n)))
     assert deleted == ["bench-flat-wide-node1-1", "bench-flat-wide-node1-2"]
     assert progress == [(1, 2), (2, 2)]
-    assert setup.made == ["bench-flat-node1-1", "bench-flat-node1-2"]  # left for close()
+    assert list(setup.made) == ["bench-flat-node1-1", "bench-flat-node1-2"]  # left for close()
     setup.delete_pods("flat")
-    assert deleted[2:] == ["bench-flat-node1-1", "bench-flat-node1-2"] and setup.made == []
+    assert deleted[2:] == ["bench-flat-node1-1", "bench-flat-node1-2"] and list(setup.made) == []

@@ -34,8 +34,9 @@ def pod_name(network: str, node: str, k: int) -> str:
 class LabSetup:
     def __init__(self, topo: Topology, scratch: Scratch, tmp: str) -> None:
         self.topo, self.s, self.tmp = topo, scratch, tmp
-        self.made: list[str] = []
-        self.network_of: dict[str, str] = {}  # pod name -> its network ("bench-flat-" also starts flat-wide's)
+        #: this run's lab pods, in the order made: name -> network (by the network, not the name:
+        #: "bench-flat-" also begins flat-wide's and flat-bridge's names)
+        self.made: dict[str, str] = {}
         self.ipvlan: list[tuple[Call, str, dict[str, Any], dict[str, Any]]] = []
 
     # -- lab pods ------------------------------------------------------------
@@ -46,8 +47,7 @@ class LabSetup:
             return pods.get_pod(name)
         except FlatnetError:
             pass
-        self.made.append(name)
-        self.network_of[name] = network
+        self.made[name] = network
         return pods.add_pod(node, name, network, namespace="bench", **kw)
 
     def port_mapped_overlay_pod(self, node: str) -> pods.Pod:
@@ -60,16 +60,16 @@ class LabSetup:
         try:
             return pods.get_pod(name)
         except FlatnetError:
-            self.made.append(name)
+            self.made[name] = "overlay"
             return pods.add_pod(node, name, "overlay", namespace="bench", port_mappings=maps)
 
     def delete_pods(self, network: str, done: Callable[[int, int], None] | None = None) -> None:
         """Delete this run's pods of ``network`` (so the next network counts from zero);
         ``done(k, total)`` after each one."""
-        names = [n for n in self.made if self.network_of.get(n) == network]
+        names = [n for n, net in self.made.items() if net == network]
         for k, name in enumerate(names, 1):
             pods.del_pod(name)
-            self.made.remove(name)
+            del self.made[name]
             if done is not None:
                 done(k, len(names))
 
@@ -132,11 +132,10 @@ class LabSetup:
                 )
             except (FlatnetError, OSError) as exc:
                 errors.append(str(exc))
-        for name in reversed(self.made):
+        for name in reversed(list(self.made)):
             try:
                 pods.del_pod(name)
             except (FlatnetError, OSError) as exc:  # the lab may have been taken down under us
                 errors.append(f"{name}: {exc}")
         self.made.clear()
-        self.network_of.clear()
         return errors
