@@ -93,8 +93,7 @@ class Combiner(Generic[In, Out]):
                 else:
                     self._busy.discard(key)
             for c in batch:
-                if c.lead:
-                    c.lead = False
+                c.lead = False
                 c.done.set()
 
     @staticmethod

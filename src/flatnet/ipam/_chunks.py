@@ -301,13 +301,11 @@ class ChunkSource:
             return [], True
         c = json.loads(ch.value)
         offsets: list[int] = []
-        off: int | None = c["cursor"]
-        while len(offsets) < len(owners):
-            off = pr.next_usable(off) if off is not None else None
-            if off is None or off >= c["end"]:
-                break
+        off = pr.next_usable(c["cursor"])
+        while off is not None and off < c["end"] and len(offsets) < len(owners):
             offsets.append(off)
-            off += 1
+            off = pr.next_usable(off + 1)
+        used_up = off is None or off >= c["end"]  # the chunk has nothing after these
         if not offsets:
             return [], True
         value = r.dumps({"start": c["start"], "end": c["end"], "cursor": offsets[-1] + 1})
@@ -323,8 +321,7 @@ class ChunkSource:
             leases.append(lease)
         if self.txns.store.txn(compares, puts):
             self._remember(key, value, ch.version + 1, trusted)
-            nxt = pr.next_usable(offsets[-1] + 1)
-            return leases, nxt is None or nxt >= c["end"]
+            return leases, used_up
         self._distrust(key)
         return [], False
 

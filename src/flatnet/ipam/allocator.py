@@ -158,10 +158,9 @@ class Ipam:
         """Concurrent callers' allocations from one pool and node (``_batch``): as many as the
         node's chunk has left in one txn, the others (and all, if that txn fails) one by one."""
         out: list[list[Lease] | BaseException | None] = [None] * len(items)
-        todo = list(range(len(items)))
         seen: set[tuple[str, str]] = set()
         firsts = []  # one call per attachment in the txn; a repeat goes the single way after it
-        for i in todo:
+        for i in range(len(items)):
             who = (items[i][1].container_id, items[i][1].ifname)
             if who not in seen and items[i][0].spec == items[0][0].spec:
                 seen.add(who)
@@ -179,9 +178,9 @@ class Ipam:
                 if outcome is Outcome.EMPTY:
                     break  # every lane used up: the single way takes released and parked ones
                 misses += outcome is Outcome.LOST
-        for i in todo:
+        for i, item in enumerate(items):
             if out[i] is None:
-                out[i] = self._allocate_one(*items[i])
+                out[i] = self._allocate_one(*item)
         return [x for x in out if x is not None]
 
     def _allocate_one(self, pr: PoolRange, owner: Owner) -> list[Lease] | BaseException:
