@@ -8,6 +8,7 @@ the kernel work is faked (the integration tests plumb real namespaces).
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ from flatnet.agent.service import Service
 from flatnet.datapath.fake import FakeDatapath
 
 EXEC_TIMEOUT = 30.0
+SHUTDOWN_TIMEOUT = 20.0
 
 
 def forwarder_path() -> str:
@@ -100,7 +102,14 @@ class Agent:
         self.thread.start()
 
     def close(self) -> None:
-        self.server.shutdown()
+        # shutdown() waits for serve_forever without a bound: a hang there is the agent's
+        # bug, reported with every thread's stack rather than as the suite's timeout
+        stopper = threading.Thread(target=self.server.shutdown, daemon=True)
+        stopper.start()
+        stopper.join(SHUTDOWN_TIMEOUT)
+        if stopper.is_alive():
+            faulthandler.dump_traceback(all_threads=True)
+            raise AssertionError(f"the agent did not shut down within {SHUTDOWN_TIMEOUT}s (stacks above)")
         self.server.server_close()
         self.thread.join(5)
         self.service.close()

@@ -176,6 +176,13 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         stdout = self.observer(env, outcome, out.getvalue(), time.monotonic() - started)
         return {"exit": outcome.code, "stdout": stdout}
 
+    def server_activate(self) -> None:
+        super().server_activate()
+        # serve_forever accepts only after poll says a connection waits, but a blocking
+        # accept() that finds the queue empty after all (the kernel is free to) would hold
+        # the serving thread, and with it shutdown(), until the next connect: never block
+        self.socket.setblocking(False)
+
     def server_close(self) -> None:
         super().server_close()
         try:
