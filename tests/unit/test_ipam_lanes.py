@@ -161,6 +161,48 @@ def test_a_pool_used_before_lanes_is_not_handed_out_again() -> None:
     assert calls.count(False) == 0  # no claim lost on an address the old cursor gave
 
 
+def counting_ranges(store: Store) -> list[str]:
+    """The prefixes of every ``range`` the store serves from now on."""
+    seen: list[str] = []
+    real = store.range
+
+    def counting(prefix: str, limit: int | None = None) -> list:  # type: ignore[type-arg]
+        seen.append(prefix)
+        return real(prefix, limit)
+
+    store.range = counting  # type: ignore[method-assign]
+    return seen
+
+
+def test_a_node_whose_lane_ran_dry_stays_in_the_lane_it_moved_to() -> None:
+    """Lane 0 used up, the node reads every lane's cursor once, claims from lane 1 and makes it
+    its lane: its later claims read lane 1's cursor alone, not every lane's each time."""
+    store = MemoryStore()
+    ipam = make(store)
+    got = [last(ipam.allocate([P], own(f"a{i}", "n0"))[0].address.ip) for i in range(16)]
+    assert got == list(range(1, 17))  # lane 0, in order
+    ranges = counting_ranges(store)
+    got = [last(ipam.allocate([P], own(f"b{i}", "n0"))[0].address.ip) for i in range(12)]
+    assert got == list(range(17, 29))  # lane 1, three chunks
+    assert [p for p in ranges if p.endswith("lane/")] == [r.pool_key("lp", "lane/")]  # once
+
+
+def test_a_node_that_raced_moves_on_to_the_lane_with_most_room() -> None:
+    """Nodes that raced and whose lanes ran dry would all walk to the lane after theirs and
+    race there again: a raced node takes the lane with the most room left instead."""
+    store = MemoryStore()
+    ipam = make(store)
+    homes = ipam._ops.chunks._home
+    homes.update({("lp", "x"): 0, ("lp", "y"): 1, ("lp", "z"): 3})  # as after lost races
+    for i in range(8):
+        ipam.allocate([P], own(f"y{i}", "y"))  # lane 1: half used
+    for i in range(4):
+        ipam.allocate([P], own(f"z{i}", "z"))  # lane 3: a quarter
+    assert [last(ipam.allocate([P], own(f"x{i}", "x"))[0].address.ip) for i in range(16)] == list(range(1, 17))
+    assert last(ipam.allocate([P], own("x16", "x"))[0].address.ip) == 33  # lane 2 (untouched), not lane 1's .25
+    assert homes[("lp", "x")] == 2
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(

@@ -158,27 +158,65 @@ class ChunkSource:
         STEPPED: claimed (take from it next); LOST: lost a race; EMPTY: every lane is used up.
         """
         lanes, name = self.lanes(pr), pr.spec.name
+        length = length or self.chunk_len(pr)
+        raced = (name, node) in self._home
         own = self._home.get((name, node), 0) % lanes
         order = [(own + i) % lanes for i in range(lanes)]
         read: dict[int, Entry | None] | None = None  # every lane's cursor, read at once
-        for lane in order:
-            if self._spent.get((name, lane)) == (pr.last, lanes):
-                continue  # a lane's cursor never moves back: no need to read it again
-            if lane != own and read is None:
+        for i in range(lanes):
+            if all(self._is_spent(pr, ln, lanes) for ln in order[i:]):
+                break
+            if order[i] != own and read is None:
                 # the node's own lane is used up: one range read of every lane's cursor, not
                 # a read per lane, to find the next with room
                 st = self.txns.store.get(r.pool_key(name, "state"))
                 lanes_read = self.txns.store.range(r.pool_key(name, "lane/"))
                 read = {0: st, **{int(e.key.rsplit("/", 1)[1]): e for e in lanes_read}}
+                if raced:
+                    # nodes whose lanes ran dry would all walk on to the lane after theirs and
+                    # race there again: a node that raced takes the lane with most room left
+                    got = read
+                    order[i:] = sorted(order[i:], key=lambda ln: -self._room(pr, ln, lanes, got))
+            lane = order[i]
+            if self._is_spent(pr, lane, lanes):
+                continue  # a lane's cursor never moves back: no need to read it again
             outcome = self._claim_in_lane(pr, lane, lanes, key, ch, trusted, read, length)
             if outcome is Outcome.LOST and lanes > 1:
                 # another node claimed from this lane at the same moment: from now on this
-                # node starts at the lane its name hashes to, away from the others
-                self._home[(name, node)] = zlib.crc32(node.encode()) % lanes
+                # node starts at the lane its name hashes to (or, that one used up, another
+                # its name picks), away from the others
+                self._home[(name, node)] = self._away(pr, node, lanes)
+            elif outcome is Outcome.STEPPED and lane != own:
+                # its own lane is used up: the lane it claimed from is its lane from now on,
+                # so its next claim reads one cursor rather than every lane's
+                self._home[(name, node)] = lane
             if outcome is not Outcome.EMPTY:
                 return outcome
             self._spent[(name, lane)] = (pr.last, lanes)
         return Outcome.EMPTY
+
+    def _is_spent(self, pr: PoolRange, lane: int, lanes: int) -> bool:
+        return self._spent.get((pr.spec.name, lane)) == (pr.last, lanes)
+
+    def _away(self, pr: PoolRange, node: str, lanes: int) -> int:
+        """The lane a node that lost a claim race moves to: the one its name hashes to, or
+        when this process saw that one used up, the next its name picks (bounded)."""
+        for k in range(lanes):
+            lane = zlib.crc32(f"{node}/{k}".encode() if k else node.encode()) % lanes
+            if not self._is_spent(pr, lane, lanes):
+                return lane
+        return zlib.crc32(node.encode()) % lanes
+
+    def _room(self, pr: PoolRange, lane: int, lanes: int, read: dict[int, Entry | None]) -> int:
+        """Offsets lane ``lane`` has left by the cursors in ``read``."""
+        lo, hi = self.lane_bounds(pr, lane, lanes)
+        cur = read.get(lane)
+        if lane == 0 or cur is None:  # a lane's first claim starts after state's cursor too
+            st = read.get(0)
+            at = r.state_of(st.value if st else None)["cursor"]
+        else:
+            at = json.loads(cur.value)["cursor"]
+        return max(0, hi - max(at, lo))
 
     def _claim_in_lane(
         self,
@@ -189,10 +227,10 @@ class ChunkSource:
         ch: Entry | None,
         trusted: bool,
         read: dict[int, Entry | None] | None,
-        length: int = 0,
+        length: int,
     ) -> Outcome:
-        """One chunk (``length`` offsets, else ``chunk_len``) from lane ``lane`` (its cursor and
-        ``state`` as in ``read``, else read now)."""
+        """One chunk of ``length`` offsets from lane ``lane`` (its cursor and ``state`` as in
+        ``read``, else read now)."""
         store, name = self.txns.store, pr.spec.name
         lkey = r.lane_key(name, lane)
         lo, hi = self.lane_bounds(pr, lane, lanes)
@@ -213,16 +251,22 @@ class ChunkSource:
         start = pr.next_usable(max(at, lo))
         if start is None or start >= hi:
             return Outcome.EMPTY
-        end = min(start + (length or self.chunk_len(pr)), hi)
+        end = min(start + length, hi)
         value = r.dumps({"start": start, "end": end, "cursor": start})
         puts[lkey] = r.dumps({**state, "cursor": end})
         puts[key] = value
         if store.txn([Compare(lkey, cur.version if cur else 0), self._guard(key, ch)], puts):
             if lane:
                 self.laned.add(name)
-            self._remember(key, value, ch.version + 1 if ch else 1, trusted)
+            # a chunk this txn created (none was there) is exactly as cached: trust it
+            self._remember(key, value, ch.version + 1 if ch else 1, trusted or ch is None)
             return Outcome.STEPPED
-        self._cache.pop(key, None)
+        # most often the lane's cursor moved, not the chunk: keep the chunk as it was, to be
+        # read again before its next use (a read that finds it unchanged trusts it again)
+        if ch is not None:
+            self._remember(key, ch.value, ch.version, False)
+        else:
+            self._cache.pop(key, None)
         return Outcome.LOST
 
     def _split(self, pr: PoolRange, ch: Entry, own_key: str, own: Entry | None) -> Entry | None:
