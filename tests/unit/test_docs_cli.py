@@ -102,6 +102,7 @@ FOREIGN = {
     "--overlay": "python -m flatnet_lab.bench.scale",
     "--matrix": "python -m flatnet_lab.bench.ipambench",
     "--threads": "python -m flatnet_lab.bench.ipambench",
+    "--cold": "python -m flatnet_lab.bench.ipambench",
 }
 
 

@@ -145,9 +145,12 @@ METHOD = """\
   ranges of 256 to 1,000,000 addresses, fresh per measurement, each in its own /104 (an
   address is held once per segment, whatever the pool); each client is one simulated node's
   allocator (Owner.node), one allocation after another (until issue 21 a row's clients shared
-  100 simulated nodes, so a 1k pool was parked in 100 nodes' chunks). "put
+  100 simulated nodes, so a 1k pool was parked in 100 nodes' chunks). Each client makes its
+  first allocation before the clock starts (connected, the pool's definition read, its first
+  chunk claimed: a running agent); the 1k pool at 32 clients is measured once more from a
+  cold start ("cold start" rows: every allocation timed; `ipambench --matrix --cold`). "put
   ceiling" is etcd's own rate in the same run: 32 processes committing one-key txns through
-  the store's client; "etcd requests/alloc" is counted by etcd itself (its
+  the store's client, each connected by one put before the clock starts; "etcd requests/alloc" is counted by etcd itself (its
   `grpc_server_handled_total`, Range + Txn, before and after the row). The duplicate check
   spreads the pods over 100 simulated nodes (Owner.node) with 8 processes, each the only
   allocator of its own nodes (nodes w, w+8, ...), as each node's agent is in a cluster, then
