@@ -203,6 +203,33 @@ def test_a_node_that_raced_moves_on_to_the_lane_with_most_room() -> None:
     assert homes[("lp", "x")] == 2
 
 
+def test_a_node_claims_again_from_its_lane_without_reading_the_cursor() -> None:
+    """The lane's cursor as this node last wrote it is what its next claim compares; when
+    another node claimed in between, the failed claim brings the cursor back (etcd: in the
+    same request) and the retry claims after the other node's chunk."""
+    store = MemoryStore()
+    ipam = make(store)
+    x = node_in_lane(2)  # a lost race keeps it in lane 2 (.33-.48)
+    ipam._ops.chunks._home[("lp", x)] = 2
+    lane2 = r.lane_key("lp", 2)
+    got = [last(ipam.allocate([P], own("x0", x))[0].address.ip)]
+    reads: list[str] = []
+    real_get = store.get
+
+    def counting(key: str):  # type: ignore[no-untyped-def]
+        reads.append(key)
+        return real_get(key)
+
+    store.get = counting  # type: ignore[method-assign]
+    got += [last(ipam.allocate([P], own(f"x{i}", x))[0].address.ip) for i in range(1, 8)]
+    assert got == list(range(33, 41)) and lane2 not in reads  # x's second chunk: no cursor read
+    other = make(store)  # another process: node y claims lane 2's next chunk (.41-.44)
+    other._ops.chunks._home[("lp", "y")] = 2
+    assert last(other.allocate([P], own("y0", "y"))[0].address.ip) == 41
+    # x's cached cursor (41) is stale: its claim fails, then takes .45-.48
+    assert last(ipam.allocate([P], own("x8", x))[0].address.ip) == 45
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(

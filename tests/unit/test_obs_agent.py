@@ -309,6 +309,12 @@ def test_store_wrapper_counts_errors_and_lost_races() -> None:
     assert 'flatnet_store_errors_total{error="StoreUnavailable",op="range",store="etcd"} 1.0' in text
     assert 'flatnet_store_request_duration_seconds_count{op="txn",store="etcd"} 2.0' in text
     assert st.get("k").value == "v"
+    # a txn that reads on failure (a chunk claim) is a txn too, its loss a lost race
+    ok, seen = st.txn_else_read([Compare("k", 0)], {"k": "x"}, ["k"])
+    assert not ok and seen["k"].value == "v"
+    text = generate_latest(metrics.registry).decode()
+    assert 'flatnet_store_txn_conflicts_total{store="etcd"} 2.0' in text
+    assert 'flatnet_store_request_duration_seconds_count{op="txn",store="etcd"} 3.0' in text
 
 
 def test_store_internal_retries_come_from_the_stores_own_count() -> None:

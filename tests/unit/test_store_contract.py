@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from flatnet.ipam.api import Compare, Store
+from flatnet.ipam.api import Compare, Store, txn_else_read
 
 
 def test_protocol_is_implemented(store: Store) -> None:
@@ -151,3 +151,16 @@ def test_compare_any_version_checks_the_value_alone(store: Store) -> None:
     assert store.get("k") is None
     with pytest.raises(ValueError, match="needs a value"):
         store.txn([Compare("k", ANY_VERSION)], {"k": "z"})
+
+
+def test_txn_else_read_answers_the_reads_only_when_it_fails(store: Store) -> None:
+    """``txn_else_read``: etcd reads in the failed txn's own request, the others after it;
+    either way a lost compare comes back with the keys as they are now (absent: None)."""
+    store.txn([], {"lane": "1", "chunk": "a"})
+    ok, seen = txn_else_read(store, [Compare("lane", 1)], {"lane": "2", "chunk": "b"}, ["lane", "chunk", "gone"])
+    assert ok and seen == {}
+    assert (store.get("lane").value, store.get("chunk").value) == ("2", "b")
+    ok, seen = txn_else_read(store, [Compare("lane", 1)], {"lane": "3"}, ["lane", "chunk", "gone"])
+    assert not ok
+    assert seen == {"lane": store.get("lane"), "chunk": store.get("chunk"), "gone": None}
+    assert (seen["lane"].value, seen["lane"].version, seen["chunk"].value) == ("2", 2, "b")

@@ -45,7 +45,7 @@ import zlib
 
 from flatnet.ipam import records as r
 from flatnet.ipam._txn import Outcome, Step, Txns
-from flatnet.ipam.api import Compare, Entry, Lease, Owner
+from flatnet.ipam.api import Compare, Entry, Lease, Owner, txn_else_read
 from flatnet.ipam.pool import PoolRange
 
 CHUNK_SIZE = 64  # consecutive offsets a node claims at once: one ``state`` txn per 64 allocations
@@ -85,6 +85,9 @@ class ChunkSource:
         #: chunk key -> the entry a lost race just read: the retry uses it instead of reading
         #: the chunk again (once; it never makes the cache trusted)
         self._fresh: dict[str, Entry] = {}
+        #: lane key (lanes >= 1) -> its cursor entry as this process last saw or wrote it: a
+        #: node claiming again from its lane commits without reading the cursor first
+        self._lanes: dict[str, Entry] = {}
         #: (pool, lane) -> (its last offset, lanes), once the lane's cursor was seen at its end
         #: (a widened range has another last offset, so it is read again)
         self._spent: dict[tuple[str, int], tuple[int, int]] = {}
@@ -172,6 +175,7 @@ class ChunkSource:
                 st = self.txns.store.get(r.pool_key(name, "state"))
                 lanes_read = self.txns.store.range(r.pool_key(name, "lane/"))
                 read = {0: st, **{int(e.key.rsplit("/", 1)[1]): e for e in lanes_read}}
+                self._lanes.update({e.key: e for e in lanes_read})
                 if raced:
                     # nodes whose lanes ran dry would all walk on to the lane after theirs and
                     # race there again: a node that raced takes the lane with most room left
@@ -234,7 +238,12 @@ class ChunkSource:
         store, name = self.txns.store, pr.spec.name
         lkey = r.lane_key(name, lane)
         lo, hi = self.lane_bounds(pr, lane, lanes)
-        cur = read.get(lane) if read is not None else store.get(lkey)
+        if read is not None:
+            cur = read.get(lane)
+        elif lane and lkey in self._lanes:
+            cur = self._lanes[lkey]  # as this process last saw it: a stale one fails the compare
+        else:
+            cur = store.get(lkey)  # lane 0 is ``state``, which every release moves: read it
         puts: dict[str, str] = {}
         if lane == 0:  # the pool's state: its cursor, and the FIFO's sequence kept as it is
             state = r.state_of(cur.value if cur else None)
@@ -255,16 +264,29 @@ class ChunkSource:
         value = r.dumps({"start": start, "end": end, "cursor": start})
         puts[lkey] = r.dumps({**state, "cursor": end})
         puts[key] = value
-        if store.txn([Compare(lkey, cur.version if cur else 0), self._guard(key, ch)], puts):
+        ok, seen = txn_else_read(
+            store, [Compare(lkey, cur.version if cur else 0), self._guard(key, ch)], puts, [lkey, key]
+        )
+        if ok:
             if lane:
                 self.laned.add(name)
+                self._lanes[lkey] = Entry(lkey, puts[lkey], cur.version + 1 if cur else 1)
             # a chunk this txn created (none was there) is exactly as cached: trust it
             self._remember(key, value, ch.version + 1 if ch else 1, trusted or ch is None)
             return Outcome.STEPPED
-        # most often the lane's cursor moved, not the chunk: keep the chunk as it was, to be
-        # read again before its next use (a read that finds it unchanged trusts it again)
-        if ch is not None:
-            self._remember(key, ch.value, ch.version, False)
+        # lost: the txn's failure branch read the lane's cursor and the chunk as they are now,
+        # for the retry (no reads after the loss)
+        now = seen.get(lkey)
+        if lane and now is not None:
+            self._lanes[lkey] = now
+        else:
+            self._lanes.pop(lkey, None)
+        chunk = seen.get(key)
+        if ch is not None and chunk == ch:
+            self._remember(key, ch.value, ch.version, trusted)  # the lane moved, not the chunk
+        elif chunk is not None:
+            self._distrust(key)
+            self._fresh[key] = chunk
         else:
             self._cache.pop(key, None)
         return Outcome.LOST

@@ -66,6 +66,23 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def txn_else_read(
+    store: Store, compares: Sequence[Compare], puts: dict[str, str], reads: Sequence[str]
+) -> tuple[bool, dict[str, Entry | None]]:
+    """``store.txn(compares, puts)``; when it fails, also the current entries of ``reads``.
+
+    A store with a ``txn_else_read`` of its own (etcd: the reads are the txn's failure
+    branch) answers both in one request; any other gets the keys after the failed txn.
+    """
+    own = getattr(store, "txn_else_read", None)
+    if own is not None:
+        ok, seen = own(compares, puts, reads)
+        return bool(ok), dict(seen)
+    if store.txn(compares, puts):
+        return True, {}
+    return False, {key: store.get(key) for key in reads}
+
+
 #: how long a sticky address stays reserved for its pod after the pod's DEL (seconds): a day,
 #: long enough for a StatefulSet pod to come back after a node is drained or rebooted. A
 #: reservation never costs an ADD: when a pool has no fresh or released address left, the

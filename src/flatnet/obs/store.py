@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from prometheus_client.core import CounterMetricFamily
 
-from flatnet.ipam.api import Compare, Entry, Store
+from flatnet.ipam.api import Compare, Entry, Store, txn_else_read
 from flatnet.obs.logs import remember_config_secrets
 from flatnet.obs.metrics import AgentMetrics
 
@@ -52,6 +52,15 @@ class InstrumentedStore:
         if not ok:
             self._conflicts.inc()
         return bool(ok)
+
+    def txn_else_read(
+        self, compares: Sequence[Compare], puts: dict[str, str], reads: Sequence[str]
+    ) -> tuple[bool, dict[str, Entry | None]]:
+        """``flatnet.ipam.api.txn_else_read`` on the wrapped store, timed and counted as a txn."""
+        ok, seen = self._call("txn", txn_else_read, self.inner, compares, puts, reads)
+        if not ok:
+            self._conflicts.inc()
+        return bool(ok), seen
 
     def close(self) -> None:
         self.inner.close()

@@ -236,6 +236,33 @@ class EtcdStore:
         lease: int | None = None,
     ) -> bool:
         """The Store txn; ``lease`` (etcd only) attaches every put to that lease."""
+        out = self._txn(compares, puts, deletes, lease, ())
+        return bool(out.get("succeeded", False))
+
+    def txn_else_read(
+        self, compares: Sequence[Compare], puts: dict[str, str], reads: Sequence[str]
+    ) -> tuple[bool, dict[str, Entry | None]]:
+        """``txn``; when a compare fails, the current entries of ``reads`` from the same
+        request (the txn's failure branch), so a lost race costs no reads after it."""
+        out = self._txn(compares, puts, (), None, reads)
+        if out.get("succeeded", False):
+            return True, {}
+        seen: dict[str, Entry | None] = {}
+        for key, resp in zip(reads, out.get("responses") or [], strict=False):
+            kvs = (resp.get("response_range") or {}).get("kvs") or []
+            seen[key] = self._entry(kvs[0]) if kvs else None
+        if len(seen) != len(reads):
+            raise StoreUnavailable(f"etcd answered a txn's {len(reads)} reads with {len(seen)} results")
+        return False, seen
+
+    def _txn(
+        self,
+        compares: Sequence[Compare],
+        puts: dict[str, str] | None,
+        deletes: Iterable[str],
+        lease: int | None,
+        reads: Sequence[str],
+    ) -> dict[str, Any]:
         compares, puts, dels = check_txn(compares, puts, deletes)
         cmp: list[dict[str, Any]] = []
         for c in compares:
@@ -249,8 +276,8 @@ class EtcdStore:
             {"request_put": {"key": _b64(self._full(k)), "value": _b64(v), **extra}} for k, v in puts.items()
         ]
         ops += [{"request_delete_range": {"key": _b64(self._full(k))}} for k in dels]
-        out = self._post("/v3/kv/txn", {"compare": cmp, "success": ops, "failure": []})
-        return bool(out.get("succeeded", False))
+        failure = [{"request_range": {"key": _b64(self._full(k))}} for k in reads]
+        return self._post("/v3/kv/txn", {"compare": cmp, "success": ops, "failure": failure})
 
     # -- etcd leases (node heartbeats, agent/heartbeat.py) ---------------------
     def grant_lease(self, ttl: int) -> int:
