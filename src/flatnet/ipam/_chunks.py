@@ -12,7 +12,11 @@ Chunks come from lanes: the pool's offsets cut into up to ``MAX_LANES`` stretche
 ``pools/<pool>/lane/<i>``). A node claims from lane 0 and the lanes after it in order, so a
 quiet pool fills address after address as with one cursor; a node that loses a claim race
 moves to the lane its name hashes to, so nodes claiming at the same moment stop comparing the
-same key. Once any lane other than 0 moved (``pools/<pool>/laned``), ``state``'s cursor no
+same key. A node whose lane runs dry reads every lane's cursor once and makes the lane it
+claims from its own (one that raced picks the lane with most room, not the next one, where the
+others whose lanes ran dry would go too). It claims again with the lane cursor it last wrote,
+unread; a claim that loses gets the cursor and its chunk back in the failed txn's own request
+(``txn_else_read``: etcd's failure branch). Once any lane other than 0 moved (``pools/<pool>/laned``), ``state``'s cursor no
 longer tells never-used addresses from used ones, and every release goes to the FIFO (a
 stale FIFO entry for an address a lane hands out again is dropped when it comes up).
 
