@@ -63,13 +63,17 @@ class EtcdMember:
         self.binary = etcd_binary()
         self.name, self.data_dir, self.tls = name, data_dir, tls
         self.log = log or f"{data_dir}.log"
-        self.client_port, self.peer_port = free_port(), free_port()
-        self.endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{self.client_port}"
-        self.peer_url = f"http://127.0.0.1:{self.peer_port}"
-        self.cluster = f"{name}={self.peer_url}"
+        self.new_ports()
         self.token: str | None = None
         self.loaded, self.log_level = loaded, log_level
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def new_ports(self) -> None:
+        """Pick its client and peer ports (again: a member that never formed a cluster)."""
+        self.client_port, self.peer_port = free_port(), free_port()
+        self.endpoint = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.client_port}"
+        self.peer_url = f"http://127.0.0.1:{self.peer_port}"
+        self.cluster = f"{self.name}={self.peer_url}"
 
     def argv(self) -> list[str]:
         """etcd's command line (the lab spawns it itself, to keep a pid file)."""
@@ -150,9 +154,14 @@ class EtcdCluster:
             EtcdMember(os.path.join(workdir, f"{name}{i}"), f"{name}{i}", **member_opts)  # type: ignore[arg-type]
             for i in range(size)
         ]
+        self.token = f"{name}-{token}"
+        self._formed = False  # healthy once: from then on a start is a restart, same ports and data
+        self._wire()
+
+    def _wire(self) -> None:
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
         for m in self.members:
-            m.cluster, m.token = initial, f"{name}-{token}"
+            m.cluster, m.token = initial, self.token
         self.endpoints = [m.endpoint for m in self.members]
         self.endpoint = self.endpoints[0]
 
@@ -160,16 +169,32 @@ class EtcdCluster:
         """Every member up and healthy."""
         return all(m.running and m.healthy() for m in self.members)
 
+    def _exited(self) -> list[EtcdMember]:
+        return [m for m in self.members if m.proc is not None and m.proc.poll() is not None]
+
     def start(self, timeout: float = 60.0) -> None:
-        """Start every member that is not running; wait (bounded) until all are healthy."""
-        for m in self.members:
-            if not m.running:
-                m.launch()
-        if not wait_until(self.healthy, timeout, 0.2):
-            raise FlatnetError(
-                f"etcd cluster did not become healthy in {timeout:.0f} s",
-                f"logs: {', '.join(m.log for m in self.members)}",
-            )
+        """Start every member that is not running; wait (bounded) until all are healthy.
+
+        A new cluster whose member exits before it ever formed (most often: a port picked free
+        was taken before etcd bound it) starts once more as a new cluster on new ports."""
+        for attempt in (1, 2):
+            fresh = not self._formed
+            for m in self.members:
+                if not m.running:
+                    m.launch()
+            wait_until(lambda: self.healthy() or (fresh and bool(self._exited())), timeout, 0.2)  # noqa: B023
+            if self.healthy():
+                self._formed = True
+                return
+            if not (fresh and self._exited() and attempt == 1):
+                break
+            self.stop()
+            for m in self.members:
+                shutil.rmtree(m.data_dir, ignore_errors=True)
+                m.new_ports()
+            self._wire()
+        tails = "; ".join(f"{m.log}: {log_tail(m.log)}" for m in self.members)
+        raise FlatnetError(f"etcd cluster did not become healthy in {timeout:.0f} s", f"logs: {tails}"[:2000])
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         for m in self.members:

@@ -18,11 +18,23 @@ from typing import Callable
 from flatnet.errors import FlatnetError
 
 
+#: ports ``free_port`` handed out in this process: never handed out twice (the kernel may pick a
+#: port again as soon as it was released, before the first taker bound it)
+_given: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on now (the kernel's pick; bound and released at once)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port nothing listens on now (the kernel's pick; bound and released at once), and
+    none this process was given before. It can still be taken before its user binds it (an
+    outgoing connection's port): launchers that can, retry on new ports (``EtcdCluster``)."""
+    for _ in range(64):
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _given:
+            _given.add(port)
+            return port
+    raise OSError(f"no free TCP port on {host} that this process was not given already")
 
 
 def wait_until(pred: Callable[[], object], timeout: float, step: float = 0.05) -> bool:
