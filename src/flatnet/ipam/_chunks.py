@@ -168,26 +168,22 @@ class ChunkSource:
         length = length or self.chunk_len(pr)
         raced = (name, node) in self._home
         own = self._home.get((name, node), 0) % lanes
-        order = [(own + i) % lanes for i in range(lanes)]
+        # a lane's cursor never moves back: one seen at its end is not read again
+        todo = [ln for ln in ((own + i) % lanes for i in range(lanes)) if not self._is_spent(pr, ln, lanes)]
         read: dict[int, Entry | None] | None = None  # every lane's cursor, read at once
-        for i in range(lanes):
-            if all(self._is_spent(pr, ln, lanes) for ln in order[i:]):
-                break
-            if order[i] != own and read is None:
+        while todo:
+            if todo[0] != own and read is None:
                 # the node's own lane is used up: one range read of every lane's cursor, not
                 # a read per lane, to find the next with room
                 st = self.txns.store.get(r.pool_key(name, "state"))
                 lanes_read = self.txns.store.range(r.pool_key(name, "lane/"))
-                read = {0: st, **{int(e.key.rsplit("/", 1)[1]): e for e in lanes_read}}
+                got = read = {0: st, **{int(e.key.rsplit("/", 1)[1]): e for e in lanes_read}}
                 self._lanes.update({e.key: e for e in lanes_read})
                 if raced:
                     # nodes whose lanes ran dry would all walk on to the lane after theirs and
                     # race there again: a node that raced takes the lane with most room left
-                    got = read
-                    order[i:] = sorted(order[i:], key=lambda ln: -self._room(pr, ln, lanes, got))
-            lane = order[i]
-            if self._is_spent(pr, lane, lanes):
-                continue  # a lane's cursor never moves back: no need to read it again
+                    todo.sort(key=lambda ln: -self._room(pr, ln, lanes, got))
+            lane = todo.pop(0)
             outcome = self._claim_in_lane(pr, lane, lanes, key, ch, trusted, read, length)
             if outcome is Outcome.LOST and lanes > 1:
                 # another node claimed from this lane at the same moment: from now on this

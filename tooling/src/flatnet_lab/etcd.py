@@ -177,12 +177,12 @@ class EtcdCluster:
 
         A new cluster whose member exits before it ever formed (most often: a port picked free
         was taken before etcd bound it) starts once more as a new cluster on new ports."""
+        fresh = not self._formed
         for attempt in (1, 2):
-            fresh = not self._formed
             for m in self.members:
                 if not m.running:
                     m.launch()
-            wait_until(lambda: self.healthy() or (fresh and bool(self._exited())), timeout, 0.2)  # noqa: B023
+            wait_until(lambda: self.healthy() or (fresh and bool(self._exited())), timeout, 0.2)
             if self.healthy():
                 self._formed = True
                 return
