@@ -200,3 +200,53 @@ def test_a_node_short_of_addresses_takes_half_of_another_nodes_rest(make: MakeIp
     assert sorted(list(first.values()) + got + rest) == list(range(1, 17))
     with pytest.raises(PoolExhausted):
         take(ipam, p, "late", "e")
+
+
+def count_txns(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every txn sent to ``store`` from now on (etcd's ``txn_else_read`` too), by method."""
+    sent: list[str] = []
+    for name in ("txn", "txn_else_read"):
+        real = getattr(store, name, None)
+        if real is None:
+            continue
+
+        def counted(*a, _real=real, _name=name, **kw):  # type: ignore[no-untyped-def]
+            sent.append(_name)
+            return _real(*a, **kw)
+
+        monkeypatch.setattr(store, name, counted)
+    return sent
+
+
+def test_a_claim_takes_its_chunks_first_address_in_the_same_txn(
+    make: MakeIpam, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk claim costs no request of its own: the txn that moves the lane's cursor also
+    makes the new chunk's first address the pod's lease (lease, owner and segment keys)."""
+    ipam, p = make(), pool()
+    take(ipam, p, 0)  # a: .1-.4
+    sent = count_txns(store, monkeypatch)
+    assert [take(ipam, p, i) for i in range(1, 8)] == [2, 3, 4, 5, 6, 7, 8]
+    assert len(sent) == 7  # one per address: .5 came with the claim of .5-.8
+    assert chunk(store, "a") == {"start": 5, "end": 9, "cursor": 9}
+    assert [lease.address.ip for lease in ipam.lookup("c4", "eth0")] == [ip("198.18.0.5")]
+    seg = store.get(r.seg_key(None, ip("198.18.0.5")))
+    assert seg is not None and seg.value == "big"
+
+
+def test_a_claim_whose_first_address_is_taken_claims_alone_and_steps_over_it(make: MakeIpam, store: Store) -> None:
+    ipam, p = make(), pool()
+    assert [take(ipam, p, i) for i in range(4)] == [1, 2, 3, 4]
+    assert take(make(), p, "req", "b", want=[ip("198.18.0.5")]) == 5  # ahead of the cursor
+    assert [take(ipam, p, i) for i in range(4, 8)] == [6, 7, 8, 9]  # a's claim .5-.8 steps over .5
+    held = [str(lease.address.ip) for lease in ipam.leases()]
+    assert len(held) == len(set(held)) == 9
+
+
+def test_a_repeat_add_that_meets_a_used_up_chunk_gets_its_lease(make: MakeIpam) -> None:
+    """The repeat's claim txn fails on the attachment's own key: nothing is claimed, and the
+    held lease is the answer."""
+    ipam, p = make(), pool()
+    first = [ipam.allocate([p], own(i)) for i in range(4)]  # a's chunk .1-.4 used up
+    assert ipam.allocate([p], own(3)) == first[3]
+    assert take(ipam, p, 4) == 5 and len(ipam.leases()) == 5

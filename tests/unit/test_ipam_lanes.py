@@ -70,15 +70,18 @@ def test_lane_geometry_of_real_pools() -> None:
 
 class RacedStore(MemoryStore):
     """A MemoryStore where the next txn comparing ``state`` fails, as if another node had
-    claimed from lane 0 at the same moment."""
+    claimed from lane 0 at the same moment (``state`` is written again: a new version)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.race = False
 
     def txn(self, compares, puts=None, deletes=(), *a, **kw):  # type: ignore[no-untyped-def]
-        if self.race and any(c.key.endswith("/state") for c in compares):
+        state = next((c.key for c in compares if c.key.endswith("/state")), None)
+        if self.race and state is not None:
             self.race = False
+            cur = super().get(state)  # the other node's claim moved it (its version, here)
+            super().txn([], {state: cur.value if cur else r.dumps({"cursor": 0, "seq": 0})})
             return False
         return super().txn(compares, puts, deletes, *a, **kw)
 
@@ -280,3 +283,29 @@ def test_random_sequences_on_lanes_never_duplicate_or_leak(ops: list[tuple], hom
     assert sorted(got + list(model.values())) == list(range(1, SIZE + 1))
     with pytest.raises(PoolExhausted):
         ipams[1].allocate([P], own("over", "n1"))
+
+
+def test_lane_zero_is_claimed_again_without_reading_state_and_keeps_the_fifo() -> None:
+    """Lane 0's cursor (``state``) is cached like the others'. A release moves ``state`` (the
+    FIFO's sequence): the next claim's compare fails, and the retry, with ``state`` as the
+    failed txn read it, keeps the sequence the release wrote."""
+    store = MemoryStore()
+    ipam = make(store)
+    a = node_in_lane(0)
+    skey = r.pool_key("lp", "state")
+    got = [last(ipam.allocate([P], own(f"a{i}", a))[0].address.ip) for i in range(4)]
+    reads: list[str] = []
+    real_get = store.get
+
+    def counting(key: str):  # type: ignore[no-untyped-def]
+        reads.append(key)
+        return real_get(key)
+
+    store.get = counting  # type: ignore[method-assign]
+    got.append(last(ipam.allocate([P], own("a4", a))[0].address.ip))  # claims .5-.8
+    assert skey not in reads
+    ipam.release("a0", "eth0")  # .1 to the FIFO: state's sequence moves
+    seq = json.loads(real_get(skey).value)["seq"]
+    got += [last(ipam.allocate([P], own(f"a{i}", a))[0].address.ip) for i in range(5, 9)]
+    assert got == [1, 2, 3, 4, 5, 6, 7, 8, 9]  # .9: the claim after the release
+    assert json.loads(real_get(skey).value) == {"cursor": 13, "seq": seq}

@@ -16,7 +16,10 @@ same key. A node whose lane runs dry reads every lane's cursor once and makes th
 claims from its own (one that raced picks the lane with most room, not the next one, where the
 others whose lanes ran dry would go too). It claims again with the lane cursor it last wrote,
 unread; a claim that loses gets the cursor and its chunk back in the failed txn's own request
-(``txn_else_read``: etcd's failure branch). Once any lane other than 0 moved (``pools/<pool>/laned``), ``state``'s cursor no
+(``txn_else_read``: etcd's failure branch); lane 0's cursor (``state``) is cached the same way.
+The claim's txn also makes the new chunk's first address the asking pod's lease, so in a small
+pool (a claim every 7 allocations in a 1k pool) a claim costs no request of its own. Once any
+lane other than 0 moved (``pools/<pool>/laned``), ``state``'s cursor no
 longer tells never-used addresses from used ones, and every release goes to the FIFO (a
 stale FIFO entry for an address a lane hands out again is dropped when it comes up).
 
@@ -48,7 +51,7 @@ import json
 import zlib
 
 from flatnet.ipam import records as r
-from flatnet.ipam._txn import Outcome, Step, Txns
+from flatnet.ipam._txn import Outcome, OwnerHolds, Step, Txns
 from flatnet.ipam.api import Compare, Entry, Lease, Owner, txn_else_read
 from flatnet.ipam.pool import PoolRange
 
@@ -136,7 +139,8 @@ class ChunkSource:
                 outcome, lease = self._take_from(pr, owner, sticky_absent, ch, trusted)
                 if outcome is not Outcome.EMPTY:
                     return outcome, lease
-            return self._claim_chunk(pr, owner.node or "", key, ch, trusted), None
+            # the claim also takes the new chunk's first address for the owner, in its own txn
+            return self._claim_chunk(pr, owner.node or "", key, ch, trusted, first=(owner, sticky_absent))
 
         return self.txns.retry(f"allocating from the chunk of node {owner.node!r} in pool {pr.spec.name!r}", step)
 
@@ -153,8 +157,15 @@ class ChunkSource:
         return pr.first + span * lane // lanes, pr.first + span * (lane + 1) // lanes
 
     def _claim_chunk(
-        self, pr: PoolRange, node: str, key: str, ch: Entry | None, trusted: bool, length: int = 0
-    ) -> Outcome:
+        self,
+        pr: PoolRange,
+        node: str,
+        key: str,
+        ch: Entry | None,
+        trusted: bool,
+        length: int = 0,
+        first: tuple[Owner, bool] | None = None,
+    ) -> Step[Lease]:
         """Move the next chunk of offsets into the node's chunk, from the node's home lane first.
 
         Nodes claim from lane 0 and the lanes after it in order, so a pool fills address after
@@ -162,7 +173,10 @@ class ChunkSource:
         the lane its name hashes to, so nodes claiming at the same moment compare different
         keys (one ``state`` key for the whole pool had 32 clients of a 1k pool queue on it:
         issue 21). It moves on to the next lane when one is used up.
-        STEPPED: claimed (take from it next); LOST: lost a race; EMPTY: every lane is used up.
+        ``first`` (owner, sticky_absent): the claim's txn also makes the chunk's first address
+        that owner's lease (``_claim_in_lane``), so a claim costs no request of its own.
+        DONE with that lease; STEPPED: claimed (take from it next); LOST: lost a race; EMPTY:
+        every lane is used up.
         """
         lanes, name = self.lanes(pr), pr.spec.name
         length = length or self.chunk_len(pr)
@@ -179,25 +193,27 @@ class ChunkSource:
                 lanes_read = self.txns.store.range(r.pool_key(name, "lane/"))
                 got = read = {0: st, **{int(e.key.rsplit("/", 1)[1]): e for e in lanes_read}}
                 self._lanes.update({e.key: e for e in lanes_read})
+                if st is not None:
+                    self._lanes[st.key] = st
                 if raced:
                     # nodes whose lanes ran dry would all walk on to the lane after theirs and
                     # race there again: a node that raced takes the lane with most room left
                     todo.sort(key=lambda ln: -self._room(pr, ln, lanes, got))
             lane = todo.pop(0)
-            outcome = self._claim_in_lane(pr, lane, lanes, key, ch, trusted, read, length)
+            outcome, lease = self._claim_in_lane(pr, lane, lanes, key, ch, trusted, read, length, first)
             if outcome is Outcome.LOST and lanes > 1:
                 # another node claimed from this lane at the same moment: from now on this
                 # node starts at the lane its name hashes to (or, that one used up, another
                 # its name picks), away from the others
                 self._home[(name, node)] = self._away(pr, node, lanes)
-            elif outcome is Outcome.STEPPED and lane != own:
+            elif outcome in (Outcome.STEPPED, Outcome.DONE) and lane != own:
                 # its own lane is used up: the lane it claimed from is its lane from now on,
                 # so its next claim reads one cursor rather than every lane's
                 self._home[(name, node)] = lane
             if outcome is not Outcome.EMPTY:
-                return outcome
+                return outcome, lease
             self._spent[(name, lane)] = (pr.last, lanes)
-        return Outcome.EMPTY
+        return Outcome.EMPTY, None
 
     def _is_spent(self, pr: PoolRange, lane: int, lanes: int) -> bool:
         return self._spent.get((pr.spec.name, lane)) == (pr.last, lanes)
@@ -232,18 +248,27 @@ class ChunkSource:
         trusted: bool,
         read: dict[int, Entry | None] | None,
         length: int,
-    ) -> Outcome:
+        first: tuple[Owner, bool] | None = None,
+    ) -> Step[Lease]:
         """One chunk of ``length`` offsets from lane ``lane`` (its cursor and ``state`` as in
-        ``read``, else read now)."""
+        ``read``, else as this process last saw it, else read now).
+
+        With ``first`` (owner, sticky_absent) the same txn makes the chunk's first address the
+        owner's lease (DONE); when only that address's part failed (taken by an explicit request
+        or another pool of the segment: the lane and the chunk are as they were), the chunk is
+        claimed alone and the caller steps over the address as usual.
+        """
         store, name = self.txns.store, pr.spec.name
         lkey = r.lane_key(name, lane)
         lo, hi = self.lane_bounds(pr, lane, lanes)
         if read is not None:
             cur = read.get(lane)
-        elif lane and lkey in self._lanes:
-            cur = self._lanes[lkey]  # as this process last saw it: a stale one fails the compare
+        elif lkey in self._lanes:
+            # as this process last saw or wrote it: a stale one fails the compare, and the
+            # failed txn brings the cursor back (lane 0, ``state``, also moves on releases)
+            cur = self._lanes[lkey]
         else:
-            cur = store.get(lkey)  # lane 0 is ``state``, which every release moves: read it
+            cur = store.get(lkey)
         puts: dict[str, str] = {}
         if lane == 0:  # the pool's state: its cursor, and the FIFO's sequence kept as it is
             state = r.state_of(cur.value if cur else None)
@@ -259,29 +284,45 @@ class ChunkSource:
             puts[r.laned_key(name)] = "1"  # the FIFO must take every release from now on
         start = pr.next_usable(max(at, lo))
         if start is None or start >= hi:
-            return Outcome.EMPTY
+            return Outcome.EMPTY, None
         end = min(start + length, hi)
-        value = r.dumps({"start": start, "end": end, "cursor": start})
+        compares = [Compare(lkey, cur.version if cur else 0), self._guard(key, ch)]
         puts[lkey] = r.dumps({**state, "cursor": end})
-        puts[key] = value
-        ok, seen = txn_else_read(
-            store, [Compare(lkey, cur.version if cur else 0), self._guard(key, ch)], puts, [lkey, key]
-        )
+        reads = [lkey, key]
+        lease: Lease | None = None
+        okey = ""
+        if first is not None:
+            ip = pr.address(start)
+            value = r.dumps({"start": start, "end": end, "cursor": start + 1})
+            puts[key] = value
+            compares, puts, lease, okey = self.txns.claim_ops(
+                pr, ip, first[0], compares + [Compare(r.ip_key(name, ip), 0)], puts, first[1]
+            )
+            reads.append(okey)
+        else:
+            value = r.dumps({"start": start, "end": end, "cursor": start})
+            puts[key] = value
+        ok, seen = txn_else_read(store, compares, puts, reads)
         if ok:
             if lane:
                 self.laned.add(name)
-                self._lanes[lkey] = Entry(lkey, puts[lkey], cur.version + 1 if cur else 1)
+            self._lanes[lkey] = Entry(lkey, puts[lkey], cur.version + 1 if cur else 1)
             # a chunk this txn created (none was there) is exactly as cached: trust it
             self._remember(key, value, ch.version + 1 if ch else 1, trusted or ch is None)
-            return Outcome.STEPPED
+            return (Outcome.DONE, lease) if lease is not None else (Outcome.STEPPED, None)
+        if okey and seen.get(okey) is not None:
+            raise OwnerHolds(okey)
         # lost: the txn's failure branch read the lane's cursor and the chunk as they are now,
         # for the retry (no reads after the loss)
-        now = seen.get(lkey)
-        if lane and now is not None:
+        now, chunk = seen.get(lkey), seen.get(key)
+        if first is not None and now == cur and chunk == ch:
+            # the lane and the chunk are as they were: the first address (or the pod's sticky
+            # record) was the cause; claim the chunk alone, the take steps over the address
+            return self._claim_in_lane(pr, lane, lanes, key, ch, trusted, read, length)
+        if now is not None:
             self._lanes[lkey] = now
         else:
             self._lanes.pop(lkey, None)
-        chunk = seen.get(key)
         if ch is not None and chunk == ch:
             self._remember(key, ch.value, ch.version, trusted)  # the lane moved, not the chunk
         elif chunk is not None:
@@ -289,7 +330,7 @@ class ChunkSource:
             self._fresh[key] = chunk
         else:
             self._cache.pop(key, None)
-        return Outcome.LOST
+        return Outcome.LOST, None
 
     def _split(self, pr: PoolRange, ch: Entry, own_key: str, own: Entry | None) -> Entry | None:
         """Move the upper half of what chunk ``ch`` has left into the node's own chunk; the
@@ -355,7 +396,7 @@ class ChunkSource:
         offsets (``chunk_len`` if that is more). STEPPED, LOST or EMPTY (every lane used up)."""
         key = r.chunk_key(pr.spec.name, node)
         ch, trusted = self._read(key)
-        return self._claim_chunk(pr, node, key, ch, trusted, max(want, self.chunk_len(pr)))
+        return self._claim_chunk(pr, node, key, ch, trusted, max(want, self.chunk_len(pr)))[0]
 
     def take_many(self, pr: PoolRange, owners: list[Owner]) -> tuple[list[Lease], bool]:
         """Addresses for the first owners (all of one node, none sticky) from the node's chunk,

@@ -117,21 +117,18 @@ class Txns:
             return [Compare(key, 0)], {key: str(ip)}, True
         return [Compare(key, cur.version, cur.value)], {}, cur.value == str(ip)
 
-    def commit_claim(
+    def claim_ops(
         self,
         pr: PoolRange,
         ip: IPAddress,
         owner: Owner,
         compares: list[Compare],
         puts: dict[str, str],
-        deletes: list[str],
         sticky_absent: bool,
-    ) -> Step[Lease]:
-        """Add the lease records (and sticky record) to a claim txn and commit it.
-
-        DONE with the lease, or LOST; raises ``OwnerHolds`` when the attachment turned out
-        to hold a lease in this pool already.
-        """
+    ) -> tuple[list[Compare], dict[str, str], Lease, str]:
+        """A claim txn's compares and puts: the caller's, plus the lease records (``ips/``,
+        ``owners/``), the segment key for a new holder and the sticky record; with the lease
+        and the ``owners/`` key (the one whose presence after a failed txn means ``OwnerHolds``)."""
         name = pr.spec.name
         if sticky_absent:
             skey = r.sticky_key(name, owner.pod or "")
@@ -147,7 +144,26 @@ class Txns:
             if not any(c.key == gkey for c in compares):
                 s_cmp = s_cmp + [Compare(gkey, 0)]
             puts[gkey] = name
-        if self.store.txn(compares + s_cmp + [Compare(okey, 0)], puts, deletes):
+        return compares + s_cmp + [Compare(okey, 0)], puts, lease, okey
+
+    def commit_claim(
+        self,
+        pr: PoolRange,
+        ip: IPAddress,
+        owner: Owner,
+        compares: list[Compare],
+        puts: dict[str, str],
+        deletes: list[str],
+        sticky_absent: bool,
+    ) -> Step[Lease]:
+        """Add the lease records (and sticky record) to a claim txn and commit it
+        (``claim_ops``).
+
+        DONE with the lease, or LOST; raises ``OwnerHolds`` when the attachment turned out
+        to hold a lease in this pool already.
+        """
+        compares, puts, lease, okey = self.claim_ops(pr, ip, owner, compares, puts, sticky_absent)
+        if self.store.txn(compares, puts, deletes):
             return Outcome.DONE, lease
         if self.store.get(okey) is not None:
             raise OwnerHolds(okey)
