@@ -37,3 +37,34 @@ def test_delete_pods_takes_only_that_networks_pods(monkeypatch: pytest.MonkeyPat
     assert list(setup.made) == ["bench-flat-node1-1", "bench-flat-node1-2"]  # left for close()
     setup.delete_pods("flat")
     assert deleted[2:] == ["bench-flat-node1-1", "bench-flat-node1-2"] and list(setup.made) == []
+
+
+def test_a_crashed_runs_pod_is_made_anew_and_removed_with_this_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pod of the bench's name that this run did not make (a run that crashed left it) is
+    deleted and made again, so close() removes it; a pod this run made is reused as it is."""
+    existing = {"bench-flat-node1-1"}  # left by a crashed run
+    added, deleted = [], []
+
+    def get_pod(name: str) -> Any:
+        if name not in existing:
+            raise ConfigError(f"no lab pod {name!r}")
+        return name
+
+    def add_pod(node: str, name: str, network: str, **_: Any) -> str:
+        added.append(name)
+        existing.add(name)
+        return name
+
+    def del_pod(name: str) -> None:
+        deleted.append(name)
+        existing.discard(name)
+
+    monkeypatch.setattr(labsetup.pods, "get_pod", get_pod)
+    monkeypatch.setattr(labsetup.pods, "add_pod", add_pod)
+    monkeypatch.setattr(labsetup.pods, "del_pod", del_pod)
+    setup = labsetup.LabSetup(default_topology(2), Scratch(), "/nonexistent")
+    assert setup.pod("flat", "node1", 1) == "bench-flat-node1-1"
+    assert deleted == ["bench-flat-node1-1"] and added == ["bench-flat-node1-1"]
+    assert setup.pod("flat", "node1", 1) == "bench-flat-node1-1"  # this run's: reused
+    assert added == ["bench-flat-node1-1"] and deleted == ["bench-flat-node1-1"]
+    assert list(setup.made) == ["bench-flat-node1-1"]

@@ -43,12 +43,7 @@ class LabSetup:
     def pod(self, network: str, node: str, k: int, **kw: Any) -> pods.Pod:
         """The bench's pod ``k`` of ``network`` on ``node`` (created on first use)."""
         name = pod_name(network, node, k)
-        try:
-            return pods.get_pod(name)
-        except FlatnetError:
-            pass
-        self.made[name] = network
-        return pods.add_pod(node, name, network, namespace="bench", **kw)
+        return self._pod(name, network, lambda: pods.add_pod(node, name, network, namespace="bench", **kw))
 
     def port_mapped_overlay_pod(self, node: str) -> pods.Pod:
         maps = [
@@ -57,11 +52,24 @@ class LabSetup:
             {"hostPort": PM_RR, "containerPort": PM_RR, "protocol": "tcp"},
         ]
         name = f"bench-ovpm-{node}"
-        try:
+        return self._pod(
+            name, "overlay", lambda: pods.add_pod(node, name, "overlay", namespace="bench", port_mappings=maps)
+        )
+
+    def _pod(self, name: str, network: str, make: Callable[[], pods.Pod]) -> pods.Pod:
+        """This run's pod ``name``: the one it made, else made now. A pod of that name this
+        run did not make was left by a run that crashed: it is deleted first (its state is
+        unknown), and the new one is this run's to remove like the others."""
+        if name in self.made:
             return pods.get_pod(name)
+        try:
+            pods.get_pod(name)
         except FlatnetError:
-            self.made[name] = "overlay"
-            return pods.add_pod(node, name, "overlay", namespace="bench", port_mappings=maps)
+            pass
+        else:
+            pods.del_pod(name)
+        self.made[name] = network
+        return make()
 
     def delete_pods(self, network: str, done: Callable[[int, int], None] | None = None) -> None:
         """Delete this run's pods of ``network`` (so the next network counts from zero);
