@@ -21,7 +21,7 @@ from flatnet.ipam import Ipam, Owner, PoolRange, PoolSpec
 from flatnet.ipam import records as r
 from flatnet.ipam._chunks import LANE_MIN_CHUNKS, MAX_LANES, ChunkSource
 from flatnet.ipam._txn import Txns
-from flatnet.ipam.api import Store
+from flatnet.ipam.api import Entry, Store
 from flatnet.ipam.store import MemoryStore
 
 ip = ipaddress.ip_address
@@ -57,15 +57,16 @@ def test_lane_geometry_of_real_pools() -> None:
         )
         return src.lanes(pr), src.chunk_len(pr)
 
-    # a /24's worth: 15 lanes of 4 chunks of 4; a 1k pool 16 lanes of ~9 chunks of 7
+    # a /24's worth: 15 lanes of 4 chunks of 4; a 1k pool 35 lanes of ~4 chunks of 7 (more
+    # lanes than the 32 nodes that share it in the bench)
     assert [geometry(n) for n in (64, 254, 1_000, 4_000, 1_000_000)] == [
         (4, 4),
         (15, 4),
-        (16, 7),
-        (16, 31),
-        (16, 64),
+        (35, 7),
+        (32, 31),
+        (64, 64),
     ]
-    assert (MAX_LANES, LANE_MIN_CHUNKS) == (16, 4)
+    assert (MAX_LANES, LANE_MIN_CHUNKS) == (64, 4)
 
 
 class RacedStore(MemoryStore):
@@ -309,3 +310,39 @@ def test_lane_zero_is_claimed_again_without_reading_state_and_keeps_the_fifo() -
     got += [last(ipam.allocate([P], own(f"a{i}", a))[0].address.ip) for i in range(5, 9)]
     assert got == [1, 2, 3, 4, 5, 6, 7, 8, 9]  # .9: the claim after the release
     assert json.loads(real_get(skey).value) == {"cursor": 13, "seq": seq}
+
+
+def test_nodes_that_raced_spread_over_the_lanes_nobody_claimed_from() -> None:
+    """Nodes whose lanes ran dry at the same moment read the same cursors: "the lane with most
+    room" sent them all to one lane, to race there again. A raced node takes the lanes nobody
+    claimed from first, in an order its name picks, then the others by room."""
+    src = ChunkSource(Txns(MemoryStore()))
+    base = ip("2001:db8:c::1")
+    pr = PoolRange(PoolSpec("x", ipaddress.ip_network("2001:db8:c::/104"), range_start=base, range_end=base + 999))
+    lanes = src.lanes(pr)
+    bounds = [src.lane_bounds(pr, ln, lanes) for ln in range(lanes)]
+    state = Entry(r.pool_key("x", "state"), r.dumps({"cursor": bounds[0][1], "seq": 0}), 9)  # lane 0 used up
+    # lane 5 a few chunks in, lane 9 nearly used up
+    cursors = {5: bounds[5][0] + 10, 9: bounds[9][1] - 3}
+    lane = {ln: Entry(r.lane_key("x", ln), r.dumps({"cursor": cur}), 2) for ln, cur in cursors.items()}
+    read: dict[int, Entry | None] = {0: state, **lane}
+    nodes = [f"node{i}" for i in range(32)]
+    firsts = [min(range(lanes), key=lambda ln: src._rank(pr, n, ln, lanes, read)) for n in nodes]
+    assert len(set(firsts)) >= 15  # spread: most room would send all 32 to one lane
+    assert not {0, 5, 9} & set(firsts)  # lanes claimed from come after every untouched one
+    order = sorted(range(lanes), key=lambda ln: src._rank(pr, "node0", ln, lanes, read))
+    assert order[-3:] == [5, 9, 0]  # then by room: lane 5 (partly used), lane 9 (less), lane 0 (none)
+
+
+def test_a_node_that_never_raced_spreads_out_once_other_nodes_claim_from_the_lanes() -> None:
+    """A pool only this process fills is filled in order (lane 0, then lane 1: the test
+    above); once a scan shows a lane another process claimed from, a node whose lane ran dry
+    takes an untouched lane in its name's order, as a raced one does."""
+    store = MemoryStore()
+    ipam, other = make(store), make(store)
+    other._ops.chunks._home[("lp", "y")] = 2  # y raced and claims from lane 2
+    assert last(other.allocate([P], own("y0", "y"))[0].address.ip) == 33
+    x = next(f"x{i}" for i in range(1000) if zlib.crc32(f"x{i}/3".encode()) < zlib.crc32(f"x{i}/1".encode()))
+    got = [last(ipam.allocate([P], own(f"a{i}", x))[0].address.ip) for i in range(17)]
+    assert got[:16] == list(range(1, 17))  # lane 0, in order (x never raced)
+    assert got[16] == 49  # lane 3, its name's first untouched lane; in order it would be .17
