@@ -178,6 +178,19 @@ def counting_ranges(store: Store) -> list[str]:
     return seen
 
 
+def counting_gets(store: Store) -> list[str]:
+    """The keys of every ``get`` the store serves from now on."""
+    seen: list[str] = []
+    real = store.get
+
+    def counting(key: str):  # type: ignore[no-untyped-def]
+        seen.append(key)
+        return real(key)
+
+    store.get = counting  # type: ignore[method-assign]
+    return seen
+
+
 def test_a_node_whose_lane_ran_dry_stays_in_the_lane_it_moved_to() -> None:
     """Lane 0 used up, the node reads every lane's cursor once, claims from lane 1 and makes it
     its lane: its later claims read lane 1's cursor alone, not every lane's each time."""
@@ -217,14 +230,7 @@ def test_a_node_claims_again_from_its_lane_without_reading_the_cursor() -> None:
     ipam._ops.chunks._home[("lp", x)] = 2
     lane2 = r.lane_key("lp", 2)
     got = [last(ipam.allocate([P], own("x0", x))[0].address.ip)]
-    reads: list[str] = []
-    real_get = store.get
-
-    def counting(key: str):  # type: ignore[no-untyped-def]
-        reads.append(key)
-        return real_get(key)
-
-    store.get = counting  # type: ignore[method-assign]
+    reads = counting_gets(store)
     got += [last(ipam.allocate([P], own(f"x{i}", x))[0].address.ip) for i in range(1, 8)]
     assert got == list(range(33, 41)) and lane2 not in reads  # x's second chunk: no cursor read
     other = make(store)  # another process: node y claims lane 2's next chunk (.41-.44)
@@ -295,21 +301,14 @@ def test_lane_zero_is_claimed_again_without_reading_state_and_keeps_the_fifo() -
     a = node_in_lane(0)
     skey = r.pool_key("lp", "state")
     got = [last(ipam.allocate([P], own(f"a{i}", a))[0].address.ip) for i in range(4)]
-    reads: list[str] = []
-    real_get = store.get
-
-    def counting(key: str):  # type: ignore[no-untyped-def]
-        reads.append(key)
-        return real_get(key)
-
-    store.get = counting  # type: ignore[method-assign]
+    reads = counting_gets(store)
     got.append(last(ipam.allocate([P], own("a4", a))[0].address.ip))  # claims .5-.8
     assert skey not in reads
     ipam.release("a0", "eth0")  # .1 to the FIFO: state's sequence moves
-    seq = json.loads(real_get(skey).value)["seq"]
+    seq = json.loads(MemoryStore.get(store, skey).value)["seq"]
     got += [last(ipam.allocate([P], own(f"a{i}", a))[0].address.ip) for i in range(5, 9)]
     assert got == [1, 2, 3, 4, 5, 6, 7, 8, 9]  # .9: the claim after the release
-    assert json.loads(real_get(skey).value) == {"cursor": 13, "seq": seq}
+    assert json.loads(MemoryStore.get(store, skey).value) == {"cursor": 13, "seq": seq}
 
 
 def test_nodes_that_raced_spread_over_the_lanes_nobody_claimed_from() -> None:
