@@ -18,14 +18,16 @@ a lane another process claimed from), it takes a lane no node claimed from yet, 
 name picks, so nodes whose lanes ran dry at the same moment spread out instead of racing again
 on the next lane or on the one with most room (none untouched: the one with most room); a pool
 only this process fills goes on in order. A 1k pool has 35 lanes, more than the 32 nodes that
-share it in the bench: 1.38 -> 1.22 requests per allocation, p99 ~90 -> ~55 ms. It claims again with the lane cursor it last wrote,
-unread; a claim that loses gets the cursor and its chunk back in the failed txn's own request
-(``txn_else_read``: etcd's failure branch); lane 0's cursor (``state``) is cached the same way.
-The claim's txn also makes the new chunk's first address the asking pod's lease, so in a small
-pool (a claim every 7 allocations in a 1k pool) a claim costs no request of its own. Once any
-lane other than 0 moved (``pools/<pool>/laned``), ``state``'s cursor no
-longer tells never-used addresses from used ones, and every release goes to the FIFO (a
-stale FIFO entry for an address a lane hands out again is dropped when it comes up).
+share it in the bench: 1.38 -> 1.22 requests per allocation, p99 ~90 -> ~55 ms.
+
+A node claims again with the lane cursor it last wrote, unread; a claim that loses gets the
+cursor and its chunk back in the failed txn's own request (``txn_else_read``: etcd's failure
+branch); lane 0's cursor (``state``) is cached the same way. The claim's txn also makes the new
+chunk's first address the asking pod's lease, so in a small pool (a claim every 7 allocations
+in a 1k pool) a claim costs no request of its own. Once any lane other than 0 moved
+(``pools/<pool>/laned``), ``state``'s cursor no longer tells never-used addresses from used
+ones, and every release goes to the FIFO (a stale FIFO entry for an address a lane hands out
+again is dropped when it comes up).
 
 Only owners that name their node use chunks, and only in pools of at least
 ``CHUNK_MIN_POOL`` usable addresses. A chunk is ``CHUNK_SIZE`` offsets in a large pool and
@@ -242,7 +244,8 @@ class ChunkSource:
         return any(ln and e is not None and (name, ln) not in self._claimed for ln, e in read.items())
 
     def _rank(self, pr: PoolRange, node: str, lane: int, lanes: int, read: dict[int, Entry | None]) -> tuple[int, int]:
-        """Where lane ``lane`` comes in the walk of a node that raced, by the cursors in ``read``:
+        """Where lane ``lane`` comes in the walk of a node in a pool other nodes claim from (it
+        raced, or ``_others_in``), by the cursors in ``read``:
         lanes no node claimed from yet first, in an order the node's name picks (nodes whose
         lanes ran dry at the same moment go to different ones: "the one with most room" sent
         them all to the same, and a 1k pool at 32 clients lost a claim race for every chunk
@@ -313,20 +316,19 @@ class ChunkSource:
         end = min(start + length, hi)
         compares = [Compare(lkey, cur.version if cur else 0), self._guard(key, ch)]
         puts[lkey] = r.dumps({**state, "cursor": end})
+        # with ``first``, the chunk's first offset is taken in this txn: its cursor is past it
+        cursor = start + 1 if first is not None else start
+        value = r.dumps({"start": start, "end": end, "cursor": cursor})
+        puts[key] = value
         reads = [lkey, key]
         lease: Lease | None = None
         okey = ""
         if first is not None:
             ip = pr.address(start)
-            value = r.dumps({"start": start, "end": end, "cursor": start + 1})
-            puts[key] = value
             compares, puts, lease, okey = self.txns.claim_ops(
                 pr, ip, first[0], compares + [Compare(r.ip_key(name, ip), 0)], puts, first[1]
             )
             reads.append(okey)
-        else:
-            value = r.dumps({"start": start, "end": end, "cursor": start})
-            puts[key] = value
         ok, seen = txn_else_read(store, compares, puts, reads)
         if ok:
             if lane:
