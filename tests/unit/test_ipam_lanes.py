@@ -191,6 +191,28 @@ def counting_gets(store: Store) -> list[str]:
     return seen
 
 
+def store_calls(store: Store) -> list[tuple[str, str]]:
+    """Every get (its key), range (its prefix) and txn (the lane key it writes, or "") the
+    store serves from now on, in order."""
+    seen: list[tuple[str, str]] = []
+    get, rng, txn = store.get, store.range, store.txn
+
+    def counting_get(key: str):  # type: ignore[no-untyped-def]
+        seen.append(("get", key))
+        return get(key)
+
+    def counting_range(prefix: str, limit: int | None = None) -> list:  # type: ignore[type-arg]
+        seen.append(("range", prefix))
+        return rng(prefix, limit)
+
+    def counting_txn(compares, puts, *rest):  # type: ignore[no-untyped-def]
+        seen.append(("txn", next((k for k in puts if "/lane/" in k), "")))
+        return txn(compares, puts, *rest)
+
+    store.get, store.range, store.txn = counting_get, counting_range, counting_txn  # type: ignore[method-assign]
+    return seen
+
+
 def test_a_node_whose_lane_ran_dry_stays_in_the_lane_it_moved_to() -> None:
     """Lane 0 used up, the node reads every lane's cursor once, claims from lane 1 and makes it
     its lane: its later claims read lane 1's cursor alone, not every lane's each time."""
@@ -198,10 +220,11 @@ def test_a_node_whose_lane_ran_dry_stays_in_the_lane_it_moved_to() -> None:
     ipam = make(store)
     got = [last(ipam.allocate([P], own(f"a{i}", "n0"))[0].address.ip) for i in range(16)]
     assert got == list(range(1, 17))  # lane 0, in order
-    ranges = counting_ranges(store)
+    ranges, gets = counting_ranges(store), counting_gets(store)
     got = [last(ipam.allocate([P], own(f"b{i}", "n0"))[0].address.ip) for i in range(12)]
     assert got == list(range(17, 29))  # lane 1, three chunks
     assert [p for p in ranges if p.endswith("lane/")] == [r.pool_key("lp", "lane/")]  # once
+    assert r.pool_key("lp", "state") not in gets  # as its own claims in lane 0 left it
 
 
 def test_a_node_that_raced_moves_on_to_the_lane_with_most_room() -> None:
@@ -221,9 +244,10 @@ def test_a_node_that_raced_moves_on_to_the_lane_with_most_room() -> None:
 
 
 def test_a_node_claims_again_from_its_lane_without_reading_the_cursor() -> None:
-    """The lane's cursor as this node last wrote it is what its next claim compares; when
+    """The lane's cursor as this node last wrote it is what its next claim compares. When
     another node claimed in between, the failed claim brings the cursor back (etcd: in the
-    same request) and the retry claims after the other node's chunk."""
+    same request); a node that lost there after moving away from a race shares the lane with
+    another, so it reads every lane's cursor once and takes a lane nobody claimed from."""
     store = MemoryStore()
     ipam = make(store)
     x = node_in_lane(2)  # a lost race keeps it in lane 2 (.33-.48)
@@ -236,8 +260,65 @@ def test_a_node_claims_again_from_its_lane_without_reading_the_cursor() -> None:
     other = make(store)  # another process: node y claims lane 2's next chunk (.41-.44)
     other._ops.chunks._home[("lp", "y")] = 2
     assert last(other.allocate([P], own("y0", "y"))[0].address.ip) == 41
-    # x's cached cursor (41) is stale: its claim fails, then takes .45-.48
-    assert last(ipam.allocate([P], own("x8", x))[0].address.ip) == 45
+    # x's cached cursor (41) is stale: its claim fails; x shares lane 2 with y, so it reads
+    # the lanes (once) and takes lane 1 (.17) or 3 (.49), whichever its name ranks first
+    ranges = counting_ranges(store)
+    first = min((1, 3), key=lambda ln: zlib.crc32(f"{x}/{ln}".encode()))
+    assert last(ipam.allocate([P], own("x8", x))[0].address.ip) == {1: 17, 3: 49}[first]
+    assert ranges == [r.pool_key("lp", "lane/")] and ipam._ops.chunks._home[("lp", x)] == first
+
+
+def test_a_node_moving_to_a_lane_it_never_saw_claims_it_unread() -> None:
+    """A node that lost a race moves to the lane its name hashes to and claims it as if nobody
+    had yet: no read of that lane's cursor first. When another node did claim there, the
+    failed claim brings the cursor back and the node claims after that node's chunk, reading
+    nothing (it only learnt a cursor, it did not lose a race on a lane it knew)."""
+    store = MemoryStore()
+    ipam, other = make(store), make(store)
+    assert last(ipam.allocate([P], own("a0", "a"))[0].address.ip) == 1  # lane 0: state seen
+    z = node_in_lane(3)
+    ipam._ops.chunks._home[("lp", z)] = 3  # as after a lost race in lane 0
+    log = store_calls(store)
+    assert last(ipam.allocate([P], own("z0", z))[0].address.ip) == 49  # lane 3 as untouched
+    lane3 = r.lane_key("lp", 3)
+    assert [c for c in log if lane3 in c or c[0] == "range"] == [("txn", lane3)]  # its cursor unread
+    other._ops.chunks._home[("lp", "w")] = 3
+    assert last(other.allocate([P], own("w0", "w"))[0].address.ip) == 53
+    for i in range(1, 4):
+        ipam.allocate([P], own(f"z{i}", z))  # z's chunk: .50-.52
+    z2 = f"{z}b"  # a node of the same process that never saw lane 3 after w's claim
+    ipam._ops.chunks._home[("lp", z2)] = 3
+    ipam._ops.chunks._lanes.pop(r.lane_key("lp", 3))
+    log.clear()
+    assert last(ipam.allocate([P], own("v0", z2))[0].address.ip) == 57  # after w's .53-.56
+    # the claim, its failure's read of the cursor (etcd: the same request), the claim again
+    assert [c for c in log if c[0] != "get" or c[1] == lane3][:3] == [("txn", lane3), ("get", lane3), ("txn", lane3)]
+    assert not [c for c in log if c[0] == "range"]
+    assert ipam._ops.chunks._home[("lp", z2)] == 3 and not ipam._ops.chunks._rescan
+
+
+def test_a_lanes_last_chunk_takes_the_rest() -> None:
+    """A lane whose length is not a multiple of the chunk: its last chunk takes what is left
+    (a lane of 17 offsets in chunks of 4: 4, 4, 4, 5), not a claim for one address."""
+    base = ip("198.18.0.1")
+    p70 = PoolSpec("lp", ipaddress.ip_network("198.18.0.0/24"), range_start=base, range_end=base + 69)
+    store = MemoryStore()
+    ipam = make(store)
+    bounds = ChunkSource.lane_bounds(PoolRange(p70), 0, 4)
+    assert bounds == (1, 18)  # lane 0: .1-.17
+    claims: list[dict[str, str]] = []
+    real = store.txn
+
+    def txn(compares, puts, *rest):  # type: ignore[no-untyped-def]
+        if r.pool_key("lp", "state") in puts:
+            claims.append(puts)
+        return real(compares, puts, *rest)
+
+    store.txn = txn  # type: ignore[method-assign]
+    got = [last(ipam.allocate([p70], own(f"a{i}", "n0"))[0].address.ip) for i in range(17)]
+    assert got == list(range(1, 18))
+    chunks = [json.loads(c[r.chunk_key("lp", "n0")]) for c in claims]
+    assert [c["end"] - c["start"] for c in chunks] == [4, 4, 4, 5]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -330,7 +411,21 @@ def test_nodes_that_raced_spread_over_the_lanes_nobody_claimed_from() -> None:
     assert len(set(firsts)) >= 15  # spread: most room would send all 32 to one lane
     assert not {0, 5, 9} & set(firsts)  # lanes claimed from come after every untouched one
     order = sorted(range(lanes), key=lambda ln: src._rank(pr, "node0", ln, lanes, read))
-    assert order[-3:] == [5, 9, 0]  # then by room: lane 5 (partly used), lane 9 (less), lane 0 (none)
+    assert order[-3:] == [5, 9, 0]  # then lane 5 (a chunk left), then by room: 9 (3 left), 0 (none)
+    # every lane claimed from, most with a chunk or more left: those in the node's order too
+    # (by room alone every node goes to the same lane), then the nearly used-up ones
+    read = {
+        0: state,
+        **{
+            ln: Entry(r.lane_key("x", ln), r.dumps({"cursor": lo + ln % 5}), 2)
+            for ln, (lo, _) in enumerate(bounds)
+            if ln
+        },
+    }
+    read[9] = lane[9]
+    firsts = [min(range(lanes), key=lambda ln: src._rank(pr, n, ln, lanes, read)) for n in nodes]
+    assert len(set(firsts)) >= 15 and not {0, 9} & set(firsts)
+    assert sorted(range(lanes), key=lambda ln: src._rank(pr, "node0", ln, lanes, read))[-2:] == [9, 0]
 
 
 def test_a_node_that_never_raced_spreads_out_once_other_nodes_claim_from_the_lanes() -> None:

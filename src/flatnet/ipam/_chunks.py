@@ -9,20 +9,25 @@ its chunk with a txn comparing only that key (and the address's key, create-only
 
 Chunks come from lanes: the pool's offsets cut into up to ``MAX_LANES`` stretches of at least
 ``LANE_MIN_CHUNKS`` chunks, each with its own cursor (lane 0's is ``state``'s, the others'
-``pools/<pool>/lane/<i>``). A node claims from lane 0 and the lanes after it in order, so a
-quiet pool fills address after address as with one cursor; a node that loses a claim race
-moves to the lane its name hashes to, so nodes claiming at the same moment stop comparing the
-same key. A node whose lane runs dry reads every lane's cursor once and makes the lane it
-claims from its own. In a pool other nodes claim from too (it raced, or the cursors it read show
-a lane another process claimed from), it takes a lane no node claimed from yet, in an order its
-name picks, so nodes whose lanes ran dry at the same moment spread out instead of racing again
-on the next lane or on the one with most room (none untouched: the one with most room); a pool
-only this process fills goes on in order. A 1k pool has 35 lanes, more than the 32 nodes that
-share it in the bench: 1.38 -> 1.22 requests per allocation, p99 ~90 -> ~55 ms.
+``pools/<pool>/lane/<i>``); a lane's last chunk takes what is left of it, so no lane ends in a
+claim for one or two addresses. A node claims from lane 0 and the lanes after it in order, so
+a quiet pool fills address after address as with one cursor; a node that loses a claim race
+moves to the lane its name hashes to (claimed as if untouched: no read of its cursor first), so
+nodes claiming at the same moment stop comparing the same key; one that loses again there
+shares that lane with another node, and reads every lane's cursor to pick another as below. A
+node whose lane runs dry reads every lane's cursor once and makes the lane it claims from its
+own. In a pool other nodes claim from too (it raced, or the cursors it read show a lane another
+process claimed from), it takes a lane no node claimed from yet, in an order its name picks,
+then a lane with a whole chunk left in that order too, then the one with most room, so nodes
+whose lanes ran dry at the same moment spread out instead of racing again on the next lane or
+on the one with most room; a pool only this process fills goes on in order. A 1k pool has 35
+lanes, more than the 32 nodes that share it in the bench: 1.38 -> 1.22 requests per
+allocation, p99 ~90 -> ~55 ms; with the moves above, 1.20 and ~42 ms.
 
 A node claims again with the lane cursor it last wrote, unread; a claim that loses gets the
 cursor and its chunk back in the failed txn's own request (``txn_else_read``: etcd's failure
-branch); lane 0's cursor (``state``) is cached the same way. The claim's txn also makes the new
+branch); lane 0's cursor (``state``) is cached the same way, and a scan of the lanes uses it as
+cached too (a stale one costs at most a failed claim in lane 0). The claim's txn also makes the new
 chunk's first address the asking pod's lease, so in a small pool (a claim every 7 allocations
 in a 1k pool) a claim costs no request of its own. Once any lane other than 0 moved
 (``pools/<pool>/laned``), ``state``'s cursor no longer tells never-used addresses from used
@@ -107,6 +112,8 @@ class ChunkSource:
         #: (pool, lane) this process claimed a chunk from: the lanes >= 1 a scan finds claimed
         #: from that are not among them say other nodes claim in the pool (``_others_in``)
         self._claimed: set[tuple[str, int]] = set()
+        #: (pool, node) whose next claim reads every lane's cursor first (``_claim_chunk``)
+        self._rescan: set[tuple[str, str]] = set()
 
     def serves(self, pr: PoolRange, owner: Owner) -> bool:
         return bool(owner.node) and pr.total >= self.min_pool
@@ -191,14 +198,21 @@ class ChunkSource:
         length = length or self.chunk_len(pr)
         raced = (name, node) in self._home
         own = self._home.get((name, node), 0) % lanes
+        # a node that lost a race in the lane it moved to after an earlier loss shares that
+        # lane with another: it reads the lanes and takes one by ``_rank``, not the same again
+        rescan = (name, node) in self._rescan
+        self._rescan.discard((name, node))
         # a lane's cursor never moves back: one seen at its end is not read again
         todo = [ln for ln in ((own + i) % lanes for i in range(lanes)) if not self._is_spent(pr, ln, lanes)]
         read: dict[int, Entry | None] | None = None  # every lane's cursor, read at once
         while todo:
-            if todo[0] != own and read is None:
+            if (todo[0] != own or rescan) and read is None:
                 # the node's own lane is used up: one range read of every lane's cursor, not
-                # a read per lane, to find the next with room
-                st = self.txns.store.get(r.pool_key(name, "state"))
+                # a read per lane, to find the next with room; ``state`` as this process last
+                # saw it (read only if never seen): a stale one costs a failed claim in lane 0
+                # at worst, which reads it back
+                skey = r.pool_key(name, "state")
+                st = self._lanes[skey] if skey in self._lanes else self.txns.store.get(skey)
                 lanes_read = self.txns.store.range(r.pool_key(name, "lane/"))
                 got = read = {0: st, **{int(e.key.rsplit("/", 1)[1]): e for e in lanes_read}}
                 self._lanes.update({e.key: e for e in lanes_read})
@@ -210,12 +224,21 @@ class ChunkSource:
                     # lane nobody claimed from yet (a pool only this process fills: in order)
                     todo.sort(key=lambda ln: self._rank(pr, node, ln, lanes, got))
             lane = todo.pop(0)
+            # a lane >= 1 whose cursor this process never saw is claimed as if untouched
+            blind = bool(lane) and read is None and r.lane_key(name, lane) not in self._lanes
             outcome, lease = self._claim_in_lane(pr, lane, lanes, key, ch, trusted, read, length, first)
             if outcome is Outcome.LOST and lanes > 1:
-                # another node claimed from this lane at the same moment: from now on this
-                # node starts at the lane its name hashes to (or, that one used up, another
-                # its name picks), away from the others
-                self._home[(name, node)] = self._away(pr, node, lanes)
+                if not raced:
+                    # another node claimed from this lane at the same moment: from now on
+                    # this node starts at the lane its name hashes to (or, that one used up,
+                    # another its name picks), away from the others
+                    self._home[(name, node)] = self._away(pr, node, lanes)
+                elif read is None and not blind:
+                    # lost again, in a lane it claimed from before: it shares that lane with
+                    # another node; its next claim reads every lane's cursor and takes the
+                    # lane ``_rank`` picks (a blind claim that found the lane in use only
+                    # learnt its cursor: it claims there again)
+                    self._rescan.add((name, node))
             elif outcome in (Outcome.STEPPED, Outcome.DONE):
                 self._claimed.add((name, lane))
                 if lane != own:
@@ -249,11 +272,16 @@ class ChunkSource:
         lanes no node claimed from yet first, in an order the node's name picks (nodes whose
         lanes ran dry at the same moment go to different ones: "the one with most room" sent
         them all to the same, and a 1k pool at 32 clients lost a claim race for every chunk
-        it claimed), then the others, most room first."""
+        it claimed), then lanes with a whole chunk left in that order too, then the others,
+        most room first."""
         room = self._room(pr, lane, lanes, read)
         if lane and read.get(lane) is None and room:
             return 0, zlib.crc32(f"{node}/{lane}".encode())
-        return 1, -room
+        if room >= self.chunk_len(pr):
+            # lanes with a whole chunk left, in the node's order too: by room alone, every node
+            # of a pool nearly full went to the same lane
+            return 1, zlib.crc32(f"{node}/{lane}".encode())
+        return 2, -room
 
     def _room(self, pr: PoolRange, lane: int, lanes: int, read: dict[int, Entry | None]) -> int:
         """Offsets lane ``lane`` has left by the cursors in ``read``."""
@@ -289,12 +317,18 @@ class ChunkSource:
         store, name = self.txns.store, pr.spec.name
         lkey = r.lane_key(name, lane)
         lo, hi = self.lane_bounds(pr, lane, lanes)
+        skey = r.pool_key(name, "state")
         if read is not None:
             cur = read.get(lane)
         elif lkey in self._lanes:
             # as this process last saw or wrote it: a stale one fails the compare, and the
             # failed txn brings the cursor back (lane 0, ``state``, also moves on releases)
             cur = self._lanes[lkey]
+        elif lane and skey in self._lanes:
+            # a lane >= 1 this process never saw (the one a node that lost a race moves to):
+            # claimed as if nobody claimed from it yet; if somebody did, the compare fails and
+            # brings its cursor back, one request as a read would be
+            cur = None
         else:
             cur = store.get(lkey)
         puts: dict[str, str] = {}
@@ -306,7 +340,10 @@ class ChunkSource:
         else:
             # a lane's first claim: a pool used before it had lanes has its state cursor past
             # addresses it handed out; start after them
-            st = read.get(0) if read is not None else store.get(r.pool_key(name, "state"))
+            if read is not None:
+                st = read.get(0)
+            else:
+                st = self._lanes[skey] if skey in self._lanes else store.get(skey)
             state, at = {}, r.state_of(st.value if st else None)["cursor"]
         if name not in self.laned and lane:
             puts[r.laned_key(name)] = "1"  # the FIFO must take every release from now on
@@ -314,6 +351,10 @@ class ChunkSource:
         if start is None or start >= hi:
             return Outcome.EMPTY, None
         end = min(start + length, hi)
+        if hi - end < length:
+            # the lane's last chunk takes the rest: a lane of 29 offsets in chunks of 7 left
+            # one offset at its end, a whole claim for one address
+            end = hi
         compares = [Compare(lkey, cur.version if cur else 0), self._guard(key, ch)]
         puts[lkey] = r.dumps({**state, "cursor": end})
         # with ``first``, the chunk's first offset is taken in this txn: its cursor is past it
