@@ -127,3 +127,21 @@ def test_ten_k_on_100_nodes_is_judged_on_the_agents_row_when_there_is_one() -> N
     assert both["10k pods / 100 nodes <= 2 s (sqlite, agents, 16 ADDs at once per node)"].holds is True
     etcd = both["10k pods / 100 nodes <= 3 s (etcd, agents, 16 ADDs at once per node)"]
     assert etcd.holds is False and etcd.measured == "3.50 s, 0 duplicates"
+
+
+def test_the_small_pools_fall_is_judged_against_the_big_pools_in_the_same_run() -> None:
+    """Issue 21: alloc/s "does not fall as clients are added" stays judged as written; a second
+    row compares the 1k pool's fall with the 1M pool's (no shared keys: the machine's own)."""
+    r = Results()
+    rates = {"1k": (1_500.0, 1_700.0, 1_330.0), "1M": (1_800.0, 2_000.0, 1_700.0)}
+    for size, (c8, c32, c128) in rates.items():
+        for c, x in ((8, c8), (32, c32), (128, c128)):
+            r.add("ipam", "etcd", f"alloc/s ({c} cl, {size} pool)", "1/s", x, better="higher")
+    by_goal = {t.goal: t for t in targets.judge(r) if t.goal.startswith("etcd, 1k pool: alloc/s")}
+    literal = next(t for g, t in by_goal.items() if "does not fall" in g)
+    against = next(t for g, t in by_goal.items() if "no more than the 1M" in g)
+    assert literal.holds is False and "falls 32->128 cl" in literal.measured  # 1,330 < 0.9 x 1,700
+    assert against.holds is True  # 0.78x against 0.85x: within 10% of the machine's own fall
+    assert against.measured == "8->32 cl: 1k 1.13x, 1M 1.11x; 32->128 cl: 1k 0.78x, 1M 0.85x"
+    r.add("ipam", "etcd", "alloc/s (128 cl, 1k pool)", "1/s", 1_000.0, better="higher")  # median 1,165: 0.69x
+    assert not next(t for t in targets.judge(r) if "no more than the 1M" in t.goal and "etcd" in t.goal).holds
