@@ -224,8 +224,14 @@ class ChunkSource:
                     # lane nobody claimed from yet (a pool only this process fills: in order)
                     todo.sort(key=lambda ln: self._rank(pr, node, ln, lanes, got))
             lane = todo.pop(0)
-            # a lane >= 1 whose cursor this process never saw is claimed as if untouched
-            blind = bool(lane) and read is None and r.lane_key(name, lane) not in self._lanes
+            # a lane >= 1 whose cursor this process never saw is claimed as if untouched (once
+            # it saw ``state``: ``_claim_in_lane`` reads the cursor otherwise)
+            blind = (
+                bool(lane)
+                and read is None
+                and r.lane_key(name, lane) not in self._lanes
+                and r.pool_key(name, "state") in self._lanes
+            )
             outcome, lease = self._claim_in_lane(pr, lane, lanes, key, ch, trusted, read, length, first)
             if outcome is Outcome.LOST and lanes > 1:
                 if not raced:
