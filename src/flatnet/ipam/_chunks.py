@@ -211,8 +211,7 @@ class ChunkSource:
                 # a read per lane, to find the next with room; ``state`` as this process last
                 # saw it (read only if never seen): a stale one costs a failed claim in lane 0
                 # at worst, which reads it back
-                skey = r.pool_key(name, "state")
-                st = self._lanes[skey] if skey in self._lanes else self.txns.store.get(skey)
+                st = self._state(name)
                 lanes_read = self.txns.store.range(r.pool_key(name, "lane/"))
                 got = read = {0: st, **{int(e.key.rsplit("/", 1)[1]): e for e in lanes_read}}
                 self._lanes.update({e.key: e for e in lanes_read})
@@ -224,14 +223,7 @@ class ChunkSource:
                     # lane nobody claimed from yet (a pool only this process fills: in order)
                     todo.sort(key=lambda ln: self._rank(pr, node, ln, lanes, got))
             lane = todo.pop(0)
-            # a lane >= 1 whose cursor this process never saw is claimed as if untouched (once
-            # it saw ``state``: ``_claim_in_lane`` reads the cursor otherwise)
-            blind = (
-                bool(lane)
-                and read is None
-                and r.lane_key(name, lane) not in self._lanes
-                and r.pool_key(name, "state") in self._lanes
-            )
+            blind = read is None and self._unread(name, lane)  # claimed without reading its cursor
             outcome, lease = self._claim_in_lane(pr, lane, lanes, key, ch, trusted, read, length, first)
             if outcome is Outcome.LOST and lanes > 1:
                 if not raced:
@@ -255,6 +247,18 @@ class ChunkSource:
                 return outcome, lease
             self._spent[(name, lane)] = (pr.last, lanes)
         return Outcome.EMPTY, None
+
+    def _state(self, name: str) -> Entry | None:
+        """The pool's ``state`` as this process last saw it; read only if it never did."""
+        skey = r.pool_key(name, "state")
+        return self._lanes[skey] if skey in self._lanes else self.txns.store.get(skey)
+
+    def _unread(self, name: str, lane: int) -> bool:
+        """Whether a claim in lane ``lane`` (no scan at hand) commits without reading the cursor
+        first, as if nobody claimed from the lane yet: a lane >= 1 this process never saw, once
+        it saw ``state`` (the lane's first claim starts after its cursor). If somebody did claim
+        there, the compare fails and brings the cursor back, one request as a read would be."""
+        return bool(lane) and r.lane_key(name, lane) not in self._lanes and r.pool_key(name, "state") in self._lanes
 
     def _is_spent(self, pr: PoolRange, lane: int, lanes: int) -> bool:
         return self._spent.get((pr.spec.name, lane)) == (pr.last, lanes)
@@ -323,18 +327,14 @@ class ChunkSource:
         store, name = self.txns.store, pr.spec.name
         lkey = r.lane_key(name, lane)
         lo, hi = self.lane_bounds(pr, lane, lanes)
-        skey = r.pool_key(name, "state")
         if read is not None:
             cur = read.get(lane)
         elif lkey in self._lanes:
             # as this process last saw or wrote it: a stale one fails the compare, and the
             # failed txn brings the cursor back (lane 0, ``state``, also moves on releases)
             cur = self._lanes[lkey]
-        elif lane and skey in self._lanes:
-            # a lane >= 1 this process never saw (the one a node that lost a race moves to):
-            # claimed as if nobody claimed from it yet; if somebody did, the compare fails and
-            # brings its cursor back, one request as a read would be
-            cur = None
+        elif self._unread(name, lane):
+            cur = None  # the lane a node that lost a race moves to, never seen here
         else:
             cur = store.get(lkey)
         puts: dict[str, str] = {}
@@ -346,10 +346,7 @@ class ChunkSource:
         else:
             # a lane's first claim: a pool used before it had lanes has its state cursor past
             # addresses it handed out; start after them
-            if read is not None:
-                st = read.get(0)
-            else:
-                st = self._lanes[skey] if skey in self._lanes else store.get(skey)
+            st = read.get(0) if read is not None else self._state(name)
             state, at = {}, r.state_of(st.value if st else None)["cursor"]
         if name not in self.laned and lane:
             puts[r.laned_key(name)] = "1"  # the FIFO must take every release from now on
